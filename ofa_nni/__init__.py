@@ -1,0 +1,21 @@
+"""ofa-nni: Once-for-All (Cai et al., ICLR 2020) for NNI and Optuna.
+
+Train one elastic supernet, then specialize it for many deployment targets. The core (this
+package) needs neither NNI's experiment machinery nor Optuna; ``search_spaces`` and ``strategies``
+adapt it to them.
+"""
+
+from ofa_nni import _nni_compat
+from ofa_nni.arch import DEFAULT_RESOLUTIONS, ArchSpace, Sample
+from ofa_nni.costs import AnalyticCostModel
+
+_nni_compat.apply()
+
+__all__ = [
+    "ArchSpace",
+    "Sample",
+    "DEFAULT_RESOLUTIONS",
+    "AnalyticCostModel",
+]
+
+__version__ = "0.1.0"

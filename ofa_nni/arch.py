@@ -1,0 +1,437 @@
+"""The OFA-MobileNetV3 search space as plain data: choices, labels, samples, arch strings, encodings.
+
+Nothing here needs torch or NNI, so the search engine, the predictors and the cost models work on
+samples and integer-encoded populations without building a network.
+
+Labels (stable, documented; stages and blocks count from 1)::
+
+    resolution                 input resolution, e.g. 160
+    stage{s}.depth             number of active blocks of elastic stage s (the first d run)
+    stage{s}.block{b}.kernel   depthwise kernel size of block b of stage s
+    stage{s}.block{b}.expand   expand ratio of block b of stage s
+
+Blocks beyond a stage's depth are inactive: their kernel/expand values are kept in the sample (NNI
+samples every label) but do not affect the forward pass, the MACs or the feature encoding.
+
+Arch strings (in the spirit of timm's block strings) write a sample compactly::
+
+    r160_k3e4-k5e6|k7e6-k3e3_k5e3-k5e3-k5e3-k5e3_...
+
+``r160`` is the resolution; then one ``_``-separated group per stage with one ``k<kernel>e<expand>``
+token per block; ``|`` marks the stage's depth (blocks after it are inactive). No ``|`` means the
+stage runs at full depth.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ofa_nni._utils import make_divisible
+
+__all__ = [
+    "ArchSpace",
+    "Sample",
+    "DEFAULT_RESOLUTIONS",
+]
+
+Sample = dict[str, Any]
+"""A sample: ``{label: value}``, as NNI defines it."""
+
+DEFAULT_RESOLUTIONS: tuple[int, ...] = tuple(range(128, 225, 4))
+"""OFA's resolutions: every multiple of 4 in [128, 224] (25 sizes)."""
+
+_ACTIVATIONS = ("relu", "hswish")
+_BLOCK_TOKEN = re.compile(r"^k(\d+)e(\d+(?:\.\d+)?)$")
+
+
+def _as_tuple(name: str, values: Iterable[Any]) -> tuple[Any, ...]:
+    try:
+        result = tuple(values)
+    except TypeError:
+        raise ValueError(f"{name} must be a sequence, got {values!r}") from None
+    if not result:
+        raise ValueError(f"{name} must not be empty")
+    return result
+
+
+def _format_number(value: float) -> str:
+    return f"{value:g}"
+
+
+@dataclasses.dataclass(frozen=True)
+class ArchSpace:
+    """Shape and choices of an OFA-MobileNetV3 supernet (Cai et al., ICLR 2020, Sec. 3.1).
+
+    The defaults reproduce the paper's space: 5 elastic stages of up to 4 blocks, kernel {3, 5, 7},
+    expand ratio {3, 4, 6}, depth {2, 3, 4}, resolution {128, 132, ..., 224}. Every choice list and
+    width is an argument so that tests and CPU demos can build a small space.
+
+    Args:
+        kernel_sizes: Depthwise kernel choices (odd, ascending after normalisation).
+        expand_ratios: Expand-ratio choices of the elastic blocks.
+        depths: Depth choices of every elastic stage; the largest is the number of blocks per stage.
+        resolutions: Input resolution choices.
+        base_widths: Widths before ``width_mult``: stem, first block, one per elastic stage, final
+            expand, feature mix (``2 + num_stages + 2`` values).
+        stage_strides: Stride of the first block of each elastic stage.
+        stage_activations: ``"relu"`` or ``"hswish"`` per elastic stage.
+        stage_se: Whether each elastic stage uses squeeze-and-excite.
+        width_mult: Width multiplier applied to ``base_widths`` (rounded to multiples of 8).
+        num_classes: Classifier outputs.
+    """
+
+    kernel_sizes: tuple[int, ...] = (3, 5, 7)
+    expand_ratios: tuple[float, ...] = (3, 4, 6)
+    depths: tuple[int, ...] = (2, 3, 4)
+    resolutions: tuple[int, ...] = DEFAULT_RESOLUTIONS
+    base_widths: tuple[int, ...] = (16, 16, 24, 40, 80, 112, 160, 960, 1280)
+    stage_strides: tuple[int, ...] = (2, 2, 2, 1, 2)
+    stage_activations: tuple[str, ...] = ("relu", "relu", "hswish", "hswish", "hswish")
+    stage_se: tuple[bool, ...] = (False, True, False, True, True)
+    width_mult: float = 1.0
+    num_classes: int = 1000
+
+    def __post_init__(self) -> None:
+        def set_field(name: str, value: Any) -> None:
+            object.__setattr__(self, name, value)
+
+        for name in ("kernel_sizes", "expand_ratios", "depths", "resolutions"):
+            values = _as_tuple(name, getattr(self, name))
+            for value in values:
+                if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                    raise ValueError(f"{name} must hold numbers, got {value!r}")
+                if value <= 0:
+                    raise ValueError(f"{name} must be positive, got {value!r}")
+            if len(set(values)) != len(values):
+                raise ValueError(f"{name} has duplicates: {values}")
+            kind = float if name == "expand_ratios" else int
+            normalized = tuple(sorted(kind(v) for v in values))
+            if kind is int and any(float(v) != int(v) for v in values):
+                raise ValueError(f"{name} must hold whole numbers, got {values}")
+            if name == "expand_ratios":
+                normalized = tuple(int(v) if float(v).is_integer() else v for v in normalized)
+            set_field(name, normalized)
+        if any(k % 2 == 0 for k in self.kernel_sizes):
+            raise ValueError(f"kernel_sizes must be odd, got {self.kernel_sizes}")
+        for name in ("base_widths", "stage_strides", "stage_activations", "stage_se"):
+            set_field(name, _as_tuple(name, getattr(self, name)))
+        num_stages = len(self.stage_strides)
+        if len(self.base_widths) != num_stages + 4:
+            raise ValueError(
+                f"base_widths needs {num_stages + 4} values (stem, first block, {num_stages} stages, "
+                f"final expand, feature mix) for {num_stages} stages, got {len(self.base_widths)}"
+            )
+        for name in ("stage_activations", "stage_se"):
+            if len(getattr(self, name)) != num_stages:
+                raise ValueError(f"{name} needs {num_stages} values (one per stage), got {getattr(self, name)}")
+        for act in self.stage_activations:
+            if act not in _ACTIVATIONS:
+                raise ValueError(f"stage_activations: unknown activation {act!r}; allowed: {_ACTIVATIONS}")
+        if any(s not in (1, 2) for s in self.stage_strides):
+            raise ValueError(f"stage_strides must be 1 or 2, got {self.stage_strides}")
+        if self.width_mult <= 0:
+            raise ValueError(f"width_mult must be positive, got {self.width_mult}")
+        if int(self.num_classes) != self.num_classes or self.num_classes < 1:
+            raise ValueError(f"num_classes must be a positive integer, got {self.num_classes}")
+
+    # ------------------------------------------------------------------ shape
+    @property
+    def num_stages(self) -> int:
+        return len(self.stage_strides)
+
+    @property
+    def max_depth(self) -> int:
+        """Blocks per elastic stage in the supernet."""
+        return max(self.depths)
+
+    @property
+    def num_blocks(self) -> int:
+        """Elastic blocks in the supernet (20 in the default space)."""
+        return self.num_stages * self.max_depth
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """``base_widths`` scaled by ``width_mult`` and rounded to multiples of 8."""
+        return tuple(make_divisible(w * self.width_mult) for w in self.base_widths)
+
+    @property
+    def stem_width(self) -> int:
+        return self.widths[0]
+
+    @property
+    def first_block_width(self) -> int:
+        return self.widths[1]
+
+    @property
+    def stage_widths(self) -> tuple[int, ...]:
+        return self.widths[2 : 2 + self.num_stages]
+
+    @property
+    def final_expand_width(self) -> int:
+        return self.widths[-2]
+
+    @property
+    def feature_mix_width(self) -> int:
+        return self.widths[-1]
+
+    def block_in_channels(self, stage: int, block: int) -> int:
+        """Input channels of (0-based) ``block`` of (0-based) ``stage``."""
+        if block > 0:
+            return self.stage_widths[stage]
+        return self.stage_widths[stage - 1] if stage > 0 else self.first_block_width
+
+    def mid_channels(self, in_channels: int, expand_ratio: float) -> int:
+        """Width of an MBConv block's expanded layer (OFA: make_divisible(round(in * e), 8))."""
+        return make_divisible(round(in_channels * expand_ratio))
+
+    @staticmethod
+    def se_channels(mid_channels: int) -> int:
+        """Squeeze-and-excite reduce width (OFA: make_divisible(mid // 4, 8))."""
+        return make_divisible(mid_channels // 4)
+
+    # ----------------------------------------------------------------- labels
+    @staticmethod
+    def kernel_label(stage: int, block: int) -> str:
+        return f"stage{stage + 1}.block{block + 1}.kernel"
+
+    @staticmethod
+    def expand_label(stage: int, block: int) -> str:
+        return f"stage{stage + 1}.block{block + 1}.expand"
+
+    @staticmethod
+    def depth_label(stage: int) -> str:
+        return f"stage{stage + 1}.depth"
+
+    RESOLUTION_LABEL = "resolution"
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """All labels in canonical order: kernels, expands (block order), depths, resolution.
+
+        The order is OFA's (``ks``, ``e``, ``d``, ``r``) and is the column order of
+        :meth:`to_indices`.
+        """
+        blocks = [(s, b) for s in range(self.num_stages) for b in range(self.max_depth)]
+        return (
+            tuple(self.kernel_label(s, b) for s, b in blocks)
+            + tuple(self.expand_label(s, b) for s, b in blocks)
+            + tuple(self.depth_label(s) for s in range(self.num_stages))
+            + (self.RESOLUTION_LABEL,)
+        )
+
+    def choices(self, label: str) -> tuple[Any, ...]:
+        """The allowed values of ``label``."""
+        return self._choices_by_label()[label]
+
+    def _choices_by_label(self) -> dict[str, tuple[Any, ...]]:
+        cached = self.__dict__.get("_choices_cache")
+        if cached is None:
+            cached = {}
+            for label in self.labels:
+                if label.endswith(".kernel"):
+                    cached[label] = self.kernel_sizes
+                elif label.endswith(".expand"):
+                    cached[label] = self.expand_ratios
+                elif label.endswith(".depth"):
+                    cached[label] = self.depths
+                else:
+                    cached[label] = self.resolutions
+            object.__setattr__(self, "_choices_cache", cached)
+        return cached
+
+    @property
+    def cardinalities(self) -> np.ndarray:
+        """Number of choices per label, in :attr:`labels` order."""
+        return np.array([len(self.choices(label)) for label in self.labels], dtype=np.int64)
+
+    # -------------------------------------------------------------- samples
+    def validate(self, sample: Mapping[str, Any]) -> Sample:
+        """Check ``sample`` and return a normalised copy (values as the choices spell them).
+
+        Raises:
+            ValueError: naming the label and the allowed values, for a missing or unknown label, a
+                value outside the choices or of the wrong type.
+        """
+        if not isinstance(sample, Mapping):
+            raise ValueError(f"a sample must be a dict {{label: value}}, got {type(sample).__name__}")
+        choices = self._choices_by_label()
+        unknown = [label for label in sample if label not in choices]
+        if unknown:
+            raise ValueError(
+                f"unknown label(s) {unknown}; allowed labels look like 'stage1.block1.kernel', "
+                f"'stage1.block1.expand', 'stage1.depth', 'resolution' "
+                f"({self.num_stages} stages, {self.max_depth} blocks each)"
+            )
+        missing = [label for label in choices if label not in sample]
+        if missing:
+            shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+            raise ValueError(f"sample is missing {len(missing)} label(s): {shown}")
+        result: Sample = {}
+        for label, allowed in choices.items():
+            result[label] = self._normalize_value(label, sample[label], allowed)
+        return result
+
+    @staticmethod
+    def _normalize_value(label: str, value: Any, allowed: tuple[Any, ...]) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise ValueError(
+                f"{label}: expected a number, one of {list(allowed)}; got {value!r} ({type(value).__name__})"
+            )
+        for choice in allowed:
+            if value == choice:
+                return choice
+        raise ValueError(f"{label}: {value!r} is not allowed; allowed values: {list(allowed)}")
+
+    def is_block_active(self, sample: Mapping[str, Any], stage: int, block: int) -> bool:
+        return block < sample[self.depth_label(stage)]
+
+    def min_sample(self) -> Sample:
+        """The smallest subnet: smallest choice of every label."""
+        return {label: self.choices(label)[0] for label in self.labels}
+
+    def max_sample(self) -> Sample:
+        """The largest subnet: largest choice of every label."""
+        return {label: self.choices(label)[-1] for label in self.labels}
+
+    def random_sample(self, rng: np.random.Generator | int | None = None) -> Sample:
+        """A uniformly random sample (every label independently uniform over its choices)."""
+        return self.from_indices(self.random_indices(1, rng)[0])
+
+    def random_indices(self, n: int, rng: np.random.Generator | int | None = None) -> np.ndarray:
+        """``n`` uniformly random samples as an integer array of shape ``(n, len(labels))``."""
+        rng = np.random.default_rng(rng)
+        return rng.integers(0, self.cardinalities, size=(n, len(self.labels)))
+
+    # -------------------------------------------------------------- encodings
+    def to_indices(self, sample: Mapping[str, Any]) -> np.ndarray:
+        """Integer encoding: the index of each label's value among its choices (:attr:`labels` order)."""
+        sample = self.validate(sample)
+        return np.array(
+            [self.choices(label).index(sample[label]) for label in self.labels], dtype=np.int64
+        )
+
+    def from_indices(self, indices: Sequence[int] | np.ndarray) -> Sample:
+        """Inverse of :meth:`to_indices`."""
+        row = np.asarray(indices)
+        if row.shape != (len(self.labels),):
+            raise ValueError(f"expected {len(self.labels)} indices, got shape {row.shape}")
+        sample: Sample = {}
+        for label, index in zip(self.labels, row.tolist()):
+            allowed = self.choices(label)
+            if not 0 <= index < len(allowed):
+                raise ValueError(f"{label}: index {index} out of range for choices {list(allowed)}")
+            sample[label] = allowed[index]
+        return sample
+
+    @property
+    def feature_dim(self) -> int:
+        """Length of :meth:`to_features` vectors (145 in the default space)."""
+        return len(self.resolutions) + self.num_blocks * (len(self.kernel_sizes) + len(self.expand_ratios))
+
+    def to_features(self, samples: Sample | Sequence[Sample] | np.ndarray) -> np.ndarray:
+        """OFA's predictor features: one-hot resolution, then one-hot kernel per block, then one-hot
+        expand ratio per block; inactive blocks are all zeros (the layout of OFA's
+        ``MobileNetArchEncoder``, so its predictors can be reused).
+
+        Accepts one sample, a list of samples, or an integer array from :meth:`to_indices`
+        (``(n, len(labels))``, batched without a Python loop per row). Returns ``float32``.
+        """
+        if isinstance(samples, Mapping):
+            return self.to_features(self.to_indices(samples)[None])[0]
+        if not isinstance(samples, np.ndarray):
+            samples = np.stack([self.to_indices(s) for s in samples]) if len(samples) else np.zeros(
+                (0, len(self.labels)), dtype=np.int64
+            )
+        indices = np.asarray(samples, dtype=np.int64)
+        n_blocks, n_k, n_e = self.num_blocks, len(self.kernel_sizes), len(self.expand_ratios)
+        kernels = indices[:, :n_blocks]
+        expands = indices[:, n_blocks : 2 * n_blocks]
+        depth_idx = indices[:, 2 * n_blocks : 2 * n_blocks + self.num_stages]
+        depths = np.asarray(self.depths)[depth_idx]  # (n, stages)
+        position = np.tile(np.arange(self.max_depth), self.num_stages)  # block position in its stage
+        active = position[None, :] < np.repeat(depths, self.max_depth, axis=1)  # (n, blocks)
+        n = indices.shape[0]
+        features = np.zeros((n, self.feature_dim), dtype=np.float32)
+        rows = np.arange(n)
+        features[rows, indices[:, -1]] = 1.0
+        offset = len(self.resolutions)
+        block_ids = np.arange(n_blocks)
+        r, b = np.nonzero(active)
+        features[r, offset + block_ids[b] * n_k + kernels[r, b]] = 1.0
+        offset += n_blocks * n_k
+        features[r, offset + block_ids[b] * n_e + expands[r, b]] = 1.0
+        return features
+
+    # ------------------------------------------------------------ arch strings
+    def format(self, sample: Mapping[str, Any]) -> str:
+        """The compact arch string of ``sample`` (see the module docstring)."""
+        sample = self.validate(sample)
+        groups = [f"r{sample[self.RESOLUTION_LABEL]}"]
+        for s in range(self.num_stages):
+            tokens = [
+                f"k{sample[self.kernel_label(s, b)]}e{_format_number(sample[self.expand_label(s, b)])}"
+                for b in range(self.max_depth)
+            ]
+            depth = sample[self.depth_label(s)]
+            active, inactive = "-".join(tokens[:depth]), "-".join(tokens[depth:])
+            groups.append(active + ("|" + inactive if inactive else ""))
+        return "_".join(groups)
+
+    def parse(self, arch: str) -> Sample:
+        """Parse an arch string written by :meth:`format` (raises ValueError saying what is wrong)."""
+        if not isinstance(arch, str):
+            raise ValueError(f"an arch string must be a str, got {type(arch).__name__}")
+        example = f"'{self.format(self.max_sample())[:40]}...'"
+        groups = arch.strip().split("_")
+        if len(groups) != self.num_stages + 1:
+            raise ValueError(
+                f"arch string {arch!r}: expected {self.num_stages + 1} '_'-separated groups "
+                f"(resolution + {self.num_stages} stages), got {len(groups)}; example {example}"
+            )
+        head = groups[0]
+        if not re.fullmatch(r"r\d+", head):
+            raise ValueError(f"arch string {arch!r}: first group must be 'r<resolution>', got {head!r}")
+        sample: Sample = {self.RESOLUTION_LABEL: int(head[1:])}
+        for s, group in enumerate(groups[1:]):
+            parts = group.split("|")
+            if len(parts) > 2:
+                raise ValueError(f"arch string {arch!r}: stage {s + 1} has more than one '|': {group!r}")
+            active = parts[0].split("-") if parts[0] else []
+            inactive = parts[1].split("-") if len(parts) == 2 and parts[1] else []
+            if len(parts) == 2 and not parts[1]:
+                raise ValueError(f"arch string {arch!r}: stage {s + 1} has a '|' with no blocks after it")
+            tokens = active + inactive
+            if len(tokens) != self.max_depth:
+                raise ValueError(
+                    f"arch string {arch!r}: stage {s + 1} must list {self.max_depth} blocks "
+                    f"(active, then '|', then inactive), got {len(tokens)} in {group!r}"
+                )
+            sample[self.depth_label(s)] = len(active)
+            for b, token in enumerate(tokens):
+                match = _BLOCK_TOKEN.match(token)
+                if match is None:
+                    raise ValueError(
+                        f"arch string {arch!r}: stage {s + 1} block {b + 1}: {token!r} is not "
+                        f"'k<kernel>e<expand>' (e.g. 'k5e4')"
+                    )
+                expand = float(match.group(2))
+                sample[self.kernel_label(s, b)] = int(match.group(1))
+                sample[self.expand_label(s, b)] = int(expand) if expand.is_integer() else expand
+        return self.validate(sample)
+
+    # ------------------------------------------------------------- signature
+    def signature(self) -> dict[str, Any]:
+        """A JSON-able description of the space, stored with predictors, tables and checkpoints so
+        that an artefact built for another space is refused."""
+        data = dataclasses.asdict(self)
+        data.pop("_choices_cache", None)
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in data.items()}
+
+    @classmethod
+    def from_signature(cls, signature: Mapping[str, Any]) -> ArchSpace:
+        return cls(**{key: tuple(v) if isinstance(v, list) else v for key, v in signature.items()})

@@ -1,0 +1,141 @@
+"""Analytic MACs and parameter counts of OFA-MobileNetV3 subnets, from the sample alone.
+
+Costs are per-block lookup tables (block, kernel, expand, resolution) built once per space; a
+population of integer-encoded samples is costed with one gather and a masked sum, no forward pass
+and no Python loop per candidate. The counts equal a measured count on the frozen model
+(``torch.utils.flop_counter.FlopCounterMode`` FLOPs / 2, and ``sum(p.numel())``): convolutions and
+the classifier count, batch norm, activations, pooling and the SE multiply do not (as in OFA's
+``count_net_flops`` and the paper's MACs figures).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, overload
+
+import numpy as np
+
+from ofa_nni.arch import ArchSpace
+
+__all__ = ["AnalyticCostModel"]
+
+
+def _conv_out(size: int, stride: int) -> int:
+    # Odd kernel k with padding k // 2: floor((size - 1) / stride) + 1 for every k.
+    return (size - 1) // stride + 1
+
+
+class AnalyticCostModel:
+    """MACs and parameters of subnets of ``space``.
+
+    Example:
+        >>> costs = AnalyticCostModel(ArchSpace())
+        >>> costs.macs(ArchSpace().max_sample())  # one sample -> int
+        >>> costs.macs(indices)                   # (n, labels) int array -> (n,) int64 array
+    """
+
+    def __init__(self, space: ArchSpace) -> None:
+        self.space = space
+        n_r = len(space.resolutions)
+        n_k, n_e = len(space.kernel_sizes), len(space.expand_ratios)
+        self.block_macs = np.zeros((space.num_blocks, n_k, n_e, n_r), dtype=np.int64)
+        self.block_params = np.zeros((space.num_blocks, n_k, n_e), dtype=np.int64)
+        self.fixed_macs = np.zeros(n_r, dtype=np.int64)
+        has_expand_conv = max(space.expand_ratios) != 1
+
+        for r_idx, resolution in enumerate(space.resolutions):
+            size = _conv_out(resolution, 2)
+            stem, first = space.stem_width, space.first_block_width
+            macs = size * size * 3 * stem * 9  # stem conv 3x3 stride 2
+            macs += size * size * stem * 9 + size * size * stem * first  # first block: dw 3x3 + project
+            for s in range(space.num_stages):
+                for b in range(space.max_depth):
+                    stride = space.stage_strides[s] if b == 0 else 1
+                    out_size = _conv_out(size, stride)
+                    c_in, c_out = space.block_in_channels(s, b), space.stage_widths[s]
+                    block = s * space.max_depth + b
+                    for e_idx, expand in enumerate(space.expand_ratios):
+                        mid = space.mid_channels(c_in, expand)
+                        for k_idx, kernel in enumerate(space.kernel_sizes):
+                            block_macs = out_size * out_size * mid * (kernel * kernel + c_out)
+                            if has_expand_conv:
+                                block_macs += size * size * c_in * mid
+                            if space.stage_se[s]:
+                                block_macs += 2 * mid * space.se_channels(mid)
+                            self.block_macs[block, k_idx, e_idx, r_idx] = block_macs
+                    size = out_size
+            macs += size * size * space.stage_widths[-1] * space.final_expand_width
+            macs += space.final_expand_width * space.feature_mix_width
+            macs += space.feature_mix_width * space.num_classes
+            self.fixed_macs[r_idx] = macs
+
+        stem, first = space.stem_width, space.first_block_width
+        self.fixed_params = (
+            3 * stem * 9 + 2 * stem  # stem conv + BN
+            + stem * 9 + 2 * stem + stem * first + 2 * first  # first block
+            + space.stage_widths[-1] * space.final_expand_width + 2 * space.final_expand_width
+            + space.final_expand_width * space.feature_mix_width  # feature mix: no bias, no BN
+            + space.feature_mix_width * space.num_classes + space.num_classes
+        )
+        for s in range(space.num_stages):
+            for b in range(space.max_depth):
+                c_in, c_out = space.block_in_channels(s, b), space.stage_widths[s]
+                for e_idx, expand in enumerate(space.expand_ratios):
+                    mid = space.mid_channels(c_in, expand)
+                    for k_idx, kernel in enumerate(space.kernel_sizes):
+                        params = mid * kernel * kernel + 2 * mid + mid * c_out + 2 * c_out
+                        if has_expand_conv:
+                            params += c_in * mid + 2 * mid
+                        if space.stage_se[s]:
+                            se = space.se_channels(mid)
+                            params += 2 * mid * se + se + mid
+                        self.block_params[s * space.max_depth + b, k_idx, e_idx] = params
+
+    def _split(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        space = self.space
+        n_blocks = space.num_blocks
+        kernels = indices[:, :n_blocks]
+        expands = indices[:, n_blocks : 2 * n_blocks]
+        depths = np.asarray(space.depths)[indices[:, 2 * n_blocks : 2 * n_blocks + space.num_stages]]
+        position = np.tile(np.arange(space.max_depth), space.num_stages)
+        active = position[None, :] < np.repeat(depths, space.max_depth, axis=1)
+        return kernels, expands, active, indices[:, -1]
+
+    def _as_indices(self, samples: Any) -> tuple[np.ndarray, bool]:
+        if isinstance(samples, Mapping):
+            return self.space.to_indices(samples)[None], True
+        if isinstance(samples, np.ndarray):
+            if samples.ndim != 2 or samples.shape[1] != len(self.space.labels):
+                raise ValueError(
+                    f"expected an index array of shape (n, {len(self.space.labels)}), got {samples.shape}"
+                )
+            return samples.astype(np.int64, copy=False), False
+        return np.stack([self.space.to_indices(s) for s in samples]), False
+
+    @overload
+    def macs(self, samples: Mapping[str, Any]) -> int: ...
+    @overload
+    def macs(self, samples: np.ndarray | Sequence[Mapping[str, Any]]) -> np.ndarray: ...
+
+    def macs(self, samples: Any) -> Any:
+        """Multiply-accumulates of one sample (``int``) or of a population (``(n,)`` array)."""
+        indices, single = self._as_indices(samples)
+        kernels, expands, active, res = self._split(indices)
+        blocks = np.arange(self.space.num_blocks)[None, :]
+        per_block = self.block_macs[blocks, kernels, expands, res[:, None]]
+        total = self.fixed_macs[res] + (per_block * active).sum(axis=1)
+        return int(total[0]) if single else total
+
+    @overload
+    def params(self, samples: Mapping[str, Any]) -> int: ...
+    @overload
+    def params(self, samples: np.ndarray | Sequence[Mapping[str, Any]]) -> np.ndarray: ...
+
+    def params(self, samples: Any) -> Any:
+        """Parameters of the frozen subnet of one sample (``int``) or of a population (array)."""
+        indices, single = self._as_indices(samples)
+        kernels, expands, active, _ = self._split(indices)
+        blocks = np.arange(self.space.num_blocks)[None, :]
+        per_block = self.block_params[blocks, kernels, expands]
+        total = self.fixed_params + (per_block * active).sum(axis=1)
+        return int(total[0]) if single else total
