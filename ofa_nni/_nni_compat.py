@@ -1,3 +1,53 @@
-"""Placeholder, replaced below."""
+"""The one place for NNI 3.0 workarounds on today's torch / Lightning / numpy.
+
+NNI 3.0 (its last release, 2023) predates torch 2.2+, Lightning 2.2+, numpy 2 and setuptools 81.
+Each workaround below names what breaks; :func:`apply` is called when ``ofa_nni`` is imported and
+is idempotent. ``tests/test_nni_compat.py`` checks both that every patch is still *needed* (the
+unpatched behaviour still fails) and that it *works*, so a future NNI or torch release that fixes
+or changes the behaviour makes a test fail instead of leaving dead code here.
+
+1. Import-time RuntimeWarnings: ``nni.nas.nn.pytorch.layers`` wraps every class in ``torch.nn``
+   and warns for each one that is not a Module (``torch.nn.Buffer``, ...), once per process.
+2. ``MixedOperation.freeze`` (one-shot supermodules, e.g. NNI's own MobileNetV3Space under
+   ``RandomOneShot``) builds a state dict with ``{'bias': None}`` for bias-free convs, which
+   ``load_state_dict`` of torch >= 2.x rejects; the patch drops ``None`` entries.
+3. ``nnictl`` imports ``pkg_resources``: pinned ``setuptools<81`` in pyproject.toml (not a patch).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+__all__ = ["apply", "NON_MODULE_WARNING", "original_mixed_operation_freeze"]
+
+NON_MODULE_WARNING = r".* is found to be not a nn\.Module, which is unexpected"
+"""Message pattern of NNI's import-time RuntimeWarning (workaround 1)."""
+
+_applied = False
+original_mixed_operation_freeze: Any = None
+"""NNI's own ``MixedOperation.freeze``, kept so tests can show the patch is still needed."""
+
+
+def _mixed_operation_freeze(self: Any, sample: Any) -> Any:
+    """``MixedOperation.freeze`` of NNI 3.0, without ``None`` entries in the copied state dict."""
+    arguments = {**self.init_arguments}
+    for name, mutable in self.mutable_arguments.items():
+        arguments[name] = mutable.freeze(sample)
+    operation = self.bound_type(**arguments)
+    state_dict = {key: value for key, value in self.freeze_weight(**arguments).items() if value is not None}
+    operation.load_state_dict(state_dict)
+    return operation
+
+
 def apply() -> None:
-    pass
+    """Apply the workarounds (idempotent)."""
+    global _applied, original_mixed_operation_freeze
+    if _applied:
+        return
+    warnings.filterwarnings("ignore", message=NON_MODULE_WARNING, category=RuntimeWarning)
+    from nni.nas.oneshot.pytorch.supermodule.operation import MixedOperation
+
+    original_mixed_operation_freeze = MixedOperation.freeze
+    MixedOperation.freeze = _mixed_operation_freeze  # type: ignore[method-assign]
+    _applied = True

@@ -1,0 +1,34 @@
+"""``ofa-nni info``: describe a search space (labels, choices, size, smallest/largest subnet)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from ofa_nni.arch import ArchSpace
+from ofa_nni.costs import AnalyticCostModel
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "info",
+        help="describe the default OFA-MobileNetV3 space (or a checkpoint's)",
+        description="Print the search space: labels, choices, number of subnets, smallest and largest subnet.",
+    )
+    parser.add_argument("--num-classes", type=int, default=1000, help="classifier outputs (default 1000)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    space = ArchSpace(num_classes=args.num_classes)
+    costs = AnalyticCostModel(space)
+    per_stage = sum((len(space.kernel_sizes) * len(space.expand_ratios)) ** d for d in space.depths)
+    subnets = per_stage**space.num_stages
+    print(f"OFA-MobileNetV3: {space.num_stages} stages x up to {space.max_depth} blocks, {len(space.labels)} labels")
+    print(f"  kernel {list(space.kernel_sizes)}  expand {list(space.expand_ratios)}  depth {list(space.depths)}")
+    print(f"  resolution {space.resolutions[0]}..{space.resolutions[-1]} ({len(space.resolutions)} sizes)")
+    print(f"  subnets: {subnets:.3g} x {len(space.resolutions)} resolutions (10^{math.log10(subnets):.1f})")
+    for name, sample in (("smallest", space.min_sample()), ("largest", space.max_sample())):
+        print(f"  {name:8s} {costs.macs(sample) / 1e6:8.1f} MMACs {costs.params(sample) / 1e6:6.2f} M params")
+        print(f"           {space.format(sample)}")
+    return 0
