@@ -1,0 +1,94 @@
+"""Shared fixtures: small spaces that build and run in milliseconds on a CPU."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+import torch
+
+import ofa_nni  # noqa: F401  (applies the NNI compat patches, imports NNI)
+
+# Tests share two cores with each other's processes; one thread each keeps timings sane.
+torch.set_num_threads(int(os.environ.get("OFA_NNI_TEST_THREADS", "1")))
+
+
+class _CurrentStdout:
+    """NNI binds its log handler to the ``sys.stdout`` of import time, which pytest's capture
+    closes after a test ("I/O operation on closed file" noise); write to the current one instead."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+def _rebind_nni_stdout_handler() -> None:
+    from nni.runtime import log
+
+    handler = log._handlers.get("_stdout_")
+    if handler is not None:
+        handler.setStream(_CurrentStdout())  # type: ignore[attr-defined]
+
+
+_rebind_nni_stdout_handler()
+
+TINY_SPACE_KWARGS = dict(
+    kernel_sizes=(3, 5),
+    expand_ratios=(2, 3),
+    depths=(1, 2),
+    resolutions=(32, 40),
+    base_widths=(8, 8, 16, 24, 32, 48, 64),
+    stage_strides=(2, 2, 2),
+    stage_activations=("relu", "hswish", "hswish"),
+    stage_se=(False, True, True),
+    num_classes=4,
+)
+"""A 3-stage space with every feature of the default one (SE, h-swish, kernel transforms)."""
+
+SMALL_SPACE_KWARGS = dict(
+    resolutions=(64, 72, 80, 96),
+    base_widths=(16, 16, 24, 32, 48, 64, 80, 128, 256),
+    num_classes=10,
+)
+"""The default 5-stage layout (k{3,5,7}, e{3,4,6}, d{2,3,4}) with narrower widths."""
+
+
+@pytest.fixture
+def tiny_space():
+    from search_spaces import OFAMobileNetV3Space
+
+    torch.manual_seed(0)
+    return OFAMobileNetV3Space(**TINY_SPACE_KWARGS)
+
+
+@pytest.fixture
+def small_space():
+    from search_spaces import OFAMobileNetV3Space
+
+    torch.manual_seed(0)
+    return OFAMobileNetV3Space(**SMALL_SPACE_KWARGS)
+
+
+def randomize_batchnorm_(model: torch.nn.Module, seed: int = 0) -> None:
+    """Non-trivial BN statistics and affine parameters, so slicing mistakes show in the outputs."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                n = module.num_features
+                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
+                module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+                module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
+                module.bias.copy_(torch.randn(n, generator=generator) * 0.1)
+
+
+def randomize_transforms_(model: torch.nn.Module, seed: int = 0) -> None:
+    """Kernel transformation matrices away from identity (identity would hide a wrong chain)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if ".transform_" in name:
+                param.add_(torch.randn(param.shape, generator=generator) * 0.1)
