@@ -311,9 +311,7 @@ class ArchSpace:
     def to_indices(self, sample: Mapping[str, Any]) -> np.ndarray:
         """Integer encoding: the index of each label's value among its choices (:attr:`labels` order)."""
         sample = self.validate(sample)
-        return np.array(
-            [self.choices(label).index(sample[label]) for label in self.labels], dtype=np.int64
-        )
+        return np.array([self.choices(label).index(sample[label]) for label in self.labels], dtype=np.int64)
 
     def from_indices(self, indices: Sequence[int] | np.ndarray) -> Sample:
         """Inverse of :meth:`to_indices`."""
@@ -321,7 +319,7 @@ class ArchSpace:
         if row.shape != (len(self.labels),):
             raise ValueError(f"expected {len(self.labels)} indices, got shape {row.shape}")
         sample: Sample = {}
-        for label, index in zip(self.labels, row.tolist()):
+        for label, index in zip(self.labels, row.tolist(), strict=True):
             allowed = self.choices(label)
             if not 0 <= index < len(allowed):
                 raise ValueError(f"{label}: index {index} out of range for choices {list(allowed)}")
@@ -344,8 +342,10 @@ class ArchSpace:
         if isinstance(samples, Mapping):
             return self.to_features(self.to_indices(samples)[None])[0]
         if not isinstance(samples, np.ndarray):
-            samples = np.stack([self.to_indices(s) for s in samples]) if len(samples) else np.zeros(
-                (0, len(self.labels)), dtype=np.int64
+            samples = (
+                np.stack([self.to_indices(s) for s in samples])
+                if len(samples)
+                else np.zeros((0, len(self.labels)), dtype=np.int64)
             )
         indices = np.asarray(samples, dtype=np.int64)
         n_blocks, n_k, n_e = self.num_blocks, len(self.kernel_sizes), len(self.expand_ratios)
@@ -434,4 +434,5 @@ class ArchSpace:
 
     @classmethod
     def from_signature(cls, signature: Mapping[str, Any]) -> ArchSpace:
-        return cls(**{key: tuple(v) if isinstance(v, list) else v for key, v in signature.items()})
+        kwargs: dict[str, Any] = {key: tuple(v) if isinstance(v, list) else v for key, v in signature.items()}
+        return cls(**kwargs)

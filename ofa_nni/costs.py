@@ -71,11 +71,17 @@ class AnalyticCostModel:
 
         stem, first = space.stem_width, space.first_block_width
         self.fixed_params = (
-            3 * stem * 9 + 2 * stem  # stem conv + BN
-            + stem * 9 + 2 * stem + stem * first + 2 * first  # first block
-            + space.stage_widths[-1] * space.final_expand_width + 2 * space.final_expand_width
+            3 * stem * 9
+            + 2 * stem  # stem conv + BN
+            + stem * 9
+            + 2 * stem
+            + stem * first
+            + 2 * first  # first block
+            + space.stage_widths[-1] * space.final_expand_width
+            + 2 * space.final_expand_width
             + space.final_expand_width * space.feature_mix_width  # feature mix: no bias, no BN
-            + space.feature_mix_width * space.num_classes + space.num_classes
+            + space.feature_mix_width * space.num_classes
+            + space.num_classes
         )
         for s in range(space.num_stages):
             for b in range(space.max_depth):
@@ -106,9 +112,7 @@ class AnalyticCostModel:
             return self.space.to_indices(samples)[None], True
         if isinstance(samples, np.ndarray):
             if samples.ndim != 2 or samples.shape[1] != len(self.space.labels):
-                raise ValueError(
-                    f"expected an index array of shape (n, {len(self.space.labels)}), got {samples.shape}"
-                )
+                raise ValueError(f"expected an index array of shape (n, {len(self.space.labels)}), got {samples.shape}")
             return samples.astype(np.int64, copy=False), False
         return np.stack([self.space.to_indices(s) for s in samples]), False
 

@@ -43,11 +43,9 @@ class ElasticDepthwiseConv2d(nn.Conv2d):
 
     def __init__(self, max_channels: int, kernel_sizes: Sequence[int], stride: int) -> None:
         sizes = tuple(sorted(set(kernel_sizes)))
-        super().__init__(
-            max_channels, max_channels, sizes[-1], stride, sizes[-1] // 2, groups=max_channels, bias=False
-        )
+        super().__init__(max_channels, max_channels, sizes[-1], stride, sizes[-1] // 2, groups=max_channels, bias=False)
         self.kernel_sizes = sizes
-        for big, small in zip(sizes[:0:-1], sizes[-2::-1]):
+        for big, small in zip(sizes[:0:-1], sizes[-2::-1], strict=True):
             self.register_parameter(f"transform_{big}to{small}", nn.Parameter(torch.eye(small * small)))
 
     def transform_matrix(self, big: int, small: int) -> torch.Tensor:
@@ -59,7 +57,7 @@ class ElasticDepthwiseConv2d(nn.Conv2d):
         """The ``(channels, 1, k, k)`` kernel of the active setting (transformed as in OFA)."""
         weight = self.weight if channels == self.out_channels else self.weight[:channels]
         sizes = self.kernel_sizes
-        for big, small in zip(sizes[:0:-1], sizes[-2::-1]):
+        for big, small in zip(sizes[:0:-1], sizes[-2::-1], strict=True):
             if big <= kernel_size:
                 break
             start, end = centre_crop_range(big, small)
@@ -131,15 +129,10 @@ class ElasticSqueezeExcite(SqueezeExcite):
 
 
 def _copy_batchnorm(source: nn.BatchNorm2d, target: nn.BatchNorm2d) -> None:
+    """Copy the first ``target.num_features`` channels of every BN tensor (affine and statistics)."""
     channels = target.num_features
-    with torch.no_grad():
-        if target.weight is not None and source.weight is not None:
-            target.weight.copy_(source.weight[:channels])
-            target.bias.copy_(source.bias[:channels])
-        if target.running_mean is not None and source.running_mean is not None:
-            target.running_mean.copy_(source.running_mean[:channels])
-            target.running_var.copy_(source.running_var[:channels])
-            target.num_batches_tracked.copy_(source.num_batches_tracked)
+    state = {name: tensor[:channels] if tensor.dim() else tensor for name, tensor in source.state_dict().items()}
+    target.load_state_dict(state)
     target.eps, target.momentum = source.eps, source.momentum
 
 
@@ -231,10 +224,15 @@ class ElasticMBConv(nn.Module):
         block.depthwise_conv.weight.copy_(self.depthwise_conv.active_kernel(self.kernel_size, mid))
         _copy_batchnorm(self.depthwise_bn, block.depthwise_bn)
         if self.se is not None and block.se is not None and se_channels is not None:
-            block.se.reduce.weight.copy_(self.se.reduce.weight[:se_channels, :mid])
-            block.se.reduce.bias.copy_(self.se.reduce.bias[:se_channels])
-            block.se.expand.weight.copy_(self.se.expand.weight[:mid, :se_channels])
-            block.se.expand.bias.copy_(self.se.expand.bias[:mid])
+            se = self.se.state_dict()
+            block.se.load_state_dict(
+                {
+                    "reduce.weight": se["reduce.weight"][:se_channels, :mid],
+                    "reduce.bias": se["reduce.bias"][:se_channels],
+                    "expand.weight": se["expand.weight"][:mid, :se_channels],
+                    "expand.bias": se["expand.bias"][:mid],
+                }
+            )
         block.project_conv.weight.copy_(self.project_conv.weight[:, :mid])
         _copy_batchnorm(self.project_bn, block.project_bn)
         block.train(self.training)
@@ -260,8 +258,11 @@ class ElasticMBConv(nn.Module):
         max_mid = self.depthwise_conv.out_channels
         boundaries = sorted({self.mid_channels_for(e) for e in trained} | {max_mid})
         importance = self.project_conv.weight.abs().sum(dim=(0, 2, 3))
-        group = torch.bucketize(torch.arange(max_mid, device=importance.device), torch.tensor(
-            boundaries, device=importance.device), right=True)
+        group = torch.bucketize(
+            torch.arange(max_mid, device=importance.device),
+            torch.tensor(boundaries, device=importance.device),
+            right=True,
+        )
         # Sort by (group, -importance): channels never leave the group of the widths that were trained.
         order = torch.as_tensor(
             sorted(range(max_mid), key=lambda i: (int(group[i]), -float(importance[i]))),
@@ -287,8 +288,11 @@ class ElasticMBConv(nn.Module):
             )
             se_importance = se.expand.weight.abs().sum(dim=(0, 2, 3))
             n_reduce = se.reduce.out_channels
-            se_group = torch.bucketize(torch.arange(n_reduce, device=importance.device), torch.tensor(
-                reduce_boundaries, device=importance.device), right=True)
+            se_group = torch.bucketize(
+                torch.arange(n_reduce, device=importance.device),
+                torch.tensor(reduce_boundaries, device=importance.device),
+                right=True,
+            )
             se_order = torch.as_tensor(
                 sorted(range(n_reduce), key=lambda i: (int(se_group[i]), -float(se_importance[i]))),
                 device=importance.device,

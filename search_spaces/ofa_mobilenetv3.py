@@ -86,21 +86,21 @@ class ElasticStage(_ChoiceModule):
         self.kernel_labels = [arch.kernel_label(stage, b) for b in range(len(blocks))]
         self.expand_labels = [arch.expand_label(stage, b) for b in range(len(blocks))]
         self.add_mutable(nni.choice(self.depth_label, list(arch.depths)))
-        for kernel_label, expand_label in zip(self.kernel_labels, self.expand_labels):
+        for kernel_label, expand_label in zip(self.kernel_labels, self.expand_labels, strict=True):
             self.add_mutable(nni.choice(kernel_label, list(arch.kernel_sizes)))
             self.add_mutable(nni.choice(expand_label, list(arch.expand_ratios)))
         self.depth = len(blocks)
 
     def activate(self, sample: Mapping[str, Any]) -> None:
         self.depth = int(sample[self.depth_label])
-        for block, kernel_label, expand_label in zip(self.blocks, self.kernel_labels, self.expand_labels):
+        for block, kernel_label, expand_label in zip(self.blocks, self.kernel_labels, self.expand_labels, strict=True):
             assert isinstance(block, ElasticMBConv)
             block.kernel_size = int(sample[kernel_label])
             block.expand_ratio = sample[expand_label]
 
     def active_sample(self) -> Sample:
         sample: Sample = {self.depth_label: self.depth}
-        for block, kernel_label, expand_label in zip(self.blocks, self.kernel_labels, self.expand_labels):
+        for block, kernel_label, expand_label in zip(self.blocks, self.kernel_labels, self.expand_labels, strict=True):
             assert isinstance(block, ElasticMBConv)
             sample[kernel_label] = block.kernel_size
             sample[expand_label] = block.expand_ratio
@@ -223,8 +223,15 @@ class OFAMobileNetV3Space(ModelSpace):
         return self.classifier(self.dropout(torch.flatten(x, 1)))
 
     # ------------------------------------------------------------- the runtime
+    def elastic_stages(self) -> list[ElasticStage]:
+        return [stage for stage in self.stages if isinstance(stage, ElasticStage)]
+
+    def elastic_blocks(self) -> list[ElasticMBConv]:
+        """Every elastic block of the supernet, active or not, in order."""
+        return [block for stage in self.elastic_stages() for block in stage.blocks if isinstance(block, ElasticMBConv)]
+
     def _choice_modules(self) -> list[_ChoiceModule]:
-        return [self.input_resolution, *self.stages]  # type: ignore[list-item]
+        return [self.input_resolution, *self.elastic_stages()]
 
     def activate(self, sample: Mapping[str, Any] | str) -> Sample:
         """Make ``sample`` (a dict or an arch string) the active subnet; returns it validated."""
@@ -265,7 +272,7 @@ class OFAMobileNetV3Space(ModelSpace):
         previous = self.active_sample()
         sample = self.activate(sample)
         try:
-            blocks = [block.to_static() for stage in self.stages for block in stage.active_blocks()]  # type: ignore[union-attr]
+            blocks = [block.to_static() for stage in self.elastic_stages() for block in stage.active_blocks()]
             subnet = MobileNetV3Subnet(
                 resolution=sample[ArchSpace.RESOLUTION_LABEL],
                 stem=copy.deepcopy(self.stem),
@@ -284,10 +291,8 @@ class OFAMobileNetV3Space(ModelSpace):
     def sort_channels(self, trained_expand_ratios: Sequence[float] | None = None) -> None:
         """Sort every block's middle channels by importance (OFA's step before the width phase),
         keeping the channel sets of ``trained_expand_ratios`` (default: the largest ratio)."""
-        for stage in self.stages:
-            for block in stage.blocks:  # type: ignore[union-attr]
-                assert isinstance(block, ElasticMBConv)
-                block.sort_channels(trained_expand_ratios)
+        for block in self.elastic_blocks():
+            block.sort_channels(trained_expand_ratios)
 
     # -------------------------------------------------------------- NNI hooks
     def extra_oneshot_hooks(self, strategy: Any) -> list[Callable[..., Any]]:

@@ -45,13 +45,31 @@ def test_arch_string_round_trip(sample):
 
 
 @settings(max_examples=100, deadline=None)
-@given(samples(ArchSpace(expand_ratios=(2.5, 4), kernel_sizes=(3, 5), depths=(1, 3), resolutions=(32, 48),
-                         base_widths=(8, 8, 16, 24, 32, 64), stage_strides=(2, 2), stage_activations=("relu", "hswish"),
-                         stage_se=(False, True))))
+@given(
+    samples(
+        ArchSpace(
+            expand_ratios=(2.5, 4),
+            kernel_sizes=(3, 5),
+            depths=(1, 3),
+            resolutions=(32, 48),
+            base_widths=(8, 8, 16, 24, 32, 64),
+            stage_strides=(2, 2),
+            stage_activations=("relu", "hswish"),
+            stage_se=(False, True),
+        )
+    )
+)
 def test_arch_string_round_trip_custom_space(sample):
-    space = ArchSpace(expand_ratios=(2.5, 4), kernel_sizes=(3, 5), depths=(1, 3), resolutions=(32, 48),
-                      base_widths=(8, 8, 16, 24, 32, 64), stage_strides=(2, 2), stage_activations=("relu", "hswish"),
-                      stage_se=(False, True))
+    space = ArchSpace(
+        expand_ratios=(2.5, 4),
+        kernel_sizes=(3, 5),
+        depths=(1, 3),
+        resolutions=(32, 48),
+        base_widths=(8, 8, 16, 24, 32, 64),
+        stage_strides=(2, 2),
+        stage_activations=("relu", "hswish"),
+        stage_se=(False, True),
+    )
     assert space.parse(space.format(sample)) == sample
 
 
@@ -108,7 +126,7 @@ def test_inactive_blocks_do_not_change_features():
 def test_random_samples_are_uniform_and_seeded():
     indices = SPACE.random_indices(30000, 0)
     np.testing.assert_array_equal(indices, SPACE.random_indices(30000, 0))
-    for column, n in zip(indices.T, SPACE.cardinalities):
+    for column, n in zip(indices.T, SPACE.cardinalities, strict=True):
         counts = np.bincount(column, minlength=n)
         assert counts.min() > 0.9 * len(column) / n  # every choice ~ equally likely
     assert SPACE.random_sample(1) == SPACE.random_sample(1)
@@ -170,10 +188,16 @@ def test_not_a_dict():
         ("x160_" + "_".join(["k3e3-k3e3-k3e3-k3e3"] * 5), "first group must be 'r<resolution>'"),
         ("r160_" + "_".join(["k3e3-k3e3-k3e3"] * 5), "stage 1 must list 4 blocks"),
         ("r160_k3e3|k3e3|k3e3-k3e3_" + "_".join(["k3e3-k3e3-k3e3-k3e3"] * 4), "more than one '|'"),
-        ("r160_k3x3-k3e3-k3e3-k3e3_" + "_".join(["k3e3-k3e3-k3e3-k3e3"] * 4), "'k3x3' is not 'k<kernel>e<expand>'"),
+        (
+            "r160_k3x3-k3e3-k3e3-k3e3_" + "_".join(["k3e3-k3e3-k3e3-k3e3"] * 4),
+            "'k3x3' is not 'k<kernel>e<expand>'",
+        ),
         ("r160_k3e3-k3e3-k3e3-k3e3|_" + "_".join(["k3e3-k3e3-k3e3-k3e3"] * 4), "no blocks after it"),
         ("r160_k9e3-k3e3-k3e3-k3e3_" + "_".join(["k3e3-k3e3-k3e3-k3e3"] * 4), r"stage1\.block1\.kernel: 9"),
-        ("r160_k3e3|k3e3-k3e3-k3e3_" + "_".join(["k3e3-k3e3-k3e3-k3e3"] * 4), r"stage1\.depth: 1 is not allowed"),
+        (
+            "r160_k3e3|k3e3-k3e3-k3e3_" + "_".join(["k3e3-k3e3-k3e3-k3e3"] * 4),
+            r"stage1\.depth: 1 is not allowed",
+        ),
         ("r161_" + "_".join(["k3e3-k3e3-k3e3-k3e3"] * 5), "resolution: 161 is not allowed"),
     ],
 )

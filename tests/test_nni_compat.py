@@ -48,7 +48,10 @@ def test_mixed_operation_freeze_patch_is_needed_and_works(nni_mobilenet_supernet
     kernel = frozen.weight.shape[-1]
     start = (conv.weight.shape[-1] - kernel) // 2
     assert frozen.bias is None
-    assert torch.equal(frozen.weight, conv.weight[:out_channels, :in_channels, start:start + kernel, start:start + kernel])
+    assert torch.equal(
+        frozen.weight,
+        conv.weight[:out_channels, :in_channels, start : start + kernel, start : start + kernel],
+    )
 
 
 def test_whole_nni_space_freezes_with_the_patch(nni_mobilenet_supernet):
@@ -63,8 +66,12 @@ def test_setuptools_pin_is_needed_and_works():
 
     nnictl_source = Path(nni.__file__).parent / "tools" / "nnictl" / "nnictl.py"
     assert "import pkg_resources" in nnictl_source.read_text()  # why setuptools<81 is pinned
-    result = subprocess.run([sys.executable, "-m", "nni.tools.nnictl.nnictl", "--help"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "nni.tools.nnictl.nnictl", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "create" in result.stdout
 

@@ -166,7 +166,8 @@ def test_bn_recalibration_follows_ofa_semantics(tiny_space):
     inputs = {}
     hooks = [
         m.register_forward_pre_hook(lambda m, a, name=name: inputs.setdefault(name, []).append(a[0].detach()))
-        for name, m in subnet.named_modules() if isinstance(m, torch.nn.BatchNorm2d)
+        for name, m in subnet.named_modules()
+        if isinstance(m, torch.nn.BatchNorm2d)
     ]
     subnet.train()
     with torch.no_grad():
@@ -215,12 +216,17 @@ def test_sort_channels_keeps_trained_subnets_and_orders_by_importance(small_spac
     randomize_transforms_(small_space)
     arch = small_space.arch_space
     rng = np.random.default_rng(0)
-    full_width = [dict(small_space.random_sample(rng), **{
-        label: arch.expand_ratios[-1] for label in arch.labels if label.endswith(".expand")}) for _ in range(4)]
+    full_width = [
+        dict(
+            small_space.random_sample(rng),
+            **{label: arch.expand_ratios[-1] for label in arch.labels if label.endswith(".expand")},
+        )
+        for _ in range(4)
+    ]
     x = torch.randn(2, 3, 64, 64)
     before = _outputs(small_space, full_width, x)
     small_space.sort_channels()
-    for expected, actual in zip(before, _outputs(small_space, full_width, x)):
+    for expected, actual in zip(before, _outputs(small_space, full_width, x), strict=True):
         assert torch.allclose(expected, actual, atol=1e-5)
     for stage in small_space.stages:
         for block in stage.blocks:
@@ -243,7 +249,7 @@ def test_sort_channels_in_the_second_width_step_keeps_every_trained_width(small_
     x = torch.randn(2, 3, 72, 72)
     before = _outputs(small_space, samples, x)
     small_space.sort_channels(trained_expand_ratios=trained)
-    for expected, actual in zip(before, _outputs(small_space, samples, x)):
+    for expected, actual in zip(before, _outputs(small_space, samples, x), strict=True):
         assert torch.allclose(expected, actual, atol=1e-5)
     with pytest.raises(ValueError, match=r"trained_expand_ratios \[5\]"):
         small_space.sort_channels(trained_expand_ratios=(5,))

@@ -12,7 +12,7 @@ from ofa_nni.costs import AnalyticCostModel
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "info",
-        help="describe the default OFA-MobileNetV3 space (or a checkpoint's)",
+        help="describe the default OFA-MobileNetV3 space",
         description="Print the search space: labels, choices, number of subnets, smallest and largest subnet.",
     )
     parser.add_argument("--num-classes", type=int, default=1000, help="classifier outputs (default 1000)")
