@@ -8,6 +8,7 @@ adapt it to them.
 from ofa_nni import _nni_compat
 from ofa_nni.arch import DEFAULT_RESOLUTIONS, ArchSpace, Sample
 from ofa_nni.costs import AnalyticCostModel
+from ofa_nni.ofa_weights import arch_from_ofa, arch_to_ofa, convert_ofa_state_dict
 
 _nni_compat.apply()
 
@@ -16,6 +17,9 @@ __all__ = [
     "Sample",
     "DEFAULT_RESOLUTIONS",
     "AnalyticCostModel",
+    "convert_ofa_state_dict",
+    "arch_from_ofa",
+    "arch_to_ofa",
 ]
 
 __version__ = "0.1.0"
