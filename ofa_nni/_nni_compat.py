@@ -12,17 +12,25 @@ or changes the behaviour makes a test fail instead of leaving dead code here.
    ``RandomOneShot``) builds a state dict with ``{'bias': None}`` for bias-free convs, which
    ``load_state_dict`` of torch >= 2.x rejects; the patch drops ``None`` entries.
 3. ``nnictl`` imports ``pkg_resources``: pinned ``setuptools<81`` in pyproject.toml (not a patch).
+4. ``NasExperiment`` with the sequential engine (every one-shot and our multi-trial strategies)
+   warns "`training_service` will be ignored" about the default it set itself, at every config
+   canonicalisation (about ten times a run); a logging filter drops that one message.
 """
 
 from __future__ import annotations
 
+import logging
 import warnings
 from typing import Any
 
-__all__ = ["apply", "NON_MODULE_WARNING", "original_mixed_operation_freeze"]
+__all__ = ["apply", "NON_MODULE_WARNING", "TRAINING_SERVICE_WARNING", "original_mixed_operation_freeze"]
 
 NON_MODULE_WARNING = r".* is found to be not a nn\.Module, which is unexpected"
 """Message pattern of NNI's import-time RuntimeWarning (workaround 1)."""
+
+TRAINING_SERVICE_WARNING = "`training_service` will be ignored for sequential execution engine."
+"""NNI's self-inflicted warning (workaround 4)."""
+NAS_CONFIG_LOGGER = "nni.nas.experiment.config.experiment"
 
 _applied = False
 original_mixed_operation_freeze: Any = None
@@ -40,6 +48,14 @@ def _mixed_operation_freeze(self: Any, sample: Any) -> Any:
     return operation
 
 
+class _DropTrainingServiceWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != TRAINING_SERVICE_WARNING
+
+
+TRAINING_SERVICE_FILTER = _DropTrainingServiceWarning()
+
+
 def apply() -> None:
     """Apply the workarounds (idempotent)."""
     global _applied, original_mixed_operation_freeze
@@ -50,4 +66,5 @@ def apply() -> None:
 
     original_mixed_operation_freeze = MixedOperation.freeze
     MixedOperation.freeze = _mixed_operation_freeze  # type: ignore[method-assign]
+    logging.getLogger(NAS_CONFIG_LOGGER).addFilter(TRAINING_SERVICE_FILTER)
     _applied = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -83,3 +84,37 @@ def test_apply_is_idempotent():
     compat.apply()
     assert MixedOperation.freeze is compat._mixed_operation_freeze
     assert compat.original_mixed_operation_freeze is not compat._mixed_operation_freeze
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def _canonicalize_sequential_config() -> list[str]:
+    from nni.nas.experiment.config import NasExperimentConfig
+
+    logger = logging.getLogger(compat.NAS_CONFIG_LOGGER)
+    handler = _Collect()
+    logger.addHandler(handler)
+    try:
+        # NasExperiment canonicalises its config again and again; from the second time on, NNI
+        # sees the training service it set itself.
+        NasExperimentConfig("sequential", "raw").canonical_copy().canonical_copy()
+    finally:
+        logger.removeHandler(handler)
+    return handler.messages
+
+
+def test_training_service_warning_is_still_emitted_and_filtered():
+    logger = logging.getLogger(compat.NAS_CONFIG_LOGGER)
+    logger.removeFilter(compat.TRAINING_SERVICE_FILTER)
+    try:
+        assert compat.TRAINING_SERVICE_WARNING in _canonicalize_sequential_config()
+    finally:
+        logger.addFilter(compat.TRAINING_SERVICE_FILTER)
+    assert compat.TRAINING_SERVICE_WARNING not in _canonicalize_sequential_config()
