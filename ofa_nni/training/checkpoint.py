@@ -1,0 +1,141 @@
+"""Supernet training checkpoints: atomic writes, safe loads, clear errors.
+
+A checkpoint is a plain dict of tensors and primitive containers, so it loads with
+``torch.load(..., weights_only=True)`` (no unpickling of arbitrary objects)::
+
+    format, version             "ofa-nni-training", 1
+    space                       ArchSpace.signature() of the supernet
+    schedule                    [Phase.to_dict(), ...]
+    seed                        the run's seed
+    epochs_completed            global epochs done (the next one to run is this index)
+    steps_completed             optimizer steps done
+    phase_index, phase_name     phase of the last completed epoch
+    supernet                    state dict of the supernet
+    teacher                     state dict of the frozen full network (None before distillation)
+    optimizer                   optimizer state dict
+    rng                         {"torch": ByteTensor}
+    history                     [{epoch, phase, train_loss, val accuracies, seconds}, ...]
+    config                      the run's configuration (plain data) or None
+
+Files are written to a temporary file in the same directory, flushed to disk and renamed over the
+target (``os.replace``), so a kill at any moment leaves either the old or the new file.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CHECKPOINT_VERSION",
+    "CheckpointError",
+    "save_checkpoint",
+    "load_checkpoint",
+    "check_compatible",
+    "atomic_torch_save",
+]
+
+CHECKPOINT_FORMAT = "ofa-nni-training"
+CHECKPOINT_VERSION = 1
+_REQUIRED_KEYS = ("space", "schedule", "seed", "epochs_completed", "steps_completed", "supernet", "optimizer",
+                  "history")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is corrupt, not ours, or made for another space or schedule."""
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to ``path`` atomically (temporary file in the same directory + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            torch.save(obj, stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> Path:
+    """Write a training checkpoint (``state`` holds the keys listed in the module docstring)."""
+    missing = [key for key in _REQUIRED_KEYS if key not in state]
+    if missing:
+        raise ValueError(f"checkpoint state lacks {missing}")
+    return atomic_torch_save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}, path)
+
+
+def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a training checkpoint with ``weights_only=True``.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        CheckpointError: the file is truncated/corrupt, not an ofa-nni training checkpoint, or of
+            an unknown version.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as error:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is corrupt or not a torch file ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else ''}); delete it to start over, or resume from "
+            "another checkpoint of the run directory"
+        ) from None
+    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{str(path)!r} is not an ofa-nni training checkpoint (no format {CHECKPOINT_FORMAT!r})")
+    if data.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"{str(path)!r} has checkpoint version {data.get('version')!r}; this ofa-nni reads version "
+            f"{CHECKPOINT_VERSION}"
+        )
+    missing = [key for key in _REQUIRED_KEYS if key not in data]
+    if missing:
+        raise CheckpointError(f"checkpoint {str(path)!r} lacks {missing}")
+    return data
+
+
+def _differences(name: str, stored: Any, current: Any) -> list[str]:
+    if isinstance(stored, Mapping) and isinstance(current, Mapping):
+        keys = sorted(set(stored) | set(current), key=str)
+        return [d for key in keys for d in _differences(f"{name}.{key}", stored.get(key), current.get(key))]
+    if isinstance(stored, (list, tuple)) and isinstance(current, (list, tuple)) and len(stored) == len(current):
+        pairs = enumerate(zip(stored, current, strict=True))
+        return [d for i, (a, b) in pairs for d in _differences(f"{name}[{i}]", a, b)]
+    return [] if stored == current else [f"{name}: checkpoint has {stored!r}, this run has {current!r}"]
+
+
+def check_compatible(checkpoint: Mapping[str, Any], *, space: Mapping[str, Any], schedule: Sequence[Mapping[str, Any]],
+                     seed: int, path: str | Path = "checkpoint") -> None:
+    """Refuse to resume from a checkpoint of another space, schedule or seed (a resumed run must
+    follow the very schedule it started with).
+
+    Raises:
+        CheckpointError: listing the first differences.
+    """
+    differences = (
+        _differences("space", checkpoint["space"], dict(space))
+        + _differences("schedule", list(checkpoint["schedule"]), [dict(phase) for phase in schedule])
+        + _differences("seed", checkpoint["seed"], seed)
+    )
+    if differences:
+        shown = "; ".join(differences[:4]) + (f"; ... ({len(differences)} differences)" if len(differences) > 4 else "")
+        raise CheckpointError(
+            f"cannot resume from {str(path)!r}: it belongs to another run ({shown}). Resume with the "
+            "configuration that started it, or use a new run directory"
+        )

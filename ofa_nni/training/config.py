@@ -1,0 +1,336 @@
+"""The training configuration (``ofa-nni train --config train.yaml``), validated strictly.
+
+Every section is a frozen dataclass; :func:`load_config` reads YAML (or a dict) and refuses unknown
+keys, wrong types and bad phase names with one :class:`ConfigError` naming the key and what is
+allowed. ``examples/train_digits.yaml`` shows every key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Union
+
+from ofa_nni.data import DATA_KINDS
+from ofa_nni.training.schedule import PHASE_NAMES
+
+__all__ = [
+    "ConfigError",
+    "SpaceConfig",
+    "DataConfig",
+    "ProgressiveShrinkingConfig",
+    "SandwichConfig",
+    "OptimizerConfig",
+    "ValidationConfig",
+    "TrainerConfig",
+    "TrainConfig",
+    "SPACE_PRESETS",
+    "load_config",
+    "demo_config",
+]
+
+
+class ConfigError(ValueError):
+    """An invalid training configuration (the message names the key and what is allowed)."""
+
+
+SPACE_PRESETS: Mapping[str, Mapping[str, Any]] = {
+    # The paper's OFA-MobileNetV3 space (OFAMobileNetV3Space's defaults).
+    "ofa-mobilenetv3": {},
+    # A CPU-sized space with the same structure (3 choices per dimension, so every phase of
+    # progressive shrinking unlocks something new): 3 elastic stages of up to 3 blocks, narrow
+    # widths, resolutions 24-32 (digits are 8x8 upscaled). ~125K parameters at 10 classes; the
+    # largest subnet costs 1.6M MACs at 32x32, the smallest 0.14M.
+    "cpu": {
+        "kernel_sizes": (3, 5, 7),
+        "expand_ratios": (2, 3, 4),
+        "depths": (1, 2, 3),
+        "resolutions": (24, 28, 32),
+        "base_widths": (8, 8, 16, 24, 32, 48, 64),
+        "stage_strides": (2, 2, 2),
+        "stage_activations": ("relu", "hswish", "hswish"),
+        "stage_se": (False, True, True),
+    },
+}
+"""Named spaces for ``space.preset``."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SpaceConfig:
+    """``space:`` the search space (a preset, optionally with ``OFAMobileNetV3Space`` arguments)."""
+
+    preset: str = "cpu"
+    kernel_sizes: list[int] | None = None
+    expand_ratios: list[float] | None = None
+    depths: list[int] | None = None
+    resolutions: list[int] | None = None
+    base_widths: list[int] | None = None
+    stage_strides: list[int] | None = None
+    stage_activations: list[str] | None = None
+    stage_se: list[bool] | None = None
+    width_mult: float | None = None
+    dropout: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.preset not in SPACE_PRESETS:
+            raise ConfigError(f"space.preset: {self.preset!r} is not a preset; allowed: {list(SPACE_PRESETS)}")
+
+    def space_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``OFAMobileNetV3Space`` (without ``num_classes``)."""
+        kwargs = dict(SPACE_PRESETS[self.preset])
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name != "preset" and value is not None:
+                kwargs[field.name] = tuple(value) if isinstance(value, list) else value
+        return kwargs
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """``data:`` where the images come from and how they are batched."""
+
+    kind: str = "digits"
+    root: str | None = None
+    batch_size: int = 64
+    num_workers: int = 0
+    calibration_images: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in DATA_KINDS:
+            raise ConfigError(f"data.kind: {self.kind!r} is not supported; allowed: {list(DATA_KINDS)}")
+        if self.batch_size < 1:
+            raise ConfigError(f"data.batch_size must be >= 1, got {self.batch_size}")
+        if self.num_workers < 0:
+            raise ConfigError(f"data.num_workers must be >= 0, got {self.num_workers}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ProgressiveShrinkingConfig:
+    """``strategy:`` with ``name: progressive_shrinking``: the paper's recipe scaled, with per-phase
+    overrides (``phases: {kernel: {epochs: 3, lr: 0.05}}``)."""
+
+    name: str = "progressive_shrinking"
+    epochs_factor: float = 1.0
+    kd_ratio: float = 1.0
+    phases: dict[str, dict[str, float]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.epochs_factor <= 0:
+            raise ConfigError(f"strategy.epochs_factor must be > 0, got {self.epochs_factor}")
+        allowed_fields = ("epochs", "warmup_epochs", "lr", "subnets_per_step", "kd_ratio")
+        for name, fields in (self.phases or {}).items():
+            if name not in PHASE_NAMES:
+                raise ConfigError(f"strategy.phases: unknown phase {name!r}; allowed: {list(PHASE_NAMES)}")
+            if not isinstance(fields, dict):
+                raise ConfigError(f"strategy.phases.{name}: expected a mapping of {list(allowed_fields)}")
+            for key, value in fields.items():
+                if key not in allowed_fields:
+                    raise ConfigError(f"strategy.phases.{name}: unknown key {key!r}; allowed: {list(allowed_fields)}")
+                integer = key in ("epochs", "warmup_epochs", "subnets_per_step")
+                if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+                    raise ConfigError(
+                        f"strategy.phases.{name}.{key}: expected {'an int' if integer else 'a number'}, got {value!r}"
+                    )
+
+
+@dataclasses.dataclass(frozen=True)
+class SandwichConfig:
+    """``strategy:`` with ``name: sandwich``: BigNAS's sandwich rule."""
+
+    name: str = "sandwich"
+    epochs: int = 10
+    lr: float | None = None
+    num_random: int = 2
+    warmup_epochs: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+    """``optimizer:`` SGD settings and the label loss (OFA's defaults)."""
+
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 3e-5
+    label_smoothing: float = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidationConfig:
+    """``validation:`` per-epoch validation of smallest, median, largest and random subnets."""
+
+    random_subnets: int = 2
+    calibration_batches: int = 8
+    every_n_epochs: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainerConfig:
+    """``trainer:`` Lightning trainer settings (``devices: 2, strategy: ddp_find_unused_parameters_true``
+    for data parallelism)."""
+
+    accelerator: str = "cpu"
+    devices: int | str = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    loggers: list[str] = dataclasses.field(default_factory=lambda: ["csv"])
+    progress_bar: bool = True
+
+    def __post_init__(self) -> None:
+        bad = [name for name in self.loggers if name not in ("csv", "tensorboard")]
+        if bad:
+            raise ConfigError(f"trainer.loggers: unknown logger(s) {bad}; allowed: ['csv', 'tensorboard']")
+
+
+_STRATEGIES = {"progressive_shrinking": ProgressiveShrinkingConfig, "sandwich": SandwichConfig}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """A whole training run."""
+
+    seed: int = 0
+    run_dir: str | None = None
+    space: SpaceConfig = dataclasses.field(default_factory=SpaceConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    strategy: ProgressiveShrinkingConfig | SandwichConfig = dataclasses.field(
+        default_factory=ProgressiveShrinkingConfig)
+    optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+    validation: ValidationConfig = dataclasses.field(default_factory=ValidationConfig)
+    trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (YAML-able, stored in checkpoints)."""
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def demo_config(*, run_dir: str | None = None, seed: int = 0) -> TrainConfig:
+    """The default run behind the demo: progressive shrinking of the ``cpu`` space on digits.
+
+    The paper's recipe scaled to 1/12 of its epochs (15+10+2+10+2+10 = 49 epochs), batch 64; it
+    finishes in a few minutes on 2 CPU cores (see ``benchmarks/results/ps_vs_random_oneshot.md``).
+    """
+    return TrainConfig(seed=seed, run_dir=run_dir, strategy=ProgressiveShrinkingConfig(epochs_factor=1 / 12))
+
+
+# ------------------------------------------------------------------------ validation
+def _type_name(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(arg) for arg in typing.get_args(annotation))
+    if annotation is type(None):
+        return "null"
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(annotation)[0])}"
+    if origin is dict:
+        return "a mapping"
+    return {int: "an int", float: "a number", str: "a string", bool: "true/false"}.get(annotation, str(annotation))
+
+
+def _convert(value: Any, annotation: Any, key: str) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        errors = []
+        for option in typing.get_args(annotation):
+            try:
+                return _convert(value, option, key)
+            except ConfigError as error:
+                errors.append(error)
+        raise ConfigError(f"{key}: expected {_type_name(annotation)}, got {value!r}")
+    if annotation is type(None):
+        if value is not None:
+            raise ConfigError(f"{key}: expected null, got {value!r}")
+        return None
+    if dataclasses.is_dataclass(annotation):
+        return _build(annotation, value, key)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected {_type_name(annotation)}, got {value!r}")
+        (item_type,) = typing.get_args(annotation)
+        return [_convert(item, item_type, f"{key}[{i}]") for i, item in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return value  # checked by the section's __post_init__
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true/false, got {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an int, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported annotation {annotation!r} for {key}")
+
+
+def _build(cls: Any, data: Any, prefix: str) -> Any:
+    where = prefix or "the configuration"
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping of {[f.name for f in dataclasses.fields(cls)]}, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {field.name for field in dataclasses.fields(cls)}
+    unknown = [key for key in data if key not in fields]
+    if unknown:
+        raise ConfigError(f"{prefix + '.' if prefix else ''}{unknown[0]}: unknown key; allowed in {where}: "
+                          f"{sorted(fields)}")
+    values = {}
+    for key, value in data.items():
+        annotation = hints[key]
+        full_key = f"{prefix}.{key}" if prefix else key
+        if key == "strategy" and cls is TrainConfig:
+            values[key] = _build_strategy(value)
+        else:
+            values[key] = _convert(value, annotation, full_key)
+    try:
+        return cls(**values)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{where}: {error}") from None
+
+
+def _build_strategy(data: Any) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"strategy: expected a mapping with 'name' ({list(_STRATEGIES)}), got {data!r}")
+    name = data.get("name", "progressive_shrinking")
+    if name not in _STRATEGIES:
+        raise ConfigError(f"strategy.name: {name!r} is not a strategy; allowed: {list(_STRATEGIES)}")
+    return _build(_STRATEGIES[name], data, "strategy")
+
+
+def load_config(source: str | Path | Mapping[str, Any]) -> TrainConfig:
+    """A :class:`TrainConfig` from a YAML file, a YAML string's parsed dict, or a dict.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ConfigError: invalid YAML, unknown key, wrong type, bad phase or strategy name.
+    """
+    if isinstance(source, Mapping):
+        return _build(TrainConfig, source, "")
+    import yaml
+
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"training config {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    try:
+        return _build(TrainConfig, data or {}, "")
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None

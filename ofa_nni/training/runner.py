@@ -1,0 +1,247 @@
+"""``train(config)``: a whole supernet training run from a configuration, without writing NNI code.
+
+This is the application layer (like :mod:`ofa_nni.commands`): it builds the space
+(``search_spaces``), the data (:mod:`ofa_nni.data`), an NNI Lightning evaluator and the strategy
+(``strategies``), and runs the strategy on NNI's sequential execution engine, i.e. exactly what
+``NasExperiment(space, evaluator, strategy).run()`` does with a one-shot strategy, minus the
+experiment manifest and log redirection under ``~/nni-experiments`` (the run directory holds
+everything). ``search_spaces`` and ``strategies`` are imported inside the functions, so
+``import ofa_nni`` never loads them.
+
+Run directory::
+
+    config.yaml               the resolved configuration
+    checkpoints/last.pt       after every epoch (atomic); phase<k>-<name>.pt at phase ends
+    supernet.pt               the trained supernet (weights + space), see load_supernet
+    metrics.json              per-epoch history and per-phase summary (atomic)
+    logs/version_<n>/         Lightning CSV (and TensorBoard) logs, one version per session
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ofa_nni.data import ImageData, calibration_loader, load_data
+from ofa_nni.training.checkpoint import CheckpointError, atomic_torch_save
+from ofa_nni.training.config import ProgressiveShrinkingConfig, TrainConfig, load_config
+
+__all__ = ["TrainResult", "train", "build_space", "load_supernet", "SUPERNET_FORMAT"]
+
+SUPERNET_FORMAT = "ofa-nni-supernet"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """What a training run produced.
+
+    Attributes:
+        run_dir: The run directory.
+        checkpoint: The last training checkpoint (resumable).
+        supernet_path: The trained supernet (:func:`load_supernet`).
+        phases: Per phase: ``name``, ``epochs``, ``seconds``, last epoch's ``val_acc_*``.
+        history: Per epoch: ``epoch``, ``phase``, ``train_loss``, ``val_acc_*``, ``seconds``.
+        seconds: Wall time of this call (a resumed call counts only its own time).
+    """
+
+    run_dir: Path
+    checkpoint: Path
+    supernet_path: Path
+    phases: list[dict[str, Any]]
+    history: list[dict[str, Any]]
+    seconds: float
+
+
+def build_space(config: TrainConfig, num_classes: int) -> Any:
+    """The ``OFAMobileNetV3Space`` of ``config.space`` with ``num_classes`` outputs."""
+    from search_spaces import OFAMobileNetV3Space
+
+    try:
+        return OFAMobileNetV3Space(num_classes=num_classes, **config.space.space_kwargs())
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"space: {error}") from None
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _phase_summary(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    phases: list[dict[str, Any]] = []
+    for record in history:
+        if not phases or phases[-1]["name"] != record["phase"]:
+            phases.append({"name": record["phase"], "epochs": 0, "seconds": 0.0})
+        summary = phases[-1]
+        summary["epochs"] += 1
+        summary["seconds"] += record["seconds"]
+        summary.update({key: value for key, value in record.items() if key.startswith("val_acc_")})
+    return phases
+
+
+def _strategy(config: TrainConfig, data: ImageData, checkpoint_dir: Path, resume: bool) -> Any:
+    from strategies import ProgressiveShrinking, SandwichRule
+
+    common: dict[str, Any] = {
+        "seed": config.seed,
+        "label_smoothing": config.optimizer.label_smoothing,
+        "momentum": config.optimizer.momentum,
+        "nesterov": config.optimizer.nesterov,
+        "weight_decay": config.optimizer.weight_decay,
+        "validation_random_subnets": config.validation.random_subnets,
+        "calibration_data": calibration_loader(data, batch_size=config.data.batch_size),
+        "calibration_batches": config.validation.calibration_batches,
+        "checkpoint_dir": checkpoint_dir,
+        "resume": resume,
+        "run_config": config.to_dict(),
+    }
+    strategy = config.strategy
+    if isinstance(strategy, ProgressiveShrinkingConfig):
+        return ProgressiveShrinking(epochs_factor=strategy.epochs_factor, kd_ratio=strategy.kd_ratio,
+                                    phase_overrides=strategy.phases, **common)
+    return SandwichRule(epochs=strategy.epochs, lr=strategy.lr, num_random=strategy.num_random,
+                        warmup_epochs=strategy.warmup_epochs, **common)
+
+
+def _loggers(config: TrainConfig, run_dir: Path) -> list[Any]:
+    from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+
+    loggers: list[Any] = []
+    for name in config.trainer.loggers:
+        if name == "csv":
+            loggers.append(CSVLogger(save_dir=str(run_dir), name="logs"))
+        else:
+            try:
+                import tensorboard  # noqa: F401
+            except ImportError:
+                raise ValueError("trainer.loggers: 'tensorboard' needs the tensorboard package "
+                                 "(pip install tensorboard), or use ['csv']") from None
+            loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="logs"))
+    return loggers
+
+
+def train(config: TrainConfig | Mapping[str, Any] | str | Path, *, run_dir: str | Path | None = None,
+          resume: bool = False) -> TrainResult:
+    """Train a supernet as ``config`` says (a :class:`TrainConfig`, a dict or a YAML path).
+
+    Args:
+        config: The run's configuration (see ``examples/train_digits.yaml``).
+        run_dir: Overrides ``config.run_dir`` (one of them is required).
+        resume: Continue the run in ``run_dir`` from its last checkpoint (same configuration
+            required); without it, a run directory that already holds a checkpoint is refused.
+
+    Returns:
+        A :class:`TrainResult` (run directory, checkpoint, supernet path, per-phase metrics).
+    """
+    from nni.nas.evaluator.pytorch import ClassificationModule, DataLoader, Lightning, Trainer
+    from nni.nas.execution import SequentialExecutionEngine
+    from nni.nas.space import RawFormatModelSpace
+
+    started = time.perf_counter()
+    if not isinstance(config, TrainConfig):
+        config = load_config(config)
+    chosen = run_dir if run_dir is not None else config.run_dir
+    if chosen is None:
+        raise ValueError("no run directory: set run_dir in the configuration or pass --run-dir")
+    run_path = Path(chosen).expanduser()
+    config = config.replace(run_dir=str(run_path))
+    checkpoint_dir = run_path / "checkpoints"
+    last = checkpoint_dir / "last.pt"
+    if last.exists() and not resume:
+        raise CheckpointError(f"{str(run_path)!r} already holds a training run ({last}); pass --resume "
+                              "(resume=True) to continue it, or choose another run directory")
+
+    # Build the space first with a placeholder class count: its resolutions decide the image size.
+    resolution = max(build_space(config, num_classes=2).arch_space.resolutions)
+    data = load_data(config.data.kind, root=config.data.root, resolution=resolution,
+                     calibration_images=config.data.calibration_images)
+    space = build_space(config, num_classes=data.num_classes)
+    run_path.mkdir(parents=True, exist_ok=True)
+    import yaml
+
+    _atomic_write_text(run_path / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+    train_loader = DataLoader(data.train, batch_size=config.data.batch_size, shuffle=True, drop_last=True,
+                              num_workers=config.data.num_workers)
+    val_loader = DataLoader(data.val, batch_size=max(config.data.batch_size, 128), shuffle=False,
+                            num_workers=config.data.num_workers)
+    trainer = Trainer(
+        accelerator=config.trainer.accelerator,
+        devices=config.trainer.devices,
+        num_nodes=config.trainer.num_nodes,
+        strategy=config.trainer.strategy,
+        precision=config.trainer.precision,
+        logger=_loggers(config, run_path),
+        enable_checkpointing=False,  # our own checkpoints (atomic, weights_only-loadable)
+        enable_progress_bar=config.trainer.progress_bar,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        check_val_every_n_epoch=config.validation.every_n_epochs,
+        log_every_n_steps=max(1, min(50, len(train_loader) // 2)),
+        default_root_dir=str(run_path),
+    )
+    evaluator = Lightning(ClassificationModule(num_classes=data.num_classes), trainer,
+                          train_dataloaders=train_loader, val_dataloaders=val_loader)
+    strategy = _strategy(config, data, checkpoint_dir, resume)
+    strategy.initialize(RawFormatModelSpace(space, evaluator), SequentialExecutionEngine())
+    strategy.run()
+
+    module = strategy.oneshot_module
+    history = list(module.history)
+    supernet_path = run_path / "supernet.pt"
+    if trainer.is_global_zero:
+        atomic_torch_save({
+            "format": SUPERNET_FORMAT,
+            "version": 1,
+            "space": {**space.arch_space.signature(), "dropout": space.dropout_rate},
+            "state_dict": space.state_dict(),
+            "history": history,
+        }, supernet_path)
+        phases = _phase_summary(history)
+        _atomic_write_text(run_path / "metrics.json", json.dumps({"phases": phases, "history": history}, indent=2))
+    return TrainResult(run_dir=run_path, checkpoint=last, supernet_path=supernet_path,
+                       phases=_phase_summary(history), history=history, seconds=time.perf_counter() - started)
+
+
+def load_supernet(path: str | Path, *, map_location: str | torch.device = "cpu") -> Any:
+    """The trained ``OFAMobileNetV3Space`` saved by :func:`train` (``supernet.pt``), or the supernet
+    of a training checkpoint (``checkpoints/*.pt``). Loaded with ``weights_only=True``."""
+    from ofa_nni.training.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
+    from search_spaces import OFAMobileNetV3Space
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"supernet file {str(path)!r} does not exist")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises several types for a damaged file
+        raise CheckpointError(f"{str(path)!r} is corrupt or not a torch file ({type(error).__name__})") from None
+    if isinstance(data, dict) and data.get("format") == CHECKPOINT_FORMAT:
+        data = load_checkpoint(path, map_location=map_location)
+        space_kwargs, state_dict = dict(data["space"]), data["supernet"]
+        config = data.get("config") or {}
+        dropout = (config.get("space") or {}).get("dropout")
+        if dropout is not None:
+            space_kwargs["dropout"] = dropout
+    elif isinstance(data, dict) and data.get("format") == SUPERNET_FORMAT:
+        space_kwargs, state_dict = dict(data["space"]), data["state_dict"]
+    else:
+        raise CheckpointError(f"{str(path)!r} is neither an ofa-nni supernet nor a training checkpoint")
+    kwargs: dict[str, Any] = {key: tuple(v) if isinstance(v, list) else v for key, v in space_kwargs.items()}
+    space = OFAMobileNetV3Space(**kwargs)
+    space.load_state_dict(state_dict)
+    return space.eval()

@@ -1,0 +1,325 @@
+"""Training schedules of an elastic supernet: OFA's progressive shrinking and BigNAS's sandwich rule.
+
+A schedule is a tuple of :class:`Phase` s. Each phase unlocks some choices of the space, trains
+for some epochs with its own learning rate (linear warm-up, then cosine decay to zero, restarted
+per phase as OFA's per-phase runs do) and draws a fixed number of subnets per step whose gradients
+are accumulated before one optimizer step. :func:`plan_step` turns (phase, step seed) into the
+step's subnets; everything here is deterministic given the seed, so a resumed run draws exactly the
+subnets the uninterrupted run would have drawn.
+
+Progressive shrinking (Cai et al., ICLR 2020, Sec. 3.2 and Fig. 3/4)::
+
+    full net   K max, E max, D max     1 subnet / step
+    kernel     K all                   1
+    depth1     D top two               2
+    depth2     D all                   2
+    expand1    E top two               4    (channels re-ordered by importance first)
+    expand2    E all                   4    (channels re-ordered again, keeping trained sets)
+
+Resolution is elastic in every phase (one random resolution per step). From the kernel phase on,
+the loss adds knowledge distillation from the full network trained in phase one (the teacher).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ofa_nni.arch import ArchSpace, Sample
+
+__all__ = [
+    "Phase",
+    "SubnetStep",
+    "PHASE_NAMES",
+    "PAPER_RECIPE",
+    "PAPER_BATCH_SIZE",
+    "progressive_shrinking",
+    "sandwich_rule",
+    "unlocked_choices",
+    "plan_step",
+    "learning_rate",
+    "locate_epoch",
+    "step_seed",
+]
+
+PHASE_NAMES = ("full", "kernel", "depth1", "depth2", "expand1", "expand2")
+"""Progressive-shrinking phases, in order."""
+
+PAPER_BATCH_SIZE = 2048
+"""Batch size the paper's learning rates belong to (32 GPUs x 64 images)."""
+
+PAPER_RECIPE: Mapping[str, Mapping[str, float]] = {
+    # The paper's ImageNet recipe (../shared/ANCHORS.md; once-for-all's train_ofa_net.py):
+    # epochs, warm-up epochs, learning rate at batch 2048, subnets per step.
+    "full": {"epochs": 180, "warmup_epochs": 0, "lr": 2.6, "subnets_per_step": 1},
+    "kernel": {"epochs": 120, "warmup_epochs": 5, "lr": 0.96, "subnets_per_step": 1},
+    "depth1": {"epochs": 25, "warmup_epochs": 0, "lr": 0.08, "subnets_per_step": 2},
+    "depth2": {"epochs": 125, "warmup_epochs": 0, "lr": 0.24, "subnets_per_step": 2},
+    "expand1": {"epochs": 25, "warmup_epochs": 0, "lr": 0.08, "subnets_per_step": 4},
+    "expand2": {"epochs": 125, "warmup_epochs": 0, "lr": 0.24, "subnets_per_step": 4},
+}
+"""OFA's progressive-shrinking recipe on ImageNet (learning rates for batch 2048)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+    """One phase of a supernet training schedule.
+
+    Attributes:
+        name: One of :data:`PHASE_NAMES`, or ``"sandwich"``.
+        epochs: Training epochs of the phase (>= 1).
+        lr: Peak learning rate (after warm-up) for the batch size actually used.
+        subnets_per_step: Subnets whose gradients are accumulated per optimizer step.
+        kernel_sizes, expand_ratios, depths, resolutions: The choices unlocked in this phase.
+        warmup_epochs: Linear warm-up from 0 to ``lr`` (counted inside ``epochs``).
+        kd_ratio: Weight of the distillation loss from the teacher (OFA: 1.0 after phase one).
+        sandwich: BigNAS's sandwich rule: the step's subnets are the largest, the smallest and
+            random ones; the largest learns from labels, the others from its soft labels.
+        keep_expand_ratios: If set, channels are re-ordered by importance at the start of the phase,
+            keeping the channel sets of these (already trained) expand ratios.
+    """
+
+    name: str
+    epochs: int
+    lr: float
+    subnets_per_step: int
+    kernel_sizes: tuple[int, ...]
+    expand_ratios: tuple[float, ...]
+    depths: tuple[int, ...]
+    resolutions: tuple[int, ...]
+    warmup_epochs: int = 0
+    kd_ratio: float = 0.0
+    sandwich: bool = False
+    keep_expand_ratios: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ValueError(f"phase {self.name!r}: epochs must be an int >= 1, got {self.epochs!r}")
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise ValueError(
+                f"phase {self.name!r}: warmup_epochs must be in [0, epochs={self.epochs}), got {self.warmup_epochs!r}"
+            )
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"phase {self.name!r}: lr must be a positive number, got {self.lr!r}")
+        minimum = 2 if self.sandwich else 1
+        if isinstance(self.subnets_per_step, bool) or not isinstance(self.subnets_per_step, int) or \
+                self.subnets_per_step < minimum:
+            raise ValueError(
+                f"phase {self.name!r}: subnets_per_step must be an int >= {minimum}, got {self.subnets_per_step!r}"
+            )
+        if not (isinstance(self.kd_ratio, (int, float)) and self.kd_ratio >= 0):
+            raise ValueError(f"phase {self.name!r}: kd_ratio must be >= 0, got {self.kd_ratio!r}")
+        for field in ("kernel_sizes", "expand_ratios", "depths", "resolutions"):
+            if not getattr(self, field):
+                raise ValueError(f"phase {self.name!r}: {field} must not be empty")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (stored in checkpoints, compared on resume)."""
+        data = dataclasses.asdict(self)
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in data.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class SubnetStep:
+    """What one optimizer step trains.
+
+    Attributes:
+        samples: The subnets, in the order they run (all at the step's resolution for progressive
+            shrinking; each at its own resolution for the sandwich rule).
+        label_loss: Per subnet, whether it learns from the labels (else only from soft labels).
+        distill_from: ``"teacher"`` (the frozen full network), ``"first"`` (the step's first
+            subnet, BigNAS's inplace distillation) or ``None``.
+        kd_ratio: Weight of the distillation term for the subnets it applies to.
+    """
+
+    samples: tuple[Sample, ...]
+    label_loss: tuple[bool, ...]
+    distill_from: str | None
+    kd_ratio: float
+
+
+def _top(values: Sequence[Any], count: int) -> tuple[Any, ...]:
+    return tuple(sorted(values)[-count:])
+
+
+def progressive_shrinking(
+    arch: ArchSpace,
+    *,
+    epochs_factor: float = 1.0,
+    batch_size: int = PAPER_BATCH_SIZE,
+    kd_ratio: float = 1.0,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    phases: Sequence[str] = PHASE_NAMES,
+) -> tuple[Phase, ...]:
+    """OFA's progressive-shrinking schedule for ``arch``, from the paper's recipe.
+
+    Epochs are the paper's times ``epochs_factor`` (rounded, at least 1; warm-up likewise, kept
+    below the phase's epochs); learning rates are the paper's scaled linearly to ``batch_size``
+    (the paper's are for :data:`PAPER_BATCH_SIZE`). ``overrides`` replaces fields per phase, e.g.
+    ``{"kernel": {"epochs": 3, "lr": 0.05}}`` (allowed: ``epochs``, ``warmup_epochs``, ``lr``,
+    ``subnets_per_step``, ``kd_ratio``). ``phases`` selects a subset, in order (e.g. without
+    ``full`` to continue from a trained full network; distillation then needs a teacher).
+
+    "Top two" phases (depth1, expand1) unlock the two largest choices; for a space with two
+    choices they equal the second step.
+    """
+    if not (isinstance(epochs_factor, (int, float)) and epochs_factor > 0):
+        raise ValueError(f"epochs_factor must be a positive number, got {epochs_factor!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    unknown = [name for name in phases if name not in PHASE_NAMES]
+    if unknown:
+        raise ValueError(f"unknown phase(s) {unknown}; allowed: {list(PHASE_NAMES)}")
+    if list(phases) != [name for name in PHASE_NAMES if name in phases]:
+        raise ValueError(f"phases must keep the order {list(PHASE_NAMES)}, got {list(phases)}")
+    overrides = dict(overrides or {})
+    allowed_fields = ("epochs", "warmup_epochs", "lr", "subnets_per_step", "kd_ratio")
+    for name, changes in overrides.items():
+        if name not in phases:
+            raise ValueError(f"overrides for unknown or unused phase {name!r}; phases: {list(phases)}")
+        bad = [key for key in changes if key not in allowed_fields]
+        if bad:
+            raise ValueError(f"overrides[{name!r}]: unknown field(s) {bad}; allowed: {list(allowed_fields)}")
+
+    kernels, expands, depths = arch.kernel_sizes, arch.expand_ratios, arch.depths
+    unlocked = {
+        "full": (_top(kernels, 1), _top(expands, 1), _top(depths, 1)),
+        "kernel": (kernels, _top(expands, 1), _top(depths, 1)),
+        "depth1": (kernels, _top(expands, 1), _top(depths, 2)),
+        "depth2": (kernels, _top(expands, 1), depths),
+        "expand1": (kernels, _top(expands, 2), depths),
+        "expand2": (kernels, expands, depths),
+    }
+    keep = {"expand1": _top(expands, 1), "expand2": _top(expands, 2)}
+    result = []
+    for name in phases:
+        recipe = PAPER_RECIPE[name]
+        epochs = max(1, round(recipe["epochs"] * epochs_factor))
+        warmup = min(round(recipe["warmup_epochs"] * epochs_factor), epochs - 1)
+        fields: dict[str, Any] = {
+            "epochs": epochs,
+            "warmup_epochs": warmup,
+            "lr": recipe["lr"] * batch_size / PAPER_BATCH_SIZE,
+            "subnets_per_step": int(recipe["subnets_per_step"]),
+            "kd_ratio": 0.0 if name == "full" else float(kd_ratio),
+        }
+        fields.update(overrides.get(name, {}))
+        kernel_sizes, expand_ratios, depth_choices = unlocked[name]
+        result.append(Phase(
+            name=name,
+            kernel_sizes=tuple(kernel_sizes),
+            expand_ratios=tuple(expand_ratios),
+            depths=tuple(depth_choices),
+            resolutions=arch.resolutions,
+            keep_expand_ratios=keep.get(name),
+            **fields,
+        ))
+    return tuple(result)
+
+
+def sandwich_rule(
+    arch: ArchSpace,
+    *,
+    epochs: int,
+    lr: float,
+    num_random: int = 2,
+    warmup_epochs: int = 0,
+) -> tuple[Phase, ...]:
+    """BigNAS's sandwich rule (Yu et al., ECCV 2020) as a one-phase schedule.
+
+    Each step trains the largest subnet (labels), the smallest and ``num_random`` random subnets
+    (soft labels of the largest, "inplace distillation"), all choices unlocked from the start.
+    """
+    if isinstance(num_random, bool) or not isinstance(num_random, int) or num_random < 0:
+        raise ValueError(f"num_random must be an int >= 0, got {num_random!r}")
+    return (Phase(
+        name="sandwich",
+        epochs=epochs,
+        lr=lr,
+        subnets_per_step=2 + num_random,
+        kernel_sizes=arch.kernel_sizes,
+        expand_ratios=arch.expand_ratios,
+        depths=arch.depths,
+        resolutions=arch.resolutions,
+        warmup_epochs=warmup_epochs,
+        kd_ratio=1.0,
+        sandwich=True,
+    ),)
+
+
+def unlocked_choices(arch: ArchSpace, phase: Phase) -> dict[str, tuple[Any, ...]]:
+    """Per label of ``arch``, the choices ``phase`` samples from."""
+    by_kind = {
+        ".kernel": phase.kernel_sizes,
+        ".expand": phase.expand_ratios,
+        ".depth": phase.depths,
+    }
+    choices: dict[str, tuple[Any, ...]] = {}
+    for label in arch.labels:
+        allowed = next((values for suffix, values in by_kind.items() if label.endswith(suffix)), phase.resolutions)
+        outside = [value for value in allowed if value not in arch.choices(label)]
+        if outside:
+            raise ValueError(
+                f"phase {phase.name!r} unlocks {outside} for {label!r}, not among the space's "
+                f"choices {list(arch.choices(label))}"
+            )
+        choices[label] = tuple(allowed)
+    return choices
+
+
+def step_seed(seed: int, epoch: int, batch: int) -> np.random.Generator:
+    """The generator of one step's subnets: a function of (seed, global epoch, batch index) only,
+    so every data-parallel rank and every resumed run draws the same subnets."""
+    return np.random.default_rng([int(seed), int(epoch), int(batch)])
+
+
+def _draw(choices: Mapping[str, tuple[Any, ...]], rng: np.random.Generator) -> Sample:
+    return {label: values[int(rng.integers(len(values)))] for label, values in choices.items()}
+
+
+def plan_step(arch: ArchSpace, phase: Phase, rng: np.random.Generator) -> SubnetStep:
+    """The subnets one step of ``phase`` trains (see :class:`SubnetStep`)."""
+    choices = unlocked_choices(arch, phase)
+    if phase.sandwich:
+        largest = {label: max(values) for label, values in choices.items()}
+        smallest = {label: min(values) for label, values in choices.items()}
+        randoms = [_draw(choices, rng) for _ in range(phase.subnets_per_step - 2)]
+        samples = (largest, smallest, *randoms)
+        return SubnetStep(samples=samples, label_loss=(True,) + (False,) * (len(samples) - 1),
+                          distill_from="first", kd_ratio=phase.kd_ratio)
+    # OFA: one resolution per step (per batch), shared by every subnet of the step.
+    resolution = phase.resolutions[int(rng.integers(len(phase.resolutions)))]
+    samples = tuple({**_draw(choices, rng), ArchSpace.RESOLUTION_LABEL: resolution}
+                    for _ in range(phase.subnets_per_step))
+    return SubnetStep(samples=samples, label_loss=(True,) * len(samples),
+                      distill_from="teacher" if phase.kd_ratio > 0 else None, kd_ratio=phase.kd_ratio)
+
+
+def learning_rate(phase: Phase, epoch_in_phase: int, batch: int, steps_per_epoch: int) -> float:
+    """OFA's per-phase learning rate: linear warm-up over ``warmup_epochs``, then cosine to zero
+    over the remaining epochs, updated every step."""
+    if steps_per_epoch < 1:
+        raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+    step = epoch_in_phase * steps_per_epoch + batch
+    warmup_steps = phase.warmup_epochs * steps_per_epoch
+    if step < warmup_steps:
+        return phase.lr * (step + 1) / warmup_steps
+    total = (phase.epochs - phase.warmup_epochs) * steps_per_epoch
+    progress = min(step - warmup_steps, total) / total
+    return 0.5 * phase.lr * (1.0 + math.cos(math.pi * progress))
+
+
+def locate_epoch(phases: Sequence[Phase], epoch: int) -> tuple[int, int]:
+    """``(phase index, epoch within the phase)`` of global epoch ``epoch`` (counted from 0)."""
+    if epoch < 0:
+        raise ValueError(f"epoch must be >= 0, got {epoch}")
+    start = 0
+    for index, phase in enumerate(phases):
+        if epoch < start + phase.epochs:
+            return index, epoch - start
+        start += phase.epochs
+    raise ValueError(f"epoch {epoch} is past the schedule's {start} epochs")
