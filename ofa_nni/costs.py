@@ -36,6 +36,7 @@ class AnalyticCostModel:
 
     def __init__(self, space: ArchSpace) -> None:
         self.space = space
+        self._n_labels = len(space.labels)  # cached: the search calls macs() thousands of times
         n_r = len(space.resolutions)
         n_k, n_e = len(space.kernel_sizes), len(space.expand_ratios)
         self.block_macs = np.zeros((space.num_blocks, n_k, n_e, n_r), dtype=np.int64)
@@ -111,7 +112,7 @@ class AnalyticCostModel:
         if isinstance(samples, Mapping):
             return self.space.to_indices(samples)[None], True
         if isinstance(samples, np.ndarray):
-            if samples.ndim != 2 or samples.shape[1] != len(self.space.labels):
+            if samples.ndim != 2 or samples.shape[1] != self._n_labels:
                 raise ValueError(f"expected an index array of shape (n, {len(self.space.labels)}), got {samples.shape}")
             return samples.astype(np.int64, copy=False), False
         return np.stack([self.space.to_indices(s) for s in samples]), False
