@@ -1,0 +1,142 @@
+"""One interface for the costs a search constrains or minimises: MACs, parameters, latency.
+
+Every efficiency model is a callable on a population of integer-encoded samples (an ``(n, L)``
+int64 array in :meth:`ofa_nni.arch.ArchSpace.to_indices` order) that returns an ``(n,)`` float64
+array, computed with gathers and masked sums (no Python loop per candidate), so the search can
+score whole populations at once. A single sample dict gives a float.
+
+:class:`MacsModel` and :class:`ParamsModel` wrap the analytic counts of
+:class:`~ofa_nni.costs.AnalyticCostModel`; :class:`ofa_nni.latency.LatencyTable` is the measured
+one.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from typing import Any, overload
+
+import numpy as np
+
+from ofa_nni.arch import ArchSpace
+from ofa_nni.costs import AnalyticCostModel
+
+__all__ = [
+    "EfficiencyModel",
+    "MacsModel",
+    "ParamsModel",
+    "as_index_array",
+    "sum_active_blocks",
+]
+
+
+def as_index_array(space: ArchSpace, population: Any) -> np.ndarray:
+    """``population`` (an ``(n, L)`` index array, or a list of sample dicts) as a checked int64 array.
+
+    Raises:
+        ValueError: for a wrong shape, a non-integer array or an index outside a label's choices
+            (naming the label and the allowed range).
+    """
+    if isinstance(population, Mapping):
+        return space.to_indices(population)[None]
+    if not isinstance(population, np.ndarray):
+        population = list(population)
+        if not population:
+            return np.zeros((0, len(space.labels)), dtype=np.int64)
+        if isinstance(population[0], Mapping):
+            return np.stack([space.to_indices(sample) for sample in population])
+        population = np.asarray(population)
+    if population.ndim != 2 or population.shape[1] != len(space.labels):
+        raise ValueError(
+            f"expected an index array of shape (n, {len(space.labels)}) (ArchSpace.to_indices order), "
+            f"got shape {population.shape}"
+        )
+    if population.dtype.kind not in "iu":
+        raise ValueError(f"expected an integer index array, got dtype {population.dtype}")
+    indices = population.astype(np.int64, copy=False)
+    bad = (indices < 0) | (indices >= space.cardinalities[None, :])
+    if bad.any():
+        row, column = (int(i) for i in np.argwhere(bad)[0])
+        label = space.labels[column]
+        raise ValueError(
+            f"row {row}: index {indices[row, column]} of {label!r} is out of range; allowed 0.."
+            f"{len(space.choices(label)) - 1} (choices {list(space.choices(label))})"
+        )
+    return indices
+
+
+def sum_active_blocks(
+    space: ArchSpace, indices: np.ndarray, block_table: np.ndarray, fixed_by_resolution: np.ndarray
+) -> np.ndarray:
+    """``fixed[r] + sum over active blocks of block_table[block, kernel, expand, r]`` per row.
+
+    ``block_table`` has shape ``(num_blocks, len(kernels), len(expands), len(resolutions))`` and
+    ``fixed_by_resolution`` shape ``(len(resolutions),)``; one gather for the whole population.
+    """
+    n_blocks = space.num_blocks
+    kernels = indices[:, :n_blocks]
+    expands = indices[:, n_blocks : 2 * n_blocks]
+    depths = np.asarray(space.depths)[indices[:, 2 * n_blocks : 2 * n_blocks + space.num_stages]]
+    position = np.tile(np.arange(space.max_depth), space.num_stages)
+    active = position[None, :] < np.repeat(depths, space.max_depth, axis=1)
+    resolution = indices[:, -1]
+    per_block = block_table[np.arange(n_blocks)[None, :], kernels, expands, resolution[:, None]]
+    return fixed_by_resolution[resolution] + (per_block * active).sum(axis=1)
+
+
+class EfficiencyModel(abc.ABC):
+    """A cost of subnets of :attr:`space` (lower is cheaper), batched over populations.
+
+    Subclasses set :attr:`name` and :attr:`unit` and implement :meth:`evaluate` on a checked
+    ``(n, L)`` int64 index array.
+    """
+
+    name: str = ""
+    unit: str = ""
+
+    def __init__(self, space: ArchSpace) -> None:
+        self.space = space
+
+    @abc.abstractmethod
+    def evaluate(self, indices: np.ndarray) -> np.ndarray:
+        """Costs of a checked ``(n, L)`` index array as an ``(n,)`` float64 array."""
+
+    @overload
+    def __call__(self, population: Mapping[str, Any]) -> float: ...
+    @overload
+    def __call__(self, population: np.ndarray | Sequence[Mapping[str, Any]]) -> np.ndarray: ...
+
+    def __call__(self, population: Any) -> Any:
+        values = np.asarray(self.evaluate(as_index_array(self.space, population)), dtype=np.float64)
+        return float(values[0]) if isinstance(population, Mapping) else values
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, unit={self.unit!r})"
+
+
+class MacsModel(EfficiencyModel):
+    """Multiply-accumulates of the frozen subnet, analytic (:class:`~ofa_nni.costs.AnalyticCostModel`)."""
+
+    name = "macs"
+    unit = "MACs"
+
+    def __init__(self, space: ArchSpace, *, cost_model: AnalyticCostModel | None = None) -> None:
+        super().__init__(space)
+        self.cost_model = cost_model or AnalyticCostModel(space)
+
+    def evaluate(self, indices: np.ndarray) -> np.ndarray:
+        return self.cost_model.macs(indices).astype(np.float64)
+
+
+class ParamsModel(EfficiencyModel):
+    """Parameters of the frozen subnet, analytic (:class:`~ofa_nni.costs.AnalyticCostModel`)."""
+
+    name = "params"
+    unit = "parameters"
+
+    def __init__(self, space: ArchSpace, *, cost_model: AnalyticCostModel | None = None) -> None:
+        super().__init__(space)
+        self.cost_model = cost_model or AnalyticCostModel(space)
+
+    def evaluate(self, indices: np.ndarray) -> np.ndarray:
+        return self.cost_model.params(indices).astype(np.float64)

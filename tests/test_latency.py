@@ -1,0 +1,251 @@
+"""Latency lookup tables: op shapes match frozen subnets, table arithmetic, file format, resume,
+validation, CLI. Timings here are real but tiny (few repeats); their *quality* is measured in
+benchmarks/bench_latency_table.py, not asserted."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY_SPACE_KWARGS
+
+from ofa_nni.arch import ArchSpace
+from ofa_nni.cli import main
+from ofa_nni.efficiency import MacsModel, ParamsModel
+from ofa_nni.latency import (
+    LatencyTable,
+    build_latency_table,
+    measure_end_to_end,
+    op_specs,
+    validate_latency_table,
+)
+
+FAST = dict(warmup=1, repeats=2, rounds=1, num_threads=1, show_progress=False)
+
+
+def _ops_of(space: ArchSpace, sample: dict) -> list:
+    fixed, blocks = op_specs(space, sample["resolution"])
+    ops = [fixed[0], fixed[1]]
+    for s in range(space.num_stages):
+        for b in range(sample[space.depth_label(s)]):
+            k = space.kernel_sizes.index(sample[space.kernel_label(s, b)])
+            e = space.expand_ratios.index(sample[space.expand_label(s, b)])
+            ops.append(blocks[(s * space.max_depth + b, k, e)])
+    return ops + [fixed[2]]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_op_modules_chain_into_the_frozen_subnet(tiny_space, seed):
+    """The ops of a sample, chained, have the frozen subnet's parameters and its output shape."""
+    space = tiny_space.arch_space
+    sample = space.random_sample(seed)
+    ops = _ops_of(space, sample)
+    modules = [spec.build() for spec in ops]
+    frozen = tiny_space.freeze(sample)
+    assert sum(p.numel() for m in modules for p in m.parameters()) == sum(p.numel() for p in frozen.parameters())
+    x = torch.randn(2, 3, sample["resolution"], sample["resolution"])
+    for spec, module in zip(ops, modules, strict=True):
+        assert x.shape == spec.input_shape(2), spec.key
+        x = module(x)
+    assert x.shape == frozen(torch.randn(2, 3, sample["resolution"], sample["resolution"])).shape
+
+
+def test_entries_are_deduplicated_by_shape():
+    space = ArchSpace()
+    fixed, blocks = op_specs(space, 224)
+    keys = {spec.key for spec in blocks.values()}
+    # Per stage: the first block and the (identical) others; 9 kernel/expand settings each.
+    assert len(keys) == space.num_stages * 2 * 9
+    assert blocks[(1, 0, 0)].key == blocks[(2, 0, 0)].key  # stage 1 blocks 2 and 3 share a shape
+    assert blocks[(0, 0, 0)].key != blocks[(1, 0, 0)].key  # the first block strides and widens
+
+
+def _synthetic_table(space: ArchSpace, measured: tuple[int, ...], ms_of) -> LatencyTable:
+    entries = {}
+    for resolution in measured:
+        fixed, blocks = op_specs(space, resolution)
+        for spec in [*fixed, *blocks.values()]:
+            entries[spec.key] = {"ms": ms_of(spec), "iqr_ms": 0.0, "samples": 1}
+    return LatencyTable(space=space, entries=entries, measured_resolutions=measured)
+
+
+def test_prediction_is_the_sum_of_the_entries_and_vectorized():
+    space = ArchSpace(**{k: v for k, v in TINY_SPACE_KWARGS.items()})
+    rng = np.random.default_rng(0)
+    values: dict[str, float] = {}
+    table = _synthetic_table(space, space.resolutions, lambda spec: values.setdefault(spec.key, rng.uniform(0.1, 2)))
+    population = space.random_indices(64, 1)
+    predicted = table(population)
+    assert predicted.shape == (64,) and predicted.dtype == np.float64
+    for row, value in zip(population, predicted, strict=True):
+        expected = sum(values[spec.key] for spec in _ops_of(space, space.from_indices(row)))
+        assert value == pytest.approx(expected, rel=1e-12)
+    assert table(space.from_indices(population[0])) == pytest.approx(predicted[0])
+    with pytest.raises(ValueError, match="resolution"):
+        bad = population.copy()
+        bad[0, -1] = 7
+        table(bad)
+
+
+def test_unmeasured_resolutions_are_interpolated_in_resolution_squared():
+    space = ArchSpace(resolutions=(128, 160, 192, 224), num_classes=10)
+    # A stem that costs 1 ms + 1e-4 ms per input pixel; everything else free.
+    table = _synthetic_table(space, (128, 224), lambda spec: 1.0 + 1e-4 * spec.input_size**2 if spec.kind == "stem"
+                             else 0.0)
+    assert table.interpolated_resolutions == (160, 192)
+    assert table.to_dict()["resolutions"]["interpolated"] == [160, 192]
+    for r_idx, resolution in enumerate(space.resolutions):
+        assert table.fixed_ms[r_idx] == pytest.approx(1.0 + 1e-4 * resolution**2)
+    constant = _synthetic_table(space, (128, 224), lambda spec: 0.5)
+    assert np.allclose(constant.block_ms, 0.5)
+
+
+def test_table_file_round_trip_and_refusals(tmp_path):
+    space = ArchSpace(**TINY_SPACE_KWARGS)
+    table = build_latency_table(space, backend="torch", resolutions=(32,), **FAST)
+    path = tmp_path / "lut.json"
+    table.save(path)
+    data = json.loads(path.read_text())
+    assert data["format_version"] == 1 and data["backend"] == "torch" and data["batch_size"] == 1
+    assert data["resolutions"] == {"measured": [32], "interpolated": [40], "interpolation": data["resolutions"][
+        "interpolation"]} and "resolution^2" in data["resolutions"]["interpolation"]
+    assert {"torch", "numpy", "python"} <= set(data["libraries"]) and data["device"]["num_threads"] == 1
+    loaded = LatencyTable.load(path, space=space)
+    population = space.random_indices(10, 0)
+    np.testing.assert_allclose(loaded(population), table(population))
+    other = ArchSpace(**{**TINY_SPACE_KWARGS, "num_classes": 7})
+    with pytest.raises(ValueError, match="num_classes: file has 4, space has 7"):
+        LatencyTable.load(path, space=other)
+    data["format_version"] = 99
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="format_version 99"):
+        LatencyTable.load(path)
+    with pytest.raises(FileNotFoundError, match="lut build"):
+        LatencyTable.load(tmp_path / "missing.json")
+
+
+def test_bad_settings_are_refused():
+    space = ArchSpace(**TINY_SPACE_KWARGS)
+    with pytest.raises(ValueError, match="unknown backend 'tflite'"):
+        build_latency_table(space, backend="tflite")
+    with pytest.raises(ValueError, match=r"resolutions \[33\] not in the space"):
+        build_latency_table(space, resolutions=(33,))
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
+        build_latency_table(space, batch_size=0)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            build_latency_table(space, device="cuda")
+
+
+def test_progress_file_resumes_and_refuses_other_settings(tmp_path):
+    space = ArchSpace(**TINY_SPACE_KWARGS)
+    progress = tmp_path / "lut.json.partial.json"
+    first = build_latency_table(space, progress_path=progress, **FAST)
+    saved = json.loads(progress.read_text())
+    assert set(saved["timings"]) == set(first.entries) and all(len(v) == 2 for v in saved["timings"].values())
+    # Resuming a finished build measures nothing more: the same medians come back.
+    again = build_latency_table(space, progress_path=progress, **FAST)
+    assert again.entries == first.entries
+    with pytest.raises(ValueError, match="batch_size: 1 -> 2"):
+        build_latency_table(space, progress_path=progress, **{**FAST, "batch_size": 2})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_validation_measures_frozen_subnets_with_the_same_backend(tiny_space, backend):
+    space = tiny_space.arch_space
+    table = build_latency_table(space, backend=backend, **FAST)
+    validation = validate_latency_table(table, tiny_space.freeze, num_subnets=4, calibration_subnets=3,
+                                        show_progress=False)
+    assert validation["num_subnets"] == 4 and len(validation["subnets"]) == 7
+    for key in ("spearman", "kendall", "mape_percent"):
+        assert np.isfinite(validation["raw"][key]) and np.isfinite(validation["corrected"][key])
+    measured = np.array([s["measured_ms"] for s in validation["subnets"]])
+    predicted = np.array([s["predicted_ms"] for s in validation["subnets"]])
+    assert (measured > 0).all() and (predicted > 0).all()
+    mape = np.mean(np.abs(predicted[:4] - measured[:4]) / measured[:4]) * 100
+    assert validation["raw"]["mape_percent"] == pytest.approx(mape, rel=1e-4)
+    correction = table.correction
+    assert correction is not None and correction["kind"] == "linear"
+    corrected = correction["scale"] * predicted + correction["offset_ms"]
+    expected = corrected if correction["applied"] else predicted
+    population = np.stack([space.to_indices(space.parse(s["arch"])) for s in validation["subnets"]])
+    np.testing.assert_allclose(table(population), expected, rtol=1e-5)
+    assert "validation on 4 random subnets" in table.summary()
+
+
+def test_end_to_end_runs_onnx_and_torch_on_the_same_model(tiny_space):
+    model = tiny_space.freeze(tiny_space.max_sample()).eval()
+    for backend in ("torch", "onnxruntime"):
+        ms = measure_end_to_end([(model, 40)], backend=backend, warmup=1, repeats=2, rounds=1, num_threads=1)
+        assert ms.shape == (1,) and ms[0] > 0
+
+
+def test_efficiency_models_share_the_interface():
+    space = ArchSpace(**TINY_SPACE_KWARGS)
+    population = space.random_indices(8, 0)
+    macs, params = MacsModel(space), ParamsModel(space)
+    assert macs(population).dtype == np.float64 and macs(population).shape == (8,)
+    assert macs(space.max_sample()) == float(macs.cost_model.macs(space.max_sample()))
+    assert params(population)[0] == params(space.from_indices(population[0]))
+    with pytest.raises(ValueError, match=r"shape \(n, 16\)"):
+        macs(population[:, :5])
+
+
+def test_cli_builds_validates_and_shows_a_table(tmp_path, capsys):
+    out = tmp_path / "lut.json"
+    code = main(["lut", "build", "--preset", "cpu", "--num-classes", "10", "--backend", "onnxruntime",
+                 "--resolutions", "24", "32", "--warmup", "1", "--repeats", "2", "--rounds", "1", "--threads", "1",
+                 "--validate", "4", "--calibration-subnets", "3", "--quiet", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "interpolated" in printed and "Spearman" in printed and "MAPE" in printed
+    assert not out.with_name("lut.json.partial.json").exists()
+    table = LatencyTable.load(out)
+    assert table.metadata["backend"] == "onnxruntime" and table.interpolated_resolutions == (28,)
+    assert main(["lut", "show", str(out)]) == 0
+    assert "backend onnxruntime" in capsys.readouterr().out
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    code = main(["lut", "build", "--preset", "cpu", "--resolutions", "25", "--out", str(tmp_path / "x.json")])
+    assert code == 2 and "--resolutions [25] not in the space" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        code = main(["lut", "build", "--preset", "cpu", "--device", "cuda", "--out", str(tmp_path / "x.json")])
+        assert code == 2 and "no CUDA GPU" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_build_killed_and_rerun_resumes(tmp_path):
+    """kill -9 in the middle of a build; the same command continues from the progress file."""
+    out = tmp_path / "lut.json"
+    partial = tmp_path / "lut.json.partial.json"
+    command = [sys.executable, "-m", "ofa_nni.cli", "lut", "build", "--preset", "cpu", "--num-classes", "10",
+               "--warmup", "1", "--repeats", "20", "--rounds", "2", "--threads", "1", "--validate", "0",
+               "--quiet", "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    done_before_kill = 0
+    while time.monotonic() < deadline and process.poll() is None:
+        if partial.exists():
+            timings = json.loads(partial.read_text())["timings"]
+            done_before_kill = sum(len(v) for v in timings.values())
+            if done_before_kill:
+                break
+        time.sleep(0.2)
+    assert process.poll() is None, "the build finished before it could be killed; make it longer"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert done_before_kill > 0 and not out.exists()
+    rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "resuming from" in rerun.stdout
+    table = LatencyTable.load(out)
+    assert all(entry["samples"] == 40 for entry in table.entries.values())
