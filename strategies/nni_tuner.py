@@ -1,0 +1,330 @@
+"""``OFAEvolutionTuner``: OFA's evolutionary search as an NNI tuner for ``nnictl create --config``.
+
+nnictl runs HPO tuners only (NAS experiments start from Python), so this is a plain
+:class:`nni.tuner.Tuner` over NNI's ``choice`` search space of the OFA labels (generated with
+``ofa-nni nni search-space``, never written by hand). Every trial evaluates one subnet of the
+trained supernet for real (``python -m strategies.nni_trial``: freeze, recalibrate BN, held-out
+accuracy, measured latency) and the tuner drives :class:`ofa_nni.search.EvolutionSearch`
+(Cai et al., ICLR 2020, Sec. 3.3: OFA's regularised evolution, here with real accuracies instead of
+a predictor) through its ask/tell protocol. It holds no search logic of its own.
+
+Why the tuner reads the arch from the metric: with ``trialConcurrency > 1`` NNI 3.0's local training
+service can start a trial with another trial's parameters, and the metric then arrives under a
+``parameter_id`` whose parameters the trial never ran. Every trial therefore reports its own arch
+string in its metric dict (``{'default': accuracy, ..., 'arch': 'r32_k3e2-...'}``) and the tuner
+credits the score to *that* arch (falling back to the parameters only for a metric without one,
+with a warning when they disagree). Results are keyed by arch, never by ``parameter_id`` alone.
+
+NNI protocol, as ``nni/runtime/msg_dispatcher.py`` drives it:
+
+* ``update_search_space`` (once at start, again on ``nnictl update searchspace``): the JSON must
+  match the space exactly, else ValueError naming the first mismatching label (the experiment stops
+  with that message in the web UI).
+* ``generate_multiple_parameters``: one ``{label: value}`` per requested id from the engine's ask
+  queue. While the current generation's last subnets are still running there is nothing to
+  propose; those ids are kept and served through NNI's ``st_callback`` as soon as the generation
+  completes (the pattern of NNI's own evolution tuner). When the search is done, no more trials.
+* ``receive_trial_result``: the arch's score is the metric's ``default`` (a number, or a dict with
+  ``default``); NaN, a missing or non-numeric value mark a failed evaluation (archived, never
+  selected). An arch over the tuner's budgets is archived but never selected.
+* ``trial_end``: a trial that ended without a result (failed, killed, crashed before reporting)
+  leaves its subnet unscored; once more subnets are unscored than trials are running, the oldest
+  such subnets are marked failed, so the generation completes instead of waiting forever.
+* ``import_data`` (``nnictl resume``, ``nnictl experiment import``): earlier results are told to the
+  engine (the archive and parents continue from them; no subnet is evaluated twice).
+
+In a sequential run (``trialConcurrency: 1``) the proposals are deterministic for a seed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import nni
+import numpy as np
+from nni.tuner import Tuner
+
+from ofa_nni.arch import ArchSpace, Sample
+from ofa_nni.costs import AnalyticCostModel
+from ofa_nni.nni_search_space import arch_space_from_spec, check_nni_search_space
+from ofa_nni.search import EvolutionSearch
+
+__all__ = ["OFAEvolutionTuner", "BUILTIN_NAME", "metric_score"]
+
+BUILTIN_NAME = "OFAEvolutionTuner"
+"""The name the tuner is registered under (``tuner: name: OFAEvolutionTuner`` in config.yml)."""
+
+_logger = logging.getLogger(__name__)
+
+
+def metric_score(value: Any) -> float:
+    """The score of an NNI final metric: a number, or a dict's ``default``; NaN when there is none.
+
+    ``nni.report_final_result`` accepts a number or a dict with a ``default`` key (what NNI sorts
+    and plots). Anything else -- no ``default``, ``None``, a string, infinity -- is treated as a
+    failed evaluation (NaN), never as a score.
+    """
+    if isinstance(value, Mapping):
+        value = value.get("default")
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return math.nan
+    value = float(value)
+    return value if math.isfinite(value) else math.nan
+
+
+class OFAEvolutionTuner(Tuner):
+    """OFA's evolution over the subnets of a trained supernet, one NNI trial per subnet.
+
+    Constructed by NNI from the ``classArgs`` of ``config.yml`` (keyword-only). The space comes
+    from exactly one of ``space`` (a description, no file needed) or ``supernet`` (an *absolute*
+    path: NNI starts the tuner in the experiment's log directory, so a relative path would not
+    mean what it means in ``trialCommand``).
+
+    Args:
+        space: ``{"preset": "cpu", "num_classes": 10, ...}``, see
+            :func:`ofa_nni.nni_search_space.arch_space_from_spec`. Must describe the supernet the
+            trials load (``update_search_space`` checks it against the generated JSON).
+        supernet: Absolute path of the trained supernet (``supernet.pt`` or a training checkpoint);
+            only its space is read.
+        constraints: Budgets ``{cost: maximum}`` met by every proposed subnet (repaired by the
+            engine, never redrawn): ``macs``, ``params`` (analytic) and, with ``latency_table``,
+            ``latency_ms``. Example: ``{macs: 1.0e6}``.
+        latency_table: Absolute path of a latency lookup table of the space (``ofa-nni lut build``),
+            making ``latency_ms`` available as a constraint.
+        population_size, generations, parent_ratio, mutation_ratio, mutation_prob,
+            resolution_mutation_prob: :class:`ofa_nni.search.EvolutionSearch` settings (OFA's
+            defaults except a smaller population and generation count, since every candidate is
+            a real trial). The experiment's ``maxTrialNumber`` usually ends the search earlier.
+        seed: Seed of the search (proposals are deterministic for a seed in a sequential run).
+        optimize_mode: ``"maximize"`` (accuracy, the default) or ``"minimize"`` the ``default`` metric.
+    """
+
+    def __init__(
+        self,
+        *,
+        space: Mapping[str, Any] | None = None,
+        supernet: str | None = None,
+        constraints: Mapping[str, float] | None = None,
+        latency_table: str | None = None,
+        population_size: int = 16,
+        generations: int = 100,
+        parent_ratio: float = 0.25,
+        mutation_ratio: float = 0.5,
+        mutation_prob: float = 0.1,
+        resolution_mutation_prob: float = 0.5,
+        seed: int = 0,
+        optimize_mode: str = "maximize",
+    ) -> None:
+        super().__init__()
+        self.space = _resolve_space(space, supernet)
+        if optimize_mode not in ("maximize", "minimize"):
+            raise ValueError(f"optimize_mode must be 'maximize' or 'minimize', got {optimize_mode!r}")
+        self.optimize_mode = optimize_mode
+        cost_model = AnalyticCostModel(self.space)
+        costs: dict[str, Callable[[np.ndarray], Any]] = {"macs": cost_model.macs, "params": cost_model.params}
+        if latency_table is not None:
+            from ofa_nni.latency import LatencyTable
+
+            costs["latency_ms"] = LatencyTable.load(_absolute_path("latency_table", latency_table), space=self.space)
+        unknown = [name for name in (constraints or {}) if name not in costs]
+        if unknown:
+            hint = "" if latency_table is not None else " ('latency_ms' needs latency_table)"
+            raise ValueError(f"constraints: unknown cost {unknown[0]!r}; allowed: {list(costs)}{hint}")
+        self.search = EvolutionSearch(
+            space=self.space,
+            costs=costs,
+            targets=dict(constraints or {}),
+            population_size=population_size,
+            generations=generations,
+            parent_ratio=parent_ratio,
+            mutation_ratio=mutation_ratio,
+            mutation_prob=mutation_prob,
+            resolution_mutation_prob=resolution_mutation_prob,
+            seed=seed,
+        )
+        self._queue: deque[np.ndarray] = deque()  # asked, not yet handed to a trial
+        self._unscored: dict[str, tuple[np.ndarray, int]] = {}  # arch -> (row, parameter id), dispatch order
+        self._running: set[int] = set()  # parameter ids handed out whose trial has not ended
+        self._owed: deque[int] = deque()  # ids NNI asked for while nothing could be proposed
+        self._send_trial: Callable[[int, Any], None] | None = None
+        self.scores: dict[str, float] = {}
+        """Every arch scored so far (arch string -> score as reported, NaN for a failed trial)."""
+
+    # ------------------------------------------------------------------ NNI protocol
+    def update_search_space(self, search_space: Any) -> None:
+        check_nni_search_space(self.space, search_space)
+        _logger.info("OFAEvolutionTuner: search space matches the space (%d labels)", len(self.space.labels))
+
+    def generate_multiple_parameters(self, parameter_id_list: list[int], **kwargs: Any) -> list[Sample]:
+        if "st_callback" in kwargs:
+            self._send_trial = kwargs["st_callback"]
+        result = []
+        for position, parameter_id in enumerate(parameter_id_list):
+            try:
+                result.append(self.generate_parameters(parameter_id))
+            except nni.NoMoreTrialError:
+                if not self.search.done and self._send_trial is not None:
+                    self._owed.extend(parameter_id_list[position:])
+                    _logger.info("OFAEvolutionTuner: generation %d still running; %d trial(s) wait for it",
+                                 self.search.generation + 1, len(self._owed))
+                break
+        return result
+
+    def generate_parameters(self, parameter_id: int, **kwargs: Any) -> Sample:
+        row = self._next_row()
+        if row is None:
+            raise nni.NoMoreTrialError("the search is done" if self.search.done else
+                                       "waiting for the running trials of this generation")
+        return self._hand_out(parameter_id, row)
+
+    def receive_trial_result(self, parameter_id: int, parameters: Any, value: Any, **kwargs: Any) -> None:
+        sample = self._sample_of_metric(parameter_id, parameters, value)
+        if sample is None:
+            return
+        score = metric_score(value)
+        if math.isnan(score):
+            _logger.warning("OFAEvolutionTuner: trial of parameter id %s reported no usable 'default' (%r); "
+                            "its subnet counts as failed", parameter_id, value)
+        self._tell(self._arch_key(sample), self.space.to_indices(sample), score, parameter_id)
+        self._serve_owed()
+
+    def trial_end(self, parameter_id: int, success: bool, **kwargs: Any) -> None:
+        self._running.discard(parameter_id)
+        if not success:
+            _logger.warning("OFAEvolutionTuner: trial of parameter id %s ended without success", parameter_id)
+        # Each running trial can still score one subnet; the rest will never be scored.
+        while len(self._unscored) > len(self._running):
+            arch = self._lost_arch(parameter_id)
+            row, dispatched_id = self._unscored[arch]
+            _logger.warning("OFAEvolutionTuner: no result will come for %s (parameter id %s); counted as failed",
+                            arch, dispatched_id)
+            self._tell(arch, row, math.nan, dispatched_id)
+        self._serve_owed()
+
+    def import_data(self, data: list[dict[str, Any]]) -> None:
+        """Tell the engine the results of earlier trials (``[{'parameter': ..., 'value': ...}, ...]``)."""
+        told = 0
+        for entry in data:
+            sample = self._sample_of_metric(None, entry.get("parameter"), entry.get("value"))
+            if sample is not None:
+                self._tell(self._arch_key(sample), self.space.to_indices(sample), metric_score(entry.get("value")),
+                           None)
+                told += 1
+        _logger.info("OFAEvolutionTuner: imported %d of %d earlier results", told, len(data))
+        self._serve_owed()
+
+    # ------------------------------------------------------------------ helpers
+    def _next_row(self) -> np.ndarray | None:
+        if not self._queue and not self._unscored and not self.search.done:
+            # Only ask when every handed-out subnet is scored: until then ask() repeats them.
+            self._queue.extend(self.search.ask())
+        return self._queue.popleft() if self._queue else None
+
+    def _serve_owed(self) -> None:
+        while self._owed and self._send_trial is not None:
+            row = self._next_row()
+            if row is None:
+                if self.search.done:
+                    self._owed.clear()
+                return
+            parameter_id = self._owed.popleft()
+            self._send_trial(parameter_id, self._hand_out(parameter_id, row))
+
+    def _hand_out(self, parameter_id: int, row: np.ndarray) -> Sample:
+        sample = self.space.from_indices(row)
+        arch = self._arch_key(sample)
+        self._unscored[arch] = (row, parameter_id)
+        self._running.add(parameter_id)
+        _logger.info("OFAEvolutionTuner: proposed arch %s (parameter id %s, generation %d)", arch, parameter_id,
+                     self.search.generation + 1)
+        return sample
+
+    def _tell(self, arch: str, row: np.ndarray, score: float, parameter_id: int | None) -> None:
+        self._unscored.pop(arch, None)
+        if arch in self.scores:
+            _logger.info("OFAEvolutionTuner: %s was scored before; result of parameter id %s ignored",
+                         arch, parameter_id)
+            return
+        self.scores[arch] = score
+        signed = -score if self.optimize_mode == "minimize" else score
+        self.search.tell(row[None], np.array([signed]))
+        _logger.info("OFAEvolutionTuner: told arch %s score %s (parameter id %s); %d scored, generation %d",
+                     arch, score, parameter_id, len(self.scores), self.search.generation)
+
+    def _lost_arch(self, ended_id: int) -> str:
+        """The unscored subnet to give up on: the ended trial's own if unscored, else the oldest one
+        whose trial has ended (its result went to another id), else the oldest."""
+        ended = [arch for arch, (_, pid) in self._unscored.items() if pid not in self._running]
+        for arch in ended:
+            if self._unscored[arch][1] == ended_id:
+                return arch
+        return ended[0] if ended else next(iter(self._unscored))
+
+    def _sample_of_metric(self, parameter_id: int | None, parameters: Any, value: Any) -> Sample | None:
+        """The subnet a metric belongs to: its ``arch`` if it has one (parsed), else ``parameters``."""
+        from_parameters: Sample | None = None
+        try:
+            from_parameters = self.space.validate(parameters) if parameters is not None else None
+        except ValueError as error:
+            _logger.warning("OFAEvolutionTuner: parameters of id %s are not a subnet of the space: %s",
+                            parameter_id, error)
+        arch = value.get("arch") if isinstance(value, Mapping) else None
+        if arch is None:
+            if from_parameters is not None:
+                _logger.warning("OFAEvolutionTuner: metric of parameter id %s carries no 'arch'; crediting its "
+                                "parameters (unsafe with trialConcurrency > 1)", parameter_id)
+            else:
+                _logger.error("OFAEvolutionTuner: metric of parameter id %s has neither an 'arch' nor valid "
+                              "parameters; ignored", parameter_id)
+            return from_parameters
+        try:
+            sample = self.space.parse(arch)
+        except ValueError as error:
+            _logger.error("OFAEvolutionTuner: metric of parameter id %s has an invalid arch (%s); %s", parameter_id,
+                          error, "crediting its parameters" if from_parameters is not None else "ignored")
+            return from_parameters
+        if from_parameters is not None and self._arch_key(from_parameters) != self._arch_key(sample):
+            _logger.warning("OFAEvolutionTuner: parameter id %s was given %s but its trial ran %s (NNI mixed up "
+                            "parameters under concurrency); crediting the arch the trial reports",
+                            parameter_id, self.space.format(from_parameters), arch)
+        return sample
+
+    def _arch_key(self, sample: Sample) -> str:
+        """The arch string with inactive blocks set to their first choice: equal keys <=> same subnet."""
+        canonical = dict(sample)
+        for s in range(self.space.num_stages):
+            for b in range(canonical[self.space.depth_label(s)], self.space.max_depth):
+                canonical[self.space.kernel_label(s, b)] = self.space.kernel_sizes[0]
+                canonical[self.space.expand_label(s, b)] = self.space.expand_ratios[0]
+        return self.space.format(canonical)
+
+
+def _absolute_path(name: str, path: str) -> Path:
+    resolved = Path(path).expanduser()
+    if not resolved.is_absolute():
+        raise ValueError(
+            f"classArgs.{name} must be an absolute path (NNI starts the tuner in the experiment's log directory), "
+            f"got {path!r}"
+        )
+    if not resolved.is_file():
+        raise FileNotFoundError(f"classArgs.{name}: {str(resolved)!r} does not exist")
+    return resolved
+
+
+def _resolve_space(space: Mapping[str, Any] | None, supernet: str | None) -> ArchSpace:
+    if (space is None) == (supernet is None):
+        raise ValueError(
+            "OFAEvolutionTuner needs exactly one of classArgs.space (e.g. {preset: cpu, num_classes: 10}) "
+            "or classArgs.supernet (absolute path of the trained supernet)"
+        )
+    if space is not None:
+        return arch_space_from_spec(space)
+    from ofa_nni.training import load_supernet
+
+    assert supernet is not None
+    return load_supernet(_absolute_path("supernet", supernet)).arch_space
