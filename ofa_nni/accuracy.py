@@ -1,0 +1,632 @@
+"""Accuracy predictors of subnets, and the data set they learn from.
+
+OFA (Cai et al., ICLR 2020, Sec. 3.4) searches with an accuracy predictor instead of evaluating
+candidates: subnets are sampled from the trained supernet, BN-recalibrated, evaluated on held-out
+images, and an MLP learns accuracy from the architecture's one-hot encoding (the paper: 16K subnets,
+RMSE 0.21% on ImageNet).
+
+* :func:`collect_accuracy_dataset` evaluates a deterministic, resolution-stratified list of subnets
+  (smallest and largest first) and appends one JSON line per subnet to a file, fsynced, so a killed
+  run resumes where it stopped and a finished file is reused (or extended to more subnets: the list
+  for N subnets is a prefix of the list for more).
+* :class:`MLPAccuracyPredictor` is OFA's predictor: 3 hidden layers of 400 with ReLU, a linear
+  output without bias plus a constant base accuracy (the training mean), trained with Adam
+  (lr 1e-3, weight decay 1e-4). :class:`MLPEnsemblePredictor` averages several seeds;
+  :class:`RidgeAccuracyPredictor` is ridge regression on the same features (alpha by
+  leave-one-out). :func:`build_accuracy_predictor` trains one (or picks the best, ``kind="auto"``)
+  and reports RMSE, Kendall tau and Spearman rho on held-out subnets.
+* Predictors are callables on ``(n, L)`` index arrays (``ArchSpace.to_indices`` order) returning
+  ``(n,)`` predicted accuracies (fractions in [0, 1]), batched. They are saved as ``.npz`` (arrays
+  plus JSON metadata: format version, kind, space signature, encoding, metrics) and loaded without
+  pickle; a predictor for another space is refused, naming what differs.
+
+Data-set file (JSON lines, ``format_version`` 1): the first line is the header
+``{format, format_version, space, seed, num_subnets, archs: [...], data, calibration, created}``
+(the full list of subnets to evaluate, stored before any is evaluated); every other line is a record
+``{arch, indices, accuracy, loss, num_images, seconds}``.
+"""
+
+from __future__ import annotations
+
+import abc
+import io
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ofa_nni._artifacts import atomic_write, library_versions, require_same_space
+from ofa_nni.arch import ArchSpace, Sample
+from ofa_nni.efficiency import as_index_array
+from ofa_nni.runtime import recalibrate_batchnorm
+
+__all__ = [
+    "AccuracyDataset",
+    "AccuracyPredictor",
+    "MLPAccuracyPredictor",
+    "MLPEnsemblePredictor",
+    "RidgeAccuracyPredictor",
+    "PREDICTOR_KINDS",
+    "build_accuracy_predictor",
+    "collect_accuracy_dataset",
+    "evaluate_subnet",
+    "plan_subnets",
+    "predictor_metrics",
+]
+
+DATASET_FORMAT = "ofa-nni-accuracy-dataset"
+PREDICTOR_FORMAT = "ofa-nni-accuracy-predictor"
+FORMAT_VERSION = 1
+ENCODING = "ofa-onehot"
+"""Feature encoding of the predictors: :meth:`ArchSpace.to_features` (one-hot resolution, kernel and
+expand per block, zeros for inactive blocks)."""
+
+
+# --------------------------------------------------------------------------- which subnets
+def plan_subnets(space: ArchSpace, num_subnets: int, seed: int = 0) -> np.ndarray:
+    """The subnets a data set of ``num_subnets`` evaluates, as an ``(n, L)`` index array.
+
+    The smallest and the largest subnet come first; then resolutions are stratified (every run of
+    ``len(resolutions)`` subnets uses each resolution once, in a seeded random order) and the other
+    labels are uniform. Subnets that differ only in inactive blocks count once. The list for ``n``
+    is a prefix of the list for any larger ``n`` with the same seed, so a data set can be extended.
+    """
+    if int(num_subnets) != num_subnets or num_subnets < 1:
+        raise ValueError(f"num_subnets must be a positive integer, got {num_subnets!r}")
+    rng = np.random.default_rng(seed)
+    index_of = {label: i for i, label in enumerate(space.labels)}
+    rows = [space.to_indices(space.min_sample()), space.to_indices(space.max_sample())]
+    seen: set[bytes] = set()
+    plan: list[np.ndarray] = []
+
+    def add(row: np.ndarray) -> None:
+        key = space.to_features(row[None]).tobytes()
+        if key not in seen:
+            seen.add(key)
+            plan.append(row)
+
+    for row in rows:
+        add(row)
+    resolution_column = index_of[ArchSpace.RESOLUTION_LABEL]
+    n_res = len(space.resolutions)
+    attempts = 0
+    while len(plan) < num_subnets:
+        block = rng.integers(0, space.cardinalities, size=(n_res, len(space.labels)))
+        block[:, resolution_column] = rng.permutation(n_res)
+        for row in block:
+            add(row)
+        attempts += n_res
+        if attempts > 50 * num_subnets + 1000:
+            raise ValueError(f"the space has fewer than {num_subnets} distinct subnets; ask for fewer")
+    return np.stack(plan[:num_subnets]).astype(np.int64)
+
+
+# --------------------------------------------------------------------------- evaluation
+def _batch_images_labels(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    if isinstance(batch, (list, tuple)) and len(batch) >= 2:
+        return batch[0], batch[1]
+    if isinstance(batch, Mapping) and "image" in batch and "label" in batch:
+        return batch["image"], batch["label"]
+    raise ValueError(
+        f"evaluation batches must be (images, labels) or {{'image', 'label'}}, got {type(batch).__name__}"
+    )
+
+
+@torch.no_grad()
+def evaluate_subnet(model: nn.Module, batches: Iterable[Any]) -> dict[str, float]:
+    """Top-1 accuracy (fraction) and mean cross-entropy of ``model`` over ``(images, labels)`` batches."""
+    model.eval()
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    correct, loss_sum, count = 0, 0.0, 0
+    for batch in batches:
+        images, labels = _batch_images_labels(batch)
+        images, labels = images.to(device), labels.to(device)
+        logits = model(images)
+        loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
+        correct += int((logits.argmax(dim=1) == labels).sum())
+        count += int(labels.numel())
+    if count == 0:
+        raise ValueError("evaluate_subnet got no evaluation batches: pass a non-empty held-out data loader")
+    return {"accuracy": correct / count, "loss": loss_sum / count, "num_images": count}
+
+
+# --------------------------------------------------------------------------- the data set
+class AccuracyDataset:
+    """Evaluated subnets: ``indices`` (n, L) int64, ``accuracies`` (n,) fractions, and the file header."""
+
+    def __init__(self, *, space: ArchSpace, indices: np.ndarray, accuracies: np.ndarray,
+                 header: Mapping[str, Any] | None = None) -> None:
+        indices = as_index_array(space, np.asarray(indices))
+        accuracies = np.asarray(accuracies, dtype=np.float64)
+        if accuracies.shape != (len(indices),):
+            raise ValueError(f"need one accuracy per subnet: {len(indices)} subnets, accuracies {accuracies.shape}")
+        self.space, self.indices, self.accuracies = space, indices, accuracies
+        self.header = dict(header or {})
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def take(self, rows: Sequence[int] | np.ndarray | slice) -> AccuracyDataset:
+        """The subset at ``rows`` (same header)."""
+        return AccuracyDataset(space=self.space, indices=self.indices[rows], accuracies=self.accuracies[rows],
+                               header=self.header)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, space: ArchSpace | None = None,
+             complete: bool = False) -> AccuracyDataset:
+        """Read the evaluated subnets of a data-set file (in plan order); ``complete=True`` refuses a
+        file whose plan is not fully evaluated yet."""
+        header, records, _ = _read_dataset_file(Path(path))
+        stored_space = ArchSpace.from_signature(header["space"])
+        if space is not None:
+            require_same_space(header["space"], space, artefact=f"accuracy data set {path}")
+        by_arch = {record["arch"]: record for record in records}
+        done = [arch for arch in header["archs"] if arch in by_arch]
+        if complete and len(done) < len(header["archs"]):
+            raise ValueError(f"{path}: only {len(done)} of {len(header['archs'])} subnets evaluated; "
+                             "resume the collection first")
+        indices = np.array([by_arch[arch]["indices"] for arch in done], dtype=np.int64).reshape(
+            len(done), len(stored_space.labels))
+        accuracies = np.array([by_arch[arch]["accuracy"] for arch in done], dtype=np.float64)
+        return cls(space=stored_space, indices=indices, accuracies=accuracies, header=header)
+
+
+def _read_dataset_file(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]], int]:
+    """Header, complete records, and the byte length of the complete part (a line cut by a kill is
+    dropped)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"accuracy data set {str(path)!r} does not exist")
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    try:
+        header = json.loads(lines[0])
+    except json.JSONDecodeError:
+        raise ValueError(f"{path} is not an ofa-nni accuracy data set (bad header line)") from None
+    if not isinstance(header, dict) or header.get("format") != DATASET_FORMAT:
+        raise ValueError(f"{path} is not an ofa-nni accuracy data set")
+    if header.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: data-set format_version {header.get('format_version')!r} is not supported "
+                         f"(this version reads {FORMAT_VERSION})")
+    records = []
+    valid_length = len(lines[0]) + 1
+    for line in lines[1:-1]:  # the part after the last newline is incomplete by construction
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+        valid_length += len(line) + 1
+    return header, records, valid_length
+
+
+def _write_dataset_file(path: Path, header: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> None:
+    text = "".join(json.dumps(item, separators=(",", ":")) + "\n" for item in [header, *records])
+    atomic_write(path, lambda file: file.write(text.encode()))
+
+
+def collect_accuracy_dataset(
+    supernet: Any,
+    *,
+    path: str | os.PathLike[str],
+    num_subnets: int,
+    calibration_batches: Iterable[Any],
+    eval_batches: Iterable[Any],
+    num_calibration_batches: int | None = None,
+    seed: int = 0,
+    data_description: str = "",
+    show_progress: bool = True,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
+) -> AccuracyDataset:
+    """Evaluate ``num_subnets`` subnets of a trained supernet and store them in ``path``.
+
+    Each subnet (:func:`plan_subnets`) is frozen, its BN statistics are recalibrated on
+    ``calibration_batches`` (OFA: ~2,000 training images), and it is evaluated on ``eval_batches``
+    (held-out images). Results are appended to ``path`` one JSON line at a time (fsynced): a run
+    that is killed resumes with the subnets not yet done; a file with more subnets than asked is
+    reused as is; a file with fewer is extended (same seed).
+
+    Args:
+        supernet: The trained space, e.g. ``OFAMobileNetV3Space`` (needs ``arch_space`` and
+            ``freeze(sample)``).
+        calibration_batches, eval_batches: Re-iterable batches (e.g. DataLoaders) of
+            ``(images, labels)``.
+        data_description: Names the data (e.g. ``"digits held-out split"``); a resumed run must
+            use the same.
+        on_record: Called with each new record after it is stored (e.g. for logging).
+
+    Raises:
+        ValueError: if ``path`` belongs to another space, seed or data description.
+    """
+    space: ArchSpace = supernet.arch_space
+    path = Path(path)
+    plan = plan_subnets(space, num_subnets, seed)
+    archs = [space.format(space.from_indices(row)) for row in plan]
+    records: list[dict[str, Any]] = []
+    calibration = {"num_batches": num_calibration_batches}
+    if path.exists():
+        header, records, valid_length = _read_dataset_file(path)
+        require_same_space(header["space"], space, artefact=f"accuracy data set {path}")
+        for name, wanted in (("seed", seed), ("data", data_description), ("calibration", calibration)):
+            if header.get(name) != wanted:
+                raise ValueError(f"{path} was collected with {name}={header.get(name)!r}, this run asks for "
+                                 f"{wanted!r}; use another file or the same setting")
+        stored = header["archs"]
+        if stored != archs[: len(stored)] and archs != stored[: len(archs)]:
+            raise ValueError(f"{path}: its subnet list does not match seed {seed} (file edited?)")
+        if len(archs) > len(stored):
+            header["archs"], header["num_subnets"] = archs, len(archs)
+            _write_dataset_file(path, header, records)  # extend the plan; records kept
+        elif valid_length != path.stat().st_size:
+            with open(path, "r+b") as file:  # drop a record cut by a kill
+                file.truncate(valid_length)
+    else:
+        header = {
+            "format": DATASET_FORMAT, "format_version": FORMAT_VERSION, "space": space.signature(), "seed": seed,
+            "num_subnets": len(archs), "archs": archs, "data": data_description, "calibration": calibration,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "libraries": library_versions("torch", "numpy", "ofa_nni"),
+        }
+        _write_dataset_file(path, header, [])
+    done = {record["arch"] for record in records}
+    todo = [(arch, row) for arch, row in zip(archs, plan, strict=True) if arch not in done]
+
+    from tqdm.auto import tqdm
+
+    with open(path, "ab") as file, tqdm(total=len(archs), initial=len(archs) - len(todo), unit="subnet",
+                                         desc="accuracy data set", disable=not show_progress,
+                                         dynamic_ncols=True) as bar:
+        for arch, row in todo:
+            started = time.perf_counter()
+            sample: Sample = space.from_indices(row)
+            subnet = supernet.freeze(sample)
+            recalibrate_batchnorm(subnet, calibration_batches, num_calibration_batches)
+            result = evaluate_subnet(subnet, eval_batches)
+            record = {"arch": arch, "indices": row.tolist(), "accuracy": result["accuracy"], "loss": result["loss"],
+                      "num_images": result["num_images"], "seconds": round(time.perf_counter() - started, 3)}
+            file.write((json.dumps(record, separators=(",", ":")) + "\n").encode())
+            file.flush()
+            os.fsync(file.fileno())
+            bar.update(1)
+            bar.set_postfix(acc=f"{result['accuracy']:.4f}")
+            if on_record is not None:
+                on_record(record)
+    dataset = AccuracyDataset.load(path, space=space)
+    n = min(num_subnets, len(dataset))
+    return dataset.take(slice(0, n))
+
+
+# --------------------------------------------------------------------------- metrics
+def predictor_metrics(predicted: np.ndarray, actual: np.ndarray) -> dict[str, float]:
+    """RMSE and MAE (in accuracy percentage points), Kendall tau and Spearman rho."""
+    from scipy import stats
+
+    predicted, actual = np.asarray(predicted, dtype=np.float64), np.asarray(actual, dtype=np.float64)
+    error = predicted - actual
+    constant = np.ptp(actual) == 0 or np.ptp(predicted) == 0
+    return {
+        "rmse_percent": float(np.sqrt(np.mean(error**2)) * 100.0),
+        "mae_percent": float(np.mean(np.abs(error)) * 100.0),
+        "kendall": float("nan") if constant else float(stats.kendalltau(predicted, actual).statistic),
+        "spearman": float("nan") if constant else float(stats.spearmanr(predicted, actual).statistic),
+        "num_subnets": int(len(actual)),
+    }
+
+
+# --------------------------------------------------------------------------- predictors
+class AccuracyPredictor(abc.ABC):
+    """Predicts the accuracy (a fraction) of subnets of :attr:`space` from their one-hot encoding.
+
+    Call it on an ``(n, L)`` index array (or sample dicts) to get an ``(n,)`` float64 array.
+    :attr:`metrics` holds the held-out figures measured when it was built.
+    """
+
+    kind: ClassVar[str] = ""
+
+    def __init__(self, space: ArchSpace) -> None:
+        self.space = space
+        self.metrics: dict[str, Any] = {}
+        self.info: dict[str, Any] = {}
+
+    # ---------------------------------------------------------------- to implement
+    @abc.abstractmethod
+    def fit(self, features: np.ndarray, accuracies: np.ndarray) -> None:
+        """Train on ``(n, feature_dim)`` features and ``(n,)`` accuracies."""
+
+    @abc.abstractmethod
+    def predict_features(self, features: np.ndarray) -> np.ndarray:
+        """Predicted accuracies of ``(n, feature_dim)`` features."""
+
+    @abc.abstractmethod
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The learned numbers, by name (what :meth:`save` stores)."""
+
+    @abc.abstractmethod
+    def load_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:
+        """Restore :meth:`arrays`."""
+
+    def settings(self) -> dict[str, Any]:
+        """Constructor arguments (JSON-able), stored with the predictor."""
+        return {}
+
+    # ---------------------------------------------------------------- use
+    def __call__(self, population: Any) -> Any:
+        indices = as_index_array(self.space, population)
+        values = self.predict_features(self.space.to_features(indices)).astype(np.float64)
+        return float(values[0]) if isinstance(population, Mapping) else values
+
+    def evaluate(self, dataset: AccuracyDataset) -> dict[str, float]:
+        """:func:`predictor_metrics` of this predictor on ``dataset``."""
+        return predictor_metrics(self(dataset.indices), dataset.accuracies)
+
+    # ---------------------------------------------------------------- file
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write an ``.npz``: the arrays plus a JSON ``metadata`` string (no pickled objects)."""
+        metadata = {
+            "format": PREDICTOR_FORMAT, "format_version": FORMAT_VERSION, "kind": self.kind,
+            "settings": self.settings(), "space": self.space.signature(),
+            "encoding": {"name": ENCODING, "feature_dim": self.space.feature_dim},
+            "metrics": self.metrics, "info": self.info,
+        }
+        arrays = {f"array.{name}": value for name, value in self.arrays().items()}
+        buffer = io.BytesIO()
+        np.savez(buffer, metadata=np.array(json.dumps(metadata)), **arrays)  # type: ignore[arg-type]
+        atomic_write(path, lambda file: file.write(buffer.getvalue()))
+
+    @staticmethod
+    def load(path: str | os.PathLike[str], *, space: ArchSpace | None = None) -> AccuracyPredictor:
+        """Read a predictor saved by :meth:`save`; with ``space``, refuse one built for another space
+        (ValueError naming the differing fields)."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"predictor {str(path)!r} does not exist (build one with 'ofa-nni predictor build')")
+        try:
+            archive = np.load(path, allow_pickle=False)
+            if not isinstance(archive, np.lib.npyio.NpzFile):
+                raise ValueError("not an .npz archive")
+            with archive:
+                metadata = json.loads(str(archive["metadata"]))
+                arrays = {name[len("array."):]: archive[name] for name in archive.files if name.startswith("array.")}
+        except (ValueError, KeyError, OSError) as error:
+            raise ValueError(f"{path} is not an ofa-nni accuracy predictor ({error})") from None
+        if metadata.get("format") != PREDICTOR_FORMAT:
+            raise ValueError(f"{path} is not an ofa-nni accuracy predictor (format {metadata.get('format')!r})")
+        if metadata.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{path}: predictor format_version {metadata.get('format_version')!r} is not supported "
+                             f"(this version reads {FORMAT_VERSION})")
+        if metadata.get("encoding", {}).get("name") != ENCODING:
+            raise ValueError(f"{path}: unknown feature encoding {metadata.get('encoding')!r}; expected {ENCODING!r}")
+        if space is not None:
+            require_same_space(metadata["space"], space, artefact=f"accuracy predictor {path}")
+        kinds = {cls.kind: cls for cls in PREDICTOR_CLASSES}
+        if metadata["kind"] not in kinds:
+            raise ValueError(f"{path}: unknown predictor kind {metadata['kind']!r}; known: {sorted(kinds)}")
+        predictor = kinds[metadata["kind"]](space=ArchSpace.from_signature(metadata["space"]), **metadata["settings"])
+        predictor.load_arrays(arrays)
+        predictor.metrics, predictor.info = metadata.get("metrics", {}), metadata.get("info", {})
+        return predictor
+
+
+class MLPAccuracyPredictor(AccuracyPredictor):
+    """OFA's accuracy predictor: MLP ``feature_dim -> 400 -> 400 -> 400 -> 1`` (ReLU), the output
+    layer without bias, plus a constant base accuracy (the mean of the training accuracies).
+
+    Trained with Adam (lr 1e-3, weight decay 1e-4, the reference's recipe) on mean squared error for
+    ``steps`` mini-batch steps with a cosine learning-rate decay; deterministic for a seed.
+    Prediction is plain numpy.
+    """
+
+    kind = "mlp"
+
+    def __init__(self, *, space: ArchSpace, hidden_size: int = 400, num_layers: int = 3, steps: int = 1000,
+                 batch_size: int = 128, learning_rate: float = 1e-3, weight_decay: float = 1e-4,
+                 seed: int = 0) -> None:
+        super().__init__(space)
+        self.hidden_size, self.num_layers, self.steps, self.batch_size = hidden_size, num_layers, steps, batch_size
+        self.learning_rate, self.weight_decay, self.seed = learning_rate, weight_decay, seed
+        self.weights: list[np.ndarray] = []
+        self.biases: list[np.ndarray] = []
+        self.base_accuracy = 0.0
+
+    def settings(self) -> dict[str, Any]:
+        return {"hidden_size": self.hidden_size, "num_layers": self.num_layers, "steps": self.steps,
+                "batch_size": self.batch_size, "learning_rate": self.learning_rate,
+                "weight_decay": self.weight_decay, "seed": self.seed}
+
+    def fit(self, features: np.ndarray, accuracies: np.ndarray) -> None:
+        if len(accuracies) < 2:
+            raise ValueError(f"an accuracy predictor needs at least 2 subnets to learn from, got {len(accuracies)}")
+        self.base_accuracy = float(np.mean(accuracies))
+        # Learn the standardised residual; the output layer's weights are rescaled afterwards, so the
+        # stored model is exactly OFA's (linear output without bias + base accuracy).
+        scale = float(np.std(accuracies)) or 1.0
+        x = torch.as_tensor(features, dtype=torch.float32)
+        y = torch.as_tensor((accuracies - self.base_accuracy) / scale, dtype=torch.float32)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            sizes = [x.shape[1]] + [self.hidden_size] * self.num_layers
+            layers: list[nn.Module] = []
+            for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
+                layers += [nn.Linear(n_in, n_out), nn.ReLU()]
+            layers.append(nn.Linear(sizes[-1], 1, bias=False))
+            model = nn.Sequential(*layers)
+            optimizer = torch.optim.Adam(model.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.steps)
+            generator = torch.Generator().manual_seed(self.seed)
+            batch = min(self.batch_size, len(y))
+            for _ in range(self.steps):
+                rows = torch.randint(len(y), (batch,), generator=generator)
+                loss = F.mse_loss(model(x[rows]).squeeze(1), y[rows])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+        linears = [m for m in model if isinstance(m, nn.Linear)]
+        self.weights = [m.weight.detach().numpy().T.copy() for m in linears]
+        self.weights[-1] *= scale
+        self.biases = [m.bias.detach().numpy().copy() for m in linears[:-1] if m.bias is not None]
+
+    def predict_features(self, features: np.ndarray) -> np.ndarray:
+        if not self.weights:
+            raise ValueError("this predictor is not trained yet: call fit() or build_accuracy_predictor()")
+        h = np.asarray(features, dtype=np.float32)
+        for weight, bias in zip(self.weights[:-1], self.biases, strict=True):
+            h = np.maximum(h @ weight + bias, 0.0)
+        return (h @ self.weights[-1])[:, 0].astype(np.float64) + self.base_accuracy
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        arrays = {f"weight{i}": w for i, w in enumerate(self.weights)}
+        arrays.update({f"bias{i}": b for i, b in enumerate(self.biases)})
+        arrays["base_accuracy"] = np.array(self.base_accuracy)
+        return arrays
+
+    def load_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:
+        self.weights = [arrays[f"weight{i}"] for i in range(self.num_layers + 1)]
+        self.biases = [arrays[f"bias{i}"] for i in range(self.num_layers)]
+        self.base_accuracy = float(arrays["base_accuracy"])
+
+
+class MLPEnsemblePredictor(AccuracyPredictor):
+    """The mean of ``num_models`` OFA MLPs trained with different seeds (seed, seed+1, ...): less
+    variance than one MLP when the data set is small."""
+
+    kind = "mlp-ensemble"
+
+    def __init__(self, *, space: ArchSpace, num_models: int = 5, steps: int = 1000, seed: int = 0) -> None:
+        super().__init__(space)
+        if num_models < 1:
+            raise ValueError(f"num_models must be >= 1, got {num_models}")
+        self.num_models, self.steps, self.seed = num_models, steps, seed
+        self.members = [MLPAccuracyPredictor(space=space, steps=steps, seed=seed + i) for i in range(num_models)]
+
+    def settings(self) -> dict[str, Any]:
+        return {"num_models": self.num_models, "steps": self.steps, "seed": self.seed}
+
+    def fit(self, features: np.ndarray, accuracies: np.ndarray) -> None:
+        for member in self.members:
+            member.fit(features, accuracies)
+
+    def predict_features(self, features: np.ndarray) -> np.ndarray:
+        return np.mean([member.predict_features(features) for member in self.members], axis=0)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {f"m{i}.{name}": value for i, member in enumerate(self.members)
+                for name, value in member.arrays().items()}
+
+    def load_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:
+        for i, member in enumerate(self.members):
+            prefix = f"m{i}."
+            member.load_arrays({name[len(prefix):]: value for name, value in arrays.items() if name.startswith(prefix)})
+
+
+class RidgeAccuracyPredictor(AccuracyPredictor):
+    """Ridge regression on the one-hot features (an additive model: each block setting adds a fixed
+    amount); the penalty is chosen by efficient leave-one-out among ``alphas``."""
+
+    kind = "ridge"
+
+    def __init__(self, *, space: ArchSpace, alphas: Sequence[float] = tuple(10.0 ** np.arange(-3, 3.5, 0.5))) -> None:
+        super().__init__(space)
+        self.alphas = tuple(float(a) for a in alphas)
+        self.coef = np.zeros(space.feature_dim)
+        self.intercept = 0.0
+        self.alpha = float("nan")
+
+    def settings(self) -> dict[str, Any]:
+        return {"alphas": list(self.alphas)}
+
+    def fit(self, features: np.ndarray, accuracies: np.ndarray) -> None:
+        from sklearn.linear_model import RidgeCV
+
+        if len(accuracies) < 2:
+            raise ValueError(f"an accuracy predictor needs at least 2 subnets to learn from, got {len(accuracies)}")
+        model = RidgeCV(alphas=self.alphas).fit(features, accuracies)
+        self.coef, self.intercept, self.alpha = np.asarray(model.coef_), float(model.intercept_), float(model.alpha_)
+
+    def predict_features(self, features: np.ndarray) -> np.ndarray:
+        return np.asarray(features, dtype=np.float64) @ self.coef + self.intercept
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"coef": self.coef, "intercept": np.array(self.intercept), "alpha": np.array(self.alpha)}
+
+    def load_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:
+        self.coef, self.intercept, self.alpha = arrays["coef"], float(arrays["intercept"]), float(arrays["alpha"])
+
+
+PREDICTOR_CLASSES: tuple[type[AccuracyPredictor], ...] = (MLPAccuracyPredictor, MLPEnsemblePredictor,
+                                                          RidgeAccuracyPredictor)
+PREDICTOR_KINDS: tuple[str, ...] = tuple(cls.kind for cls in PREDICTOR_CLASSES) + ("auto",)
+"""``kind`` values of :func:`build_accuracy_predictor`."""
+
+
+def _split(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    order = np.random.default_rng(seed).permutation(n)
+    n_test = max(1, int(round(n * test_fraction)))
+    if n - n_test < 2:
+        raise ValueError(f"{n} subnets are too few to hold out {test_fraction:.0%} and still train on 2; collect more")
+    return np.sort(order[n_test:]), np.sort(order[:n_test])
+
+
+def _new_predictor(kind: str, space: ArchSpace, seed: int, steps: int) -> AccuracyPredictor:
+    if kind == MLPAccuracyPredictor.kind:
+        return MLPAccuracyPredictor(space=space, steps=steps, seed=seed)
+    if kind == MLPEnsemblePredictor.kind:
+        return MLPEnsemblePredictor(space=space, steps=steps, seed=seed)
+    if kind == RidgeAccuracyPredictor.kind:
+        return RidgeAccuracyPredictor(space=space)
+    raise ValueError(f"unknown predictor kind {kind!r}; allowed: {', '.join(PREDICTOR_KINDS)}")
+
+
+def build_accuracy_predictor(
+    dataset: AccuracyDataset,
+    *,
+    kind: str = "mlp",
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    steps: int = 1000,
+) -> AccuracyPredictor:
+    """Train a predictor on ``dataset`` minus a held-out split, and measure it on that split.
+
+    ``kind`` is one of :data:`PREDICTOR_KINDS`; ``"auto"`` trains every kind on 80% of the
+    training split, keeps the one with the best Kendall tau on the other 20% (ranking is what the
+    search uses), and retrains it on the whole training split — the held-out split is never used
+    to choose. ``predictor.metrics`` holds the held-out RMSE/MAE (percentage points), Kendall tau
+    and Spearman rho; ``predictor.info`` the split and, for ``"auto"``, every kind's validation
+    figures.
+    """
+    if kind not in PREDICTOR_KINDS:
+        raise ValueError(f"unknown predictor kind {kind!r}; allowed: {', '.join(PREDICTOR_KINDS)}")
+    train_rows, test_rows = _split(len(dataset), test_fraction, seed)
+    features = dataset.space.to_features(dataset.indices)
+    accuracies = dataset.accuracies
+    info: dict[str, Any] = {"num_train": int(len(train_rows)), "num_test": int(len(test_rows)),
+                            "test_fraction": test_fraction, "split_seed": seed}
+    started = time.perf_counter()
+    if kind == "auto":
+        fit_rows, val_rows = _split(len(train_rows), 0.2, seed + 1)
+        fit_rows, val_rows = train_rows[fit_rows], train_rows[val_rows]
+        selection = {}
+        for candidate in PREDICTOR_KINDS[:-1]:
+            model = _new_predictor(candidate, dataset.space, seed, steps)
+            model.fit(features[fit_rows], accuracies[fit_rows])
+            selection[candidate] = predictor_metrics(model.predict_features(features[val_rows]), accuracies[val_rows])
+        kind = max(selection, key=lambda k: (np.nan_to_num(selection[k]["kendall"], nan=-1.0),
+                                             -selection[k]["rmse_percent"]))
+        info["selection"] = {"criterion": "validation Kendall tau (inner 20% of the training split)",
+                             "chosen": kind, "validation": selection}
+    predictor = _new_predictor(kind, dataset.space, seed, steps)
+    predictor.fit(features[train_rows], accuracies[train_rows])
+    info["train_seconds"] = round(time.perf_counter() - started, 2)
+    predictor.metrics = predictor_metrics(predictor.predict_features(features[test_rows]), accuracies[test_rows])
+    predictor.info = info
+    return predictor
+
