@@ -20,6 +20,8 @@ __all__ = ["main", "UserError", "COMMAND_MODULES"]
 
 COMMAND_MODULES: tuple[str, ...] = (
     "ofa_nni.commands.info",
+    "ofa_nni.commands.predictor",
+    "ofa_nni.commands.lut",
 )
 """Modules that each add one subcommand (in ``--help`` order)."""
 
