@@ -208,6 +208,12 @@ def _check_backend(backend: str, device: str) -> None:
         raise ValueError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
     if device not in DEVICES:
         raise ValueError(f"unknown device {device!r}; allowed: {', '.join(DEVICES)}")
+    if backend == "onnxruntime":
+        try:
+            import onnx  # noqa: F401  (torch.onnx.export needs it)
+            import onnxruntime  # noqa: F401
+        except ImportError as error:
+            raise ValueError(f"backend 'onnxruntime' needs {error.name}: pip install 'ofa-nni[onnx]'") from None
     if device == "cuda":
         if not torch.cuda.is_available():
             raise ValueError("device 'cuda' requested but torch sees no CUDA GPU here; use --device cpu")
