@@ -6,8 +6,16 @@ adapt it to them.
 """
 
 from ofa_nni import _nni_compat
+from ofa_nni.accuracy import (
+    AccuracyDataset,
+    AccuracyPredictor,
+    build_accuracy_predictor,
+    collect_accuracy_dataset,
+)
 from ofa_nni.arch import DEFAULT_RESOLUTIONS, ArchSpace, Sample
 from ofa_nni.costs import AnalyticCostModel
+from ofa_nni.efficiency import EfficiencyModel, MacsModel, ParamsModel
+from ofa_nni.latency import LatencyTable, build_latency_table, validate_latency_table
 from ofa_nni.ofa_weights import arch_from_ofa, arch_to_ofa, convert_ofa_state_dict
 
 _nni_compat.apply()
@@ -20,6 +28,16 @@ __all__ = [
     "convert_ofa_state_dict",
     "arch_from_ofa",
     "arch_to_ofa",
+    "AccuracyDataset",
+    "AccuracyPredictor",
+    "build_accuracy_predictor",
+    "collect_accuracy_dataset",
+    "EfficiencyModel",
+    "MacsModel",
+    "ParamsModel",
+    "LatencyTable",
+    "build_latency_table",
+    "validate_latency_table",
 ]
 
 __version__ = "0.1.0"
