@@ -89,20 +89,10 @@ class _Layout:
         # for the resolution; mutation_unit maps every gene to its number.
         block = np.arange(self.n_blocks)
         self.mutation_unit = np.concatenate([block, block, self.n_blocks + np.arange(self.n_stages + 1)])
-        # Mixed-radix packing of a canonical row into as few int64 words as possible, so that rows
-        # compare as fixed-size byte strings (exact, no hashing).
-        word_of_label = np.zeros(self.n_labels, dtype=np.int64)
-        multiplier = np.ones(self.n_labels, dtype=np.int64)
-        word, product = 0, 1
-        for col, card in enumerate(self.cardinalities.tolist()):
-            if product * card >= 2**62:
-                word, product = word + 1, 1
-            word_of_label[col], multiplier[col] = word, product
-            product *= card
-        self.n_words = word + 1
-        self.radix = np.zeros((self.n_labels, self.n_words), dtype=np.int64)
-        self.radix[np.arange(self.n_labels), word_of_label] = multiplier
-        self.key_dtype = np.dtype((np.void, 8 * self.n_words))
+        # A canonical row's bytes (as the narrowest integer type that holds every index) are its key:
+        # exact, fixed-size and sortable, with no arithmetic.
+        self.key_int = np.int8 if self.cardinalities.max() <= 127 else np.int32
+        self.key_dtype = np.dtype((np.void, self.n_labels * np.dtype(self.key_int).itemsize))
 
     def check(self, rows: Any, what: str = "index array") -> np.ndarray:
         """Validate an ``(n, L)`` index array (ValueError naming the problem)."""
@@ -135,8 +125,8 @@ class _Layout:
 
     def keys(self, canonical_rows: np.ndarray) -> np.ndarray:
         """One fixed-size byte-string key per canonical row (sortable, exact)."""
-        words = np.ascontiguousarray(canonical_rows @ self.radix)
-        return words.view(self.key_dtype).ravel()
+        packed = np.ascontiguousarray(canonical_rows, dtype=self.key_int)
+        return packed.view(self.key_dtype).reshape(len(canonical_rows))
 
 
 def _evaluate(fn: ArrayFn, rows: np.ndarray, what: str) -> np.ndarray:
@@ -170,22 +160,24 @@ def _mutate(
     equal to its parent (e.g. only inactive blocks were hit) gets one active gene changed, so no
     query is spent on a copy of the parent."""
     n, card = len(parents), layout.cardinalities
-    redraw = rng.integers(0, card, size=(n, layout.n_labels))
-    draws = rng.random((n, layout.n_blocks + layout.n_stages + 1))
-    threshold = np.full(draws.shape[1], mutation_prob)
+    threshold = np.full(layout.n_blocks + layout.n_stages + 1, mutation_prob, dtype=np.float32)
     threshold[-1] = resolution_prob
-    hit = (draws < threshold)[:, layout.mutation_unit]
-    children = np.where(hit, redraw, parents)
+    hit = (rng.random((n, len(threshold)), dtype=np.float32) < threshold)[:, layout.mutation_unit]
+    row, col = np.nonzero(hit)
+    children = parents.copy()
+    children[row, col] = (rng.random(len(row)) * card[col]).astype(np.int64)
     # A child equals its parent (as a subnet) iff no active gene changed; a changed depth is itself
     # an active change, so the parent's active mask decides.
     active = layout.active_mask(parents)
-    same = np.nonzero(~((children != parents) & active).any(axis=1))[0]
+    changed = np.zeros(n, dtype=bool)
+    changed[row[(children[row, col] != parents[row, col]) & active[row, col]]] = True
+    same = np.nonzero(~changed)[0]
     if len(same):
         sub = children[same]
         movable = active[same] & (card > 1)
-        col = np.where(movable, rng.random(sub.shape), 2.0).argmin(axis=1)
+        col = np.where(movable, rng.random(sub.shape, dtype=np.float32), 2.0).argmin(axis=1)
         at = np.arange(len(same))
-        shift = rng.integers(1, np.maximum(card[col], 2))  # to any *other* value of that gene
+        shift = 1 + (rng.random(len(same)) * (card[col] - 1)).astype(np.int64)  # any *other* value
         sub[at, col] = np.where(movable[at, col], (sub[at, col] + shift) % card[col], sub[at, col])
         children[same] = sub
     return children
@@ -193,7 +185,7 @@ def _mutate(
 
 def _crossover(parents_a: np.ndarray, parents_b: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Uniform crossover (OFA): each gene from either parent with probability 1/2."""
-    return np.where(rng.random(parents_a.shape) < 0.5, parents_a, parents_b)
+    return np.where(rng.random(parents_a.shape, dtype=np.float32) < 0.5, parents_a, parents_b)
 
 
 def _repair(
@@ -219,7 +211,7 @@ def _repair(
     rows, values = rows.copy(), values.copy()
     bad = np.nonzero((values > budgets).any(axis=1))[0]
     max_passes = int((layout.cardinalities - 1).sum()) + 1
-    for _ in range(max_passes):
+    for attempt in range(max_passes):
         if len(bad) == 0:
             break
         sub, anchor = rows[bad], anchors[bad]
@@ -228,12 +220,13 @@ def _repair(
         n_movable = movable.sum(axis=1)
         stuck = n_movable == 0  # differs only in genes the costs should ignore: take the anchor
         # Moving a random gene one step removes about (cost - anchor cost) / steps of the excess,
-        # so move as many genes as the share of the excess asks for (at least one).
+        # so move as many genes as the share of the excess asks for (at least one); rows still
+        # infeasible after a pass move twice as many in the next, so few passes are needed.
         span = np.maximum(values[bad] - anchor_costs[bad], 1e-12)
         over = np.clip((values[bad] - budgets[bad]) / span, 0.0, 1.0).max(axis=1)
         steps = (np.abs(diff) * movable).sum(axis=1)
-        n_move = np.clip(np.ceil(over * steps), 1, n_movable).astype(np.int64)
-        priority = np.where(movable, rng.random(sub.shape), 2.0)
+        n_move = np.clip(np.ceil(over * steps * 2.0 ** min(attempt, 20)), 1, n_movable).astype(np.int64)
+        priority = np.where(movable, rng.random(sub.shape, dtype=np.float32), 2.0)
         cutoff = np.sort(priority, axis=1)[np.arange(len(bad)), n_move - 1]
         move = movable & (priority <= cutoff[:, None])
         sub = sub - np.sign(diff) * move
@@ -442,10 +435,20 @@ def _check_probability(name: str, value: float, *, open_low: bool = False) -> fl
     return value
 
 
+def _member(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    if len(sorted_keys) == 0:
+        return np.zeros(len(keys), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    found: np.ndarray = sorted_keys[at] == keys
+    return found
+
+
 class _Archive:
     """Every subnet scored so far: canonical rows, scores and costs, with sorted keys for lookup.
 
-    Storage grows by doubling, so archiving a generation costs O(generation), not O(archive)."""
+    Storage grows by doubling; keys go to a small sorted buffer that is merged into the main sorted
+    array when it reaches an eighth of it, so archiving a generation costs O(generation) amortised,
+    not O(archive)."""
 
     def __init__(self, layout: _Layout, n_costs: int) -> None:
         self.layout = layout
@@ -458,7 +461,7 @@ class _Archive:
         self._scores = np.zeros(64)
         self._costs = np.zeros((64, self.n_costs))
         self.sorted_keys = np.zeros(0, dtype=self.layout.key_dtype)
-        self.sorted_pos = np.zeros(0, dtype=np.int64)
+        self.recent_keys = self.sorted_keys
 
     @property
     def rows(self) -> np.ndarray:
@@ -475,12 +478,9 @@ class _Archive:
     def __len__(self) -> int:
         return self.size
 
-    def lookup(self, keys: np.ndarray) -> np.ndarray:
-        """Archive position of each key, -1 where absent."""
-        if len(self.sorted_keys) == 0:
-            return np.full(len(keys), -1, dtype=np.int64)
-        at = np.minimum(np.searchsorted(self.sorted_keys, keys), len(self.sorted_keys) - 1)
-        return np.where(self.sorted_keys[at] == keys, self.sorted_pos[at], -1)
+    def contains(self, keys: np.ndarray) -> np.ndarray:
+        """Whether each key has been archived."""
+        return _member(self.sorted_keys, keys) | _member(self.recent_keys, keys)
 
     def add(self, canonical_rows: np.ndarray, keys: np.ndarray, scores: np.ndarray, costs: np.ndarray) -> None:
         start, end = self.size, self.size + len(keys)
@@ -495,10 +495,14 @@ class _Archive:
         self._scores[start:end] = scores
         self._costs[start:end] = costs
         self.size = end
-        order = np.argsort(keys, kind="stable")
-        at = np.searchsorted(self.sorted_keys, keys[order])
-        self.sorted_keys = np.insert(self.sorted_keys, at, keys[order])
-        self.sorted_pos = np.insert(self.sorted_pos, at, start + order)
+        recent = self.recent_keys
+        keys = np.sort(keys)
+        recent = np.insert(recent, np.searchsorted(recent, keys), keys)
+        if len(recent) > max(1024, len(self.sorted_keys) // 8):
+            main = self.sorted_keys
+            self.sorted_keys = np.insert(main, np.searchsorted(main, recent), recent)
+            recent = recent[:0]
+        self.recent_keys = recent
 
     def state(self) -> dict[str, Any]:
         return {"rows": self.rows.tolist(), "scores": self.scores.tolist(), "costs": self.costs.tolist()}
@@ -673,7 +677,7 @@ class _AskTellSearch:
             keys = self._layout.keys(canonical)
             _, first = np.unique(keys, return_index=True)
             first.sort()  # first-occurrence order: deterministic and unbiased by key order
-            new = first[self._archive.lookup(keys[first]) < 0]
+            new = first[~self._archive.contains(keys[first])]
             # at most population_size new subnets per group (groups are contiguous)
             counts = np.bincount(group[new], minlength=int(group.max()) + 1)
             rank_in_group = np.arange(len(new)) - np.repeat(np.cumsum(counts) - counts, counts)
@@ -733,7 +737,7 @@ class _AskTellSearch:
         if len(others):
             _, first = np.unique(keys[others], return_index=True)
             others = others[np.sort(first)]
-            others = others[self._archive.lookup(keys[others]) < 0]
+            others = others[~self._archive.contains(keys[others])]
             if len(self._extra_rows):
                 extra_keys = self._layout.keys(self._layout.canonical(self._extra_rows))
                 others = others[~np.isin(keys[others], extra_keys)]
