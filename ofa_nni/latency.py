@@ -11,9 +11,11 @@ device and backend:
   entry, so the default space needs ~2 shapes x 9 settings per stage and resolution, not 20 x 9.
 * **Measurement**: eager PyTorch (CPU, or CUDA with synchronisation) or ONNX Runtime (each op
   exported with ``torch.onnx``). Every entry is timed in several *rounds*; each visit runs
-  warm-up calls, then timed repeats; the entry is the median of all its repeats. Rounds visit the
-  entries in a fresh random order, so a burst of load from another process spreads over many
-  entries instead of biasing a few. Batch size and thread count are parameters.
+  warm-up calls, then timed repeats; the entry is the median of all its repeats (the minimum is
+  stored too: ``statistic="min"`` predicts with it, which is steadier on a machine shared with
+  other busy processes). Rounds visit the entries in a fresh random order, so a burst of load from
+  another process spreads over many entries instead of biasing a few. Batch size and thread count
+  are parameters.
 * **Resolutions**: a subset may be measured; the others are interpolated linearly in r² (latency
   ≈ overhead + cost x pixels) between the two nearest measured resolutions, and the file says
   which are which.
@@ -30,9 +32,9 @@ File format (JSON, ``format_version`` 1)::
     space: ArchSpace.signature() of the space measured
     backend: "torch" | "onnxruntime"; device: {type, name, num_threads}
     libraries: {python, torch, onnxruntime, numpy, ofa_nni}
-    batch_size; settings: {warmup, repeats, rounds, statistic: "median", unit: "ms", seed}
+    batch_size; settings: {warmup, repeats, rounds, statistic: "median" | "min", unit: "ms", seed}
     resolutions: {measured: [...], interpolated: [...], interpolation: "..."}
-    entries: {key: {ms, iqr_ms, samples}}        measured shapes only
+    entries: {key: {ms (median), min_ms, iqr_ms, samples}}     measured shapes only
     load: {loadavg_start, loadavg_end}, build_seconds
     validation: {...} | null; correction: {kind, scale, offset_ms, applied} | null
 """
@@ -66,6 +68,7 @@ __all__ = [
     "FORMAT_VERSION",
     "LatencyTable",
     "OpSpec",
+    "STATISTICS",
     "build_latency_table",
     "measure_end_to_end",
     "op_specs",
@@ -75,6 +78,7 @@ __all__ = [
 FORMAT = "ofa-nni-latency-table"
 FORMAT_VERSION = 1
 BACKENDS = ("torch", "onnxruntime")
+STATISTICS = ("median", "min")
 DEVICES = ("cpu", "cuda")
 SPEARMAN_TARGET = 0.95
 MAPE_TARGET_PERCENT = 10.0
@@ -350,6 +354,19 @@ class LatencyTable(EfficiencyModel):
         self.block_ms, self.fixed_ms = self._tables()
 
     @property
+    def statistic(self) -> str:
+        """``"median"`` (default) or ``"min"``: which per-entry timing the table sums."""
+        return str(self.metadata.get("settings", {}).get("statistic", "median"))
+
+    def with_statistic(self, statistic: str) -> LatencyTable:
+        """The same measurements predicting with another statistic (no validation or correction yet)."""
+        if statistic not in STATISTICS:
+            raise ValueError(f"unknown statistic {statistic!r}; allowed: {', '.join(STATISTICS)}")
+        metadata = {**self.metadata, "settings": {**self.metadata.get("settings", {}), "statistic": statistic}}
+        return LatencyTable(space=self.space, entries=self.entries, measured_resolutions=self.measured_resolutions,
+                            metadata=metadata)
+
+    @property
     def interpolated_resolutions(self) -> tuple[int, ...]:
         return tuple(r for r in self.space.resolutions if r not in self.measured_resolutions)
 
@@ -384,7 +401,7 @@ class LatencyTable(EfficiencyModel):
         entry = self.entries.get(spec.key)
         if entry is None:
             raise ValueError(f"latency table has no entry {spec.key!r} (incomplete or for another space)")
-        return float(entry["ms"])
+        return float(entry["min_ms"] if self.statistic == "min" else entry["ms"])
 
     # ------------------------------------------------------------------ predict
     def raw_sum(self, population: Any) -> np.ndarray:
@@ -452,7 +469,7 @@ class LatencyTable(EfficiencyModel):
         device = meta.get("device", {})
         lines = [
             f"latency table: backend {meta.get('backend')} on {device.get('type')} ({device.get('name')}), "
-            f"{device.get('num_threads')} thread(s), batch size {meta.get('batch_size')}",
+            f"{device.get('num_threads')} thread(s), batch size {meta.get('batch_size')}, {self.statistic} timings",
             f"  {len(self.entries)} measured entries; resolutions measured {list(self.measured_resolutions)}"
             + (f", {len(self.interpolated_resolutions)} interpolated" if self.interpolated_resolutions else ""),
         ]
@@ -492,6 +509,7 @@ def build_latency_table(
     repeats: int = 10,
     rounds: int = 3,
     num_threads: int | None = None,
+    statistic: str = "median",
     seed: int = 0,
     progress_path: str | os.PathLike[str] | None = None,
     checkpoint_seconds: float = 5.0,
@@ -508,10 +526,14 @@ def build_latency_table(
             is visited ``rounds`` times (in a fresh random order each round) and its value is the
             median of its ``repeats x rounds`` timings.
         num_threads: CPU threads for the backend (default: torch's current setting).
+        statistic: What the table predicts with: ``"median"`` or ``"min"`` of each entry's timings
+            (both are stored; :meth:`LatencyTable.with_statistic` switches).
         progress_path: Where to keep resumable progress (e.g. ``<out>.partial.json``); a build with
             the same settings continues from it. Deleted by the caller once the table is saved.
     """
     _check_backend(backend, device)
+    if statistic not in STATISTICS:
+        raise ValueError(f"unknown statistic {statistic!r}; allowed: {', '.join(STATISTICS)}")
     for name, value, minimum in (("batch_size", batch_size, 1), ("warmup", warmup, 0), ("repeats", repeats, 1),
                                  ("rounds", rounds, 1)):
         if int(value) != value or value < minimum:
@@ -593,14 +615,15 @@ def build_latency_table(
     for key in sorted(specs):
         values = np.asarray(timings[key])
         q25, q50, q75 = np.percentile(values, [25, 50, 75])
-        entries[key] = {"ms": round(float(q50), 6), "iqr_ms": round(float(q75 - q25), 6), "samples": int(values.size)}
+        entries[key] = {"ms": round(float(q50), 6), "min_ms": round(float(values.min()), 6),
+                        "iqr_ms": round(float(q75 - q25), 6), "samples": int(values.size)}
     metadata = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "backend": backend,
         "device": _device_description(device, num_threads),
         "libraries": library_versions("torch", "onnxruntime", "numpy", "ofa_nni"),
         "batch_size": batch_size,
-        "settings": {"warmup": warmup, "repeats": repeats, "rounds": rounds, "statistic": "median", "unit": "ms",
+        "settings": {"warmup": warmup, "repeats": repeats, "rounds": rounds, "statistic": statistic, "unit": "ms",
                      "seed": seed},
         "load": {"loadavg_start": list(load_start), "loadavg_end": list(os.getloadavg())},
         "build_seconds": round(time.perf_counter() - started, 2),
@@ -622,9 +645,9 @@ def measure_end_to_end(
     group_size: int = 8,
     seed: int = 0,
     show_progress: bool = False,
-) -> np.ndarray:
-    """Median milliseconds of whole models, each a ``(module, resolution)`` pair run on a
-    ``(batch_size, 3, resolution, resolution)`` input.
+) -> dict[str, np.ndarray]:
+    """Milliseconds of whole models, each a ``(module, resolution)`` pair run on a
+    ``(batch_size, 3, resolution, resolution)`` input: ``{"median": (n,), "min": (n,)}``.
 
     Models are measured in groups of ``group_size`` (bounded memory), each group in ``rounds``
     rounds in random order, the same interleaving the table's entries get.
@@ -632,7 +655,7 @@ def measure_end_to_end(
     _check_backend(backend, device)
     num_threads = int(num_threads or torch.get_num_threads())
     rng = np.random.default_rng(seed)
-    medians = np.zeros(len(models))
+    result = {name: np.zeros(len(models)) for name in STATISTICS}
     bar = _progress(len(models) * rounds, 0, f"end-to-end {backend}/{device}", show_progress)
     with _torch_threads(num_threads), bar:
         for start in range(0, len(models), group_size):
@@ -648,8 +671,9 @@ def measure_end_to_end(
                     timings[int(i)].extend(_time_runs(runners[int(i)], warmup=warmup, repeats=repeats))
                     bar.update(1)
             for i in group:
-                medians[i] = float(np.median(timings[i]))
-    return medians
+                result["median"][i] = float(np.median(timings[i]))
+                result["min"][i] = float(np.min(timings[i]))
+    return result
 
 
 def _rank_metrics(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
@@ -664,7 +688,7 @@ def _rank_metrics(predicted: np.ndarray, measured: np.ndarray) -> dict[str, floa
 
 def validate_latency_table(
     table: LatencyTable,
-    freeze: Callable[[Sample], nn.Module],
+    freeze: Callable[[Sample], nn.Module] | None = None,
     *,
     num_subnets: int = 30,
     calibration_subnets: int = 30,
@@ -672,6 +696,7 @@ def validate_latency_table(
     warmup: int | None = None,
     repeats: int | None = None,
     rounds: int | None = None,
+    reuse: Mapping[str, Any] | None = None,
     show_progress: bool = True,
 ) -> dict[str, Any]:
     """Compare the table with end-to-end measurements of frozen subnets, on the table's backend,
@@ -680,10 +705,13 @@ def validate_latency_table(
     ``num_subnets`` random subnets are the validation set; ``calibration_subnets`` other random
     subnets fit the correction ``measured ≈ a x sum + b`` (Theil-Sen line), which is *applied* by
     the table only if it lowers the validation MAPE. Both raw and corrected Spearman, Kendall and
-    MAPE are stored in ``table.validation`` and returned.
+    MAPE are stored in ``table.validation`` and returned. Measured and predicted times use the
+    table's :attr:`~LatencyTable.statistic`.
 
     Args:
         freeze: Turns a sample into a static model, e.g. ``OFAMobileNetV3Space(...).freeze``.
+        reuse: The ``validation`` of another table of the same measurements (e.g.
+            ``table.with_statistic("min")``): its end-to-end timings are reused, nothing is measured.
     """
     if num_subnets < 3 or calibration_subnets < 2:
         raise ValueError(
@@ -691,19 +719,29 @@ def validate_latency_table(
     meta = table.metadata
     settings = meta.get("settings", {})
     space = table.space
-    indices = space.random_indices(num_subnets + calibration_subnets, seed)
-    samples = [space.from_indices(row) for row in indices]
-    models = [(freeze(sample).eval(), int(sample[ArchSpace.RESOLUTION_LABEL])) for sample in samples]
     started = time.perf_counter()
     load_start = os.getloadavg()
-    measured = measure_end_to_end(
-        models,
-        backend=meta["backend"], device=meta["device"]["type"], batch_size=meta["batch_size"],
-        warmup=warmup if warmup is not None else settings.get("warmup", 3),
-        repeats=repeats if repeats is not None else settings.get("repeats", 10),
-        rounds=rounds if rounds is not None else settings.get("rounds", 3),
-        num_threads=meta["device"]["num_threads"], seed=seed, show_progress=show_progress,
-    )
+    if reuse is not None:
+        subnets = [dict(subnet) for subnet in reuse["subnets"]]
+        num_subnets, calibration_subnets, seed = reuse["num_subnets"], reuse["calibration_subnets"], reuse["seed"]
+        samples = [space.parse(subnet["arch"]) for subnet in subnets]
+        indices = np.stack([space.to_indices(sample) for sample in samples])
+        measurements = {name: np.array([subnet[f"measured_{name}_ms"] for subnet in subnets]) for name in STATISTICS}
+    else:
+        if freeze is None:
+            raise ValueError("validate_latency_table needs freeze (e.g. supernet.freeze) unless it reuses measurements")
+        indices = space.random_indices(num_subnets + calibration_subnets, seed)
+        samples = [space.from_indices(row) for row in indices]
+        models = [(freeze(sample).eval(), int(sample[ArchSpace.RESOLUTION_LABEL])) for sample in samples]
+        measurements = measure_end_to_end(
+            models,
+            backend=meta["backend"], device=meta["device"]["type"], batch_size=meta["batch_size"],
+            warmup=warmup if warmup is not None else settings.get("warmup", 3),
+            repeats=repeats if repeats is not None else settings.get("repeats", 10),
+            rounds=rounds if rounds is not None else settings.get("rounds", 3),
+            num_threads=meta["device"]["num_threads"], seed=seed, show_progress=show_progress,
+        )
+    measured = measurements[table.statistic]
     predicted = table.raw_sum(indices)
     calibration, held_out = slice(num_subnets, None), slice(0, num_subnets)
     from scipy import stats
@@ -720,16 +758,19 @@ def validate_latency_table(
         "num_subnets": num_subnets,
         "calibration_subnets": calibration_subnets,
         "seed": seed,
+        "statistic": table.statistic,
         "raw": raw_metrics,
         "corrected": corrected_metrics,
         "targets": {"spearman": SPEARMAN_TARGET, "mape_percent": MAPE_TARGET_PERCENT},
         "meets_targets": bool(best["spearman"] >= SPEARMAN_TARGET and best["mape_percent"] <= MAPE_TARGET_PERCENT),
-        "seconds": round(time.perf_counter() - started, 2),
-        "load": {"loadavg_start": list(load_start), "loadavg_end": list(os.getloadavg())},
+        "seconds": round(time.perf_counter() - started, 2) if reuse is None else reuse.get("seconds"),
+        "load": {"loadavg_start": list(load_start), "loadavg_end": list(os.getloadavg())}
+        if reuse is None else reuse.get("load"),
         "subnets": [
-            {"arch": space.format(sample), "predicted_ms": round(float(p), 6), "measured_ms": round(float(m), 6),
-             "role": "validation" if i < num_subnets else "calibration"}
-            for i, (sample, p, m) in enumerate(zip(samples, predicted, measured, strict=True))
+            {"arch": space.format(sample), "role": "validation" if i < num_subnets else "calibration",
+             "predicted_ms": round(float(predicted[i]), 6), "measured_ms": round(float(measured[i]), 6),
+             **{f"measured_{name}_ms": round(float(values[i]), 6) for name, values in measurements.items()}}
+            for i, sample in enumerate(samples)
         ],
     }
     table.validation = validation

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ofa_nni.arch import ArchSpace
-from ofa_nni.latency import BACKENDS, DEVICES
+from ofa_nni.latency import BACKENDS, DEVICES, STATISTICS
 
 __all__ = ["register"]
 
@@ -51,6 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--warmup", type=int, default=3, help="untimed calls per visit (default 3)")
     build.add_argument("--repeats", type=int, default=10, help="timed calls per visit (default 10)")
     build.add_argument("--rounds", type=int, default=3, help="visits per entry, in shuffled order (default 3)")
+    build.add_argument("--statistic", choices=STATISTICS, default="median",
+                       help="sum the median (default) or the minimum of each entry's timings (min is steadier "
+                            "on a machine shared with other busy processes)")
     build.add_argument("--validate", type=int, default=30, metavar="K",
                        help="random subnets for the end-to-end validation (default 30; 0 skips it)")
     build.add_argument("--calibration-subnets", type=int, default=30,
@@ -115,7 +118,8 @@ def run_build(args: argparse.Namespace) -> int:
     table = build_latency_table(
         space, backend=args.backend, device=args.device, batch_size=args.batch_size,
         resolutions=_resolutions(space, args), warmup=args.warmup, repeats=args.repeats, rounds=args.rounds,
-        num_threads=args.threads, seed=args.seed, progress_path=partial, show_progress=not args.quiet,
+        num_threads=args.threads, statistic=args.statistic, seed=args.seed, progress_path=partial,
+        show_progress=not args.quiet,
     )
     table.save(args.out)
     if args.validate:
