@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -59,6 +59,7 @@ __all__ = [
     "non_dominated_sort",
     "crowding_distance",
     "pareto_mask",
+    "canonical_indices",
 ]
 
 ArrayFn = Callable[[np.ndarray], Any]
@@ -127,6 +128,13 @@ class _Layout:
         """One fixed-size byte-string key per canonical row (sortable, exact)."""
         packed = np.ascontiguousarray(canonical_rows, dtype=self.key_int)
         return packed.view(self.key_dtype).reshape(len(canonical_rows))
+
+
+def canonical_indices(space: ArchSpace, indices: np.ndarray) -> np.ndarray:
+    """``indices`` with the genes of inactive blocks set to 0 (their smallest choice): two rows are the
+    same subnet iff their canonical rows are equal. Search results are canonical."""
+    layout = _Layout(space)
+    return layout.canonical(layout.check(indices))
 
 
 def _evaluate(fn: ArrayFn, rows: np.ndarray, what: str) -> np.ndarray:
@@ -400,6 +408,9 @@ class SearchResult:
     def __len__(self) -> int:
         return len(self.targets)
 
+    def __iter__(self) -> Iterator[TargetResult]:
+        return iter(self.targets)
+
 
 @dataclasses.dataclass(frozen=True)
 class ParetoFront:
@@ -631,8 +642,8 @@ class _AskTellSearch:
     # ------------------------------------------------------------------------- protocol
     @property
     def evaluations(self) -> int:
-        """Distinct subnets scored so far."""
-        return len(self._archive)
+        """Distinct subnets scored so far (told, including those of an unfinished generation)."""
+        return len(self._archive) + int(self._pending_told.sum()) + len(self._extra_rows)
 
     @property
     def generation(self) -> int:

@@ -1,0 +1,248 @@
+"""``OFAEvolution``: OFA's specialisation search as an NNI multi-trial strategy.
+
+The second step of the one-shot workflow in NNI's ``RandomOneShot`` docstring, for an OFA supernet:
+once the space is trained (e.g. with :class:`strategies.ProgressiveShrinking`), a second
+``NasExperiment`` on the same space object with this strategy picks subnets. NNI infers the
+sequential engine and the ``raw`` model format for a supernet, so every submitted model is a
+subnet frozen *with the supernet's weights* (Cai et al., ICLR 2020, Sec. 3.3: no retraining).
+
+Two ways to score a candidate:
+
+* ``predictor=`` a callable on ``(n, L)`` index arrays (e.g. an accuracy predictor): the whole
+  evolution runs in-process on the batched engine (:class:`ofa_nni.search.EvolutionSearch`, seconds
+  for 50K candidates); then the best subnet of every target is submitted to NNI and evaluated by the
+  experiment's evaluator, so ``export_top_models`` ranks the chosen subnets by their measured metric.
+* no predictor: every candidate the engine asks for is submitted as an NNI model and its final
+  metric is what the evolution maximises (real evaluation with inherited weights).
+
+With ``calibration_data``, each submitted subnet's batch-norm statistics are recomputed on it before
+the evaluator sees the model (OFA's BN recalibration, :func:`ofa_nni.runtime.recalibrate_batchnorm`).
+The strategy holds no search logic of its own; its ``state_dict`` is the engine's, so an interrupted
+experiment resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from nni.nas.execution import ExecutionEngine
+from nni.nas.space import ExecutableModelSpace, RawFormatModelSpace
+from nni.nas.strategy.base import Strategy
+from torch import nn
+
+from ofa_nni.arch import ArchSpace
+from ofa_nni.runtime import recalibrate_batchnorm
+from ofa_nni.search import ArrayFn, EvolutionSearch, SearchResult, canonical_indices
+
+__all__ = ["OFAEvolution", "CalibratedModelSpace"]
+
+_logger = logging.getLogger(__name__)
+
+
+class CalibratedModelSpace(RawFormatModelSpace):
+    """NNI's raw model format, with batch-norm recalibration of every subnet it instantiates.
+
+    ``freeze(sample)`` returns a model of this class; its ``executable_model()`` is the space's frozen
+    subnet (inherited weights) with BN statistics recomputed on ``calibration_data``.
+    """
+
+    def __init__(
+        self,
+        model_space: Any,
+        evaluator: Any,
+        calibration_data: Iterable[Any] | None = None,
+        calibration_batches: int | None = None,
+    ) -> None:
+        super().__init__(model_space, evaluator)
+        self.calibration_data = calibration_data
+        self.calibration_batches = calibration_batches
+
+    def freeze(self, sample: Mapping[str, Any]) -> CalibratedModelSpace:
+        model = super().freeze(dict(sample))
+        assert isinstance(model, CalibratedModelSpace)
+        model.calibration_data = self.calibration_data
+        model.calibration_batches = self.calibration_batches
+        return model
+
+    def executable_model(self) -> Any:
+        model = super().executable_model()
+        if self.calibration_data is not None and isinstance(model, nn.Module):
+            recalibrate_batchnorm(model, self.calibration_data, self.calibration_batches)
+        return model
+
+
+def _score(metric: Any) -> float:
+    """An NNI metric (a number or a dict with ``default``) as a float; NaN when missing."""
+    if isinstance(metric, Mapping):
+        metric = metric.get("default")
+    if metric is None or isinstance(metric, bool) or not isinstance(metric, (int, float, np.number)):
+        return math.nan
+    return float(metric)
+
+
+class OFAEvolution(Strategy):
+    """OFA's evolutionary search for an NNI ``NasExperiment`` on an OFA supernet (keyword-only).
+
+    Args:
+        predictor: Callable on an ``(n, L)`` int index array returning ``(n,)`` scores to maximise
+            (e.g. an accuracy predictor). ``None``: every candidate is evaluated by the experiment's
+            evaluator (its final metric, or the metric dict's ``default``) with inherited weights.
+        costs: ``{name: callable on index arrays}``; default: the space's analytic ``macs`` and
+            ``params``. Latency tables go here too.
+        targets: One budget dict ``{cost name: maximum}`` or a list (one per deployment target). With
+            a predictor, all targets are searched in one batched run and each target's best subnet
+            is submitted; with real evaluation, the targets share every evaluated subnet.
+        calibration_data: Batches (e.g. a DataLoader over ~2,000 training images) to recalibrate the
+            batch norms of every submitted subnet on. ``None``: the supernet's statistics are kept.
+        calibration_batches: Use at most this many batches for each recalibration.
+        population_size, generations, parent_ratio, mutation_ratio, mutation_prob,
+            resolution_mutation_prob, max_evaluations, seed: the search
+            (:class:`ofa_nni.search.EvolutionSearch`; defaults are OFA's). With real evaluation,
+            ``population_size * (generations + 1)`` trials at most: choose them (or the
+            experiment's ``max_trial_number``) accordingly.
+
+    After ``run``, :attr:`result` holds the search result (each target's subnet, arch string,
+    score and costs).
+    """
+
+    def __init__(
+        self,
+        *,
+        predictor: ArrayFn | None = None,
+        costs: Mapping[str, ArrayFn] | None = None,
+        targets: Mapping[str, float] | Sequence[Mapping[str, float]] | None = None,
+        calibration_data: Iterable[Any] | None = None,
+        calibration_batches: int | None = None,
+        population_size: int = 100,
+        generations: int = 500,
+        parent_ratio: float = 0.25,
+        mutation_ratio: float = 0.5,
+        mutation_prob: float = 0.1,
+        resolution_mutation_prob: float = 0.5,
+        max_evaluations: int | None = None,
+        seed: int | None = 0,
+    ) -> None:
+        super().__init__()
+        if predictor is not None and not callable(predictor):
+            raise ValueError(f"predictor must be a callable on index arrays or None, got {predictor!r}")
+        if calibration_batches is not None and calibration_batches < 1:
+            raise ValueError(f"calibration_batches must be a positive integer or None, got {calibration_batches}")
+        self.predictor = predictor
+        self.costs = None if costs is None else dict(costs)
+        self.targets: Any = {} if targets is None else targets
+        self.calibration_data = calibration_data
+        self.calibration_batches = calibration_batches
+        self.search_settings: dict[str, Any] = {
+            "population_size": population_size,
+            "generations": generations,
+            "parent_ratio": parent_ratio,
+            "mutation_ratio": mutation_ratio,
+            "mutation_prob": mutation_prob,
+            "resolution_mutation_prob": resolution_mutation_prob,
+            "max_evaluations": max_evaluations,
+            "seed": seed,
+        }
+        self.search: EvolutionSearch | None = None
+        self.result: SearchResult | None = None
+        self._calibrated_space: CalibratedModelSpace | None = None
+        self._submitted_finals: list[str] = []
+
+    def extra_repr(self) -> str:
+        mode = "predictor" if self.predictor is not None else "evaluator"
+        return f"scoring={mode}, targets={self.targets!r}, " + ", ".join(
+            f"{key}={value}" for key, value in self.search_settings.items()
+        )
+
+    # ------------------------------------------------------------------ NNI hooks
+    def _initialize(self, model_space: ExecutableModelSpace, engine: ExecutionEngine) -> ExecutableModelSpace:
+        supernet = getattr(model_space, "model_space", None)
+        arch_space = getattr(supernet, "arch_space", None)
+        if not isinstance(model_space, RawFormatModelSpace) or not isinstance(arch_space, ArchSpace):
+            raise ValueError(
+                "OFAEvolution needs an OFA supernet (e.g. OFAMobileNetV3Space) in NNI's 'raw' model format "
+                "with the 'sequential' engine, so that subnets inherit the supernet's weights (NNI infers "
+                f"both for a supernet when no config is given); got {type(model_space).__name__} of "
+                f"{type(supernet).__name__}"
+            )
+        costs = self.costs
+        if costs is None:
+            cost_model = supernet.cost_model  # type: ignore[union-attr]
+            costs = {"macs": cost_model.macs, "params": cost_model.params}
+        self.search = EvolutionSearch(space=arch_space, costs=costs, targets=self.targets, **self.search_settings)
+        self._calibrated_space = CalibratedModelSpace(
+            supernet, model_space.evaluator, self.calibration_data, self.calibration_batches
+        )
+        return model_space
+
+    def _freeze(self, row: np.ndarray) -> CalibratedModelSpace:
+        """The subnet of ``row`` as an NNI model; its sample is canonical (inactive blocks at their
+        smallest choice), so the same subnet always has the same sample and arch string."""
+        assert self.search is not None and self._calibrated_space is not None
+        space = self.search.space
+        return self._calibrated_space.freeze(space.from_indices(canonical_indices(space, row[None])[0]))
+
+    def _run(self) -> None:
+        assert self.search is not None
+        search = self.search
+        if self.predictor is not None:
+            self.result = search.run(self.predictor)
+            self._submit_finals(self.result)
+            return
+        while not search.done:
+            rows = search.ask()
+            if len(rows) == 0:
+                break
+            models = []
+            for row in rows:  # NNI runs one model per trial
+                if not self.wait_for_resource():
+                    break
+                model = self._freeze(row)
+                self.engine.submit_models(model)
+                models.append(model)
+            self.engine.wait_models(*models)
+            if models:
+                search.tell(rows[: len(models)], [_score(model.metric) for model in models])
+            if len(models) < len(rows):
+                _logger.info("OFAEvolution: the experiment's trial budget is spent; stopping (state is resumable)")
+                break
+        if search.evaluations:
+            self.result = search.result()
+            for target in self.result:
+                _logger.info(
+                    "OFAEvolution: %s -> %s (score %.6g, %s)", target.budgets, target.arch, target.score, target.costs
+                )
+
+    def _submit_finals(self, result: SearchResult) -> None:
+        """Submit each target's subnet once (targets may share one) for evaluation by the evaluator."""
+        for target in result:
+            _logger.info(
+                "OFAEvolution: %s -> %s (predicted %.6g, %s)", target.budgets, target.arch, target.score, target.costs
+            )
+            if target.arch in self._submitted_finals:
+                continue
+            if not self.wait_for_resource():
+                _logger.info("OFAEvolution: the experiment's trial budget is spent before all targets were evaluated")
+                return
+            self.engine.submit_models(self._freeze(target.indices))
+            self._submitted_finals.append(target.arch)
+        self.engine.wait_models()
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """The search's state (plain lists and numbers) and the final subnets already submitted."""
+        return {
+            "search": None if self.search is None else self.search.state_dict(),
+            "submitted_finals": list(self._submitted_finals),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Resume: call after ``initialize`` (NNI's ``NasExperiment.resume`` does), before ``run``."""
+        if self.search is None:
+            raise RuntimeError("OFAEvolution.load_state_dict must be called after initialize()")
+        if state_dict.get("search") is not None:
+            self.search.load_state_dict(state_dict["search"])
+        self._submitted_finals = list(state_dict.get("submitted_finals", []))
