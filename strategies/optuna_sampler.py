@@ -1,0 +1,675 @@
+"""OFA's evolutionary search as an Optuna sampler (Cai et al., ICLR 2020, Sec. 3.3).
+
+:class:`OFAEvolutionSampler` proposes whole subnets of an OFA search space, one per trial, with the
+core's search engine (:class:`ofa_nni.search.EvolutionSearch`: mutation and crossover of the best
+subnets found so far, candidates canonicalised so that no trial is spent on a subnet already
+tried, optional repair to known cost budgets). The Optuna search space is the space's labels as
+categorical parameters; :func:`suggest_sample` suggests them all::
+
+    space = OFAMobileNetV3Space()
+    cost_model = space.cost_model
+
+    def objective(trial):
+        sample = suggest_sample(trial, space)         # every label; user attr "arch" is set
+        set_constraints(trial, {"macs": cost_model.macs(sample) - 300e6})   # <= 0 is feasible
+        return evaluate(space.freeze(sample))
+
+    study = optuna.create_study(direction="maximize", sampler=OFAEvolutionSampler(space=space, seed=0))
+    study.optimize(objective, n_trials=200)
+
+The sampler is stateless across processes: every proposal rebuilds the population from
+``study.get_trials()`` (finished trials are immutable, so their decoded parameters are cached by
+trial id), so any number of workers can share one RDB or journal storage. Subnets of trials that
+are RUNNING or WAITING in other workers are never proposed again; each proposal is also written to
+the trial's system attribute ``ofa_nni:arch`` at once, which narrows the window in which two
+workers could pick the same subnet. The engine's random generator is seeded from the sampler seed
+and the trial number, so a sequential study is reproducible and concurrent workers draw different
+candidates.
+
+Selection follows the study: values are read in the study's directions; single-objective studies
+rank trials by value, multi-objective ones by NSGA-II's non-dominated sorting and crowding distance
+(:func:`ofa_nni.search.non_dominated_sort`, :func:`ofa_nni.search.crowding_distance`). Constraints
+are Optuna's (``trial.set_constraint`` in Optuna 5, the list-style ``constraints`` system attribute
+that the older ``constraints_func`` writes, which this sampler also accepts): a feasible trial
+ranks above every infeasible one, infeasible ones by total violation (Deb's rule, as NSGA-II).
+Constraints known in advance as cost callables (``costs`` and ``budgets``, e.g. the analytic MACs)
+are met by construction: candidates are repaired before they are proposed.
+
+With a ``predictor`` (a callable on ``(n, L)`` index arrays, e.g. a trained accuracy predictor of
+:mod:`ofa_nni.accuracy`), each proposal pre-screens ``prescreen`` candidates and proposes the one
+predicted best, so trials are spent only on promising subnets. ``predictor="ridge"`` fits ridge
+regression on the one-hot features of the finished trials at every proposal (a surrogate retrained
+between proposals, as DyNAS-T/LINAS do between generations) and predicts each objective and each
+observed constraint with it.
+
+The module also writes what optuna-dashboard shows: :func:`set_constraints` stores constraints in
+both formats (the dashboard 0.21 only shows the list-style one), and :func:`publish_to_dashboard`
+uploads the Pareto plot and the chosen subnet's summary as artifacts and notes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.samplers import BaseSampler, RandomSampler
+from optuna.study import Study, StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+from ofa_nni.arch import ArchSpace, Sample
+from ofa_nni.costs import AnalyticCostModel
+from ofa_nni.search import ArrayFn, EvolutionSearch, crowding_distance, non_dominated_sort, pareto_mask
+
+__all__ = [
+    "OFAEvolutionSampler",
+    "optuna_search_space",
+    "suggest_sample",
+    "trial_sample",
+    "set_constraints",
+    "publish_to_dashboard",
+    "ARCH_ATTR",
+]
+
+ARCH_ATTR = "arch"
+"""User attribute holding a trial's arch string (:meth:`ArchSpace.format`), shown by optuna-dashboard."""
+
+_PROPOSAL_ATTR = "ofa_nni:arch"
+"""System attribute where the sampler records its proposal as soon as it is made."""
+
+_LIST_CONSTRAINTS_ATTR = "constraints"
+"""Optuna's list-style constraints system attribute (what ``constraints_func`` writes)."""
+
+_SEED_SPACE = 2**63 - 1
+
+
+def _as_arch_space(space: Any) -> ArchSpace:
+    """The :class:`ArchSpace` of ``space`` (an ``ArchSpace`` or a search space with ``.arch_space``)."""
+    arch = getattr(space, "arch_space", space)
+    if not isinstance(arch, ArchSpace):
+        raise ValueError(
+            f"space must be an ArchSpace or an OFAMobileNetV3Space (anything with .arch_space), got {space!r}"
+        )
+    return arch
+
+
+def optuna_search_space(space: Any) -> dict[str, CategoricalDistribution]:
+    """The space as Optuna distributions: one categorical parameter per label, in label order."""
+    arch = _as_arch_space(space)
+    return {label: CategoricalDistribution(arch.choices(label)) for label in arch.labels}
+
+
+def suggest_sample(trial: optuna.Trial, space: Any) -> Sample:
+    """Suggest every label of ``space`` in ``trial`` and return the sample.
+
+    Also sets the trial's user attribute ``arch`` to the arch string, so the dashboard lists it and
+    :func:`trial_sample` can read it back.
+    """
+    arch = _as_arch_space(space)
+    sample = {label: trial.suggest_categorical(label, arch.choices(label)) for label in arch.labels}
+    trial.set_user_attr(ARCH_ATTR, arch.format(sample))
+    return sample
+
+
+def trial_sample(trial: FrozenTrial, space: Any) -> Sample:
+    """The sample a finished trial evaluated (ValueError naming the missing label or bad value)."""
+    arch = _as_arch_space(space)
+    missing = [label for label in arch.labels if label not in trial.params]
+    if missing:
+        raise ValueError(
+            f"trial {trial.number} has no parameter {missing[0]!r} ({len(missing)} labels missing): "
+            "was it suggested with suggest_sample(trial, space) for this space?"
+        )
+    return arch.validate({label: trial.params[label] for label in arch.labels})
+
+
+def set_constraints(trial: optuna.Trial, constraints: Mapping[str, float]) -> None:
+    """Record constraint values (``<= 0`` is feasible) in both formats Optuna tools read.
+
+    ``trial.set_constraint(name, value)`` (Optuna 5, read by every sampler and ``best_trials``) and
+    the list-style ``constraints`` system attribute, the only one optuna-dashboard 0.21 displays.
+    """
+    values: list[float] = []
+    for name, value in constraints.items():
+        value = float(value)
+        if math.isnan(value):
+            raise ValueError(f"constraint {name!r} is NaN; constraint values must be numbers (<= 0 is feasible)")
+        trial.set_constraint(name, value)
+        values.append(value)
+    # The list-style attribute is read back as constraints "0", "1", ...: the same values, so
+    # feasibility is unchanged.
+    trial.storage.set_trial_system_attr(trial._trial_id, _LIST_CONSTRAINTS_ATTR, tuple(values))
+
+
+class _Decoded:
+    """What the sampler needs from one trial, decoded once (finished trials never change)."""
+
+    __slots__ = ("row", "arch")
+
+    def __init__(self, row: np.ndarray | None, arch: str | None) -> None:
+        self.row = row
+        self.arch = arch
+
+
+class OFAEvolutionSampler(BaseSampler):
+    """Optuna sampler running OFA's evolutionary search over a whole OFA search space.
+
+    Args:
+        space: The search space: an :class:`~ofa_nni.arch.ArchSpace` or an
+            ``OFAMobileNetV3Space`` (its ``arch_space`` is used).
+        population_size: Candidates bred per proposal (mutation and crossover children).
+        num_parents: How many of the best trials so far are parents (OFA: a quarter of a population
+            of 100).
+        n_startup_trials: Random (deduplicated, repaired) proposals before evolution starts.
+        mutation_ratio, mutation_prob, resolution_mutation_prob: OFA's mutation settings (shares of
+            mutation vs crossover children; per-block and per-depth mutation probability; the
+            resolution's).
+        costs: Optional cost callables known in advance ``{name: fn}`` on ``(n, L)`` index arrays
+            (e.g. ``{"macs": AnalyticCostModel(space).macs}``).
+        budgets: ``{cost name: maximum}`` for ``costs``; proposals meet them by construction
+            (repair). Report them to Optuna as well (``set_constraints``) so every tool sees them.
+        predictor: ``None``; a callable on ``(n, L)`` index arrays returning the predicted objective
+            values ``(n,)`` (or ``(n, n_objectives)``), in the study's own units and directions; or
+            ``"ridge"`` for a surrogate fitted on the finished trials at every proposal.
+        prescreen: Candidates ranked by the predictor per proposal (ignored without a predictor).
+        constraints_func: Optional (deprecated in Optuna 5, kept for older code): called with each
+            finished trial, returns its constraint values, stored as the list-style ``constraints``
+            system attribute. Prefer ``trial.set_constraint`` / :func:`set_constraints`.
+        seed: Seed; with a seed a sequential study is reproducible.
+    """
+
+    def __init__(
+        self,
+        *,
+        space: Any,
+        population_size: int = 64,
+        num_parents: int = 12,
+        n_startup_trials: int = 16,
+        mutation_ratio: float = 0.5,
+        mutation_prob: float = 0.1,
+        resolution_mutation_prob: float = 0.5,
+        costs: Mapping[str, ArrayFn] | None = None,
+        budgets: Mapping[str, float] | None = None,
+        predictor: ArrayFn | str | None = None,
+        prescreen: int = 1024,
+        constraints_func: Callable[[FrozenTrial], Sequence[float]] | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.space = _as_arch_space(space)
+        for name, value in (("population_size", population_size), ("num_parents", num_parents)):
+            if isinstance(value, bool) or int(value) != value or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if isinstance(n_startup_trials, bool) or int(n_startup_trials) != n_startup_trials or n_startup_trials < 0:
+            raise ValueError(f"n_startup_trials must be an integer >= 0, got {n_startup_trials!r}")
+        if isinstance(prescreen, bool) or int(prescreen) != prescreen or prescreen < 1:
+            raise ValueError(f"prescreen must be a positive integer, got {prescreen!r}")
+        if not (predictor is None or predictor == "ridge" or callable(predictor)):
+            raise ValueError(f"predictor must be None, 'ridge' or a callable on index arrays, got {predictor!r}")
+        if budgets and not costs:
+            raise ValueError(f"budgets {list(budgets)} given without costs: pass costs={{name: callable}} too")
+        if constraints_func is not None and not callable(constraints_func):
+            raise ValueError(f"constraints_func must be callable, got {constraints_func!r}")
+        self.population_size = int(population_size)
+        self.num_parents = int(num_parents)
+        self.n_startup_trials = int(n_startup_trials)
+        self.mutation_ratio = mutation_ratio
+        self.mutation_prob = mutation_prob
+        self.resolution_mutation_prob = resolution_mutation_prob
+        self.costs: dict[str, ArrayFn] = dict(costs or {})
+        self.budgets: dict[str, float] = dict(budgets or {})
+        self.predictor = predictor
+        self.prescreen = int(prescreen)
+        self.constraints_func = constraints_func
+        self._seed = seed
+        self._rng = np.random.default_rng(seed)
+        self._distributions = optuna_search_space(self.space)
+        self._index_of = [{v: i for i, v in enumerate(self.space.choices(label))} for label in self.space.labels]
+        self._random_sampler = RandomSampler(seed=seed)
+        self._decoded: dict[tuple[int, int], _Decoded] = {}
+        # Validates the settings (and the budgets against the smallest achievable costs) now,
+        # with a clear error, rather than at the first trial.
+        self._engine(seed=0, batch=self.population_size)
+
+    # ----------------------------------------------------------------- Optuna interface
+    def reseed_rng(self) -> None:
+        self._rng = np.random.default_rng()
+        self._random_sampler.reseed_rng()
+
+    def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return dict(self._distributions)
+
+    def sample_independent(
+        self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+    ) -> Any:
+        # Parameters outside the space (e.g. a learning rate the objective also suggests).
+        return self._random_sampler.sample_independent(study, trial, param_name, param_distribution)
+
+    def sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        if not search_space:
+            return {}
+        row = self.propose(study, trial)
+        sample = self.space.from_indices(row)
+        arch = self.space.format(sample)
+        study._storage.set_trial_system_attr(trial._trial_id, _PROPOSAL_ATTR, arch)
+        return {label: sample[label] for label in search_space if label in sample}
+
+    def after_trial(
+        self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
+    ) -> None:
+        if self.constraints_func is None or state not in (TrialState.COMPLETE, TrialState.PRUNED):
+            return
+        constraints = [float(v) for v in self.constraints_func(trial)]
+        if any(math.isnan(v) for v in constraints):
+            raise ValueError(f"constraints_func returned NaN for trial {trial.number}: {constraints}")
+        study._storage.set_trial_system_attr(trial._trial_id, _LIST_CONSTRAINTS_ATTR, tuple(constraints))
+
+    # --------------------------------------------------------------------- the search
+    def propose(self, study: Study, trial: FrozenTrial) -> np.ndarray:
+        """The index row of the subnet the sampler proposes for ``trial`` (rebuilt from the storage)."""
+        trials = study.get_trials(deepcopy=False)
+        directions = study.directions
+        done_rows, done_values, done_constraints, tried_rows = self._history(study, trials, trial)
+        done_violation = np.where(done_constraints > 0, done_constraints, 0.0).sum(axis=1)
+        n_done = len(done_rows)
+        seed = self._trial_seed(trial.number)
+        engine = self._engine(seed=seed, batch=max(self.population_size, self._prescreen_size(n_done)))
+        if n_done:
+            order_score = self._rank_scores(done_values, done_violation, directions)
+            evolve = n_done >= self.n_startup_trials
+            # Before evolution starts, the finished trials only exclude their subnets (NaN score).
+            engine.tell(done_rows, order_score if evolve else np.full(n_done, np.nan))
+        if len(tried_rows):
+            engine.tell(tried_rows, np.full(len(tried_rows), np.nan))
+        candidates = engine.ask()
+        rng = np.random.default_rng(seed)
+        if len(candidates) == 0:  # every subnet the operators reach was tried: a random one
+            return self.space.random_indices(1, rng)[0]
+        if self.predictor is not None and n_done >= self.n_startup_trials and len(candidates) > 1:
+            merit = self._predict(candidates, done_rows, done_values, done_constraints, directions)
+            return candidates[int(np.argmax(merit))]
+        return candidates[int(rng.integers(len(candidates)))]
+
+    def _prescreen_size(self, n_done: int) -> int:
+        if self.predictor is None or n_done < self.n_startup_trials:
+            return self.population_size
+        return self.prescreen
+
+    def _trial_seed(self, number: int) -> int:
+        base = self._seed if self._seed is not None else int(self._rng.integers(_SEED_SPACE))
+        return int(np.random.SeedSequence([base, number]).generate_state(1, dtype=np.uint64)[0] % _SEED_SPACE)
+
+    def _engine(self, *, seed: int, batch: int) -> EvolutionSearch:
+        return EvolutionSearch(
+            space=self.space,
+            costs=self.costs,
+            targets=self.budgets,
+            population_size=batch,
+            parent_ratio=min(1.0, self.num_parents / batch),
+            mutation_ratio=self.mutation_ratio,
+            mutation_prob=self.mutation_prob,
+            resolution_mutation_prob=self.resolution_mutation_prob,
+            generations=64,
+            seed=seed,
+        )
+
+    def _history(
+        self, study: Study, trials: Sequence[FrozenTrial], current: FrozenTrial
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Finished trials with values (rows, values, constraint values -- a column per constraint
+        name, 0 where a trial lacks it) and every other subnet already tried or in flight (rows)."""
+        n_labels = len(self.space.labels)
+        done_rows, done_values, tried_rows = [], [], []
+        done_constraints: list[dict[str, float]] = []
+        n_objectives = len(study.directions)
+        for frozen in trials:
+            if frozen.number == current.number:
+                continue
+            decoded = self._decode(study, frozen)
+            if decoded.row is None:
+                continue
+            if frozen.state == TrialState.COMPLETE and frozen.values is not None:
+                if len(frozen.values) != n_objectives:
+                    continue
+                done_rows.append(decoded.row)
+                done_values.append(frozen.values)
+                done_constraints.append(frozen.constraints)
+            else:
+                tried_rows.append(decoded.row)
+        names = sorted({name for constraints in done_constraints for name in constraints})
+        constraint_values = np.zeros((len(done_constraints), len(names)))
+        for i, constraints in enumerate(done_constraints):
+            for k, name in enumerate(names):
+                constraint_values[i, k] = float(constraints.get(name, 0.0))
+        return (
+            np.asarray(done_rows, dtype=np.int64).reshape(-1, n_labels),
+            np.asarray(done_values, dtype=np.float64).reshape(-1, n_objectives),
+            constraint_values,
+            np.asarray(tried_rows, dtype=np.int64).reshape(-1, n_labels),
+        )
+
+    def _decode(self, study: Study, frozen: FrozenTrial) -> _Decoded:
+        key = (study._study_id, frozen._trial_id)
+        cached = self._decoded.get(key)
+        if cached is not None:
+            return cached
+        params: Mapping[str, Any] = frozen.params
+        if frozen.state == TrialState.WAITING:
+            params = frozen.system_attrs.get("fixed_params") or {}
+        decoded = _Decoded(None, None)
+        if all(label in params for label in self.space.labels):
+            decoded = _Decoded(self._encode(frozen, params), None)
+        elif frozen.state == TrialState.RUNNING and _PROPOSAL_ATTR in frozen.system_attrs:
+            # Another worker's proposal whose parameters are not stored yet.
+            decoded = _Decoded(self.space.to_indices(self.space.parse(frozen.system_attrs[_PROPOSAL_ATTR])), None)
+        elif any(label in params for label in self.space.labels) and frozen.state.is_finished():
+            missing = [label for label in self.space.labels if label not in params]
+            raise ValueError(
+                f"trial {frozen.number} has some of the space's parameters but not {missing[0]!r} "
+                f"({len(missing)} missing): suggest every label, e.g. with suggest_sample(trial, space)"
+            )
+        if frozen.state.is_finished():  # finished trials never change: decode them once
+            self._decoded[key] = decoded
+        return decoded
+
+    def _encode(self, frozen: FrozenTrial, params: Mapping[str, Any]) -> np.ndarray:
+        row = np.empty(len(self.space.labels), dtype=np.int64)
+        for col, label in enumerate(self.space.labels):
+            distribution = frozen.distributions.get(label)
+            if distribution is not None and distribution != self._distributions[label]:
+                raise ValueError(
+                    f"trial {frozen.number}: parameter {label!r} has choices "
+                    f"{getattr(distribution, 'choices', distribution)} but the sampler's space has "
+                    f"{self.space.choices(label)}; the study was run on another search space"
+                )
+            index = self._index_of[col].get(params[label])
+            if index is None:
+                raise ValueError(
+                    f"trial {frozen.number}: parameter {label!r} = {params[label]!r} is not a choice of the "
+                    f"sampler's space {self.space.choices(label)}; the study was run on another search space"
+                )
+            row[col] = index
+        return row
+
+    @staticmethod
+    def _rank_scores(values: np.ndarray, violation: np.ndarray, directions: Sequence[StudyDirection]) -> np.ndarray:
+        """A score per finished trial, higher = better, encoding the selection order: feasible
+        trials first (by value, or by NSGA-II rank then crowding distance), then infeasible ones by
+        violation."""
+        minimised = _minimised(values, directions)
+        feasible = violation <= 0
+        n = len(values)
+        primary = np.zeros(n)
+        secondary = np.zeros(n)
+        at = np.nonzero(feasible)[0]
+        if len(at):
+            if minimised.shape[1] == 1:
+                primary[at] = minimised[at, 0]
+            else:
+                rank = non_dominated_sort(minimised[at])
+                crowd = np.zeros(len(at))
+                for front in np.unique(rank):
+                    members = np.nonzero(rank == front)[0]
+                    crowd[members] = crowding_distance(minimised[at][members])
+                primary[at] = rank
+                secondary[at] = -crowd
+        infeasible = np.nonzero(~feasible)[0]
+        primary[infeasible] = violation[infeasible]
+        order = np.lexsort((secondary, primary, ~feasible))
+        score = np.empty(n)
+        score[order] = np.arange(n, 0, -1, dtype=np.float64)
+        return score
+
+    def _predict(
+        self,
+        candidates: np.ndarray,
+        done_rows: np.ndarray,
+        done_values: np.ndarray,
+        done_constraints: np.ndarray,
+        directions: Sequence[StudyDirection],
+    ) -> np.ndarray:
+        """Higher-is-better predicted merit of each candidate."""
+        if self.predictor == "ridge":
+            predicted, violation = _ridge_predictions(self.space, done_rows, done_values, done_constraints, candidates)
+        else:
+            assert callable(self.predictor)
+            raw = np.asarray(self.predictor(candidates), dtype=np.float64)
+            if raw.shape not in ((len(candidates),), (len(candidates), len(directions))):
+                raise ValueError(
+                    f"predictor must return shape ({len(candidates)},) or ({len(candidates)}, {len(directions)}) "
+                    f"for {len(candidates)} candidates, got {raw.shape}"
+                )
+            predicted, violation = raw.reshape(len(candidates), -1), np.zeros(len(candidates))
+        minimised = _minimised(predicted, directions[: predicted.shape[1]])
+        if minimised.shape[1] == 1:
+            merit = -minimised[:, 0]
+        else:  # predicted non-dominated first, then the most isolated among them
+            rank = non_dominated_sort(minimised)
+            merit = -rank.astype(np.float64)
+            front = rank == 0
+            merit[front] += 0.5 * np.tanh(crowding_distance(minimised[front]))
+        # A candidate predicted to violate a constraint ranks below every one predicted feasible.
+        return np.where(violation > 0, -1e18 - violation, merit)
+
+
+def _minimised(values: np.ndarray, directions: Sequence[StudyDirection]) -> np.ndarray:
+    sign = np.array([-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in directions])
+    out = values * sign
+    return np.where(np.isnan(out), np.inf, out)
+
+
+def _ridge_predictions(
+    space: ArchSpace,
+    rows: np.ndarray,
+    values: np.ndarray,
+    constraints: np.ndarray,
+    candidates: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Ridge regression on OFA's one-hot features (:meth:`ArchSpace.to_features`), fitted on the
+    finished trials: the candidates' predicted values (a column per objective) and predicted total
+    constraint violation (each constraint value regressed on its own, not the clipped violation)."""
+    targets = np.column_stack([values, constraints])
+    finite = np.isfinite(targets).all(axis=1)
+    features, targets = space.to_features(rows[finite]), targets[finite]
+    n_values = values.shape[1]
+    if len(features) < 2:
+        return np.zeros((len(candidates), n_values)), np.zeros(len(candidates))
+    mean_x, mean_y = features.mean(axis=0), targets.mean(axis=0)
+    x = features - mean_x
+    scale = np.where(targets.std(axis=0) > 0, targets.std(axis=0), 1.0)
+    y = (targets - mean_y) / scale
+    alpha = 1.0
+    if len(x) < x.shape[1]:  # dual form: an n x n system when there are fewer trials than features
+        coef = x.T @ np.linalg.solve(x @ x.T + alpha * np.eye(len(x)), y)
+    else:
+        coef = np.linalg.solve(x.T @ x + alpha * np.eye(x.shape[1]), x.T @ y)
+    predicted = (space.to_features(candidates) - mean_x) @ coef * scale + mean_y
+    predicted_constraints = predicted[:, n_values:]
+    violation = np.where(predicted_constraints > 0, predicted_constraints, 0.0).sum(axis=1)
+    return predicted[:, :n_values], violation
+
+
+# ------------------------------------------------------------------------- optuna-dashboard
+def _completed(study: Study, space: ArchSpace) -> tuple[list[FrozenTrial], np.ndarray]:
+    """COMPLETE trials that suggested every label of ``space``, and their index rows."""
+    trials = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.values is not None and all(label in t.params for label in space.labels)
+    ]
+    rows = np.array([space.to_indices(trial_sample(t, space)) for t in trials], dtype=np.int64)
+    return trials, rows.reshape(len(trials), len(space.labels))
+
+
+def _choose_trial(study: Study, trials: Sequence[FrozenTrial]) -> FrozenTrial:
+    """The best feasible trial; for several objectives, the feasible Pareto trial that is best in
+    the first objective."""
+    feasible = [t for t in trials if all(v <= 0 for v in t.constraints.values())]
+    if not feasible:
+        raise ValueError(
+            f"study {study.study_name!r} has no feasible COMPLETE trial of the space to publish "
+            f"({len(trials)} complete, all violate a constraint)"
+        )
+    minimised = _minimised(np.array([t.values for t in feasible], dtype=np.float64), study.directions)
+    front = np.nonzero(pareto_mask(minimised))[0]
+    return feasible[int(front[np.argmin(minimised[front, 0])])]
+
+
+def _summary_markdown(study: Study, space: ArchSpace, trial: FrozenTrial, macs: float, params: float) -> str:
+    sample = trial_sample(trial, space)
+    names = study.metric_names or [f"objective {k}" for k in range(len(study.directions))]
+    lines = [
+        f"## Chosen subnet: trial {trial.number}",
+        "",
+        f"`{space.format(sample)}`",
+        "",
+        "| metric | value |",
+        "|---|---|",
+    ]
+    for name, direction, value in zip(names, study.directions, trial.values or [], strict=False):
+        lines.append(f"| {name} ({direction.name.lower()}) | {value:.6g} |")
+    lines += [f"| MACs | {macs / 1e6:.2f} M |", f"| parameters | {params / 1e6:.3f} M |"]
+    for name, value in trial.constraints.items():
+        lines.append(f"| constraint {name} (<= 0 feasible) | {value:.6g} |")
+    lines += ["", f"Resolution {sample[space.RESOLUTION_LABEL]}.", "", "| stage | depth | blocks (kernel, expand) |"]
+    lines.append("|---|---|---|")
+    for s in range(space.num_stages):
+        depth = sample[space.depth_label(s)]
+        blocks = ", ".join(
+            f"k{sample[space.kernel_label(s, b)]}e{sample[space.expand_label(s, b)]}"
+            for b in range(depth)
+        )
+        lines.append(f"| {s + 1} | {depth} | {blocks} |")
+    return "\n".join(lines) + "\n"
+
+
+def _pareto_plot(
+    path: Path, study: Study, trials: Sequence[FrozenTrial], macs: np.ndarray, chosen: FrozenTrial
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless; no display needed
+    import matplotlib.pyplot as plt
+
+    values = np.array([t.values for t in trials], dtype=np.float64)
+    feasible = np.array([all(v <= 0 for v in t.constraints.values()) for t in trials])
+    names = study.metric_names or [f"objective {k}" for k in range(len(study.directions))]
+    panels = [(macs / 1e6, "MACs (M)", values[:, 0], names[0], study.directions[0])]
+    if values.shape[1] > 1:
+        panels.append((values[:, 1], names[1], values[:, 0], names[0], study.directions[0]))
+    figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
+    at_chosen = [t.number for t in trials].index(chosen.number)
+    for ax, (x, x_name, y, y_name, direction) in zip(axes[0], panels, strict=True):
+        sign = -1.0 if direction == StudyDirection.MAXIMIZE else 1.0
+        ax.scatter(x[feasible], y[feasible], s=10, c="tab:blue", alpha=0.5, label="feasible")
+        if (~feasible).any():
+            ax.scatter(x[~feasible], y[~feasible], s=10, c="tab:gray", marker="x", alpha=0.5, label="infeasible")
+        front = np.nonzero(feasible)[0]
+        front = front[pareto_mask(np.column_stack([x[front], sign * y[front]]))]
+        front = front[np.argsort(x[front])]
+        ax.step(x[front], y[front], where="post", c="tab:red", label="Pareto front")
+        ax.scatter([x[at_chosen]], [y[at_chosen]], s=120, marker="*", c="gold", edgecolors="k", label="chosen")
+        ax.set_xlabel(x_name)
+        ax.set_ylabel(y_name)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize=8)
+    figure.suptitle(f"{study.study_name}: {len(trials)} subnets")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def publish_to_dashboard(
+    study: Study,
+    space: Any,
+    artifact_dir: str | os.PathLike[str],
+    *,
+    trial: FrozenTrial | int | None = None,
+) -> dict[str, Any]:
+    """Put a study's OFA results where optuna-dashboard shows them.
+
+    Uploads, with :func:`optuna.artifacts.upload_artifact` to a ``FileSystemArtifactStore`` in
+    ``artifact_dir``: the Pareto plot (objective against analytic MACs, and against the second
+    objective if any; PNG) and the chosen subnet's summary (markdown), both study artifacts (a
+    finished trial's attributes are read-only). The summary is also the chosen trial's note, and the
+    study's note names it (``optuna_dashboard.save_note``). Serve them with::
+
+        optuna-dashboard <storage URL> --artifact-dir <artifact_dir> --host 127.0.0.1
+
+    Args:
+        study: A study whose trials suggested the space's labels (e.g. with :func:`suggest_sample`).
+        space: The search space (``ArchSpace`` or ``OFAMobileNetV3Space``).
+        artifact_dir: Directory of the artifact store (created if missing).
+        trial: The subnet to summarise (a trial or its number); default: the best feasible trial
+            (several objectives: the feasible Pareto trial best in the first objective).
+
+    Returns:
+        ``{"trial": number, "pareto_plot": artifact id, "summary": artifact id, "arch": str}``.
+
+    Raises:
+        ImportError: optuna-dashboard or matplotlib missing (``pip install ofa-nni[dashboard]``).
+        ValueError: no complete trial of the space, no feasible one, or an unknown trial number.
+    """
+    try:
+        import matplotlib  # noqa: F401
+        from optuna_dashboard import save_note
+    except ImportError as error:
+        raise ImportError(
+            f"publish_to_dashboard needs optuna-dashboard and matplotlib ({error}); "
+            "install them with: pip install 'ofa-nni[dashboard]'"
+        ) from error
+    from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+
+    arch = _as_arch_space(space)
+    trials, rows = _completed(study, arch)
+    if not trials:
+        raise ValueError(
+            f"study {study.study_name!r} has no COMPLETE trial with the space's {len(arch.labels)} parameters: "
+            "suggest them with suggest_sample(trial, space)"
+        )
+    if trial is None:
+        chosen = _choose_trial(study, trials)
+    else:
+        number = trial if isinstance(trial, int) else trial.number
+        matches = [t for t in trials if t.number == number]
+        if not matches:
+            raise ValueError(f"trial {number} is not a COMPLETE trial of the space in study {study.study_name!r}")
+        chosen = matches[0]
+    cost_model = AnalyticCostModel(arch)
+    macs = cost_model.macs(rows).astype(np.float64)
+    params = cost_model.params(rows).astype(np.float64)
+    at_chosen = [t.number for t in trials].index(chosen.number)
+    summary = _summary_markdown(study, arch, chosen, float(macs[at_chosen]), float(params[at_chosen]))
+
+    store_dir = Path(artifact_dir)
+    store_dir.mkdir(parents=True, exist_ok=True)
+    store = FileSystemArtifactStore(base_path=str(store_dir))
+    with tempfile.TemporaryDirectory() as tmp:
+        plot_path = Path(tmp) / "pareto_front.png"
+        _pareto_plot(plot_path, study, trials, macs, chosen)
+        plot_id = upload_artifact(artifact_store=store, file_path=str(plot_path), study_or_trial=study)
+        summary_path = Path(tmp) / f"subnet_trial{chosen.number}.md"
+        summary_path.write_text(summary)
+        # A finished trial's attributes are read-only in every storage: the summary file is a study
+        # artifact, and the trial gets it as its note (notes live in the study's attributes).
+        summary_id = upload_artifact(artifact_store=store, file_path=str(summary_path), study_or_trial=study)
+    save_note(optuna.Trial(study, chosen._trial_id), summary)
+    save_note(
+        study,
+        f"## OFA search: {len(trials)} subnets\n\nChosen subnet: trial {chosen.number}, "
+        f"`{arch.format(trial_sample(chosen, arch))}`, {macs[at_chosen] / 1e6:.2f} M MACs. "
+        "The Pareto plot is among the study's artifacts; the subnet's summary is its trial's note.\n",
+    )
+    return {
+        "trial": chosen.number,
+        "pareto_plot": plot_id,
+        "summary": summary_id,
+        "arch": arch.format(trial_sample(chosen, arch)),
+    }
