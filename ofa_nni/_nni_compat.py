@@ -15,6 +15,11 @@ or changes the behaviour makes a test fail instead of leaving dead code here.
 4. ``NasExperiment`` with the sequential engine (every one-shot and our multi-trial strategies)
    warns "`training_service` will be ignored" about the default it set itself, at every config
    canonicalisation (about ten times a run); a logging filter drops that one message.
+5. Import order: ``nni.nas.oneshot.pytorch.strategy`` imports ``nni.nas.strategy``, whose
+   ``oneshot`` module imports the former back; if the former is imported first (as a subclass of
+   ``OneShotStrategy`` does), the cycle fails silently and ``nni.nas.strategy.RandomOneShot``, DARTS,
+   ENAS, ... become ``ImportFailedStrategy`` for the whole process. Importing ``nni.nas.strategy``
+   first breaks the cycle.
 """
 
 from __future__ import annotations
@@ -67,4 +72,10 @@ def apply() -> None:
     original_mixed_operation_freeze = MixedOperation.freeze
     MixedOperation.freeze = _mixed_operation_freeze  # type: ignore[method-assign]
     logging.getLogger(NAS_CONFIG_LOGGER).addFilter(TRAINING_SERVICE_FILTER)
+    _import_nni_strategies_first()
     _applied = True
+
+
+def _import_nni_strategies_first() -> None:
+    """Workaround 5: import ``nni.nas.strategy`` before anyone imports NNI's one-shot strategies."""
+    import nni.nas.strategy  # noqa: F401

@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ofa_nni.commands.info",
     "ofa_nni.commands.predictor",
     "ofa_nni.commands.lut",
+    "ofa_nni.commands.train",
 )
 """Modules that each add one subcommand (in ``--help`` order)."""
 

@@ -270,7 +270,8 @@ class SupernetTrainingModule(BaseOneShotLightningModule):
         optimizer.step()
         total, count = self._epoch_loss
         self._epoch_loss = (total + metrics["loss"], count + 1)
-        self.log("train_loss", metrics["loss"], prog_bar=True)
+        self.log("train_loss", metrics["loss"], prog_bar=True, on_step=True, on_epoch=True)
+        self.log("train_acc", metrics["accuracy"], on_step=False, on_epoch=True)  # first subnet of each step
         self.log("lr", lr, prog_bar=True)
         self.log("phase", float(self._phase_index))
         return torch.tensor(metrics["loss"])
@@ -339,6 +340,15 @@ class SupernetTrainingModule(BaseOneShotLightningModule):
             temporary = boundary.with_name(f".{boundary.name}.tmp")
             shutil.copyfile(last, temporary)
             temporary.replace(boundary)
+
+    def on_fit_end(self) -> None:
+        # NNI's evaluator reports ``val_acc`` when fit ends; a resumed run with nothing left to do
+        # (or validation every n > 1 epochs) has not logged it in this session: report the last one.
+        validated = [record for record in self.history if any(k.startswith("val_acc_") for k in record)]
+        if "val_acc" not in self.trainer.callback_metrics and validated:
+            accuracies = [v for k, v in validated[-1].items() if k.startswith("val_acc_")]
+            self.trainer.callback_metrics["val_acc"] = torch.tensor(sum(accuracies) / len(accuracies))
+        super().on_fit_end()
 
     def export(self) -> Sample:
         """The largest subnet: a supernet trained for every subnet has no single best one; run a
@@ -417,6 +427,20 @@ class _SupernetStrategy(OneShotStrategy):
         mutated = super().mutate_evaluator(evaluator)
         mutated.trainer.fit_loop.max_epochs = sum(phase.epochs for phase in self.phases)
         return mutated
+
+    def state_dict(self) -> dict:
+        """For ``NasExperiment``'s own checkpoints: where this strategy's checkpoints are (NNI's
+        default looks for a Lightning ModelCheckpoint callback, which our runs do not use)."""
+        return {} if self.checkpoint_dir is None else {"checkpoint_dir": str(self.checkpoint_dir)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """``NasExperiment.resume``: continue from the checkpoints the experiment recorded."""
+        if state_dict.get("checkpoint_dir"):
+            self.checkpoint_dir = Path(state_dict["checkpoint_dir"])
+            self.resume = True
+            module = self.oneshot_module
+            if isinstance(module, SupernetTrainingModule):
+                module.checkpoint_dir, module.resume = self.checkpoint_dir, True
 
     def configure_oneshot_module(self, training_module: LightningModule) -> SupernetTrainingModule:
         return SupernetTrainingModule(

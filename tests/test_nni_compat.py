@@ -118,3 +118,16 @@ def test_training_service_warning_is_still_emitted_and_filtered():
     finally:
         logger.addFilter(compat.TRAINING_SERVICE_FILTER)
     assert compat.TRAINING_SERVICE_WARNING not in _canonicalize_sequential_config()
+
+
+def test_strategy_import_order_workaround_is_needed_and_works():
+    oneshot_first = (
+        "import warnings; warnings.simplefilter('ignore')\n"
+        "import nni.nas.oneshot.pytorch.strategy\n"
+        "from nni.nas.strategy import RandomOneShot\n"
+        "print(type(RandomOneShot()).__name__)\n"
+    )
+    needed = _python(oneshot_first)
+    assert needed.stdout.strip() == "ImportFailedStrategy", needed.stderr  # NNI's silent import cycle
+    works = _python("import ofa_nni\n" + oneshot_first)
+    assert works.stdout.strip() == "RandomOneShot", works.stderr

@@ -117,6 +117,10 @@ def _strategy(config: TrainConfig, data: ImageData, checkpoint_dir: Path, resume
                         warmup_epochs=strategy.warmup_epochs, **common)
 
 
+def _steps_per_epoch(batches: int, limit: int | float) -> int:
+    return min(batches, limit) if isinstance(limit, int) else int(batches * limit)
+
+
 def _loggers(config: TrainConfig, run_dir: Path) -> list[Any]:
     from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
@@ -169,6 +173,7 @@ def train(config: TrainConfig | Mapping[str, Any] | str | Path, *, run_dir: str 
     resolution = max(build_space(config, num_classes=2).arch_space.resolutions)
     data = load_data(config.data.kind, root=config.data.root, resolution=resolution,
                      calibration_images=config.data.calibration_images)
+    torch.manual_seed(config.seed)  # the initial weights: a resumed run must rebuild the same supernet
     space = build_space(config, num_classes=data.num_classes)
     run_path.mkdir(parents=True, exist_ok=True)
     import yaml
@@ -191,7 +196,9 @@ def train(config: TrainConfig | Mapping[str, Any] | str | Path, *, run_dir: str 
         enable_model_summary=False,
         num_sanity_val_steps=0,
         check_val_every_n_epoch=config.validation.every_n_epochs,
-        log_every_n_steps=max(1, min(50, len(train_loader) // 2)),
+        limit_train_batches=config.trainer.limit_train_batches,
+        limit_val_batches=config.trainer.limit_val_batches,
+        log_every_n_steps=max(1, min(50, _steps_per_epoch(len(train_loader), config.trainer.limit_train_batches) // 2)),
         default_root_dir=str(run_path),
     )
     evaluator = Lightning(ClassificationModule(num_classes=data.num_classes), trainer,

@@ -1,0 +1,188 @@
+"""The paper's ablation in small: progressive shrinking vs uniform random sampling from scratch.
+
+OFA (Cai et al., ICLR 2020, Fig. 7) reports that progressive shrinking makes the subnets of one
+supernet more accurate than training them jointly from scratch. Here, on the embedded default
+(scikit-learn's digits, fixed held-out split) and the CPU-sized space (``space.preset: cpu``),
+side by side in one run, for each seed:
+
+(a) progressive shrinking: ``ofa_nni.training.train`` with the demo's schedule (the paper's recipe
+    x ``--epochs-factor``), no per-epoch validation;
+(b) NNI's ``RandomOneShot`` (uniform random subnet every step, all choices from the start) with
+    the same total number of subnet-steps (forward+backward passes of a subnet; a progressive-
+    shrinking step with k subnets counts k; the teacher's forward passes are not counted), the
+    same space, data, batch size, augmentation, optimizer (SGD Nesterov 0.9, weight decay 3e-5,
+    label smoothing 0.1) and the full-network learning rate with a cosine decay over the run.
+
+Then every supernet is evaluated on the held-out digits: the smallest, the median (middle choice of
+every label, :func:`ofa_nni.training.median_sample`), the largest and 10 fixed random subnets, each
+with its BN statistics recalibrated on the same 256 training images. Wall times are of training
+only. Run (``--threads 2`` for reported numbers)::
+
+    .venv/bin/python benchmarks/ps_vs_random_oneshot.py --seeds 0 1 --threads 2 \\
+        --markdown benchmarks/results/ps_vs_random_oneshot.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import functools
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ofa_nni.data import calibration_loader, digits, digits_split_digest
+from ofa_nni.runtime import recalibrate_batchnorm
+from ofa_nni.training import demo_config, load_supernet, median_sample, progressive_shrinking, train
+from ofa_nni.training.config import ProgressiveShrinkingConfig, TrainerConfig, ValidationConfig
+from ofa_nni.training.runner import build_space
+
+RANDOM_SUBNETS = 10
+CALIBRATION_BATCHES = 4
+
+
+def _loaders(config: Any, data: Any) -> tuple[Any, Any]:
+    from nni.nas.evaluator.pytorch import DataLoader
+
+    train_loader = DataLoader(data.train, batch_size=config.data.batch_size, shuffle=True, drop_last=True)
+    val_loader = DataLoader(data.val, batch_size=256, shuffle=False)
+    return train_loader, val_loader
+
+
+def _train_random_oneshot(config: Any, data: Any, subnet_steps: int, seed: int) -> tuple[Any, float, int]:
+    """NNI's RandomOneShot with the same optimizer recipe and ``subnet_steps`` steps."""
+    import nni
+    from nni.nas.evaluator.pytorch import ClassificationModule, Lightning, Trainer
+    from nni.nas.experiment import NasExperiment
+    from nni.nas.strategy import RandomOneShot
+
+    torch.manual_seed(seed)
+    random.seed(seed)  # NNI's supernet modules sample with the random module
+    space = build_space(config, num_classes=data.num_classes)
+    train_loader, val_loader = _loaders(config, data)
+    steps_per_epoch = len(train_loader)
+    epochs = max(1, round(subnet_steps / steps_per_epoch))
+    lr = progressive_shrinking(space.arch_space, batch_size=config.data.batch_size)[0].lr
+    total_steps = epochs * steps_per_epoch
+
+    @nni.trace
+    class CosineSGDClassification(ClassificationModule):
+        def configure_optimizers(self) -> Any:
+            optimizer = torch.optim.SGD(self.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=3e-5)
+            schedule = torch.optim.lr_scheduler.LambdaLR(
+                optimizer, lambda step: 0.5 * (1 + np.cos(np.pi * min(step, total_steps) / total_steps)))
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    module = CosineSGDClassification(criterion=functools.partial(torch.nn.CrossEntropyLoss, label_smoothing=0.1),
+                                     num_classes=data.num_classes)
+    trainer = Trainer(max_epochs=epochs, accelerator="cpu", enable_progress_bar=False, logger=False,
+                      enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0,
+                      check_val_every_n_epoch=10**6)
+    evaluator = Lightning(module, trainer, train_dataloaders=train_loader, val_dataloaders=val_loader)
+    with tempfile.TemporaryDirectory() as working:
+        experiment = NasExperiment(space, evaluator, RandomOneShot())
+        experiment.config.experiment_working_directory = working
+        started = time.perf_counter()
+        experiment.run()
+        seconds = time.perf_counter() - started
+    return space, seconds, total_steps
+
+
+@torch.no_grad()
+def _evaluate(space: Any, data: Any, seed: int) -> dict[str, float]:
+    arch = space.arch_space
+    calibration = list(calibration_loader(data, batch_size=64))[:CALIBRATION_BATCHES]
+    images = torch.stack([data.val[i][0] for i in range(len(data.val))])
+    labels = torch.tensor([data.val[i][1] for i in range(len(data.val))])
+    rng = np.random.default_rng([1234, seed])
+    subnets = {"smallest": arch.min_sample(), "median": median_sample(arch), "largest": arch.max_sample()}
+    subnets.update({f"random{i}": arch.random_sample(rng) for i in range(RANDOM_SUBNETS)})
+    result = {}
+    space.eval()
+    for name, sample in subnets.items():
+        space.activate(sample)
+        recalibrate_batchnorm(space, calibration)
+        result[name] = float((space(images).argmax(1) == labels).float().mean())
+    result["random_mean"] = statistics.fmean(result[f"random{i}"] for i in range(RANDOM_SUBNETS))
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--epochs-factor", type=float, default=demo_config().strategy.epochs_factor)
+    parser.add_argument("--markdown", type=Path, default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    base = demo_config()
+    config = base.replace(
+        strategy=ProgressiveShrinkingConfig(epochs_factor=args.epochs_factor),
+        validation=ValidationConfig(random_subnets=0, calibration_batches=1, every_n_epochs=10**6),
+        trainer=TrainerConfig(progress_bar=False, loggers=[]),
+    )
+    space_for_size = build_space(config, num_classes=10)
+    data = digits(resolution=max(space_for_size.arch_space.resolutions))
+    rows = []
+    for seed in args.seeds:
+        with tempfile.TemporaryDirectory() as run_dir:
+            result = train(config.replace(seed=seed), run_dir=run_dir)
+            ps_space = load_supernet(result.supernet_path)
+        ps_seconds = result.seconds
+        steps_per_epoch = len(data.train) // config.data.batch_size
+        phases = progressive_shrinking(ps_space.arch_space, epochs_factor=args.epochs_factor,
+                                       batch_size=config.data.batch_size)
+        subnet_steps = sum(p.epochs * steps_per_epoch * p.subnets_per_step for p in phases)
+        ps_accuracy = _evaluate(ps_space, data, seed)
+        random_space, random_seconds, random_steps = _train_random_oneshot(config, data, subnet_steps, seed)
+        random_accuracy = _evaluate(random_space, data, seed)
+        rows.append((seed, "progressive shrinking", subnet_steps, ps_seconds, ps_accuracy))
+        rows.append((seed, "RandomOneShot (NNI)", random_steps, random_seconds, random_accuracy))
+        for row in rows[-2:]:
+            print(f"seed {row[0]} {row[1]:24s} subnet-steps {row[2]:5d} train {row[3]:7.1f} s  " + "  ".join(
+                f"{k} {row[4][k]:.3f}" for k in ("smallest", "median", "largest", "random_mean")), flush=True)
+
+    lines = [
+        "# Progressive shrinking vs NNI RandomOneShot (digits, CPU-sized space)",
+        "",
+        f"Run: `{' '.join([Path(sys.executable).name, *sys.argv])}` on {datetime.date.today()}, "
+        f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} threads, "
+        f"os.getloadavg() at the end {tuple(round(x, 1) for x in os.getloadavg())} "
+        f"(2 cores shared with other processes).",
+        f"Data: scikit-learn digits, held-out split digest {digits_split_digest()} ({len(data.val)} images); "
+        f"space preset `cpu`; schedule: paper's recipe x {args.epochs_factor:.4g} "
+        f"({'+'.join(str(p.epochs) for p in phases)} epochs), batch {config.data.batch_size}.",
+        "Held-out top-1 after BN recalibration (256 training images); median = middle choice of every label; "
+        f"random = mean of {RANDOM_SUBNETS} fixed random subnets. Training wall time only.",
+        "",
+        "| seed | training | subnet-steps | train s | smallest | median | largest | random (mean) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for seed, name, steps, seconds, accuracy in rows:
+        lines.append(f"| {seed} | {name} | {steps} | {seconds:.0f} | {accuracy['smallest']:.3f} | "
+                     f"{accuracy['median']:.3f} | {accuracy['largest']:.3f} | {accuracy['random_mean']:.3f} |")
+    for name in ("progressive shrinking", "RandomOneShot (NNI)"):
+        chosen = [r for r in rows if r[1] == name]
+        means = " | ".join(f"{statistics.fmean(r[4][k] for r in chosen):.3f}"
+                           for k in ("smallest", "median", "largest", "random_mean"))
+        lines.append(f"| mean | {name} | {chosen[0][2]} | {statistics.fmean(r[3] for r in chosen):.0f} | {means} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.markdown is not None:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""train(config) / ``ofa-nni train``: run directory, checkpoints, resume (also after kill -9), errors."""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from ofa_nni.training import CheckpointError, ConfigError, load_checkpoint, load_config, load_supernet, train
+from ofa_nni.training.checkpoint import atomic_torch_save, save_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY_TRAIN = {
+    "seed": 0,
+    "space": {"preset": "cpu", "kernel_sizes": [3, 5], "expand_ratios": [2, 3], "depths": [1, 2],
+              "resolutions": [16, 20]},
+    "data": {"kind": "digits", "batch_size": 32, "calibration_images": 64},
+    "strategy": {"name": "progressive_shrinking", "epochs_factor": 0.001},  # one epoch per phase
+    "validation": {"random_subnets": 1, "calibration_batches": 1},
+    "trainer": {"progress_bar": False, "limit_train_batches": 3, "limit_val_batches": 1},
+}
+
+
+def _config(**changes):
+    config = copy.deepcopy(TINY_TRAIN)
+    for section, values in changes.items():
+        if isinstance(values, dict):
+            config.setdefault(section, {}).update(values)
+        else:
+            config[section] = values
+    return config
+
+
+def test_train_writes_the_run_directory_and_resume_does_nothing_twice(tmp_path):
+    result = train(_config(), run_dir=tmp_path / "run")
+    assert [p["name"] for p in result.phases] == ["full", "kernel", "depth1", "depth2", "expand1", "expand2"]
+    assert [h["epoch"] for h in result.history] == list(range(6))
+    assert all(0.0 <= p["val_acc_largest"] <= 1.0 and p["seconds"] > 0 for p in result.phases)
+    run = tmp_path / "run"
+    assert (run / "config.yaml").is_file() and (run / "metrics.json").is_file()
+    assert load_config(run / "config.yaml").run_dir == str(run)
+    csv = (run / "logs" / "version_0" / "metrics.csv").read_text()
+    assert "val_acc_smallest" in csv and "val_acc_largest" in csv and "train_loss" in csv
+    checkpoint = load_checkpoint(result.checkpoint)
+    assert checkpoint["epochs_completed"] == 6 and checkpoint["phase_name"] == "expand2"
+    assert checkpoint["steps_completed"] == 18
+    space = load_supernet(result.supernet_path)
+    for key, value in space.state_dict().items():
+        assert torch.equal(value, checkpoint["supernet"][key])
+    assert torch.isfinite(space(torch.randn(2, 3, 20, 20))).all()
+
+    # Without --resume an existing run is refused (nothing is overwritten) ...
+    with pytest.raises(CheckpointError, match="already holds a training run.*--resume"):
+        train(_config(), run_dir=run)
+    # ... with it, a finished run has nothing left to do.
+    again = train(_config(), run_dir=run, resume=True)
+    assert [h["epoch"] for h in again.history] == list(range(6))
+    assert load_checkpoint(again.checkpoint)["steps_completed"] == 18
+
+
+def test_resume_refuses_mismatched_and_corrupt_checkpoints(tmp_path):
+    run = tmp_path / "run"
+    train(_config(strategy={"epochs_factor": 0.001, "phases": {"expand2": {"epochs": 1}}}), run_dir=run)
+    last = run / "checkpoints" / "last.pt"
+    with pytest.raises(CheckpointError,
+                       match=r"another run \(schedule\[0\]\.epochs: checkpoint has 1, this run has 4"):
+        train(_config(strategy={"epochs_factor": 0.02}), run_dir=run, resume=True)
+    with pytest.raises(CheckpointError,
+                       match=r"space\.kernel_sizes: checkpoint has \[3, 5\], this run has \[3, 5, 7\]"):
+        train(_config(space={"kernel_sizes": [3, 5, 7]}), run_dir=run, resume=True)
+    with pytest.raises(CheckpointError, match="seed: checkpoint has 0, this run has 1"):
+        train(_config(seed=1), run_dir=run, resume=True)
+    last.write_bytes(last.read_bytes()[:1000])  # a torn file (what a non-atomic write could leave)
+    with pytest.raises(CheckpointError, match="corrupt or not a torch file"):
+        train(_config(), run_dir=run, resume=True)
+    atomic_torch_save({"weights": torch.zeros(2)}, last)
+    with pytest.raises(CheckpointError, match="not an ofa-nni training checkpoint"):
+        train(_config(), run_dir=run, resume=True)
+
+
+class NotPlainData:
+    """Any class: unpickling it could run code, so weights_only loading must refuse it."""
+
+
+def test_checkpoints_load_weights_only(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "ofa-nni-training", "version": 1, "payload": NotPlainData()}, path)
+    with pytest.raises(CheckpointError, match="corrupt or not a torch file"):
+        load_checkpoint(path)  # weights_only=True refuses to unpickle arbitrary objects
+    with pytest.raises(ValueError, match="lacks"):
+        save_checkpoint(tmp_path / "x.pt", {"space": {}})
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "missing.pt")
+    state = {"format": "ofa-nni-training", "version": 99}
+    atomic_torch_save(state, path)
+    with pytest.raises(CheckpointError, match="version 99"):
+        load_checkpoint(path)
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []  # no temporary left
+
+
+def test_config_validation_errors(tmp_path):
+    cases = [
+        ({"data": {"bach_size": 3}}, r"data\.bach_size: unknown key; allowed in data: \['batch_size'"),
+        ({"data": {"batch_size": "64"}}, r"data\.batch_size: expected an int, got '64'"),
+        ({"strategy": {"phases": {"kernal": {"epochs": 3}}}}, r"unknown phase 'kernal'; allowed: \['full', 'kernel'"),
+        ({"strategy": {"phases": {"kernel": {"epochs": 2.5}}}}, r"strategy\.phases\.kernel\.epochs: expected an int"),
+        ({"strategy": {"phases": {"kernel": {"epoch": 2}}}}, r"unknown key 'epoch'; allowed: \['epochs'"),
+        ({"strategy": {"name": "darts"}}, r"strategy\.name: 'darts' is not a strategy; allowed"),
+        ({"strategy": {"name": "sandwich", "epochs_factor": 1}}, r"strategy\.epochs_factor: unknown key"),
+        ({"space": {"preset": "big"}}, r"space\.preset: 'big' is not a preset; allowed: \['ofa-mobilenetv3', 'cpu'\]"),
+        ({"data": {"kind": "mnist"}}, r"data\.kind: 'mnist' is not supported"),
+        ({"trainer": {"loggers": ["wandb"]}}, r"trainer\.loggers: unknown logger"),
+        ({"trainer": {"devices": [0, 1]}}, r"trainer\.devices: expected an int or a string"),
+        ({"optimizer": {"nesterov": "yes"}}, r"optimizer\.nesterov: expected true/false"),
+        ({"seeds": 1}, r"seeds: unknown key; allowed in the configuration"),
+    ]
+    for data, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            load_config(data)
+    path = tmp_path / "bad.yaml"
+    path.write_text("data: {batch_size: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(path)
+    path.write_text("data:\n  batch_size: sixty\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: data\.batch_size: expected an int, got 'sixty'"):
+        load_config(path)
+    with pytest.raises(FileNotFoundError):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_example_configs_are_valid():
+    digits = load_config(REPO / "examples" / "train_digits.yaml")
+    assert digits.data.kind == "digits" and digits.strategy.name == "progressive_shrinking"
+    folder = load_config(REPO / "examples" / "train_imagefolder.yaml")
+    assert folder.data.kind == "imagefolder" and folder.trainer.devices == 8
+
+
+def _cli(args, env_extra=None, **kwargs):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0", **(env_extra or {})}
+    return subprocess.Popen([sys.executable, "-m", "ofa_nni.cli", "train", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def test_cli_reports_user_errors_in_one_line(tmp_path):
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump(_config(data={"kind": "imagefolder", "root": str(tmp_path / "nowhere")})))
+    process = _cli(["--config", str(config), "--run-dir", str(tmp_path / "run")])
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 2, output
+    assert "ofa-nni train: error: image folder" in output and "expected ROOT/train/<class>" in output
+    assert "Traceback" not in output
+    config.write_text("strategy: {name: darts}\n")
+    process = _cli(["--config", str(config)])
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 2 and "strategy.name: 'darts' is not a strategy" in output
+
+
+@pytest.mark.slow
+def test_cli_resume_after_kill_9_matches_an_uninterrupted_run(tmp_path):
+    """A real ``ofa-nni train`` process is killed with SIGKILL mid-run and resumed with --resume:
+    every epoch runs exactly once and the final supernet equals an uninterrupted run's, bit for bit."""
+    config = tmp_path / "train.yaml"
+    # 12 epochs: full 4, kernel 2, depth1 1, depth2 2, expand1 1, expand2 2 (epochs_factor 0.02)
+    config.write_text(yaml.safe_dump(_config(strategy={"epochs_factor": 0.02}, trainer={"limit_train_batches": 4})))
+
+    reference = _cli(["--config", str(config), "--run-dir", str(tmp_path / "reference")])
+    output, _ = reference.communicate(timeout=900)
+    assert reference.returncode == 0, output
+    assert "expand2" in output and "supernet:" in output
+
+    interrupted = tmp_path / "interrupted"
+    process = _cli(["--config", str(config), "--run-dir", str(interrupted)])
+    last = interrupted / "checkpoints" / "last.pt"
+    killed_after = None
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline and process.poll() is None:
+        if last.exists():
+            try:
+                done = load_checkpoint(last)["epochs_completed"]
+            except (CheckpointError, FileNotFoundError):
+                done = 0
+            if done >= 5:  # inside the depth phases: teacher built, channels not yet sorted
+                process.send_signal(signal.SIGKILL)
+                killed_after = done
+                break
+        time.sleep(0.05)
+    process.communicate(timeout=60)
+    assert killed_after is not None and process.returncode == -signal.SIGKILL
+    assert load_checkpoint(last)["epochs_completed"] < 12
+
+    resumed = _cli(["--config", str(config), "--run-dir", str(interrupted), "--resume"])
+    output, _ = resumed.communicate(timeout=900)
+    assert resumed.returncode == 0, output
+
+    expected, actual = load_checkpoint(tmp_path / "reference" / "checkpoints" / "last.pt"), load_checkpoint(last)
+    assert [h["epoch"] for h in actual["history"]] == list(range(12))  # nothing lost, nothing twice
+    assert [h["phase"] for h in actual["history"]] == [h["phase"] for h in expected["history"]]
+    assert actual["steps_completed"] == expected["steps_completed"] == 48
+    for key, value in expected["supernet"].items():
+        assert torch.equal(value, actual["supernet"][key]), key
+    for key, value in expected["teacher"].items():
+        assert torch.equal(value, actual["teacher"][key]), key
+    # The resumed session logged only the epochs after the checkpoint it started from.
+    resumed_log = (interrupted / "logs" / "version_1" / "metrics.csv").read_text().splitlines()
+    epochs = {int(line.split(",")[0]) for line in resumed_log[1:] if line}
+    assert min(epochs) >= killed_after
