@@ -536,7 +536,12 @@ def _summary_markdown(study: Study, space: ArchSpace, trial: FrozenTrial, macs: 
     for name, direction, value in zip(names, study.directions, trial.values or [], strict=False):
         lines.append(f"| {name} ({direction.name.lower()}) | {value:.6g} |")
     lines += [f"| MACs | {macs / 1e6:.2f} M |", f"| parameters | {params / 1e6:.3f} M |"]
-    for name, value in trial.constraints.items():
+    constraints = trial.constraints
+    named = {name: value for name, value in constraints.items() if not name.isdigit()}
+    # set_constraints writes each value twice (named, and list-style "0", "1", ... for the dashboard)
+    if len(named) == len(constraints) - len(named):
+        constraints = named
+    for name, value in constraints.items():
         lines.append(f"| constraint {name} (<= 0 feasible) | {value:.6g} |")
     lines += ["", f"Resolution {sample[space.RESOLUTION_LABEL]}.", "", "| stage | depth | blocks (kernel, expand) |"]
     lines.append("|---|---|---|")
