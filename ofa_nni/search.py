@@ -71,6 +71,13 @@ _PROPOSALS_PER_SLOT = 2
 
 
 # --------------------------------------------------------------------------- encoding helpers
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """The splitmix64 finaliser (a bijection of uint64) on an array; multiplications wrap."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
 class _Layout:
     """Column layout of an index array of ``space`` and the vectorised helpers that need it."""
 
@@ -90,10 +97,19 @@ class _Layout:
         # for the resolution; mutation_unit maps every gene to its number.
         block = np.arange(self.n_blocks)
         self.mutation_unit = np.concatenate([block, block, self.n_blocks + np.arange(self.n_stages + 1)])
-        # A canonical row's bytes (as the narrowest integer type that holds every index) are its key:
-        # exact, fixed-size and sortable, with no arithmetic.
-        self.key_int = np.int8 if self.cardinalities.max() <= 127 else np.int32
-        self.key_dtype = np.dtype((np.void, self.n_labels * np.dtype(self.key_int).itemsize))
+        # Keys: each row's mixed-radix code, computed exactly in float64 words (< 2**53 each, one small
+        # matrix product), folded into one uint64 by splitmix64. Exact when one word suffices (small
+        # spaces); otherwise a 64-bit hash, and every archive hit is confirmed on the rows.
+        word_of_label = np.zeros(self.n_labels, dtype=np.int64)
+        multiplier = np.ones(self.n_labels)
+        word, product = 0, 1
+        for col, card in enumerate(self.cardinalities.tolist()):
+            if product * card >= 2**53:
+                word, product = word + 1, 1
+            word_of_label[col], multiplier[col] = word, product
+            product *= card
+        self.key_matrix = np.zeros((self.n_labels, word + 1))
+        self.key_matrix[np.arange(self.n_labels), word_of_label] = multiplier
 
     def check(self, rows: Any, what: str = "index array") -> np.ndarray:
         """Validate an ``(n, L)`` index array (ValueError naming the problem)."""
@@ -126,8 +142,11 @@ class _Layout:
 
     def keys(self, canonical_rows: np.ndarray) -> np.ndarray:
         """One fixed-size byte-string key per canonical row (sortable, exact)."""
-        packed = np.ascontiguousarray(canonical_rows, dtype=self.key_int)
-        return packed.view(self.key_dtype).reshape(len(canonical_rows))
+        words = (canonical_rows.astype(np.float64) @ self.key_matrix).astype(np.uint64)
+        key = words[:, 0]
+        for w in range(1, words.shape[1]):
+            key = _splitmix64(key) + words[:, w]
+        return key
 
 
 def canonical_indices(space: ArchSpace, indices: np.ndarray) -> np.ndarray:
@@ -227,17 +246,20 @@ def _repair(
         movable = (diff != 0) & layout.active_mask(sub)
         n_movable = movable.sum(axis=1)
         stuck = n_movable == 0  # differs only in genes the costs should ignore: take the anchor
-        # Moving a random gene one step removes about (cost - anchor cost) / steps of the excess,
-        # so move as many genes as the share of the excess asks for (at least one); rows still
-        # infeasible after a pass move twice as many in the next, so few passes are needed.
+        # To remove a share f of the excess (cost above budget over cost above the anchor's), move a
+        # share sqrt(f) of the differing genes, each by a share sqrt(f) of its distance to the
+        # anchor (at least one gene, one step). Rows still infeasible after a pass ask for three
+        # times the share in the next, so a handful of passes suffices.
         span = np.maximum(values[bad] - anchor_costs[bad], 1e-12)
         over = np.clip((values[bad] - budgets[bad]) / span, 0.0, 1.0).max(axis=1)
-        steps = (np.abs(diff) * movable).sum(axis=1)
-        n_move = np.clip(np.ceil(over * steps * 2.0 ** min(attempt, 20)), 1, n_movable).astype(np.int64)
+        share = np.sqrt(np.minimum(over * 3.0 ** min(attempt, 20), 1.0))
+        n_move = np.clip(np.ceil(share * n_movable), 1, n_movable).astype(np.int64)
         priority = np.where(movable, rng.random(sub.shape, dtype=np.float32), 2.0)
         cutoff = np.sort(priority, axis=1)[np.arange(len(bad)), n_move - 1]
         move = movable & (priority <= cutoff[:, None])
-        sub = sub - np.sign(diff) * move
+        distance = np.abs(diff)
+        step = np.minimum(np.ceil(share[:, None] * distance), distance).astype(np.int64)
+        sub = sub - np.sign(diff) * step * move
         sub[stuck] = anchor[stuck]
         rows[bad] = sub
         values[bad] = _evaluate_costs(costs, sub)
@@ -446,14 +468,6 @@ def _check_probability(name: str, value: float, *, open_low: bool = False) -> fl
     return value
 
 
-def _member(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    if len(sorted_keys) == 0:
-        return np.zeros(len(keys), dtype=bool)
-    at = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
-    found: np.ndarray = sorted_keys[at] == keys
-    return found
-
-
 class _Archive:
     """Every subnet scored so far: canonical rows, scores and costs, with sorted keys for lookup.
 
@@ -471,8 +485,10 @@ class _Archive:
         self._rows = np.zeros((64, self.layout.n_labels), dtype=np.int64)
         self._scores = np.zeros(64)
         self._costs = np.zeros((64, self.n_costs))
-        self.sorted_keys = np.zeros(0, dtype=self.layout.key_dtype)
-        self.recent_keys = self.sorted_keys
+        # sorted keys and the archive position of each: a large main index and a small recent one
+        self.sorted_keys = np.zeros(0, dtype=np.uint64)
+        self.sorted_pos = np.zeros(0, dtype=np.int64)
+        self.recent_keys, self.recent_pos = self.sorted_keys, self.sorted_pos
 
     @property
     def rows(self) -> np.ndarray:
@@ -489,9 +505,17 @@ class _Archive:
     def __len__(self) -> int:
         return self.size
 
-    def contains(self, keys: np.ndarray) -> np.ndarray:
-        """Whether each key has been archived."""
-        return _member(self.sorted_keys, keys) | _member(self.recent_keys, keys)
+    def contains(self, keys: np.ndarray, canonical_rows: np.ndarray) -> np.ndarray:
+        """Whether each canonical row (with its key) has been archived."""
+        found = np.zeros(len(keys), dtype=bool)
+        for sorted_keys, sorted_pos in ((self.sorted_keys, self.sorted_pos), (self.recent_keys, self.recent_pos)):
+            if len(sorted_keys) == 0:
+                continue
+            at = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+            hit = np.nonzero(sorted_keys[at] == keys)[0]
+            same_row = (self._rows[sorted_pos[at[hit]]] == canonical_rows[hit]).all(axis=1)
+            found[hit[same_row]] = True
+        return found
 
     def add(self, canonical_rows: np.ndarray, keys: np.ndarray, scores: np.ndarray, costs: np.ndarray) -> None:
         start, end = self.size, self.size + len(keys)
@@ -506,14 +530,15 @@ class _Archive:
         self._scores[start:end] = scores
         self._costs[start:end] = costs
         self.size = end
-        recent = self.recent_keys
-        keys = np.sort(keys)
-        recent = np.insert(recent, np.searchsorted(recent, keys), keys)
-        if len(recent) > max(1024, len(self.sorted_keys) // 8):
-            main = self.sorted_keys
-            self.sorted_keys = np.insert(main, np.searchsorted(main, recent), recent)
-            recent = recent[:0]
-        self.recent_keys = recent
+        order = np.argsort(keys)
+        at = np.searchsorted(self.recent_keys, keys[order])
+        self.recent_keys = np.insert(self.recent_keys, at, keys[order])
+        self.recent_pos = np.insert(self.recent_pos, at, start + order)
+        if len(self.recent_keys) > max(1024, len(self.sorted_keys) // 8):
+            at = np.searchsorted(self.sorted_keys, self.recent_keys)
+            self.sorted_keys = np.insert(self.sorted_keys, at, self.recent_keys)
+            self.sorted_pos = np.insert(self.sorted_pos, at, self.recent_pos)
+            self.recent_keys, self.recent_pos = self.recent_keys[:0], self.recent_pos[:0]
 
     def state(self) -> dict[str, Any]:
         return {"rows": self.rows.tolist(), "scores": self.scores.tolist(), "costs": self.costs.tolist()}
@@ -659,7 +684,7 @@ class _AskTellSearch:
         n = self._layout.n_labels
         self._pending_rows = np.zeros((0, n), dtype=np.int64)
         self._pending_canonical = self._pending_rows
-        self._pending_keys = np.zeros(0, dtype=self._layout.key_dtype)
+        self._pending_keys = np.zeros(0, dtype=np.uint64)
         self._pending_costs = np.zeros((0, len(self.costs)))
         self._pending_scores = np.zeros(0)
         self._pending_told = np.zeros(0, dtype=bool)
@@ -688,7 +713,7 @@ class _AskTellSearch:
             keys = self._layout.keys(canonical)
             _, first = np.unique(keys, return_index=True)
             first.sort()  # first-occurrence order: deterministic and unbiased by key order
-            new = first[~self._archive.contains(keys[first])]
+            new = first[~self._archive.contains(keys[first], canonical[first])]
             # at most population_size new subnets per group (groups are contiguous)
             counts = np.bincount(group[new], minlength=int(group.max()) + 1)
             rank_in_group = np.arange(len(new)) - np.repeat(np.cumsum(counts) - counts, counts)
@@ -734,12 +759,16 @@ class _AskTellSearch:
                 self._absorb()
 
     def _tell_rows(self, rows: np.ndarray, scores: np.ndarray) -> None:
-        keys = self._layout.keys(self._layout.canonical(rows))
+        canonical = self._layout.canonical(rows)
+        keys = self._layout.keys(canonical)
         pending_at = np.full(len(rows), -1, dtype=np.int64)
         if len(self._pending_keys):
             order = np.argsort(self._pending_keys, kind="stable")
-            at = np.minimum(np.searchsorted(self._pending_keys[order], keys), len(order) - 1)
-            pending_at = np.where(self._pending_keys[order][at] == keys, order[at], -1)
+            candidate = order[np.minimum(np.searchsorted(self._pending_keys[order], keys), len(order) - 1)]
+            same = (self._pending_keys[candidate] == keys) & (self._pending_canonical[candidate] == canonical).all(
+                axis=1
+            )
+            pending_at = np.where(same, candidate, -1)
         fresh = pending_at >= 0
         fresh[fresh] = ~self._pending_told[pending_at[fresh]]  # (nothing may be pending at all)
         self._pending_scores[pending_at[fresh]] = scores[fresh]
@@ -748,7 +777,7 @@ class _AskTellSearch:
         if len(others):
             _, first = np.unique(keys[others], return_index=True)
             others = others[np.sort(first)]
-            others = others[~self._archive.contains(keys[others])]
+            others = others[~self._archive.contains(keys[others], canonical[others])]
             if len(self._extra_rows):
                 extra_keys = self._layout.keys(self._layout.canonical(self._extra_rows))
                 others = others[~np.isin(keys[others], extra_keys)]
