@@ -275,5 +275,12 @@ def test_cli_builds_a_predictor_from_a_supernet_on_digits(digits_supernet, tmp_p
     assert "digits split" in dataset.header["data"]
     assert main(["predictor", "show", str(out)]) == 0
     assert "accuracy predictor ridge" in capsys.readouterr().out
+    # A finished data set trains another predictor without the supernet.
+    code = main(["predictor", "build", "--dataset", str(tmp_path / "predictor.subnets.jsonl"), "--kind", "mlp",
+                 "--out", str(tmp_path / "mlp.npz")])
+    assert code == 0 and "10 subnets evaluated" in capsys.readouterr().out
+    assert AccuracyPredictor.load(tmp_path / "mlp.npz").kind == "mlp"
+    code = main(["predictor", "build", "--out", str(out)])
+    assert code == 2 and "give --supernet" in capsys.readouterr().err
     code = main(["predictor", "build", "--supernet", str(tmp_path / "nope.pt"), "--out", str(out)])
     assert code == 2 and "does not exist" in capsys.readouterr().err

@@ -38,7 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "data set (resumable, reusable); train the predictor on 80%% and report RMSE, Kendall tau "
                     "and Spearman rho on the other 20%%.",
     )
-    build.add_argument("--supernet", type=Path, required=True, help="trained supernet (supernet.pt or a checkpoint)")
+    build.add_argument("--supernet", type=Path, default=None,
+                       help="trained supernet (supernet.pt or a checkpoint); without it, --dataset must be a "
+                            "finished data set, and the predictor is trained on it")
     build.add_argument("--data", choices=DATA_KINDS, default="digits", help="data set kind (default: digits)")
     build.add_argument("--data-root", type=Path, default=None, help="data directory (all kinds but digits)")
     build.add_argument("--num-subnets", type=int, default=1000, help="subnets to evaluate (default 1000)")
@@ -93,10 +95,15 @@ def _metrics_lines(metrics: Mapping[str, Any], info: Mapping[str, Any]) -> list[
 def run_build(args: argparse.Namespace) -> int:
     import torch
 
-    from ofa_nni.accuracy import build_accuracy_predictor, collect_accuracy_dataset
+    from ofa_nni.accuracy import AccuracyDataset, collect_accuracy_dataset
     from ofa_nni.data import digits_split_digest, load_data
     from ofa_nni.training import load_supernet
 
+    if args.supernet is None:
+        if args.dataset is None:
+            raise ValueError("give --supernet (to evaluate subnets) or --dataset (a finished data set), or both")
+        dataset = AccuracyDataset.load(args.dataset, complete=True)
+        return _train_and_save(dataset, args.dataset, args)
     if args.num_subnets < 5:
         raise ValueError(f"--num-subnets must be at least 5 (to train and hold some out), got {args.num_subnets}")
     if args.batch_size < 1:
@@ -122,6 +129,12 @@ def run_build(args: argparse.Namespace) -> int:
         eval_batches=_batches(data.val, args.batch_size),
         seed=args.seed, data_description=description, show_progress=not args.quiet,
     )
+    return _train_and_save(dataset, dataset_path, args)
+
+
+def _train_and_save(dataset: Any, dataset_path: Path, args: argparse.Namespace) -> int:
+    from ofa_nni.accuracy import build_accuracy_predictor
+
     accuracies = dataset.accuracies
     print(f"{len(dataset)} subnets evaluated ({dataset_path}): accuracy {accuracies.min():.4f}.."
           f"{accuracies.max():.4f}, mean {accuracies.mean():.4f}")
