@@ -18,7 +18,8 @@ Samplers: ``ofa`` = OFAEvolutionSampler with trial feedback only (it learns the 
 surrogate fitted on finished trials, pre-screening 1024 candidates per trial; nothing given to it
 that the others lack); ``ofa+costs`` = given the MACs model and budget (``costs``/``budgets``:
 knowledge the others do not get, reported separately); Optuna's TPESampler, NSGAIISampler,
-GPSampler, RandomSampler (seeded, defaults); NNI 3.0's ``RegularizedEvolution`` (defaults:
+GPSampler (``deterministic_objective=True``: the objective is), RandomSampler (seeded, otherwise
+defaults); NNI 3.0's ``RegularizedEvolution`` (defaults:
 population 100, sample size 25, mutation prob 0.05), whose own sampling logic (``random()``,
 ``new_individual()``, aging population) is driven directly over the same labels as a
 ``nni.mutable.MutableDict`` of categoricals -- NNI's engine would only add a process boundary; its
@@ -27,11 +28,12 @@ metric for an infeasible subnet is ``-violation`` (below every feasible value).
 Reported per sampler and budget (200 and 1000 queries): best feasible objective, median over seeds,
 and sampler overhead per trial = (wall time of the run - time inside the objective's predictor and
 cost calls) / trials: sampling plus Optuna's bookkeeping, in memory storage. GPSampler costs
-seconds per trial here, so it runs at 200 trials only (``--gp-trials``).
+seconds per trial here, so it runs at 200 trials only (``--gp-trials``), with 3 seeds in the
+reported run (``--gp-seeds``) because the machine is shared.
 
 Usage::
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_optuna_samplers.py            # the reported run
+    OMP_NUM_THREADS=1 python benchmarks/bench_optuna_samplers.py --gp-seeds 3 --workers 3   # the reported run
     python benchmarks/bench_optuna_samplers.py --seeds 1 --trials 200 --gp-trials 0   # quick look
 """
 
@@ -118,7 +120,7 @@ def run_optuna(name: str, seed: int, n_trials: int, budget_m: float) -> dict[str
         ),
         "TPE": lambda: optuna.samplers.TPESampler(seed=seed),
         "NSGAII": lambda: optuna.samplers.NSGAIISampler(seed=seed),
-        "GP": lambda: optuna.samplers.GPSampler(seed=seed),
+        "GP": lambda: optuna.samplers.GPSampler(seed=seed, deterministic_objective=True),
         "Random": lambda: optuna.samplers.RandomSampler(seed=seed),
     }
 
@@ -179,6 +181,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--trials", type=int, default=1000)
     parser.add_argument("--gp-trials", type=int, default=200, help="GPSampler's trials (0 = skip)")
+    parser.add_argument("--gp-seeds", type=int, default=None, help="GPSampler's seeds (default: --seeds)")
     parser.add_argument("--budget", type=float, default=200.0, help="MACs budget in millions")
     parser.add_argument("--samplers", default="ofa,ofa+ridge,ofa+costs,TPE,NSGAII,GP,Random,NNI-RegEvo")
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1)))
@@ -189,12 +192,13 @@ def main() -> None:
     jobs = []
     for name in sorted(names, key=lambda n: n != "GP"):  # the slowest runs start first
         trials = args.gp_trials if name == "GP" else args.trials
+        seeds = args.gp_seeds if name == "GP" and args.gp_seeds is not None else args.seeds
         if trials > 0:
-            jobs.extend((name, seed, trials, args.budget) for seed in range(args.seeds))
+            jobs.extend((name, seed, trials, args.budget) for seed in range(seeds))
     print(f"{len(jobs)} runs on {args.workers} processes (each run single-threaded)", flush=True)
     start = time.perf_counter()
     with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
-        results = pool.map(run_one, jobs, chunksize=1)
+        results = list(pool.imap_unordered(run_one, jobs, chunksize=1))
     elapsed = time.perf_counter() - start
 
     table: dict[str, dict[int, dict[str, Any]]] = {}
@@ -214,8 +218,9 @@ def main() -> None:
         "# OFAEvolutionSampler vs Optuna samplers and NNI RegularizedEvolution",
         "",
         f"Default OFA-MobileNetV3 space; objective: seeded OFA-architecture MLP + log-MACs term; constraint MACs <= "
-        f"{args.budget:g}M. Median over {args.seeds} seeds; best *feasible* objective after N queries; overhead = "
-        f"(wall - objective time) / trials (median). One run, {args.workers} processes in parallel, "
+        f"{args.budget:g}M. Median over {args.seeds} seeds (GPSampler: "
+        f"{args.gp_seeds if args.gp_seeds is not None else args.seeds}); best *feasible* objective after N queries; "
+        f"overhead = (wall - objective time) / trials (median). One run, {args.workers} processes in parallel, "
         f"{elapsed:.0f} s. Command: `{' '.join(['python'] + sys.argv)}`",
         "",
         "| sampler | " + " | ".join(f"best@{n}" for n in checkpoints) + " | overhead ms/trial | trials run |",

@@ -369,7 +369,7 @@ class OFAEvolutionSampler(BaseSampler):
         elif frozen.state == TrialState.RUNNING and _PROPOSAL_ATTR in frozen.system_attrs:
             # Another worker's proposal whose parameters are not stored yet.
             decoded = _Decoded(self.space.to_indices(self.space.parse(frozen.system_attrs[_PROPOSAL_ATTR])), None)
-        elif any(label in params for label in self.space.labels) and frozen.state.is_finished():
+        elif frozen.state == TrialState.COMPLETE and any(label in params for label in self.space.labels):
             missing = [label for label in self.space.labels if label not in params]
             raise ValueError(
                 f"trial {frozen.number} has some of the space's parameters but not {missing[0]!r} "

@@ -328,6 +328,14 @@ def test_space_mismatch_gives_a_clear_error():
         study.optimize(lambda t: accuracy(suggest_sample(t, SPACE)), n_trials=1)
 
 
+def test_a_trial_with_part_of_the_space_gives_a_clear_error():
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(lambda t: float(t.suggest_categorical("resolution", SPACE.choices("resolution"))), n_trials=1)
+    study.sampler = OFAEvolutionSampler(space=SPACE, seed=0)
+    with pytest.raises(ValueError, match=r"trial 0 has some of the space's parameters but not 'stage1.block1.kernel'"):
+        study.optimize(lambda t: accuracy(suggest_sample(t, SPACE)), n_trials=1)
+
+
 def test_bad_arguments_are_rejected():
     with pytest.raises(ValueError, match="space must be an ArchSpace"):
         OFAEvolutionSampler(space="mobilenet")
