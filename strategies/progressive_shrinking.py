@@ -270,8 +270,8 @@ class SupernetTrainingModule(BaseOneShotLightningModule):
         optimizer.step()
         total, count = self._epoch_loss
         self._epoch_loss = (total + metrics["loss"], count + 1)
-        self.log("train_loss", metrics["loss"], prog_bar=True, on_step=True, on_epoch=True)
-        self.log("train_acc", metrics["accuracy"], on_step=False, on_epoch=True)  # first subnet of each step
+        self.log("train_loss", metrics["loss"], prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
+        self.log("train_acc", metrics["accuracy"], on_step=False, on_epoch=True, sync_dist=True)  # first subnet
         self.log("lr", lr, prog_bar=True)
         self.log("phase", float(self._phase_index))
         return torch.tensor(metrics["loss"])

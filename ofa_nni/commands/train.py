@@ -28,6 +28,8 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     result = train(config, run_dir=args.run_dir, resume=args.resume)
+    if not result.is_global_zero:
+        return 0  # the other processes of a data-parallel run: rank 0 reports
     print(f"trained in {result.seconds:.1f} s (this session); run directory {result.run_dir}")
     names = sorted({key for phase in result.phases for key in phase if key.startswith("val_acc_")},
                    key=lambda key: ("smallest", "median", "largest").index(key[8:])

@@ -50,6 +50,7 @@ class TrainResult:
         phases: Per phase: ``name``, ``epochs``, ``seconds``, last epoch's ``val_acc_*``.
         history: Per epoch: ``epoch``, ``phase``, ``train_loss``, ``val_acc_*``, ``seconds``.
         seconds: Wall time of this call (a resumed call counts only its own time).
+        is_global_zero: False in the other processes of a data-parallel run (which write nothing).
     """
 
     run_dir: Path
@@ -58,6 +59,7 @@ class TrainResult:
     phases: list[dict[str, Any]]
     history: list[dict[str, Any]]
     seconds: float
+    is_global_zero: bool = True
 
 
 def build_space(config: TrainConfig, num_classes: int) -> Any:
@@ -221,7 +223,8 @@ def train(config: TrainConfig | Mapping[str, Any] | str | Path, *, run_dir: str 
         phases = _phase_summary(history)
         _atomic_write_text(run_path / "metrics.json", json.dumps({"phases": phases, "history": history}, indent=2))
     return TrainResult(run_dir=run_path, checkpoint=last, supernet_path=supernet_path,
-                       phases=_phase_summary(history), history=history, seconds=time.perf_counter() - started)
+                       phases=_phase_summary(history), history=history, seconds=time.perf_counter() - started,
+                       is_global_zero=bool(trainer.is_global_zero))
 
 
 def load_supernet(path: str | Path, *, map_location: str | torch.device = "cpu") -> Any:
