@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ofa_nni.commands.predictor",
     "ofa_nni.commands.lut",
     "ofa_nni.commands.train",
+    "ofa_nni.commands.nni",
 )
 """Modules that each add one subcommand (in ``--help`` order)."""
 

@@ -12,8 +12,11 @@ Why the tuner reads the arch from the metric: with ``trialConcurrency > 1`` NNI 
 service can start a trial with another trial's parameters, and the metric then arrives under a
 ``parameter_id`` whose parameters the trial never ran. Every trial therefore reports its own arch
 string in its metric dict (``{'default': accuracy, ..., 'arch': 'r32_k3e2-...'}``) and the tuner
-credits the score to *that* arch (falling back to the parameters only for a metric without one,
-with a warning when they disagree). Results are keyed by arch, never by ``parameter_id`` alone.
+credits the score to *that* arch (falling back to the subnet it handed out under that id only for a
+metric without one, with a warning when they disagree). Results are keyed by arch, never by
+``parameter_id`` alone. NNI's own record of the parameters is not reliable either: when the tuner
+serves only part of a request, ``MsgDispatcher.handle_request_trial_jobs`` overwrites the record of
+the request's *first* id with ``''`` (seen here: ``receive_trial_result`` then gets ``''``).
 
 NNI protocol, as ``nni/runtime/msg_dispatcher.py`` drives it:
 
@@ -28,8 +31,9 @@ NNI protocol, as ``nni/runtime/msg_dispatcher.py`` drives it:
   ``default``); NaN, a missing or non-numeric value mark a failed evaluation (archived, never
   selected). An arch over the tuner's budgets is archived but never selected.
 * ``trial_end``: a trial that ended without a result (failed, killed, crashed before reporting)
-  leaves its subnet unscored; once more subnets are unscored than trials are running, the oldest
-  such subnets are marked failed, so the generation completes instead of waiting forever.
+  leaves a subnet unscored. Once no trial of the generation is running (or waiting to start), the
+  subnets still unscored are marked failed (NaN), so the generation completes instead of waiting
+  forever. Not earlier: under a mix-up, the failed trial's subnet may be the one another trial runs.
 * ``import_data`` (``nnictl resume``, ``nnictl experiment import``): earlier results are told to the
   engine (the archive and parents continue from them; no subnet is evaluated twice).
 
@@ -43,16 +47,15 @@ import math
 from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nni
 import numpy as np
 from nni.tuner import Tuner
 
-from ofa_nni.arch import ArchSpace, Sample
-from ofa_nni.costs import AnalyticCostModel
-from ofa_nni.nni_search_space import arch_space_from_spec, check_nni_search_space
-from ofa_nni.search import EvolutionSearch
+if TYPE_CHECKING:
+    from ofa_nni.arch import ArchSpace, Sample
+    from ofa_nni.search import EvolutionSearch
 
 __all__ = ["OFAEvolutionTuner", "BUILTIN_NAME", "metric_score"]
 
@@ -121,42 +124,84 @@ class OFAEvolutionTuner(Tuner):
         optimize_mode: str = "maximize",
     ) -> None:
         super().__init__()
-        self.space = _resolve_space(space, supernet)
+        # Only cheap checks here: NNI's dispatcher connects to the manager after constructing the
+        # tuner and must do so within 10 s, so ofa_nni (torch, NNI NAS) loads in _build(), at the
+        # first update_search_space -- where an error stops the experiment with its message.
+        if (space is None) == (supernet is None):
+            raise ValueError(
+                "OFAEvolutionTuner needs exactly one of classArgs.space (e.g. {preset: cpu, num_classes: 10}) "
+                "or classArgs.supernet (absolute path of the trained supernet)"
+            )
         if optimize_mode not in ("maximize", "minimize"):
             raise ValueError(f"optimize_mode must be 'maximize' or 'minimize', got {optimize_mode!r}")
         self.optimize_mode = optimize_mode
-        cost_model = AnalyticCostModel(self.space)
-        costs: dict[str, Callable[[np.ndarray], Any]] = {"macs": cost_model.macs, "params": cost_model.params}
-        if latency_table is not None:
-            from ofa_nni.latency import LatencyTable
-
-            costs["latency_ms"] = LatencyTable.load(_absolute_path("latency_table", latency_table), space=self.space)
-        unknown = [name for name in (constraints or {}) if name not in costs]
-        if unknown:
-            hint = "" if latency_table is not None else " ('latency_ms' needs latency_table)"
-            raise ValueError(f"constraints: unknown cost {unknown[0]!r}; allowed: {list(costs)}{hint}")
-        self.search = EvolutionSearch(
-            space=self.space,
-            costs=costs,
-            targets=dict(constraints or {}),
-            population_size=population_size,
-            generations=generations,
-            parent_ratio=parent_ratio,
-            mutation_ratio=mutation_ratio,
-            mutation_prob=mutation_prob,
-            resolution_mutation_prob=resolution_mutation_prob,
-            seed=seed,
-        )
+        self._space_spec = space
+        self._supernet = None if supernet is None else _absolute_path("supernet", supernet)
+        self._latency_table = None if latency_table is None else _absolute_path("latency_table", latency_table)
+        self._constraints = dict(constraints or {})
+        self._search_settings: dict[str, Any] = {
+            "population_size": population_size,
+            "generations": generations,
+            "parent_ratio": parent_ratio,
+            "mutation_ratio": mutation_ratio,
+            "mutation_prob": mutation_prob,
+            "resolution_mutation_prob": resolution_mutation_prob,
+            "seed": seed,
+        }
+        self._search: EvolutionSearch | None = None
         self._queue: deque[np.ndarray] = deque()  # asked, not yet handed to a trial
         self._unscored: dict[str, tuple[np.ndarray, int]] = {}  # arch -> (row, parameter id), dispatch order
+        self._handed_out: dict[int, Sample] = {}  # parameter id -> the subnet given to it
         self._running: set[int] = set()  # parameter ids handed out whose trial has not ended
         self._owed: deque[int] = deque()  # ids NNI asked for while nothing could be proposed
         self._send_trial: Callable[[int, Any], None] | None = None
         self.scores: dict[str, float] = {}
         """Every arch scored so far (arch string -> score as reported, NaN for a failed trial)."""
 
+    @property
+    def space(self) -> ArchSpace:
+        """The search space (the supernet's)."""
+        return self.search.space
+
+    @property
+    def search(self) -> EvolutionSearch:
+        """The engine: :class:`ofa_nni.search.EvolutionSearch`, built on first use."""
+        if self._search is None:
+            self._search = self._build()
+        return self._search
+
+    def _build(self) -> EvolutionSearch:
+        from ofa_nni.costs import AnalyticCostModel
+        from ofa_nni.search import EvolutionSearch
+
+        space = self._resolve_space()
+        cost_model = AnalyticCostModel(space)
+        costs: dict[str, Callable[[np.ndarray], Any]] = {"macs": cost_model.macs, "params": cost_model.params}
+        if self._latency_table is not None:
+            from ofa_nni.latency import LatencyTable
+
+            costs["latency_ms"] = LatencyTable.load(self._latency_table, space=space)
+        unknown = [name for name in self._constraints if name not in costs]
+        if unknown:
+            hint = "" if self._latency_table is not None else " ('latency_ms' needs latency_table)"
+            raise ValueError(f"constraints: unknown cost {unknown[0]!r}; allowed: {list(costs)}{hint}")
+        return EvolutionSearch(space=space, costs=costs, targets=self._constraints, **self._search_settings)
+
+    def _resolve_space(self) -> ArchSpace:
+        if self._supernet is None:
+            from ofa_nni.nni_search_space import arch_space_from_spec
+
+            assert self._space_spec is not None
+            return arch_space_from_spec(self._space_spec)
+        from ofa_nni.training import load_supernet
+
+        space: ArchSpace = load_supernet(self._supernet).arch_space
+        return space
+
     # ------------------------------------------------------------------ NNI protocol
     def update_search_space(self, search_space: Any) -> None:
+        from ofa_nni.nni_search_space import check_nni_search_space
+
         check_nni_search_space(self.space, search_space)
         _logger.info("OFAEvolutionTuner: search space matches the space (%d labels)", len(self.space.labels))
 
@@ -190,20 +235,20 @@ class OFAEvolutionTuner(Tuner):
         if math.isnan(score):
             _logger.warning("OFAEvolutionTuner: trial of parameter id %s reported no usable 'default' (%r); "
                             "its subnet counts as failed", parameter_id, value)
-        self._tell(self._arch_key(sample), self.space.to_indices(sample), score, parameter_id)
+        self._tell(self.canonical_arch(sample), self.space.to_indices(sample), score, parameter_id)
         self._serve_owed()
 
     def trial_end(self, parameter_id: int, success: bool, **kwargs: Any) -> None:
         self._running.discard(parameter_id)
         if not success:
             _logger.warning("OFAEvolutionTuner: trial of parameter id %s ended without success", parameter_id)
-        # Each running trial can still score one subnet; the rest will never be scored.
-        while len(self._unscored) > len(self._running):
-            arch = self._lost_arch(parameter_id)
-            row, dispatched_id = self._unscored[arch]
-            _logger.warning("OFAEvolutionTuner: no result will come for %s (parameter id %s); counted as failed",
-                            arch, dispatched_id)
-            self._tell(arch, row, math.nan, dispatched_id)
+        if not self._running:
+            # No trial can report any more: the subnets still unscored never will be. (Giving up
+            # earlier would guess: under a mix-up a failed trial's subnet may be reported by another.)
+            for arch, (row, dispatched_id) in list(self._unscored.items()):
+                _logger.warning("OFAEvolutionTuner: no result came for %s (parameter id %s); counted as failed",
+                                arch, dispatched_id)
+                self._tell(arch, row, math.nan, dispatched_id)
         self._serve_owed()
 
     def import_data(self, data: list[dict[str, Any]]) -> None:
@@ -212,7 +257,7 @@ class OFAEvolutionTuner(Tuner):
         for entry in data:
             sample = self._sample_of_metric(None, entry.get("parameter"), entry.get("value"))
             if sample is not None:
-                self._tell(self._arch_key(sample), self.space.to_indices(sample), metric_score(entry.get("value")),
+                self._tell(self.canonical_arch(sample), self.space.to_indices(sample), metric_score(entry.get("value")),
                            None)
                 told += 1
         _logger.info("OFAEvolutionTuner: imported %d of %d earlier results", told, len(data))
@@ -237,7 +282,8 @@ class OFAEvolutionTuner(Tuner):
 
     def _hand_out(self, parameter_id: int, row: np.ndarray) -> Sample:
         sample = self.space.from_indices(row)
-        arch = self._arch_key(sample)
+        arch = self.canonical_arch(sample)
+        self._handed_out[parameter_id] = sample
         self._unscored[arch] = (row, parameter_id)
         self._running.add(parameter_id)
         _logger.info("OFAEvolutionTuner: proposed arch %s (parameter id %s, generation %d)", arch, parameter_id,
@@ -256,46 +302,41 @@ class OFAEvolutionTuner(Tuner):
         _logger.info("OFAEvolutionTuner: told arch %s score %s (parameter id %s); %d scored, generation %d",
                      arch, score, parameter_id, len(self.scores), self.search.generation)
 
-    def _lost_arch(self, ended_id: int) -> str:
-        """The unscored subnet to give up on: the ended trial's own if unscored, else the oldest one
-        whose trial has ended (its result went to another id), else the oldest."""
-        ended = [arch for arch, (_, pid) in self._unscored.items() if pid not in self._running]
-        for arch in ended:
-            if self._unscored[arch][1] == ended_id:
-                return arch
-        return ended[0] if ended else next(iter(self._unscored))
-
     def _sample_of_metric(self, parameter_id: int | None, parameters: Any, value: Any) -> Sample | None:
-        """The subnet a metric belongs to: its ``arch`` if it has one (parsed), else ``parameters``."""
-        from_parameters: Sample | None = None
-        try:
-            from_parameters = self.space.validate(parameters) if parameters is not None else None
-        except ValueError as error:
-            _logger.warning("OFAEvolutionTuner: parameters of id %s are not a subnet of the space: %s",
-                            parameter_id, error)
+        """The subnet a metric belongs to: its ``arch`` if it has one (parsed), else the subnet handed
+        out under ``parameter_id`` (or, for imported data, ``parameters``)."""
+        from_parameters: Sample | None = self._handed_out.get(parameter_id) if parameter_id is not None else None
+        if from_parameters is None and parameters is not None:
+            # NNI's own record; it can be clobbered ('' after a partly served request), hence ours first.
+            try:
+                from_parameters = self.space.validate(parameters)
+            except ValueError as error:
+                _logger.warning("OFAEvolutionTuner: parameters of id %s are not a subnet of the space: %s",
+                                parameter_id, error)
         arch = value.get("arch") if isinstance(value, Mapping) else None
         if arch is None:
             if from_parameters is not None:
-                _logger.warning("OFAEvolutionTuner: metric of parameter id %s carries no 'arch'; crediting its "
-                                "parameters (unsafe with trialConcurrency > 1)", parameter_id)
+                _logger.warning("OFAEvolutionTuner: metric of parameter id %s carries no 'arch'; crediting the "
+                                "subnet handed out under that id (unsafe with trialConcurrency > 1)", parameter_id)
             else:
-                _logger.error("OFAEvolutionTuner: metric of parameter id %s has neither an 'arch' nor valid "
-                              "parameters; ignored", parameter_id)
+                _logger.error("OFAEvolutionTuner: metric of parameter id %s has neither an 'arch' nor a known "
+                              "subnet; ignored", parameter_id)
             return from_parameters
         try:
             sample = self.space.parse(arch)
         except ValueError as error:
             _logger.error("OFAEvolutionTuner: metric of parameter id %s has an invalid arch (%s); %s", parameter_id,
-                          error, "crediting its parameters" if from_parameters is not None else "ignored")
+                          error, "crediting the subnet of its id" if from_parameters is not None else "ignored")
             return from_parameters
-        if from_parameters is not None and self._arch_key(from_parameters) != self._arch_key(sample):
+        if from_parameters is not None and self.canonical_arch(from_parameters) != self.canonical_arch(sample):
             _logger.warning("OFAEvolutionTuner: parameter id %s was given %s but its trial ran %s (NNI mixed up "
                             "parameters under concurrency); crediting the arch the trial reports",
                             parameter_id, self.space.format(from_parameters), arch)
         return sample
 
-    def _arch_key(self, sample: Sample) -> str:
-        """The arch string with inactive blocks set to their first choice: equal keys <=> same subnet."""
+    def canonical_arch(self, sample: Sample) -> str:
+        """The arch string of ``sample`` with inactive blocks set to their first choice, the key of
+        :attr:`scores`: two samples have the same key iff they are the same subnet."""
         canonical = dict(sample)
         for s in range(self.space.num_stages):
             for b in range(canonical[self.space.depth_label(s)], self.space.max_depth):
@@ -314,17 +355,3 @@ def _absolute_path(name: str, path: str) -> Path:
     if not resolved.is_file():
         raise FileNotFoundError(f"classArgs.{name}: {str(resolved)!r} does not exist")
     return resolved
-
-
-def _resolve_space(space: Mapping[str, Any] | None, supernet: str | None) -> ArchSpace:
-    if (space is None) == (supernet is None):
-        raise ValueError(
-            "OFAEvolutionTuner needs exactly one of classArgs.space (e.g. {preset: cpu, num_classes: 10}) "
-            "or classArgs.supernet (absolute path of the trained supernet)"
-        )
-    if space is not None:
-        return arch_space_from_spec(space)
-    from ofa_nni.training import load_supernet
-
-    assert supernet is not None
-    return load_supernet(_absolute_path("supernet", supernet)).arch_space

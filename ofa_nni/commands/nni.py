@@ -1,0 +1,137 @@
+"""``ofa-nni nni``: what ``nnictl create --config`` needs -- the search-space JSON and the tuner's registration.
+
+* ``ofa-nni nni search-space --supernet runs/digits/supernet.pt --out search_space.json`` writes NNI's
+  search space (one ``choice`` per label) generated from the space; never write it by hand.
+* ``ofa-nni nni register`` registers ``OFAEvolutionTuner`` as a built-in tuner name by running
+  ``nnictl algo register --meta_path <meta file shipped in the package>``; ``ofa-nni nni unregister``
+  removes it. NNI keeps registrations in ``<venv>/nni/registered_algorithms.yml`` inside a virtual
+  environment (``$NNI_CONFIG_DIR`` when set, else ``~/.config/nni``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from ofa_nni.arch import ArchSpace
+
+_META_FILE = "ofa_evolution_tuner_meta.yml"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "nni",
+        help="NNI experiments (nnictl): search-space JSON, tuner registration",
+        description="Prepare 'nnictl create --config': generate the search space JSON, register the tuner.",
+    )
+    actions = parser.add_subparsers(dest="nni_command", metavar="ACTION", required=True)
+
+    space = actions.add_parser(
+        "search-space",
+        help="write NNI's search space JSON of a space",
+        description="Generate NNI's search space ({label: {_type: choice, _value: [...]}}) from the space of a "
+                    "trained supernet (--supernet) or of a preset (--preset, with optional choice overrides).",
+    )
+    source = space.add_mutually_exclusive_group(required=True)
+    source.add_argument("--supernet", type=Path, help="trained supernet (supernet.pt or a training checkpoint)")
+    source.add_argument("--preset", help="space preset of the training configuration (cpu, ofa-mobilenetv3)")
+    space.add_argument("--kernel-sizes", type=int, nargs="+", help="with --preset: kernel size choices")
+    space.add_argument("--expand-ratios", type=float, nargs="+", help="with --preset: expand ratio choices")
+    space.add_argument("--depths", type=int, nargs="+", help="with --preset: depth choices")
+    space.add_argument("--resolutions", type=int, nargs="+", help="with --preset: resolution choices")
+    space.add_argument("--out", type=Path, default=None, help="output file (default: print to stdout)")
+    space.set_defaults(func=run_search_space)
+
+    reg = actions.add_parser(
+        "register",
+        help="register OFAEvolutionTuner with nnictl",
+        description="Run 'nnictl algo register --meta_path <packaged meta file>' so that config.yml can name "
+                    "the tuner 'OFAEvolutionTuner'.",
+    )
+    reg.add_argument("--print-meta", action="store_true", help="only print the meta file's path")
+    reg.set_defaults(func=run_register)
+
+    unreg = actions.add_parser("unregister", help="remove the OFAEvolutionTuner registration",
+                               description="Run 'nnictl algo unregister OFAEvolutionTuner'.")
+    unreg.set_defaults(func=run_unregister)
+
+
+def _space_of(args: argparse.Namespace) -> ArchSpace:
+    overrides = {name: getattr(args, name) for name in ("kernel_sizes", "expand_ratios", "depths", "resolutions")
+                 if getattr(args, name) is not None}
+    if args.supernet is not None:
+        if overrides:
+            raise ValueError(f"--{next(iter(overrides)).replace('_', '-')} goes with --preset; with --supernet the "
+                             "space is the supernet's")
+        from ofa_nni.training import load_supernet
+
+        space: ArchSpace = load_supernet(args.supernet).arch_space
+        return space
+    from ofa_nni.nni_search_space import arch_space_from_spec
+
+    return arch_space_from_spec({"preset": args.preset, **overrides})
+
+
+def run_search_space(args: argparse.Namespace) -> int:
+    from ofa_nni.nni_search_space import dumps_nni_search_space
+
+    text = dumps_nni_search_space(_space_of(args))
+    if args.out is None:
+        sys.stdout.write(text)
+        return 0
+    from ofa_nni._artifacts import atomic_write
+
+    atomic_write(args.out, lambda file: file.write(text.encode()))
+    print(f"wrote {args.out} ({text.count('_type')} labels)")
+    return 0
+
+
+def meta_file() -> Path:
+    """The registration meta file shipped in the ``strategies`` package (found without importing it)."""
+    from importlib.util import find_spec
+
+    spec = find_spec("strategies")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the 'strategies' package of ofa-nni is not installed in this environment")
+    return Path(next(iter(spec.submodule_search_locations))) / _META_FILE
+
+
+def _meta() -> dict[str, str]:
+    import yaml
+
+    path = meta_file()
+    if not path.is_file():
+        raise FileNotFoundError(f"the tuner's meta file {str(path)!r} is missing from the installed package")
+    meta: dict[str, str] = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return meta
+
+
+def _nnictl(*arguments: str) -> int:
+    command = [sys.executable, "-m", "nni.tools.nnictl.nnictl", *arguments]
+    print("$ nnictl " + " ".join(arguments), flush=True)
+    return subprocess.run(command, env=os.environ.copy(), check=False).returncode
+
+
+def run_register(args: argparse.Namespace) -> int:
+    meta = _meta()
+    if args.print_meta:
+        print(meta_file())
+        return 0
+    code = _nnictl("algo", "register", "--meta_path", str(meta_file()))
+    from nni.runtime.config import get_config_directory
+    from nni.tools.package_utils import get_algo_meta
+
+    registered = get_algo_meta(meta["builtinName"])
+    if code != 0 or registered is None or registered.class_name != meta["className"]:
+        print(f"ofa-nni nni register: nnictl did not register {meta['builtinName']} (exit code {code})",
+              file=sys.stderr)
+        return 1
+    print(f"{meta['builtinName']} registered in {get_config_directory() / 'registered_algorithms.yml'}")
+    return 0
+
+
+def run_unregister(args: argparse.Namespace) -> int:
+    return _nnictl("algo", "unregister", _meta()["builtinName"])

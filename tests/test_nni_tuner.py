@@ -1,0 +1,504 @@
+"""OFAEvolutionTuner, its trial and the nnictl integration.
+
+The tuner is driven here the way NNI's dispatcher drives it (``generate_multiple_parameters`` with
+``st_callback``, ``receive_trial_result``, ``trial_end``, ``import_data``), including NNI 3.0's
+mix-up of parameters under concurrency; the slow test runs the real thing: ``nnictl create`` with
+the local training service, queried through NNI's REST API.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from ofa_nni.arch import ArchSpace
+from ofa_nni.costs import AnalyticCostModel
+from ofa_nni.nni_search_space import (
+    arch_space_from_spec,
+    check_nni_search_space,
+    dumps_nni_search_space,
+    nni_search_space,
+)
+from strategies.nni_tuner import OFAEvolutionTuner, metric_score
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "nni"
+
+# The space of the supernet trained below: the cpu preset narrowed to 2 choices per dimension.
+TINY_SPEC: dict[str, Any] = {
+    "preset": "cpu", "kernel_sizes": [3, 5], "expand_ratios": [2, 3], "depths": [1, 2], "resolutions": [24, 32],
+    "num_classes": 10,
+}
+TINY = arch_space_from_spec(TINY_SPEC)
+
+
+def macs_objective(space: ArchSpace) -> Callable[[dict[str, Any]], float]:
+    """A deterministic score of a subnet (its MACs relative to the largest subnet's)."""
+    costs = AnalyticCostModel(space)
+    largest = costs.macs(space.max_sample())
+    return lambda sample: costs.macs(sample) / largest
+
+
+def make_tuner(**kwargs: Any) -> OFAEvolutionTuner:
+    settings: dict[str, Any] = {"space": TINY_SPEC, "population_size": 6, "seed": 0, **kwargs}
+    tuner = OFAEvolutionTuner(**settings)
+    tuner.update_search_space(nni_search_space(tuner.space))
+    return tuner
+
+
+def drive(
+    tuner: OFAEvolutionTuner,
+    score: Callable[[dict[str, Any]], float],
+    *,
+    trials: int,
+    concurrency: int = 1,
+    mix_up: bool = False,
+    fail_every: int = 0,
+    include_arch: bool = True,
+    seed: int = 0,
+) -> list[str]:
+    """Run ``trials`` trials against ``tuner`` as NNI's manager and dispatcher do; returns the archs
+    proposed, in order.
+
+    ``mix_up``: a finishing trial reports, under its own parameter id and parameters, the metric of
+    a subnet handed to another running trial (what NNI 3.0's local service can do), and that other
+    trial later reports this one's. ``fail_every``: every k-th trial ends FAILED without a metric.
+    """
+    rng = np.random.default_rng(seed)
+    space = tuner.space
+    waiting: deque[tuple[int, dict[str, Any]]] = deque()
+    running: list[list[Any]] = []  # [parameter id, parameters, sample the trial really runs, fails]
+    proposed: list[str] = []
+    next_id = 0
+    submitted = 0
+
+    def callback(parameter_id: int, parameters: dict[str, Any]) -> None:
+        waiting.append((parameter_id, parameters))
+
+    def request(count: int) -> None:
+        nonlocal next_id
+        ids = list(range(next_id, next_id + count))
+        next_id += count
+        waiting.extend(zip(ids, tuner.generate_multiple_parameters(ids, st_callback=callback), strict=False))
+
+    request(concurrency)
+    while True:
+        while waiting and len(running) < concurrency and submitted < trials:
+            parameter_id, parameters = waiting.popleft()
+            proposed.append(space.format(parameters))
+            submitted += 1
+            running.append([parameter_id, parameters, dict(parameters), fail_every and submitted % fail_every == 0])
+        if not running:
+            break
+        if mix_up and len(running) > 1:  # two running trials swap the subnets they really run
+            i, j = rng.choice(len(running), size=2, replace=False)
+            running[i][2], running[j][2] = running[j][2], running[i][2]
+        parameter_id, parameters, ran, failed = running.pop(int(rng.integers(len(running))))
+        if not failed:
+            metric: dict[str, Any] = {"default": score(ran), "accuracy": score(ran)}
+            if include_arch:
+                metric["arch"] = space.format(ran)
+            tuner.receive_trial_result(parameter_id, parameters, metric)
+        tuner.trial_end(parameter_id, not failed)
+        if submitted < trials:
+            request(1)
+    return proposed
+
+
+# ----------------------------------------------------------------------------- search space JSON
+def test_example_search_space_is_generated_from_the_configured_space() -> None:
+    config = yaml.safe_load((EXAMPLE / "config.yml").read_text())
+    space = arch_space_from_spec(config["tuner"]["classArgs"]["space"])
+    assert (EXAMPLE / config["searchSpaceFile"]).read_text() == dumps_nni_search_space(space), (
+        "examples/nni/search_space.json is stale: ofa-nni nni search-space --preset cpu --out "
+        "examples/nni/search_space.json"
+    )
+    assert space == arch_space_from_spec({"preset": "cpu", "num_classes": 10})
+
+
+def test_search_space_json_has_one_choice_per_label() -> None:
+    space = ArchSpace()
+    search_space = json.loads(dumps_nni_search_space(space))
+    assert list(search_space) == list(space.labels)
+    assert search_space["stage3.block4.kernel"] == {"_type": "choice", "_value": [3, 5, 7]}
+    assert search_space["resolution"]["_value"] == list(range(128, 225, 4))
+    check_nni_search_space(space, search_space)
+    reordered = {label: {"_type": "choice", "_value": values["_value"][::-1]} for label, values in search_space.items()}
+    check_nni_search_space(space, reordered)  # a choice's order does not matter
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda ss: ss.pop("stage2.depth"), "lacks label 'stage2.depth'"),
+        (lambda ss: ss["stage1.block2.expand"].update(_value=[2, 3]), "'stage1.block2.expand' the values [2, 3]"),
+        (lambda ss: ss["resolution"].update(_type="randint"), "entry of 'resolution' must be"),
+        (lambda ss: ss.update({"stage9.depth": {"_type": "choice", "_value": [1]}}), "label 'stage9.depth'"),
+        (lambda ss: ss["stage1.block1.kernel"].update(_value=[3, 5, "7"]), "'stage1.block1.kernel' the values"),
+    ],
+)
+def test_search_space_mismatch_names_the_label(edit: Callable[[dict[str, Any]], Any], message: str) -> None:
+    search_space = nni_search_space(arch_space_from_spec({"preset": "cpu"}))
+    edit(search_space)
+    with pytest.raises(ValueError, match="regenerate") as error:
+        check_nni_search_space(arch_space_from_spec({"preset": "cpu"}), search_space)
+    assert message in str(error.value)
+
+
+def test_space_spec_errors() -> None:
+    with pytest.raises(ValueError, match="preset 'gpu' is not known; allowed"):
+        arch_space_from_spec({"preset": "gpu"})
+    with pytest.raises(ValueError, match="unknown key 'kernels'"):
+        arch_space_from_spec({"preset": "cpu", "kernels": [3]})
+    with pytest.raises(ValueError, match="kernel_sizes must be odd"):
+        arch_space_from_spec({"kernel_sizes": [2, 3]})
+    assert arch_space_from_spec({}) == ArchSpace()
+
+
+# ----------------------------------------------------------------------------------- the tuner
+def test_tuner_refuses_a_search_space_of_another_space() -> None:
+    tuner = OFAEvolutionTuner(space=TINY_SPEC)
+    with pytest.raises(ValueError, match="'stage1.block1.kernel' the values \\[3, 5, 7\\]"):
+        tuner.update_search_space(nni_search_space(arch_space_from_spec({"preset": "cpu"})))
+
+
+def test_tuner_arguments_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="exactly one of classArgs.space"):
+        OFAEvolutionTuner()
+    with pytest.raises(ValueError, match="exactly one of classArgs.space"):
+        OFAEvolutionTuner(space=TINY_SPEC, supernet="/x/supernet.pt")
+    with pytest.raises(ValueError, match="must be an absolute path"):
+        OFAEvolutionTuner(supernet="runs/supernet.pt")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        OFAEvolutionTuner(supernet=str(tmp_path / "missing.pt"))
+    with pytest.raises(ValueError, match="optimize_mode"):
+        OFAEvolutionTuner(space=TINY_SPEC, optimize_mode="max")
+    # Checked when the space is built (the first update_search_space under NNI).
+    search_space = nni_search_space(TINY)
+    with pytest.raises(ValueError, match="unknown cost 'latency_ms'.*needs latency_table"):
+        OFAEvolutionTuner(space=TINY_SPEC, constraints={"latency_ms": 5.0}).update_search_space(search_space)
+    with pytest.raises(ValueError, match="infeasible"):
+        OFAEvolutionTuner(space=TINY_SPEC, constraints={"macs": 10}).update_search_space(search_space)
+    with pytest.raises(ValueError, match="unknown key 'kernels'"):
+        OFAEvolutionTuner(space={"kernels": [3]}).update_search_space(search_space)
+
+
+def test_importing_the_tuner_stays_light() -> None:
+    """NNI's dispatcher must connect within 10 s of starting: importing and constructing the tuner
+    must not load torch (or Lightning, or NNI's NAS modules)."""
+    code = ("import sys; from strategies.nni_tuner import OFAEvolutionTuner; "
+            "OFAEvolutionTuner(space={'preset': 'cpu'}); "
+            "heavy = [m for m in ('torch', 'pytorch_lightning', 'nni.nas', 'ofa_nni') if m in sys.modules]; "
+            "assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_metric_score() -> None:
+    assert metric_score(0.5) == 0.5
+    assert metric_score({"default": 0.25, "arch": "x"}) == 0.25
+    for bad in (None, "0.5", {"accuracy": 0.5}, {"default": None}, float("nan"), float("inf"), True):
+        assert math.isnan(metric_score(bad))
+
+
+def test_sequential_run_is_deterministic_for_a_seed_and_evolves() -> None:
+    score = macs_objective(TINY)
+    runs = [drive(make_tuner(seed=seed), score, trials=30) for seed in (0, 0, 1)]
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]
+    assert len(set(runs[0])) == 30  # no subnet evaluated twice
+    tuner = make_tuner(seed=0)
+    drive(tuner, score, trials=30)
+    assert tuner.search.generation >= 3
+    for arch, value in tuner.scores.items():
+        assert value == pytest.approx(score(TINY.parse(arch)))
+    initial_best = max(tuner.scores[tuner.canonical_arch(TINY.parse(arch))] for arch in runs[0][:6])
+    assert tuner.search.result()[0].score > initial_best  # evolution improved on the random population
+
+
+def test_concurrent_mixed_up_trials_credit_the_arch_in_the_metric(caplog: pytest.LogCaptureFixture) -> None:
+    score = macs_objective(TINY)
+    tuner = make_tuner(population_size=5)
+    with caplog.at_level(logging.WARNING, logger="strategies.nni_tuner"):
+        proposed = drive(tuner, score, trials=40, concurrency=3, mix_up=True)
+    assert len(proposed) == 40  # ids asked for while a generation ran were served later
+    assert "NNI mixed up parameters" in caplog.text
+    assert {tuner.canonical_arch(TINY.parse(arch)) for arch in proposed} == set(tuner.scores)
+    for arch, value in tuner.scores.items():  # every score belongs to the arch that produced it
+        assert value == pytest.approx(score(TINY.parse(arch)))
+    assert tuner.search.generation >= 5
+
+
+def test_crediting_parameter_ids_instead_would_be_wrong() -> None:
+    """The same mixed-up run without archs in the metrics credits scores to the wrong subnets,
+    which is why the trial reports its arch."""
+    score = macs_objective(TINY)
+    tuner = make_tuner(population_size=5)
+    drive(tuner, score, trials=40, concurrency=3, mix_up=True, include_arch=False)
+    wrong = [arch for arch, value in tuner.scores.items() if value != pytest.approx(score(TINY.parse(arch)))]
+    assert wrong
+
+
+def test_failed_trials_count_as_failed_and_do_not_stall_the_search() -> None:
+    score = macs_objective(TINY)
+    tuner = make_tuner(population_size=4)
+    proposed = drive(tuner, score, trials=30, concurrency=2, mix_up=True, fail_every=4)
+    assert len(proposed) == 30
+    failed = [arch for arch, value in tuner.scores.items() if math.isnan(value)]
+    assert len(failed) == 30 // 4
+    assert not math.isnan(tuner.search.result()[0].score)
+    assert tuner.search.result()[0].arch not in failed
+
+
+def test_nan_metric_is_a_failed_evaluation() -> None:
+    tuner = make_tuner(population_size=2)
+    (first,) = tuner.generate_multiple_parameters([0])
+    tuner.receive_trial_result(0, first, {"default": float("nan"), "arch": TINY.format(first)})
+    tuner.trial_end(0, True)
+    assert math.isnan(tuner.scores[tuner.canonical_arch(first)])
+
+
+def test_metric_without_arch_falls_back_to_the_parameters(caplog: pytest.LogCaptureFixture) -> None:
+    tuner = make_tuner(population_size=2)
+    (first,) = tuner.generate_multiple_parameters([0])
+    with caplog.at_level(logging.WARNING, logger="strategies.nni_tuner"):
+        tuner.receive_trial_result(0, first, {"default": 0.5})
+    assert tuner.scores == {tuner.canonical_arch(first): 0.5}
+    assert "carries no 'arch'" in caplog.text
+
+
+def test_parameters_clobbered_by_nni_do_not_matter(caplog: pytest.LogCaptureFixture) -> None:
+    """NNI's dispatcher replaces the parameters of the first id of a partly served request with ''."""
+    tuner = make_tuner(population_size=3)
+    first, second = tuner.generate_multiple_parameters([0, 1])
+    with caplog.at_level(logging.WARNING, logger="strategies.nni_tuner"):
+        tuner.receive_trial_result(0, "", {"default": 0.25, "arch": TINY.format(first)})
+        tuner.receive_trial_result(1, "", {"default": 0.5})
+    assert tuner.scores == {tuner.canonical_arch(first): 0.25, tuner.canonical_arch(second): 0.5}
+    assert "not a subnet" not in caplog.text
+
+
+def test_constraints_hold_for_every_proposal() -> None:
+    costs = AnalyticCostModel(TINY)
+    budget = 0.5 * costs.macs(TINY.max_sample())
+    tuner = make_tuner(constraints={"macs": budget})
+    proposed = drive(tuner, macs_objective(TINY), trials=30)
+    assert max(costs.macs(TINY.parse(arch)) for arch in proposed) <= budget
+    assert tuner.search.result()[0].costs["macs"] <= budget
+
+
+def test_search_end_means_no_more_trials() -> None:
+    tuner = make_tuner(population_size=4, generations=1)
+    proposed = drive(tuner, macs_objective(TINY), trials=50, concurrency=2)
+    assert 4 < len(proposed) <= 8
+    assert tuner.search.done
+    assert tuner.generate_multiple_parameters([100, 101]) == []
+
+
+def test_import_data_resumes_without_repeating_subnets() -> None:
+    score = macs_objective(TINY)
+    first = make_tuner()
+    earlier = drive(first, score, trials=12)
+    data = [{"parameter": TINY.parse(arch), "value": {"default": score(TINY.parse(arch)), "arch": arch}}
+            for arch in earlier]
+    resumed = make_tuner()
+    resumed.import_data(data)
+    assert set(resumed.scores) == {resumed.canonical_arch(TINY.parse(arch)) for arch in earlier}
+    later = drive(resumed, score, trials=12)
+    keys = [{resumed.canonical_arch(TINY.parse(arch)) for arch in archs} for archs in (earlier, later)]
+    assert not keys[0] & keys[1]
+
+
+# ------------------------------------------------------------------ supernet, trial, CLI, nnictl
+@pytest.fixture(scope="module")
+def trained_supernet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A supernet of TINY trained briefly on digits (the sandwich rule, a few steps)."""
+    from ofa_nni.training import load_config, train
+
+    config = load_config({
+        "seed": 0,
+        "space": {key: value for key, value in TINY_SPEC.items() if key != "num_classes"},
+        "data": {"kind": "digits", "batch_size": 64},
+        "strategy": {"name": "sandwich", "epochs": 1, "num_random": 1},
+        "validation": {"random_subnets": 0, "calibration_batches": 1},
+        "trainer": {"progress_bar": False, "loggers": [], "limit_train_batches": 8, "limit_val_batches": 1},
+    })
+    result = train(config, run_dir=tmp_path_factory.mktemp("supernet-run"))
+    return result.supernet_path
+
+
+def run_trial(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    from strategies import nni_trial
+
+    code = nni_trial.main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_trial_evaluates_one_subnet(trained_supernet: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sample = TINY.random_sample(3)
+    arch = TINY.format(sample)
+    code, out, _ = run_trial(["--supernet", str(trained_supernet), "--arch", arch, "--threads", "1",
+                              "--latency-repeats", "3", "--latency-rounds", "1"], capsys)
+    assert code == 0
+    (line,) = [line for line in out.splitlines() if line.startswith("{")]  # NNI logs its own line too
+    metric = json.loads(line)
+    assert metric["arch"] == arch
+    assert metric["default"] == metric["accuracy"]
+    assert 0.0 <= metric["accuracy"] <= 1.0
+    assert metric["eval_images"] == 359  # digits' held-out split
+    assert metric["latency_ms"] > 0
+    costs = AnalyticCostModel(TINY)
+    assert (metric["macs"], metric["params"]) == (costs.macs(sample), costs.params(sample))
+
+
+def test_trial_errors_are_one_line(trained_supernet: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cases = [
+        (["--supernet", str(tmp_path / "missing.pt"), "--arch", "r24"], "does not exist"),
+        (["--supernet", str(trained_supernet), "--arch", "r24_k3e2"], "expected 4 '_'-separated groups"),
+        (["--supernet", str(trained_supernet), "--arch", TINY.format(TINY.max_sample()).replace("r32", "r40")],
+         "resolution: 40 is not allowed"),
+        (["--supernet", str(trained_supernet), "--data", "imagefolder", "--data-root", str(tmp_path / "nope"),
+          "--arch", TINY.format(TINY.max_sample())], "image folder"),
+    ]
+    for argv, message in cases:
+        code, _, err = run_trial(argv, capsys)
+        assert code == 2
+        lines = [line for line in err.strip().splitlines() if line.startswith("nni_trial")]
+        assert len(lines) == 1 and message in lines[0], err
+
+
+def test_cli_search_space(trained_supernet: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ofa_nni.cli import main
+
+    out = tmp_path / "ss.json"
+    assert main(["nni", "search-space", "--supernet", str(trained_supernet), "--out", str(out)]) == 0
+    assert out.read_text() == dumps_nni_search_space(TINY)
+    capsys.readouterr()
+    assert main(["nni", "search-space", "--preset", "cpu", "--kernel-sizes", "3", "5", "--expand-ratios", "2", "3",
+                 "--depths", "1", "2", "--resolutions", "24", "32"]) == 0
+    assert capsys.readouterr().out == dumps_nni_search_space(TINY)
+    assert main(["nni", "search-space", "--supernet", str(trained_supernet), "--depths", "1"]) == 2
+    assert "goes with --preset" in capsys.readouterr().err
+
+
+def nni_environment(root: Path) -> dict[str, str]:
+    """An environment whose NNI registrations and experiment records stay under ``root``."""
+    env = dict(os.environ)
+    env.update(
+        HOME=str(root / "home"),
+        NNI_CONFIG_DIR=str(root / "nni-config"),
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        OMP_NUM_THREADS="1",
+        PYTHONUNBUFFERED="1",
+    )
+    (root / "home").mkdir(parents=True, exist_ok=True)
+    return env
+
+
+def test_register_and_unregister_the_tuner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ofa_nni.cli import main
+    from strategies.nni_tuner import BUILTIN_NAME
+
+    monkeypatch.setenv("NNI_CONFIG_DIR", str(tmp_path))  # never the user's registrations
+    registry = tmp_path / "registered_algorithms.yml"
+    assert main(["nni", "register"]) == 0  # runs nnictl algo register, which imports the class
+    assert yaml.safe_load(registry.read_text())["tuners"] == [{
+        "builtinName": BUILTIN_NAME, "className": "strategies.nni_tuner.OFAEvolutionTuner", "source": "user",
+        "nniVersion": "3.0",
+    }]
+    assert main(["nni", "unregister"]) == 0
+    assert not (yaml.safe_load(registry.read_text()) or {}).get("tuners")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _get(port: int, path: str) -> Any:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/nni/{path}", timeout=10) as response:
+        return json.loads(response.read())
+
+
+@pytest.mark.slow
+def test_nnictl_create_runs_the_example(trained_supernet: Path, tmp_path: Path) -> None:
+    """The example config, unchanged but for the locations and sizes, under ``nnictl create``."""
+    env = nni_environment(tmp_path)
+    trials, population = 4, 2  # two generations
+    code_dir = tmp_path / "code"
+    (code_dir / "runs" / "digits").mkdir(parents=True)
+    shutil.copy(trained_supernet, code_dir / "runs" / "digits" / "supernet.pt")
+    config = yaml.safe_load((EXAMPLE / "config.yml").read_text())
+    assert "--supernet runs/digits/supernet.pt" in config["trialCommand"]  # the path the copy above mirrors
+    config.update(
+        searchSpaceFile=str(code_dir / "search_space.json"),
+        trialCodeDirectory=str(code_dir),
+        maxTrialNumber=trials,
+        experimentWorkingDirectory=str(tmp_path / "experiments"),
+    )
+    config["tuner"]["classArgs"].update(space=TINY_SPEC, population_size=population)
+    config_path = tmp_path / "config.yml"
+    config_path.write_text(yaml.safe_dump(config))
+    cli = [sys.executable, "-m", "ofa_nni.cli", "nni"]
+    subprocess.run([*cli, "register"], env=env, check=True, capture_output=True, timeout=120)
+    subprocess.run([*cli, "search-space", "--supernet", "runs/digits/supernet.pt", "--out", "search_space.json"],
+                   env=env, cwd=code_dir, check=True, capture_output=True, timeout=120)
+
+    port = _free_port()
+    started = time.monotonic()
+    created = subprocess.run([sys.executable, "-m", "nni.tools.nnictl.nnictl", "create", "--config", str(config_path),
+                              "--port", str(port)], env=env, capture_output=True, text=True, timeout=180)
+    assert created.returncode == 0, created.stdout + created.stderr
+    try:
+        status: dict[str, Any] = {}
+        while time.monotonic() - started < 420:
+            status = _get(port, "check-status")
+            if status["status"] in ("DONE", "ERROR", "STOPPED"):  # TUNER_NO_MORE_TRIAL: owed trials wait
+                break
+            time.sleep(3)
+        assert status.get("status") == "DONE", status
+        jobs = _get(port, "trial-jobs")
+        experiment = _get(port, "experiment")
+    finally:
+        subprocess.run([sys.executable, "-m", "nni.tools.nnictl.nnictl", "stop", "--port", str(port)], env=env,
+                       capture_output=True, timeout=120)
+    elapsed = time.monotonic() - started
+
+    assert len(jobs) == trials
+    assert [job["status"] for job in jobs] == ["SUCCEEDED"] * trials
+    costs = AnalyticCostModel(TINY)
+    reported = []
+    for job in jobs:
+        (final,) = job["finalMetricData"]
+        metric = json.loads(json.loads(final["data"]))  # NNI stores the metric JSON as a JSON string
+        sample = TINY.parse(metric["arch"])  # a valid arch of the space
+        assert metric["default"] == metric["accuracy"] and 0.0 <= metric["accuracy"] <= 1.0
+        assert metric["macs"] == costs.macs(sample) and metric["latency_ms"] > 0
+        reported.append(metric["arch"])
+    assert len(set(reported)) == trials  # no subnet evaluated twice
+    log = (tmp_path / "experiments" / experiment["id"] / "log" / "dispatcher.log").read_text()
+    told = {line.split("told arch ")[1].split()[0] for line in log.splitlines() if "told arch " in line}
+    proposed = {line.split("proposed arch ")[1].split()[0] for line in log.splitlines() if "proposed arch " in line}
+    tuner = OFAEvolutionTuner(space=TINY_SPEC)
+    # The tuner consumed exactly the archs the metrics carry.
+    assert {tuner.canonical_arch(TINY.parse(arch)) for arch in reported} == told
+    assert told <= proposed
+    assert "ERROR" not in log and "not a subnet" not in log
+    print(f"nnictl: {trials} trials (concurrency {config['trialConcurrency']}) done in {elapsed:.0f} s")
