@@ -17,6 +17,7 @@ from ofa_nni.costs import AnalyticCostModel
 from ofa_nni.efficiency import EfficiencyModel, MacsModel, ParamsModel
 from ofa_nni.latency import LatencyTable, build_latency_table, validate_latency_table
 from ofa_nni.ofa_weights import arch_from_ofa, arch_to_ofa, convert_ofa_state_dict
+from ofa_nni.search import EvolutionSearch, ParetoFront, ParetoSearch, SearchResult, TargetResult, specialize
 
 _nni_compat.apply()
 
@@ -38,6 +39,12 @@ __all__ = [
     "LatencyTable",
     "build_latency_table",
     "validate_latency_table",
+    "EvolutionSearch",
+    "ParetoSearch",
+    "specialize",
+    "SearchResult",
+    "TargetResult",
+    "ParetoFront",
 ]
 
 __version__ = "0.1.0"
