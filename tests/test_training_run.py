@@ -67,6 +67,15 @@ def test_train_writes_the_run_directory_and_resume_does_nothing_twice(tmp_path):
     assert load_checkpoint(again.checkpoint)["steps_completed"] == 18
 
 
+def test_train_with_the_sandwich_rule(tmp_path):
+    config = {**_config(), "strategy": {"name": "sandwich", "epochs": 2, "num_random": 1}}
+    result = train(config, run_dir=tmp_path / "run")
+    assert [p["name"] for p in result.phases] == ["sandwich"] and result.phases[0]["epochs"] == 2
+    checkpoint = load_checkpoint(result.checkpoint)
+    assert checkpoint["teacher"] is None  # inplace distillation: no separate teacher
+    assert checkpoint["schedule"][0]["subnets_per_step"] == 3 and checkpoint["schedule"][0]["sandwich"]
+
+
 def test_resume_refuses_mismatched_and_corrupt_checkpoints(tmp_path):
     run = tmp_path / "run"
     train(_config(strategy={"epochs_factor": 0.001, "phases": {"expand2": {"epochs": 1}}}), run_dir=run)
