@@ -68,6 +68,8 @@ ArrayFn = Callable[[np.ndarray], Any]
 _STATE_VERSION = 1
 _PROPOSALS_PER_SLOT = 2
 """Children proposed per population slot and generation (spares replace duplicates)."""
+_REPAIR_TRIES = 4
+"""Repairs tried at once per infeasible child, at growing strength (the gentlest feasible is kept)."""
 
 
 # --------------------------------------------------------------------------- encoding helpers
@@ -225,10 +227,15 @@ def _repair(
     anchor_costs: np.ndarray,
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Make every row meet its budgets by moving choices one step at a time towards its anchor (a
-    feasible subnet, usually the smallest one). Each pass moves, in every infeasible row, a random
-    share of the differing active genes sized by how far over budget the row is; the passes are
-    bounded because every pass moves at least one gene and the anchor itself is feasible.
+    """Make every row meet its budgets by moving some of its choices towards its anchor (a feasible
+    subnet, usually the smallest one), changing as little as the excess asks for.
+
+    To remove a share f of the excess (cost above budget over cost above the anchor's), a repair
+    moves each gene that differs from the anchor with probability sqrt(f) (at least one), by a share
+    sqrt(f) of its distance. Every round tries ``_REPAIR_TRIES`` repairs per infeasible row at growing shares
+    (f, 2f, 4f, ...) in one batched cost call and keeps the gentlest feasible one; a row with none
+    takes the boldest and goes to the next round, whose shares are larger still. Rounds are bounded:
+    each one moves at least one gene one step, and the anchor itself is feasible.
 
     Args:
         values: The rows' costs ``(n, K)``.
@@ -237,33 +244,34 @@ def _repair(
     """
     rows, values = rows.copy(), values.copy()
     bad = np.nonzero((values > budgets).any(axis=1))[0]
-    max_passes = int((layout.cardinalities - 1).sum()) + 1
-    for attempt in range(max_passes):
+    tries = _REPAIR_TRIES
+    growth = 2.0 ** np.arange(tries)
+    for attempt in range(int((layout.cardinalities - 1).sum()) + 1):
         if len(bad) == 0:
             break
-        sub, anchor = rows[bad], anchors[bad]
+        n = len(bad)
+        sub, anchor = np.tile(rows[bad], (tries, 1)), np.tile(anchors[bad], (tries, 1))
         diff = sub - anchor
         movable = (diff != 0) & layout.active_mask(sub)
         n_movable = movable.sum(axis=1)
-        stuck = n_movable == 0  # differs only in genes the costs should ignore: take the anchor
-        # To remove a share f of the excess (cost above budget over cost above the anchor's), move a
-        # share sqrt(f) of the differing genes, each by a share sqrt(f) of its distance to the
-        # anchor (at least one gene, one step). Rows still infeasible after a pass ask for three
-        # times the share in the next, so a handful of passes suffices.
         span = np.maximum(values[bad] - anchor_costs[bad], 1e-12)
         over = np.clip((values[bad] - budgets[bad]) / span, 0.0, 1.0).max(axis=1)
-        share = np.sqrt(np.minimum(over * 3.0 ** min(attempt, 20), 1.0))
-        n_move = np.clip(np.ceil(share * n_movable), 1, n_movable).astype(np.int64)
-        priority = np.where(movable, rng.random(sub.shape, dtype=np.float32), 2.0)
-        cutoff = np.sort(priority, axis=1)[np.arange(len(bad)), n_move - 1]
-        move = movable & (priority <= cutoff[:, None])
+        scale = growth * float(2 * tries) ** min(attempt, 10)
+        share = np.sqrt(np.minimum(scale[:, None] * over[None, :], 1.0)).reshape(-1)
+        draw = np.where(movable, rng.random(sub.shape, dtype=np.float32), 2.0)
+        move = draw < share[:, None]  # each differing gene with probability sqrt(f)...
+        move[np.arange(len(sub)), draw.argmin(axis=1)] |= n_movable > 0  # ...and at least one
         distance = np.abs(diff)
         step = np.minimum(np.ceil(share[:, None] * distance), distance).astype(np.int64)
-        sub = sub - np.sign(diff) * step * move
-        sub[stuck] = anchor[stuck]
-        rows[bad] = sub
-        values[bad] = _evaluate_costs(costs, sub)
-        bad = bad[(values[bad] > budgets[bad]).any(axis=1)]
+        tried = sub - np.sign(diff) * step * move
+        stuck = n_movable == 0  # differs only in genes the costs should ignore: take the anchor
+        tried[stuck] = anchor[stuck]
+        tried_values = _evaluate_costs(costs, tried)
+        ok = (tried_values <= np.tile(budgets[bad], (tries, 1))).all(axis=1).reshape(tries, n)
+        feasible = ok.any(axis=0)
+        chosen = np.where(feasible, ok.argmax(axis=0), tries - 1) * n + np.arange(n)
+        rows[bad], values[bad] = tried[chosen], tried_values[chosen]
+        bad = bad[~feasible]
     else:  # unreachable for costs that ignore inactive genes; never leave a row infeasible
         rows[bad] = anchors[bad]
         values[bad] = anchor_costs[bad]
@@ -989,6 +997,7 @@ class EvolutionSearch(_AskTellSearch):
         self._parent_scores: np.ndarray = np.full((n_targets, self.parents_size), -np.inf)
         self._parent_costs: np.ndarray = np.zeros((n_targets, self.parents_size, len(self.costs)))
         self._history: list[np.ndarray] = []
+        self._per_row_cache: dict[bool, tuple[np.ndarray, ...]] = {}
 
     @property
     def n_targets(self) -> int:
@@ -1005,9 +1014,8 @@ class EvolutionSearch(_AskTellSearch):
             # One random population shared by every target, repaired to each target's budgets.
             # (Candidates told before the first ask() -- a warm start, as the Optuna sampler
             # replays its trials -- are parents instead.)
-            n = n_mut + n_cross
-            rows = np.tile(self.space.random_indices(n, rng), (n_targets, 1))
-            position = np.tile(np.arange(n) / n, n_targets)
+            rows = np.tile(self.space.random_indices(n_mut + n_cross, rng), (n_targets, 1))
+            per_row = self._per_row(initial=True)
         else:
             valid = np.isfinite(self._parent_scores).sum(axis=1)  # parents are sorted best first
             target_of = np.arange(n_targets)[:, None]
@@ -1025,12 +1033,30 @@ class EvolutionSearch(_AskTellSearch):
             ).reshape(n_targets, n_mut, -1)
             crossed = _crossover(pick(n_cross), pick(n_cross), rng)
             rows = np.concatenate([mutated, crossed], axis=1).reshape(-1, layout.n_labels)
-            # interleave mutation and crossover children in the mutation ratio
-            position = np.tile(np.concatenate([np.arange(n_mut) / n_mut, np.arange(n_cross) / n_cross]), n_targets)
-        group = np.repeat(np.arange(n_targets), len(rows) // n_targets)
-        return self._feasible_proposals(
-            rows, position, group, self.budgets[group], self._anchors[group], self._anchor_costs[group]
-        )
+            per_row = self._per_row(initial=False)
+        return self._feasible_proposals(rows, *per_row)
+
+    def _per_row(self, *, initial: bool) -> tuple[np.ndarray, ...]:
+        """Position, group (target), budgets, anchor and anchor costs of every proposal row: the
+        same every generation, so computed once."""
+        cached = self._per_row_cache.get(initial)
+        if cached is None:
+            n_mut = _PROPOSALS_PER_SLOT * self.n_mutations
+            n_cross = _PROPOSALS_PER_SLOT * self.population_size - n_mut
+            if initial:
+                position = np.arange(n_mut + n_cross) / (n_mut + n_cross)
+            else:  # interleave mutation and crossover children in the mutation ratio
+                position = np.concatenate([np.arange(n_mut) / max(n_mut, 1), np.arange(n_cross) / max(n_cross, 1)])
+            group = np.repeat(np.arange(self.n_targets), len(position))
+            cached = (
+                np.tile(position, self.n_targets),
+                group,
+                self.budgets[group],
+                self._anchors[group],
+                self._anchor_costs[group],
+            )
+            self._per_row_cache[initial] = cached
+        return cached
 
     def _select(self, rows: np.ndarray, scores: np.ndarray, costs: np.ndarray) -> None:
         """Each target keeps the best ``parents_size`` of its parents and every new candidate that
