@@ -9,11 +9,14 @@ throughput and for many targets at once:
 * Populations are ``(n, len(labels))`` int64 index arrays (:meth:`ArchSpace.to_indices` order).
   Mutation, crossover, constraint checks, repair and objective calls are batched over the whole
   population -- and over all targets -- with no Python loop per candidate.
-* Constraints are met by construction: an infeasible child is *repaired* by moving some of its
-  choices one step towards the cheapest subnet (vectorised, a few passes), never redrawn until
-  feasible. A budget below the smallest achievable cost raises a ValueError naming that value.
+* Constraints are met by construction: each generation proposes twice the population in one
+  batch, prefers proposals that already meet their budgets (as OFA's re-drawing does) and
+  *repairs* the others by moving some of their choices towards the cheapest subnet (vectorised,
+  usually one batched cost call), never redrawing until feasible. A budget below the smallest
+  achievable cost raises a ValueError that states that value.
 * Candidates are canonicalised (genes of inactive blocks zeroed) and deduplicated against an
-  archive of everything scored so far, so no query is spent twice on the same subnet.
+  archive of everything scored so far, so no query is spent twice on the same subnet; the spare
+  proposals replace the duplicates, so a generation still scores ``population_size`` new subnets.
 * Many targets share one run: one objective call per generation scores the children of every
   target, and every new candidate is offered to every target whose budgets it meets. Hence the
   result for a larger budget is never worse than for a smaller one.
@@ -89,10 +92,6 @@ class _Layout:
         self.n_blocks = space.num_blocks
         self.n_stages = space.num_stages
         self.cardinalities = space.cardinalities
-        self.kernel_cols = np.arange(self.n_blocks)
-        self.expand_cols = self.n_blocks + np.arange(self.n_blocks)
-        self.depth_cols = 2 * self.n_blocks + np.arange(self.n_stages)
-        self.resolution_col = self.n_labels - 1
         # depth_patterns[d, b]: block b of a stage runs at the d-th depth choice
         self.depth_patterns = np.arange(space.max_depth)[None, :] < np.asarray(space.depths)[:, None]
         # Mutation draws one number per block (kernel and expand redrawn together), per depth and
@@ -987,7 +986,6 @@ class EvolutionSearch(_AskTellSearch):
         target_list = [targets] if isinstance(targets, Mapping) else list(targets)
         if not target_list:
             raise ValueError("targets must hold at least one budget dict")
-        self._single_target = isinstance(targets, Mapping)
         self.budgets = np.stack([self._parse_budgets(t, f"targets[{i}]") for i, t in enumerate(target_list)])
         minima = minimum_costs(space, self.costs)
         self._anchors = self._anchors_for(self.budgets, minima)
