@@ -19,6 +19,7 @@ from collections.abc import Sequence
 __all__ = ["main", "UserError", "COMMAND_MODULES"]
 
 COMMAND_MODULES: tuple[str, ...] = (
+    "ofa_nni.commands.demo",
     "ofa_nni.commands.info",
     "ofa_nni.commands.predictor",
     "ofa_nni.commands.lut",

@@ -1,0 +1,434 @@
+"""``ofa-nni demo``: the whole Once-for-All flow on the offline embedded default, on a CPU.
+
+1. Train once: progressive shrinking of a CPU-sized space on scikit-learn's digits.
+2. Measure: an accuracy data set of BN-recalibrated subnets and the predictor built from it;
+   this machine's latency lookup table, validated end to end.
+3. Specialize: one predictor-guided search for several latency targets, and the Pareto front.
+4. Deploy: every chosen subnet frozen, BN-recalibrated, exported to TorchScript and ONNX (each
+   checked against PyTorch), its held-out accuracy and real latency measured.
+5. Cost: every phase's time and energy; training one network from scratch for comparison, so the
+   report can set "train once + specialize N" against "train N networks separately".
+
+Everything lands in a run directory: the supernet, the data set, the predictor, the latency table,
+the exports, ``pareto.png``, ``report.md`` and ``results.json``. Re-running with the same run
+directory reuses every finished step (the training and the accuracy data set resume where they
+stopped).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ofa_nni.carbon import CostMeter, PhaseCost
+
+__all__ = ["DemoSettings", "DemoResult", "run_demo"]
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoSettings:
+    """What the demo does (defaults: the README's run, about 5-10 minutes on 2 CPU cores)."""
+
+    num_targets: int = 3
+    accuracy_subnets: int = 200
+    latency_validation_subnets: int = 20
+    search_generations: int = 60
+    population_size: int = 100
+    scratch_epochs: int | None = None
+    """Epochs of the from-scratch comparison (default: the full-network phase's epochs)."""
+    train_epochs_factor: float | None = None
+    """Scale the training schedule (default: the demo configuration's)."""
+    seed: int = 0
+    show_progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.num_targets <= 20:
+            raise ValueError(f"num_targets must be between 1 and 20, got {self.num_targets}")
+        if self.accuracy_subnets < 20:
+            raise ValueError(
+                f"accuracy_subnets must be at least 20 (the predictor needs data), got {self.accuracy_subnets}"
+            )
+        if self.latency_validation_subnets < 5:
+            raise ValueError(f"latency_validation_subnets must be at least 5, got {self.latency_validation_subnets}")
+        if self.search_generations < 1 or self.population_size < 4:
+            raise ValueError("search_generations must be >= 1 and population_size >= 4")
+        if self.scratch_epochs is not None and self.scratch_epochs < 1:
+            raise ValueError(f"scratch_epochs must be >= 1, got {self.scratch_epochs}")
+        if self.train_epochs_factor is not None and not self.train_epochs_factor > 0:
+            raise ValueError(f"train_epochs_factor must be positive, got {self.train_epochs_factor}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoResult:
+    run_dir: Path
+    report_path: Path
+    plot_path: Path
+    targets: list[dict[str, Any]]
+    costs: dict[str, Any]
+    predictor_metrics: dict[str, float]
+    latency_validation: dict[str, Any]
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _phase_line(cost: PhaseCost) -> str:
+    return f"  {cost.name}: {cost.wall_s:.1f} s wall, {cost.cpu_s:.1f} s CPU, {cost.energy_kwh * 1e3:.3f} Wh"
+
+
+def _train_from_scratch(
+    subnet: torch.nn.Module, data: Any, *, epochs: int, batch_size: int, lr: float, seed: int
+) -> float:
+    """Train a re-initialised copy of ``subnet`` alone (the 'one network per target' baseline);
+    returns its held-out accuracy. Same optimiser family and data as the supernet's training."""
+    from torch.utils.data import DataLoader
+
+    from ofa_nni.accuracy import evaluate_subnet
+    from ofa_nni.layers import init_weights_
+
+    torch.manual_seed(seed)
+    init_weights_(subnet)
+    subnet.train()
+    loader = DataLoader(data.train, batch_size=batch_size, shuffle=True, drop_last=True)
+    steps = epochs * len(loader)
+    optimizer = torch.optim.SGD(subnet.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=3e-5)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, steps))
+    criterion = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+    for _ in range(epochs):
+        subnet.train()
+        for images, labels in loader:
+            optimizer.zero_grad(set_to_none=True)
+            criterion(subnet(images), labels).backward()
+            optimizer.step()
+            schedule.step()
+    with torch.no_grad():
+        return evaluate_subnet(subnet, DataLoader(data.val, batch_size=256))["accuracy"]
+
+
+def _latency_targets(table: Any, space: Any, count: int) -> list[float]:
+    """Budgets spread over the table's range, from just above the smallest subnet to below the largest."""
+    low = float(table(space.min_sample()))
+    high = float(table(space.max_sample()))
+    fractions = np.linspace(0.15, 0.75, count) if count > 1 else np.array([0.5])
+    return [round(low + f * (high - low), 4) for f in fractions]
+
+
+def _pareto_plot(path: Path, front: Any, dataset: Any, table: Any, chosen: Sequence[dict[str, Any]],
+                 budgets: Sequence[float]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4.5), dpi=120)
+    data_latency = table(dataset.indices)
+    axis.scatter(data_latency, 100 * dataset.accuracies, s=8, c="#bbbbbb", label="sampled subnets (measured)")
+    order = np.argsort(front.costs["latency_ms"])
+    axis.plot(front.costs["latency_ms"][order], 100 * front.scores[order], "-", c="#1f77b4",
+              label="Pareto front (predicted)")
+    for budget in budgets:
+        axis.axvline(budget, c="#999999", ls=":", lw=1)
+    axis.scatter([c["latency_measured_ms"] for c in chosen], [100 * c["accuracy_measured"] for c in chosen],
+                 marker="*", s=160, c="#d62728", zorder=5, label="chosen subnets (measured)")
+    axis.set_xlabel("latency on this machine (ms, batch 1)")
+    axis.set_ylabel("held-out top-1 accuracy (%)")
+    axis.set_title("ofa-nni demo: specialized subnets vs the accuracy/latency trade-off")
+    axis.legend(loc="lower right", fontsize=8)
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    temp = path.with_suffix(".tmp.png")
+    figure.savefig(temp)
+    plt.close(figure)
+    temp.replace(path)
+
+
+def _markdown_report(result: dict[str, Any]) -> str:
+    lines = ["# ofa-nni demo report", ""]
+    lines += [f"Run directory: `{result['run_dir']}`  ", f"Date: {result['date']}  ",
+              f"Machine: {result['machine']}", ""]
+    lines += ["## Specialized subnets", "",
+              "| target (latency ≤) | arch | accuracy predicted / measured | latency predicted / measured (ms) "
+              "| MACs | params |", "|---|---|---|---|---|---|"]
+    for t in result["targets"]:
+        lines.append(
+            f"| {t['budget_ms']:.3f} ms | `{t['arch']}` | {100 * t['accuracy_predicted']:.1f}% / "
+            f"{100 * t['accuracy_measured']:.1f}% | {t['latency_predicted_ms']:.3f} / {t['latency_measured_ms']:.3f} "
+            f"| {t['macs'] / 1e6:.2f} M | {t['params'] / 1e3:.1f} K |"
+        )
+    lines += ["", "Every subnet was exported to TorchScript and ONNX and checked against PyTorch "
+              "(largest absolute output difference in `results.json`).", "",
+              "![Pareto front](pareto.png)", "", "## Predictors", ""]
+    m = result["predictor"]
+    lines.append(f"Accuracy predictor ({m['kind']}, {m['num_subnets']} subnets, held-out split): "
+                 f"RMSE {m['rmse_percent']:.2f} points, Kendall τ {m['kendall']:.3f}, Spearman {m['spearman']:.3f}.")
+    v = result["latency_validation"]
+    lines.append(f"Latency table ({v['backend']}, batch 1, {v['num_subnets']} held-out subnets measured end to end): "
+                 f"Spearman {v['spearman']:.3f}, MAPE {v['mape_percent']:.1f}%"
+                 + (" (with the fitted linear correction)." if v["corrected"] else "."))
+    c = result["costs"]
+    lines += ["", "## Cost: train once vs train per target", "",
+              "| phase | wall (s) | CPU (s) | energy (Wh) | CO2e (g) |", "|---|---|---|---|---|"]
+    for phase in c["phases"]:
+        lines.append(f"| {phase['name']} | {phase['wall_s']:.1f} | {phase['cpu_s']:.1f} | "
+                     f"{phase['energy_kwh'] * 1e3:.3f} | {phase['emissions_kg'] * 1e3:.3f} |")
+    lines += ["", "| N targets | OFA: train once + specialize N (Wh) | per target (Wh) "
+              "| N networks trained separately (Wh) | ratio |", "|---|---|---|---|---|"]
+    for row in c["amortization"]:
+        lines.append(f"| {row['targets']} | {row['ofa_wh']:.3f} | {row['ofa_per_target_wh']:.3f} | "
+                     f"{row['separate_wh']:.3f} | {row['ratio']:.2f}x |")
+    lines += ["", c["note"], "", f"Energy method: {c['method']}", ""]
+    return "\n".join(lines)
+
+
+def run_demo(
+    run_dir: str | Path,
+    settings: DemoSettings | None = None,
+    *,
+    say: Callable[[str], None] = _say,
+) -> DemoResult:
+    """Run the whole flow into ``run_dir`` (see the module docstring) and return its results."""
+    from torch.utils.data import DataLoader
+
+    from ofa_nni.accuracy import AccuracyDataset, build_accuracy_predictor, collect_accuracy_dataset, evaluate_subnet
+    from ofa_nni.data import calibration_loader, load_data
+    from ofa_nni.efficiency import MacsModel, ParamsModel
+    from ofa_nni.export import export_subnet
+    from ofa_nni.latency import LatencyTable, build_latency_table, measure_end_to_end, validate_latency_table
+    from ofa_nni.runtime import recalibrate_batchnorm
+    from ofa_nni.search import ParetoSearch, specialize
+    from ofa_nni.training import demo_config, load_supernet, train
+
+    settings = settings or DemoSettings()
+    run_path = Path(run_dir).expanduser().resolve()
+    run_path.mkdir(parents=True, exist_ok=True)
+    meter = CostMeter()
+    started = time.perf_counter()
+
+    # 1. Train once ------------------------------------------------------------------------
+    config = demo_config(run_dir=str(run_path / "train"), seed=settings.seed)
+    if settings.train_epochs_factor is not None:
+        strategy: Any = config.strategy
+        config = config.replace(strategy=dataclasses.replace(strategy, epochs_factor=settings.train_epochs_factor))
+    config = config.replace(trainer=dataclasses.replace(config.trainer, progress_bar=settings.show_progress))
+    supernet_path = run_path / "train" / "supernet.pt"
+    say(f"[1/5] train once: progressive shrinking on digits -> {run_path / 'train'}")
+    with meter.phase("train once (progressive shrinking)"):
+        if not supernet_path.exists():
+            resume = (run_path / "train" / "checkpoints" / "last.pt").exists()
+            trained = train(config, resume=resume)
+            supernet_path = trained.supernet_path
+    say(_phase_line(meter.phases[-1]))
+    space = load_supernet(supernet_path)
+    arch = space.arch_space
+    data = load_data("digits", resolution=max(arch.resolutions))
+    calibration = calibration_loader(data, batch_size=100)
+    held_out = DataLoader(data.val, batch_size=256)
+
+    # 2. Measure: accuracy predictor ----------------------------------------------------------
+    say(f"[2/5] measure: accuracy of {settings.accuracy_subnets} BN-recalibrated subnets, then the predictor")
+    with meter.phase("measure: accuracy data set + predictor"):
+        dataset_path = run_path / "accuracy_dataset.jsonl"
+        dataset = collect_accuracy_dataset(
+            space, path=dataset_path, num_subnets=settings.accuracy_subnets, calibration_batches=calibration,
+            eval_batches=held_out, seed=settings.seed, data_description="digits held-out split",
+            show_progress=settings.show_progress,
+        )
+        dataset = AccuracyDataset.load(dataset_path, space=arch, complete=True)
+        predictor = build_accuracy_predictor(dataset, kind="auto", seed=settings.seed)
+        predictor.save(run_path / "accuracy_predictor.npz")
+    say(_phase_line(meter.phases[-1]))
+    metrics = dict(predictor.metrics)
+    say(f"  predictor {predictor.kind}: RMSE {metrics['rmse_percent']:.2f} points, Kendall {metrics['kendall']:.3f}, "
+        f"Spearman {metrics['spearman']:.3f} (held-out subnets)")
+
+    # 2b. Measure: latency table --------------------------------------------------------------
+    say("[3/5] measure: this machine's latency lookup table (torch eager, CPU, batch 1), validated end to end")
+    table_path = run_path / "latency_table.json"
+    with meter.phase("measure: latency table"):
+        if table_path.exists():
+            table = LatencyTable.load(table_path, space=arch)
+        else:
+            table = build_latency_table(arch, backend="torch", device="cpu", batch_size=1, seed=settings.seed,
+                                        progress_path=run_path / "latency_table.progress.json",
+                                        show_progress=settings.show_progress)
+            validate_latency_table(table, space.freeze, num_subnets=settings.latency_validation_subnets,
+                                   calibration_subnets=settings.latency_validation_subnets, seed=settings.seed,
+                                   show_progress=settings.show_progress)
+            table.save(table_path)
+    say(_phase_line(meter.phases[-1]))
+    validation = dict(table.validation or {})
+    corrected = validation.get("corrected") if (table.correction or {}).get("applied") else None
+    shown = corrected or validation.get("raw", {})
+    say(f"  latency table: Spearman {shown.get('spearman', float('nan')):.3f}, "
+        f"MAPE {shown.get('mape_percent', float('nan')):.1f}% on {settings.latency_validation_subnets} subnets"
+        + (" (with the fitted correction)" if corrected else ""))
+
+    # 3. Specialize ------------------------------------------------------------------------------
+    macs, params = MacsModel(arch), ParamsModel(arch)
+    budgets = _latency_targets(table, space, settings.num_targets)
+    say(f"[4/5] specialize: {len(budgets)} latency targets in one search: {', '.join(f'{b:.3f} ms' for b in budgets)}")
+    with meter.phase("specialize (search)"):
+        result = specialize(arch, predictor, {"latency_ms": table}, [{"latency_ms": b} for b in budgets],
+                            population_size=settings.population_size, generations=settings.search_generations,
+                            seed=settings.seed)
+        front = ParetoSearch(space=arch, costs={"latency_ms": table}, population_size=settings.population_size,
+                             generations=settings.search_generations, seed=settings.seed).run(predictor)
+    say(_phase_line(meter.phases[-1]) + f" ({result.evaluations} predictor queries)")
+
+    # 4. Deploy ----------------------------------------------------------------------------------
+    say("[5/5] deploy: freeze, recalibrate BN, export (TorchScript + ONNX, checked), measure")
+    chosen: list[dict[str, Any]] = []
+    with meter.phase("deploy (freeze, export, measure)"):
+        subnets = []
+        for index, target in enumerate(result.targets):
+            subnet = space.freeze(target.sample)
+            recalibrate_batchnorm(subnet, calibration)
+            accuracy = evaluate_subnet(subnet, held_out)["accuracy"]
+            exports = export_subnet(subnet, run_path / "exports", name=f"target{index + 1}")
+            subnets.append((subnet, target.sample[arch.RESOLUTION_LABEL]))
+            chosen.append({
+                "budget_ms": target.budgets["latency_ms"],
+                "arch": target.arch,
+                "accuracy_predicted": float(target.score),
+                "accuracy_measured": float(accuracy),
+                "latency_predicted_ms": float(target.costs["latency_ms"]),
+                "macs": int(macs(target.sample)),
+                "params": int(params(target.sample)),
+                "exports": {e.format: {"path": str(e.path), "max_abs_diff": e.max_abs_diff} for e in exports},
+            })
+        timings = measure_end_to_end(subnets, backend="torch", device="cpu", batch_size=1, seed=settings.seed)
+        statistic = table.statistic
+        for entry, measured in zip(chosen, timings[statistic], strict=True):
+            entry["latency_measured_ms"] = float(measured)
+    say(_phase_line(meter.phases[-1]))
+
+    # 5. Cost of the alternative: one network trained from scratch per target -------------------
+    full_phase = _full_network_phase(config, arch)
+    scratch_epochs = settings.scratch_epochs or full_phase.epochs
+    middle = result.targets[len(result.targets) // 2]
+    say(f"[cost] train one network from scratch ({scratch_epochs} epochs, the middle target's subnet) for comparison")
+    with meter.phase("baseline: one network trained from scratch"):
+        scratch_accuracy = _train_from_scratch(
+            space.freeze(middle.sample), data, epochs=scratch_epochs, batch_size=config.data.batch_size,
+            lr=full_phase.lr, seed=settings.seed,
+        )
+    say(_phase_line(meter.phases[-1]) + f", held-out accuracy {100 * scratch_accuracy:.1f}%")
+
+    costs = _cost_summary(meter, len(budgets), scratch_epochs)
+    costs["scratch_accuracy"] = scratch_accuracy
+    costs["scratch_arch"] = middle.arch
+    latency_report: dict[str, Any] = {
+        "backend": "torch/cpu", "num_subnets": settings.latency_validation_subnets,
+        "spearman": shown.get("spearman", float("nan")), "mape_percent": shown.get("mape_percent", float("nan")),
+        "corrected": bool(corrected), "details": validation,
+    }
+    report = {
+        "run_dir": str(run_path),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": _machine(),
+        "seconds": time.perf_counter() - started,
+        "targets": chosen,
+        "predictor": {"kind": predictor.kind, "num_subnets": len(dataset), **metrics},
+        "latency_validation": latency_report,
+        "pareto_front": {"archs": front.archs(), "accuracy_predicted": front.scores.tolist(),
+                         "latency_ms": front.costs["latency_ms"].tolist()},
+        "costs": costs,
+    }
+    plot_path = run_path / "pareto.png"
+    _pareto_plot(plot_path, front, dataset, table, chosen, budgets)
+    report_path = run_path / "report.md"
+    _write_text(report_path, _markdown_report(report))
+    _write_text(run_path / "results.json", json.dumps(report, indent=2, default=_json_default))
+    _print_table(chosen, costs, say)
+    say(f"\nreport: {report_path}\nplot:   {plot_path}\nfiles:  {run_path}")
+    return DemoResult(run_dir=run_path, report_path=report_path, plot_path=plot_path, targets=chosen, costs=costs,
+                      predictor_metrics=metrics, latency_validation=latency_report)
+
+
+def _full_network_phase(config: Any, arch: Any) -> Any:
+    """The schedule's first phase (the full network), whose epochs and lr the baseline reuses."""
+    from ofa_nni.training import progressive_shrinking
+
+    strategy = config.strategy
+    return progressive_shrinking(arch, epochs_factor=strategy.epochs_factor, batch_size=config.data.batch_size,
+                                 kd_ratio=strategy.kd_ratio, overrides=strategy.phases)[0]
+
+
+def _cost_summary(meter: CostMeter, num_targets: int, scratch_epochs: int) -> dict[str, Any]:
+    train_cost = meter.total("train once (progressive shrinking)")
+    specialize_cost = meter.total("measure: accuracy data set + predictor", "measure: latency table",
+                                  "specialize (search)", "deploy (freeze, export, measure)")
+    scratch = meter.total("baseline: one network trained from scratch")
+    per_target_specialize = meter.total("specialize (search)", "deploy (freeze, export, measure)")
+    per_target_specialize = per_target_specialize.scaled(1 / num_targets, "per target")
+    measure_once = meter.total("measure: accuracy data set + predictor", "measure: latency table")
+    rows = []
+    for n in sorted({1, num_targets, 10, 40}):
+        ofa_kwh = train_cost.energy_kwh + measure_once.energy_kwh + n * per_target_specialize.energy_kwh
+        separate_kwh = n * scratch.energy_kwh
+        rows.append({"targets": n, "ofa_wh": 1e3 * ofa_kwh, "ofa_per_target_wh": 1e3 * ofa_kwh / n,
+                     "separate_wh": 1e3 * separate_kwh, "ratio": separate_kwh / ofa_kwh if ofa_kwh else math.nan})
+    note = (
+        f"Measured: training once, measuring (accuracy data set, predictor, latency table) once, and specializing "
+        f"{num_targets} targets in this run; the separate-training column is N x the measured cost of training one "
+        f"network from scratch for {scratch_epochs} epochs (as many as the supernet's full-network phase), one "
+        "specialized subnet per target; it leaves out the architecture search each separate network would also "
+        "need. Rows for 10 and 40 targets extrapolate the per-target costs measured here."
+    )
+    return {
+        "phases": [dataclasses.asdict(p) for p in meter.phases],
+        "train_once": dataclasses.asdict(train_cost),
+        "measure_and_specialize": dataclasses.asdict(specialize_cost),
+        "scratch_one_network": dataclasses.asdict(scratch),
+        "amortization": rows,
+        "note": note,
+        "method": meter.phases[0].method,
+    }
+
+
+def _print_table(chosen: Sequence[dict[str, Any]], costs: dict[str, Any], say: Callable[[str], None]) -> None:
+    header = (f"\n{'target':>10}  {'arch':<60}  {'acc pred/meas':>14}  {'lat pred/meas ms':>17}  {'MACs':>7}  "
+              f"{'params':>7}")
+    say(header)
+    say("-" * len(header))
+    for t in chosen:
+        accuracy = f"{100 * t['accuracy_predicted']:>5.1f}/{100 * t['accuracy_measured']:<5.1f}%"
+        latency = f"{t['latency_predicted_ms']:>7.3f}/{t['latency_measured_ms']:<7.3f}"
+        say(f"{t['budget_ms']:>8.3f}ms  {t['arch'][:60]:<60}  {accuracy:>14}  {latency:>17}  "
+            f"{t['macs'] / 1e6:>6.2f}M  {t['params'] / 1e3:>6.1f}K")
+    say("\ncost (energy): OFA train once + specialize N  vs  N networks trained separately")
+    for row in costs["amortization"]:
+        say(f"  N={row['targets']:>3}: {row['ofa_wh']:8.3f} Wh ({row['ofa_per_target_wh']:.3f} per target)  vs  "
+            f"{row['separate_wh']:8.3f} Wh  -> {row['ratio']:.2f}x")
+
+
+def _machine() -> str:
+    import os
+    import platform
+
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}"
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _write_text(path: Path, text: str) -> None:
+    temp = path.with_name(f".{path.name}.tmp")
+    temp.write_text(text)
+    temp.replace(path)

@@ -1,0 +1,92 @@
+"""``ofa-nni demo``: settings validation, the cost summary, and the whole run end to end (slow)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ofa_nni.carbon import CostMeter
+from ofa_nni.demo import DemoSettings, _cost_summary
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(num_targets=0), "num_targets must be between 1 and 20"),
+        (dict(accuracy_subnets=5), "accuracy_subnets must be at least 20"),
+        (dict(latency_validation_subnets=2), "latency_validation_subnets must be at least 5"),
+        (dict(scratch_epochs=0), "scratch_epochs must be >= 1"),
+        (dict(train_epochs_factor=0), "train_epochs_factor must be positive"),
+    ],
+)
+def test_invalid_settings(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        DemoSettings(**kwargs)
+
+
+def test_cost_summary_amortises_training_over_targets():
+    meter = CostMeter(use_codecarbon=False)
+    durations = {
+        "train once (progressive shrinking)": 0.4,
+        "measure: accuracy data set + predictor": 0.1,
+        "measure: latency table": 0.1,
+        "specialize (search)": 0.02,
+        "deploy (freeze, export, measure)": 0.04,
+        "baseline: one network trained from scratch": 0.2,
+    }
+    for name, seconds in durations.items():
+        with meter.phase(name):
+            end = time.perf_counter() + seconds
+            while time.perf_counter() < end:
+                pass
+    summary = _cost_summary(meter, num_targets=3, scratch_epochs=5)
+    rows = {row["targets"]: row for row in summary["amortization"]}
+    assert sorted(rows) == [1, 3, 10, 40]
+    phase = {p.name: p.energy_kwh * 1e3 for p in meter.phases}
+    fixed = phase["train once (progressive shrinking)"] + phase["measure: accuracy data set + predictor"] + phase[
+        "measure: latency table"]
+    per_target = (phase["specialize (search)"] + phase["deploy (freeze, export, measure)"]) / 3
+    for n, row in rows.items():
+        assert row["ofa_wh"] == pytest.approx(fixed + n * per_target)
+        assert row["separate_wh"] == pytest.approx(n * phase["baseline: one network trained from scratch"])
+    assert rows[40]["ratio"] > rows[1]["ratio"]  # training once pays off with more targets
+    assert "5 epochs" in summary["note"] and summary["method"].startswith("estimate")
+
+
+@pytest.mark.slow
+def test_quick_demo_end_to_end(tmp_path):
+    run_dir = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "ofa_nni.cli", "demo", "--quick", "--no-progress", "--run-dir", str(run_dir)],
+        capture_output=True, text=True, timeout=1500,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "report:" in result.stdout and str(run_dir) in result.stdout
+    report = json.loads((run_dir / "results.json").read_text())
+    assert len(report["targets"]) == 3
+    budgets = [t["budget_ms"] for t in report["targets"]]
+    assert budgets == sorted(budgets)
+    for target in report["targets"]:
+        assert target["latency_predicted_ms"] <= target["budget_ms"] + 1e-9
+        assert 0.0 <= target["accuracy_measured"] <= 1.0
+        for export in target["exports"].values():
+            assert export["max_abs_diff"] <= 1e-4
+    exports = sorted(p.name for p in (run_dir / "exports").iterdir())
+    assert exports == ["target1.onnx", "target1.pt", "target2.onnx", "target2.pt", "target3.onnx", "target3.pt"]
+    assert (run_dir / "pareto.png").stat().st_size > 10_000
+    markdown = (run_dir / "report.md").read_text()
+    assert "## Cost: train once vs train per target" in markdown and report["targets"][0]["arch"] in markdown
+    assert [row["targets"] for row in report["costs"]["amortization"]] == [1, 3, 10, 40]
+    # Re-running reuses the finished training, data set and latency table.
+    again = subprocess.run(
+        [sys.executable, "-m", "ofa_nni.cli", "demo", "--quick", "--no-progress", "--run-dir", str(run_dir)],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    rerun = json.loads((run_dir / "results.json").read_text())
+    first_train = report["costs"]["train_once"]["wall_s"]
+    assert rerun["costs"]["train_once"]["wall_s"] < first_train / 2
