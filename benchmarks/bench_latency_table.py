@@ -36,6 +36,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="cpu: the thread's CPU time (needs --threads 1), for a machine shared with busy processes")
     parser.add_argument("--out-dir", type=Path, default=Path("runs/bench-latency"))
     parser.add_argument("--markdown", type=Path, default=None)
     args = parser.parse_args()
@@ -51,7 +53,8 @@ def main() -> None:
     say("# Latency lookup tables: quality and build time (OFA-MobileNetV3, 1000 classes)")
     say()
     say(f"CPU: {os.cpu_count()} logical CPUs shared with other processes; {args.threads} thread(s) per backend; "
-        f"batch size {args.batch_size}; warm-up {args.warmup}, repeats {args.repeats}, rounds {args.rounds} "
+        f"batch size {args.batch_size}; {args.clock}-clock timings; warm-up {args.warmup}, repeats {args.repeats}, "
+        f"rounds {args.rounds} "
         f"(median, and minimum, of {args.repeats * args.rounds} timings per entry and per validation subnet).")
     say(f"Measured resolutions {measured}; the other {len(space.resolutions) - len(measured)} are interpolated "
         f"(linear in r^2). Validation: {args.validate} random subnets; correction a*sum+b fitted (Theil-Sen) on "
@@ -63,20 +66,20 @@ def main() -> None:
         started = time.perf_counter()
         table = build_latency_table(space, backend=backend, batch_size=args.batch_size, resolutions=measured,
                                     warmup=args.warmup, repeats=args.repeats, rounds=args.rounds,
-                                    num_threads=args.threads)
+                                    num_threads=args.threads, clock=args.clock)
         build_seconds = time.perf_counter() - started
         started = time.perf_counter()
         validation = validate_latency_table(table, supernet.freeze, num_subnets=args.validate,
                                             calibration_subnets=args.calibration_subnets)
         validate_seconds = time.perf_counter() - started
         args.out_dir.mkdir(parents=True, exist_ok=True)
-        table.save(args.out_dir / f"lut_{backend}_cpu_t{args.threads}.json")
+        table.save(args.out_dir / f"lut_{backend}_cpu_t{args.threads}_{args.clock}.json")
         print(table.summary(), flush=True)
         load_end = os.getloadavg()[0]
         # The same timings, summed and compared as minima instead of medians (no new measurement).
         fastest = table.with_statistic("min")
         validate_latency_table(fastest, reuse=validation)
-        fastest.save(args.out_dir / f"lut_{backend}_cpu_t{args.threads}_min.json")
+        fastest.save(args.out_dir / f"lut_{backend}_cpu_t{args.threads}_{args.clock}_min.json")
         for variant in (table, fastest):
             assert variant.validation is not None
             measured_ms = [s["measured_ms"] for s in variant.validation["subnets"] if s["role"] == "validation"]

@@ -32,7 +32,8 @@ File format (JSON, ``format_version`` 1)::
     space: ArchSpace.signature() of the space measured
     backend: "torch" | "onnxruntime"; device: {type, name, num_threads}
     libraries: {python, torch, onnxruntime, numpy, ofa_nni}
-    batch_size; settings: {warmup, repeats, rounds, statistic: "median" | "min", unit: "ms", seed}
+    batch_size; settings: {warmup, repeats, rounds, statistic: "median" | "min", clock: "wall" | "cpu",
+                           unit: "ms", seed}
     resolutions: {measured: [...], interpolated: [...], interpolation: "..."}
     entries: {key: {ms (median), min_ms, iqr_ms, samples}}     measured shapes only
     load: {loadavg_start, loadavg_end}, build_seconds
@@ -64,6 +65,7 @@ from ofa_nni.layers import ConvBNAct, MBConvBlock, init_weights_
 
 __all__ = [
     "BACKENDS",
+    "CLOCKS",
     "DEVICES",
     "FORMAT_VERSION",
     "LatencyTable",
@@ -79,6 +81,7 @@ FORMAT = "ofa-nni-latency-table"
 FORMAT_VERSION = 1
 BACKENDS = ("torch", "onnxruntime")
 STATISTICS = ("median", "min")
+CLOCKS = ("wall", "cpu")
 DEVICES = ("cpu", "cuda")
 SPEARMAN_TARGET = 0.95
 MAPE_TARGET_PERCENT = 10.0
@@ -285,15 +288,25 @@ def _ort_session(module: nn.Module, example: torch.Tensor, *, device: str, num_t
                                         providers=providers)
 
 
-def _time_runs(run: Callable[[], None], *, warmup: int, repeats: int) -> list[float]:
+def _clock_check(clock: str, num_threads: int, device: str) -> Callable[[], float]:
+    if clock not in CLOCKS:
+        raise ValueError(f"unknown clock {clock!r}; allowed: {', '.join(CLOCKS)}")
+    if clock == "cpu" and (num_threads != 1 or device != "cpu"):
+        raise ValueError("clock 'cpu' (the calling thread's CPU time) needs num_threads=1 and device 'cpu'; "
+                         f"got {num_threads} thread(s) on {device!r}")
+    return time.thread_time if clock == "cpu" else time.perf_counter
+
+
+def _time_runs(run: Callable[[], None], *, warmup: int, repeats: int,
+               clock: Callable[[], float] = time.perf_counter) -> list[float]:
     """Milliseconds of ``repeats`` calls after ``warmup`` untimed ones."""
     for _ in range(warmup):
         run()
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         run()
-        times.append((time.perf_counter() - start) * 1e3)
+        times.append((clock() - start) * 1e3)
     return times
 
 
@@ -469,7 +482,8 @@ class LatencyTable(EfficiencyModel):
         device = meta.get("device", {})
         lines = [
             f"latency table: backend {meta.get('backend')} on {device.get('type')} ({device.get('name')}), "
-            f"{device.get('num_threads')} thread(s), batch size {meta.get('batch_size')}, {self.statistic} timings",
+            f"{device.get('num_threads')} thread(s), batch size {meta.get('batch_size')}, {self.statistic} of "
+            f"{meta.get('settings', {}).get('clock', 'wall')}-clock timings",
             f"  {len(self.entries)} measured entries; resolutions measured {list(self.measured_resolutions)}"
             + (f", {len(self.interpolated_resolutions)} interpolated" if self.interpolated_resolutions else ""),
         ]
@@ -510,6 +524,7 @@ def build_latency_table(
     rounds: int = 3,
     num_threads: int | None = None,
     statistic: str = "median",
+    clock: str = "wall",
     seed: int = 0,
     progress_path: str | os.PathLike[str] | None = None,
     checkpoint_seconds: float = 5.0,
@@ -526,6 +541,9 @@ def build_latency_table(
             is visited ``rounds`` times (in a fresh random order each round) and its value is the
             median of its ``repeats x rounds`` timings.
         num_threads: CPU threads for the backend (default: torch's current setting).
+        clock: ``"wall"`` (elapsed time, the default) or ``"cpu"``: CPU time of the calling thread,
+            which preemption by other processes does not inflate (single-threaded CPU only; it
+            approximates the latency on an idle core of a machine shared with busy processes).
         statistic: What the table predicts with: ``"median"`` or ``"min"`` of each entry's timings
             (both are stored; :meth:`LatencyTable.with_statistic` switches).
         progress_path: Where to keep resumable progress (e.g. ``<out>.partial.json``); a build with
@@ -544,6 +562,7 @@ def build_latency_table(
         raise ValueError(
             f"resolutions {unknown or list(measured)} not in the space; allowed: {list(space.resolutions)}")
     num_threads = int(num_threads or torch.get_num_threads())
+    timer = _clock_check(clock, num_threads, device)
 
     specs: dict[str, OpSpec] = {}
     for resolution in measured:
@@ -553,7 +572,7 @@ def build_latency_table(
     settings = {
         "space": space.signature(), "backend": backend, "device": device, "batch_size": batch_size,
         "measured_resolutions": list(measured), "warmup": warmup, "repeats": repeats, "rounds": rounds,
-        "num_threads": num_threads, "seed": seed,
+        "num_threads": num_threads, "seed": seed, "clock": clock,
     }
     timings: dict[str, list[float]] = {key: [] for key in specs}
     if progress_path is not None and Path(progress_path).is_file():
@@ -604,7 +623,7 @@ def build_latency_table(
             for key in order:
                 if len(timings[key]) >= (round_index + 1) * repeats:
                     continue
-                timings[key].extend(_time_runs(runner_for(specs[key]), warmup=warmup, repeats=repeats))
+                timings[key].extend(_time_runs(runner_for(specs[key]), warmup=warmup, repeats=repeats, clock=timer))
                 bar.update(1)
                 if time.monotonic() - last_save > checkpoint_seconds:
                     save_progress()
@@ -623,8 +642,8 @@ def build_latency_table(
         "device": _device_description(device, num_threads),
         "libraries": library_versions("torch", "onnxruntime", "numpy", "ofa_nni"),
         "batch_size": batch_size,
-        "settings": {"warmup": warmup, "repeats": repeats, "rounds": rounds, "statistic": statistic, "unit": "ms",
-                     "seed": seed},
+        "settings": {"warmup": warmup, "repeats": repeats, "rounds": rounds, "statistic": statistic, "clock": clock,
+                     "unit": "ms", "seed": seed},
         "load": {"loadavg_start": list(load_start), "loadavg_end": list(os.getloadavg())},
         "build_seconds": round(time.perf_counter() - started, 2),
     }
@@ -643,6 +662,7 @@ def measure_end_to_end(
     rounds: int = 3,
     num_threads: int | None = None,
     group_size: int = 8,
+    clock: str = "wall",
     seed: int = 0,
     show_progress: bool = False,
 ) -> dict[str, np.ndarray]:
@@ -654,6 +674,7 @@ def measure_end_to_end(
     """
     _check_backend(backend, device)
     num_threads = int(num_threads or torch.get_num_threads())
+    timer = _clock_check(clock, num_threads, device)
     rng = np.random.default_rng(seed)
     result = {name: np.zeros(len(models)) for name in STATISTICS}
     bar = _progress(len(models) * rounds, 0, f"end-to-end {backend}/{device}", show_progress)
@@ -668,7 +689,7 @@ def measure_end_to_end(
             timings: dict[int, list[float]] = {i: [] for i in group}
             for _ in range(rounds):
                 for i in rng.permutation(list(group)):
-                    timings[int(i)].extend(_time_runs(runners[int(i)], warmup=warmup, repeats=repeats))
+                    timings[int(i)].extend(_time_runs(runners[int(i)], warmup=warmup, repeats=repeats, clock=timer))
                     bar.update(1)
             for i in group:
                 result["median"][i] = float(np.median(timings[i]))
@@ -739,7 +760,8 @@ def validate_latency_table(
             warmup=warmup if warmup is not None else settings.get("warmup", 3),
             repeats=repeats if repeats is not None else settings.get("repeats", 10),
             rounds=rounds if rounds is not None else settings.get("rounds", 3),
-            num_threads=meta["device"]["num_threads"], seed=seed, show_progress=show_progress,
+            num_threads=meta["device"]["num_threads"], clock=settings.get("clock", "wall"), seed=seed,
+            show_progress=show_progress,
         )
     measured = measurements[table.statistic]
     predicted = table.raw_sum(indices)

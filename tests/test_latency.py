@@ -139,6 +139,8 @@ def test_bad_settings_are_refused():
         build_latency_table(space, resolutions=(33,))
     with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
         build_latency_table(space, batch_size=0)
+    with pytest.raises(ValueError, match="clock 'cpu'.*needs num_threads=1"):
+        build_latency_table(space, clock="cpu", num_threads=2)
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA GPU"):
             build_latency_table(space, device="cuda")
@@ -157,10 +159,12 @@ def test_progress_file_resumes_and_refuses_other_settings(tmp_path):
         build_latency_table(space, progress_path=progress, **{**FAST, "batch_size": 2})  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
-def test_validation_measures_frozen_subnets_with_the_same_backend(tiny_space, backend):
+@pytest.mark.parametrize(("backend", "clock"), [("torch", "wall"), ("onnxruntime", "wall"), ("torch", "cpu"),
+                                               ("onnxruntime", "cpu")])
+def test_validation_measures_frozen_subnets_with_the_same_backend(tiny_space, backend, clock):
     space = tiny_space.arch_space
-    table = build_latency_table(space, backend=backend, **FAST)
+    table = build_latency_table(space, backend=backend, clock=clock, **FAST)
+    assert table.metadata["settings"]["clock"] == clock
     validation = validate_latency_table(table, tiny_space.freeze, num_subnets=4, calibration_subnets=3,
                                         show_progress=False)
     assert validation["num_subnets"] == 4 and len(validation["subnets"]) == 7

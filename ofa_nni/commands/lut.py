@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ofa_nni.arch import ArchSpace
-from ofa_nni.latency import BACKENDS, DEVICES, STATISTICS
+from ofa_nni.latency import BACKENDS, CLOCKS, DEVICES, STATISTICS
 
 __all__ = ["register"]
 
@@ -51,6 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--warmup", type=int, default=3, help="untimed calls per visit (default 3)")
     build.add_argument("--repeats", type=int, default=10, help="timed calls per visit (default 10)")
     build.add_argument("--rounds", type=int, default=3, help="visits per entry, in shuffled order (default 3)")
+    build.add_argument("--clock", choices=CLOCKS, default="wall",
+                       help="wall (elapsed time, default) or cpu (the thread's CPU time: not inflated by other busy "
+                            "processes; needs --threads 1)")
     build.add_argument("--statistic", choices=STATISTICS, default="median",
                        help="sum the median (default) or the minimum of each entry's timings (min is steadier "
                             "on a machine shared with other busy processes)")
@@ -118,7 +121,7 @@ def run_build(args: argparse.Namespace) -> int:
     table = build_latency_table(
         space, backend=args.backend, device=args.device, batch_size=args.batch_size,
         resolutions=_resolutions(space, args), warmup=args.warmup, repeats=args.repeats, rounds=args.rounds,
-        num_threads=args.threads, statistic=args.statistic, seed=args.seed, progress_path=partial,
+        num_threads=args.threads, statistic=args.statistic, clock=args.clock, seed=args.seed, progress_path=partial,
         show_progress=not args.quiet,
     )
     table.save(args.out)
