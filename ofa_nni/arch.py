@@ -216,13 +216,17 @@ class ArchSpace:
         The order is OFA's (``ks``, ``e``, ``d``, ``r``) and is the column order of
         :meth:`to_indices`.
         """
-        blocks = [(s, b) for s in range(self.num_stages) for b in range(self.max_depth)]
-        return (
-            tuple(self.kernel_label(s, b) for s, b in blocks)
-            + tuple(self.expand_label(s, b) for s, b in blocks)
-            + tuple(self.depth_label(s) for s in range(self.num_stages))
-            + (self.RESOLUTION_LABEL,)
-        )
+        cached = self.__dict__.get("_labels_cache")
+        if cached is None:  # computed once: the search reads it for every batch of candidates
+            blocks = [(s, b) for s in range(self.num_stages) for b in range(self.max_depth)]
+            cached = (
+                tuple(self.kernel_label(s, b) for s, b in blocks)
+                + tuple(self.expand_label(s, b) for s, b in blocks)
+                + tuple(self.depth_label(s) for s in range(self.num_stages))
+                + (self.RESOLUTION_LABEL,)
+            )
+            object.__setattr__(self, "_labels_cache", cached)
+        return cached
 
     def choices(self, label: str) -> tuple[Any, ...]:
         """The allowed values of ``label``."""
@@ -429,7 +433,6 @@ class ArchSpace:
         """A JSON-able description of the space, stored with predictors, tables and checkpoints so
         that an artefact built for another space is refused."""
         data = dataclasses.asdict(self)
-        data.pop("_choices_cache", None)
         return {key: list(value) if isinstance(value, tuple) else value for key, value in data.items()}
 
     @classmethod
