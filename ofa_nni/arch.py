@@ -330,6 +330,14 @@ class ArchSpace:
             sample[label] = allowed[index]
         return sample
 
+    def active_block_mask(self, indices: np.ndarray) -> np.ndarray:
+        """``(n, num_blocks)`` bool: which blocks of each integer-encoded sample run (block position <
+        its stage's depth), batched over the rows of an (n, len(labels)) index array."""
+        n_blocks = self.num_blocks
+        depths = np.asarray(self.depths)[indices[:, 2 * n_blocks : 2 * n_blocks + self.num_stages]]
+        position = np.tile(np.arange(self.max_depth), self.num_stages)  # block position in its stage
+        return position[None, :] < np.repeat(depths, self.max_depth, axis=1)
+
     @property
     def feature_dim(self) -> int:
         """Length of :meth:`to_features` vectors (145 in the default space)."""
@@ -355,10 +363,7 @@ class ArchSpace:
         n_blocks, n_k, n_e = self.num_blocks, len(self.kernel_sizes), len(self.expand_ratios)
         kernels = indices[:, :n_blocks]
         expands = indices[:, n_blocks : 2 * n_blocks]
-        depth_idx = indices[:, 2 * n_blocks : 2 * n_blocks + self.num_stages]
-        depths = np.asarray(self.depths)[depth_idx]  # (n, stages)
-        position = np.tile(np.arange(self.max_depth), self.num_stages)  # block position in its stage
-        active = position[None, :] < np.repeat(depths, self.max_depth, axis=1)  # (n, blocks)
+        active = self.active_block_mask(indices)
         n = indices.shape[0]
         features = np.zeros((n, self.feature_dim), dtype=np.float32)
         rows = np.arange(n)

@@ -17,12 +17,29 @@ import numpy as np
 
 from ofa_nni.arch import ArchSpace
 
-__all__ = ["AnalyticCostModel"]
+__all__ = ["AnalyticCostModel", "sum_active_blocks"]
 
 
 def _conv_out(size: int, stride: int) -> int:
     # Odd kernel k with padding k // 2: floor((size - 1) / stride) + 1 for every k.
     return (size - 1) // stride + 1
+
+
+def sum_active_blocks(
+    space: ArchSpace, indices: np.ndarray, block_table: np.ndarray, fixed_by_resolution: np.ndarray
+) -> np.ndarray:
+    """``fixed[r] + sum over active blocks of block_table[block, kernel, expand, r]`` per row.
+
+    ``block_table`` has shape ``(num_blocks, len(kernels), len(expands), len(resolutions))`` and
+    ``fixed_by_resolution`` shape ``(len(resolutions),)``; one gather for the whole population.
+    Every per-block cost model (MACs, params, latency tables) sums this way.
+    """
+    n_blocks = space.num_blocks
+    kernels = indices[:, :n_blocks]
+    expands = indices[:, n_blocks : 2 * n_blocks]
+    resolution = indices[:, -1]
+    per_block = block_table[np.arange(n_blocks)[None, :], kernels, expands, resolution[:, None]]
+    return fixed_by_resolution[resolution] + (per_block * space.active_block_mask(indices)).sum(axis=1)
 
 
 class AnalyticCostModel:
@@ -98,16 +115,6 @@ class AnalyticCostModel:
                             params += 2 * mid * se + se + mid
                         self.block_params[s * space.max_depth + b, k_idx, e_idx] = params
 
-    def _split(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        space = self.space
-        n_blocks = space.num_blocks
-        kernels = indices[:, :n_blocks]
-        expands = indices[:, n_blocks : 2 * n_blocks]
-        depths = np.asarray(space.depths)[indices[:, 2 * n_blocks : 2 * n_blocks + space.num_stages]]
-        position = np.tile(np.arange(space.max_depth), space.num_stages)
-        active = position[None, :] < np.repeat(depths, space.max_depth, axis=1)
-        return kernels, expands, active, indices[:, -1]
-
     def _as_indices(self, samples: Any) -> tuple[np.ndarray, bool]:
         if isinstance(samples, Mapping):
             return self.space.to_indices(samples)[None], True
@@ -125,10 +132,7 @@ class AnalyticCostModel:
     def macs(self, samples: Any) -> Any:
         """Multiply-accumulates of one sample (``int``) or of a population (``(n,)`` array)."""
         indices, single = self._as_indices(samples)
-        kernels, expands, active, res = self._split(indices)
-        blocks = np.arange(self.space.num_blocks)[None, :]
-        per_block = self.block_macs[blocks, kernels, expands, res[:, None]]
-        total = self.fixed_macs[res] + (per_block * active).sum(axis=1)
+        total = sum_active_blocks(self.space, indices, self.block_macs, self.fixed_macs)
         return int(total[0]) if single else total
 
     @overload
@@ -139,8 +143,9 @@ class AnalyticCostModel:
     def params(self, samples: Any) -> Any:
         """Parameters of the frozen subnet of one sample (``int``) or of a population (array)."""
         indices, single = self._as_indices(samples)
-        kernels, expands, active, _ = self._split(indices)
-        blocks = np.arange(self.space.num_blocks)[None, :]
-        per_block = self.block_params[blocks, kernels, expands]
-        total = self.fixed_params + (per_block * active).sum(axis=1)
+        n_resolutions = len(self.space.resolutions)
+        # Parameters do not depend on the resolution: broadcast (a view, no copy) along that axis.
+        table = np.broadcast_to(self.block_params[..., None], (*self.block_params.shape, n_resolutions))
+        fixed = np.full(n_resolutions, self.fixed_params, dtype=np.int64)
+        total = sum_active_blocks(self.space, indices, table, fixed)
         return int(total[0]) if single else total

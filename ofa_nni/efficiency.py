@@ -26,7 +26,6 @@ __all__ = [
     "MacsModel",
     "ParamsModel",
     "as_index_array",
-    "sum_active_blocks",
 ]
 
 
@@ -63,25 +62,6 @@ def as_index_array(space: ArchSpace, population: Any) -> np.ndarray:
             f"{len(space.choices(label)) - 1} (choices {list(space.choices(label))})"
         )
     return indices
-
-
-def sum_active_blocks(
-    space: ArchSpace, indices: np.ndarray, block_table: np.ndarray, fixed_by_resolution: np.ndarray
-) -> np.ndarray:
-    """``fixed[r] + sum over active blocks of block_table[block, kernel, expand, r]`` per row.
-
-    ``block_table`` has shape ``(num_blocks, len(kernels), len(expands), len(resolutions))`` and
-    ``fixed_by_resolution`` shape ``(len(resolutions),)``; one gather for the whole population.
-    """
-    n_blocks = space.num_blocks
-    kernels = indices[:, :n_blocks]
-    expands = indices[:, n_blocks : 2 * n_blocks]
-    depths = np.asarray(space.depths)[indices[:, 2 * n_blocks : 2 * n_blocks + space.num_stages]]
-    position = np.tile(np.arange(space.max_depth), space.num_stages)
-    active = position[None, :] < np.repeat(depths, space.max_depth, axis=1)
-    resolution = indices[:, -1]
-    per_block = block_table[np.arange(n_blocks)[None, :], kernels, expands, resolution[:, None]]
-    return fixed_by_resolution[resolution] + (per_block * active).sum(axis=1)
 
 
 class EfficiencyModel(abc.ABC):

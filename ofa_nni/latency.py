@@ -60,7 +60,8 @@ from torch import nn
 
 from ofa_nni._artifacts import atomic_write_json, cpu_description, library_versions, require_same_space
 from ofa_nni.arch import ArchSpace, Sample
-from ofa_nni.efficiency import EfficiencyModel, as_index_array, sum_active_blocks
+from ofa_nni.costs import sum_active_blocks
+from ofa_nni.efficiency import EfficiencyModel, as_index_array
 from ofa_nni.layers import ConvBNAct, MBConvBlock, init_weights_
 
 __all__ = [
@@ -341,7 +342,7 @@ class LatencyTable(EfficiencyModel):
     """A measured latency lookup table; calling it predicts milliseconds for a population.
 
     Prediction is one gather over a ``(blocks, kernels, expands, resolutions)`` table plus a
-    per-resolution term for stem, first block and head (:func:`~ofa_nni.efficiency.sum_active_blocks`),
+    per-resolution term for stem, first block and head (:func:`~ofa_nni.costs.sum_active_blocks`),
     then the fitted correction if validation found that it helps (``correction["applied"]``).
     Build with :func:`build_latency_table`, read with :meth:`load`.
     """
