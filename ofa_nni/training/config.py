@@ -216,7 +216,7 @@ def demo_config(*, run_dir: str | None = None, seed: int = 0) -> TrainConfig:
     """The default run behind the demo: progressive shrinking of the ``cpu`` space on digits.
 
     The paper's recipe scaled to 1/16 of its epochs (11+8+2+8+2+8 = 39 epochs), batch 64, with
-    per-epoch validation of 4 subnets; it takes a few minutes on 2 CPU cores (measured in
+    per-epoch validation of 4 subnets: about 180 s of CPU time on one thread (measured in
     ``benchmarks/results/ps_vs_random_oneshot.md``).
     """
     return TrainConfig(
