@@ -11,13 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from nnictl_experiment import EXAMPLE, TINY, TINY_SPEC, example_experiment, final_metric, train_tiny_supernet
 
 from ofa_nni.arch import ArchSpace
 from ofa_nni.costs import AnalyticCostModel
@@ -36,16 +32,6 @@ from ofa_nni.nni_search_space import (
     nni_search_space,
 )
 from strategies.nni_tuner import OFAEvolutionTuner, metric_score
-
-REPO = Path(__file__).resolve().parents[1]
-EXAMPLE = REPO / "examples" / "nni"
-
-# The space of the supernet trained below: the cpu preset narrowed to 2 choices per dimension.
-TINY_SPEC: dict[str, Any] = {
-    "preset": "cpu", "kernel_sizes": [3, 5], "expand_ratios": [2, 3], "depths": [1, 2], "resolutions": [24, 32],
-    "num_classes": 10,
-}
-TINY = arch_space_from_spec(TINY_SPEC)
 
 
 def macs_objective(space: ArchSpace) -> Callable[[dict[str, Any]], float]:
@@ -328,18 +314,7 @@ def test_import_data_resumes_without_repeating_subnets() -> None:
 @pytest.fixture(scope="module")
 def trained_supernet(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A supernet of TINY trained briefly on digits (the sandwich rule, a few steps)."""
-    from ofa_nni.training import load_config, train
-
-    config = load_config({
-        "seed": 0,
-        "space": {key: value for key, value in TINY_SPEC.items() if key != "num_classes"},
-        "data": {"kind": "digits", "batch_size": 64},
-        "strategy": {"name": "sandwich", "epochs": 1, "num_random": 1},
-        "validation": {"random_subnets": 0, "calibration_batches": 1},
-        "trainer": {"progress_bar": False, "loggers": [], "limit_train_batches": 8, "limit_val_batches": 1},
-    })
-    result = train(config, run_dir=tmp_path_factory.mktemp("supernet-run"))
-    return result.supernet_path
+    return train_tiny_supernet(tmp_path_factory.mktemp("supernet-run"))
 
 
 def run_trial(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -397,20 +372,6 @@ def test_cli_search_space(trained_supernet: Path, tmp_path: Path, capsys: pytest
     assert "goes with --preset" in capsys.readouterr().err
 
 
-def nni_environment(root: Path) -> dict[str, str]:
-    """An environment whose NNI registrations and experiment records stay under ``root``."""
-    env = dict(os.environ)
-    env.update(
-        HOME=str(root / "home"),
-        NNI_CONFIG_DIR=str(root / "nni-config"),
-        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
-        OMP_NUM_THREADS="1",
-        PYTHONUNBUFFERED="1",
-    )
-    (root / "home").mkdir(parents=True, exist_ok=True)
-    return env
-
-
 def test_register_and_unregister_the_tuner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from ofa_nni.cli import main
     from strategies.nni_tuner import BUILTIN_NAME
@@ -426,74 +387,26 @@ def test_register_and_unregister_the_tuner(tmp_path: Path, monkeypatch: pytest.M
     assert not (yaml.safe_load(registry.read_text()) or {}).get("tuners")
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _get(port: int, path: str) -> Any:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/nni/{path}", timeout=10) as response:
-        return json.loads(response.read())
-
-
 @pytest.mark.slow
 def test_nnictl_create_runs_the_example(trained_supernet: Path, tmp_path: Path) -> None:
     """The example config, unchanged but for the locations and sizes, under ``nnictl create``."""
-    env = nni_environment(tmp_path)
     trials, population = 4, 2  # two generations
-    code_dir = tmp_path / "code"
-    (code_dir / "runs" / "digits").mkdir(parents=True)
-    shutil.copy(trained_supernet, code_dir / "runs" / "digits" / "supernet.pt")
-    config = yaml.safe_load((EXAMPLE / "config.yml").read_text())
-    assert "--supernet runs/digits/supernet.pt" in config["trialCommand"]  # the path the copy above mirrors
-    config.update(
-        searchSpaceFile=str(code_dir / "search_space.json"),
-        trialCodeDirectory=str(code_dir),
-        maxTrialNumber=trials,
-        experimentWorkingDirectory=str(tmp_path / "experiments"),
-    )
-    config["tuner"]["classArgs"].update(space=TINY_SPEC, population_size=population)
-    config_path = tmp_path / "config.yml"
-    config_path.write_text(yaml.safe_dump(config))
-    cli = [sys.executable, "-m", "ofa_nni.cli", "nni"]
-    subprocess.run([*cli, "register"], env=env, check=True, capture_output=True, timeout=120)
-    subprocess.run([*cli, "search-space", "--supernet", "runs/digits/supernet.pt", "--out", "search_space.json"],
-                   env=env, cwd=code_dir, check=True, capture_output=True, timeout=120)
-
-    port = _free_port()
-    started = time.monotonic()
-    created = subprocess.run([sys.executable, "-m", "nni.tools.nnictl.nnictl", "create", "--config", str(config_path),
-                              "--port", str(port)], env=env, capture_output=True, text=True, timeout=180)
-    assert created.returncode == 0, created.stdout + created.stderr
-    try:
-        status: dict[str, Any] = {}
-        while time.monotonic() - started < 420:
-            status = _get(port, "check-status")
-            if status["status"] in ("DONE", "ERROR", "STOPPED"):  # TUNER_NO_MORE_TRIAL: owed trials wait
-                break
-            time.sleep(3)
-        assert status.get("status") == "DONE", status
-        jobs = _get(port, "trial-jobs")
-        experiment = _get(port, "experiment")
-    finally:
-        subprocess.run([sys.executable, "-m", "nni.tools.nnictl.nnictl", "stop", "--port", str(port)], env=env,
-                       capture_output=True, timeout=120)
-    elapsed = time.monotonic() - started
+    with example_experiment(trained_supernet, tmp_path, trials=trials, population=population) as run:
+        pass
+    jobs, config = run.jobs, run.config
 
     assert len(jobs) == trials
     assert [job["status"] for job in jobs] == ["SUCCEEDED"] * trials
     costs = AnalyticCostModel(TINY)
     reported = []
     for job in jobs:
-        (final,) = job["finalMetricData"]
-        metric = json.loads(json.loads(final["data"]))  # NNI stores the metric JSON as a JSON string
+        metric = final_metric(job)
         sample = TINY.parse(metric["arch"])  # a valid arch of the space
         assert metric["default"] == metric["accuracy"] and 0.0 <= metric["accuracy"] <= 1.0
         assert metric["macs"] == costs.macs(sample) and metric["latency_ms"] > 0
         reported.append(metric["arch"])
     assert len(set(reported)) == trials  # no subnet evaluated twice
-    log = (tmp_path / "experiments" / experiment["id"] / "log" / "dispatcher.log").read_text()
+    log = (run.log_dir / "dispatcher.log").read_text()
     told = {line.split("told arch ")[1].split()[0] for line in log.splitlines() if "told arch " in line}
     proposed = {line.split("proposed arch ")[1].split()[0] for line in log.splitlines() if "proposed arch " in line}
     tuner = OFAEvolutionTuner(space=TINY_SPEC)
@@ -501,4 +414,4 @@ def test_nnictl_create_runs_the_example(trained_supernet: Path, tmp_path: Path) 
     assert {tuner.canonical_arch(TINY.parse(arch)) for arch in reported} == told
     assert told <= proposed
     assert "ERROR" not in log and "not a subnet" not in log
-    print(f"nnictl: {trials} trials (concurrency {config['trialConcurrency']}) done in {elapsed:.0f} s")
+    print(f"nnictl: {trials} trials (concurrency {config['trialConcurrency']}) done in {run.seconds:.0f} s")

@@ -1,0 +1,149 @@
+"""The example nnictl experiment (examples/nni/config.yml) run in isolation, for the tests that need
+a real one: tests/test_nni_tuner.py checks it through the REST API, tests/test_web_uis.py in NNI's
+web UI.
+
+Isolation: NNI's registrations (``NNI_CONFIG_DIR``), ``HOME`` and the experiment records stay under
+the test's temporary directory, and the REST server gets a free port.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ofa_nni.nni_search_space import arch_space_from_spec
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "nni"
+
+# The space of the supernet trained below: the cpu preset narrowed to 2 choices per dimension.
+TINY_SPEC: dict[str, Any] = {
+    "preset": "cpu", "kernel_sizes": [3, 5], "expand_ratios": [2, 3], "depths": [1, 2], "resolutions": [24, 32],
+    "num_classes": 10,
+}
+TINY = arch_space_from_spec(TINY_SPEC)
+
+
+def train_tiny_supernet(run_dir: Path) -> Path:
+    """A supernet of TINY trained briefly on digits (the sandwich rule, a few steps); its path."""
+    from ofa_nni.training import load_config, train
+
+    config = load_config({
+        "seed": 0,
+        "space": {key: value for key, value in TINY_SPEC.items() if key != "num_classes"},
+        "data": {"kind": "digits", "batch_size": 64},
+        "strategy": {"name": "sandwich", "epochs": 1, "num_random": 1},
+        "validation": {"random_subnets": 0, "calibration_batches": 1},
+        "trainer": {"progress_bar": False, "loggers": [], "limit_train_batches": 8, "limit_val_batches": 1},
+    })
+    return Path(train(config, run_dir=run_dir).supernet_path)
+
+
+def nni_environment(root: Path) -> dict[str, str]:
+    """An environment whose NNI registrations and experiment records stay under ``root``."""
+    env = dict(os.environ)
+    env.update(
+        HOME=str(root / "home"),
+        NNI_CONFIG_DIR=str(root / "nni-config"),
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        OMP_NUM_THREADS="1",
+        PYTHONUNBUFFERED="1",
+    )
+    (root / "home").mkdir(parents=True, exist_ok=True)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def rest_get(port: int, path: str) -> Any:
+    """``GET /api/v1/nni/<path>`` of the experiment's REST server (what the web UI reads)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/nni/{path}", timeout=10) as response:
+        return json.loads(response.read())
+
+
+def final_metric(job: dict[str, Any]) -> dict[str, Any]:
+    """A trial job's final metric dict (NNI stores the metric JSON as a JSON string)."""
+    (final,) = job["finalMetricData"]
+    return dict(json.loads(json.loads(final["data"])))
+
+
+@dataclass
+class FinishedExperiment:
+    """An experiment that reached DONE, still served on ``port`` inside :func:`example_experiment`."""
+
+    port: int
+    config: dict[str, Any]
+    jobs: list[dict[str, Any]]
+    experiment: dict[str, Any]
+    log_dir: Path
+    seconds: float  # from nnictl create to DONE
+
+
+@contextmanager
+def example_experiment(supernet: Path, root: Path, *, trials: int, population: int,
+                       timeout: float = 420.0) -> Iterator[FinishedExperiment]:
+    """Run the example config, unchanged but for the locations and sizes, under ``nnictl create``
+    until it is DONE; yields it while NNI still serves it, then ``nnictl stop``."""
+    env = nni_environment(root)
+    code_dir = root / "code"
+    (code_dir / "runs" / "digits").mkdir(parents=True)
+    shutil.copy(supernet, code_dir / "runs" / "digits" / "supernet.pt")
+    config = yaml.safe_load((EXAMPLE / "config.yml").read_text())
+    assert "--supernet runs/digits/supernet.pt" in config["trialCommand"]  # the path the copy above mirrors
+    config.update(
+        searchSpaceFile=str(code_dir / "search_space.json"),
+        trialCodeDirectory=str(code_dir),
+        maxTrialNumber=trials,
+        experimentWorkingDirectory=str(root / "experiments"),
+    )
+    config["tuner"]["classArgs"].update(space=TINY_SPEC, population_size=population)
+    config_path = root / "config.yml"
+    config_path.write_text(yaml.safe_dump(config))
+    cli = [sys.executable, "-m", "ofa_nni.cli", "nni"]
+    subprocess.run([*cli, "register"], env=env, check=True, capture_output=True, timeout=120)
+    subprocess.run([*cli, "search-space", "--supernet", "runs/digits/supernet.pt", "--out", "search_space.json"],
+                   env=env, cwd=code_dir, check=True, capture_output=True, timeout=120)
+
+    port = free_port()
+    started = time.monotonic()
+    created = subprocess.run([sys.executable, "-m", "nni.tools.nnictl.nnictl", "create", "--config", str(config_path),
+                              "--port", str(port)], env=env, capture_output=True, text=True, timeout=180)
+    assert created.returncode == 0, created.stdout + created.stderr
+    try:
+        status: dict[str, Any] = {}
+        while time.monotonic() - started < timeout:
+            status = rest_get(port, "check-status")
+            if status["status"] in ("DONE", "ERROR", "STOPPED"):  # TUNER_NO_MORE_TRIAL: owed trials wait
+                break
+            time.sleep(3)
+        assert status.get("status") == "DONE", status
+        seconds = time.monotonic() - started
+        experiment = rest_get(port, "experiment")
+        yield FinishedExperiment(
+            port=port,
+            config=config,
+            jobs=rest_get(port, "trial-jobs"),
+            experiment=experiment,
+            log_dir=root / "experiments" / experiment["id"] / "log",
+            seconds=seconds,
+        )
+    finally:
+        subprocess.run([sys.executable, "-m", "nni.tools.nnictl.nnictl", "stop", "--port", str(port)], env=env,
+                       capture_output=True, timeout=120)
