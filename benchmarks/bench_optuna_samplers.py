@@ -13,13 +13,13 @@ Every sampler gets the same problem, one objective query per trial:
   random subnets meet it), reported to Optuna with ``trial.set_constraint("macs", MACs/1e6 - budget)``
   (Optuna 5 samplers all read ``trial.constraints``; ``constraints_func`` is deprecated there).
 
-Samplers: ``ofa`` = OFAEvolutionSampler with trial feedback only (it learns the constraint from
-``set_constraint`` as the others do); ``ofa+ridge`` = the same with ``predictor="ridge"`` (a
-surrogate fitted on finished trials, pre-screening 1024 candidates per trial; nothing given to it
-that the others lack); ``ofa+costs`` = given the MACs model and budget (``costs``/``budgets``:
-knowledge the others do not get, reported separately); Optuna's TPESampler, NSGAIISampler,
-GPSampler (``deterministic_objective=True``: the objective is), RandomSampler (seeded, otherwise
-defaults); NNI 3.0's ``RegularizedEvolution`` (defaults:
+Samplers: ``ofa`` = OFAEvolutionSampler as plain evolution (``predictor=None``) with trial feedback
+only (it learns the constraint from ``set_constraint`` as the others do); ``ofa+ridge`` = its default,
+``predictor="ridge"`` (a surrogate fitted on finished trials, pre-screening 1024 candidates per
+trial; nothing given to it that the others lack); ``ofa+costs`` = plain evolution given the MACs
+model and budget (``costs``/``budgets``: knowledge the others do not get, reported separately);
+Optuna's TPESampler, NSGAIISampler, GPSampler (``deterministic_objective=True``: the objective is),
+RandomSampler (seeded, otherwise defaults); NNI 3.0's ``RegularizedEvolution`` (defaults:
 population 100, sample size 25, mutation prob 0.05), whose own sampling logic (``random()``,
 ``new_individual()``, aging population) is driven directly over the same labels as a
 ``nni.mutable.MutableDict`` of categoricals -- NNI's engine would only add a process boundary; its
@@ -113,10 +113,11 @@ def run_optuna(name: str, seed: int, n_trials: int, budget_m: float) -> dict[str
     choices = [space.choices(label) for label in labels]
     index_of = [{v: i for i, v in enumerate(c)} for c in choices]
     samplers: dict[str, Callable[[], Any]] = {
-        "ofa": lambda: OFAEvolutionSampler(space=space, seed=seed),
+        "ofa": lambda: OFAEvolutionSampler(space=space, seed=seed, predictor=None),
         "ofa+ridge": lambda: OFAEvolutionSampler(space=space, seed=seed, predictor="ridge"),
         "ofa+costs": lambda: OFAEvolutionSampler(
-            space=space, seed=seed, costs={"macs": problem.macs}, budgets={"macs": budget_m * 1e6}
+            space=space, seed=seed, predictor=None, costs={"macs": problem.macs},
+            budgets={"macs": budget_m * 1e6},
         ),
         "TPE": lambda: optuna.samplers.TPESampler(seed=seed),
         "NSGAII": lambda: optuna.samplers.NSGAIISampler(seed=seed),

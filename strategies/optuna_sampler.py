@@ -37,10 +37,12 @@ are met by construction: candidates are repaired before they are proposed.
 
 With a ``predictor`` (a callable on ``(n, L)`` index arrays, e.g. a trained accuracy predictor of
 :mod:`ofa_nni.accuracy`), each proposal pre-screens ``prescreen`` candidates and proposes the one
-predicted best, so trials are spent only on promising subnets. ``predictor="ridge"`` fits ridge
-regression on the one-hot features of the finished trials at every proposal (a surrogate retrained
-between proposals, as DyNAS-T/LINAS do between generations) and predicts each objective and each
-observed constraint with it.
+predicted best, so trials are spent only on promising subnets. The default, ``predictor="ridge"``,
+fits ridge regression on the one-hot features of the finished trials at every proposal (a surrogate
+retrained between proposals, as DyNAS-T/LINAS do between generations) and predicts each objective
+and each observed constraint with it; ``predictor=None`` is plain evolution. In
+``benchmarks/bench_optuna_samplers.py`` the ridge surrogate is what puts the sampler ahead of
+GPSampler at 200 trials (plain evolution is 0.002 behind there) at less overhead than TPE.
 
 The module also writes what optuna-dashboard shows: :func:`set_constraints` stores constraints in
 both formats (the dashboard 0.21 only shows the list-style one), and :func:`publish_to_dashboard`
@@ -174,9 +176,10 @@ class OFAEvolutionSampler(BaseSampler):
             (e.g. ``{"macs": AnalyticCostModel(space).macs}``).
         budgets: ``{cost name: maximum}`` for ``costs``; proposals meet them by construction
             (repair). Report them to Optuna as well (``set_constraints``) so every tool sees them.
-        predictor: ``None``; a callable on ``(n, L)`` index arrays returning the predicted objective
-            values ``(n,)`` (or ``(n, n_objectives)``), in the study's own units and directions; or
-            ``"ridge"`` for a surrogate fitted on the finished trials at every proposal.
+        predictor: ``"ridge"`` (default): a surrogate fitted on the finished trials at every
+            proposal; a callable on ``(n, L)`` index arrays returning the predicted objective values
+            ``(n,)`` (or ``(n, n_objectives)``), in the study's own units and directions; or
+            ``None`` for plain evolution.
         prescreen: Candidates ranked by the predictor per proposal (ignored without a predictor).
         constraints_func: Optional (deprecated in Optuna 5, kept for older code): called with each
             finished trial, returns its constraint values, stored as the list-style ``constraints``
@@ -196,7 +199,7 @@ class OFAEvolutionSampler(BaseSampler):
         resolution_mutation_prob: float = 0.5,
         costs: Mapping[str, ArrayFn] | None = None,
         budgets: Mapping[str, float] | None = None,
-        predictor: ArrayFn | str | None = None,
+        predictor: ArrayFn | str | None = "ridge",
         prescreen: int = 1024,
         constraints_func: Callable[[FrozenTrial], Sequence[float]] | None = None,
         seed: int | None = None,
