@@ -20,11 +20,11 @@ categorical parameters; :func:`suggest_sample` suggests them all::
 The sampler is stateless across processes: every proposal rebuilds the population from
 ``study.get_trials()`` (finished trials are immutable, so their decoded parameters are cached by
 trial id), so any number of workers can share one RDB or journal storage. Subnets of trials that
-are RUNNING or WAITING in other workers are never proposed again; each proposal is also written to
-the trial's system attribute ``ofa_nni:arch`` at once, which narrows the window in which two
-workers could pick the same subnet. The engine's random generator is seeded from the sampler seed
-and the trial number, so a sequential study is reproducible and concurrent workers draw different
-candidates.
+are RUNNING or WAITING in other workers are never proposed again; each proposal is claimed at once
+in the trial's system attribute ``ofa_nni:arch`` and checked against the other trials after the
+claim, so two workers proposing at the same moment do not both keep the same subnet. The engine's
+random generator is seeded from the sampler seed and the trial number, so a sequential study is
+reproducible and concurrent workers draw different candidates.
 
 Selection follows the study: values are read in the study's directions; single-objective studies
 rank trials by value, multi-objective ones by NSGA-II's non-dominated sorting and crowding distance
@@ -67,7 +67,14 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ofa_nni.arch import ArchSpace, Sample
 from ofa_nni.costs import AnalyticCostModel
-from ofa_nni.search import ArrayFn, EvolutionSearch, crowding_distance, non_dominated_sort, pareto_mask
+from ofa_nni.search import (
+    ArrayFn,
+    EvolutionSearch,
+    canonical_indices,
+    crowding_distance,
+    non_dominated_sort,
+    pareto_mask,
+)
 
 __all__ = [
     "OFAEvolutionSampler",
@@ -89,6 +96,9 @@ _LIST_CONSTRAINTS_ATTR = "constraints"
 """Optuna's list-style constraints system attribute (what ``constraints_func`` writes)."""
 
 _SEED_SPACE = 2**63 - 1
+
+_CLAIM_ATTEMPTS = 4
+"""Proposals per trial at most when concurrent workers keep picking the same subnet."""
 
 
 def _as_arch_space(space: Any) -> ArchSpace:
@@ -259,10 +269,31 @@ class OFAEvolutionSampler(BaseSampler):
         if not search_space:
             return {}
         row = self.propose(study, trial)
+        for _ in range(_CLAIM_ATTEMPTS):
+            # Claim the subnet in the storage, then look again: a worker that proposed the same
+            # subnet concurrently has claimed it too, and whichever sees the other proposes anew
+            # (its next proposal counts the other's claim as tried). Sequential studies never
+            # re-propose, so they stay reproducible.
+            study._storage.set_trial_system_attr(
+                trial._trial_id, _PROPOSAL_ATTR, self.space.format(self.space.from_indices(row))
+            )
+            if not self._claimed_elsewhere(study, trial, row):
+                break
+            row = self.propose(study, trial)
         sample = self.space.from_indices(row)
-        arch = self.space.format(sample)
-        study._storage.set_trial_system_attr(trial._trial_id, _PROPOSAL_ATTR, arch)
         return {label: sample[label] for label in search_space if label in sample}
+
+    def _claimed_elsewhere(self, study: Study, trial: FrozenTrial, row: np.ndarray) -> bool:
+        """Whether another trial of the study already has (or has claimed) the subnet ``row``."""
+        mine = canonical_indices(self.space, row[None])
+        others = [
+            decoded.row
+            for frozen in study.get_trials(deepcopy=False)
+            if frozen.number != trial.number and (decoded := self._decode(study, frozen)).row is not None
+        ]
+        if not others:
+            return False
+        return bool((canonical_indices(self.space, np.stack(others)) == mine).all(axis=1).any())
 
     def after_trial(
         self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
