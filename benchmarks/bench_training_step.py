@@ -26,7 +26,7 @@ alike. Reported: the median of the repeats and the ratios of medians (the target
 a/c <= 1.0); as checks against load on a shared machine, the median of the per-repeat ratios and
 the ratio of the fastest repeats, and the load average. Run::
 
-    .venv/bin/python benchmarks/bench_training_step.py --threads 2 \\
+    .venv/bin/python benchmarks/bench_training_step.py --threads 2 --repeats 21 \\
         --markdown benchmarks/results/training_step.md
 """
 
