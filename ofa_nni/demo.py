@@ -208,6 +208,7 @@ def run_demo(
     from ofa_nni.training import demo_config, load_supernet, train
 
     settings = settings or DemoSettings()
+    _quiet_libraries()
     run_path = Path(run_dir).expanduser().resolve()
     run_path.mkdir(parents=True, exist_ok=True)
     meter = CostMeter()
@@ -352,6 +353,18 @@ def run_demo(
     say(f"\nreport: {report_path}\nplot:   {plot_path}\nfiles:  {run_path}")
     return DemoResult(run_dir=run_path, report_path=report_path, plot_path=plot_path, targets=chosen, costs=costs,
                       predictor_metrics=metrics, latency_validation=latency_report)
+
+
+def _quiet_libraries() -> None:
+    """The demo prints its own progress: drop Lightning's banners and known deprecation noise."""
+    import logging
+    import warnings
+
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit.*")
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=r".*litlogger.*")
 
 
 def _full_network_phase(config: Any, arch: Any) -> Any:

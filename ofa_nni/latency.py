@@ -775,7 +775,11 @@ def validate_latency_table(
     corrected = scale * predicted + offset
     raw_metrics = _rank_metrics(predicted[held_out], measured[held_out])
     corrected_metrics = _rank_metrics(corrected[held_out], measured[held_out])
-    applied = corrected_metrics["mape_percent"] < raw_metrics["mape_percent"]
+    # A correction that predicts a non-positive time for the cheapest subnet is a bad fit (a busy
+    # machine's outliers), not a faster network: keep the plain sum then.
+    cheapest = float(table.raw_sum(space.to_indices(space.min_sample())[None])[0])
+    sane = scale > 0 and scale * cheapest + offset > 0
+    applied = sane and corrected_metrics["mape_percent"] < raw_metrics["mape_percent"]
     best = corrected_metrics if applied else raw_metrics
     validation = {
         "num_subnets": num_subnets,
