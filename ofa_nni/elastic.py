@@ -136,6 +136,16 @@ def _copy_batchnorm(source: nn.BatchNorm2d, target: nn.BatchNorm2d) -> None:
     target.eps, target.momentum = source.eps, source.momentum
 
 
+def _order_within_prefixes(importance: torch.Tensor, prefixes: set[int]) -> torch.Tensor:
+    """Channel order, most important first, that never moves a channel across a prefix boundary:
+    the first ``p`` channels stay the same set for every ``p`` in ``prefixes``."""
+    channels = importance.shape[0]
+    boundaries = torch.tensor(sorted(prefixes | {channels}), device=importance.device)
+    group = torch.bucketize(torch.arange(channels, device=importance.device), boundaries, right=True)
+    by_importance = torch.argsort(-importance, stable=True)
+    return by_importance[torch.argsort(group[by_importance], stable=True)]
+
+
 def _permute_batchnorm_(bn: nn.BatchNorm2d, order: torch.Tensor) -> None:
     for tensor in (bn.weight, bn.bias, bn.running_mean, bn.running_var):
         if tensor is not None:
@@ -258,19 +268,8 @@ class ElasticMBConv(nn.Module):
         unknown = [e for e in trained if e not in self.expand_ratios]
         if unknown:
             raise ValueError(f"trained_expand_ratios {unknown} not in this block's ratios {self.expand_ratios}")
-        max_mid = self.depthwise_conv.out_channels
-        boundaries = sorted({self.mid_channels_for(e) for e in trained} | {max_mid})
         importance = self.project_conv.weight.abs().sum(dim=(0, 2, 3))
-        group = torch.bucketize(
-            torch.arange(max_mid, device=importance.device),
-            torch.tensor(boundaries, device=importance.device),
-            right=True,
-        )
-        # Sort by (group, -importance): channels never leave the group of the widths that were trained.
-        order = torch.as_tensor(
-            sorted(range(max_mid), key=lambda i: (int(group[i]), -float(importance[i]))),
-            device=importance.device,
-        )
+        order = _order_within_prefixes(importance, {self.mid_channels_for(e) for e in trained})
         self.project_conv.weight.data.copy_(self.project_conv.weight.data[:, order])
         self.depthwise_conv.weight.data.copy_(self.depthwise_conv.weight.data[order])
         _permute_batchnorm_(self.depthwise_bn, order)
@@ -283,22 +282,11 @@ class ElasticMBConv(nn.Module):
             if se.expand.bias is not None:
                 se.expand.bias.data.copy_(se.expand.bias.data[order])
             se.reduce.weight.data.copy_(se.reduce.weight.data[:, order])
-            # Reduce channels: sorted by importance too. Every SE width in use is a prefix, so this
-            # changes functions only of widths that were never trained with a partial slice... unless
-            # a trained middle width selects a partial reduce width: keep those prefixes fixed too.
-            reduce_boundaries = sorted(
-                {make_divisible(self.mid_channels_for(e) // 4) for e in trained} | {se.reduce.out_channels}
-            )
+            # SE reduce channels are sorted too, keeping the reduce widths of trained ratios as
+            # prefixes (OFA sorts them freely, which changes trained subnets in the second width step).
             se_importance = se.expand.weight.abs().sum(dim=(0, 2, 3))
-            n_reduce = se.reduce.out_channels
-            se_group = torch.bucketize(
-                torch.arange(n_reduce, device=importance.device),
-                torch.tensor(reduce_boundaries, device=importance.device),
-                right=True,
-            )
-            se_order = torch.as_tensor(
-                sorted(range(n_reduce), key=lambda i: (int(se_group[i]), -float(se_importance[i]))),
-                device=importance.device,
+            se_order = _order_within_prefixes(
+                se_importance, {make_divisible(self.mid_channels_for(e) // 4) for e in trained}
             )
             se.reduce.weight.data.copy_(se.reduce.weight.data[se_order])
             if se.reduce.bias is not None:
