@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from ofa_nni.carbon import CostMeter, PhaseCost
+from ofa_nni.report import DEMO_KIND, demo_pareto_plot, demo_report_markdown
 
 __all__ = ["DemoSettings", "DemoResult", "run_demo"]
 
@@ -120,73 +121,6 @@ def _latency_targets(table: Any, space: Any, count: int) -> list[float]:
     high = float(table(space.max_sample()))
     fractions = np.linspace(0.15, 0.75, count) if count > 1 else np.array([0.5])
     return [round(low + f * (high - low), 4) for f in fractions]
-
-
-def _pareto_plot(path: Path, front: Any, dataset: Any, table: Any, chosen: Sequence[dict[str, Any]],
-                 budgets: Sequence[float]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(7, 4.5), dpi=120)
-    data_latency = table(dataset.indices)
-    axis.scatter(data_latency, 100 * dataset.accuracies, s=8, c="#bbbbbb", label="sampled subnets (measured)")
-    order = np.argsort(front.costs["latency_ms"])
-    axis.plot(front.costs["latency_ms"][order], 100 * front.scores[order], "-", c="#1f77b4",
-              label="Pareto front (predicted)")
-    for budget in budgets:
-        axis.axvline(budget, c="#999999", ls=":", lw=1)
-    axis.scatter([c["latency_measured_ms"] for c in chosen], [100 * c["accuracy_measured"] for c in chosen],
-                 marker="*", s=160, c="#d62728", zorder=5, label="chosen subnets (measured)")
-    axis.set_xlabel("latency on this machine (ms, batch 1)")
-    axis.set_ylabel("held-out top-1 accuracy (%)")
-    axis.set_title("ofa-nni demo: specialized subnets vs the accuracy/latency trade-off")
-    axis.legend(loc="lower right", fontsize=8)
-    axis.grid(alpha=0.3)
-    figure.tight_layout()
-    temp = path.with_suffix(".tmp.png")
-    figure.savefig(temp)
-    plt.close(figure)
-    temp.replace(path)
-
-
-def _markdown_report(result: dict[str, Any]) -> str:
-    lines = ["# ofa-nni demo report", ""]
-    lines += [f"Run directory: `{result['run_dir']}`  ", f"Date: {result['date']}  ",
-              f"Machine: {result['machine']}", ""]
-    lines += ["## Specialized subnets", "",
-              "| target (latency ≤) | arch | accuracy predicted / measured | latency predicted / measured (ms) "
-              "| MACs | params |", "|---|---|---|---|---|---|"]
-    for t in result["targets"]:
-        lines.append(
-            f"| {t['budget_ms']:.3f} ms | `{t['arch']}` | {100 * t['accuracy_predicted']:.1f}% / "
-            f"{100 * t['accuracy_measured']:.1f}% | {t['latency_predicted_ms']:.3f} / {t['latency_measured_ms']:.3f} "
-            f"| {t['macs'] / 1e6:.2f} M | {t['params'] / 1e3:.1f} K |"
-        )
-    lines += ["", "Every subnet was exported to TorchScript and ONNX and checked against PyTorch "
-              "(largest absolute output difference in `results.json`).", "",
-              "![Pareto front](pareto.png)", "", "## Predictors", ""]
-    m = result["predictor"]
-    lines.append(f"Accuracy predictor ({m['kind']}, {m['num_subnets']} subnets, held-out split): "
-                 f"RMSE {m['rmse_percent']:.2f} points, Kendall τ {m['kendall']:.3f}, Spearman {m['spearman']:.3f}.")
-    v = result["latency_validation"]
-    lines.append(f"Latency table ({v['backend']}, batch 1, {v['num_subnets']} held-out subnets measured end to end): "
-                 f"Spearman {v['spearman']:.3f}, MAPE {v['mape_percent']:.1f}%"
-                 + (" (with the fitted linear correction)." if v["corrected"] else "."))
-    c = result["costs"]
-    lines += ["", "## Cost: train once vs train per target", "",
-              "| phase | wall (s) | CPU (s) | energy (Wh) | CO2e (g) |", "|---|---|---|---|---|"]
-    for phase in c["phases"]:
-        lines.append(f"| {phase['name']} | {phase['wall_s']:.1f} | {phase['cpu_s']:.1f} | "
-                     f"{phase['energy_kwh'] * 1e3:.3f} | {phase['emissions_kg'] * 1e3:.3f} |")
-    lines += ["", "| N targets | OFA: train once + specialize N (Wh) | per target (Wh) "
-              "| N networks trained separately (Wh) | ratio |", "|---|---|---|---|---|"]
-    for row in c["amortization"]:
-        lines.append(f"| {row['targets']} | {row['ofa_wh']:.3f} | {row['ofa_per_target_wh']:.3f} | "
-                     f"{row['separate_wh']:.3f} | {row['ratio']:.2f}x |")
-    lines += ["", c["note"], "", f"Energy method: {c['method']}", ""]
-    return "\n".join(lines)
 
 
 def run_demo(
@@ -333,6 +267,7 @@ def run_demo(
         "corrected": bool(corrected), "details": validation,
     }
     report = {
+        "kind": DEMO_KIND,
         "run_dir": str(run_path),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "machine": _machine(),
@@ -345,9 +280,9 @@ def run_demo(
         "costs": costs,
     }
     plot_path = run_path / "pareto.png"
-    _pareto_plot(plot_path, front, dataset, table, chosen, budgets)
+    demo_pareto_plot(plot_path, report, sampled=(table(dataset.indices), dataset.accuracies))
     report_path = run_path / "report.md"
-    _write_text(report_path, _markdown_report(report))
+    _write_text(report_path, demo_report_markdown(report))
     _write_text(run_path / "results.json", json.dumps(report, indent=2, default=_json_default))
     _print_table(chosen, costs, say)
     say(f"\nreport: {report_path}\nplot:   {plot_path}\nfiles:  {run_path}")
