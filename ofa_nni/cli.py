@@ -21,24 +21,44 @@ __all__ = ["main", "UserError", "COMMAND_MODULES"]
 COMMAND_MODULES: tuple[str, ...] = (
     "ofa_nni.commands.demo",
     "ofa_nni.commands.info",
+    "ofa_nni.commands.train",
     "ofa_nni.commands.predictor",
     "ofa_nni.commands.lut",
-    "ofa_nni.commands.train",
+    "ofa_nni.commands.search",
+    "ofa_nni.commands.export",
+    "ofa_nni.commands.report",
     "ofa_nni.commands.nni",
 )
-"""Modules that each add one subcommand (in ``--help`` order)."""
+"""Modules that each add one subcommand (in ``--help`` order: the demo, then the pipeline's steps)."""
 
 
 class UserError(Exception):
     """An error in the user's input: printed as one line, exit code 2."""
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse measures subcommand names at their parent's indentation, two columns short of where
+    it prints them, so the longest name's help starts on the next line; measure them where they stand."""
+
+    def add_argument(self, action: argparse.Action) -> None:
+        super().add_argument(action)
+        if isinstance(action, argparse._SubParsersAction) and action.help is not argparse.SUPPRESS:
+            longest = max((len(name) for name in action.choices), default=0)
+            self._action_max_length = max(self._action_max_length, longest + self._current_indent + 2)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ofa-nni",
+        formatter_class=_HelpFormatter,
         description=(
             "Once-for-All for NNI and Optuna: train one elastic supernet once, then specialize it "
             "in seconds for many deployment targets (latency, MACs, params budgets)."
+        ),
+        epilog=(
+            "The steps in order: train -> predictor build -> lut build -> search -> export -> report ('ofa-nni "
+            "demo' runs them all on the offline digits data). 'ofa-nni COMMAND --help' describes each one. Exit "
+            "codes: 0 success, 1 internal error, 2 invalid input, 130 interrupted."
         ),
     )
     parser.add_argument("--version", action="version", version=_version())

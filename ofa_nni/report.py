@@ -299,8 +299,13 @@ def _budget_text(budgets: Mapping[str, float]) -> str:
     return ", ".join(f"{name} ≤ {format_cost(name, value)}" for name, value in budgets.items())
 
 
-def _measured_by_arch(exports: Mapping[str, Any] | None) -> dict[str, Mapping[str, Any]]:
-    return {} if exports is None else {entry["arch"]: entry for entry in exports["subnets"]}
+def _measured(search: Mapping[str, Any], exports: Mapping[str, Any] | None) -> list[Mapping[str, Any] | None]:
+    """Each target's entry of ``exports``: the one exported for it (``export --search``), else one of the
+    same subnet (``export --arch``), else None."""
+    entries = [] if exports is None else exports["subnets"]
+    by_target = {entry["target"]: entry for entry in entries if entry.get("target") is not None}
+    by_arch = {entry["arch"]: entry for entry in entries}
+    return [by_target.get(t["name"]) or by_arch.get(t["arch"]) for t in search["targets"]]
 
 
 def search_report_markdown(search: Mapping[str, Any], exports: Mapping[str, Any] | None = None, *,
@@ -308,7 +313,7 @@ def search_report_markdown(search: Mapping[str, Any], exports: Mapping[str, Any]
                            plot_name: str | None = None) -> str:
     """The report of an ``ofa-nni/search`` file, with the measurements of an ``ofa-nni/exports``
     file of the same space next to the predictions where it exported the same subnets."""
-    measured = _measured_by_arch(exports)
+    measured = _measured(search, exports)
     settings = search["settings"]
     front = search.get("pareto")
     queries = [f"{len(search['targets'])} target(s) in one search, {settings['evaluations']} predictor queries"
@@ -329,13 +334,13 @@ def search_report_markdown(search: Mapping[str, Any], exports: Mapping[str, Any]
         data = exports.get("data") or "not evaluated"
         lines[-1] += "  "
         lines.append(f"Measured: `{exports_path or 'exports.json'}` (accuracy on {data}; latency "
-                     f"{exports.get('latency', {}).get('description', 'not measured')})")
+                     f"{(exports.get('latency') or {}).get('description') or 'not measured'})")
     lines += ["", "## Specialized subnets", ""]
     if not search["targets"]:
         lines += ["No targets were searched (`ofa-nni search --pareto` only).", ""]
     rows = []
-    for target in search["targets"]:
-        found = measured.get(target["arch"], {})
+    for target, entry in zip(search["targets"], measured, strict=True):
+        found = entry or {}
         rows.append(TargetRow(
             target=_budget_text(target["budgets"]), arch=target["arch"], accuracy_predicted=target["score"],
             accuracy_measured=found.get("accuracy"), latency_predicted_ms=target["costs"].get("latency_ms"),
@@ -376,8 +381,7 @@ def search_pareto_plot(path: str | os.PathLike[str], search: Mapping[str, Any],
     cost = front["cost"]
     targets = search["targets"]
     chosen = [("chosen subnets (predicted)", [t["costs"][cost] for t in targets], [t["score"] for t in targets])]
-    measured = _measured_by_arch(exports)
-    points = [(measured[t["arch"]], t) for t in targets if t["arch"] in measured]
+    points = [(entry, t) for entry, t in zip(_measured(search, exports), targets, strict=True) if entry is not None]
     points = [(entry, t) for entry, t in points if entry.get("accuracy") is not None
               and (cost != "latency_ms" or entry.get("latency_ms") is not None)]
     if points:

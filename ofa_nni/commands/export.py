@@ -1,0 +1,219 @@
+"""``ofa-nni export``: freeze subnets of a trained supernet, export them, measure them.
+
+``ofa-nni export --supernet runs/digits/supernet.pt --search search.json --out-dir exports``
+freezes every target's subnet of a search (or each ``--arch``), recalibrates its batch norms on
+training images (OFA Sec. 3.3: the supernet's statistics do not fit a subnet), writes
+TorchScript and ONNX files, each checked numerically against the PyTorch subnet
+(:func:`ofa_nni.export.export_subnet`), measures held-out accuracy and end-to-end latency, and
+writes ``exports.json`` (kind ``ofa-nni/exports``) for ``ofa-nni report``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from ofa_nni.data import DATA_KINDS
+    from ofa_nni.export import EXPORT_FORMATS
+
+    parser = subparsers.add_parser(
+        "export",
+        help="deploy: freeze subnets, recalibrate BN, export TorchScript/ONNX (checked), measure accuracy/latency",
+        description=(
+            "Freeze each subnet (every target of --search, and every --arch) with the supernet's weights, "
+            "recalibrate its batch norms on training images of --data, export it (each file loaded back and "
+            "compared with the PyTorch subnet; a mismatch is an error and leaves no file), measure its held-out "
+            "accuracy and its latency (torch, CPU, batch 1, end to end), and write OUT_DIR/exports.json."
+        ),
+        epilog="example: ofa-nni export --supernet runs/digits/supernet.pt --search search.json --out-dir exports",
+    )
+    parser.add_argument("--supernet", type=Path, required=True, metavar="FILE",
+                        help="trained supernet (supernet.pt or a checkpoint)")
+    parser.add_argument("--arch", action="append", default=[], help="an arch string to export (repeatable)")
+    parser.add_argument("--search", type=Path, default=None, metavar="FILE",
+                        help="results of 'ofa-nni search --out' (same space): export every target's subnet")
+    parser.add_argument("--out-dir", type=Path, required=True, metavar="DIR",
+                        help="where the files and exports.json go")
+    parser.add_argument("--formats", default=",".join(EXPORT_FORMATS), metavar="LIST",
+                        help=f"comma-separated export formats (default {','.join(EXPORT_FORMATS)})")
+    parser.add_argument("--data", choices=DATA_KINDS, default="digits", metavar="KIND",
+                        help=f"data for BN recalibration (training images) and accuracy (held-out): "
+                             f"{', '.join(DATA_KINDS)} (default digits)")
+    parser.add_argument("--data-root", type=Path, default=None, metavar="DIR",
+                        help="data directory (all kinds but digits)")
+    parser.add_argument("--calibration-images", type=int, default=None, metavar="N",
+                        help="training images for BN recalibration (default: 500 digits, 2000 otherwise)")
+    parser.add_argument("--batch-size", type=int, default=100, metavar="N",
+                        help="recalibration/evaluation batch size (default 100)")
+    parser.add_argument("--no-evaluate", action="store_true", help="skip the held-out accuracy")
+    parser.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
+    parser.add_argument("--latency-repeats", type=int, default=10, metavar="N",
+                        help="timed calls per round (default 10)")
+    parser.add_argument("--latency-rounds", type=int, default=3, metavar="N", help="interleaved rounds (default 3)")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="CPU threads of the latency measurement (default: torch's setting; use the latency "
+                             "table's for comparable numbers)")
+    parser.add_argument("--atol", type=float, default=1e-4, metavar="X",
+                        help="largest absolute output difference an exported file may show (default 1e-4)")
+    parser.add_argument("--seed", type=int, default=0, metavar="N",
+                        help="seed of the latency measurement order (default 0)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run)
+
+
+def _formats(text: str) -> list[str]:
+    from ofa_nni.export import EXPORT_FORMATS
+
+    formats = [f.strip() for f in text.split(",") if f.strip()]
+    unknown = [f for f in formats if f not in EXPORT_FORMATS]
+    if unknown or not formats:
+        raise ValueError(f"--formats {text!r}: unknown format(s) {unknown}; allowed: {', '.join(EXPORT_FORMATS)} "
+                         "(comma-separated)")
+    return list(dict.fromkeys(formats))
+
+
+def _subnets(space: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """What to export: ``{"name", "arch", "sample", ["target", "predicted_accuracy"]}`` per subnet."""
+    from ofa_nni._artifacts import require_same_space
+    from ofa_nni.report import SEARCH_KIND, read_result_file
+
+    subnets: list[dict[str, Any]] = []
+    if args.search is not None:
+        search = read_result_file(args.search, kinds=(SEARCH_KIND,))
+        require_same_space(search["space"], space, artefact=f"search results {args.search} (against the supernet)")
+        if not search["targets"]:
+            raise ValueError(f"{args.search} has no targets (only a Pareto front): pass --arch strings from it")
+        for index, target in enumerate(search["targets"]):
+            sample = space.validate(target["sample"])
+            subnets.append({"name": f"target{index + 1}", "arch": space.format(sample), "sample": sample,
+                            "target": target["name"], "predicted_accuracy": target["score"]})
+    for index, text in enumerate(args.arch):
+        try:
+            sample = space.parse(text)
+        except ValueError as error:
+            raise ValueError(f"--arch: {error}") from None
+        subnets.append({"name": f"subnet{index + 1}", "arch": space.format(sample), "sample": sample})
+    if not subnets:
+        raise ValueError("nothing to export: give --search search.json and/or --arch ARCH")
+    return subnets
+
+
+def _check(args: argparse.Namespace) -> None:
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    for name in ("batch_size", "latency_repeats", "latency_rounds"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if not args.atol >= 0:
+        raise ValueError(f"--atol must be >= 0, got {args.atol}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    from ofa_nni._artifacts import atomic_write_json
+    from ofa_nni.accuracy import evaluate_subnet
+    from ofa_nni.data import calibration_loader, load_data
+    from ofa_nni.export import export_subnet
+    from ofa_nni.report import EXPORTS_KIND, RESULT_FORMAT_VERSION
+    from ofa_nni.runtime import recalibrate_batchnorm
+    from ofa_nni.training import load_supernet
+
+    _check(args)
+    formats = _formats(args.formats)
+    supernet = load_supernet(args.supernet)
+    space = supernet.arch_space
+    subnets = _subnets(space, args)
+    data = load_data(args.data, root=args.data_root, resolution=max(space.resolutions),
+                     calibration_images=args.calibration_images)
+    if data.num_classes != space.num_classes:
+        raise ValueError(f"the supernet has {space.num_classes} classes but --data {args.data} has {data.num_classes}")
+    calibration = list(calibration_loader(data, batch_size=args.batch_size))
+    held_out = None if args.no_evaluate else DataLoader(data.val, batch_size=args.batch_size)
+
+    written: list[Path] = []
+    try:  # all or nothing: no exported file is left without its exports.json
+        models = []
+        with warnings.catch_warnings():  # torch.jit's deprecation notices (two per file) would drown the output
+            warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit.*")
+            for entry in tqdm(subnets, desc="freeze, recalibrate, export", unit="subnet", disable=args.quiet,
+                              dynamic_ncols=True):
+                subnet = supernet.freeze(entry["sample"])
+                recalibrate_batchnorm(subnet, calibration)
+                entry["accuracy"] = None if held_out is None else float(evaluate_subnet(subnet, held_out)["accuracy"])
+                files = []
+                for fmt in formats:  # one at a time, so that a failure knows every file written before it
+                    files += export_subnet(subnet, args.out_dir, name=entry["name"], formats=[fmt], atol=args.atol)
+                    written.append(files[-1].path)
+                entry["files"] = {f.format: {"path": f.path.name, "max_abs_diff": f.max_abs_diff} for f in files}
+                entry["macs"] = int(supernet.macs(entry["sample"]))
+                entry["params"] = int(supernet.params(entry["sample"]))
+                models.append((subnet, subnet.resolution))
+        latency = _measure_latency(models, subnets, args)
+        atomic_write_json(args.out_dir / "exports.json", {
+            "kind": EXPORTS_KIND,
+            "format_version": RESULT_FORMAT_VERSION,
+            "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "space": space.signature(),
+            "supernet": str(args.supernet),
+            "search": None if args.search is None else str(args.search),
+            "data": None if args.no_evaluate else _data_description(args, data),
+            "calibration_images": len(data.calibration),  # type: ignore[arg-type]
+            "latency": latency,
+            "atol": args.atol,
+            "subnets": subnets,
+        })
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    _print_table(subnets, formats)
+    print(f"wrote {len(written)} file(s) and {args.out_dir / 'exports.json'}")
+    return 0
+
+
+def _measure_latency(models: list[Any], subnets: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
+    """Each subnet's end-to-end latency (torch eager, CPU, batch 1) into its entry; the settings."""
+    if args.no_latency:
+        for entry in subnets:
+            entry["latency_ms"] = entry["latency_min_ms"] = None
+        return {"description": None}
+    import torch
+
+    from ofa_nni.latency import measure_end_to_end
+
+    timings = measure_end_to_end(models, backend="torch", device="cpu", batch_size=1, repeats=args.latency_repeats,
+                                 rounds=args.latency_rounds, num_threads=args.threads, seed=args.seed,
+                                 show_progress=not args.quiet)
+    for entry, median, fastest in zip(subnets, timings["median"], timings["min"], strict=True):
+        entry["latency_ms"], entry["latency_min_ms"] = float(median), float(fastest)
+    threads = args.threads or torch.get_num_threads()
+    return {"description": f"torch eager, CPU, {threads} thread(s), batch 1, median of {args.latency_rounds} x "
+                           f"{args.latency_repeats} timed calls", "backend": "torch", "device": "cpu",
+            "num_threads": threads, "batch_size": 1, "repeats": args.latency_repeats, "rounds": args.latency_rounds}
+
+
+def _data_description(args: argparse.Namespace, data: Any) -> str:
+    where = "" if args.data_root is None else f" at {args.data_root}"
+    return f"{args.data}{where}, held-out split ({len(data.val)} images)"
+
+
+def _print_table(subnets: list[dict[str, Any]], formats: list[str]) -> None:
+    from ofa_nni.report import format_cost, text_table
+
+    header = ["name", "accuracy", "latency ms", "MACs", "params", *(f"{f} max|diff|" for f in formats), "arch"]
+    rows = [[entry["name"],
+             "-" if entry["accuracy"] is None else f"{100 * entry['accuracy']:.2f}%",
+             "-" if entry["latency_ms"] is None else f"{entry['latency_ms']:.3f}",
+             format_cost("macs", entry["macs"]), format_cost("params", entry["params"]),
+             *(f"{entry['files'][f]['max_abs_diff']:.1e}" for f in formats), entry["arch"]]
+            for entry in subnets]
+    print(text_table(header, rows, right=range(1, 5 + len(formats))))
