@@ -8,12 +8,16 @@ allowed. ``examples/train_digits.yaml`` shows every key.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Union
 
+import yaml
+
+from ofa_nni.arch import ArchSpace
 from ofa_nni.data import DATA_KINDS
 from ofa_nni.training.schedule import PHASE_NAMES
 
@@ -35,6 +39,18 @@ __all__ = [
 
 class ConfigError(ValueError):
     """An invalid training configuration (the message names the key and what is allowed)."""
+
+
+def _require(key: str, value: Any, low: float, high: float = math.inf, *, low_open: bool = False,
+             high_open: bool = False) -> None:
+    """Raise a ConfigError naming ``key`` and the allowed interval unless ``value`` lies in it."""
+    if value is None:
+        return
+    above = value > low if low_open else value >= low
+    below = value < high if high_open else value <= high
+    if not (above and below):
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open or high == math.inf else ']'}"
+        raise ConfigError(f"{key}: {value!r} is out of range; allowed: {interval}")
 
 
 SPACE_PRESETS: Mapping[str, Mapping[str, Any]] = {
@@ -77,6 +93,14 @@ class SpaceConfig:
     def __post_init__(self) -> None:
         if self.preset not in SPACE_PRESETS:
             raise ConfigError(f"space.preset: {self.preset!r} is not a preset; allowed: {list(SPACE_PRESETS)}")
+        _require("space.dropout", self.dropout, 0.0, 1.0, high_open=True)
+        # The space's own checks (odd kernels, one activation per stage, ...) at load time, not at
+        # the first training step.
+        arch_kwargs = {key: value for key, value in self.space_kwargs().items() if key != "dropout"}
+        try:
+            ArchSpace(**arch_kwargs)
+        except ValueError as error:
+            raise ConfigError(f"space: {error}") from None
 
     def space_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of ``OFAMobileNetV3Space`` (without ``num_classes``)."""
@@ -105,6 +129,7 @@ class DataConfig:
             raise ConfigError(f"data.batch_size must be >= 1, got {self.batch_size}")
         if self.num_workers < 0:
             raise ConfigError(f"data.num_workers must be >= 0, got {self.num_workers}")
+        _require("data.calibration_images", self.calibration_images, 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +145,9 @@ class ProgressiveShrinkingConfig:
     def __post_init__(self) -> None:
         if self.epochs_factor <= 0:
             raise ConfigError(f"strategy.epochs_factor must be > 0, got {self.epochs_factor}")
+        _require("strategy.kd_ratio", self.kd_ratio, 0.0)
         allowed_fields = ("epochs", "warmup_epochs", "lr", "subnets_per_step", "kd_ratio")
+        lowest = {"epochs": 1, "warmup_epochs": 0, "lr": 0.0, "subnets_per_step": 1, "kd_ratio": 0.0}
         for name, fields in (self.phases or {}).items():
             if name not in PHASE_NAMES:
                 raise ConfigError(f"strategy.phases: unknown phase {name!r}; allowed: {list(PHASE_NAMES)}")
@@ -130,10 +157,12 @@ class ProgressiveShrinkingConfig:
                 if key not in allowed_fields:
                     raise ConfigError(f"strategy.phases.{name}: unknown key {key!r}; allowed: {list(allowed_fields)}")
                 integer = key in ("epochs", "warmup_epochs", "subnets_per_step")
-                if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+                if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)) or \
+                        not _finite(value):
                     raise ConfigError(
                         f"strategy.phases.{name}.{key}: expected {'an int' if integer else 'a number'}, got {value!r}"
                     )
+                _require(f"strategy.phases.{name}.{key}", value, lowest[key], low_open=key == "lr")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,6 +175,12 @@ class SandwichConfig:
     num_random: int = 2
     warmup_epochs: int = 0
 
+    def __post_init__(self) -> None:
+        _require("strategy.epochs", self.epochs, 1)
+        _require("strategy.lr", self.lr, 0.0, low_open=True)
+        _require("strategy.num_random", self.num_random, 0)
+        _require("strategy.warmup_epochs", self.warmup_epochs, 0, self.epochs, high_open=True)
+
 
 @dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
@@ -156,6 +191,11 @@ class OptimizerConfig:
     weight_decay: float = 3e-5
     label_smoothing: float = 0.1
 
+    def __post_init__(self) -> None:
+        _require("optimizer.momentum", self.momentum, 0.0, 1.0, high_open=True)
+        _require("optimizer.weight_decay", self.weight_decay, 0.0)
+        _require("optimizer.label_smoothing", self.label_smoothing, 0.0, 1.0, high_open=True)
+
 
 @dataclasses.dataclass(frozen=True)
 class ValidationConfig:
@@ -164,6 +204,11 @@ class ValidationConfig:
     random_subnets: int = 2
     calibration_batches: int = 8
     every_n_epochs: int = 1
+
+    def __post_init__(self) -> None:
+        _require("validation.random_subnets", self.random_subnets, 0)
+        _require("validation.calibration_batches", self.calibration_batches, 1)
+        _require("validation.every_n_epochs", self.every_n_epochs, 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,6 +230,13 @@ class TrainerConfig:
         bad = [name for name in self.loggers if name not in ("csv", "tensorboard")]
         if bad:
             raise ConfigError(f"trainer.loggers: unknown logger(s) {bad}; allowed: ['csv', 'tensorboard']")
+        if isinstance(self.devices, int):
+            _require("trainer.devices", self.devices, 1)
+        _require("trainer.num_nodes", self.num_nodes, 1)
+        for key in ("limit_train_batches", "limit_val_batches"):
+            # Lightning: a float is a fraction of the batches, an int a number of batches.
+            value = getattr(self, key)
+            _require(f"trainer.{key}", value, 0.0, 1.0 if isinstance(value, float) else math.inf, low_open=True)
 
 
 _STRATEGIES = {"progressive_shrinking": ProgressiveShrinkingConfig, "sandwich": SandwichConfig}
@@ -228,6 +280,14 @@ def demo_config(*, run_dir: str | None = None, seed: int = 0) -> TrainConfig:
 
 
 # ------------------------------------------------------------------------ validation
+def _finite(value: int | float) -> bool:
+    """Whether ``value`` is a finite float (YAML's ``.nan``/``.inf`` are not; nor an int too large for one)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def _type_name(annotation: Any) -> str:
     origin = typing.get_origin(annotation)
     if origin in (Union, types.UnionType):
@@ -275,8 +335,8 @@ def _convert(value: Any, annotation: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected an int, got {value!r}")
         return value
     if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if annotation is str:
         if not isinstance(value, str):
@@ -315,9 +375,30 @@ def _build_strategy(data: Any) -> Any:
     if not isinstance(data, Mapping):
         raise ConfigError(f"strategy: expected a mapping with 'name' ({list(_STRATEGIES)}), got {data!r}")
     name = data.get("name", "progressive_shrinking")
-    if name not in _STRATEGIES:
+    if not isinstance(name, str) or name not in _STRATEGIES:
         raise ConfigError(f"strategy.name: {name!r} is not a strategy; allowed: {list(_STRATEGIES)}")
     return _build(_STRATEGIES[name], data, "strategy")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last
+    silently, so a setting written twice would quietly lose one of its values)."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            self.flatten_mapping(node)  # resolve '<<' merge keys first (what the base class does)
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key: the base class reports it
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark, f"key {key!r} is given twice", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
 
 
 def load_config(source: str | Path | Mapping[str, Any]) -> TrainConfig:
@@ -329,15 +410,21 @@ def load_config(source: str | Path | Mapping[str, Any]) -> TrainConfig:
     """
     if isinstance(source, Mapping):
         return _build(TrainConfig, source, "")
-    import yaml
-
     path = Path(source)
     if not path.is_file():
-        raise FileNotFoundError(f"training config {str(path)!r} does not exist")
+        raise FileNotFoundError(f"training config {str(path)!r} does not exist"
+                                + (" (it is a directory; give the YAML file)" if path.is_dir() else ""))
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # a SafeLoader
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not a YAML text file (byte {error.start} is not UTF-8)") from None
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+        # One line, pointing at the place: PyYAML's own message spans several lines with a snippet.
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        context = getattr(error, "context", None)
+        raise ConfigError(f"{where}: not valid YAML: {problem}" + (f" ({context})" if context else "")) from None
     try:
         return _build(TrainConfig, data or {}, "")
     except ConfigError as error:
