@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -41,6 +42,7 @@ __all__ = [
     "load_checkpoint",
     "check_compatible",
     "atomic_torch_save",
+    "load_torch_file",
 ]
 
 CHECKPOINT_FORMAT = "ofa-nni-training"
@@ -78,6 +80,31 @@ def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> Path:
     return atomic_torch_save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}, path)
 
 
+def load_torch_file(path: Path, *, map_location: str | torch.device = "cpu", what: str = "checkpoint") -> Any:
+    """``torch.load(path, weights_only=True)`` with one clear :class:`CheckpointError` for a file that
+    is not a torch file, is truncated, or holds Python objects beyond tensors and plain containers
+    (refused, never unpickled: loading them could run code the file brings)."""
+    try:
+        with warnings.catch_warnings():
+            # torch warns about a plain pickle's protocol before refusing it; the refusal says it all.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "GLOBAL" in str(error):  # weights_only met a class or function reference
+            raise CheckpointError(
+                f"{what} {str(path)!r} is corrupt or not a torch file of ofa-nni: it holds Python objects other "
+                "than tensors and plain containers, refused unread (weights_only=True: unpickling them could run "
+                "code from the file)"
+            ) from None
+        raise CheckpointError(f"{what} {str(path)!r} is corrupt or not a torch file (it does not unpickle as "
+                              "tensors and plain containers)") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as error:
+        first_line = str(error).splitlines()[0] if str(error) else "the file ends early"
+        raise CheckpointError(
+            f"{what} {str(path)!r} is corrupt or not a torch file ({type(error).__name__}: {first_line})"
+        ) from None
+
+
 def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a training checkpoint with ``weights_only=True``.
 
@@ -90,13 +117,10 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
     try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as error:
-        raise CheckpointError(
-            f"checkpoint {str(path)!r} is corrupt or not a torch file ({type(error).__name__}: "
-            f"{str(error).splitlines()[0] if str(error) else ''}); delete it to start over, or resume from "
-            "another checkpoint of the run directory"
-        ) from None
+        data = load_torch_file(path, map_location=map_location)
+    except CheckpointError as error:
+        raise CheckpointError(f"{error}; delete it to start over, or resume from another checkpoint of the run "
+                              "directory") from None
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{str(path)!r} is not an ofa-nni training checkpoint (no format {CHECKPOINT_FORMAT!r})")
     if data.get("version") != CHECKPOINT_VERSION:

@@ -180,7 +180,10 @@ def train(config: TrainConfig | Mapping[str, Any] | str | Path, *, run_dir: str 
     run_path.mkdir(parents=True, exist_ok=True)
     import yaml
 
-    _atomic_write_text(run_path / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+    if not (resume and (run_path / "config.yaml").is_file()):
+        # A resumed run keeps the file of the run it continues: a resume refused for another
+        # configuration must not leave that configuration behind as the run's.
+        _atomic_write_text(run_path / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
 
     train_loader = DataLoader(data.train, batch_size=config.data.batch_size, shuffle=True, drop_last=True,
                               num_workers=config.data.num_workers)
@@ -230,16 +233,13 @@ def train(config: TrainConfig | Mapping[str, Any] | str | Path, *, run_dir: str 
 def load_supernet(path: str | Path, *, map_location: str | torch.device = "cpu") -> Any:
     """The trained ``OFAMobileNetV3Space`` saved by :func:`train` (``supernet.pt``), or the supernet
     of a training checkpoint (``checkpoints/*.pt``). Loaded with ``weights_only=True``."""
-    from ofa_nni.training.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
+    from ofa_nni.training.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, load_torch_file
     from search_spaces import OFAMobileNetV3Space
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"supernet file {str(path)!r} does not exist")
-    try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # torch raises several types for a damaged file
-        raise CheckpointError(f"{str(path)!r} is corrupt or not a torch file ({type(error).__name__})") from None
+    data = load_torch_file(path, map_location=map_location, what="supernet file")
     if isinstance(data, dict) and data.get("format") == CHECKPOINT_FORMAT:
         data = load_checkpoint(path, map_location=map_location)
         space_kwargs, state_dict = dict(data["space"]), data["supernet"]
@@ -248,10 +248,23 @@ def load_supernet(path: str | Path, *, map_location: str | torch.device = "cpu")
         if dropout is not None:
             space_kwargs["dropout"] = dropout
     elif isinstance(data, dict) and data.get("format") == SUPERNET_FORMAT:
+        if not isinstance(data.get("space"), dict) or not isinstance(data.get("state_dict"), dict):
+            raise CheckpointError(f"supernet file {str(path)!r} is damaged: it lacks its space or its weights")
         space_kwargs, state_dict = dict(data["space"]), data["state_dict"]
     else:
         raise CheckpointError(f"{str(path)!r} is neither an ofa-nni supernet nor a training checkpoint")
     kwargs: dict[str, Any] = {key: tuple(v) if isinstance(v, list) else v for key, v in space_kwargs.items()}
-    space = OFAMobileNetV3Space(**kwargs)
-    space.load_state_dict(state_dict)
+    try:
+        space = OFAMobileNetV3Space(**kwargs)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{str(path)!r}: its space description is invalid ({error})") from None
+    try:
+        space.load_state_dict(state_dict)
+    except (RuntimeError, TypeError, AttributeError) as error:  # weights of another space, or not a state dict
+        details = [line.strip() for line in str(error).splitlines()[1:] if line.strip()]
+        shown = "; ".join(details[:2]) + (f"; ... ({len(details)} problems)" if len(details) > 2 else "")
+        raise CheckpointError(
+            f"{str(path)!r}: its weights do not fit the space it describes ({shown or error}); the file was "
+            "edited or assembled from another run"
+        ) from None
     return space.eval()
