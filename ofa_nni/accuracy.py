@@ -33,6 +33,7 @@ import io
 import json
 import os
 import time
+import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -387,29 +388,44 @@ class AccuracyPredictor(abc.ABC):
         if not path.is_file():
             raise FileNotFoundError(
                 f"predictor {str(path)!r} does not exist (build one with 'ofa-nni predictor build')")
+        with open(path, "rb") as file:
+            is_zip = file.read(4) == b"PK\x03\x04"  # what np.savez writes; anything else is refused unread
+        if not is_zip:
+            raise ValueError(f"{path} is not an ofa-nni accuracy predictor (not an .npz archive; build one with "
+                             "'ofa-nni predictor build')")
         try:
-            archive = np.load(path, allow_pickle=False)
-            if not isinstance(archive, np.lib.npyio.NpzFile):
-                raise ValueError("not an .npz archive")
-            with archive:
+            with np.load(path, allow_pickle=False) as archive:
                 metadata = json.loads(str(archive["metadata"]))
                 arrays = {name[len("array."):]: archive[name] for name in archive.files if name.startswith("array.")}
-        except (ValueError, KeyError, OSError) as error:
-            raise ValueError(f"{path} is not an ofa-nni accuracy predictor ({error})") from None
+        except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as error:
+            raise ValueError(f"{path} is not an ofa-nni accuracy predictor or is damaged "
+                             f"({type(error).__name__}: {error})") from None
+        if not isinstance(metadata, dict):
+            raise ValueError(f"{path} is not an ofa-nni accuracy predictor (its metadata is not a JSON object)")
         if metadata.get("format") != PREDICTOR_FORMAT:
             raise ValueError(f"{path} is not an ofa-nni accuracy predictor (format {metadata.get('format')!r})")
         if metadata.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{path}: predictor format_version {metadata.get('format_version')!r} is not supported "
                              f"(this version reads {FORMAT_VERSION})")
-        if metadata.get("encoding", {}).get("name") != ENCODING:
-            raise ValueError(f"{path}: unknown feature encoding {metadata.get('encoding')!r}; expected {ENCODING!r}")
+        encoding = metadata.get("encoding")
+        if not isinstance(encoding, dict) or encoding.get("name") != ENCODING:
+            raise ValueError(f"{path}: unknown feature encoding {encoding!r}; expected {ENCODING!r}")
+        if not isinstance(metadata.get("space"), dict):
+            raise ValueError(f"{path}: damaged accuracy predictor (no space signature in its metadata)")
         if space is not None:
             require_same_space(metadata["space"], space, artefact=f"accuracy predictor {path}")
         kinds = {cls.kind: cls for cls in PREDICTOR_CLASSES}
-        if metadata["kind"] not in kinds:
-            raise ValueError(f"{path}: unknown predictor kind {metadata['kind']!r}; known: {sorted(kinds)}")
-        predictor = kinds[metadata["kind"]](space=ArchSpace.from_signature(metadata["space"]), **metadata["settings"])
-        predictor.load_arrays(arrays)
+        kind = metadata.get("kind")
+        if not isinstance(kind, str) or kind not in kinds:
+            raise ValueError(f"{path}: unknown predictor kind {kind!r}; known: {sorted(kinds)}")
+        try:
+            predictor = kinds[kind](space=ArchSpace.from_signature(metadata["space"]), **metadata.get("settings", {}))
+            predictor.load_arrays(arrays)
+            # One prediction checks that the arrays fit the space's features (shapes) and are finite.
+            if not np.isfinite(predictor(predictor.space.random_indices(1, 0))).all():
+                raise ValueError("it predicts a non-finite accuracy")
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"{path}: damaged accuracy predictor ({type(error).__name__}: {error})") from None
         predictor.metrics, predictor.info = metadata.get("metrics", {}), metadata.get("info", {})
         return predictor
 

@@ -59,6 +59,16 @@ def _as_tuple(name: str, values: Iterable[Any]) -> tuple[Any, ...]:
     return result
 
 
+def _is_finite_number(value: Any) -> bool:
+    """A real number (not a bool), finite."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return False
+    try:
+        return bool(np.isfinite(value))
+    except OverflowError:  # an int too large for a float
+        return False
+
+
 def _format_number(value: float) -> str:
     return f"{value:g}"
 
@@ -103,7 +113,7 @@ class ArchSpace:
         for name in ("kernel_sizes", "expand_ratios", "depths", "resolutions"):
             values = _as_tuple(name, getattr(self, name))
             for value in values:
-                if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                if not _is_finite_number(value):
                     raise ValueError(f"{name} must hold numbers, got {value!r}")
                 if value <= 0:
                     raise ValueError(f"{name} must be positive, got {value!r}")
@@ -120,6 +130,10 @@ class ArchSpace:
             raise ValueError(f"kernel_sizes must be odd, got {self.kernel_sizes}")
         for name in ("base_widths", "stage_strides", "stage_activations", "stage_se"):
             set_field(name, _as_tuple(name, getattr(self, name)))
+        if not all(_is_finite_number(w) and w > 0 and float(w).is_integer() for w in self.base_widths):
+            raise ValueError(f"base_widths must hold positive whole numbers, got {self.base_widths}")
+        if not all(isinstance(se, (bool, np.bool_)) for se in self.stage_se):
+            raise ValueError(f"stage_se must hold true/false per stage, got {self.stage_se}")
         num_stages = len(self.stage_strides)
         if len(self.base_widths) != num_stages + 4:
             raise ValueError(
@@ -134,10 +148,11 @@ class ArchSpace:
                 raise ValueError(f"stage_activations: unknown activation {act!r}; allowed: {_ACTIVATIONS}")
         if any(s not in (1, 2) for s in self.stage_strides):
             raise ValueError(f"stage_strides must be 1 or 2, got {self.stage_strides}")
-        if self.width_mult <= 0:
-            raise ValueError(f"width_mult must be positive, got {self.width_mult}")
-        if int(self.num_classes) != self.num_classes or self.num_classes < 1:
-            raise ValueError(f"num_classes must be a positive integer, got {self.num_classes}")
+        if not _is_finite_number(self.width_mult) or self.width_mult <= 0:
+            raise ValueError(f"width_mult must be positive (a number), got {self.width_mult!r}")
+        if not _is_finite_number(self.num_classes) or int(self.num_classes) != self.num_classes or \
+                self.num_classes < 1:
+            raise ValueError(f"num_classes must be a positive integer, got {self.num_classes!r}")
 
     # ------------------------------------------------------------------ shape
     @property

@@ -185,6 +185,16 @@ def _pil_transforms(resolution: int, crop_scale: tuple[float, float]) -> tuple[C
     return train, evaluation
 
 
+def _misplaced_hint(root: Path) -> str:
+    """Why an image folder root lacks ``train/``: a split or class folder given instead of ROOT."""
+    if root.name in ("train", "val") and (root.parent / "train").is_dir() and (root.parent / "val").is_dir():
+        return f"; {str(root)!r} is itself a split folder: pass its parent {str(root.parent)!r}"
+    folders = _class_folders(root)
+    if folders:
+        return f"; {str(root)!r} holds {folders[:3]} but no train/ and val/: put the class folders under both"
+    return ""
+
+
 def _class_folders(directory: Path) -> list[str]:
     return sorted(entry.name for entry in directory.iterdir() if entry.is_dir() and not entry.name.startswith("."))
 
@@ -207,7 +217,7 @@ def image_folder(root: str | Path, *, resolution: int = 224, calibration_images:
     for split in ("train", "val"):
         directory = root / split
         if not directory.is_dir():
-            raise FileNotFoundError(f"{str(directory)!r} is missing; {_IMAGE_FOLDER_LAYOUT}")
+            raise FileNotFoundError(f"{str(directory)!r} is missing; {_IMAGE_FOLDER_LAYOUT}{_misplaced_hint(root)}")
         classes = _class_folders(directory)
         if not classes:
             raise ValueError(f"{str(directory)!r} has no class folders; {_IMAGE_FOLDER_LAYOUT}")
@@ -225,7 +235,7 @@ def image_folder(root: str | Path, *, resolution: int = 224, calibration_images:
         val = ImageFolder(str(root / "val"), transform=eval_transform)
         plain_train = ImageFolder(str(root / "train"), transform=eval_transform)
     except FileNotFoundError as error:  # a class folder without a readable image
-        raise ValueError(f"{error}; {_IMAGE_FOLDER_LAYOUT}") from None
+        raise ValueError(f"image folder {str(root)!r}: {error}; {_IMAGE_FOLDER_LAYOUT}") from None
     return ImageData(
         name="imagefolder",
         train=train,
@@ -262,7 +272,9 @@ def cifar(root: str | Path, *, num_classes: int = 10, resolution: int = 32,
         raise FileNotFoundError(f"CIFAR directory {str(root)!r} does not exist; {_CIFAR_LAYOUT[kind]}")
     missing = [name for name in files if not (root / folder / name).is_file()]
     if missing:
-        raise FileNotFoundError(f"{str(root / folder)!r} lacks {missing}; {_CIFAR_LAYOUT[kind]}")
+        hint = (f"; {str(root)!r} is itself that folder: pass its parent {str(root.parent)!r}"
+                if all((root / name).is_file() for name in files) else "")
+        raise FileNotFoundError(f"{str(root / folder)!r} lacks {missing}; {_CIFAR_LAYOUT[kind]}{hint}")
     dataset_class = datasets.CIFAR10 if num_classes == 10 else datasets.CIFAR100
     train_transform, _ = _pil_transforms(resolution, (0.25, 1.0))
     normalize = transforms.Normalize(_IMAGENET_MEAN, _IMAGENET_STD)

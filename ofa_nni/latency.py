@@ -46,6 +46,7 @@ import contextlib
 import dataclasses
 import io
 import json
+import math
 import os
 import time
 import warnings
@@ -415,7 +416,10 @@ class LatencyTable(EfficiencyModel):
         entry = self.entries.get(spec.key)
         if entry is None:
             raise ValueError(f"latency table has no entry {spec.key!r} (incomplete or for another space)")
-        return float(entry["min_ms"] if self.statistic == "min" else entry["ms"])
+        value = float(entry["min_ms"] if self.statistic == "min" else entry["ms"])
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"latency table entry {spec.key!r} is {value} ms; a time must be a finite number >= 0")
+        return value
 
     # ------------------------------------------------------------------ predict
     def raw_sum(self, population: Any) -> np.ndarray:
@@ -459,7 +463,10 @@ class LatencyTable(EfficiencyModel):
         if not path.is_file():
             raise FileNotFoundError(f"latency table {str(path)!r} does not exist (build one with 'ofa-nni lut build')")
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{path} is not a latency table (not JSON text: byte {error.start} is not UTF-8)"
+                             ) from None
         except json.JSONDecodeError as error:
             raise ValueError(f"{path} is not a latency table (invalid JSON: {error})") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
@@ -468,14 +475,19 @@ class LatencyTable(EfficiencyModel):
         if data.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{path}: latency table format_version {data.get('format_version')!r} is not "
                              f"supported (this version reads {FORMAT_VERSION})")
-        stored_space = ArchSpace.from_signature(data["space"])
+        if not isinstance(data.get("space"), dict):
+            raise ValueError(f"{path}: damaged latency table (no space signature)")
         if space is not None:
             require_same_space(data["space"], space, artefact=f"latency table {path}")
         metadata = {key: value for key, value in data.items()
                     if key not in ("format", "format_version", "space", "resolutions", "entries", "validation",
                                    "correction")}
-        return cls(space=stored_space, entries=data["entries"], measured_resolutions=data["resolutions"]["measured"],
-                   metadata=metadata, validation=data.get("validation"), correction=data.get("correction"))
+        try:
+            return cls(space=ArchSpace.from_signature(data["space"]), entries=data["entries"],
+                       measured_resolutions=data["resolutions"]["measured"], metadata=metadata,
+                       validation=data.get("validation"), correction=data.get("correction"))
+        except (KeyError, TypeError, AttributeError, ValueError) as error:
+            raise ValueError(f"{path}: damaged latency table ({type(error).__name__}: {error})") from None
 
     def summary(self) -> str:
         """A few readable lines: device, backend, coverage and validation figures."""

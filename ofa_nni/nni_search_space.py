@@ -106,7 +106,7 @@ def arch_space_from_spec(spec: Mapping[str, Any]) -> ArchSpace:
                          f"got {spec!r}")
     fields = [field.name for field in dataclasses.fields(ArchSpace)]
     preset = spec.get("preset", "ofa-mobilenetv3")
-    if preset not in SPACE_PRESETS:
+    if not isinstance(preset, str) or preset not in SPACE_PRESETS:
         raise ValueError(f"space preset {preset!r} is not known; allowed: {list(SPACE_PRESETS)}")
     unknown = [key for key in spec if key != "preset" and key not in fields]
     if unknown:
