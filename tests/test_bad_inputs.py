@@ -1,0 +1,723 @@
+"""The bad-input catalogue: one test per kind of bad input, across the surfaces that read it.
+
+Every entry must end in a clear error -- ``ValueError`` or a subclass (``ConfigError``,
+``CheckpointError``) or ``FileNotFoundError`` -- whose message names the culprit and what is
+allowed; on the command line that is exit code 2 and one line on stderr without a traceback, and
+the output location holds no half-written or temporary file afterwards. Trials that fail (NaN,
+crash) are not errors but outcomes the searches must survive.
+
+entry                     where it is raised (or handled)                         test
+------------------------  ------------------------------------------------------  -----------------------------
+unknown label             ArchSpace.validate (arch.py); check_nni_search_space    test_unknown_label
+                          (nni_search_space.py); nni_trial.evaluate_trial
+out-of-space value        ArchSpace.validate / parse; check_nni_search_space;     test_out_of_space_value
+                          commands/lut.py (--resolutions); nni_trial (--arch)
+missing key               ArchSpace.validate; optuna_sampler.trial_sample;        test_missing_key
+                          check_nni_search_space; data.load_data (data.root)
+wrong type                ArchSpace.validate / parse / __post_init__;             test_wrong_type
+                          config._convert; search._parse_budgets;
+                          OFAEvolutionSampler; OFAEvolutionTuner; argparse
+unparsable arch string    ArchSpace.parse; OFAMobileNetV3Space.activate;          test_unparsable_arch_string
+                          nni_trial (--arch); OFAEvolutionTuner
+                          (logged, the metric is ignored)
+empty data directory      data.image_folder (no train/ and val/;                  test_empty_data_directory
+                          no class folders)
+missing data directory    data.image_folder; data.cifar                           test_missing_data_directory
+mis-laid data directory   data.image_folder / data.cifar (hint: pass the          test_mislaid_data_directory
+                          parent); a class folder without images
+corrupt checkpoint        checkpoint.load_torch_file (weights_only=True),         test_corrupt_checkpoint
+                          load_checkpoint; runner.load_supernet
+mismatched checkpoint     checkpoint.check_compatible (resume of another          test_mismatched_checkpoint
+                          run); runner.load_supernet (other weights)
+corrupt predictor         accuracy.AccuracyPredictor.load                         test_corrupt_predictor
+mismatched predictor      AccuracyPredictor.load(space=...) ->                    test_mismatched_predictor
+                          _artifacts.require_same_space; nni_trial
+corrupt latency table     latency.LatencyTable.load; LatencyTable._entry_ms       test_corrupt_latency_table
+mismatched latency table  LatencyTable.load(space=...) ->                         test_mismatched_latency_table
+                          require_same_space; OFAEvolutionTuner
+infeasible constraint     search._AskTellSearch._anchors_for: EvolutionSearch,    test_infeasible_constraint
+                          specialize, OFAEvolutionSampler, OFAEvolutionTuner
+NaN metric from a trial   Optuna: FAILED, OFAEvolutionSampler._history skips;     test_nan_metric_from_trial
+                          NNI: nni_tuner.metric_score -> NaN, never selected
+crashing trial            Optuna: FAILED (optimize(catch=...)), not re-proposed;  test_crashing_trial
+                          NNI: OFAEvolutionTuner.trial_end(success=False)
+invalid YAML config       config.load_config: syntax, duplicate key, not UTF-8,   test_invalid_yaml_config
+                          unknown key, wrong type, out of range, bad space;
+                          ofa-nni train
+
+Command-line cases run the real entry points (``ofa_nni.cli.main``, ``strategies.nni_trial.main``)
+in child processes forked from one server process that imported the package once (importing NNI
+and Lightning costs ~5 s of CPU per interpreter here, which the catalogue would otherwise pay per
+case); :func:`test_invalid_yaml_config` also runs ``python -m ofa_nni.cli`` itself and checks that
+both give the same exit code and stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import os
+import pickle
+import re
+import subprocess
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pytest
+import torch
+import yaml
+from conftest import TINY_SPACE_KWARGS
+
+from ofa_nni.accuracy import AccuracyDataset, AccuracyPredictor, build_accuracy_predictor
+from ofa_nni.arch import ArchSpace
+from ofa_nni.costs import AnalyticCostModel
+from ofa_nni.data import load_data
+from ofa_nni.latency import LatencyTable, build_latency_table
+from ofa_nni.nni_search_space import check_nni_search_space, nni_search_space
+from ofa_nni.search import EvolutionSearch, specialize
+from ofa_nni.training import CheckpointError, ConfigError, load_checkpoint, load_config, load_supernet, train
+from ofa_nni.training.checkpoint import atomic_torch_save
+from strategies.nni_tuner import OFAEvolutionTuner
+from strategies.optuna_sampler import OFAEvolutionSampler, suggest_sample, trial_sample
+
+REPO = Path(__file__).resolve().parents[1]
+
+# The space of the run trained once for this module (digits: 10 classes).
+RUN_SPACE = {"preset": "cpu", "kernel_sizes": [3, 5], "expand_ratios": [2, 3], "depths": [1, 2],
+             "resolutions": [16, 20]}
+RUN_CONFIG: dict[str, Any] = {
+    "seed": 0,
+    "space": RUN_SPACE,
+    "data": {"kind": "digits", "batch_size": 32, "calibration_images": 32},
+    "strategy": {"name": "sandwich", "epochs": 1, "num_random": 0},
+    "validation": {"random_subnets": 0, "calibration_batches": 1},
+    "trainer": {"progress_bar": False, "loggers": [], "limit_train_batches": 1, "limit_val_batches": 1},
+}
+TUNER_SPACE = {**RUN_SPACE, "num_classes": 10}
+TINY = ArchSpace(**TINY_SPACE_KWARGS)
+
+
+# ------------------------------------------------------------------------------ CLI runner
+def _entry_point_child(module: str, argv: Sequence[str], cwd: str, stdout_path: str, stderr_path: str) -> None:
+    """Run ``module.main(argv)`` as ``python -m module`` would, with stdout/stderr in files, and exit
+    with its code (an uncaught exception prints its traceback and exits 1, as the interpreter does)."""
+    os.chdir(cwd)
+    for fd, path in ((1, stdout_path), (2, stderr_path)):
+        os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), fd)
+    sys.stdout = open(1, "w", closefd=False, buffering=1)  # noqa: SIM115 (closed by os._exit)
+    sys.stderr = open(2, "w", closefd=False, buffering=1)  # noqa: SIM115
+    sys.argv = [module, *argv]
+    torch.set_num_threads(1)
+    code: Any = 1
+    try:
+        import importlib
+
+        code = importlib.import_module(module).main(list(argv))
+    except SystemExit as exit_:
+        code = exit_.code
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    finally:
+        if code is not None and not isinstance(code, int):
+            print(code, file=sys.stderr)
+            code = 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code or 0)
+
+
+_FORKSERVER = multiprocessing.get_context("forkserver")
+_FORKSERVER.set_forkserver_preload(["ofa_nni.cli", "ofa_nni.commands.lut", "ofa_nni.commands.nni",
+                                    "ofa_nni.commands.predictor", "ofa_nni.commands.train", "strategies.nni_trial",
+                                    "search_spaces", "ofa_nni.training"])
+
+
+def run_cli(args: Sequence[str], cwd: Path, *, module: str = "ofa_nni.cli") -> tuple[int, str, str]:
+    """``python -m <module> args`` in a forked child of the preloaded server: (exit code, stdout, stderr)."""
+    cwd.mkdir(parents=True, exist_ok=True)
+    out, err = cwd / ".stdout.txt", cwd / ".stderr.txt"
+    process = _FORKSERVER.Process(target=_entry_point_child, args=(module, list(args), str(cwd), str(out), str(err)))
+    process.start()
+    process.join(timeout=300)
+    assert process.exitcode is not None, f"{module} {args} did not finish"
+    result = process.exitcode, out.read_text(), err.read_text()
+    out.unlink()
+    err.unlink()
+    return result
+
+
+def assert_one_line_error(code: int, stderr: str, *expected: str) -> str:
+    """Exit code 2 and exactly one stderr line, holding every ``expected`` text, no traceback."""
+    assert "Traceback" not in stderr, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert code == 2, (code, stderr)
+    assert len(lines) == 1, stderr
+    for text in expected:
+        assert text in lines[0], (text, lines[0])
+    return lines[0]
+
+
+def assert_nothing_written(directory: Path, before: set[str] | None = None) -> None:
+    """No file appeared under ``directory`` (no output, no half-written temporary file)."""
+    now = {str(p.relative_to(directory)) for p in directory.rglob("*")} if directory.exists() else set()
+    assert now == (before or set()), sorted(now - (before or set()))
+
+
+# -------------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real (tiny) training run: one sandwich-rule step on digits; its run directory."""
+    run = tmp_path_factory.mktemp("run") / "run"
+    train(RUN_CONFIG, run_dir=run)
+    return run
+
+
+@pytest.fixture(scope="module")
+def supernet_file(trained_run: Path) -> Path:
+    return trained_run / "supernet.pt"
+
+
+@pytest.fixture(scope="module")
+def run_space(supernet_file: Path) -> ArchSpace:
+    space: ArchSpace = load_supernet(supernet_file).arch_space
+    return space
+
+
+@pytest.fixture(scope="module")
+def latency_table_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real latency table of TINY (measured with few repeats)."""
+    path = tmp_path_factory.mktemp("lut") / "lut.json"
+    build_latency_table(TINY, resolutions=(32,), warmup=1, repeats=2, rounds=1, num_threads=1,
+                        show_progress=False).save(path)
+    return path
+
+
+def _predictor_file(space: ArchSpace, path: Path) -> Path:
+    """A real (ridge) predictor of ``space`` trained on an additive accuracy model."""
+    rows = space.random_indices(40, 0)
+    accuracies = 0.5 + 0.01 * rows.sum(axis=1)
+    dataset = AccuracyDataset(space=space, indices=rows, accuracies=accuracies)
+    build_accuracy_predictor(dataset, kind="ridge").save(path)
+    return path
+
+
+# ----------------------------------------------------------------------------- the catalogue
+def test_unknown_label(tiny_space: Any, supernet_file: Path) -> None:
+    sample = TINY.max_sample()
+    with pytest.raises(ValueError, match=r"unknown label\(s\) \['stage9\.block1\.kernel'\]; allowed labels look like "
+                                         r"'stage1\.block1\.kernel'.*\(3 stages, 2 blocks each\)"):
+        TINY.validate({**sample, "stage9.block1.kernel": 3})
+    with pytest.raises(ValueError, match=r"unknown label\(s\) \['stage1\.block1\.kernal'\]"):
+        tiny_space.activate({**sample, "stage1.block1.kernal": 3})
+    # NNI: a search-space JSON with a label the space lacks (what the tuner checks on start).
+    search_space = {**nni_search_space(TINY), "stage4.depth": {"_type": "choice", "_value": [1, 2]}}
+    with pytest.raises(ValueError, match=r"has label 'stage4\.depth', which the space does not have \(3 stages of up "
+                                         r"to 2 blocks\); regenerate"):
+        check_nni_search_space(TINY, search_space)
+    # NNI trial: parameters that are not a subnet of the trained supernet's space.
+    from strategies.nni_trial import build_parser, evaluate_trial
+
+    args = build_parser().parse_args(["--supernet", str(supernet_file)])
+    with pytest.raises(ValueError, match=r"unknown label\(s\) \['resolution_px'\]"):
+        evaluate_trial(args, {"resolution_px": 16})
+
+
+def test_out_of_space_value(supernet_file: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"resolution: 41 is not allowed; allowed values: \[32, 40\]"):
+        TINY.validate({**TINY.max_sample(), "resolution": 41})
+    with pytest.raises(ValueError, match=r"stage1\.block1\.kernel: 9 is not allowed; allowed values: \[3, 5\]"):
+        TINY.parse(TINY.format(TINY.max_sample()).replace("k5", "k9", 1))
+    with pytest.raises(ValueError, match=r"stage1\.depth: 0 is not allowed; allowed values: \[1, 2\]"):
+        TINY.parse("r32_|k3e2-k3e2_k3e2-k3e2_k3e2-k3e2")  # no active block
+    search_space = nni_search_space(TINY)
+    search_space["resolution"] = {"_type": "choice", "_value": [32, 48]}
+    with pytest.raises(ValueError, match=r"gives 'resolution' the values \[32, 48\], but the space's choices are "
+                                         r"\[32, 40\]"):
+        check_nni_search_space(TINY, search_space)
+    # CLI: a resolution the space does not have, for the latency table and for the NNI trial.
+    out = tmp_path / "out"
+    code, _, err = run_cli(["lut", "build", "--preset", "cpu", "--resolutions", "99", "--out", str(out / "lut.json"),
+                            "--quiet"], tmp_path)
+    assert_one_line_error(code, err, "ofa-nni lut: error:", "--resolutions [99] not in the space",
+                          "allowed: [24, 28, 32]")
+    arch = "r48" + TINY.format(TINY.max_sample())[3:]
+    code, _, err = run_cli(["--supernet", str(supernet_file), "--arch", arch], tmp_path, module="strategies.nni_trial")
+    assert_one_line_error(code, err, "nni_trial: error:", "resolution: 48 is not allowed; allowed values: [16, 20]")
+    assert_nothing_written(out)
+
+
+def test_missing_key(tmp_path: Path) -> None:
+    sample = TINY.max_sample()
+    del sample["stage2.depth"]
+    with pytest.raises(ValueError, match=r"sample is missing 1 label\(s\): stage2\.depth"):
+        TINY.validate(sample)
+    search_space = nni_search_space(TINY)
+    del search_space["stage3.block2.expand"]
+    with pytest.raises(ValueError, match=r"lacks label 'stage3\.block2\.expand' \(choices \[2, 3\]\)"):
+        check_nni_search_space(TINY, search_space)
+    # Optuna: a trial that never suggested the space's labels.
+    study = optuna.create_study()
+    study.optimize(lambda trial: trial.suggest_float("lr", 0.0, 1.0), n_trials=1)
+    with pytest.raises(ValueError, match=r"trial 0 has no parameter 'stage1\.block1\.kernel' \(16 labels missing\): "
+                                         r"was it suggested with suggest_sample"):
+        trial_sample(study.trials[0], TINY)
+    # A data set kind that needs a directory, given none (Python API and CLI).
+    with pytest.raises(ValueError, match=r"data\.root is required for 'imagefolder'"):
+        load_data("imagefolder", resolution=32)
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump({**RUN_CONFIG, "data": {"kind": "imagefolder"}}))
+    code, _, err = run_cli(["train", "--config", str(config), "--run-dir", str(tmp_path / "run")], tmp_path)
+    assert_one_line_error(code, err, "ofa-nni train: error:", "data.root is required for 'imagefolder'")
+    assert not (tmp_path / "run").exists()
+
+
+def test_wrong_type(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"resolution: expected a number, one of \[32, 40\]; got '32' \(str\)"):
+        TINY.validate({**TINY.max_sample(), "resolution": "32"})
+    with pytest.raises(ValueError, match=r"a sample must be a dict \{label: value\}, got list"):
+        TINY.validate(list(TINY.max_sample().values()))
+    with pytest.raises(ValueError, match="an arch string must be a str, got int"):
+        TINY.parse(160)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"stage_se must hold true/false per stage, got \('no', 'yes', 'yes'\)"):
+        ArchSpace(**{**TINY_SPACE_KWARGS, "stage_se": ("no", "yes", "yes")})
+    with pytest.raises(ConfigError, match=r"data\.batch_size: expected an int, got '64'"):
+        load_config({"data": {"batch_size": "64"}})
+    costs = AnalyticCostModel(TINY)
+    with pytest.raises(ValueError, match=r"budget for 'macs' must be a number, got '1e6'"):
+        EvolutionSearch(space=TINY, costs={"macs": costs.macs}, targets={"macs": "1e6"})
+    with pytest.raises(ValueError, match=r"population_size must be a positive integer, got 2\.5"):
+        OFAEvolutionSampler(space=TINY, population_size=2.5)
+    with pytest.raises(ValueError, match=r"a space description must be a mapping such as \{'preset': 'cpu'"):
+        _ = OFAEvolutionTuner(space="cpu").search  # type: ignore[arg-type]
+    # CLI: argparse refuses a wrong type before anything runs (usage line + the error line).
+    code, _, err = run_cli(["lut", "build", "--preset", "cpu", "--repeats", "ten", "--out", str(tmp_path / "o.json")],
+                           tmp_path)
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].endswith("error: argument --repeats: invalid int value: 'ten'")
+    assert not (tmp_path / "o.json").exists()
+
+
+def test_unparsable_arch_string(tiny_space: Any, supernet_file: Path, tmp_path: Path,
+                                caplog: pytest.LogCaptureFixture) -> None:
+    cases = {
+        "r32_k3e2": r"expected 4 '_'-separated groups \(resolution \+ 3 stages\), got 2; example 'r40_k5e3",
+        "x32_k3e2-k3e2_k3e2-k3e2_k3e2-k3e2": r"first group must be 'r<resolution>', got 'x32'",
+        "r32_k3e2|k3e2|k3e2_k3e2-k3e2_k3e2-k3e2": r"stage 1 has more than one '\|'",
+        "r32_k3e2-k3e2|_k3e2-k3e2_k3e2-k3e2": r"stage 1 has a '\|' with no blocks after it",
+        "r32_k3e2_k3e2-k3e2_k3e2-k3e2": r"stage 1 must list 2 blocks \(active, then '\|', then inactive\), got 1",
+        "r32_k3x2-k3e2_k3e2-k3e2_k3e2-k3e2": r"stage 1 block 1: 'k3x2' is not 'k<kernel>e<expand>' \(e\.g\. 'k5e4'\)",
+    }
+    for text, message in cases.items():
+        with pytest.raises(ValueError, match=message):
+            TINY.parse(text)
+    with pytest.raises(ValueError, match="expected 4 '_'-separated groups"):
+        tiny_space.activate("r32_k3e2")
+    # NNI tuner: a metric whose arch does not parse is logged and ignored, never raised.
+    tuner = OFAEvolutionTuner(space=TUNER_SPACE, population_size=2, seed=0)
+    tuner.update_search_space(nni_search_space(tuner.space))
+    tuner.receive_trial_result(99, None, {"default": 0.5, "arch": "r16_garbage"})
+    assert tuner.scores == {} and "has an invalid arch" in caplog.text
+    # CLI: the NNI trial run by hand with a bad --arch.
+    code, _, err = run_cli(["--supernet", str(supernet_file), "--arch", "r16_k3e2"], tmp_path,
+                           module="strategies.nni_trial")
+    assert_one_line_error(code, err, "nni_trial: error: arch string 'r16_k3e2'", "expected 4 '_'-separated groups")
+
+
+def _image(path: Path) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 8), (120, 40, 200)).save(path)
+
+
+LAYOUT = "expected ROOT/train/<class>/<image> and ROOT/val/<class>/<image>"
+
+
+def assert_predictor_build_refuses(supernet: Path, root: Path, tmp_path: Path, *expected: str) -> None:
+    """``ofa-nni predictor build`` on the image folder ``root``: one error line holding ``expected``
+    and the layout, nothing written."""
+    out = tmp_path / "out"
+    code, _, err = run_cli(["predictor", "build", "--supernet", str(supernet), "--data", "imagefolder", "--data-root",
+                            str(root), "--num-subnets", "5", "--out", str(out / "predictor.npz"), "--quiet"], tmp_path)
+    assert_one_line_error(code, err, "ofa-nni predictor: error:", *expected, LAYOUT)
+    assert_nothing_written(out)
+
+
+
+def test_empty_data_directory(supernet_file: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match=r"empty/train' is missing; expected ROOT/train/<class>/<image>"):
+        load_data("imagefolder", root=empty, resolution=32)
+    for split in ("train", "val"):
+        (tmp_path / "no_classes" / split).mkdir(parents=True)
+    with pytest.raises(ValueError, match=r"no_classes/train' has no class folders; expected ROOT/train/<class>"):
+        load_data("imagefolder", root=tmp_path / "no_classes", resolution=32)
+    assert_predictor_build_refuses(supernet_file, empty, tmp_path, f"{empty / 'train'}' is missing")
+
+
+def test_missing_data_directory(supernet_file: Path, tmp_path: Path) -> None:
+    nowhere = tmp_path / "nowhere"
+    with pytest.raises(FileNotFoundError, match=r"image folder '.*nowhere' does not exist; expected ROOT/train"):
+        load_data("imagefolder", root=nowhere, resolution=32)
+    with pytest.raises(FileNotFoundError, match=r"CIFAR directory '.*nowhere' does not exist; expected "
+                                                r"ROOT/cifar-10-batches-py/"):
+        load_data("cifar10", root=nowhere, resolution=32)
+    assert_predictor_build_refuses(supernet_file, nowhere, tmp_path, f"image folder '{nowhere}' does not exist")
+
+
+def test_mislaid_data_directory(supernet_file: Path, tmp_path: Path) -> None:
+    root = tmp_path / "images"
+    for split in ("train", "val"):
+        _image(root / split / "cat" / "0.png")
+    assert load_data("imagefolder", root=root, resolution=16).num_classes == 1  # the right layout loads
+    # A split folder given instead of ROOT.
+    with pytest.raises(FileNotFoundError, match=rf"'{root / 'train'}' is itself a split folder: pass its parent "
+                                                rf"'{root}'"):
+        load_data("imagefolder", root=root / "train", resolution=16)
+    # Class folders directly under ROOT.
+    _image(tmp_path / "flat" / "cat" / "0.png")
+    with pytest.raises(FileNotFoundError, match=r"holds \['cat'\] but no train/ and val/: put the class folders"):
+        load_data("imagefolder", root=tmp_path / "flat", resolution=16)
+    # Images without class folders.
+    for split in ("train", "val"):
+        _image(tmp_path / "loose" / split / "0.png")
+    with pytest.raises(ValueError, match=r"loose/train' has no class folders"):
+        load_data("imagefolder", root=tmp_path / "loose", resolution=16)
+    # A class folder holding no image.
+    (tmp_path / "text" / "train" / "cat").mkdir(parents=True)
+    (tmp_path / "text" / "train" / "cat" / "notes.txt").write_text("not an image")
+    _image(tmp_path / "text" / "val" / "cat" / "0.png")
+    with pytest.raises(ValueError, match=r"Found no valid file for the classes cat\. Supported extensions are: "
+                                         r"\.jpg"):
+        load_data("imagefolder", root=tmp_path / "text", resolution=16)
+    # CIFAR's batch folder given instead of its parent.
+    batches = tmp_path / "cifar" / "cifar-10-batches-py"
+    batches.mkdir(parents=True)
+    for name in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"]:
+        (batches / name).write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=rf"'{batches}' is itself that folder: pass its parent"):
+        load_data("cifar10", root=batches, resolution=32)
+    assert_predictor_build_refuses(supernet_file, root / "train", tmp_path, "is itself a split folder: pass its parent")
+
+
+class _RunsCodeWhenUnpickled:
+    """Unpickling this would create a marker file: weights_only loading must refuse it unread."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> Any:
+        return (Path.touch, (self.marker,))
+
+
+def test_corrupt_checkpoint(trained_run: Path, tmp_path: Path) -> None:
+    good = (trained_run / "checkpoints" / "last.pt").read_bytes()
+    marker = tmp_path / "code-ran"
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "empty.pt").write_bytes(b"")
+    (corrupt / "truncated.pt").write_bytes(good[: len(good) // 2])
+    (corrupt / "garbage.pt").write_bytes(bytes(range(256)) * 4)
+    torch.save({"format": "ofa-nni-training", "version": 1, "payload": _RunsCodeWhenUnpickled(marker)},
+               corrupt / "pickled-object.pt")
+    atomic_torch_save({"weights": torch.zeros(2)}, corrupt / "other-kind.pt")
+    (corrupt / "plain-pickle.pt").write_bytes(pickle.dumps({"weights": [0.0, 1.0]}, protocol=4))
+    messages = {
+        "empty.pt": "is corrupt or not a torch file (EOFError",
+        "truncated.pt": "is corrupt or not a torch file",
+        "garbage.pt": "is corrupt or not a torch file",
+        "pickled-object.pt": "holds Python objects other than tensors and plain containers, refused unread",
+        "other-kind.pt": "is not an ofa-nni training checkpoint",
+        "plain-pickle.pt": "is corrupt or not a torch file",
+    }
+    for name, message in messages.items():
+        with pytest.raises(CheckpointError, match=re.escape(message)):
+            load_checkpoint(corrupt / name)
+        with pytest.raises(CheckpointError):
+            load_supernet(corrupt / name)
+    assert not marker.exists(), "unpickling ran code from the file"
+    # CLI: every command reading a supernet says which file is bad, writes nothing.
+    out = tmp_path / "out"
+    for name, message in messages.items():
+        if name == "other-kind.pt":
+            message = "is neither an ofa-nni supernet nor a training checkpoint"
+        code, _, err = run_cli(["nni", "search-space", "--supernet", str(corrupt / name), "--out",
+                                str(out / "search_space.json")], tmp_path)
+        assert_one_line_error(code, err, "ofa-nni nni: error:", str(corrupt / name), message)
+    code, _, err = run_cli(["lut", "build", "--supernet", str(corrupt / "truncated.pt"), "--out", str(out / "lut.json"),
+                            "--quiet"], tmp_path)
+    assert_one_line_error(code, err, "ofa-nni lut: error:", "truncated.pt' is corrupt or not a torch file")
+    assert not marker.exists()
+    assert_nothing_written(out)
+
+
+def test_mismatched_checkpoint(trained_run: Path, tmp_path: Path) -> None:
+    last = trained_run / "checkpoints" / "last.pt"
+    before = {path.name: path.read_bytes() for path in sorted(trained_run.rglob("*")) if path.is_file()}
+    with pytest.raises(CheckpointError, match=r"cannot resume from '.*last\.pt': it belongs to another run \(seed: "
+                                              r"checkpoint has 0, this run has 1\)\. Resume with the configuration"):
+        train({**RUN_CONFIG, "seed": 1}, run_dir=trained_run, resume=True)
+    with pytest.raises(CheckpointError, match=r"space\.kernel_sizes: checkpoint has \[3, 5\], this run has "
+                                              r"\[3, 5, 7\]"):
+        train({**RUN_CONFIG, "space": {**RUN_SPACE, "kernel_sizes": [3, 5, 7]}}, run_dir=trained_run, resume=True)
+    after = {path.name: path.read_bytes() for path in sorted(trained_run.rglob("*")) if path.is_file()}
+    assert after == before  # a refused resume changes nothing in the run directory (config.yaml included)
+    # A supernet file whose weights belong to another space than the one it names.
+    data = torch.load(trained_run / "supernet.pt", weights_only=True)
+    other = load_supernet(last)  # same space...
+    data["space"] = {**data["space"], "base_widths": [8, 8, 16, 24, 40, 48, 64]}  # ...but stage 3 named wider
+    mixed = tmp_path / "mixed.pt"
+    atomic_torch_save({**data, "state_dict": other.state_dict()}, mixed)
+    with pytest.raises(CheckpointError, match=r"its weights do not fit the space it describes \(size mismatch for"):
+        load_supernet(mixed)
+    out = tmp_path / "out"
+    code, _, err = run_cli(["nni", "search-space", "--supernet", str(mixed), "--out", str(out / "ss.json")], tmp_path)
+    assert_one_line_error(code, err, "ofa-nni nni: error:", "mixed.pt': its weights do not fit the space",
+                          "size mismatch for")
+    assert_nothing_written(out)
+
+
+def test_corrupt_predictor(tmp_path: Path) -> None:
+    good = _predictor_file(TINY, tmp_path / "good.npz")
+    assert AccuracyPredictor.load(good, space=TINY).kind == "ridge"
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "empty.npz").write_bytes(b"")
+    (corrupt / "garbage.npz").write_bytes(bytes(range(256)))
+    (corrupt / "truncated.npz").write_bytes(good.read_bytes()[:200])
+    np.savez(corrupt / "no-metadata.npz", weights=np.zeros(3))
+    np.savez(corrupt / "list-metadata.npz", metadata=np.array(json.dumps([1, 2])))
+    with np.load(good) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    np.savez(corrupt / "wrong-shape.npz", **{**arrays, "array.coef": np.zeros(7)})
+    messages = {
+        "empty.npz": "is not an ofa-nni accuracy predictor (not an .npz archive",
+        "garbage.npz": "is not an ofa-nni accuracy predictor (not an .npz archive",
+        "truncated.npz": "is not an ofa-nni accuracy predictor or is damaged (BadZipFile",
+        "no-metadata.npz": "is not an ofa-nni accuracy predictor or is damaged (KeyError",
+        "list-metadata.npz": "its metadata is not a JSON object",
+        "wrong-shape.npz": "damaged accuracy predictor (ValueError",
+    }
+    for name, message in messages.items():
+        with pytest.raises(ValueError, match=re.escape(message)):
+            AccuracyPredictor.load(corrupt / name)
+        code, _, err = run_cli(["predictor", "show", str(corrupt / name)], tmp_path)
+        assert_one_line_error(code, err, "ofa-nni predictor: error:", str(corrupt / name), message)
+
+
+def test_mismatched_predictor(supernet_file: Path, run_space: ArchSpace, tmp_path: Path) -> None:
+    other = _predictor_file(TINY, tmp_path / "tiny.npz")  # TINY: resolutions 32/40, 4 classes
+    with pytest.raises(ValueError, match=r"accuracy predictor .*tiny\.npz was built for another search space "
+                                         r"\(.*num_classes: file has 4, space has 10.*resolutions: file has "
+                                         r"\[32, 40\], space has \[16, 20\]"):
+        AccuracyPredictor.load(other, space=run_space)
+    # CLI: the NNI trial with --predictor of another space refuses before evaluating anything.
+    arch = run_space.format(run_space.max_sample())
+    code, out, err = run_cli(["--supernet", str(supernet_file), "--predictor", str(other), "--arch", arch], tmp_path,
+                             module="strategies.nni_trial")
+    assert_one_line_error(code, err, "nni_trial: error: accuracy predictor", "was built for another search space",
+                          "num_classes: file has 4, space has 10")
+    assert "default" not in out  # no metric reported
+
+
+def test_corrupt_latency_table(latency_table_file: Path, tmp_path: Path) -> None:
+    text = latency_table_file.read_text()
+    data = json.loads(text)
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "empty.json").write_text("")
+    (corrupt / "truncated.json").write_text(text[: len(text) // 2])
+    (corrupt / "binary.json").write_bytes(bytes(range(128, 256)))
+    (corrupt / "no-entries.json").write_text(json.dumps({k: v for k, v in data.items() if k != "entries"}))
+    first = next(iter(data["entries"]))
+    nan_entry = {**data, "entries": {**data["entries"], first: {**data["entries"][first], "ms": float("nan"),
+                                                                 "min_ms": float("nan")}}}
+    (corrupt / "nan-entry.json").write_text(json.dumps(nan_entry))
+    without_first = dict(list(data["entries"].items())[1:])
+    (corrupt / "missing-entry.json").write_text(json.dumps({**data, "entries": without_first}))
+    messages = {
+        "empty.json": "is not a latency table (invalid JSON: Expecting value: line 1 column 1",
+        "truncated.json": "is not a latency table (invalid JSON:",
+        "binary.json": "is not a latency table (not JSON text: byte 0 is not UTF-8)",
+        "no-entries.json": "damaged latency table (KeyError: 'entries')",
+        "nan-entry.json": f"latency table entry '{first}' is nan ms; a time must be a finite number >= 0",
+        "missing-entry.json": f"latency table has no entry '{first}' (incomplete or for another space)",
+    }
+    for name, message in messages.items():
+        with pytest.raises(ValueError, match=re.escape(message)):
+            LatencyTable.load(corrupt / name)
+        code, _, err = run_cli(["lut", "show", str(corrupt / name)], tmp_path)
+        assert_one_line_error(code, err, "ofa-nni lut: error:", str(corrupt / name), message)
+
+
+def test_mismatched_latency_table(latency_table_file: Path) -> None:
+    other = ArchSpace(**{**TINY_SPACE_KWARGS, "num_classes": 10})
+    with pytest.raises(ValueError, match=r"latency table .*lut\.json was built for another search space \(num_classes: "
+                                         r"file has 4, space has 10\)"):
+        LatencyTable.load(latency_table_file, space=other)
+    # NNI: the tuner's classArgs name a table of another space; the experiment stops with the message.
+    tuner = OFAEvolutionTuner(space=TUNER_SPACE, latency_table=str(latency_table_file), constraints={"latency_ms": 5.0})
+    with pytest.raises(ValueError, match=r"was built for another search space \(.*resolutions: file has \[32, 40\], "
+                                         r"space has \[16, 20\]"):
+        tuner.update_search_space(nni_search_space(arch_space_of(TUNER_SPACE)))
+
+
+def arch_space_of(spec: dict[str, Any]) -> ArchSpace:
+    from ofa_nni.nni_search_space import arch_space_from_spec
+
+    return arch_space_from_spec(spec)
+
+
+def test_infeasible_constraint() -> None:
+    costs = AnalyticCostModel(TINY)
+    smallest = costs.macs(TINY.min_sample())
+    message = rf"budget 1000 for 'macs' is infeasible: the smallest achievable macs is {smallest} \(subnet r32_k3e2"
+    with pytest.raises(ValueError, match=message):
+        EvolutionSearch(space=TINY, costs={"macs": costs.macs}, targets={"macs": 1000})
+    with pytest.raises(ValueError, match=message):
+        specialize(TINY, lambda rows: np.zeros(len(rows)), {"macs": costs.macs}, [{"macs": 1e9}, {"macs": 1000}])
+    with pytest.raises(ValueError, match=message):
+        OFAEvolutionSampler(space=TINY, costs={"macs": costs.macs}, budgets={"macs": 1000})
+    with pytest.raises(ValueError, match=r"budget for 'macs' is NaN"):
+        EvolutionSearch(space=TINY, costs={"macs": costs.macs}, targets={"macs": float("nan")})
+    tuner = OFAEvolutionTuner(space=TUNER_SPACE, constraints={"macs": 1000})
+    with pytest.raises(ValueError, match=r"budget 1000 for 'macs' is infeasible: the smallest achievable macs is"):
+        tuner.update_search_space(nni_search_space(arch_space_of(TUNER_SPACE)))
+
+
+def _macs_score(space: ArchSpace) -> Any:
+    costs = AnalyticCostModel(space)
+    largest = costs.macs(space.max_sample())
+    return lambda sample: costs.macs(sample) / largest
+
+
+def test_nan_metric_from_trial(caplog: pytest.LogCaptureFixture) -> None:
+    # Optuna: an objective returning NaN. Optuna stores the trial as FAILED; the sampler goes on, never
+    # proposes that subnet again and never breeds from it, and it is never the best trial.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    score = _macs_score(TINY)
+    sampler = OFAEvolutionSampler(space=TINY, seed=0, n_startup_trials=4, population_size=8, num_parents=2)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+
+    def objective(trial: optuna.Trial) -> float:
+        sample = suggest_sample(trial, TINY)
+        return float("nan") if trial.number % 3 == 0 else score(sample)
+
+    study.optimize(objective, n_trials=24)
+    failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
+    assert len(study.trials) == 24 and len(failed) == 8
+    archs = [t.user_attrs["arch"] for t in study.trials]
+    assert len(set(archs)) == len(archs)  # no subnet proposed twice, NaN ones included
+    assert study.best_trial.state == optuna.trial.TrialState.COMPLETE and not math.isnan(study.best_value)
+    done_rows, done_values, _, tried_rows = sampler._history(study, study.trials, study.trials[-1])
+    failed_rows = {TINY.format(trial_sample(t, TINY)) for t in failed}
+    assert failed_rows <= {TINY.format(TINY.from_indices(row)) for row in tried_rows}
+    assert not failed_rows & {TINY.format(TINY.from_indices(row)) for row in done_rows}  # never a parent
+    assert np.isfinite(done_values).all()
+    # NNI: a NaN, a None, a non-number and a dict without 'default' all mean a failed evaluation.
+    tuner = OFAEvolutionTuner(space=TUNER_SPACE, population_size=4, seed=0)
+    tuner.update_search_space(nni_search_space(tuner.space))
+    parameters = tuner.generate_multiple_parameters([0, 1, 2, 3])
+    metrics = [{"default": float("nan")}, None, {"default": "0.9"}, {"accuracy": 0.9}]
+    for parameter_id, (sample, metric) in enumerate(zip(parameters, metrics, strict=True)):
+        tuner.receive_trial_result(parameter_id, sample, metric)
+        tuner.trial_end(parameter_id, True)
+    assert len(tuner.scores) == 4 and all(math.isnan(s) for s in tuner.scores.values())
+    assert "reported no usable 'default'" in caplog.text
+    for parameter_id in range(4, 12):  # the search goes on; failed subnets are never selected
+        (sample,) = tuner.generate_multiple_parameters([parameter_id])
+        tuner.receive_trial_result(parameter_id, sample, {"default": _macs_score(tuner.space)(sample),
+                                                          "arch": tuner.space.format(sample)})
+        tuner.trial_end(parameter_id, True)
+    best = tuner.search.result()[0]
+    assert not math.isnan(best.score) and not math.isnan(tuner.scores[tuner.canonical_arch(best.sample)])
+
+
+def test_crashing_trial() -> None:
+    # Optuna: an objective that raises. With catch=..., Optuna marks it FAILED and goes on; the sampler
+    # does not propose the crashed subnet again (it may crash again) and keeps evolving.
+    optuna.logging.set_verbosity(optuna.logging.CRITICAL)
+    score = _macs_score(TINY)
+    study = optuna.create_study(direction="maximize", sampler=OFAEvolutionSampler(space=TINY, seed=0,
+                                                                                n_startup_trials=4))
+
+    def objective(trial: optuna.Trial) -> float:
+        sample = suggest_sample(trial, TINY)
+        if trial.number % 4 == 1:
+            raise RuntimeError("out of memory while evaluating")
+        return score(sample)
+
+    study.optimize(objective, n_trials=20, catch=(RuntimeError,))
+    states = [t.state for t in study.trials]
+    assert states.count(optuna.trial.TrialState.FAIL) == 5 and states.count(optuna.trial.TrialState.COMPLETE) == 15
+    archs = [t.user_attrs["arch"] for t in study.trials]
+    assert len(set(archs)) == 20
+    # Without catch=, Optuna re-raises the trial's exception to the caller, as documented.
+    with pytest.raises(RuntimeError, match="out of memory"):
+        study.optimize(objective, n_trials=4)
+    # NNI: a trial that crashed ends with success=False and no metric. The tuner keeps serving trials;
+    # the crashed subnet is recorded as failed (not lost) once no trial can still report it.
+    tuner = OFAEvolutionTuner(space=TUNER_SPACE, population_size=4, seed=0)
+    tuner.update_search_space(nni_search_space(tuner.space))
+    handed: list[Any] = []
+
+    def callback(parameter_id: int, parameters: Any) -> None:
+        handed.append((parameter_id, parameters))
+
+    handed.extend(zip([0, 1], tuner.generate_multiple_parameters([0, 1], st_callback=callback), strict=True))
+    crashed = tuner.canonical_arch(handed[0][1])
+    tuner.trial_end(0, False)  # crashed: no metric
+    assert crashed not in tuner.scores  # trial 1 still runs (under NNI's mix-ups it might report it)
+    sample = handed[1][1]
+    tuner.receive_trial_result(1, sample, {"default": 0.5, "arch": tuner.space.format(sample)})
+    tuner.trial_end(1, True)
+    assert math.isnan(tuner.scores[crashed])
+    next_id = 2
+    while len(tuner.scores) < 12:
+        handed.extend(zip([next_id], tuner.generate_multiple_parameters([next_id], st_callback=callback), strict=False))
+        parameter_id, sample = handed[-1]
+        tuner.receive_trial_result(parameter_id, sample, {"default": 0.5, "arch": tuner.space.format(sample)})
+        tuner.trial_end(parameter_id, True)
+        next_id += 1
+    assert len({tuner.canonical_arch(s) for _, s in handed}) == len(handed)  # nothing proposed twice
+
+
+INVALID_CONFIGS = {
+    "syntax error": ("data:\n  batch_size: 32\n kind: digits\n", ["train.yaml:3:2: not valid YAML"]),
+    "duplicate key": ("seed: 0\nseed: 1\n", ["train.yaml:2:1: not valid YAML: key 'seed' is given twice"]),
+    "not UTF-8": (b"seed: \xff\n", ["train.yaml: not a YAML text file (byte 6 is not UTF-8)"]),
+    "unknown key": ("data: {bach_size: 32}\n", ["data.bach_size: unknown key", "allowed in data: ['batch_size'"]),
+    "wrong type": ("data: {batch_size: sixty}\n", ["data.batch_size: expected an int, got 'sixty'"]),
+    "out of range": ("optimizer: {momentum: 1.5}\n", ["optimizer.momentum: 1.5 is out of range; allowed: [0, 1)"]),
+    "not finite": ("strategy: {epochs_factor: .nan}\n", ["strategy.epochs_factor: expected a finite number, got nan"]),
+    "invalid space": ("space: {kernel_sizes: [3, 4]}\n", ["space: kernel_sizes must be odd, got (3, 4)"]),
+}
+
+
+@pytest.mark.parametrize("case", list(INVALID_CONFIGS))
+def test_invalid_yaml_config(case: str, tmp_path: Path) -> None:
+    text, expected = INVALID_CONFIGS[case]
+    config = tmp_path / "train.yaml"
+    config.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(ConfigError) as error:
+        load_config(config)
+    for part in expected:
+        assert part in str(error.value)
+    run_dir = tmp_path / "run"
+    code, _, err = run_cli(["train", "--config", str(config), "--run-dir", str(run_dir)], tmp_path)
+    assert_one_line_error(code, err, "ofa-nni train: error:", *expected)
+    assert not run_dir.exists()
+    assert_nothing_written(tmp_path, {"train.yaml"})
+    if case == "syntax error":  # the forked runner behaves as the interpreter running the module
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        process = subprocess.run([sys.executable, "-m", "ofa_nni.cli", "train", "--config", str(config), "--run-dir",
+                                  str(run_dir)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert (process.returncode, process.stderr) == (code, err)
