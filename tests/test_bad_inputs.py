@@ -622,6 +622,16 @@ def test_nan_metric_from_trial(caplog: pytest.LogCaptureFixture) -> None:
     assert failed_rows <= {TINY.format(TINY.from_indices(row)) for row in tried_rows}
     assert not failed_rows & {TINY.format(TINY.from_indices(row)) for row in done_rows}  # never a parent
     assert np.isfinite(done_values).all()
+    # Optuna's ask/tell interface: telling NaN fails the trial the same way.
+    trial = study.ask()
+    suggest_sample(trial, TINY)
+    assert study.tell(trial, float("nan")).state == optuna.trial.TrialState.FAIL
+    # The search engine itself: a NaN score is a failed evaluation, archived and never chosen.
+    search = EvolutionSearch(space=TINY, costs={"macs": AnalyticCostModel(TINY).macs}, targets={"macs": 1e9},
+                             population_size=4, generations=3, seed=0)
+    rows = search.ask()
+    search.tell(rows, np.where(np.arange(len(rows)) == 0, np.nan, 0.5))
+    assert search.result()[0].score == 0.5
     # NNI: a NaN, a None, a non-number and a dict without 'default' all mean a failed evaluation.
     tuner = OFAEvolutionTuner(space=TUNER_SPACE, population_size=4, seed=0)
     tuner.update_search_space(nni_search_space(tuner.space))
