@@ -20,15 +20,45 @@ or changes the behaviour makes a test fail instead of leaving dead code here.
    ``OneShotStrategy`` does), the cycle fails silently and ``nni.nas.strategy.RandomOneShot``, DARTS,
    ENAS, ... become ``ImportFailedStrategy`` for the whole process. Importing ``nni.nas.strategy``
    first breaks the cycle.
+6. Checkpoints of ``NasExperiment``: NNI saves one when the experiment starts and one when it stops
+   (``stop``, also at exit through ``atexit``), never in between, and writes ``state.ckpt`` in place.
+   After ``kill -9`` (OOM killer, a lost node, a preempted job) the only checkpoint is the one from the
+   start, so ``NasExperiment(..., id=...).resume()`` evaluates every model again; a kill during a save
+   leaves a truncated file. The patch saves after every model the sequential engine finishes (a
+   TrainingEnd callback; the engine runs models in the strategy's thread, so the strategy's state is
+   consistent then) and writes both files atomically (temporary file + ``os.replace``). With
+   :class:`strategies.OFAEvolution`, a resumed run re-evaluates at most the model that was running.
+7. NNI's web UI / REST server (``nni_node``, started by ``nni.experiment.launcher``) calls
+   ``app.listen(port)``, which binds every interface, with no option to choose one: anyone on the
+   network could read and control the experiment. The launcher's ``Popen`` is wrapped so that node
+   starts with ``NODE_OPTIONS=--require <ofa_nni/_nni_bind_loopback.js>``, a preload that binds listen
+   calls that name no host to ``$OFA_NNI_BIND_HOST`` (default ``127.0.0.1``; ``0.0.0.0`` exposes it on
+   purpose, e.g. for remote training services). That covers experiments started from Python with
+   ``ofa_nni`` imported; ``nnictl`` never imports it, so ``ofa-nni nni create|resume|view`` runs nnictl
+   with :func:`nni_manager_environment`.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
 import warnings
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-__all__ = ["apply", "NON_MODULE_WARNING", "TRAINING_SERVICE_WARNING", "original_mixed_operation_freeze"]
+__all__ = [
+    "apply",
+    "NON_MODULE_WARNING",
+    "TRAINING_SERVICE_WARNING",
+    "original_mixed_operation_freeze",
+    "original_nas_checkpointing",
+    "original_launcher_popen",
+    "BIND_HOST_ENV",
+    "BIND_LOOPBACK_SCRIPT",
+    "nni_manager_environment",
+]
 
 NON_MODULE_WARNING = r".* is found to be not a nn\.Module, which is unexpected"
 """Message pattern of NNI's import-time RuntimeWarning (workaround 1)."""
@@ -40,6 +70,17 @@ NAS_CONFIG_LOGGER = "nni.nas.experiment.config.experiment"
 _applied = False
 original_mixed_operation_freeze: Any = None
 """NNI's own ``MixedOperation.freeze``, kept so tests can show the patch is still needed."""
+original_nas_checkpointing: dict[str, Any] = {}
+"""NNI's own ``NasExperiment.save_checkpoint`` and ``execution_engine_factory`` (workaround 6)."""
+original_launcher_popen: Any = None
+"""The ``Popen`` that ``nni.experiment.launcher`` starts NNI's node manager with (workaround 7)."""
+
+BIND_HOST_ENV = "OFA_NNI_BIND_HOST"
+"""Environment variable naming the address NNI's manager binds (default ``127.0.0.1``; workaround 7)."""
+BIND_LOOPBACK_SCRIPT = Path(__file__).with_name("_nni_bind_loopback.js")
+"""The Node.js preload of workaround 7 (shipped as package data)."""
+
+_logger = logging.getLogger(__name__)
 
 
 def _mixed_operation_freeze(self: Any, sample: Any) -> Any:
@@ -73,9 +114,94 @@ def apply() -> None:
     MixedOperation.freeze = _mixed_operation_freeze  # type: ignore[method-assign]
     logging.getLogger(NAS_CONFIG_LOGGER).addFilter(TRAINING_SERVICE_FILTER)
     _import_nni_strategies_first()
+    _checkpoint_after_every_model()
+    _start_nni_manager_on_bind_host()
     _applied = True
 
 
 def _import_nni_strategies_first() -> None:
     """Workaround 5: import ``nni.nas.strategy`` before anyone imports NNI's one-shot strategies."""
     import nni.nas.strategy  # noqa: F401
+
+
+# ------------------------------------------------------------------ 6. checkpoints after every model
+def _checkpoint_after_every_model() -> None:
+    from nni.nas.experiment import NasExperiment
+
+    original_nas_checkpointing.update(
+        save_checkpoint=NasExperiment.save_checkpoint,
+        execution_engine_factory=NasExperiment.execution_engine_factory,
+    )
+    NasExperiment.save_checkpoint = _save_checkpoint_atomically  # type: ignore[method-assign]
+    NasExperiment.execution_engine_factory = _engine_checkpointing_every_model  # type: ignore[method-assign]
+
+
+def _engine_checkpointing_every_model(self: Any, config: Any) -> Any:
+    """NNI's engine factory; a sequential engine also checkpoints the experiment after each model."""
+    from nni.nas.execution import SequentialExecutionEngine
+    from nni.nas.execution.event import ModelEventType
+
+    engine = original_nas_checkpointing["execution_engine_factory"](self, config)
+    if isinstance(engine, SequentialExecutionEngine):
+        # Runs before the model's status is updated but after its final metric arrived: strategies
+        # that keep finished-but-untold models in their state (OFAEvolution) lose nothing.
+        engine.register_model_event_callback(
+            ModelEventType.TrainingEnd, lambda event: _save_checkpoint_atomically(self, level=logging.DEBUG)
+        )
+    return engine
+
+
+def _save_checkpoint_atomically(self: Any, level: int = logging.INFO) -> None:
+    """``NasExperiment.save_checkpoint`` (the same two files), each replaced atomically."""
+    import nni
+    from nni.nas.utils.serializer import get_default_serializer
+
+    from ofa_nni._artifacts import atomic_write
+
+    try:
+        directory = Path(self._checkpoint_directory)
+        config_text = nni.dump(self.config.json(), indent=2)
+        atomic_write(directory / "config.json", lambda file: file.write(config_text.encode()))
+        if self._engine is not None:
+            serializer = get_default_serializer()
+            # Serializers append their suffix to the path they are given.
+            temporary = directory / f".state.ckpt.{os.getpid()}.tmp"
+            written = Path(f"{temporary}{serializer.suffix}")
+            try:
+                serializer.save(self.state_dict(), temporary)
+                with open(written, "rb") as file:
+                    os.fsync(file.fileno())
+                os.replace(written, directory / f"state.ckpt{serializer.suffix}")
+            finally:
+                written.unlink(missing_ok=True)
+        _logger.log(level, "Checkpoint saved to %s.", directory)
+    except Exception:  # as NNI's: a failed checkpoint must not end the experiment
+        _logger.exception("Error occurred when saving checkpoint.")
+
+
+# ------------------------------------------------------------------ 7. NNI manager on loopback
+def nni_manager_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A copy of ``environ`` (default: ``os.environ``) in which Node.js preloads
+    :data:`BIND_LOOPBACK_SCRIPT`: NNI's manager started with it binds ``$OFA_NNI_BIND_HOST``
+    (default ``127.0.0.1``) instead of every interface. Other ``NODE_OPTIONS`` are kept."""
+    env = dict(os.environ if environ is None else environ)
+    quoted = str(BIND_LOOPBACK_SCRIPT).replace("\\", "\\\\").replace('"', '\\"')
+    require = f'--require "{quoted}"'
+    options = env.get("NODE_OPTIONS", "")
+    if require not in options:
+        env["NODE_OPTIONS"] = f"{options} {require}".strip()
+    return env
+
+
+def _popen_nni_manager(*args: Any, **kwargs: Any) -> subprocess.Popen[Any]:
+    kwargs["env"] = nni_manager_environment(kwargs.get("env"))
+    process: subprocess.Popen[Any] = original_launcher_popen(*args, **kwargs)
+    return process
+
+
+def _start_nni_manager_on_bind_host() -> None:
+    global original_launcher_popen
+    from nni.experiment import launcher
+
+    original_launcher_popen = launcher.Popen
+    launcher.Popen = _popen_nni_manager  # type: ignore[assignment,misc]

@@ -17,8 +17,11 @@ Two ways to score a candidate:
 
 With ``calibration_data``, each submitted subnet's batch-norm statistics are recomputed on it before
 the evaluator sees the model (OFA's BN recalibration, :func:`ofa_nni.runtime.recalibrate_batchnorm`).
-The strategy holds no search logic of its own; its ``state_dict`` is the engine's, so an interrupted
-experiment resumes where it stopped.
+The strategy holds no search logic of its own; its ``state_dict`` is the engine's plus the submitted
+subnets whose metric has arrived but that the engine was not told yet, so an interrupted experiment
+resumes where it stopped. With ``ofa_nni`` imported, NNI checkpoints after every finished model
+(:mod:`ofa_nni._nni_compat`, workaround 6), so even after ``kill -9`` only the subnet that was being
+evaluated runs again.
 """
 
 from __future__ import annotations
@@ -150,6 +153,9 @@ class OFAEvolution(Strategy):
         self.result: SearchResult | None = None
         self._calibrated_space: CalibratedModelSpace | None = None
         self._submitted_finals: list[str] = []
+        # Models submitted whose results the search has not absorbed yet: a checkpoint taken when one
+        # of them finishes must keep its metric.
+        self._in_flight: list[tuple[np.ndarray, CalibratedModelSpace]] = []
 
     def extra_repr(self) -> str:
         mode = "predictor" if self.predictor is not None else "evaluator"
@@ -201,11 +207,13 @@ class OFAEvolution(Strategy):
                 if not self.wait_for_resource():
                     break
                 model = self._freeze(row)
+                self._in_flight.append((row, model))
                 self.engine.submit_models(model)
                 models.append(model)
             self.engine.wait_models(*models)
             if models:
                 search.tell(rows[: len(models)], [_score(model.metric) for model in models])
+            self._in_flight.clear()
             if len(models) < len(rows):
                 _logger.info("OFAEvolution: the experiment's trial budget is spent; stopping (state is resumable)")
                 break
@@ -227,16 +235,30 @@ class OFAEvolution(Strategy):
             if not self.wait_for_resource():
                 _logger.info("OFAEvolution: the experiment's trial budget is spent before all targets were evaluated")
                 return
-            self.engine.submit_models(self._freeze(target.indices))
+            model = self._freeze(target.indices)
+            self._in_flight.append((target.indices, model))
+            self.engine.submit_models(model)
             self._submitted_finals.append(target.arch)
         self.engine.wait_models()
+        self._in_flight.clear()
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
-        """The search's state (plain lists and numbers) and the final subnets already submitted."""
+        """The search's state, the final subnets already submitted, and the submitted subnets whose
+        metric has arrived but that the search was not told yet (plain lists and numbers)."""
+        finished = [(row, model) for row, model in self._in_flight if model.metric is not None]
+        finals = list(self._submitted_finals)
+        scored: list[list[Any]] = []
+        if self.predictor is not None:
+            assert self.search is not None
+            finals += [arch for arch in (self.search.space.format(model.sample) for _, model in finished)
+                       if arch not in finals]
+        else:
+            scored = [[[int(i) for i in row], _score(model.metric)] for row, model in finished]
         return {
             "search": None if self.search is None else self.search.state_dict(),
-            "submitted_finals": list(self._submitted_finals),
+            "submitted_finals": finals,
+            "scored": scored,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -246,3 +268,6 @@ class OFAEvolution(Strategy):
         if state_dict.get("search") is not None:
             self.search.load_state_dict(state_dict["search"])
         self._submitted_finals = list(state_dict.get("submitted_finals", []))
+        scored = state_dict.get("scored") or []
+        if scored:
+            self.search.tell(np.array([row for row, _ in scored], dtype=np.int64), [score for _, score in scored])

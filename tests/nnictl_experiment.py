@@ -3,7 +3,8 @@ a real one: tests/test_nni_tuner.py checks it through the REST API, tests/test_w
 web UI.
 
 Isolation: NNI's registrations (``NNI_CONFIG_DIR``), ``HOME`` and the experiment records stay under
-the test's temporary directory, and the REST server gets a free port.
+the test's temporary directory, and the REST server gets a free port. The experiment is started with
+``ofa-nni nni create``, which binds NNI's manager to 127.0.0.1; the helper checks that it does.
 """
 
 from __future__ import annotations
@@ -72,6 +73,15 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def listening_addresses(port: int) -> set[str]:
+    """The local addresses on which some process listens on TCP ``port`` (``ss -ltn``, via psutil)."""
+    import psutil
+
+    return {
+        c.laddr.ip for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+    }
+
+
 def rest_get(port: int, path: str) -> Any:
     """``GET /api/v1/nni/<path>`` of the experiment's REST server (what the web UI reads)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/nni/{path}", timeout=10) as response:
@@ -123,10 +133,12 @@ def example_experiment(supernet: Path, root: Path, *, trials: int, population: i
 
     port = free_port()
     started = time.monotonic()
-    created = subprocess.run([sys.executable, "-m", "nni.tools.nnictl.nnictl", "create", "--config", str(config_path),
-                              "--port", str(port)], env=env, capture_output=True, text=True, timeout=180)
+    # nnictl create with NNI's manager bound to 127.0.0.1 (plain nnictl binds every interface).
+    created = subprocess.run([*cli, "create", "--config", str(config_path), "--port", str(port)], env=env,
+                             capture_output=True, text=True, timeout=180)
     assert created.returncode == 0, created.stdout + created.stderr
     try:
+        assert listening_addresses(port) == {"127.0.0.1"}, f"NNI's REST server listens on {listening_addresses(port)}"
         status: dict[str, Any] = {}
         while time.monotonic() - started < timeout:
             status = rest_get(port, "check-status")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -131,3 +132,183 @@ def test_strategy_import_order_workaround_is_needed_and_works():
     assert needed.stdout.strip() == "ImportFailedStrategy", needed.stderr  # NNI's silent import cycle
     works = _python("import ofa_nni\n" + oneshot_first)
     assert works.stdout.strip() == "RandomOneShot", works.stderr
+
+
+# ------------------------------------------------------- 6. NasExperiment checkpoints after every model
+def _checkpoint_progress_seen_by_each_model(space, directory: Path) -> list[tuple[int, int]]:
+    """Run OFAEvolution (real evaluation) where every evaluation reads the experiment's checkpoint on
+    disk: per model, the engine's model count and the subnets scored, as the checkpoint has them."""
+    import nni
+    from nni.nas.evaluator import FunctionalEvaluator
+    from nni.nas.experiment import NasExperiment
+
+    from strategies import OFAEvolution
+
+    seen: list[tuple[int, int]] = []
+    checkpoint = directory / "checkpoints" / "checkpoint" / "state.ckpt.torch"
+
+    def evaluate(model: torch.nn.Module) -> None:
+        state = torch.load(checkpoint, weights_only=True)
+        search, scored = state["strategy"]["search"], state["strategy"]["scored"]
+        told = len(search["archive"]["rows"]) + sum(search["pending"]["told"]) if search else 0
+        seen.append((state["engine"]["model_count"], told + len(scored)))
+        nni.report_final_result(float(len(model.arch)))
+
+    experiment = NasExperiment(space, FunctionalEvaluator(evaluate), OFAEvolution(population_size=4, generations=1),
+                               id="checkpoints")
+    experiment.config.experiment_working_directory = str(directory)
+    experiment.run()
+    experiment.stop()
+    return seen
+
+
+def test_nas_checkpoint_after_every_model_is_needed_and_works(tiny_space, tmp_path, monkeypatch):
+    seen = _checkpoint_progress_seen_by_each_model(tiny_space, tmp_path / "patched")
+    assert len(seen) > 4  # the initial population and some of the next generation
+    # Model k finds the checkpoint written when model k-1 finished, with its score in it.
+    assert seen == [(k, k) for k in range(len(seen))]
+
+    from nni.nas.experiment import NasExperiment
+
+    for name, original in compat.original_nas_checkpointing.items():
+        monkeypatch.setattr(NasExperiment, name, original)
+    # NNI 3.0 alone: only the checkpoint of the start exists while models run, so a kill -9 loses them all.
+    assert _checkpoint_progress_seen_by_each_model(tiny_space, tmp_path / "nni") == [(0, 0)] * len(seen)
+
+
+def test_nas_checkpoint_is_replaced_atomically(tiny_space, tmp_path, monkeypatch):
+    from nni.nas.evaluator import FunctionalEvaluator
+    from nni.nas.execution import SequentialExecutionEngine
+    from nni.nas.experiment import NasExperiment
+
+    from strategies import OFAEvolution
+
+    experiment = NasExperiment(tiny_space, FunctionalEvaluator(print), OFAEvolution(), id="atomic")
+    experiment.config.experiment_working_directory = str(tmp_path)
+    experiment._engine = SequentialExecutionEngine()
+    experiment.save_checkpoint()
+    path = tmp_path / "atomic" / "checkpoint" / "state.ckpt.torch"
+    good = path.read_bytes()
+    assert torch.load(path, weights_only=True)["version"] == 1
+    # A save that fails half-way (here: an object torch.save cannot pickle; in life, a kill).
+    monkeypatch.setattr(experiment, "state_dict", lambda: {"version": 1, "strategy": {"broken": lambda: None}})
+
+    compat.original_nas_checkpointing["save_checkpoint"](experiment)  # NNI 3.0 writes in place
+    with pytest.raises(Exception):  # noqa: B017  (whatever torch raises for a truncated file)
+        torch.load(path, weights_only=True)
+
+    path.write_bytes(good)
+    experiment.save_checkpoint()  # patched: the failed save leaves the previous checkpoint
+    assert path.read_bytes() == good
+    assert sorted(p.name for p in path.parent.iterdir()) == ["config.json", "state.ckpt.torch"]  # no leftovers
+
+
+# ------------------------------------------------------- 7. NNI's manager bound to 127.0.0.1
+_LISTEN_CASES = """
+const http = require('http');
+const calls = {
+  'listen(0)': s => s.listen(0), 'listen()': s => s.listen(), 'listen(callback)': s => s.listen(() => {}),
+  'listen({port: 0})': s => s.listen({port: 0}), "listen('0')": s => s.listen('0'),
+  "listen(0, '0.0.0.0')": s => s.listen(0, '0.0.0.0'),
+};
+const addresses = {};
+for (const [name, call] of Object.entries(calls)) {
+  const server = http.createServer();
+  server.on('listening', () => {
+    addresses[name] = server.address().address;
+    server.close();
+    if (Object.keys(addresses).length === Object.keys(calls).length) console.log(JSON.stringify(addresses));
+  });
+  call(server);
+}
+"""
+
+
+def _node_listen_addresses(env: dict[str, str]) -> dict[str, str]:
+    import json
+
+    import nni_node
+
+    node = Path(nni_node.__path__[0]) / "node"
+    done = subprocess.run([str(node), "-e", _LISTEN_CASES], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout))
+
+
+def test_nni_rest_server_still_binds_every_interface():
+    import nni_node
+
+    source = (Path(nni_node.__path__[0]) / "rest_server" / "index.js").read_text()
+    assert "app.listen(this.port);" in source  # NNI 3.0: no host, so every interface
+    plain = _node_listen_addresses({"PATH": "/usr/bin:/bin"})
+    assert plain["listen(0)"] in ("::", "0.0.0.0")
+
+
+def test_bind_preload_binds_unnamed_hosts_to_the_bind_host(monkeypatch):
+    monkeypatch.delenv(compat.BIND_HOST_ENV, raising=False)
+    monkeypatch.setenv("NODE_OPTIONS", "--max-old-space-size=2048")
+    env = compat.nni_manager_environment()
+    assert env["NODE_OPTIONS"].startswith("--max-old-space-size=2048 --require ")  # other options kept
+    assert compat.nni_manager_environment(env) == env  # once
+    addresses = _node_listen_addresses(env)
+    assert addresses == {**{name: "127.0.0.1" for name in addresses}, "listen(0, '0.0.0.0')": "0.0.0.0"}
+    exposed = _node_listen_addresses({**env, compat.BIND_HOST_ENV: "0.0.0.0"})
+    assert set(exposed.values()) == {"0.0.0.0"}
+    assert "OFA_NNI_BIND_HOST" not in os.environ and "--require" not in os.environ["NODE_OPTIONS"]  # untouched
+
+
+def test_bind_preload_path_with_spaces_and_quotes(tmp_path, monkeypatch):
+    odd = tmp_path / 'a dir with "quotes"' / "bind.js"
+    odd.parent.mkdir()
+    odd.write_bytes(compat.BIND_LOOPBACK_SCRIPT.read_bytes())
+    monkeypatch.setattr(compat, "BIND_LOOPBACK_SCRIPT", odd)
+    addresses = _node_listen_addresses(compat.nni_manager_environment({"PATH": "/usr/bin:/bin"}))
+    assert addresses["listen(0)"] == "127.0.0.1"
+
+
+_HPO_EXPERIMENT = """
+import json, sys, time
+from pathlib import Path
+
+import ofa_nni  # noqa: F401  (the compat patches)
+import psutil
+from nni.experiment import Experiment
+
+root, port = Path(sys.argv[1]), int(sys.argv[2])
+experiment = Experiment("local")
+experiment.config.trial_command = f"{sys.executable} -c pass"
+experiment.config.trial_code_directory = str(root)
+experiment.config.search_space = {"x": {"_type": "choice", "_value": [1, 2]}}
+experiment.config.tuner.name = "Random"
+experiment.config.max_trial_number = 1
+experiment.config.trial_concurrency = 1
+experiment.config.experiment_working_directory = str(root / "experiments")
+experiment.start(port)
+try:
+    listening = sorted({c.laddr.ip for c in psutil.net_connections("tcp")
+                        if c.status == psutil.CONN_LISTEN and c.laddr.port == port})
+    deadline = time.monotonic() + 120
+    status = experiment.get_status()
+    while status not in ("DONE", "ERROR") and time.monotonic() < deadline:
+        time.sleep(0.5)
+        status = experiment.get_status()
+    print("RESULT", json.dumps({"listening": listening, "status": status}), flush=True)
+finally:
+    experiment.stop()
+"""
+
+
+def test_experiment_started_from_python_serves_on_loopback_only(tmp_path):
+    """A real HPO experiment (NNI manager, tuner, one trial) started from Python with ofa_nni
+    imported: the REST port listens on 127.0.0.1 only, and the manager still works through it."""
+    import json
+
+    from nnictl_experiment import free_port, nni_environment
+
+    port = free_port()
+    done = subprocess.run([sys.executable, "-c", _HPO_EXPERIMENT, str(tmp_path), str(port)],
+                          env=nni_environment(tmp_path), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (line,) = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    result = json.loads(line.removeprefix("RESULT "))
+    assert result == {"listening": ["127.0.0.1"], "status": "DONE"}, result

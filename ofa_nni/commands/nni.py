@@ -6,6 +6,11 @@
   ``nnictl algo register --meta_path <meta file shipped in the package>``; ``ofa-nni nni unregister``
   removes it. NNI keeps registrations in ``<venv>/nni/registered_algorithms.yml`` inside a virtual
   environment (``$NNI_CONFIG_DIR`` when set, else ``~/.config/nni``).
+* ``ofa-nni nni create --config config.yml --port 8080`` (and ``resume ID`` / ``view ID``) runs the same
+  ``nnictl`` command with NNI's manager bound to 127.0.0.1 instead of every interface (NNI 3.0 has no
+  option for it; :mod:`ofa_nni._nni_compat`, workaround 7). ``OFA_NNI_BIND_HOST=0.0.0.0`` exposes the
+  web UI and REST API deliberately, e.g. for remote training services whose trials must reach the
+  manager.
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ _META_FILE = "ofa_evolution_tuner_meta.yml"
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "nni",
-        help="NNI experiments (nnictl): search-space JSON, tuner registration",
-        description="Prepare 'nnictl create --config': generate the search space JSON, register the tuner.",
+        help="NNI experiments (nnictl): search-space JSON, tuner registration, create/resume/view on 127.0.0.1",
+        description="Prepare 'nnictl create --config' (generate the search space JSON, register the tuner) and run "
+                    "nnictl create/resume/view with the web UI bound to 127.0.0.1.",
     )
     actions = parser.add_subparsers(dest="nni_command", metavar="ACTION", required=True)
 
@@ -57,6 +63,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     unreg = actions.add_parser("unregister", help="remove the OFAEvolutionTuner registration",
                                description="Run 'nnictl algo unregister OFAEvolutionTuner'.")
     unreg.set_defaults(func=run_unregister)
+
+    for action in ("create", "resume", "view"):
+        _add_nnictl_action(actions, action)
+
+
+_BIND_NOTE = ("NNI's web UI and REST API listen on $OFA_NNI_BIND_HOST, default 127.0.0.1 (plain nnictl binds every "
+              "interface); set OFA_NNI_BIND_HOST=0.0.0.0 to expose them deliberately.")
+
+
+def _add_nnictl_action(actions: argparse._SubParsersAction, action: str) -> None:
+    """``ofa-nni nni create|resume|view``: nnictl's command of that name, with the manager bound."""
+    what = "--config CONFIG" if action == "create" else "ID"
+    parser = actions.add_parser(action, help=f"nnictl {action}, web UI bound to 127.0.0.1",
+                                description=f"Run 'nnictl {action} {what}'. {_BIND_NOTE}")
+    if action == "create":
+        parser.add_argument("--config", "-c", type=Path, required=True, help="the experiment's YAML configuration")
+    else:
+        parser.add_argument("id", help="the experiment's ID (nnictl experiment list --all)")
+        parser.add_argument("--experiment-dir", "-e", type=Path,
+                            help="the experiment's folder, when it is not in the default location")
+    parser.add_argument("--port", "-p", type=int, default=8080, help="port of the web UI and REST API")
+    if action != "view":
+        parser.add_argument("--foreground", "-f", action="store_true", help="print NNI's log to the terminal")
+        parser.add_argument("--debug", "-d", action="store_true", help="NNI's debug mode")
+    parser.set_defaults(func=run_nnictl_bound, nnictl_action=action)
 
 
 def _space_of(args: argparse.Namespace) -> ArchSpace:
@@ -109,10 +140,32 @@ def _meta() -> dict[str, str]:
     return meta
 
 
-def _nnictl(*arguments: str) -> int:
+def _nnictl(*arguments: str, env: dict[str, str] | None = None) -> int:
     command = [sys.executable, "-m", "nni.tools.nnictl.nnictl", *arguments]
     print("$ nnictl " + " ".join(arguments), flush=True)
-    return subprocess.run(command, env=os.environ.copy(), check=False).returncode
+    return subprocess.run(command, env=os.environ.copy() if env is None else env, check=False).returncode
+
+
+def run_nnictl_bound(args: argparse.Namespace) -> int:
+    """``nnictl create|resume|view`` with NNI's manager bound to ``$OFA_NNI_BIND_HOST`` (127.0.0.1)."""
+    from ofa_nni._nni_compat import nni_manager_environment
+
+    if not 0 < args.port < 65536:
+        raise ValueError(f"--port must be a TCP port (1-65535), got {args.port}")
+    arguments = [args.nnictl_action]
+    if args.nnictl_action == "create":
+        if not args.config.is_file():
+            raise FileNotFoundError(f"experiment configuration {str(args.config)!r} does not exist")
+        arguments += ["--config", str(args.config)]
+    else:
+        arguments.append(args.id)
+        if args.experiment_dir is not None:
+            if not args.experiment_dir.is_dir():
+                raise NotADirectoryError(f"--experiment-dir {str(args.experiment_dir)!r} is not a directory")
+            arguments += ["--experiment_dir", str(args.experiment_dir)]
+    arguments += ["--port", str(args.port)]
+    arguments += [flag for flag in ("--foreground", "--debug") if getattr(args, flag[2:], False)]
+    return _nnictl(*arguments, env=nni_manager_environment())
 
 
 def run_register(args: argparse.Namespace) -> int:
