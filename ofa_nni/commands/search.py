@@ -133,19 +133,12 @@ def _infeasible_target(error: ValueError, space: Any, costs: Mapping[str, Any], 
     return error  # only the combination fails (not expected for costs that grow with every choice)
 
 
-def _run_search(space: Any, predictor: Any, costs: Mapping[str, Any], names: Sequence[str],
-                targets: Sequence[Mapping[str, float]], args: argparse.Namespace) -> Any:
+def _drive(search: Any, predictor: Any, description: str, args: argparse.Namespace) -> Any:
+    """Ask, score with the predictor, tell, until done, with a progress bar over generations."""
     from tqdm.auto import tqdm
 
-    from ofa_nni.search import EvolutionSearch
-
-    try:
-        search = EvolutionSearch(space=space, costs=costs, targets=list(targets), population_size=args.population,
-                                 generations=args.generations, seed=args.seed)
-    except ValueError as error:
-        raise _infeasible_target(error, space, costs, names, targets) from None
-    with tqdm(total=args.generations + 1, desc=f"search ({len(targets)} targets)", unit="gen",
-              disable=args.quiet, dynamic_ncols=True) as bar:
+    with tqdm(total=args.generations + 1, desc=description, unit="gen", disable=args.quiet,
+              dynamic_ncols=True) as bar:
         while True:
             rows = search.ask()
             if len(rows) == 0:
@@ -155,14 +148,27 @@ def _run_search(space: Any, predictor: Any, costs: Mapping[str, Any], names: Seq
     return search.result()
 
 
+def _run_search(space: Any, predictor: Any, costs: Mapping[str, Any], names: Sequence[str],
+                targets: Sequence[Mapping[str, float]], args: argparse.Namespace) -> Any:
+    from ofa_nni.search import EvolutionSearch
+
+    try:
+        search = EvolutionSearch(space=space, costs=costs, targets=list(targets), population_size=args.population,
+                                 generations=args.generations, seed=args.seed)
+    except ValueError as error:
+        raise _infeasible_target(error, space, costs, names, targets) from None
+    return _drive(search, predictor, f"search ({len(targets)} targets)", args)
+
+
 def _pareto(space: Any, predictor: Any, costs: Mapping[str, Any], cost: str,
             args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
 
     from ofa_nni.search import ParetoSearch
 
-    front = ParetoSearch(space=space, costs={cost: costs[cost]}, population_size=args.population,
-                         generations=args.generations, seed=args.seed).run(predictor)
+    search = ParetoSearch(space=space, costs={cost: costs[cost]}, population_size=args.population,
+                          generations=args.generations, seed=args.seed)
+    front = _drive(search, predictor, f"Pareto front ({cost})", args)
     return {
         "cost": cost,
         "evaluations": front.evaluations,
