@@ -11,11 +11,15 @@ device and backend:
   entry, so the default space needs ~2 shapes x 9 settings per stage and resolution, not 20 x 9.
 * **Measurement**: eager PyTorch (CPU, or CUDA with synchronisation) or ONNX Runtime (each op
   exported with ``torch.onnx``). Every entry is timed in several *rounds*; each visit runs
-  warm-up calls, then timed repeats; the entry is the median of all its repeats (the minimum is
-  stored too: ``statistic="min"`` predicts with it, which is steadier on a machine shared with
-  other busy processes). Rounds visit the entries in a fresh random order, so a burst of load from
-  another process spreads over many entries instead of biasing a few. Batch size and thread count
-  are parameters.
+  warm-up calls, then timed repeats. The table predicts with the *minimum* of an entry's timings
+  by default (the median is stored too: ``statistic="median"``): as with ``timeit``, timings above
+  the minimum come from interference (other processes, a descheduled thread), not from the op, and
+  the minimum is what reproduces between runs. Measured here on 2 cores with other jobs running,
+  the sum of minima ranked 30 end-to-end subnets at Spearman 0.98 where the sum of medians reached
+  0.95 (torch) and 0.81 (ONNX Runtime). Rounds visit the entries in a fresh random order, so a
+  burst of load from another process spreads over many entries instead of biasing a few. Batch
+  size and thread count are parameters; for batch-1 latency on a small CPU, 1 thread is both
+  faster and far steadier than 2 (intra-op barriers wait for a descheduled thread).
 * **Resolutions**: a subset may be measured; the others are interpolated linearly in r² (latency
   ≈ overhead + cost x pixels) between the two nearest measured resolutions, and the file says
   which are which.
@@ -370,8 +374,8 @@ class LatencyTable(EfficiencyModel):
 
     @property
     def statistic(self) -> str:
-        """``"median"`` (default) or ``"min"``: which per-entry timing the table sums."""
-        return str(self.metadata.get("settings", {}).get("statistic", "median"))
+        """``"min"`` (the default) or ``"median"``: which per-entry timing the table sums."""
+        return str(self.metadata.get("settings", {}).get("statistic", "min"))
 
     def with_statistic(self, statistic: str) -> LatencyTable:
         """The same measurements predicting with another statistic (no validation or correction yet)."""
@@ -536,7 +540,7 @@ def build_latency_table(
     repeats: int = 10,
     rounds: int = 3,
     num_threads: int | None = None,
-    statistic: str = "median",
+    statistic: str = "min",
     clock: str = "wall",
     seed: int = 0,
     progress_path: str | os.PathLike[str] | None = None,
@@ -557,8 +561,8 @@ def build_latency_table(
         clock: ``"wall"`` (elapsed time, the default) or ``"cpu"``: CPU time of the calling thread,
             which preemption by other processes does not inflate (single-threaded CPU only; it
             approximates the latency on an idle core of a machine shared with busy processes).
-        statistic: What the table predicts with: ``"median"`` or ``"min"`` of each entry's timings
-            (both are stored; :meth:`LatencyTable.with_statistic` switches).
+        statistic: What the table predicts with: ``"min"`` (default) or ``"median"`` of each entry's
+            timings (both are stored; :meth:`LatencyTable.with_statistic` switches).
         progress_path: Where to keep resumable progress (e.g. ``<out>.partial.json``); a build with
             the same settings continues from it. Deleted by the caller once the table is saved.
     """

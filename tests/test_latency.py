@@ -72,7 +72,8 @@ def _synthetic_table(space: ArchSpace, measured: tuple[int, ...], ms_of) -> Late
     for resolution in measured:
         fixed, blocks = op_specs(space, resolution)
         for spec in [*fixed, *blocks.values()]:
-            entries[spec.key] = {"ms": ms_of(spec), "iqr_ms": 0.0, "samples": 1}
+            value = ms_of(spec)
+            entries[spec.key] = {"ms": value, "min_ms": value, "iqr_ms": 0.0, "samples": 1}
     return LatencyTable(space=space, entries=entries, measured_resolutions=measured)
 
 

@@ -54,9 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--clock", choices=CLOCKS, default="wall",
                        help="wall (elapsed time, default) or cpu (the thread's CPU time: not inflated by other busy "
                             "processes; needs --threads 1)")
-    build.add_argument("--statistic", choices=STATISTICS, default="median",
-                       help="sum the median (default) or the minimum of each entry's timings (min is steadier "
-                            "on a machine shared with other busy processes)")
+    build.add_argument("--statistic", choices=STATISTICS, default="min",
+                       help="sum the minimum (default) or the median of each entry's timings (the minimum "
+                            "reproduces between runs; timings above it come from other processes)")
     build.add_argument("--validate", type=int, default=30, metavar="K",
                        help="random subnets for the end-to-end validation (default 30; 0 skips it)")
     build.add_argument("--calibration-subnets", type=int, default=30,
