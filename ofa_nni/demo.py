@@ -186,13 +186,16 @@ def run_demo(
         f"Spearman {metrics['spearman']:.3f} (held-out subnets)")
 
     # 2b. Measure: latency table --------------------------------------------------------------
-    say("[3/5] measure: this machine's latency lookup table (torch eager, CPU, batch 1), validated end to end")
+    say("[3/5] measure: this machine's latency lookup table (torch eager, CPU, 1 thread, batch 1), validated")
     table_path = run_path / "latency_table.json"
     with meter.phase("measure: latency table"):
         if table_path.exists():
             table = LatencyTable.load(table_path, space=arch)
         else:
-            table = build_latency_table(arch, backend="torch", device="cpu", batch_size=1, seed=settings.seed,
+            # One thread: batch-1 inference of a model this small runs faster on one core, and timings
+            # of two threads on two cores swing with whatever else the machine runs (see ofa_nni.latency).
+            table = build_latency_table(arch, backend="torch", device="cpu", batch_size=1, num_threads=1,
+                                        seed=settings.seed,
                                         progress_path=run_path / "latency_table.progress.json",
                                         show_progress=settings.show_progress)
             validate_latency_table(table, space.freeze, num_subnets=settings.latency_validation_subnets,
@@ -240,7 +243,8 @@ def run_demo(
                 "params": int(params(target.sample)),
                 "exports": {e.format: {"path": str(e.path), "max_abs_diff": e.max_abs_diff} for e in exports},
             })
-        timings = measure_end_to_end(subnets, backend="torch", device="cpu", batch_size=1, seed=settings.seed)
+        timings = measure_end_to_end(subnets, backend="torch", device="cpu", batch_size=1,
+                                     num_threads=table.metadata["device"]["num_threads"], seed=settings.seed)
         statistic = table.statistic
         for entry, measured in zip(chosen, timings[statistic], strict=True):
             entry["latency_measured_ms"] = float(measured)
@@ -262,7 +266,7 @@ def run_demo(
     costs["scratch_accuracy"] = scratch_accuracy
     costs["scratch_arch"] = middle.arch
     latency_report: dict[str, Any] = {
-        "backend": "torch/cpu", "num_subnets": settings.latency_validation_subnets,
+        "backend": "torch/cpu, 1 thread", "num_subnets": settings.latency_validation_subnets,
         "spearman": shown.get("spearman", float("nan")), "mape_percent": shown.get("mape_percent", float("nan")),
         "corrected": bool(corrected), "details": validation,
     }
