@@ -635,6 +635,19 @@ class _AskTellSearch:
         infeasible: np.ndarray = np.asarray((values > budgets).any(axis=1))
         order = np.lexsort((position, infeasible, group))
         rows, values, group, infeasible = rows[order], values[order], group[order], infeasible[order]
+        # ask() keeps the first population_size new subnets of each group, feasible ones first: a
+        # group with that many feasible new subnets never reaches its infeasible proposals, which
+        # are dropped instead of repaired (repair is most of a generation's own cost).
+        feasible_at = np.nonzero(~infeasible)[0]
+        canonical = self._layout.canonical(rows[feasible_at])
+        keys = self._layout.keys(canonical)
+        _, first = np.unique(keys, return_index=True)
+        new = first[~self._archive.contains(keys[first], canonical[first])]
+        n_groups = int(group.max()) + 1
+        enough = np.bincount(group[feasible_at[new]], minlength=n_groups) >= self.population_size
+        keep = ~(infeasible & enough[group])
+        rows, values, group, infeasible = rows[keep], values[keep], group[keep], infeasible[keep]
+        order = order[keep]
         if infeasible.any():
             at = np.nonzero(infeasible)[0]
             rows[at], values[at] = _repair(
