@@ -82,15 +82,29 @@ def _check_arch_parse(space: ArchSpace, text: str) -> None:
 
 @st.composite
 def grammar_arch_strings(draw: st.DrawFn, space: ArchSpace) -> str:
-    """Strings in the arch grammar with arbitrary numbers, group and block counts and '|' places."""
-    number = st.integers(0, 10) | st.integers(0, 10**6) | st.sampled_from(space.kernel_sizes + space.resolutions)
-    expand = number.map(str) | st.floats(0, 10, allow_nan=False).map(lambda v: f"{v:g}") | st.sampled_from(
-        [f"{e:g}" for e in space.expand_ratios])
-    groups = [f"r{draw(number)}"]
-    for _ in range(draw(st.integers(0, space.num_stages + 1))):
-        tokens = [f"k{draw(number)}e{draw(expand)}" for _ in range(draw(st.integers(0, space.max_depth + 1)))]
-        bar = draw(st.integers(-1, len(tokens)))  # -1: no '|'
-        text = "-".join(tokens) if bar < 0 else "-".join(tokens[:bar]) + "|" + "-".join(tokens[bar:])
+    """Strings in the arch grammar: the space's layout and choices, or any counts and numbers (each
+    independently), in canonical or other spellings ('k05', 'e3.0'), '|' anywhere or nowhere."""
+    exact_layout, choice_values = draw(st.booleans()), draw(st.booleans())
+    if choice_values:
+        number = st.sampled_from(space.kernel_sizes).map(str) | st.sampled_from(space.kernel_sizes).map(
+            lambda k: f"0{k}")
+        expand = st.sampled_from([f"{e:g}" for e in space.expand_ratios]) | st.sampled_from(
+            [f"{float(e)}" for e in space.expand_ratios])
+        resolution = st.sampled_from(space.resolutions).map(str)
+    else:
+        number = (st.integers(0, 10) | st.integers(0, 10**6)).map(str)
+        expand = number | st.floats(0, 10, allow_nan=False).map(lambda v: f"{v:g}")
+        resolution = number
+    n_groups = space.num_stages if exact_layout else draw(st.integers(0, space.num_stages + 1))
+    groups = [f"r{draw(resolution)}"]
+    for _ in range(n_groups):
+        n_tokens = space.max_depth if exact_layout else draw(st.integers(0, space.max_depth + 1))
+        tokens = [f"k{draw(number)}e{draw(expand)}" for _ in range(n_tokens)]
+        bar = draw(st.sampled_from([-1, *space.depths]) if exact_layout else st.integers(-1, n_tokens))
+        if bar < 0 or (exact_layout and bar == n_tokens):  # full depth: no '|'
+            text = "-".join(tokens)
+        else:  # (bar == n_tokens in a free layout: a '|' with nothing after it)
+            text = "-".join(tokens[:bar]) + "|" + "-".join(tokens[bar:])
         groups.append(text)
     return "_".join(groups)
 
