@@ -6,13 +6,15 @@ user can fix (bad config, missing data, infeasible budget) are raised as :class:
 ``ValueError``/``FileNotFoundError`` and printed as one clear line (exit code 2), without a
 traceback; anything else is a bug and keeps its traceback (exit code 1).
 
-Exit codes: 0 success, 1 internal error, 2 invalid input, 130 interrupted.
+Exit codes: 0 success, 1 internal error, 2 invalid input, 130 interrupted, 141 output pipe closed
+(as shells report SIGPIPE).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -85,6 +87,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ofa-nni: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of our output went away (``ofa-nni search ... | head``): no traceback, and no
+        # second error when Python flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except (UserError, ValueError, FileNotFoundError, NotADirectoryError) as error:
         print(f"ofa-nni {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -308,6 +308,14 @@ def _measured(search: Mapping[str, Any], exports: Mapping[str, Any] | None) -> l
     return [by_target.get(t["name"]) or by_arch.get(t["arch"]) for t in search["targets"]]
 
 
+def _measured_latency(entry: Mapping[str, Any], search: Mapping[str, Any]) -> float | None:
+    """The measurement to set against the latency table's prediction: the same statistic (min or median
+    of the timed calls) as the table's entries where the exports file has it."""
+    statistic = (search.get("latency_table") or {}).get("statistic")
+    value = entry.get(f"latency_{statistic}_ms", entry.get("latency_ms"))
+    return None if value is None else float(value)
+
+
 def search_report_markdown(search: Mapping[str, Any], exports: Mapping[str, Any] | None = None, *,
                            search_path: str = "search.json", exports_path: str | None = None,
                            plot_name: str | None = None) -> str:
@@ -344,7 +352,7 @@ def search_report_markdown(search: Mapping[str, Any], exports: Mapping[str, Any]
         rows.append(TargetRow(
             target=_budget_text(target["budgets"]), arch=target["arch"], accuracy_predicted=target["score"],
             accuracy_measured=found.get("accuracy"), latency_predicted_ms=target["costs"].get("latency_ms"),
-            latency_measured_ms=found.get("latency_ms"), macs=target["costs"]["macs"],
+            latency_measured_ms=_measured_latency(found, search), macs=target["costs"]["macs"],
             params=target["costs"]["params"]))
     searched = {target["arch"] for target in search["targets"]}
     for entry in (exports or {}).get("subnets", []):
@@ -383,10 +391,11 @@ def search_pareto_plot(path: str | os.PathLike[str], search: Mapping[str, Any],
     chosen = [("chosen subnets (predicted)", [t["costs"][cost] for t in targets], [t["score"] for t in targets])]
     points = [(entry, t) for entry, t in zip(_measured(search, exports), targets, strict=True) if entry is not None]
     points = [(entry, t) for entry, t in points if entry.get("accuracy") is not None
-              and (cost != "latency_ms" or entry.get("latency_ms") is not None)]
+              and (cost != "latency_ms" or _measured_latency(entry, search) is not None)]
     if points:
         chosen.append(("chosen subnets (measured)",
-                       [entry["latency_ms"] if cost == "latency_ms" else t["costs"][cost] for entry, t in points],
+                       [_measured_latency(entry, search) if cost == "latency_ms" else t["costs"][cost]
+                        for entry, t in points],
                        [entry["accuracy"] for entry, _ in points]))
     label = _COST_LABELS.get(cost, cost)
     pareto_plot(path, front_x=front["costs"][cost], front_y=front["scores"],

@@ -45,7 +45,8 @@ def artefacts(tmp_path_factory):
                  "--calibration-images", "100", "--kind", "ridge", "--quiet",
                  "--out", str(root / "predictor.npz")]) == 0
     assert main(["lut", "build", "--supernet", str(root / "supernet.pt"), "--warmup", "1", "--repeats", "2",
-                 "--rounds", "1", "--threads", "1", "--validate", "0", "--quiet", "--out", str(root / "lut.json")]) == 0
+                 "--rounds", "1", "--threads", "1", "--statistic", "min", "--validate", "0", "--quiet",
+                 "--out", str(root / "lut.json")]) == 0
     return root
 
 
@@ -88,6 +89,7 @@ def test_search_finds_a_subnet_per_target_and_the_front(artefacts, tmp_path, cap
     assert document["space"] == arch.signature()
     assert document["predictor"]["path"] == str(artefacts / "predictor.npz")
     assert document["latency_table"]["path"] == str(artefacts / "lut.json")
+    assert document["latency_table"]["statistic"] == table.statistic
     assert document["costs"] == {"macs": "MACs", "params": "parameters", "latency_ms": "ms"}
     assert [t["name"] for t in document["targets"]] == [
         t for t in printed.split() if t.startswith(("latency_ms<=", "params<="))]
@@ -186,6 +188,17 @@ def test_search_errors_from_the_installed_entry_point_have_no_traceback(artefact
     assert not (tmp_path / "s.json").exists()
 
 
+def test_a_closed_output_pipe_ends_quietly(artefacts, monkeypatch, capsys):
+    """``ofa-nni search ... | head``: when the reader goes away, exit 141 (as shells report SIGPIPE), no traceback."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    with open(write_end, "w", buffering=1) as closed_pipe:  # line-buffered: the first line hits the pipe
+        monkeypatch.setattr(sys, "stdout", closed_pipe)
+        code = main(["search", "--predictor", str(artefacts / "predictor.npz"), "--target", "macs<=10M", *FAST])
+    assert code == 141
+    assert capsys.readouterr().err == ""
+
+
 # ------------------------------------------------------------------------------- export
 @pytest.fixture(scope="module")
 def searched(artefacts):
@@ -227,7 +240,7 @@ def test_export_checks_both_formats_and_measures(artefacts, searched, tmp_path, 
     for entry in document["subnets"]:
         assert set(entry["files"]) == {"torchscript", "onnx"}
         assert all(f["max_abs_diff"] <= 1e-4 for f in entry["files"].values())
-        assert entry["latency_ms"] > 0 and entry["latency_min_ms"] <= entry["latency_ms"]
+        assert 0 < entry["latency_ms"] == entry["latency_min_ms"] <= entry["latency_median_ms"]  # --statistic min
         assert entry["name"] in printed and entry["arch"] in printed
         # The file is the frozen subnet with its batch norms recalibrated (not the supernet's statistics).
         sample = supernet.arch_space.parse(entry["arch"])
@@ -287,9 +300,12 @@ def test_export_mismatch_is_an_error_and_leaves_no_file(artefacts, searched, tmp
 # ------------------------------------------------------------------------------- report
 def test_report_from_search_and_exports(artefacts, searched, tmp_path, capsys):
     out_dir = tmp_path / "exports"
-    assert _export(artefacts, out_dir, "--search", str(searched), "--arch", "r32_k5e3-k5e3_k5e3-k5e3_k5e3-k5e3") == 0
+    assert _export(artefacts, out_dir, "--search", str(searched), "--arch", "r32_k5e3-k5e3_k5e3-k5e3_k5e3-k5e3",
+                   "--statistic", "median") == 0
     exports = json.loads((out_dir / "exports.json").read_text())
     search = json.loads(searched.read_text())
+    statistic = search["latency_table"]["statistic"]  # the report sets like against like
+    assert exports["latency"]["statistic"] == "median" and statistic == "min"
     report = tmp_path / "report" / "report.md"
     assert main(["report", str(searched), str(out_dir / "exports.json"), "--out", str(report)]) == 0
     assert f"wrote {report} and {report.with_name('report_pareto.png')}" in capsys.readouterr().out
@@ -299,7 +315,7 @@ def test_report_from_search_and_exports(artefacts, searched, tmp_path, capsys):
     for target, entry, row in zip(search["targets"], exports["subnets"][:3], target_rows, strict=True):
         assert target["arch"].replace("|", "\\|") in row
         assert f"{100 * target['score']:.1f}% / {100 * entry['accuracy']:.1f}%" in row
-        assert f"{target['costs']['latency_ms']:.3f} / {entry['latency_ms']:.3f}" in row
+        assert f"{target['costs']['latency_ms']:.3f} / {entry[f'latency_{statistic}_ms']:.3f}" in row
     assert any("(`subnet1`, no target)" in r and "– / " in r for r in rows)
     assert "## Pareto front: predicted accuracy vs latency (ms)" in text
     assert "![Pareto front](report_pareto.png)" in text

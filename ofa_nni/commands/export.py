@@ -22,6 +22,7 @@ __all__ = ["register"]
 def register(subparsers: argparse._SubParsersAction) -> None:
     from ofa_nni.data import DATA_KINDS
     from ofa_nni.export import EXPORT_FORMATS
+    from ofa_nni.latency import STATISTICS
 
     parser = subparsers.add_parser(
         "export",
@@ -57,6 +58,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--latency-repeats", type=int, default=10, metavar="N",
                         help="timed calls per round (default 10)")
     parser.add_argument("--latency-rounds", type=int, default=3, metavar="N", help="interleaved rounds (default 3)")
+    parser.add_argument("--statistic", choices=STATISTICS, default="min",
+                        help="the latency reported: min (default, as 'ofa-nni lut build': steady on a machine shared "
+                             "with other busy processes) or median of the timed calls; exports.json keeps both")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="CPU threads of the latency measurement (default: torch's setting; use the latency "
                              "table's for comparable numbers)")
@@ -184,7 +188,7 @@ def _measure_latency(models: list[Any], subnets: list[dict[str, Any]], args: arg
     """Each subnet's end-to-end latency (torch eager, CPU, batch 1) into its entry; the settings."""
     if args.no_latency:
         for entry in subnets:
-            entry["latency_ms"] = entry["latency_min_ms"] = None
+            entry["latency_ms"] = entry["latency_median_ms"] = entry["latency_min_ms"] = None
         return {"description": None}
     import torch
 
@@ -193,12 +197,15 @@ def _measure_latency(models: list[Any], subnets: list[dict[str, Any]], args: arg
     timings = measure_end_to_end(models, backend="torch", device="cpu", batch_size=1, repeats=args.latency_repeats,
                                  rounds=args.latency_rounds, num_threads=args.threads, seed=args.seed,
                                  show_progress=not args.quiet)
-    for entry, median, fastest in zip(subnets, timings["median"], timings["min"], strict=True):
-        entry["latency_ms"], entry["latency_min_ms"] = float(median), float(fastest)
+    for index, entry in enumerate(subnets):
+        entry["latency_median_ms"] = float(timings["median"][index])
+        entry["latency_min_ms"] = float(timings["min"][index])
+        entry["latency_ms"] = entry[f"latency_{args.statistic}_ms"]
     threads = args.threads or torch.get_num_threads()
-    return {"description": f"torch eager, CPU, {threads} thread(s), batch 1, median of {args.latency_rounds} x "
-                           f"{args.latency_repeats} timed calls", "backend": "torch", "device": "cpu",
-            "num_threads": threads, "batch_size": 1, "repeats": args.latency_repeats, "rounds": args.latency_rounds}
+    return {"description": f"torch eager, CPU, {threads} thread(s), batch 1, {args.statistic} of "
+                           f"{args.latency_rounds} x {args.latency_repeats} timed calls", "statistic": args.statistic,
+            "backend": "torch", "device": "cpu", "num_threads": threads, "batch_size": 1,
+            "repeats": args.latency_repeats, "rounds": args.latency_rounds}
 
 
 def _data_description(args: argparse.Namespace, data: Any) -> str:

@@ -98,10 +98,12 @@ def parse_target(text: str, available: Sequence[str]) -> dict[str, float]:
 
 
 def _human(value: float) -> str:
-    for factor, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
-        if abs(value) >= factor:
-            return f"{value / factor:.3g}{suffix}"
-    return f"{value:.3g}"
+    """Three significant digits with a K/M/G suffix (the suffixes --target reads): 817K, 1M, 5.12M."""
+    for factor, suffix in ((1.0, ""), (1e3, "K"), (1e6, "M")):
+        text = f"{value / factor:.3g}"
+        if abs(float(text)) < 1000:
+            return text + suffix
+    return f"{value / 1e9:.3g}G"
 
 
 def _show_cost(name: str, value: float) -> str:
@@ -240,7 +242,8 @@ def _document(args: argparse.Namespace, predictor: Any, table: Any, cost_names: 
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "space": predictor.space.signature(),
         "predictor": {"path": str(args.predictor), "kind": predictor.kind, "metrics": predictor.metrics},
-        "latency_table": None if table is None else {"path": str(args.lut), "description": _table_description(table)},
+        "latency_table": None if table is None else {"path": str(args.lut), "description": _table_description(table),
+                                                      "statistic": table.statistic},
         "costs": {name: COST_UNITS[name] for name in cost_names},
         "settings": {"population_size": args.population, "generations": args.generations, "seed": args.seed,
                      "evaluations": 0 if result is None else result.evaluations, "seconds": round(seconds, 3)},
