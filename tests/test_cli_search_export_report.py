@@ -388,6 +388,13 @@ def test_report_refuses_unknown_and_missing_inputs(artefacts, searched, tmp_path
     assert "is not JSON" in _errors(capsys)
     assert main(["report", str(searched), str(searched)]) == 2
     assert "has kind 'ofa-nni/search'; expected 'ofa-nni/exports' (written by 'ofa-nni export')" in _errors(capsys)
+    other_space = json.loads(searched.read_text())["space"] | {"num_classes": 4}
+    exports = tmp_path / "exports.json"
+    exports.write_text(json.dumps({"kind": "ofa-nni/exports", "format_version": 1, "space": other_space,
+                                   "subnets": []}))
+    assert main(["report", str(searched), str(exports)]) == 2
+    assert f"exports file {exports} (against the search {searched}) was built for another search space" in _errors(
+        capsys)
     assert not (tmp_path / "report.md").exists()
 
 
