@@ -323,11 +323,16 @@ def test_fuzz_nni_search_space_check(search_space: Any) -> None:
 
 TUNER_SPACE = {"preset": "cpu", "kernel_sizes": [3, 5], "expand_ratios": [2, 3], "depths": [1, 2],
                "resolutions": [24, 32], "num_classes": 10}
+TUNER_ARCH = arch_space_from_spec(TUNER_SPACE)
+VALID_ARCHS = [TUNER_ARCH.format(TUNER_ARCH.random_sample(seed)) for seed in range(32)]
+METRICS = (VALUES | st.fixed_dictionaries({"default": VALUES, "arch": VALUES | st.text()})
+           # well-formed metrics (a score, a subnet of the space), so results are also scored
+           | st.fixed_dictionaries({"default": st.floats(allow_nan=True) | st.integers(0, 1),
+                                    "arch": st.sampled_from(VALID_ARCHS)}))
 
 
 @FUZZ
-@given(reports=st.lists(st.tuples(st.integers(-2, 12), mutated_samples(arch_space_from_spec(TUNER_SPACE)) | VALUES,
-                                  VALUES | st.fixed_dictionaries({"default": VALUES, "arch": VALUES | st.text()})),
+@given(reports=st.lists(st.tuples(st.integers(-2, 12), mutated_samples(TUNER_ARCH) | VALUES, METRICS),
                         min_size=1, max_size=6))
 def test_fuzz_tuner_results(reports: list[tuple[int, Any, Any]]) -> None:
     """Whatever parameters and metrics NNI delivers, the tuner never raises and records only NaN
