@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import resource
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-__all__ = ["PhaseCost", "CostMeter"]
+from ofa_nni._artifacts import atomic_write_json
+
+__all__ = ["PhaseCost", "PhaseStep", "CostMeter"]
 
 FALLBACK_WATTS_PER_CORE = 4.0
 """Watts per fully busy core for the fallback estimate (codecarbon's own default per thread)."""
@@ -37,6 +41,8 @@ class PhaseCost:
     energy_kwh: float
     emissions_kg: float
     method: str
+    note: str = ""
+    """E.g. that the figure was measured by an earlier run that built what this run reused."""
 
     def scaled(self, factor: float, name: str) -> PhaseCost:
         """This cost times ``factor`` (e.g. N separately trained networks), same method."""
@@ -67,18 +73,31 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
+@dataclasses.dataclass
+class PhaseStep:
+    """What :meth:`CostMeter.phase` yields: set :attr:`reused` when the phase only loaded the result
+    of an earlier run."""
+
+    reused: bool = False
+
+
 class CostMeter:
     """Measures phases: ``with meter.phase("train"): ...``; results in :attr:`phases`.
 
     Args:
         country_iso_code: Where the machine runs, for codecarbon's carbon intensity (offline data).
         use_codecarbon: Try codecarbon's offline tracker (falls back to the estimate if missing).
-        output_dir: Where codecarbon may write its files (nothing is written by default).
+        ledger: A JSON file keeping every phase's cost across runs (of one run directory): a phase
+            marked ``reused`` reports the cost stored when it was measured, not the seconds it took
+            to load the earlier result, so a resumed run's report still compares real costs. (A run
+            killed in the middle of a phase stores nothing for it; its resumed run counts the rest.)
     """
 
-    def __init__(self, *, country_iso_code: str = "USA", use_codecarbon: bool = True) -> None:
+    def __init__(self, *, country_iso_code: str = "USA", use_codecarbon: bool = True,
+                 ledger: str | Path | None = None) -> None:
         self.country_iso_code = country_iso_code
         self.use_codecarbon = use_codecarbon
+        self.ledger = None if ledger is None else Path(ledger)
         self.phases: list[PhaseCost] = []
 
     def _tracker(self) -> Any:
@@ -101,16 +120,41 @@ class CostMeter:
             return None
 
     @contextlib.contextmanager
-    def phase(self, name: str) -> Iterator[None]:
+    def phase(self, name: str) -> Iterator[PhaseStep]:
         tracker = self._tracker()
         if tracker is not None:
             tracker.start()
         wall, cpu = time.perf_counter(), _cpu_seconds()
+        step = PhaseStep()
         try:
-            yield
+            yield step
         finally:
             wall_s, cpu_s = time.perf_counter() - wall, _cpu_seconds() - cpu
-            self.phases.append(self._cost(name, wall_s, cpu_s, tracker))
+            self._record(name, self._cost(name, wall_s, cpu_s, tracker), reused=step.reused)
+
+    def _record(self, name: str, measured: PhaseCost, *, reused: bool) -> None:
+        stored = self._stored().get(name)
+        if reused and stored is not None:
+            self.phases.append(dataclasses.replace(
+                PhaseCost(**stored), note="measured by the earlier run that built what this run reused"))
+        else:
+            self.phases.append(measured)
+            if self.ledger is not None:
+                atomic_write_json(self.ledger, {**self._stored(), name: dataclasses.asdict(measured)})
+
+    def _stored(self) -> dict[str, Any]:
+        if self.ledger is None or not self.ledger.is_file():
+            return {}
+        try:
+            stored = json.loads(self.ledger.read_text())
+        except (OSError, ValueError):
+            return {}  # a damaged ledger only loses the earlier figures: phases are measured again
+        if not isinstance(stored, dict):
+            return {}
+        fields = {field.name for field in dataclasses.fields(PhaseCost)}
+        required = {field.name for field in dataclasses.fields(PhaseCost) if field.default is dataclasses.MISSING}
+        return {name: cost for name, cost in stored.items()
+                if isinstance(cost, dict) and required <= set(cost) <= fields}
 
     @staticmethod
     def _cost(name: str, wall_s: float, cpu_s: float, tracker: Any) -> PhaseCost:

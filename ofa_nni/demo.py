@@ -83,7 +83,8 @@ def _say(message: str) -> None:
 
 
 def _phase_line(cost: PhaseCost) -> str:
-    return f"  {cost.name}: {cost.wall_s:.1f} s wall, {cost.cpu_s:.1f} s CPU, {cost.energy_kwh * 1e3:.3f} Wh"
+    return (f"  {cost.name}: {cost.wall_s:.1f} s wall, {cost.cpu_s:.1f} s CPU, {cost.energy_kwh * 1e3:.3f} Wh"
+            + (f" ({cost.note})" if cost.note else ""))
 
 
 def _train_from_scratch(
@@ -132,7 +133,13 @@ def run_demo(
     """Run the whole flow into ``run_dir`` (see the module docstring) and return its results."""
     from torch.utils.data import DataLoader
 
-    from ofa_nni.accuracy import AccuracyDataset, build_accuracy_predictor, collect_accuracy_dataset, evaluate_subnet
+    from ofa_nni.accuracy import (
+        AccuracyDataset,
+        AccuracyPredictor,
+        build_accuracy_predictor,
+        collect_accuracy_dataset,
+        evaluate_subnet,
+    )
     from ofa_nni.data import calibration_loader, load_data
     from ofa_nni.efficiency import MacsModel, ParamsModel
     from ofa_nni.export import export_subnet
@@ -145,7 +152,7 @@ def run_demo(
     _quiet_libraries()
     run_path = Path(run_dir).expanduser().resolve()
     run_path.mkdir(parents=True, exist_ok=True)
-    meter = CostMeter()
+    meter = CostMeter(ledger=run_path / "phase_costs.json")
     started = time.perf_counter()
 
     # 1. Train once ------------------------------------------------------------------------
@@ -156,8 +163,9 @@ def run_demo(
     config = config.replace(trainer=dataclasses.replace(config.trainer, progress_bar=settings.show_progress))
     supernet_path = run_path / "train" / "supernet.pt"
     say(f"[1/5] train once: progressive shrinking on digits -> {run_path / 'train'}")
-    with meter.phase("train once (progressive shrinking)"):
-        if not supernet_path.exists():
+    with meter.phase("train once (progressive shrinking)") as step:
+        step.reused = supernet_path.exists()
+        if not step.reused:
             resume = (run_path / "train" / "checkpoints" / "last.pt").exists()
             trained = train(config, resume=resume)
             supernet_path = trained.supernet_path
@@ -170,7 +178,7 @@ def run_demo(
 
     # 2. Measure: accuracy predictor ----------------------------------------------------------
     say(f"[2/5] measure: accuracy of {settings.accuracy_subnets} BN-recalibrated subnets, then the predictor")
-    with meter.phase("measure: accuracy data set + predictor"):
+    with meter.phase("measure: accuracy data set + predictor") as step:
         dataset_path = run_path / "accuracy_dataset.jsonl"
         dataset = collect_accuracy_dataset(
             space, path=dataset_path, num_subnets=settings.accuracy_subnets, calibration_batches=calibration,
@@ -178,8 +186,16 @@ def run_demo(
             show_progress=settings.show_progress,
         )
         dataset = AccuracyDataset.load(dataset_path, space=arch, complete=True)
-        predictor = build_accuracy_predictor(dataset, kind="auto", seed=settings.seed)
-        predictor.save(run_path / "accuracy_predictor.npz")
+        predictor_path = run_path / "accuracy_predictor.npz"
+        predictor = None
+        if predictor_path.exists():
+            predictor = AccuracyPredictor.load(predictor_path, space=arch)
+            if predictor.info.get("num_train", 0) + predictor.info.get("num_test", 0) != len(dataset):
+                predictor = None  # built from another data set (an earlier, shorter run): rebuild
+        step.reused = predictor is not None
+        if predictor is None:
+            predictor = build_accuracy_predictor(dataset, kind="auto", seed=settings.seed)
+            predictor.save(predictor_path)
     say(_phase_line(meter.phases[-1]))
     metrics = dict(predictor.metrics)
     say(f"  predictor {predictor.kind}: RMSE {metrics['rmse_percent']:.2f} points, Kendall {metrics['kendall']:.3f}, "
@@ -188,8 +204,9 @@ def run_demo(
     # 2b. Measure: latency table --------------------------------------------------------------
     say("[3/5] measure: this machine's latency lookup table (torch eager, CPU, 1 thread, batch 1), validated")
     table_path = run_path / "latency_table.json"
-    with meter.phase("measure: latency table"):
-        if table_path.exists():
+    with meter.phase("measure: latency table") as step:
+        step.reused = table_path.exists()
+        if step.reused:
             table = LatencyTable.load(table_path, space=arch)
         else:
             # One thread: batch-1 inference of a model this small runs faster on one core, and timings

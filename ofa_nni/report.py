@@ -244,11 +244,13 @@ def demo_report_markdown(result: Mapping[str, Any]) -> str:
     c = result["costs"]
     lines += ["", "## Cost: train once vs train per target", ""]
     lines += markdown_table(("phase", "wall (s)", "CPU (s)", "energy (Wh)", "CO2e (g)"), [
-        (phase["name"], f"{phase['wall_s']:.1f}", f"{phase['cpu_s']:.1f}", f"{phase['energy_kwh'] * 1e3:.3f}",
+        (phase["name"] + (" \\*" if phase.get("note") else ""), f"{phase['wall_s']:.1f}", f"{phase['cpu_s']:.1f}",
+         f"{phase['energy_kwh'] * 1e3:.3f}",
          f"{phase['emissions_kg'] * 1e3:.3f}")
         for phase in c["phases"]
     ])
-    lines.append("")
+    notes = sorted({phase["note"] for phase in c["phases"] if phase.get("note")})
+    lines += [""] + [f"\\* {note}." for note in notes] + ([""] if notes else [])
     lines += markdown_table(("N targets", "OFA: train once + specialize N (Wh)", "per target (Wh)",
                              "N networks trained separately (Wh)", "ratio"), [
         (f"{row['targets']}", f"{row['ofa_wh']:.3f}", f"{row['ofa_per_target_wh']:.3f}", f"{row['separate_wh']:.3f}",

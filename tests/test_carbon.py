@@ -49,3 +49,28 @@ def test_a_failing_phase_is_still_measured():
     with pytest.raises(RuntimeError), meter.phase("fails"):
         raise RuntimeError("boom")
     assert meter.phases[0].name == "fails"
+
+
+def test_ledger_reports_the_stored_cost_of_a_reused_phase(tmp_path):
+    ledger = tmp_path / "phase_costs.json"
+    first = CostMeter(use_codecarbon=False, ledger=ledger)
+    with first.phase("train"):
+        _busy(0.3)
+    (trained,) = first.phases
+    assert trained.note == "" and trained.cpu_s > 0.05
+
+    again = CostMeter(use_codecarbon=False, ledger=ledger)
+    with again.phase("train") as step:
+        step.reused = True  # loaded what the first run built: its cost is the first run's
+    with again.phase("search") as step:
+        step.reused = True  # nothing stored for it: measured
+    reused, searched = again.phases
+    assert (reused.wall_s, reused.cpu_s, reused.energy_kwh) == (trained.wall_s, trained.cpu_s, trained.energy_kwh)
+    assert "earlier run" in reused.note
+    assert searched.note == "" and searched.wall_s < 0.3
+
+    ledger.write_text("{not json")  # a damaged ledger loses the earlier figures, nothing else
+    damaged = CostMeter(use_codecarbon=False, ledger=ledger)
+    with damaged.phase("train") as step:
+        step.reused = True
+    assert damaged.phases[0].note == "" and damaged.phases[0].wall_s < 0.3
