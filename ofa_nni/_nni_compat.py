@@ -36,6 +36,13 @@ or changes the behaviour makes a test fail instead of leaving dead code here.
    purpose, e.g. for remote training services). That covers experiments started from Python with
    ``ofa_nni`` imported; ``nnictl`` never imports it, so ``ofa-nni nni create|resume|view`` runs nnictl
    with :func:`nni_manager_environment`.
+8. Resuming an nnictl experiment whose manager was killed (``kill -9``, OOM): the manager's tuner
+   process (NNI's "dispatcher") outlives it, retries its connection for about 20 s, then reports an
+   error to whatever listens on the port by then. ``nnictl resume`` on the same port within that
+   window starts a manager that receives the error and stops ("Dispatcher stream error, tuner may
+   have crashed", status ERROR). :func:`wait_for_orphaned_dispatchers` waits until the orphaned
+   tuner of the experiment has exited; ``ofa-nni nni resume`` calls it before ``nnictl resume``. (Not
+   a patch, so not part of :func:`apply`.)
 """
 
 from __future__ import annotations
@@ -58,6 +65,8 @@ __all__ = [
     "BIND_HOST_ENV",
     "BIND_LOOPBACK_SCRIPT",
     "nni_manager_environment",
+    "orphaned_dispatchers",
+    "wait_for_orphaned_dispatchers",
 ]
 
 NON_MODULE_WARNING = r".* is found to be not a nn\.Module, which is unexpected"
@@ -205,3 +214,46 @@ def _start_nni_manager_on_bind_host() -> None:
 
     original_launcher_popen = launcher.Popen
     launcher.Popen = _popen_nni_manager  # type: ignore[assignment,misc]
+
+
+# ------------------------------------------------------------------ 8. the tuner of a killed manager
+def orphaned_dispatchers(experiment_id: str) -> list[Any]:
+    """Tuner processes (NNI's dispatcher: ``sh -c "python -m nni --exp_params ..."``) of
+    ``experiment_id`` whose NNI manager is gone, as ``psutil.Process`` objects. NNI starts the
+    dispatcher with ``SDK_PROCESS=dispatcher`` and ``NNI_LOG_DIRECTORY=<experiments>/<id>/log`` in
+    its environment."""
+    import psutil
+
+    found = []
+    for process in psutil.process_iter():
+        try:
+            environment = process.environ()
+            if environment.get("SDK_PROCESS") != "dispatcher":
+                continue
+            if Path(environment.get("NNI_LOG_DIRECTORY", "")).parent.name != experiment_id:
+                continue
+            # NNI's node starts it through a shell; with the manager alive, node is an ancestor.
+            if any("nni_node" in part for ancestor in process.parents() for part in ancestor.cmdline()):
+                continue
+        except (psutil.Error, OSError):  # gone meanwhile, or another user's
+            continue
+        found.append(process)
+    return found
+
+
+def wait_for_orphaned_dispatchers(experiment_id: str, timeout: float = 120.0) -> list[int]:
+    """Wait until no orphaned tuner of ``experiment_id`` runs (workaround 8); returns the pids
+    waited for. Raises ``RuntimeError`` naming them if they are still there after ``timeout`` s."""
+    import psutil
+
+    orphans = orphaned_dispatchers(experiment_id)
+    if orphans:
+        _logger.warning("waiting for the tuner of experiment %s's killed NNI manager to exit (pid %s)",
+                        experiment_id, ", ".join(str(p.pid) for p in orphans))
+    _, alive = psutil.wait_procs(orphans, timeout=timeout)
+    if alive:
+        raise RuntimeError(
+            f"the tuner process(es) {[p.pid for p in alive]} of experiment {experiment_id}'s killed NNI manager "
+            f"still run after {timeout:.0f} s; end them (kill PID) before resuming, or the resumed manager fails"
+        )
+    return [p.pid for p in orphans]

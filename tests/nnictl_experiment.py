@@ -9,9 +9,11 @@ the test's temporary directory, and the REST server gets a free port. The experi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -36,6 +38,7 @@ TINY_SPEC: dict[str, Any] = {
     "num_classes": 10,
 }
 TINY = arch_space_from_spec(TINY_SPEC)
+NNICTL = "nni.tools.nnictl.nnictl"
 
 
 def train_tiny_supernet(run_dir: Path) -> Path:
@@ -51,6 +54,40 @@ def train_tiny_supernet(run_dir: Path) -> Path:
         "trainer": {"progress_bar": False, "loggers": [], "limit_train_batches": 8, "limit_val_batches": 1},
     })
     return Path(train(config, run_dir=run_dir).supernet_path)
+
+
+QUICK_TRIAL = """
+import time
+
+import nni
+
+parameters = nni.get_next_parameter()
+time.sleep(2)
+nni.report_final_result(float(sum(value for value in parameters.values())))
+"""
+"""A trial without torch: a metric from the parameters in about 3 seconds."""
+
+
+def quick_experiment_config(root: Path, tuner: dict[str, Any], search_space: dict[str, Any], *, trials: int) -> Path:
+    """config.yml of a local HPO experiment, one trial at a time, each :data:`QUICK_TRIAL`."""
+    code = root / "code"
+    code.mkdir(parents=True, exist_ok=True)
+    (code / "trial.py").write_text(QUICK_TRIAL)
+    (code / "search_space.json").write_text(json.dumps(search_space))
+    config = {
+        "experimentName": "quick",
+        "searchSpaceFile": str(code / "search_space.json"),
+        "trialCodeDirectory": str(code),
+        "trialCommand": f"{sys.executable} trial.py",
+        "trialConcurrency": 1,
+        "maxTrialNumber": trials,
+        "tuner": tuner,
+        "trainingService": {"platform": "local"},
+        "experimentWorkingDirectory": str(root / "experiments"),
+    }
+    path = root / "config.yml"
+    path.write_text(yaml.safe_dump(config))
+    return path
 
 
 def nni_environment(root: Path) -> dict[str, str]:
@@ -80,6 +117,33 @@ def listening_addresses(port: int) -> set[str]:
     return {
         c.laddr.ip for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN and c.laddr.port == port
     }
+
+
+def kill_manager(port: int) -> int:
+    """``kill -9`` the NNI manager (node) serving ``port``; its pid."""
+    import psutil
+
+    (pid,) = {c.pid for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
+    os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(psutil.NoSuchProcess):
+        psutil.Process(pid).wait(timeout=30)
+    return int(pid)
+
+
+def nnictl(env: dict[str, str], *arguments: str, bound: bool = True) -> subprocess.CompletedProcess[str]:
+    """``ofa-nni nni ARGS`` (``bound``: create/resume/view with the manager on 127.0.0.1) or plain ``nnictl ARGS``."""
+    command = [sys.executable, "-m", "ofa_nni.cli", "nni"] if bound else [sys.executable, "-m", NNICTL]
+    return subprocess.run([*command, *arguments], env=env, capture_output=True, text=True, timeout=300)
+
+
+def wait_for_status(port: int, statuses: tuple[str, ...], *, timeout: float) -> dict[str, Any]:
+    """Poll ``check-status`` until the experiment's status is one of ``statuses``; the last status."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status: dict[str, Any] = rest_get(port, "check-status")
+        if status["status"] in statuses or time.monotonic() > deadline:
+            return status
+        time.sleep(1)
 
 
 def rest_get(port: int, path: str) -> Any:
@@ -157,5 +221,5 @@ def example_experiment(supernet: Path, root: Path, *, trials: int, population: i
             seconds=seconds,
         )
     finally:
-        subprocess.run([sys.executable, "-m", "nni.tools.nnictl.nnictl", "stop", "--port", str(port)], env=env,
+        subprocess.run([sys.executable, "-m", NNICTL, "stop", "--port", str(port)], env=env,
                        capture_output=True, timeout=120)

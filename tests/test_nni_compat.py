@@ -6,6 +6,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -312,3 +313,52 @@ def test_experiment_started_from_python_serves_on_loopback_only(tmp_path):
     (line,) = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     result = json.loads(line.removeprefix("RESULT "))
     assert result == {"listening": ["127.0.0.1"], "status": "DONE"}, result
+
+
+# ------------------------------------------------------- 8. resuming after the manager was killed
+@pytest.mark.slow
+@pytest.mark.kill
+def test_resume_after_a_manager_kill_waits_for_its_tuner(tmp_path):
+    """An nnictl experiment whose NNI manager is killed (-9): ``ofa-nni nni resume`` waits for the
+    orphaned tuner and the resumed experiment runs; NNI's own ``nnictl resume`` right after a kill
+    gets the orphan's error report and stops (status ERROR)."""
+    from nnictl_experiment import (
+        free_port,
+        kill_manager,
+        listening_addresses,
+        nni_environment,
+        nnictl,
+        quick_experiment_config,
+        rest_get,
+        wait_for_status,
+    )
+
+    env = nni_environment(tmp_path)
+    config = quick_experiment_config(tmp_path, {"name": "Random"}, {"x": {"_type": "choice", "_value": [1, 2, 3]}},
+                                     trials=2)
+    port = free_port()
+    created = nnictl(env, "create", "--config", str(config), "--port", str(port))
+    assert created.returncode == 0, created.stdout + created.stderr
+    try:
+        experiment_id = rest_get(port, "experiment")["id"]
+        assert wait_for_status(port, ("DONE", "ERROR"), timeout=300)["status"] == "DONE"
+        # Killed when no trial runs, so that only the orphaned tuner can disturb the resumed manager.
+        kill_manager(port)
+        assert compat.orphaned_dispatchers(experiment_id)
+        resumed = nnictl(env, "resume", experiment_id, "--port", str(port))
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        assert "has exited" in resumed.stdout
+        assert not compat.orphaned_dispatchers(experiment_id)
+        time.sleep(5)  # the plain resume below is in ERROR by then
+        assert rest_get(port, "check-status")["status"] == "DONE"
+        assert listening_addresses(port) == {"127.0.0.1"}
+        assert [job["status"] for job in rest_get(port, "trial-jobs")] == ["SUCCEEDED"] * 2
+
+        kill_manager(port)
+        assert compat.orphaned_dispatchers(experiment_id)
+        plain = nnictl(env, "resume", experiment_id, "--port", str(port), bound=False)  # NNI 3.0's own, at once
+        assert plain.returncode == 0, plain.stdout + plain.stderr
+        status = wait_for_status(port, ("ERROR",), timeout=60)
+        assert status["status"] == "ERROR" and "Dispatcher stream error" in " ".join(status["errors"]), status
+    finally:
+        nnictl(env, "stop", "--port", str(port), bound=False)

@@ -10,7 +10,7 @@
   ``nnictl`` command with NNI's manager bound to 127.0.0.1 instead of every interface (NNI 3.0 has no
   option for it; :mod:`ofa_nni._nni_compat`, workaround 7). ``OFA_NNI_BIND_HOST=0.0.0.0`` exposes the
   web UI and REST API deliberately, e.g. for remote training services whose trials must reach the
-  manager.
+  manager. ``resume`` first waits for the tuner of a killed manager to exit (workaround 8).
 """
 
 from __future__ import annotations
@@ -165,6 +165,12 @@ def run_nnictl_bound(args: argparse.Namespace) -> int:
             arguments += ["--experiment_dir", str(args.experiment_dir)]
     arguments += ["--port", str(args.port)]
     arguments += [flag for flag in ("--foreground", "--debug") if getattr(args, flag[2:], False)]
+    if args.nnictl_action == "resume":
+        from ofa_nni._nni_compat import wait_for_orphaned_dispatchers
+
+        waited = wait_for_orphaned_dispatchers(args.id)
+        if waited:
+            print(f"the tuner of the killed NNI manager (pid {', '.join(map(str, waited))}) has exited", flush=True)
     return _nnictl(*arguments, env=nni_manager_environment())
 
 
