@@ -26,6 +26,22 @@ claim, so two workers proposing at the same moment do not both keep the same sub
 random generator is seeded from the sampler seed and the trial number, so a sequential study is
 reproducible and concurrent workers draw different candidates.
 
+A worker that dies mid-trial (``kill -9``, the OOM killer, a preempted node) loses nothing else:
+finished trials are in the storage and the sampler keeps no state, so a restarted worker continues
+the search. Its trial stays RUNNING, though; with Optuna's heartbeat and retry callback the next
+worker to start a trial marks it FAIL and queues its subnet again (a new trial with the same
+parameters; ``system_attrs["failed_trial"]`` names the original)::
+
+    storage = optuna.storages.RDBStorage(
+        url, heartbeat_interval=60, grace_period=120,
+        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
+    )
+    study.optimize(objective, callbacks=[MaxTrialsCallback(n, states=(TrialState.COMPLETE,))])
+
+The retried trial inherits the dead one's system attributes, constraints set before the kill
+included (same subnet, same values; ``set_constraint`` keeps them with a warning).
+``tests/test_reliability.py`` kills a worker this way and checks the resumed study.
+
 Selection follows the study: values are read in the study's directions; single-objective studies
 rank trials by value, multi-objective ones by NSGA-II's non-dominated sorting and crowding distance
 (:func:`ofa_nni.search.non_dominated_sort`, :func:`ofa_nni.search.crowding_distance`). Constraints
