@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # Set up a fresh machine and run the test suite (the README's test command; .ci/run calls it).
-# Default run: everything but tests marked slow, then the slow browser tests (a real nnictl
-# experiment in NNI's web UI), which CI runs too. Extra pytest arguments pass through instead,
-# e.g. `scripts/test.sh -m slow` for the end-to-end runs.
+# Default run: everything but tests marked slow, then the slow tests of the integrations CI must
+# cover too: browser (a real nnictl experiment in NNI's web UI), postgres (4 Optuna workers on a real
+# PostgreSQL server) and kill (kill -9 of an Optuna worker and of an NNI experiment, then resume).
+# Extra pytest arguments pass through instead, e.g. `scripts/test.sh -m slow` for every end-to-end run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Chromium for the browser tests (tests/browser.py), from the distribution's packages, where we may install.
-if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then
+# From the distribution's packages, where we may install: Chromium for the browser tests
+# (tests/browser.py), PostgreSQL for the postgres tests (tests/postgres_server.py starts a throwaway server).
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v initdb >/dev/null || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null; then
     if [ "$(id -u)" -eq 0 ]; then as_root=(env); elif sudo -n true 2>/dev/null; then as_root=(sudo -n env); else as_root=(); fi
     if [ ${#as_root[@]} -gt 0 ]; then
         { "${as_root[@]}" DEBIAN_FRONTEND=noninteractive apt-get update -qq \
-            && "${as_root[@]}" DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null \
-            || echo "scripts/test.sh: could not install chromium, which the browser tests need" >&2
+            && "${as_root[@]}" DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; } >/dev/null \
+            || echo "scripts/test.sh: could not install ${missing[*]}, which the browser/postgres tests need" >&2
     fi
 fi
 python3 -m venv .venv
@@ -19,6 +24,6 @@ python3 -m venv .venv
 .venv/bin/pip install --quiet -e '.[test]'
 if [ $# -eq 0 ]; then
     .venv/bin/python -m pytest
-    exec .venv/bin/python -m pytest -m "browser and slow"
+    exec .venv/bin/python -m pytest -m "slow and (browser or postgres or kill)"
 fi
 exec .venv/bin/python -m pytest "$@"

@@ -56,6 +56,16 @@ SMALL_SPACE_KWARGS = dict(
 """The default 5-stage layout (k{3,5,7}, e{3,4,6}, d{2,3,4}) with narrower widths."""
 
 
+@pytest.fixture(scope="session")
+def postgres_url():
+    """SQLAlchemy URL of a database on a throwaway PostgreSQL server on 127.0.0.1 (tests/postgres_server.py);
+    skips where no server can be had."""
+    from postgres_server import postgres_server
+
+    with postgres_server() as url:
+        yield url
+
+
 @pytest.fixture
 def tiny_space():
     from search_spaces import OFAMobileNetV3Space
