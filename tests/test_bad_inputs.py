@@ -34,9 +34,10 @@ mismatched predictor      AccuracyPredictor.load(space=...) ->                  
                           _artifacts.require_same_space; nni_trial
 corrupt latency table     latency.LatencyTable.load; LatencyTable._entry_ms       test_corrupt_latency_table
 mismatched latency table  LatencyTable.load(space=...) ->                         test_mismatched_latency_table
-                          require_same_space; OFAEvolutionTuner
+                          require_same_space; OFAEvolutionTuner; ofa-nni search
 infeasible constraint     search._AskTellSearch._anchors_for: EvolutionSearch,    test_infeasible_constraint
-                          specialize, OFAEvolutionSampler, OFAEvolutionTuner
+                          specialize, OFAEvolutionSampler, OFAEvolutionTuner,
+                          ofa-nni search
 NaN metric from a trial   Optuna: FAILED, OFAEvolutionSampler._history skips;     test_nan_metric_from_trial
                           NNI: nni_tuner.metric_score -> NaN, never selected
 crashing trial            Optuna: FAILED (optimize(catch=...)), not re-proposed;  test_crashing_trial
@@ -134,9 +135,7 @@ def _entry_point_child(module: str, argv: Sequence[str], cwd: str, stdout_path: 
 
 
 _FORKSERVER = multiprocessing.get_context("forkserver")
-_FORKSERVER.set_forkserver_preload(["ofa_nni.cli", "ofa_nni.commands.lut", "ofa_nni.commands.nni",
-                                    "ofa_nni.commands.predictor", "ofa_nni.commands.train", "strategies.nni_trial",
-                                    "search_spaces", "ofa_nni.training"])
+_FORKSERVER.set_forkserver_preload(["ofa_nni.cli", "strategies.nni_trial", "search_spaces", "ofa_nni.training"])
 
 
 def run_cli(args: Sequence[str], cwd: Path, *, module: str = "ofa_nni.cli") -> tuple[int, str, str]:
@@ -558,11 +557,19 @@ def test_corrupt_latency_table(latency_table_file: Path, tmp_path: Path) -> None
         assert_one_line_error(code, err, "ofa-nni lut: error:", str(corrupt / name), message)
 
 
-def test_mismatched_latency_table(latency_table_file: Path) -> None:
+def test_mismatched_latency_table(latency_table_file: Path, tmp_path: Path) -> None:
     other = ArchSpace(**{**TINY_SPACE_KWARGS, "num_classes": 10})
     with pytest.raises(ValueError, match=r"latency table .*lut\.json was built for another search space \(num_classes: "
                                          r"file has 4, space has 10\)"):
         LatencyTable.load(latency_table_file, space=other)
+    # CLI: a search whose predictor and latency table belong to different spaces.
+    predictor = _predictor_file(other, tmp_path / "predictor.npz")
+    out = tmp_path / "out"
+    code, _, err = run_cli(["search", "--predictor", str(predictor), "--lut", str(latency_table_file), "--target",
+                            "latency_ms<=5", "--out", str(out / "search.json"), "--quiet"], tmp_path)
+    assert_one_line_error(code, err, "ofa-nni search: error:", "was built for another search space",
+                          "num_classes: file has 4, space has 10")
+    assert_nothing_written(out)
     # NNI: the tuner's classArgs name a table of another space; the experiment stops with the message.
     tuner = OFAEvolutionTuner(space=TUNER_SPACE, latency_table=str(latency_table_file), constraints={"latency_ms": 5.0})
     with pytest.raises(ValueError, match=r"was built for another search space \(.*resolutions: file has \[32, 40\], "
@@ -576,7 +583,7 @@ def arch_space_of(spec: dict[str, Any]) -> ArchSpace:
     return arch_space_from_spec(spec)
 
 
-def test_infeasible_constraint() -> None:
+def test_infeasible_constraint(tmp_path: Path) -> None:
     costs = AnalyticCostModel(TINY)
     smallest = costs.macs(TINY.min_sample())
     message = rf"budget 1000 for 'macs' is infeasible: the smallest achievable macs is {smallest} \(subnet r32_k3e2"
@@ -591,6 +598,14 @@ def test_infeasible_constraint() -> None:
     tuner = OFAEvolutionTuner(space=TUNER_SPACE, constraints={"macs": 1000})
     with pytest.raises(ValueError, match=r"budget 1000 for 'macs' is infeasible: the smallest achievable macs is"):
         tuner.update_search_space(nni_search_space(arch_space_of(TUNER_SPACE)))
+    # CLI: a target no subnet can meet.
+    predictor = _predictor_file(TINY, tmp_path / "predictor.npz")
+    out = tmp_path / "out"
+    code, _, err = run_cli(["search", "--predictor", str(predictor), "--target", "macs<=1000", "--out",
+                            str(out / "search.json"), "--quiet"], tmp_path)
+    assert_one_line_error(code, err, "ofa-nni search: error:", "is infeasible", f"the smallest achievable macs is "
+                          f"{smallest}")
+    assert_nothing_written(out)
 
 
 def _macs_score(space: ArchSpace) -> Any:
