@@ -362,3 +362,15 @@ def test_resume_after_a_manager_kill_waits_for_its_tuner(tmp_path):
         assert status["status"] == "ERROR" and "Dispatcher stream error" in " ".join(status["errors"]), status
     finally:
         nnictl(env, "stop", "--port", str(port), bound=False)
+
+
+def test_ofa_nni_nni_create_and_resume_check_their_arguments(tmp_path, capsys):
+    from ofa_nni.cli import main
+
+    assert main(["nni", "create", "--config", str(tmp_path / "missing.yml")]) == 2
+    assert "missing.yml" in capsys.readouterr().err
+    (tmp_path / "config.yml").write_text("{}")
+    assert main(["nni", "create", "--config", str(tmp_path / "config.yml"), "--port", "70000"]) == 2
+    assert "--port must be a TCP port" in capsys.readouterr().err
+    assert main(["nni", "resume", "abc", "--experiment-dir", str(tmp_path / "nowhere")]) == 2
+    assert "nowhere" in capsys.readouterr().err
