@@ -18,17 +18,33 @@ __all__ = [
     "atomic_write",
     "atomic_write_json",
     "require_same_space",
+    "temporary_file_for",
     "library_versions",
     "cpu_description",
 ]
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # the only portable way to read it is to set it
+    os.umask(mask)
+    return mask
+
+
+def temporary_file_for(path: str | os.PathLike[str]) -> tuple[int, str]:
+    """An open temporary file next to ``path`` (same folder, so ``os.replace`` is atomic) with the
+    permissions a plain ``open()`` would give the final file (``mkstemp`` makes it owner-only, and a
+    results folder shared by a team must stay readable). Returns ``(fd, name)``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(handle, 0o666 & ~_umask())
+    return handle, name
+
+
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object]) -> None:
     """Write a file so that a kill leaves either the old file or the new one, never half of one:
     ``write`` fills a temporary file in the same folder, which then replaces ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, temp_name = temporary_file_for(path)
     try:
         with os.fdopen(handle, "wb") as file:
             write(file)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ofa_nni._artifacts import temporary_file_for
 from ofa_nni.layers import MobileNetV3Subnet
 
 __all__ = ["ExportedModel", "ExportMismatchError", "export_subnet", "EXPORT_FORMATS"]
@@ -37,8 +37,7 @@ class ExportedModel:
 
 
 def _atomic_target(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, temp = temporary_file_for(path)
     os.close(handle)
     return Path(temp)
 

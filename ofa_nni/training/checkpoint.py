@@ -23,9 +23,7 @@ target (``os.replace``), so a kill at any moment leaves either the old or the ne
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -33,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from ofa_nni._artifacts import atomic_write
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -58,17 +58,7 @@ class CheckpointError(ValueError):
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     """``torch.save`` to ``path`` atomically (temporary file in the same directory + rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(obj, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda stream: torch.save(obj, stream))
     return path
 
 

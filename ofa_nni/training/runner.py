@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,6 +28,7 @@ from typing import Any
 
 import torch
 
+from ofa_nni._artifacts import atomic_write
 from ofa_nni.data import ImageData, calibration_loader, load_data
 from ofa_nni.training.checkpoint import CheckpointError, atomic_torch_save
 from ofa_nni.training.config import ProgressiveShrinkingConfig, TrainConfig, load_config
@@ -73,14 +72,7 @@ def build_space(config: TrainConfig, num_classes: int) -> Any:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda stream: stream.write(text.encode("utf-8")))
 
 
 def _phase_summary(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
