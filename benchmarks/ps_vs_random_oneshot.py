@@ -6,7 +6,8 @@ supernet more accurate than training them jointly from scratch. Here, on the emb
 side by side in one run, for each seed:
 
 (a) progressive shrinking: ``ofa_nni.training.train`` with the demo's schedule (the paper's recipe
-    x ``--epochs-factor``), no per-epoch validation;
+    x ``--epochs-factor``, with the per-phase overrides of ``--phases``, the configuration's
+    ``strategy.phases`` as JSON), no per-epoch validation;
 (b) NNI's ``RandomOneShot`` (uniform random subnet every step, all choices from the start) with
     the same total number of subnet-steps (forward+backward passes of a subnet; a progressive-
     shrinking step with k subnets counts k; the teacher's forward passes are not counted), the
@@ -16,10 +17,19 @@ side by side in one run, for each seed:
 Then every supernet is evaluated on the held-out digits: the smallest, the median (middle choice of
 every label, :func:`ofa_nni.training.median_sample`), the largest and 10 fixed random subnets, each
 with its BN statistics recalibrated on the same 256 training images. Wall times are of training
-only. Run (``--threads 2`` for reported numbers)::
+only. Run (``--markdown`` writes a fresh file with the table)::
 
-    .venv/bin/python benchmarks/ps_vs_random_oneshot.py --seeds 0 1 --threads 2 \\
-        --markdown benchmarks/results/ps_vs_random_oneshot.md
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ps_vs_random_oneshot.py --seeds 0 1 --threads 1 \\
+        --markdown /tmp/ps_vs_random_oneshot.md
+
+A variant of the schedule, e.g. the later phases at the kernel phase's learning rate (variant A
+in the results; 0.03 at batch 64)::
+
+    .venv/bin/python benchmarks/ps_vs_random_oneshot.py --seeds 0 1 --epochs-factor 0.125 \\
+        --phases '{"depth1": {"lr": 0.03}, "depth2": {"lr": 0.03}, "expand1": {"lr": 0.03}, "expand2": {"lr": 0.03}}'
+
+RandomOneShot always gets as many subnet-steps as the (overridden) schedule has. The numbers in
+``benchmarks/results/ps_vs_random_oneshot.md`` were taken with ``--threads 1``, one seed per process.
 """
 
 from __future__ import annotations
@@ -27,9 +37,11 @@ from __future__ import annotations
 import argparse
 import datetime
 import functools
+import json
 import os
 import platform
 import random
+import shlex
 import statistics
 import sys
 import tempfile
@@ -43,7 +55,7 @@ import torch
 from ofa_nni.data import calibration_loader, digits, digits_split_digest
 from ofa_nni.runtime import recalibrate_batchnorm
 from ofa_nni.training import demo_config, load_supernet, median_sample, progressive_shrinking, train
-from ofa_nni.training.config import ProgressiveShrinkingConfig, TrainerConfig, ValidationConfig
+from ofa_nni.training.config import ConfigError, ProgressiveShrinkingConfig, TrainerConfig, ValidationConfig
 from ofa_nni.training.runner import build_space
 
 RANDOM_SUBNETS = 10
@@ -116,18 +128,36 @@ def _evaluate(space: Any, data: Any, seed: int) -> dict[str, float]:
     return result
 
 
+def _phase_overrides(text: str) -> dict[str, Any]:
+    """``--phases``: a JSON object ``{phase: {field: value}}`` (checked by ProgressiveShrinkingConfig)."""
+    try:
+        overrides = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not JSON ({error}): {text!r}") from None
+    if not isinstance(overrides, dict) or not all(isinstance(v, dict) for v in overrides.values()):
+        raise argparse.ArgumentTypeError(f"expected a JSON object of phase -> {{field: value}}, got {text!r}")
+    return overrides
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--epochs-factor", type=float, default=demo_config().strategy.epochs_factor)
+    parser.add_argument("--phases", type=_phase_overrides, default=None, metavar="JSON",
+                        help="per-phase overrides of progressive shrinking (strategy.phases), e.g. "
+                             "'{\"expand2\": {\"lr\": 0.03}}'")
     parser.add_argument("--markdown", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     base = demo_config()
+    try:
+        strategy = ProgressiveShrinkingConfig(epochs_factor=args.epochs_factor, phases=args.phases)
+    except ConfigError as error:
+        parser.error(f"--phases: {error}")
     config = base.replace(
-        strategy=ProgressiveShrinkingConfig(epochs_factor=args.epochs_factor),
+        strategy=strategy,
         validation=ValidationConfig(random_subnets=0, calibration_batches=1, every_n_epochs=10**6),
         trainer=TrainerConfig(progress_bar=False, loggers=[]),
     )
@@ -142,7 +172,7 @@ def main() -> int:
             ps_space = load_supernet(result.supernet_path)
         steps_per_epoch = len(data.train) // config.data.batch_size
         phases = progressive_shrinking(ps_space.arch_space, epochs_factor=args.epochs_factor,
-                                       batch_size=config.data.batch_size)
+                                       batch_size=config.data.batch_size, overrides=args.phases)
         subnet_steps = sum(p.epochs * steps_per_epoch * p.subnets_per_step for p in phases)
         ps_accuracy = _evaluate(ps_space, data, seed)
         random_space, random_seconds, random_steps = _train_random_oneshot(config, data, subnet_steps, seed)
@@ -157,13 +187,14 @@ def main() -> int:
     lines = [
         "# Progressive shrinking vs NNI RandomOneShot (digits, CPU-sized space)",
         "",
-        f"Run: `{' '.join([Path(sys.executable).name, *sys.argv])}` on {datetime.date.today()}, "
+        f"Run: `{shlex.join([Path(sys.executable).name, *sys.argv])}` on {datetime.date.today()}, "
         f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} threads, "
         f"os.getloadavg() at the end {tuple(round(x, 1) for x in os.getloadavg())} "
         f"(2 cores shared with other processes).",
         f"Data: scikit-learn digits, held-out split digest {digits_split_digest()} ({len(data.val)} images); "
         f"space preset `cpu`; schedule: paper's recipe x {args.epochs_factor:.4g} "
-        f"({'+'.join(str(p.epochs) for p in phases)} epochs), batch {config.data.batch_size}.",
+        f"({'+'.join(str(p.epochs) for p in phases)} epochs), batch {config.data.batch_size}; "
+        f"per-phase overrides: {json.dumps(args.phases) if args.phases else 'none'}.",
         "Held-out top-1 after BN recalibration (256 training images); median = middle choice of every label; "
         f"random = mean of {RANDOM_SUBNETS} fixed random subnets. Training time only: wall and CPU (all threads) "
         "seconds; progressive shrinking's include loading the data and its teacher's forward passes.",
