@@ -22,9 +22,9 @@ The sampler is stateless across processes: every proposal rebuilds the populatio
 trial id), so any number of workers can share one RDB or journal storage. Subnets of trials that
 are RUNNING or WAITING in other workers are never proposed again; each proposal is claimed at once
 in the trial's system attribute ``ofa_nni:arch`` and checked against the other trials after the
-claim, so two workers proposing at the same moment do not both keep the same subnet. The engine's
-random generator is seeded from the sampler seed and the trial number, so a sequential study is
-reproducible and concurrent workers draw different candidates.
+claim, so two workers proposing at the same moment do not both keep the same subnet (the older
+trial keeps it). The engine's random generator is seeded from the sampler seed and the trial
+number, so a sequential study is reproducible and concurrent workers draw different candidates.
 
 A worker that dies mid-trial (``kill -9``, the OOM killer, a preempted node) loses nothing else:
 finished trials are in the storage and the sampler keeps no state, so a restarted worker continues
@@ -70,6 +70,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,9 @@ _SEED_SPACE = 2**63 - 1
 
 _CLAIM_ATTEMPTS = 4
 """Proposals per trial at most when concurrent workers keep picking the same subnet."""
+_CLAIM_WAIT_SECONDS = 10.0
+"""How long a trial waits for a newer trial that claimed the same subnet to keep it or give way."""
+_CLAIM_POLL_SECONDS = 0.02
 
 
 def _as_arch_space(space: Any) -> ArchSpace:
@@ -287,29 +291,53 @@ class OFAEvolutionSampler(BaseSampler):
         row = self.propose(study, trial)
         for _ in range(_CLAIM_ATTEMPTS):
             # Claim the subnet in the storage, then look again: a worker that proposed the same
-            # subnet concurrently has claimed it too, and whichever sees the other proposes anew
+            # subnet concurrently has claimed it too, and the newer trial of the two proposes anew
             # (its next proposal counts the other's claim as tried). Sequential studies never
             # re-propose, so they stay reproducible.
-            study._storage.set_trial_system_attr(
-                trial._trial_id, _PROPOSAL_ATTR, self.space.format(self.space.from_indices(row))
-            )
+            self._claim(study, trial, row)
             if not self._claimed_elsewhere(study, trial, row):
                 break
             row = self.propose(study, trial)
+        else:  # out of attempts: keep the last proposal, claimed so that the others avoid it
+            self._claim(study, trial, row)
         sample = self.space.from_indices(row)
         return {label: sample[label] for label in search_space if label in sample}
 
+    def _claim(self, study: Study, trial: FrozenTrial, row: np.ndarray) -> None:
+        study._storage.set_trial_system_attr(
+            trial._trial_id, _PROPOSAL_ATTR, self.space.format(self.space.from_indices(row))
+        )
+
     def _claimed_elsewhere(self, study: Study, trial: FrozenTrial, row: np.ndarray) -> bool:
-        """Whether another trial of the study already has (or has claimed) the subnet ``row``."""
+        """Whether another trial has the subnet ``row`` first, so that ``trial`` must give it up: a
+        trial that is finished, waiting or decided (its parameters are stored), or an older one
+        (smaller number) that has claimed it too. A newer trial's claim is settled by watching it:
+        the newer trial gives way if it saw this trial's claim (its claim moves on) and keeps the
+        subnet otherwise (its parameters appear). Were both to give way, two workers could propose
+        the same next subnet again, in lockstep; were both to keep it, it would run twice."""
         mine = canonical_indices(self.space, row[None])
-        others = [
-            decoded.row
-            for frozen in study.get_trials(deepcopy=False)
-            if frozen.number != trial.number and (decoded := self._decode(study, frozen)).row is not None
-        ]
-        if not others:
-            return False
-        return bool((canonical_indices(self.space, np.stack(others)) == mine).all(axis=1).any())
+        labels = self.space.labels
+        deadline = time.monotonic() + _CLAIM_WAIT_SECONDS
+        while True:
+            others = [
+                (frozen, decoded.row)
+                for frozen in study.get_trials(deepcopy=False)
+                if frozen.number != trial.number and (decoded := self._decode(study, frozen)).row is not None
+            ]
+            if not others:
+                return False
+            same = (canonical_indices(self.space, np.stack([r for _, r in others])) == mine).all(axis=1)
+            holders = [frozen for (frozen, _), match in zip(others, same, strict=True) if match]
+            for frozen in holders:
+                decided = frozen.state != TrialState.RUNNING or all(label in frozen.params for label in labels)
+                if decided or frozen.number < trial.number:
+                    return True
+            if not holders:
+                return False
+            # Only newer trials claim it and have not decided yet: wait until each keeps it or moves on.
+            if time.monotonic() > deadline:  # the newer trial's worker may have died: give way
+                return True
+            time.sleep(_CLAIM_POLL_SECONDS)
 
     def after_trial(
         self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None

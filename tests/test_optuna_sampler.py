@@ -295,8 +295,11 @@ def test_four_worker_processes_share_one_storage(shared_storage: str, tmp_path: 
     assert sorted(t.number for t in trials) == list(range(4 * per_worker))  # none lost or duplicated
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     space = CONCURRENT_SPACE
-    keys = [subnet_key(trial_sample(t, space), space) for t in trials]
-    assert len(set(keys)) == len(keys)  # every trial a different subnet
+    by_subnet: dict[bytes, list[int]] = {}
+    for t in trials:
+        by_subnet.setdefault(subnet_key(trial_sample(t, space), space), []).append(t.number)
+    repeated = [numbers for numbers in by_subnet.values() if len(numbers) > 1]
+    assert not repeated, f"trials that ran the same subnet: {repeated}"  # every trial a different subnet
     for t in trials:  # each arch string is the subnet the trial ran, and the one the sampler claimed
         assert t.user_attrs[ARCH_ATTR] == space.format(trial_sample(t, space)) == t.system_attrs["ofa_nni:arch"]
 
