@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--validate", type=int, default=30)
     parser.add_argument("--calibration-subnets", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="cpu: the thread's CPU time (needs --threads 1), for a machine shared with busy processes")

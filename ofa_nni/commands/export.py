@@ -55,8 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="recalibration/evaluation batch size (default 100)")
     parser.add_argument("--no-evaluate", action="store_true", help="skip the held-out accuracy")
     parser.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
-    parser.add_argument("--latency-repeats", type=int, default=10, metavar="N",
-                        help="timed calls per round (default 10)")
+    parser.add_argument("--latency-repeats", type=int, default=30, metavar="N",
+                        help="timed calls per round (default 30, as 'ofa-nni lut build')")
     parser.add_argument("--latency-rounds", type=int, default=3, metavar="N", help="interleaved rounds (default 3)")
     parser.add_argument("--statistic", choices=STATISTICS, default="min",
                         help="the latency reported: min (default, as 'ofa-nni lut build': steady on a machine shared "

@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build = actions.add_parser(
         "build",
         help="measure a latency table and validate it end to end",
-        description="Measure every op shape of the space with warm-up, repeats and the median, in interleaved "
+        description="Measure every op shape of the space with warm-up, repeats and the minimum, in interleaved "
                     "rounds; validate on random frozen subnets (Spearman, MAPE). Resumable: progress is kept in "
                     "OUT.partial.json; rerun the same command to continue.",
     )
@@ -49,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="measure every N-th resolution of the space (and the largest), interpolate the rest")
     build.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's setting)")
     build.add_argument("--warmup", type=int, default=3, help="untimed calls per visit (default 3)")
-    build.add_argument("--repeats", type=int, default=10, help="timed calls per visit (default 10)")
+    build.add_argument("--repeats", type=int, default=30, help="timed calls per visit (default 30)")
     build.add_argument("--rounds", type=int, default=3, help="visits per entry, in shuffled order (default 3)")
     build.add_argument("--clock", choices=CLOCKS, default="wall",
                        help="wall (elapsed time, default) or cpu (the thread's CPU time: not inflated by other busy "
