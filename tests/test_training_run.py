@@ -173,19 +173,33 @@ def test_cli_reports_user_errors_in_one_line(tmp_path):
     assert process.returncode == 2 and "strategy.name: 'darts' is not a strategy" in output
 
 
-@pytest.mark.slow
-def test_cli_resume_after_kill_9_matches_an_uninterrupted_run(tmp_path):
-    """A real ``ofa-nni train`` process is killed with SIGKILL mid-run and resumed with --resume:
-    every epoch runs exactly once and the final supernet equals an uninterrupted run's, bit for bit."""
-    config = tmp_path / "train.yaml"
-    # 12 epochs: full 4, kernel 2, depth1 1, depth2 2, expand1 1, expand2 2 (epochs_factor 0.02)
-    config.write_text(yaml.safe_dump(_config(strategy={"epochs_factor": 0.02}, trainer={"limit_train_batches": 4})))
+# 12 epochs: full 4, kernel 2, depth1 1, depth2 2, expand1 1, expand2 2 (epochs_factor 0.02)
+_KILL_SCHEDULE = {"strategy": {"epochs_factor": 0.02}, "trainer": {"limit_train_batches": 4}}
+_KILL_AT = {"full": 2, "kernel": 4, "depth1": 6, "depth2": 7, "expand1": 9, "expand2": 10}
+"""Epochs completed when the process is killed: the next epoch (the one interrupted) is in that phase."""
 
-    reference = _cli(["--config", str(config), "--run-dir", str(tmp_path / "reference")])
+
+@pytest.fixture(scope="module")
+def uninterrupted_run(tmp_path_factory):
+    """One uninterrupted ``ofa-nni train`` run of the kill tests' schedule, shared by them."""
+    directory = tmp_path_factory.mktemp("uninterrupted")
+    config = directory / "train.yaml"
+    config.write_text(yaml.safe_dump(_config(**_KILL_SCHEDULE)))
+    reference = _cli(["--config", str(config), "--run-dir", str(directory / "run")])
     output, _ = reference.communicate(timeout=900)
     assert reference.returncode == 0, output
     assert "expand2" in output and "supernet:" in output
+    return config, load_checkpoint(directory / "run" / "checkpoints" / "last.pt")
 
+
+@pytest.mark.slow
+@pytest.mark.kill
+@pytest.mark.parametrize("phase", list(_KILL_AT))
+def test_cli_resume_after_kill_9_in_each_phase_matches_an_uninterrupted_run(uninterrupted_run, tmp_path, phase):
+    """A real ``ofa-nni train`` process is killed with SIGKILL during an epoch of ``phase`` and
+    resumed with --resume: every epoch runs exactly once and the final supernet (and teacher) equal
+    the uninterrupted run's, bit for bit."""
+    config, expected = uninterrupted_run
     interrupted = tmp_path / "interrupted"
     process = _cli(["--config", str(config), "--run-dir", str(interrupted)])
     last = interrupted / "checkpoints" / "last.pt"
@@ -197,20 +211,20 @@ def test_cli_resume_after_kill_9_matches_an_uninterrupted_run(tmp_path):
                 done = load_checkpoint(last)["epochs_completed"]
             except (CheckpointError, FileNotFoundError):
                 done = 0
-            if done >= 5:  # inside the depth phases: teacher built, channels not yet sorted
+            if done >= _KILL_AT[phase]:
                 process.send_signal(signal.SIGKILL)
                 killed_after = done
                 break
-        time.sleep(0.05)
+        time.sleep(0.02)
     process.communicate(timeout=60)
     assert killed_after is not None and process.returncode == -signal.SIGKILL
-    assert load_checkpoint(last)["epochs_completed"] < 12
+    assert expected["history"][killed_after]["phase"] == phase  # the epoch killed was in that phase
 
     resumed = _cli(["--config", str(config), "--run-dir", str(interrupted), "--resume"])
     output, _ = resumed.communicate(timeout=900)
     assert resumed.returncode == 0, output
 
-    expected, actual = load_checkpoint(tmp_path / "reference" / "checkpoints" / "last.pt"), load_checkpoint(last)
+    actual = load_checkpoint(last)
     assert [h["epoch"] for h in actual["history"]] == list(range(12))  # nothing lost, nothing twice
     assert [h["phase"] for h in actual["history"]] == [h["phase"] for h in expected["history"]]
     assert actual["steps_completed"] == expected["steps_completed"] == 48
