@@ -226,7 +226,8 @@ def _check_backend(backend: str, device: str) -> None:
             import onnx  # noqa: F401  (torch.onnx.export needs it)
             import onnxruntime  # noqa: F401
         except ImportError as error:
-            raise ValueError(f"backend 'onnxruntime' needs {error.name}: pip install 'ofa-nni[onnx]'") from None
+            raise ValueError(f"backend 'onnxruntime' needs {error.name}, a dependency of ofa-nni that is missing from "
+                             f"this environment: pip install {error.name}") from None
     if device == "cuda":
         if not torch.cuda.is_available():
             raise ValueError("device 'cuda' requested but torch sees no CUDA GPU here; use --device cpu")
