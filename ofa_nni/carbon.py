@@ -133,14 +133,14 @@ class CostMeter:
             self._record(name, self._cost(name, wall_s, cpu_s, tracker), reused=step.reused)
 
     def _record(self, name: str, measured: PhaseCost, *, reused: bool) -> None:
-        stored = self._stored().get(name)
-        if reused and stored is not None:
+        stored = self._stored()
+        if reused and name in stored:
             self.phases.append(dataclasses.replace(
-                PhaseCost(**stored), note="measured by the earlier run that built what this run reused"))
+                PhaseCost(**stored[name]), note="measured by the earlier run that built what this run reused"))
         else:
             self.phases.append(measured)
             if self.ledger is not None:
-                atomic_write_json(self.ledger, {**self._stored(), name: dataclasses.asdict(measured)})
+                atomic_write_json(self.ledger, {**stored, name: dataclasses.asdict(measured)})
 
     def _stored(self) -> dict[str, Any]:
         if self.ledger is None or not self.ledger.is_file():

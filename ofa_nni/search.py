@@ -610,9 +610,10 @@ class _AskTellSearch:
         self._clear_pending()
 
     # ------------------------------------------------------------------ subclass hooks
-    def _propose(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Proposals for the next generation (``generation`` already advanced): rows, their costs
-        and their group (target), each group's rows in order of preference."""
+    def _propose(self) -> tuple[np.ndarray, ...]:
+        """Proposals for the next generation (``generation`` already advanced): rows, their costs,
+        their group (target), each group's rows in order of preference, and their canonical rows and
+        keys (what :meth:`_feasible_proposals` returns)."""
         raise NotImplementedError
 
     def _feasible_proposals(
@@ -623,8 +624,9 @@ class _AskTellSearch:
         budgets: np.ndarray,
         anchors: np.ndarray,
         anchor_costs: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Order each group's proposals feasible first (then by ``position``), repair the rest.
+    ) -> tuple[np.ndarray, ...]:
+        """Order each group's proposals feasible first (then by ``position``), repair the rest;
+        returns rows, costs, groups, canonical rows and keys.
 
         Searches propose ``_PROPOSALS_PER_SLOT`` times the population and keep the first
         ``population_size`` new subnets per group: the spare proposals replace duplicates, and a
@@ -639,15 +641,18 @@ class _AskTellSearch:
         # group with that many feasible new subnets never reaches its infeasible proposals, which
         # are dropped instead of repaired (repair is most of a generation's own cost).
         feasible_at = np.nonzero(~infeasible)[0]
-        canonical = self._layout.canonical(rows[feasible_at])
-        keys = self._layout.keys(canonical)
-        _, first = np.unique(keys, return_index=True)
+        canonical = np.zeros_like(rows)
+        keys = np.zeros(len(rows), dtype=np.uint64)
+        canonical[feasible_at] = self._layout.canonical(rows[feasible_at])
+        keys[feasible_at] = self._layout.keys(canonical[feasible_at])
+        _, first = np.unique(keys[feasible_at], return_index=True)
+        first = feasible_at[first]
         new = first[~self._archive.contains(keys[first], canonical[first])]
         n_groups = int(group.max()) + 1
-        enough = np.bincount(group[feasible_at[new]], minlength=n_groups) >= self.population_size
+        enough = np.bincount(group[new], minlength=n_groups) >= self.population_size
         keep = ~(infeasible & enough[group])
         rows, values, group, infeasible = rows[keep], values[keep], group[keep], infeasible[keep]
-        order = order[keep]
+        canonical, keys, order = canonical[keep], keys[keep], order[keep]
         if infeasible.any():
             at = np.nonzero(infeasible)[0]
             rows[at], values[at] = _repair(
@@ -660,7 +665,9 @@ class _AskTellSearch:
                 anchor_costs[order][at],
                 self._rng,
             )
-        return rows, values, group
+            canonical[at] = self._layout.canonical(rows[at])
+            keys[at] = self._layout.keys(canonical[at])
+        return rows, values, group, canonical, keys
 
     def _select(self, rows: np.ndarray, scores: np.ndarray, costs: np.ndarray) -> None:
         """Update the population with this generation's new candidates (raw rows)."""
@@ -728,9 +735,7 @@ class _AskTellSearch:
             return self._pending_rows[~self._pending_told].copy()
         while not self._finished:
             self._generation += 1
-            rows, costs, group = self._propose()
-            canonical = self._layout.canonical(rows)
-            keys = self._layout.keys(canonical)
+            rows, costs, group, canonical, keys = self._propose()
             _, first = np.unique(keys, return_index=True)
             first.sort()  # first-occurrence order: deterministic and unbiased by key order
             new = first[~self._archive.contains(keys[first], canonical[first])]
@@ -1017,7 +1022,7 @@ class EvolutionSearch(_AskTellSearch):
     def _config(self) -> dict[str, Any]:
         return {**super()._config(), "parent_ratio": self.parent_ratio, "budgets": self.budgets.tolist()}
 
-    def _propose(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _propose(self) -> tuple[np.ndarray, ...]:
         rng, layout, n_targets = self._rng, self._layout, self.n_targets
         n_mut = _PROPOSALS_PER_SLOT * self.n_mutations
         n_cross = _PROPOSALS_PER_SLOT * self.population_size - n_mut
@@ -1200,7 +1205,7 @@ class ParetoSearch(_AskTellSearch):
     def _config(self) -> dict[str, Any]:
         return {**super()._config(), "budgets": self.budgets.tolist()}
 
-    def _propose(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _propose(self) -> tuple[np.ndarray, ...]:
         rng, layout = self._rng, self._layout
         n_mut = _PROPOSALS_PER_SLOT * self.n_mutations
         n_cross = _PROPOSALS_PER_SLOT * self.population_size - n_mut
