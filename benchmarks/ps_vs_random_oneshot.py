@@ -147,6 +147,9 @@ def main() -> int:
     parser.add_argument("--phases", type=_phase_overrides, default=None, metavar="JSON",
                         help="per-phase overrides of progressive shrinking (strategy.phases), e.g. "
                              "'{\"expand2\": {\"lr\": 0.03}}'")
+    parser.add_argument("--trainings", nargs="+", choices=("ps", "random"), default=["ps", "random"],
+                        help="which trainings to run (RandomOneShot does not depend on --phases, so a PS variant "
+                             "can reuse an earlier RandomOneShot run of the same seed and budget)")
     parser.add_argument("--markdown", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -164,22 +167,26 @@ def main() -> int:
     space_for_size = build_space(config, num_classes=10)
     data = digits(resolution=max(space_for_size.arch_space.resolutions))
     rows = []
+    phases = progressive_shrinking(space_for_size.arch_space, epochs_factor=args.epochs_factor,
+                                   batch_size=config.data.batch_size, overrides=args.phases)
+    steps_per_epoch = len(data.train) // config.data.batch_size
+    subnet_steps = sum(p.epochs * steps_per_epoch * p.subnets_per_step for p in phases)
     for seed in args.seeds:
-        with tempfile.TemporaryDirectory() as run_dir:
-            cpu_started = time.process_time()
-            result = train(config.replace(seed=seed), run_dir=run_dir)
-            ps_seconds = (result.seconds, time.process_time() - cpu_started)
-            ps_space = load_supernet(result.supernet_path)
-        steps_per_epoch = len(data.train) // config.data.batch_size
-        phases = progressive_shrinking(ps_space.arch_space, epochs_factor=args.epochs_factor,
-                                       batch_size=config.data.batch_size, overrides=args.phases)
-        subnet_steps = sum(p.epochs * steps_per_epoch * p.subnets_per_step for p in phases)
-        ps_accuracy = _evaluate(ps_space, data, seed)
-        random_space, random_seconds, random_steps = _train_random_oneshot(config, data, subnet_steps, seed)
-        random_accuracy = _evaluate(random_space, data, seed)
-        rows.append((seed, "progressive shrinking", subnet_steps, ps_seconds, ps_accuracy))
-        rows.append((seed, "RandomOneShot (NNI)", random_steps, random_seconds, random_accuracy))
-        for row in rows[-2:]:
+        added = 0
+        if "ps" in args.trainings:
+            with tempfile.TemporaryDirectory() as run_dir:
+                cpu_started = time.process_time()
+                result = train(config.replace(seed=seed), run_dir=run_dir)
+                ps_seconds = (result.seconds, time.process_time() - cpu_started)
+                ps_space = load_supernet(result.supernet_path)
+            rows.append((seed, "progressive shrinking", subnet_steps, ps_seconds, _evaluate(ps_space, data, seed)))
+            added += 1
+        if "random" in args.trainings:
+            random_space, random_seconds, random_steps = _train_random_oneshot(config, data, subnet_steps, seed)
+            random_accuracy = _evaluate(random_space, data, seed)
+            rows.append((seed, "RandomOneShot (NNI)", random_steps, random_seconds, random_accuracy))
+            added += 1
+        for row in rows[len(rows) - added:]:
             print(f"seed {row[0]} {row[1]:24s} subnet-steps {row[2]:5d} train {row[3][0]:7.1f} s "
                   f"(cpu {row[3][1]:7.1f} s)  " + "  ".join(
                 f"{k} {row[4][k]:.3f}" for k in ("smallest", "median", "largest", "random_mean")), flush=True)
@@ -208,6 +215,8 @@ def main() -> int:
                      f"{accuracy['median']:.3f} | {accuracy['largest']:.3f} | {accuracy['random_mean']:.3f} |")
     for name in ("progressive shrinking", "RandomOneShot (NNI)"):
         chosen = [r for r in rows if r[1] == name]
+        if not chosen:
+            continue
         means = " | ".join(f"{statistics.fmean(r[4][k] for r in chosen):.3f}"
                            for k in ("smallest", "median", "largest", "random_mean"))
         wall, cpu = (statistics.fmean(r[3][i] for r in chosen) for i in (0, 1))

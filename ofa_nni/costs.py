@@ -35,11 +35,17 @@ def sum_active_blocks(
     Every per-block cost model (MACs, params, latency tables) sums this way.
     """
     n_blocks = space.num_blocks
-    kernels = indices[:, :n_blocks]
-    expands = indices[:, n_blocks : 2 * n_blocks]
-    resolution = indices[:, -1]
-    per_block = block_table[np.arange(n_blocks)[None, :], kernels, expands, resolution[:, None]]
-    return fixed_by_resolution[resolution] + (per_block * space.active_block_mask(indices)).sum(axis=1)
+    _, n_k, n_e, n_r = block_table.shape
+    # One flat gather with a single int32 index array: several times faster than four broadcast
+    # int64 index arrays on (n, num_blocks) column slices.
+    small = indices.astype(np.int32)
+    resolution = small[:, -1:]
+    flat_index = (small[:, :n_blocks] * n_e + small[:, n_blocks : 2 * n_blocks]) * n_r + (
+        resolution + np.arange(n_blocks, dtype=np.int32) * (n_k * n_e * n_r)
+    )
+    per_block = np.take(np.ravel(block_table), flat_index)
+    active = space.active_block_mask(small).astype(per_block.dtype)
+    return np.take(fixed_by_resolution, resolution[:, 0]) + np.einsum("ij,ij->i", per_block, active)
 
 
 class AnalyticCostModel:

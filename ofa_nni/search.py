@@ -128,10 +128,14 @@ class _Layout:
             )
         return array
 
+    def active_blocks(self, rows: np.ndarray) -> np.ndarray:
+        """``(n, num_blocks)`` bool: which blocks run (np.take: much faster than fancy indexing here)."""
+        depth_choice = rows[:, 2 * self.n_blocks : 2 * self.n_blocks + self.n_stages]
+        return np.take(self.depth_patterns, depth_choice, axis=0).reshape(len(rows), self.n_blocks)
+
     def active_mask(self, rows: np.ndarray) -> np.ndarray:
         """``(n, L)`` bool: which genes matter (kernels/expands of active blocks, depths, resolution)."""
-        depth_choice = rows[:, 2 * self.n_blocks : 2 * self.n_blocks + self.n_stages]
-        blocks = self.depth_patterns[depth_choice].reshape(len(rows), self.n_blocks)
+        blocks = self.active_blocks(rows)
         mask = np.ones(rows.shape, dtype=bool)
         mask[:, : self.n_blocks] = blocks
         mask[:, self.n_blocks : 2 * self.n_blocks] = blocks
@@ -139,7 +143,11 @@ class _Layout:
 
     def canonical(self, rows: np.ndarray) -> np.ndarray:
         """Rows with the genes of inactive blocks set to 0: equal rows <=> the same subnet."""
-        return rows * self.active_mask(rows)
+        blocks = self.active_blocks(rows)
+        canonical = rows.copy()
+        canonical[:, : self.n_blocks] *= blocks
+        canonical[:, self.n_blocks : 2 * self.n_blocks] *= blocks
+        return canonical
 
     def keys(self, canonical_rows: np.ndarray) -> np.ndarray:
         """One fixed-size byte-string key per canonical row (sortable, exact)."""
@@ -489,9 +497,12 @@ class _Archive:
 
     def clear(self) -> None:
         self.size = 0
-        self._rows = np.zeros((64, self.layout.n_labels), dtype=np.int64)
-        self._scores = np.zeros(64)
-        self._costs = np.zeros((64, self.n_costs))
+        # Rows in the smallest integer type that holds every choice index: the archive is copied
+        # when it grows, and int64 rows made that copy a quarter of a large search's own time.
+        row_type = np.int8 if self.layout.cardinalities.max() <= 127 else np.int64
+        self._rows = np.zeros((1024, self.layout.n_labels), dtype=row_type)
+        self._scores = np.zeros(1024)
+        self._costs = np.zeros((1024, self.n_costs))
         # sorted keys and the archive position of each: a large main index and a small recent one
         self.sorted_keys = np.zeros(0, dtype=np.uint64)
         self.sorted_pos = np.zeros(0, dtype=np.int64)
@@ -499,7 +510,7 @@ class _Archive:
 
     @property
     def rows(self) -> np.ndarray:
-        return self._rows[: self.size]
+        return self._rows[: self.size].astype(np.int64)
 
     @property
     def scores(self) -> np.ndarray:
@@ -530,7 +541,7 @@ class _Archive:
             capacity = max(end, 2 * len(self._scores))
             for name in ("_rows", "_scores", "_costs"):
                 old = getattr(self, name)
-                grown = np.zeros((capacity, *old.shape[1:]), dtype=old.dtype)
+                grown = np.empty((capacity, *old.shape[1:]), dtype=old.dtype)
                 grown[:start] = old[:start]
                 setattr(self, name, grown)
         self._rows[start:end] = canonical_rows
@@ -612,8 +623,8 @@ class _AskTellSearch:
     # ------------------------------------------------------------------ subclass hooks
     def _propose(self) -> tuple[np.ndarray, ...]:
         """Proposals for the next generation (``generation`` already advanced): rows, their costs,
-        their group (target), each group's rows in order of preference, and their canonical rows and
-        keys (what :meth:`_feasible_proposals` returns)."""
+        their group (target), each group's rows in order of preference, their canonical rows and
+        keys, and which rows are known to be new (what :meth:`_feasible_proposals` returns)."""
         raise NotImplementedError
 
     def _feasible_proposals(
@@ -626,7 +637,8 @@ class _AskTellSearch:
         anchor_costs: np.ndarray,
     ) -> tuple[np.ndarray, ...]:
         """Order each group's proposals feasible first (then by ``position``), repair the rest;
-        returns rows, costs, groups, canonical rows and keys.
+        returns rows, costs, groups, canonical rows, keys and whether each row is known to be new
+        (checked against the archive here, so ask() need not check it again).
 
         Searches propose ``_PROPOSALS_PER_SLOT`` times the population and keep the first
         ``population_size`` new subnets per group: the spare proposals replace duplicates, and a
@@ -637,9 +649,6 @@ class _AskTellSearch:
         infeasible: np.ndarray = np.asarray((values > budgets).any(axis=1))
         order = np.lexsort((position, infeasible, group))
         rows, values, group, infeasible = rows[order], values[order], group[order], infeasible[order]
-        # ask() keeps the first population_size new subnets of each group, feasible ones first: a
-        # group with that many feasible new subnets never reaches its infeasible proposals, which
-        # are dropped instead of repaired (repair is most of a generation's own cost).
         feasible_at = np.nonzero(~infeasible)[0]
         canonical = np.zeros_like(rows)
         keys = np.zeros(len(rows), dtype=np.uint64)
@@ -648,11 +657,21 @@ class _AskTellSearch:
         _, first = np.unique(keys[feasible_at], return_index=True)
         first = feasible_at[first]
         new = first[~self._archive.contains(keys[first], canonical[first])]
+        known_new = np.zeros(len(rows), dtype=bool)
+        known_new[new] = True
         n_groups = int(group.max()) + 1
-        enough = np.bincount(group[new], minlength=n_groups) >= self.population_size
-        keep = ~(infeasible & enough[group])
+        # ask() keeps the first population_size new subnets of each group: a group with n feasible
+        # new ones reaches at most its first population_size - n infeasible proposals (more only if
+        # repairs land on known subnets, hence a margin), so only those are repaired.
+        need = np.maximum(self.population_size - np.bincount(group[new], minlength=n_groups), 0)
+        need = np.where(need > 0, need + need // 4 + 8, 0)
+        infeasible_at = np.nonzero(infeasible)[0]
+        per_group = np.bincount(group[infeasible_at], minlength=n_groups)
+        rank = np.arange(len(infeasible_at)) - np.repeat(np.cumsum(per_group) - per_group, per_group)
+        keep = np.ones(len(rows), dtype=bool)
+        keep[infeasible_at[rank >= need[group[infeasible_at]]]] = False
         rows, values, group, infeasible = rows[keep], values[keep], group[keep], infeasible[keep]
-        canonical, keys, order = canonical[keep], keys[keep], order[keep]
+        canonical, keys, order, known_new = canonical[keep], keys[keep], order[keep], known_new[keep]
         if infeasible.any():
             at = np.nonzero(infeasible)[0]
             rows[at], values[at] = _repair(
@@ -667,7 +686,7 @@ class _AskTellSearch:
             )
             canonical[at] = self._layout.canonical(rows[at])
             keys[at] = self._layout.keys(canonical[at])
-        return rows, values, group, canonical, keys
+        return rows, values, group, canonical, keys, known_new
 
     def _select(self, rows: np.ndarray, scores: np.ndarray, costs: np.ndarray) -> None:
         """Update the population with this generation's new candidates (raw rows)."""
@@ -735,10 +754,13 @@ class _AskTellSearch:
             return self._pending_rows[~self._pending_told].copy()
         while not self._finished:
             self._generation += 1
-            rows, costs, group, canonical, keys = self._propose()
+            rows, costs, group, canonical, keys, known_new = self._propose()
             _, first = np.unique(keys, return_index=True)
             first.sort()  # first-occurrence order: deterministic and unbiased by key order
-            new = first[~self._archive.contains(keys[first], canonical[first])]
+            unknown = first[~known_new[first]]
+            archived = np.zeros(len(rows), dtype=bool)
+            archived[unknown] = self._archive.contains(keys[unknown], canonical[unknown])
+            new = first[~archived[first]]
             # at most population_size new subnets per group (groups are contiguous)
             counts = np.bincount(group[new], minlength=int(group.max()) + 1)
             rank_in_group = np.arange(len(new)) - np.repeat(np.cumsum(counts) - counts, counts)

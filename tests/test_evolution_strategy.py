@@ -151,10 +151,10 @@ def test_experiment_resume(tiny_space, tmp_path):
 
 
 def test_rejects_a_space_without_inherited_weights():
+    from conftest import TINY_SPACE_KWARGS
     from nni.nas.space import SimplifiedModelSpace
 
     from search_spaces import OFAMobileNetV3Space
-    from tests.conftest import TINY_SPACE_KWARGS
 
     space = OFAMobileNetV3Space(**TINY_SPACE_KWARGS)
     simplified = SimplifiedModelSpace.from_model(space, FunctionalEvaluator(evaluate))
