@@ -43,6 +43,25 @@ or changes the behaviour makes a test fail instead of leaving dead code here.
    have crashed", status ERROR). :func:`wait_for_orphaned_dispatchers` waits until the orphaned
    tuner of the experiment has exited; ``ofa-nni nni resume`` calls it before ``nnictl resume``. (Not
    a patch, so not part of :func:`apply`.)
+9. ``nnictl resume`` of an experiment whose trials were running at the kill: NNI's manager starts
+   those trials again at once, before the new tuner is initialised, and asks the dispatcher for a
+   trial for each one that ends. Its dispatcher processes commands in arrival order, so a resumed
+   trial's metric and that request can come before the resume data (``IMPORT_DATA``: the finished
+   trials; ``ADD_CUSTOMIZED_TRIAL_JOB``: the resumed ones, sent after the tuner reports
+   ``INITIALIZED``). The metric is then dropped ("Find unknown job parameter id"), the request gets
+   parameter ids from 0 again and a tuner that knows nothing yet (a subnet evaluated twice), and the
+   next metric of such an id is taken for one of the earlier run: ``KeyError`` in
+   ``get_previous_param``, the dispatcher stops and no new trial starts. The patch holds a resumed
+   dispatcher's metrics, trial ends and trial requests until it has processed the resume data, then
+   processes them: metrics, then trial ends, then requests (new ids then follow every resumed one;
+   NNI numbers them from the highest resumed id, so ids of finished earlier trials can recur, as on
+   any NNI resume). A tuner with a ``resumed_trials(trials)`` method
+   (:class:`strategies.OFAEvolutionTuner`) is also told the resumed trials (``{parameter id:
+   parameters}``) and gets their metrics and ends like its own trials' (``receive_trial_result``,
+   ``trial_end``); NNI gives other tuners a resumed trial's metric as ``import_data`` and drops its
+   end. The dispatcher runs in its own process (``python -m nni``) and imports ``ofa_nni`` only when
+   the tuner does: ``OFAEvolutionTuner.load_checkpoint``, which NNI's dispatcher calls when resuming
+   before it receives any command, imports it.
 """
 
 from __future__ import annotations
@@ -50,6 +69,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import threading
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -67,6 +87,8 @@ __all__ = [
     "nni_manager_environment",
     "orphaned_dispatchers",
     "wait_for_orphaned_dispatchers",
+    "RESUMED_TRIALS_METHOD",
+    "original_dispatcher_methods",
 ]
 
 NON_MODULE_WARNING = r".* is found to be not a nn\.Module, which is unexpected"
@@ -83,6 +105,10 @@ original_nas_checkpointing: dict[str, Any] = {}
 """NNI's own ``NasExperiment.save_checkpoint`` and ``execution_engine_factory`` (workaround 6)."""
 original_launcher_popen: Any = None
 """The ``Popen`` that ``nni.experiment.launcher`` starts NNI's node manager with (workaround 7)."""
+original_dispatcher_methods: dict[str, Any] = {}
+"""NNI's own ``MsgDispatcher.process_command`` (workaround 9)."""
+RESUMED_TRIALS_METHOD = "resumed_trials"
+"""The tuner method a resumed dispatcher calls with the trials NNI runs again (workaround 9)."""
 
 BIND_HOST_ENV = "OFA_NNI_BIND_HOST"
 """Environment variable naming the address NNI's manager binds (default ``127.0.0.1``; workaround 7)."""
@@ -125,6 +151,7 @@ def apply() -> None:
     _import_nni_strategies_first()
     _checkpoint_after_every_model()
     _start_nni_manager_on_bind_host()
+    _process_resumed_commands_in_order()
     _applied = True
 
 
@@ -257,3 +284,73 @@ def wait_for_orphaned_dispatchers(experiment_id: str, timeout: float = 120.0) ->
             f"still run after {timeout:.0f} s; end them (kill PID) before resuming, or the resumed manager fails"
         )
     return [p.pid for p in orphans]
+
+
+# ------------------------------------------------------------------ 9. order of a resumed dispatcher's commands
+class _ResumeOrder:
+    """One resumed dispatcher's commands that wait until it has processed the resume data."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.held: list[tuple[Any, Any]] = []
+        self.resumed = False
+
+
+def _resume_order(dispatcher: Any) -> _ResumeOrder | None:
+    """The dispatcher's :class:`_ResumeOrder` (made at its first command); None when not resuming."""
+    from nni.runtime.env_vars import dispatcher_env_vars
+
+    if dispatcher_env_vars.NNI_MODE != "resume":
+        return None
+    order: _ResumeOrder = vars(dispatcher).setdefault("_ofa_nni_resume_order", _ResumeOrder())
+    return order
+
+
+def _process_command_in_resume_order(self: Any, command: Any, data: Any) -> None:
+    """``MsgDispatcher.process_command``; a resumed dispatcher holds metrics, trial ends and trial
+    requests until it has processed ``ADD_CUSTOMIZED_TRIAL_JOB`` (the resume data), then processes them."""
+    from nni.runtime.tuner_command_channel import CommandType
+
+    process = original_dispatcher_methods["process_command"]
+    order = _resume_order(self)
+    if order is None:
+        process(self, command, data)
+        return
+    # Replayed in causal order: a trial's metric comes before its end (NNI's two worker threads may
+    # have picked them up the other way round), which comes before the request that end triggered.
+    held_kinds = (CommandType.ReportMetricData, CommandType.TrialEnd, CommandType.RequestTrialJobs)
+    with order.lock:
+        if not order.resumed and command in held_kinds:
+            _logger.info("resumed NNI dispatcher: %s held until the resume data is processed", command.name)
+            order.held.append((command, data))
+            return
+    process(self, command, data)
+    if command is CommandType.AddCustomizedTrialJob:
+        with order.lock:  # the other worker thread waits here: nothing overtakes the held commands
+            order.resumed = True
+            _take_over_resumed_trials(self)
+            held = sorted(order.held, key=lambda entry: held_kinds.index(entry[0]))  # stable
+            order.held = []
+            for held_command, held_data in held:
+                process(self, held_command, held_data)
+
+
+def _take_over_resumed_trials(dispatcher: Any) -> None:
+    """Tell a tuner with a ``resumed_trials`` method the trials NNI runs again and route their
+    metrics and ends to it as to its own trials (NNI: ``import_data`` for the metric, end dropped)."""
+    from nni.runtime import msg_dispatcher
+
+    tell = getattr(dispatcher.tuner, RESUMED_TRIALS_METHOD, None)
+    if tell is None:
+        return
+    resumed = dict(dispatcher.recovered_trial_params)
+    tell(resumed)
+    msg_dispatcher._trial_params.update(resumed)  # type: ignore[attr-defined]
+    dispatcher.recovered_max_param_id = -1  # no id counts as the earlier run's any more
+
+
+def _process_resumed_commands_in_order() -> None:
+    from nni.runtime.msg_dispatcher import MsgDispatcher
+
+    original_dispatcher_methods["process_command"] = MsgDispatcher.process_command
+    MsgDispatcher.process_command = _process_command_in_resume_order  # type: ignore[method-assign]

@@ -36,6 +36,13 @@ NNI protocol, as ``nni/runtime/msg_dispatcher.py`` drives it:
   forever. Not earlier: under a mix-up, the failed trial's subnet may be the one another trial runs.
 * ``import_data`` (``nnictl resume``, ``nnictl experiment import``): earlier results are told to the
   engine (the archive and parents continue from them; no subnet is evaluated twice).
+* ``load_checkpoint`` (called by NNI's dispatcher when resuming, before any command): imports
+  ``ofa_nni``, whose NNI 3.0 workaround 9 makes the resumed dispatcher process the resume data
+  before any metric or trial request.
+* ``resumed_trials`` (workaround 9, after ``import_data``): the trials that were running when NNI's
+  manager stopped, which NNI runs again under their parameter ids. Their subnets count as handed
+  out and running: never proposed again, scored by their metric, counted as failed if they end
+  without one. New proposals skip every subnet that is running.
 
 In a sequential run (``trialConcurrency: 1``) the proposals are deterministic for a seed.
 """
@@ -126,7 +133,8 @@ class OFAEvolutionTuner(Tuner):
         super().__init__()
         # Only cheap checks here: NNI's dispatcher connects to the manager after constructing the
         # tuner and must do so within 10 s, so ofa_nni (torch, NNI NAS) loads in _build(), at the
-        # first update_search_space -- where an error stops the experiment with its message.
+        # first update_search_space -- where an error stops the experiment with its message -- or,
+        # when NNI resumes the experiment, in load_checkpoint (after the dispatcher connected).
         if (space is None) == (supernet is None):
             raise ValueError(
                 "OFAEvolutionTuner needs exactly one of classArgs.space (e.g. {preset: cpu, num_classes: 10}) "
@@ -154,6 +162,7 @@ class OFAEvolutionTuner(Tuner):
         self._handed_out: dict[int, Sample] = {}  # parameter id -> the subnet given to it
         self._running: set[int] = set()  # parameter ids handed out whose trial has not ended
         self._owed: deque[int] = deque()  # ids NNI asked for while nothing could be proposed
+        self._resumed: dict[int, str] = {}  # parameter id -> arch of a trial NNI runs again after a resume
         self._send_trial: Callable[[int, Any], None] | None = None
         self.scores: dict[str, float] = {}
         """Every arch scored so far (arch string -> score as reported, NaN for a failed trial)."""
@@ -242,6 +251,14 @@ class OFAEvolutionTuner(Tuner):
         self._running.discard(parameter_id)
         if not success:
             _logger.warning("OFAEvolutionTuner: trial of parameter id %s ended without success", parameter_id)
+        resumed = self._resumed.pop(parameter_id, None)
+        if resumed is not None and resumed in self._unscored:
+            # NNI reruns a resumed trial with the parameters it recorded for it, which no other trial
+            # gets: nobody else can report this subnet.
+            row, _ = self._unscored[resumed]
+            _logger.warning("OFAEvolutionTuner: no result came for %s (resumed trial of parameter id %s); counted "
+                            "as failed", resumed, parameter_id)
+            self._tell(resumed, row, math.nan, parameter_id)
         if not self._running:
             # No trial can report any more: the subnets still unscored never will be. (Giving up
             # earlier would guess: under a mix-up a failed trial's subnet may be reported by another.)
@@ -250,6 +267,34 @@ class OFAEvolutionTuner(Tuner):
                                 arch, dispatched_id)
                 self._tell(arch, row, math.nan, dispatched_id)
         self._serve_owed()
+
+    def load_checkpoint(self) -> None:
+        """NNI's dispatcher resumes an experiment: apply ``ofa_nni``'s NNI 3.0 workarounds now, before
+        the dispatcher receives its first command (workaround 9 orders a resumed dispatcher's commands)."""
+        from ofa_nni import _nni_compat
+
+        _nni_compat.apply()
+        _logger.info("OFAEvolutionTuner: resuming; the search continues from the earlier trials NNI imports")
+
+    def resumed_trials(self, trials: Mapping[int, Any]) -> None:
+        """The trials NNI runs again after a resume (``{parameter id: parameters}``, NNI's record of what
+        each was given; workaround 9 of ``ofa_nni._nni_compat``): running, so their subnets are not
+        proposed again; one that ends without a result counts as failed."""
+        for parameter_id, parameters in trials.items():
+            self._running.add(parameter_id)  # it ends (trial_end) whether or not it reports
+            try:
+                sample = self.space.validate(parameters)
+            except ValueError as error:
+                _logger.warning("OFAEvolutionTuner: resumed trial of parameter id %s has no subnet of the space: %s",
+                                parameter_id, error)
+                continue
+            arch = self.canonical_arch(sample)
+            self._handed_out[parameter_id] = sample
+            self._resumed[parameter_id] = arch
+            if arch not in self.scores:
+                self._unscored[arch] = (self.space.to_indices(sample), parameter_id)
+            _logger.info("OFAEvolutionTuner: resumed trial of parameter id %s runs %s again%s", parameter_id, arch,
+                         " (scored before: its result will be ignored)" if arch in self.scores else "")
 
     def import_data(self, data: list[dict[str, Any]]) -> None:
         """Tell the engine the results of earlier trials (``[{'parameter': ..., 'value': ...}, ...]``)."""
@@ -265,9 +310,11 @@ class OFAEvolutionTuner(Tuner):
 
     # ------------------------------------------------------------------ helpers
     def _next_row(self) -> np.ndarray | None:
-        if not self._queue and not self._unscored and not self.search.done:
-            # Only ask when every handed-out subnet is scored: until then ask() repeats them.
-            self._queue.extend(self.search.ask())
+        if not self._queue and not self.search.done:
+            # ask() repeats this generation's subnets not scored yet: skip the running ones (handed
+            # out, or resumed from before a restart), so that none is proposed twice.
+            self._queue.extend(row for row in self.search.ask()
+                               if self.canonical_arch(self.space.from_indices(row)) not in self._unscored)
         return self._queue.popleft() if self._queue else None
 
     def _serve_owed(self) -> None:

@@ -170,11 +170,10 @@ class FinishedExperiment:
     seconds: float  # from nnictl create to DONE
 
 
-@contextmanager
-def example_experiment(supernet: Path, root: Path, *, trials: int, population: int,
-                       timeout: float = 420.0) -> Iterator[FinishedExperiment]:
-    """Run the example config, unchanged but for the locations and sizes, under ``nnictl create``
-    until it is DONE; yields it while NNI still serves it, then ``nnictl stop``."""
+def example_config(supernet: Path, root: Path, *, trials: int, population: int) -> tuple[Path, dict[str, Any]]:
+    """The example config, unchanged but for the locations and sizes, written to ``root/config.yml``
+    next to a copy of ``supernet`` and the generated search space, the tuner registered (in
+    ``root``'s NNI config directory); its path and content."""
     env = nni_environment(root)
     code_dir = root / "code"
     (code_dir / "runs" / "digits").mkdir(parents=True)
@@ -194,7 +193,17 @@ def example_experiment(supernet: Path, root: Path, *, trials: int, population: i
     subprocess.run([*cli, "register"], env=env, check=True, capture_output=True, timeout=120)
     subprocess.run([*cli, "search-space", "--supernet", "runs/digits/supernet.pt", "--out", "search_space.json"],
                    env=env, cwd=code_dir, check=True, capture_output=True, timeout=120)
+    return config_path, config
 
+
+@contextmanager
+def example_experiment(supernet: Path, root: Path, *, trials: int, population: int,
+                       timeout: float = 420.0) -> Iterator[FinishedExperiment]:
+    """Run the example config, unchanged but for the locations and sizes, under ``nnictl create``
+    until it is DONE; yields it while NNI still serves it, then ``nnictl stop``."""
+    env = nni_environment(root)
+    config_path, config = example_config(supernet, root, trials=trials, population=population)
+    cli = [sys.executable, "-m", "ofa_nni.cli", "nni"]
     port = free_port()
     started = time.monotonic()
     # nnictl create with NNI's manager bound to 127.0.0.1 (plain nnictl binds every interface).

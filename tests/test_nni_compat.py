@@ -374,3 +374,105 @@ def test_ofa_nni_nni_create_and_resume_check_their_arguments(tmp_path, capsys):
     assert "--port must be a TCP port" in capsys.readouterr().err
     assert main(["nni", "resume", "abc", "--experiment-dir", str(tmp_path / "nowhere")]) == 2
     assert "nowhere" in capsys.readouterr().err
+
+
+# ------------------------------------------------------- 9. a resumed dispatcher's order of events
+class _RecordingTuner:
+    """A tuner that records what NNI's dispatcher calls (``resumed_trials`` only if ``told_resumed``)."""
+
+    def __init__(self, told_resumed: bool) -> None:
+        self.calls: list[tuple] = []
+        if told_resumed:
+            self.resumed_trials = lambda trials: self.calls.append(("resumed", sorted(trials)))
+
+    def update_search_space(self, search_space):
+        self.calls.append(("initialize",))
+
+    def generate_multiple_parameters(self, parameter_ids, **kwargs):
+        self.calls.append(("generate", list(parameter_ids)))
+        return [{"x": parameter_id} for parameter_id in parameter_ids]
+
+    def receive_trial_result(self, parameter_id, parameters, value, **kwargs):
+        self.calls.append(("result", parameter_id, value["arch"]))
+
+    def trial_end(self, parameter_id, success, **kwargs):
+        self.calls.append(("end", parameter_id))
+
+    def import_data(self, data):
+        self.calls.append(("import", [entry["value"]["arch"] for entry in data]))
+
+
+def _metric(parameter_id: int, trial: str) -> dict:
+    import nni
+
+    return {"parameter_id": parameter_id, "trial_job_id": trial, "type": "FINAL", "sequence": 0,
+            "value": nni.dump({"default": 0.5, "arch": f"arch{parameter_id}"})}
+
+
+def _resume(tuner: _RecordingTuner, process, monkeypatch) -> None:
+    """What NNI 3.0's resumed manager sends when the trials it resumed (parameter ids 2 and 3; 0 and 1
+    finished before the kill) end before the new tuner is initialised; then the metric of the first
+    new trial."""
+    import nni
+    from nni.runtime import env_vars, msg_dispatcher
+    from nni.runtime.tuner_command_channel import CommandType
+
+    monkeypatch.setattr(env_vars, "dispatcher_env_vars", env_vars.dispatcher_env_vars._replace(NNI_MODE="resume"))
+    monkeypatch.setattr(msg_dispatcher, "_next_parameter_id", 0)
+    monkeypatch.setattr(msg_dispatcher, "_trial_params", {})
+    dispatcher = msg_dispatcher.MsgDispatcher("ws://_unittest_resumed", tuner)
+    dispatcher.send = lambda command, data: None
+    resumed = [{"parameter_id": i, "parameter_source": "resumed", "parameters": {"x": i}, "parameter_index": 0}
+               for i in (2, 3)]
+    for command, data in [
+        (CommandType.Initialize, {}),
+        (CommandType.ReportMetricData, _metric(3, "D")),  # a resumed trial reports and ends,
+        (CommandType.TrialEnd, {"trial_job_id": "D", "event": "SUCCEEDED", "hyper_params": nni.dump(resumed[1])}),
+        (CommandType.RequestTrialJobs, 1),  # and the manager asks for a trial in its place
+        # sent when the tuner reports INITIALIZED:
+        (CommandType.ImportData, [{"parameter": {"x": i}, "value": nni.dump({"arch": f"arch{i}"})} for i in (0, 1)]),
+        (CommandType.AddCustomizedTrialJob, resumed),
+        (CommandType.RequestTrialJobs, 2),
+    ]:
+        process(dispatcher, command, data)
+    first_new = next(call[1][0] for call in tuner.calls if call[0] == "generate")
+    process(dispatcher, CommandType.ReportMetricData, _metric(first_new, "E"))
+
+
+def test_resumed_dispatcher_order_is_needed_and_works(monkeypatch):
+    # NNI 3.0: the resumed trial's metric is dropped, the request served before the tuner knows the
+    # earlier trials and with parameter id 0 again, whose metric then crashes the dispatcher.
+    tuner = _RecordingTuner(told_resumed=True)
+    with pytest.raises(KeyError):
+        _resume(tuner, compat.original_dispatcher_methods["process_command"], monkeypatch)
+    assert tuner.calls == [("initialize",), ("end", 3), ("generate", [0]), ("import", ["arch0", "arch1"]),
+                           ("generate", [4, 5])]
+
+    # Patched: the resume data first, then the held commands (metric before end before request).
+    tuner = _RecordingTuner(told_resumed=True)
+    _resume(tuner, lambda dispatcher, *command: dispatcher.process_command(*command), monkeypatch)
+    assert tuner.calls == [("initialize",), ("import", ["arch0", "arch1"]), ("resumed", [2, 3]),
+                           ("result", 3, "arch3"), ("end", 3), ("generate", [4]), ("generate", [5, 6]),
+                           ("result", 4, "arch4")]
+
+    # A tuner without resumed_trials gets NNI's own treatment of resumed trials, in that order.
+    tuner = _RecordingTuner(told_resumed=False)
+    _resume(tuner, lambda dispatcher, *command: dispatcher.process_command(*command), monkeypatch)
+    assert tuner.calls == [("initialize",), ("import", ["arch0", "arch1"]), ("import", ["arch3"]),
+                           ("generate", [4]), ("generate", [5, 6]), ("result", 4, "arch4")]
+
+
+def test_dispatcher_not_resuming_is_unchanged(monkeypatch):
+    from nni.runtime import env_vars, msg_dispatcher
+    from nni.runtime.tuner_command_channel import CommandType
+
+    assert env_vars.dispatcher_env_vars.NNI_MODE != "resume"
+    tuner = _RecordingTuner(told_resumed=True)
+    monkeypatch.setattr(msg_dispatcher, "_next_parameter_id", 0)
+    monkeypatch.setattr(msg_dispatcher, "_trial_params", {})
+    dispatcher = msg_dispatcher.MsgDispatcher("ws://_unittest_started", tuner)
+    dispatcher.send = lambda command, data: None
+    dispatcher.process_command(CommandType.Initialize, {})
+    dispatcher.process_command(CommandType.RequestTrialJobs, 2)
+    dispatcher.process_command(CommandType.ReportMetricData, _metric(1, "B"))
+    assert tuner.calls == [("initialize",), ("generate", [0, 1]), ("result", 1, "arch1")]

@@ -310,6 +310,55 @@ def test_import_data_resumes_without_repeating_subnets() -> None:
     assert not keys[0] & keys[1]
 
 
+def test_resumed_trials_are_neither_proposed_again_nor_lost() -> None:
+    """After a resume, NNI runs the trials in flight at the kill again (``resumed_trials``, from
+    ``ofa_nni._nni_compat`` workaround 9): their subnets are not proposed again, their results are
+    credited, and one that fails counts as failed."""
+    score = macs_objective(TINY)
+
+    def metric(sample: dict[str, Any]) -> dict[str, Any]:
+        return {"default": score(sample), "arch": TINY.format(sample)}
+
+    first = make_tuner()
+    a, b = first.generate_multiple_parameters([0, 1])
+    first.receive_trial_result(0, a, metric(a))
+    first.trial_end(0, True)
+    (c,) = first.generate_multiple_parameters([2])
+    # The manager is killed while b (id 1) and c (id 2) run; NNI resumes them, and imports a.
+    resumed = make_tuner()
+    resumed.import_data([{"parameter": a, "value": metric(a)}])
+    resumed.resumed_trials({1: b, 2: c})
+    owed: list[tuple[int, dict[str, Any]]] = []
+
+    handed: list[str] = []
+
+    def request(ids: list[int]) -> list[tuple[int, dict[str, Any]]]:
+        served = resumed.generate_multiple_parameters(ids, st_callback=lambda *trial: owed.append(trial))
+        return list(zip(ids, served, strict=False))
+
+    def start(trials: list[tuple[int, dict[str, Any]]]) -> list[tuple[int, dict[str, Any]]]:
+        handed.extend(resumed.canonical_arch(sample) for _, sample in trials)
+        return trials
+
+    proposed = start(request(list(range(3, 11))))
+    resumed.receive_trial_result(1, b, metric(b))  # the resumed trials end: b reports, c fails
+    resumed.trial_end(1, True)
+    resumed.trial_end(2, False)
+    assert resumed.scores[resumed.canonical_arch(b)] == score(b)
+    assert math.isnan(resumed.scores[resumed.canonical_arch(c)])  # nobody else runs c: failed at once
+    next_id = 11
+    while proposed and len(resumed.scores) < 14:  # as NNI runs them: one new request per trial that ends
+        parameter_id, sample = proposed.pop(0)
+        resumed.receive_trial_result(parameter_id, sample, metric(sample))
+        resumed.trial_end(parameter_id, True)
+        proposed += start(request([next_id]) + owed)
+        owed.clear()
+        next_id += 1
+    assert len(resumed.scores) >= 14  # the search went on
+    earlier = {resumed.canonical_arch(sample) for sample in (a, b, c)}
+    assert len(set(handed)) == len(handed) and not set(handed) & earlier  # never a subnet twice
+
+
 # ------------------------------------------------------------------ supernet, trial, CLI, nnictl
 @pytest.fixture(scope="module")
 def trained_supernet(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -233,6 +234,146 @@ def test_nas_experiment_killed_mid_run_resumes(tmp_path):
     # -- or nothing at all, when the kill fell between a checkpoint and the next evaluation.
     assert before + after == reference or before[:-1] + after == reference
     assert set(Counter(before + after) - Counter(reference)) <= {before[-1]}
+
+
+# ------------------------------------------------------------------------------- nnictl
+SLOW_RESUMED_TUNER = """
+# sitecustomize of test_nnictl_experiment_killed_with_trials_running_resumes: a resumed NNI dispatcher
+# initialises its tuner only once the file $OFA_NNI_TEST_RELEASE exists. On a loaded machine the
+# trials NNI resumes can end before the new tuner is ready; here they always do.
+import os
+
+if os.environ.get("SDK_PROCESS") == "dispatcher" and os.environ.get("NNI_MODE") == "resume":
+    import time
+
+    from nni.runtime.msg_dispatcher import MsgDispatcher
+
+    initialize = MsgDispatcher.handle_initialize
+
+    def handle_initialize(self, data):
+        deadline = time.monotonic() + 300
+        while not os.path.exists(os.environ["OFA_NNI_TEST_RELEASE"]) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return initialize(self, data)
+
+    MsgDispatcher.handle_initialize = handle_initialize
+"""
+
+
+def _evaluating(root: Path, experiment_id: str, trial_id: str) -> bool:
+    """Whether a trial has its parameters (it logs its connection to NNI when it asks for them)."""
+    log = root / "experiments" / experiment_id / "environments" / "local-env" / "trials" / trial_id / "trial.log"
+    return log.exists() and "Connect to trial command channel" in log.read_text()
+
+
+def _parameters(job: dict) -> dict:
+    """What NNI gave a trial job: its parameter id and parameters."""
+    return dict(json.loads(job["hyperParameters"][0]))
+
+
+@pytest.mark.slow
+@pytest.mark.kill
+def test_nnictl_experiment_killed_with_trials_running_resumes(tmp_path):
+    """The example nnictl experiment (OFAEvolutionTuner, real trials, 2 at a time) whose NNI manager
+    is killed (-9) while two trials evaluate, then ``ofa-nni nni resume``, with the resumed tuner
+    ready only after NNI has run those two trials again (NNI restarts them before the tuner is
+    initialised). The experiment completes its trials: no subnet evaluated twice, each trial in flight
+    at the kill run again once under its own trial and parameter id and credited to the tuner, and
+    the dispatcher neither drops a metric nor reuses an id nor fails."""
+    from nnictl_experiment import (
+        TINY,
+        TINY_SPEC,
+        example_config,
+        final_metric,
+        kill_manager,
+        nni_environment,
+        nnictl,
+        rest_get,
+        train_tiny_supernet,
+        wait_for_status,
+    )
+
+    from strategies.nni_tuner import OFAEvolutionTuner
+
+    started = time.monotonic()
+    trials = 6
+    supernet = train_tiny_supernet(tmp_path / "supernet-run")
+    config, _ = example_config(supernet, tmp_path, trials=trials, population=4)
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(SLOW_RESUMED_TUNER)
+    release = tmp_path / "release-the-resumed-tuner"
+    env = nni_environment(tmp_path)
+    env.update(PYTHONPATH=os.pathsep.join(filter(None, [str(hook), env.get("PYTHONPATH")])),
+               OFA_NNI_TEST_RELEASE=str(release))
+    port = free_port()
+    created = nnictl(env, "create", "--config", str(config), "--port", str(port))
+    assert created.returncode == 0, created.stdout + created.stderr
+    try:
+        experiment_id = rest_get(port, "experiment")["id"]
+        deadline = time.monotonic() + 300
+        while True:  # kill when 2 trials succeeded and 2 others evaluate
+            assert time.monotonic() < deadline, "the experiment did not reach the kill point"
+            jobs = rest_get(port, "trial-jobs")
+            running = [job for job in jobs if job["status"] == "RUNNING"]
+            succeeded = [job for job in jobs if job["status"] == "SUCCEEDED"]
+            if len(succeeded) >= 2 and len(running) == 2 and all(
+                    _evaluating(tmp_path, experiment_id, job["trialJobId"]) for job in running):
+                break
+            time.sleep(0.2)
+        kill_manager(port)
+        before = {job["trialJobId"]: job for job in jobs}
+
+        resumed = nnictl(env, "resume", experiment_id, "--port", str(port))
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        log_dir = tmp_path / "experiments" / experiment_id / "log"
+        # NNI reruns the trials in flight at the kill at once, under their trial ids.
+        deadline = time.monotonic() + 60
+        while not (counts := re.findall(r"where (\d+) is resuming", (log_dir / "nnimanager.log").read_text())):
+            assert time.monotonic() < deadline, "the resumed manager did not log its resumed trials"
+            time.sleep(0.5)
+        in_flight = int(counts[0])
+        assert 1 <= in_flight <= 2
+        deadline = time.monotonic() + 180
+        while True:
+            assert time.monotonic() < deadline, "the resumed trials did not end"
+            statuses = {job["trialJobId"]: job["status"] for job in rest_get(port, "trial-jobs")}
+            if all(statuses[job["trialJobId"]] == "SUCCEEDED" for job in running):
+                break
+            time.sleep(0.5)
+        release.touch()  # only now the resumed tuner gets its search space, results and requests
+
+        status = wait_for_status(port, ("DONE", "ERROR", "STOPPED"), timeout=240)
+        assert status == {"status": "DONE", "errors": []}, status
+        jobs = rest_get(port, "trial-jobs")
+    finally:
+        nnictl(env, "stop", "--port", str(port), bound=False)
+
+    assert len(jobs) == trials and [job["status"] for job in jobs] == ["SUCCEEDED"] * trials
+    # Nothing done twice: every trial's subnet (as it reports it) is a different one.
+    canonical = OFAEvolutionTuner(space=TINY_SPEC).canonical_arch
+    archs = [canonical(TINY.parse(final_metric(job)["arch"])) for job in jobs]
+    assert len(set(archs)) == trials, archs
+    log = (log_dir / "dispatcher.log").read_text()
+    resumed_log = log[log.rindex("Dispatcher started"):]  # the killed manager's tuner logs its lost connection
+    # Nothing lost: the resumed tuner was told every trial's result (imported, resumed or new).
+    assert set(re.findall(r"told arch (\S+) score", resumed_log)) == set(archs)
+    # The trials in flight: run again under their trial ids and parameter ids, one metric each,
+    # credited to the tuner (not dropped as of an "unknown job parameter id").
+    resumed_ids = {int(i) for i in re.findall(r"resumed trial of parameter id (\d+) runs", resumed_log)}
+    rerun = [job for job in jobs if _parameters(job)["parameter_id"] in resumed_ids]
+    assert len(rerun) == len(resumed_ids) == in_flight
+    for job in rerun:
+        assert job["trialJobId"] in {job["trialJobId"] for job in running}  # ran when the manager was killed
+        assert len(job["finalMetricData"]) == 1
+        assert f"(parameter id {_parameters(job)['parameter_id']}); " in resumed_log  # told arch A score S (...)
+    # New trials get new parameter ids, after every resumed one.
+    new_ids = [_parameters(job)["parameter_id"] for job in jobs if job["trialJobId"] not in before]
+    assert new_ids and min(new_ids) > max(resumed_ids)
+    assert "Traceback" not in resumed_log and "ERROR" not in resumed_log
+    assert "unknown job parameter id" not in resumed_log
+    print(f"nnictl killed with {in_flight} trial(s) running and resumed: {trials} trials in "
+          f"{time.monotonic() - started:.0f} s")
 
 
 # ------------------------------------------------------------------------------- web UIs
