@@ -5,9 +5,9 @@ supernet more accurate than training them jointly from scratch. Here, on the emb
 (scikit-learn's digits, fixed held-out split) and the CPU-sized space (``space.preset: cpu``),
 side by side in one run, for each seed:
 
-(a) progressive shrinking: ``ofa_nni.training.train`` with the demo's schedule (the paper's recipe
-    x ``--epochs-factor``, with the per-phase overrides of ``--phases``, the configuration's
-    ``strategy.phases`` as JSON), no per-epoch validation;
+(a) progressive shrinking: ``ofa_nni.training.train`` with the demo's schedule (the ``--recipe``,
+    default the demo's ``short``, x ``--epochs-factor``, with the per-phase overrides of
+    ``--phases``, the configuration's ``strategy.phases`` as JSON), no per-epoch validation;
 (b) NNI's ``RandomOneShot`` (uniform random subnet every step, all choices from the start) with
     the same total number of subnet-steps (forward+backward passes of a subnet; a progressive-
     shrinking step with k subnets counts k; the teacher's forward passes are not counted), the
@@ -22,10 +22,11 @@ only. Run (``--markdown`` writes a fresh file with the table)::
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ps_vs_random_oneshot.py --seeds 0 1 --threads 1 \\
         --markdown /tmp/ps_vs_random_oneshot.md
 
-A variant of the schedule, e.g. the later phases at the kernel phase's learning rate (variant A
-in the results; 0.03 at batch 64)::
+The paper's recipe itself, or a variant of a recipe, e.g. the paper's with the later phases at the
+kernel phase's learning rate (variant A in the results; 0.03 at batch 64)::
 
-    .venv/bin/python benchmarks/ps_vs_random_oneshot.py --seeds 0 1 --epochs-factor 0.125 \\
+    .venv/bin/python benchmarks/ps_vs_random_oneshot.py --seeds 0 1 --recipe paper
+    .venv/bin/python benchmarks/ps_vs_random_oneshot.py --seeds 0 1 --recipe paper --epochs-factor 0.125 \\
         --phases '{"depth1": {"lr": 0.03}, "depth2": {"lr": 0.03}, "expand1": {"lr": 0.03}, "expand2": {"lr": 0.03}}'
 
 RandomOneShot always gets as many subnet-steps as the (overridden) schedule has. The numbers in
@@ -83,7 +84,7 @@ def _train_random_oneshot(config: Any, data: Any, subnet_steps: int, seed: int) 
     train_loader, val_loader = _loaders(config, data)
     steps_per_epoch = len(train_loader)
     epochs = max(1, round(subnet_steps / steps_per_epoch))
-    lr = progressive_shrinking(space.arch_space, batch_size=config.data.batch_size)[0].lr
+    lr = progressive_shrinking(space.arch_space, batch_size=config.data.batch_size)[0].lr  # every recipe's phase one
     total_steps = epochs * steps_per_epoch
 
     @nni.trace
@@ -143,7 +144,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--epochs-factor", type=float, default=demo_config().strategy.epochs_factor)
+    demo_strategy: Any = demo_config().strategy
+    parser.add_argument("--recipe", choices=("paper", "short"), default=demo_strategy.recipe,
+                        help=f"progressive-shrinking recipe (default: the demo's, {demo_strategy.recipe})")
+    parser.add_argument("--epochs-factor", type=float, default=demo_strategy.epochs_factor)
     parser.add_argument("--phases", type=_phase_overrides, default=None, metavar="JSON",
                         help="per-phase overrides of progressive shrinking (strategy.phases), e.g. "
                              "'{\"expand2\": {\"lr\": 0.03}}'")
@@ -156,7 +160,7 @@ def main() -> int:
 
     base = demo_config()
     try:
-        strategy = ProgressiveShrinkingConfig(epochs_factor=args.epochs_factor, phases=args.phases)
+        strategy = ProgressiveShrinkingConfig(recipe=args.recipe, epochs_factor=args.epochs_factor, phases=args.phases)
     except ConfigError as error:
         parser.error(f"--phases: {error}")
     config = base.replace(
@@ -167,8 +171,7 @@ def main() -> int:
     space_for_size = build_space(config, num_classes=10)
     data = digits(resolution=max(space_for_size.arch_space.resolutions))
     rows = []
-    phases = progressive_shrinking(space_for_size.arch_space, epochs_factor=args.epochs_factor,
-                                   batch_size=config.data.batch_size, overrides=args.phases)
+    phases = strategy.schedule(space_for_size.arch_space, batch_size=config.data.batch_size)
     steps_per_epoch = len(data.train) // config.data.batch_size
     subnet_steps = sum(p.epochs * steps_per_epoch * p.subnets_per_step for p in phases)
     for seed in args.seeds:
@@ -199,7 +202,7 @@ def main() -> int:
         f"os.getloadavg() at the end {tuple(round(x, 1) for x in os.getloadavg())} "
         f"(2 cores shared with other processes).",
         f"Data: scikit-learn digits, held-out split digest {digits_split_digest()} ({len(data.val)} images); "
-        f"space preset `cpu`; schedule: paper's recipe x {args.epochs_factor:.4g} "
+        f"space preset `cpu`; schedule: the {args.recipe!r} recipe x {args.epochs_factor:.4g} "
         f"({'+'.join(str(p.epochs) for p in phases)} epochs), batch {config.data.batch_size}; "
         f"per-phase overrides: {json.dumps(args.phases) if args.phases else 'none'}.",
         "Held-out top-1 after BN recalibration (256 training images); median = middle choice of every label; "

@@ -325,11 +325,7 @@ def _quiet_libraries() -> None:
 
 def _full_network_phase(config: Any, arch: Any) -> Any:
     """The schedule's first phase (the full network), whose epochs and lr the baseline reuses."""
-    from ofa_nni.training import progressive_shrinking
-
-    strategy = config.strategy
-    return progressive_shrinking(arch, epochs_factor=strategy.epochs_factor, batch_size=config.data.batch_size,
-                                 kd_ratio=strategy.kd_ratio, overrides=strategy.phases)[0]
+    return config.strategy.schedule(arch, batch_size=config.data.batch_size)[0]
 
 
 def _cost_summary(meter: CostMeter, num_targets: int, scratch_epochs: int) -> dict[str, Any]:

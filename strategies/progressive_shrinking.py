@@ -476,20 +476,22 @@ class ProgressiveShrinking(_SupernetStrategy):
     """OFA's progressive shrinking (Cai et al., ICLR 2020, Sec. 3.2) as an NNI one-shot strategy.
 
     Phases: full network -> elastic kernel -> elastic depth (two steps) -> elastic expand ratio
-    (two steps); resolution elastic throughout. The paper's recipe
-    (:data:`ofa_nni.training.PAPER_RECIPE`: 600 epochs on ImageNet) is scaled by ``epochs_factor``
-    and its learning rates linearly to the batch size. From the kernel phase on, each subnet also
+    (two steps); resolution elastic throughout. The named recipe (``"paper"``:
+    :data:`ofa_nni.training.PAPER_RECIPE`, 600 epochs on ImageNet; ``"short"``:
+    :data:`ofa_nni.training.SHORT_RECIPE`, for a small fraction of them) is scaled by
+    ``epochs_factor`` and its learning rates linearly to the batch size. From the kernel phase on, each subnet also
     distils from the full network of phase one (the teacher, frozen, in eval mode; soft
     cross-entropy weighted by ``kd_ratio``). Before each width phase, channels are re-ordered by
     importance (L1 norm), keeping the channel sets already trained.
 
     Args:
+        recipe: ``"paper"`` or ``"short"`` (:data:`ofa_nni.training.RECIPES`).
         epochs_factor: Multiplies every phase's epochs (at least 1 per phase).
         kd_ratio: Weight of the distillation loss (OFA: 1.0).
         phase_overrides: Per phase name, fields to replace (``epochs``, ``warmup_epochs``, ``lr``,
-            ``subnets_per_step``, ``kd_ratio``), e.g. ``{"kernel": {"epochs": 3}}``.
-        phases: A complete schedule instead of the recipe (``epochs_factor``, ``kd_ratio`` and
-            ``phase_overrides`` must then be left at their defaults).
+            ``subnets_per_step``, ``kd_ratio``, ``include_smallest``), e.g. ``{"kernel": {"epochs": 3}}``.
+        phases: A complete schedule instead of a recipe (``recipe``, ``epochs_factor``, ``kd_ratio``
+            and ``phase_overrides`` must then be left at their defaults).
         lr_batch_size: Global batch size the recipe's learning rates are scaled to (default: the
             training loader's batch size times devices).
         seed, label_smoothing, momentum, nesterov, weight_decay: Training settings (OFA's defaults).
@@ -508,6 +510,7 @@ class ProgressiveShrinking(_SupernetStrategy):
     def __init__(
         self,
         *,
+        recipe: str = "paper",
         epochs_factor: float = 1.0,
         kd_ratio: float = 1.0,
         phase_overrides: Mapping[str, Mapping[str, Any]] | None = None,
@@ -516,8 +519,11 @@ class ProgressiveShrinking(_SupernetStrategy):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if phases is not None and (epochs_factor != 1.0 or kd_ratio != 1.0 or phase_overrides):
-            raise ValueError("pass either phases= or the recipe's epochs_factor/kd_ratio/phase_overrides, not both")
+        if phases is not None and (recipe != "paper" or epochs_factor != 1.0 or kd_ratio != 1.0 or phase_overrides):
+            raise ValueError(
+                "pass either phases= or a recipe with its epochs_factor/kd_ratio/phase_overrides, not both"
+            )
+        self.recipe = recipe
         self.epochs_factor = epochs_factor
         self.kd_ratio = kd_ratio
         self.phase_overrides = dict(phase_overrides or {})
@@ -528,8 +534,8 @@ class ProgressiveShrinking(_SupernetStrategy):
         if self.explicit_phases is not None:
             return self.explicit_phases
         batch_size = self.lr_batch_size or _global_batch_size(evaluator)
-        return progressive_shrinking(space.arch_space, epochs_factor=self.epochs_factor, batch_size=batch_size,
-                                     kd_ratio=self.kd_ratio, overrides=self.phase_overrides)
+        return progressive_shrinking(space.arch_space, recipe=self.recipe, epochs_factor=self.epochs_factor,
+                                     batch_size=batch_size, kd_ratio=self.kd_ratio, overrides=self.phase_overrides)
 
 
 class SandwichRule(_SupernetStrategy):

@@ -14,7 +14,15 @@ import pytest
 import torch
 import yaml
 
-from ofa_nni.training import CheckpointError, ConfigError, load_checkpoint, load_config, load_supernet, train
+from ofa_nni.training import (
+    CheckpointError,
+    ConfigError,
+    demo_config,
+    load_checkpoint,
+    load_config,
+    load_supernet,
+    train,
+)
 from ofa_nni.training.checkpoint import atomic_torch_save, save_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -131,6 +139,10 @@ def test_config_validation_errors(tmp_path):
         ({"trainer": {"devices": [0, 1]}}, r"trainer\.devices: expected an int or a string"),
         ({"optimizer": {"nesterov": "yes"}}, r"optimizer\.nesterov: expected true/false"),
         ({"seeds": 1}, r"seeds: unknown key; allowed in the configuration"),
+        ({"strategy": {"recipe": "imagenet"}},
+         r"strategy\.recipe: 'imagenet' is not a recipe; allowed: \['paper', 'short'\]"),
+        ({"strategy": {"phases": {"expand2": {"include_smallest": "yes"}}}},
+         r"strategy\.phases\.expand2\.include_smallest: expected true or false, got 'yes'"),
     ]
     for data, message in cases:
         with pytest.raises(ConfigError, match=message):
@@ -149,6 +161,8 @@ def test_config_validation_errors(tmp_path):
 def test_example_configs_are_valid():
     digits = load_config(REPO / "examples" / "train_digits.yaml")
     assert digits.data.kind == "digits" and digits.strategy.name == "progressive_shrinking"
+    demo = demo_config()  # the example shows the demo's run
+    assert (digits.space, digits.strategy, digits.validation) == (demo.space, demo.strategy, demo.validation)
     folder = load_config(REPO / "examples" / "train_imagefolder.yaml")
     assert folder.data.kind == "imagefolder" and folder.trainer.devices == 8
 

@@ -128,6 +128,49 @@ def test_sandwich_plan_has_largest_smallest_and_randoms():
     assert plan.distill_from == "first"
 
 
+def test_include_smallest_trains_the_phase_smallest_subnet_every_step():
+    plain = {p.name: p for p in progressive_shrinking(PAPER)}
+    phases = {p.name: p for p in progressive_shrinking(
+        PAPER, overrides={"depth2": {"include_smallest": True}, "expand2": {"include_smallest": True}})}
+    for name, expected_expand in (("depth2", 6), ("expand2", 3)):
+        phase = phases[name]
+        for batch in range(5):
+            plan = plan_step(PAPER, phase, step_seed(0, 1, batch))
+            smallest, *others = plan.samples
+            assert len(plan.samples) == phase.subnets_per_step and plan.distill_from == "teacher"
+            # the smallest of what the phase unlocks (not of the whole space), at the step's resolution
+            assert {k: v for k, v in smallest.items() if k.endswith(".kernel")} == dict.fromkeys(
+                [k for k in PAPER.labels if k.endswith(".kernel")], 3)
+            assert {v for k, v in smallest.items() if k.endswith(".expand")} == {expected_expand}
+            assert {v for k, v in smallest.items() if k.endswith(".depth")} == {2}
+            assert len({s["resolution"] for s in plan.samples}) == 1
+            assert all(other != smallest for other in others)
+        # the option draws one random subnet less; without it the plan is the recipe's, draw for draw
+        assert plan_step(PAPER, plain[name], step_seed(0, 1, 0)) != plan_step(PAPER, phase, step_seed(0, 1, 0))
+    assert plan_step(PAPER, plain["kernel"], step_seed(0, 1, 0)) == plan_step(PAPER, phases["kernel"],
+                                                                                step_seed(0, 1, 0))
+    with pytest.raises(ValueError, match="include_smallest needs subnets_per_step >= 2"):
+        progressive_shrinking(PAPER, overrides={"kernel": {"include_smallest": True}})
+    with pytest.raises(ValueError, match="include_smallest must be true or false"):
+        progressive_shrinking(PAPER, overrides={"expand2": {"include_smallest": 1}})
+
+
+def test_short_recipe_is_the_paper_recipe_with_faster_later_phases_and_the_smallest_subnet():
+    paper = progressive_shrinking(PAPER, epochs_factor=1 / 16, batch_size=64)
+    short = progressive_shrinking(PAPER, recipe="short", epochs_factor=1 / 16, batch_size=64)
+    assert [p.name for p in short] == list(PHASE_NAMES)
+    for p, s in zip(paper, short, strict=True):
+        assert (s.epochs, s.warmup_epochs, s.subnets_per_step, s.kd_ratio) == (
+            p.epochs, p.warmup_epochs, p.subnets_per_step, p.kd_ratio)
+        assert (s.kernel_sizes, s.expand_ratios, s.depths) == (p.kernel_sizes, p.expand_ratios, p.depths)
+        later = p.name in ("depth1", "depth2", "expand1", "expand2")
+        assert s.include_smallest is later and not p.include_smallest
+        assert s.lr == pytest.approx(paper[1].lr if later else p.lr)  # the kernel phase's 0.96 x 64 / 2048
+    assert "include_smallest" not in paper[-1].to_dict() and short[-1].to_dict()["include_smallest"] is True
+    with pytest.raises(ValueError, match=r"unknown recipe 'fast'; allowed: \['paper', 'short'\]"):
+        progressive_shrinking(PAPER, recipe="fast")
+
+
 def test_unlocked_choices_refuses_choices_outside_the_space():
     phase = progressive_shrinking(PAPER)[0]
     small = ArchSpace(kernel_sizes=(3, 5))

@@ -19,7 +19,7 @@ import yaml
 
 from ofa_nni.arch import ArchSpace
 from ofa_nni.data import DATA_KINDS
-from ofa_nni.training.schedule import PHASE_NAMES
+from ofa_nni.training.schedule import PHASE_NAMES, RECIPES, Phase, progressive_shrinking
 
 __all__ = [
     "ConfigError",
@@ -134,19 +134,22 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ProgressiveShrinkingConfig:
-    """``strategy:`` with ``name: progressive_shrinking``: the paper's recipe scaled, with per-phase
-    overrides (``phases: {kernel: {epochs: 3, lr: 0.05}}``)."""
+    """``strategy:`` with ``name: progressive_shrinking``: a named recipe (``paper`` or ``short``)
+    scaled, with per-phase overrides (``phases: {kernel: {epochs: 3, lr: 0.05}}``)."""
 
     name: str = "progressive_shrinking"
+    recipe: str = "paper"
     epochs_factor: float = 1.0
     kd_ratio: float = 1.0
-    phases: dict[str, dict[str, float]] | None = None
+    phases: dict[str, dict[str, float | bool]] | None = None
 
     def __post_init__(self) -> None:
+        if self.recipe not in RECIPES:
+            raise ConfigError(f"strategy.recipe: {self.recipe!r} is not a recipe; allowed: {list(RECIPES)}")
         if self.epochs_factor <= 0:
             raise ConfigError(f"strategy.epochs_factor must be > 0, got {self.epochs_factor}")
         _require("strategy.kd_ratio", self.kd_ratio, 0.0)
-        allowed_fields = ("epochs", "warmup_epochs", "lr", "subnets_per_step", "kd_ratio")
+        allowed_fields = ("epochs", "warmup_epochs", "lr", "subnets_per_step", "kd_ratio", "include_smallest")
         lowest = {"epochs": 1, "warmup_epochs": 0, "lr": 0.0, "subnets_per_step": 1, "kd_ratio": 0.0}
         for name, fields in (self.phases or {}).items():
             if name not in PHASE_NAMES:
@@ -156,6 +159,10 @@ class ProgressiveShrinkingConfig:
             for key, value in fields.items():
                 if key not in allowed_fields:
                     raise ConfigError(f"strategy.phases.{name}: unknown key {key!r}; allowed: {list(allowed_fields)}")
+                if key == "include_smallest":
+                    if not isinstance(value, bool):
+                        raise ConfigError(f"strategy.phases.{name}.{key}: expected true or false, got {value!r}")
+                    continue
                 integer = key in ("epochs", "warmup_epochs", "subnets_per_step")
                 if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)) or \
                         not _finite(value):
@@ -163,6 +170,11 @@ class ProgressiveShrinkingConfig:
                         f"strategy.phases.{name}.{key}: expected {'an int' if integer else 'a number'}, got {value!r}"
                     )
                 _require(f"strategy.phases.{name}.{key}", value, lowest[key], low_open=key == "lr")
+
+    def schedule(self, arch: ArchSpace, *, batch_size: int) -> tuple[Phase, ...]:
+        """The phases this configuration trains ``arch`` with at global batch ``batch_size``."""
+        return progressive_shrinking(arch, recipe=self.recipe, epochs_factor=self.epochs_factor,
+                                     batch_size=batch_size, kd_ratio=self.kd_ratio, overrides=self.phases)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -267,14 +279,15 @@ class TrainConfig:
 def demo_config(*, run_dir: str | None = None, seed: int = 0) -> TrainConfig:
     """The default run behind the demo: progressive shrinking of the ``cpu`` space on digits.
 
-    The paper's recipe scaled to 1/16 of its epochs (11+8+2+8+2+8 = 39 epochs), batch 64, with
-    per-epoch validation of 4 subnets: about 180 s of CPU time on one thread (measured in
-    ``benchmarks/results/ps_vs_random_oneshot.md``).
+    The ``short`` recipe (the paper's, with its depth and expand phases at the kernel phase's
+    learning rate and the smallest subnet in every step of them) at 1/16 of the paper's epochs
+    (11+8+2+8+2+8 = 39 epochs), batch 64, with per-epoch validation of 4 subnets: about 180 s of
+    CPU time on one thread (``benchmarks/results/ps_vs_random_oneshot.md``).
     """
     return TrainConfig(
         seed=seed,
         run_dir=run_dir,
-        strategy=ProgressiveShrinkingConfig(epochs_factor=1 / 16),
+        strategy=ProgressiveShrinkingConfig(recipe="short", epochs_factor=1 / 16),
         validation=ValidationConfig(random_subnets=1, calibration_batches=4),
     )
 

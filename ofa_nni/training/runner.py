@@ -105,8 +105,8 @@ def _strategy(config: TrainConfig, data: ImageData, checkpoint_dir: Path, resume
     }
     strategy = config.strategy
     if isinstance(strategy, ProgressiveShrinkingConfig):
-        return ProgressiveShrinking(epochs_factor=strategy.epochs_factor, kd_ratio=strategy.kd_ratio,
-                                    phase_overrides=strategy.phases, **common)
+        return ProgressiveShrinking(recipe=strategy.recipe, epochs_factor=strategy.epochs_factor,
+                                    kd_ratio=strategy.kd_ratio, phase_overrides=strategy.phases, **common)
     return SandwichRule(epochs=strategy.epochs, lr=strategy.lr, num_random=strategy.num_random,
                         warmup_epochs=strategy.warmup_epochs, **common)
 
