@@ -60,7 +60,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="the front's cost: macs, params or latency_ms (default: the first cost of the "
                              "first --target)")
     parser.add_argument("--population", type=int, default=DEFAULT_POPULATION, metavar="N",
-                        help=f"population size (default {DEFAULT_POPULATION}, OFA's)")
+                        help=f"population size (default {DEFAULT_POPULATION}, OFA's). A generation is scored as one "
+                             "batch: --population 1000 --generations 50 scores the same number of subnets ~3.5x "
+                             "faster (benchmarks/results/search_vs_ofa.md)")
     parser.add_argument("--generations", type=int, default=DEFAULT_GENERATIONS, metavar="N",
                         help=f"generations (default {DEFAULT_GENERATIONS}, OFA's)")
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the search (default 0)")
