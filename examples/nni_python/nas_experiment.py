@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         enable_model_summary=False, num_sanity_val_steps=0, enable_progress_bar=not args.no_progress,
     )
     training = ProgressiveShrinking(
+        recipe="short",  # the paper's phases, tuned for a small fraction of its epochs (docs/training.md)
         epochs_factor=1 / 600 if args.quick else 1 / 16,  # the paper's 600 epochs: 6 (one per phase) or 39
         validation_random_subnets=0 if args.quick else 1, calibration_data=calibration, calibration_batches=2,
         checkpoint_dir=args.out / "checkpoints", seed=args.seed,
