@@ -281,8 +281,9 @@ def demo_config(*, run_dir: str | None = None, seed: int = 0) -> TrainConfig:
 
     The ``short`` recipe (the paper's, with its depth and expand phases at the kernel phase's
     learning rate and the smallest subnet in every step of them) at 1/16 of the paper's epochs
-    (11+8+2+8+2+8 = 39 epochs), batch 64, with per-epoch validation of 4 subnets: about 180 s of
-    CPU time on one thread (``benchmarks/results/ps_vs_random_oneshot.md``).
+    (11+8+2+8+2+8 = 39 epochs), batch 64, with per-epoch validation of 4 subnets: 205 s wall,
+    231 s CPU on an idle 2-core machine (``docs/training.md``; the ablation against NNI's
+    RandomOneShot is in ``benchmarks/results/ps_vs_random_oneshot.md``).
     """
     return TrainConfig(
         seed=seed,
