@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Set up a fresh machine and run the test suite (the README's test command; .ci/run calls it).
 # Default run: everything but tests marked slow, then the slow tests of the integrations CI must
-# cover too: browser (a real nnictl experiment in NNI's web UI), postgres (4 Optuna workers on a real
-# PostgreSQL server) and kill (kill -9 of an Optuna worker and of an NNI experiment, then resume).
+# cover too: demo (the README's main job, quick), browser (a real nnictl experiment in NNI's web UI),
+# postgres (4 Optuna workers on a real PostgreSQL server) and kill (kill -9 of training in each phase,
+# a latency-table build, an Optuna worker and NNI experiments, then resume).
 # Extra pytest arguments pass through instead, e.g. `scripts/test.sh -m slow` for every end-to-end run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +25,6 @@ python3 -m venv .venv
 .venv/bin/pip install --quiet -e '.[test]'
 if [ $# -eq 0 ]; then
     .venv/bin/python -m pytest
-    exec .venv/bin/python -m pytest -m "slow and (browser or postgres or kill)"
+    exec .venv/bin/python -m pytest -m "slow and (demo or browser or postgres or kill)"
 fi
 exec .venv/bin/python -m pytest "$@"
