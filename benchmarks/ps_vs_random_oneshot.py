@@ -55,7 +55,7 @@ import torch
 
 from ofa_nni.data import calibration_loader, digits, digits_split_digest
 from ofa_nni.runtime import recalibrate_batchnorm
-from ofa_nni.training import demo_config, load_supernet, median_sample, progressive_shrinking, train
+from ofa_nni.training import RECIPES, demo_config, load_supernet, median_sample, progressive_shrinking, train
 from ofa_nni.training.config import ConfigError, ProgressiveShrinkingConfig, TrainerConfig, ValidationConfig
 from ofa_nni.training.runner import build_space
 
@@ -145,7 +145,7 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--threads", type=int, default=2)
     demo_strategy: Any = demo_config().strategy
-    parser.add_argument("--recipe", choices=("paper", "short"), default=demo_strategy.recipe,
+    parser.add_argument("--recipe", choices=tuple(RECIPES), default=demo_strategy.recipe,
                         help=f"progressive-shrinking recipe (default: the demo's, {demo_strategy.recipe})")
     parser.add_argument("--epochs-factor", type=float, default=demo_strategy.epochs_factor)
     parser.add_argument("--phases", type=_phase_overrides, default=None, metavar="JSON",

@@ -479,9 +479,9 @@ class ProgressiveShrinking(_SupernetStrategy):
     (two steps); resolution elastic throughout. The named recipe (``"paper"``:
     :data:`ofa_nni.training.PAPER_RECIPE`, 600 epochs on ImageNet; ``"short"``:
     :data:`ofa_nni.training.SHORT_RECIPE`, for a small fraction of them) is scaled by
-    ``epochs_factor`` and its learning rates linearly to the batch size. From the kernel phase on, each subnet also
-    distils from the full network of phase one (the teacher, frozen, in eval mode; soft
-    cross-entropy weighted by ``kd_ratio``). Before each width phase, channels are re-ordered by
+    ``epochs_factor`` and its learning rates linearly to the batch size. From the kernel phase on,
+    each subnet also distils from the full network of phase one (the teacher, frozen, in eval
+    mode; soft cross-entropy weighted by ``kd_ratio``). Before each width phase, channels are re-ordered by
     importance (L1 norm), keeping the channel sets already trained.
 
     Args:
@@ -489,7 +489,8 @@ class ProgressiveShrinking(_SupernetStrategy):
         epochs_factor: Multiplies every phase's epochs (at least 1 per phase).
         kd_ratio: Weight of the distillation loss (OFA: 1.0).
         phase_overrides: Per phase name, fields to replace (``epochs``, ``warmup_epochs``, ``lr``,
-            ``subnets_per_step``, ``kd_ratio``, ``include_smallest``), e.g. ``{"kernel": {"epochs": 3}}``.
+            ``subnets_per_step``, ``kd_ratio``, ``include_smallest``: ``PHASE_OVERRIDE_FIELDS``),
+            e.g. ``{"kernel": {"epochs": 3}}``.
         phases: A complete schedule instead of a recipe (``recipe``, ``epochs_factor``, ``kd_ratio``
             and ``phase_overrides`` must then be left at their defaults).
         lr_batch_size: Global batch size the recipe's learning rates are scaled to (default: the

@@ -19,7 +19,7 @@ import yaml
 
 from ofa_nni.arch import ArchSpace
 from ofa_nni.data import DATA_KINDS
-from ofa_nni.training.schedule import PHASE_NAMES, RECIPES, Phase, progressive_shrinking
+from ofa_nni.training.schedule import PHASE_NAMES, PHASE_OVERRIDE_FIELDS, RECIPES, Phase, progressive_shrinking
 
 __all__ = [
     "ConfigError",
@@ -149,7 +149,7 @@ class ProgressiveShrinkingConfig:
         if self.epochs_factor <= 0:
             raise ConfigError(f"strategy.epochs_factor must be > 0, got {self.epochs_factor}")
         _require("strategy.kd_ratio", self.kd_ratio, 0.0)
-        allowed_fields = ("epochs", "warmup_epochs", "lr", "subnets_per_step", "kd_ratio", "include_smallest")
+        allowed_fields = PHASE_OVERRIDE_FIELDS
         lowest = {"epochs": 1, "warmup_epochs": 0, "lr": 0.0, "subnets_per_step": 1, "kd_ratio": 0.0}
         for name, fields in (self.phases or {}).items():
             if name not in PHASE_NAMES:

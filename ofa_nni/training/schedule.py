@@ -38,6 +38,7 @@ __all__ = [
     "PAPER_RECIPE",
     "SHORT_RECIPE",
     "RECIPES",
+    "PHASE_OVERRIDE_FIELDS",
     "PAPER_BATCH_SIZE",
     "progressive_shrinking",
     "sandwich_rule",
@@ -81,6 +82,9 @@ accuracy (benchmarks/results/ps_vs_random_oneshot.md)."""
 
 RECIPES: Mapping[str, Mapping[str, Mapping[str, Any]]] = {"paper": PAPER_RECIPE, "short": SHORT_RECIPE}
 """Named progressive-shrinking presets (``progressive_shrinking(recipe=...)``, YAML ``strategy.recipe``)."""
+
+PHASE_OVERRIDE_FIELDS = ("epochs", "warmup_epochs", "lr", "subnets_per_step", "kd_ratio", "include_smallest")
+"""Phase fields a recipe may be overridden in, per phase (``overrides=``, YAML ``strategy.phases``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,13 +222,12 @@ def progressive_shrinking(
     if list(phases) != [name for name in PHASE_NAMES if name in phases]:
         raise ValueError(f"phases must keep the order {list(PHASE_NAMES)}, got {list(phases)}")
     overrides = dict(overrides or {})
-    allowed_fields = ("epochs", "warmup_epochs", "lr", "subnets_per_step", "kd_ratio", "include_smallest")
     for name, changes in overrides.items():
         if name not in phases:
             raise ValueError(f"overrides for unknown or unused phase {name!r}; phases: {list(phases)}")
-        bad = [key for key in changes if key not in allowed_fields]
+        bad = [key for key in changes if key not in PHASE_OVERRIDE_FIELDS]
         if bad:
-            raise ValueError(f"overrides[{name!r}]: unknown field(s) {bad}; allowed: {list(allowed_fields)}")
+            raise ValueError(f"overrides[{name!r}]: unknown field(s) {bad}; allowed: {list(PHASE_OVERRIDE_FIELDS)}")
 
     kernels, expands, depths = arch.kernel_sizes, arch.expand_ratios, arch.depths
     unlocked = {
