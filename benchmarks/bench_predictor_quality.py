@@ -31,12 +31,12 @@ from ofa_nni.accuracy import (
 )
 from ofa_nni.costs import AnalyticCostModel
 from ofa_nni.data import digits_split_digest, load_data
-from ofa_nni.training import load_supernet
+from search_spaces import load_supernet
 
 
 def _train_supernet(run_dir: Path) -> tuple[Path, float]:
     started = time.perf_counter()
-    command = [sys.executable, "-m", "ofa_nni.cli", "train", "--config", "examples/train_digits.yaml",
+    command = [sys.executable, "-m", "ofa_nni.app.cli", "train", "--config", "examples/train_digits.yaml",
                "--run-dir", str(run_dir)]
     subprocess.run(command, check=True)
     return run_dir / "supernet.pt", time.perf_counter() - started

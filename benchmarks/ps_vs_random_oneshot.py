@@ -53,11 +53,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from ofa_nni.app.runner import build_space, train
 from ofa_nni.data import calibration_loader, digits, digits_split_digest
 from ofa_nni.runtime import recalibrate_batchnorm
-from ofa_nni.training import RECIPES, demo_config, load_supernet, median_sample, progressive_shrinking, train
+from ofa_nni.training import RECIPES, demo_config, median_sample, progressive_shrinking
 from ofa_nni.training.config import ConfigError, ProgressiveShrinkingConfig, TrainerConfig, ValidationConfig
-from ofa_nni.training.runner import build_space
+from search_spaces import load_supernet
 
 RANDOM_SUBNETS = 10
 CALIBRATION_BATCHES = 4

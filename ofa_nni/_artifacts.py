@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ofa_nni.arch import ArchSpace
+from ofa_nni.errors import InvalidInputError
 
 __all__ = [
     "atomic_write",
@@ -72,7 +73,7 @@ def require_same_space(stored: Mapping[str, Any], space: ArchSpace, *, artefact:
         if stored.get(key) != expected.get(key)
     ]
     if differences:
-        raise ValueError(f"{artefact} was built for another search space ({'; '.join(differences)})")
+        raise InvalidInputError(f"{artefact} was built for another search space ({'; '.join(differences)})")
 
 
 def library_versions(*names: str) -> dict[str, str]:

@@ -47,6 +47,7 @@ from torch import nn
 from ofa_nni._artifacts import atomic_write, library_versions, require_same_space
 from ofa_nni.arch import ArchSpace, Sample
 from ofa_nni.efficiency import as_index_array
+from ofa_nni.errors import InvalidInputError, MissingInputError
 from ofa_nni.runtime import recalibrate_batchnorm
 
 __all__ = [
@@ -81,7 +82,7 @@ def plan_subnets(space: ArchSpace, num_subnets: int, seed: int = 0) -> np.ndarra
     is a prefix of the list for any larger ``n`` with the same seed, so a data set can be extended.
     """
     if int(num_subnets) != num_subnets or num_subnets < 1:
-        raise ValueError(f"num_subnets must be a positive integer, got {num_subnets!r}")
+        raise InvalidInputError(f"num_subnets must be a positive integer, got {num_subnets!r}")
     rng = np.random.default_rng(seed)
     index_of = {label: i for i, label in enumerate(space.labels)}
     rows = [space.to_indices(space.min_sample()), space.to_indices(space.max_sample())]
@@ -106,7 +107,7 @@ def plan_subnets(space: ArchSpace, num_subnets: int, seed: int = 0) -> np.ndarra
             add(row)
         attempts += n_res
         if attempts > 50 * num_subnets + 1000:
-            raise ValueError(f"the space has fewer than {num_subnets} distinct subnets; ask for fewer")
+            raise InvalidInputError(f"the space has fewer than {num_subnets} distinct subnets; ask for fewer")
     return np.stack(plan[:num_subnets]).astype(np.int64)
 
 
@@ -116,7 +117,7 @@ def _batch_images_labels(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         return batch[0], batch[1]
     if isinstance(batch, Mapping) and "image" in batch and "label" in batch:
         return batch["image"], batch["label"]
-    raise ValueError(
+    raise InvalidInputError(
         f"evaluation batches must be (images, labels) or {{'image', 'label'}}, got {type(batch).__name__}"
     )
 
@@ -135,7 +136,7 @@ def evaluate_subnet(model: nn.Module, batches: Iterable[Any]) -> dict[str, float
         correct += int((logits.argmax(dim=1) == labels).sum())
         count += int(labels.numel())
     if count == 0:
-        raise ValueError("evaluate_subnet got no evaluation batches: pass a non-empty held-out data loader")
+        raise InvalidInputError("evaluate_subnet got no evaluation batches: pass a non-empty held-out data loader")
     return {"accuracy": correct / count, "loss": loss_sum / count, "num_images": count}
 
 
@@ -148,7 +149,7 @@ class AccuracyDataset:
         indices = as_index_array(space, np.asarray(indices))
         accuracies = np.asarray(accuracies, dtype=np.float64)
         if accuracies.shape != (len(indices),):
-            raise ValueError(f"need one accuracy per subnet: {len(indices)} subnets, accuracies {accuracies.shape}")
+            raise InvalidInputError(f"need one accuracy per subnet: {len(indices)} subnets, accuracies {accuracies.shape}")
         self.space, self.indices, self.accuracies = space, indices, accuracies
         self.header = dict(header or {})
 
@@ -172,7 +173,7 @@ class AccuracyDataset:
         by_arch = {record["arch"]: record for record in records}
         done = [arch for arch in header["archs"] if arch in by_arch]
         if complete and len(done) < len(header["archs"]):
-            raise ValueError(f"{path}: only {len(done)} of {len(header['archs'])} subnets evaluated; "
+            raise InvalidInputError(f"{path}: only {len(done)} of {len(header['archs'])} subnets evaluated; "
                              "resume the collection first")
         indices = np.array([by_arch[arch]["indices"] for arch in done], dtype=np.int64).reshape(
             len(done), len(stored_space.labels))
@@ -184,17 +185,17 @@ def _read_dataset_file(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]
     """Header, complete records, and the byte length of the complete part (a line cut by a kill is
     dropped)."""
     if not path.is_file():
-        raise FileNotFoundError(f"accuracy data set {str(path)!r} does not exist")
+        raise MissingInputError(f"accuracy data set {str(path)!r} does not exist")
     data = path.read_bytes()
     lines = data.split(b"\n")
     try:
         header = json.loads(lines[0])
     except json.JSONDecodeError:
-        raise ValueError(f"{path} is not an ofa-nni accuracy data set (bad header line)") from None
+        raise InvalidInputError(f"{path} is not an ofa-nni accuracy data set (bad header line)") from None
     if not isinstance(header, dict) or header.get("format") != DATASET_FORMAT:
-        raise ValueError(f"{path} is not an ofa-nni accuracy data set")
+        raise InvalidInputError(f"{path} is not an ofa-nni accuracy data set")
     if header.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: data-set format_version {header.get('format_version')!r} is not supported "
+        raise InvalidInputError(f"{path}: data-set format_version {header.get('format_version')!r} is not supported "
                          f"(this version reads {FORMAT_VERSION})")
     records = []
     valid_length = len(lines[0]) + 1
@@ -256,11 +257,11 @@ def collect_accuracy_dataset(
         require_same_space(header["space"], space, artefact=f"accuracy data set {path}")
         for name, wanted in (("seed", seed), ("data", data_description), ("calibration", calibration)):
             if header.get(name) != wanted:
-                raise ValueError(f"{path} was collected with {name}={header.get(name)!r}, this run asks for "
+                raise InvalidInputError(f"{path} was collected with {name}={header.get(name)!r}, this run asks for "
                                  f"{wanted!r}; use another file or the same setting")
         stored = header["archs"]
         if stored != archs[: len(stored)] and archs != stored[: len(archs)]:
-            raise ValueError(f"{path}: its subnet list does not match seed {seed} (file edited?)")
+            raise InvalidInputError(f"{path}: its subnet list does not match seed {seed} (file edited?)")
         if len(archs) > len(stored):
             header["archs"], header["num_subnets"] = archs, len(archs)
             _write_dataset_file(path, header, records)  # extend the plan; records kept
@@ -386,46 +387,46 @@ class AccuracyPredictor(abc.ABC):
         (ValueError naming the differing fields)."""
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"predictor {str(path)!r} does not exist (build one with 'ofa-nni predictor build')")
         with open(path, "rb") as file:
             is_zip = file.read(4) == b"PK\x03\x04"  # what np.savez writes; anything else is refused unread
         if not is_zip:
-            raise ValueError(f"{path} is not an ofa-nni accuracy predictor (not an .npz archive; build one with "
+            raise InvalidInputError(f"{path} is not an ofa-nni accuracy predictor (not an .npz archive; build one with "
                              "'ofa-nni predictor build')")
         try:
             with np.load(path, allow_pickle=False) as archive:
                 metadata = json.loads(str(archive["metadata"]))
                 arrays = {name[len("array."):]: archive[name] for name in archive.files if name.startswith("array.")}
         except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as error:
-            raise ValueError(f"{path} is not an ofa-nni accuracy predictor or is damaged "
+            raise InvalidInputError(f"{path} is not an ofa-nni accuracy predictor or is damaged "
                              f"({type(error).__name__}: {error})") from None
         if not isinstance(metadata, dict):
-            raise ValueError(f"{path} is not an ofa-nni accuracy predictor (its metadata is not a JSON object)")
+            raise InvalidInputError(f"{path} is not an ofa-nni accuracy predictor (its metadata is not a JSON object)")
         if metadata.get("format") != PREDICTOR_FORMAT:
-            raise ValueError(f"{path} is not an ofa-nni accuracy predictor (format {metadata.get('format')!r})")
+            raise InvalidInputError(f"{path} is not an ofa-nni accuracy predictor (format {metadata.get('format')!r})")
         if metadata.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{path}: predictor format_version {metadata.get('format_version')!r} is not supported "
+            raise InvalidInputError(f"{path}: predictor format_version {metadata.get('format_version')!r} is not supported "
                              f"(this version reads {FORMAT_VERSION})")
         encoding = metadata.get("encoding")
         if not isinstance(encoding, dict) or encoding.get("name") != ENCODING:
-            raise ValueError(f"{path}: unknown feature encoding {encoding!r}; expected {ENCODING!r}")
+            raise InvalidInputError(f"{path}: unknown feature encoding {encoding!r}; expected {ENCODING!r}")
         if not isinstance(metadata.get("space"), dict):
-            raise ValueError(f"{path}: damaged accuracy predictor (no space signature in its metadata)")
+            raise InvalidInputError(f"{path}: damaged accuracy predictor (no space signature in its metadata)")
         if space is not None:
             require_same_space(metadata["space"], space, artefact=f"accuracy predictor {path}")
         kinds = {cls.kind: cls for cls in PREDICTOR_CLASSES}
         kind = metadata.get("kind")
         if not isinstance(kind, str) or kind not in kinds:
-            raise ValueError(f"{path}: unknown predictor kind {kind!r}; known: {sorted(kinds)}")
+            raise InvalidInputError(f"{path}: unknown predictor kind {kind!r}; known: {sorted(kinds)}")
         try:
             predictor = kinds[kind](space=ArchSpace.from_signature(metadata["space"]), **metadata.get("settings", {}))
             predictor.load_arrays(arrays)
             # One prediction checks that the arrays fit the space's features (shapes) and are finite.
             if not np.isfinite(predictor(predictor.space.random_indices(1, 0))).all():
-                raise ValueError("it predicts a non-finite accuracy")
+                raise InvalidInputError("it predicts a non-finite accuracy")
         except (KeyError, TypeError, ValueError) as error:
-            raise ValueError(f"{path}: damaged accuracy predictor ({type(error).__name__}: {error})") from None
+            raise InvalidInputError(f"{path}: damaged accuracy predictor ({type(error).__name__}: {error})") from None
         predictor.metrics, predictor.info = metadata.get("metrics", {}), metadata.get("info", {})
         return predictor
 
@@ -458,7 +459,7 @@ class MLPAccuracyPredictor(AccuracyPredictor):
 
     def fit(self, features: np.ndarray, accuracies: np.ndarray) -> None:
         if len(accuracies) < 2:
-            raise ValueError(f"an accuracy predictor needs at least 2 subnets to learn from, got {len(accuracies)}")
+            raise InvalidInputError(f"an accuracy predictor needs at least 2 subnets to learn from, got {len(accuracies)}")
         self.base_accuracy = float(np.mean(accuracies))
         # Learn the standardised residual; the output layer's weights are rescaled afterwards, so the
         # stored model is exactly OFA's (linear output without bias + base accuracy).
@@ -491,7 +492,7 @@ class MLPAccuracyPredictor(AccuracyPredictor):
 
     def predict_features(self, features: np.ndarray) -> np.ndarray:
         if not self.weights:
-            raise ValueError("this predictor is not trained yet: call fit() or build_accuracy_predictor()")
+            raise InvalidInputError("this predictor is not trained yet: call fit() or build_accuracy_predictor()")
         h = np.asarray(features, dtype=np.float32)
         for weight, bias in zip(self.weights[:-1], self.biases, strict=True):
             h = np.maximum(h @ weight + bias, 0.0)
@@ -518,7 +519,7 @@ class MLPEnsemblePredictor(AccuracyPredictor):
     def __init__(self, *, space: ArchSpace, num_models: int = 5, steps: int = 1000, seed: int = 0) -> None:
         super().__init__(space)
         if num_models < 1:
-            raise ValueError(f"num_models must be >= 1, got {num_models}")
+            raise InvalidInputError(f"num_models must be >= 1, got {num_models}")
         self.num_models, self.steps, self.seed = num_models, steps, seed
         self.members = [MLPAccuracyPredictor(space=space, steps=steps, seed=seed + i) for i in range(num_models)]
 
@@ -562,7 +563,7 @@ class RidgeAccuracyPredictor(AccuracyPredictor):
         from sklearn.linear_model import RidgeCV
 
         if len(accuracies) < 2:
-            raise ValueError(f"an accuracy predictor needs at least 2 subnets to learn from, got {len(accuracies)}")
+            raise InvalidInputError(f"an accuracy predictor needs at least 2 subnets to learn from, got {len(accuracies)}")
         model = RidgeCV(alphas=self.alphas).fit(features, accuracies)
         self.coef, self.intercept, self.alpha = np.asarray(model.coef_), float(model.intercept_), float(model.alpha_)
 
@@ -584,11 +585,11 @@ PREDICTOR_KINDS: tuple[str, ...] = tuple(cls.kind for cls in PREDICTOR_CLASSES) 
 
 def _split(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+        raise InvalidInputError(f"test_fraction must be in (0, 1), got {test_fraction}")
     order = np.random.default_rng(seed).permutation(n)
     n_test = max(1, int(round(n * test_fraction)))
     if n - n_test < 2:
-        raise ValueError(f"{n} subnets are too few to hold out {test_fraction:.0%} and still train on 2; collect more")
+        raise InvalidInputError(f"{n} subnets are too few to hold out {test_fraction:.0%} and still train on 2; collect more")
     return np.sort(order[n_test:]), np.sort(order[:n_test])
 
 
@@ -599,7 +600,7 @@ def _new_predictor(kind: str, space: ArchSpace, seed: int, steps: int) -> Accura
         return MLPEnsemblePredictor(space=space, steps=steps, seed=seed)
     if kind == RidgeAccuracyPredictor.kind:
         return RidgeAccuracyPredictor(space=space)
-    raise ValueError(f"unknown predictor kind {kind!r}; allowed: {', '.join(PREDICTOR_KINDS)}")
+    raise InvalidInputError(f"unknown predictor kind {kind!r}; allowed: {', '.join(PREDICTOR_KINDS)}")
 
 
 def build_accuracy_predictor(
@@ -620,7 +621,7 @@ def build_accuracy_predictor(
     figures.
     """
     if kind not in PREDICTOR_KINDS:
-        raise ValueError(f"unknown predictor kind {kind!r}; allowed: {', '.join(PREDICTOR_KINDS)}")
+        raise InvalidInputError(f"unknown predictor kind {kind!r}; allowed: {', '.join(PREDICTOR_KINDS)}")
     train_rows, test_rows = _split(len(dataset), test_fraction, seed)
     features = dataset.space.to_features(dataset.indices)
     accuracies = dataset.accuracies

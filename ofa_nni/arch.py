@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from ofa_nni._utils import make_divisible
+from ofa_nni.errors import InvalidInputError
 
 __all__ = [
     "ArchSpace",
@@ -53,9 +54,9 @@ def _as_tuple(name: str, values: Iterable[Any]) -> tuple[Any, ...]:
     try:
         result = tuple(values)
     except TypeError:
-        raise ValueError(f"{name} must be a sequence, got {values!r}") from None
+        raise InvalidInputError(f"{name} must be a sequence, got {values!r}") from None
     if not result:
-        raise ValueError(f"{name} must not be empty")
+        raise InvalidInputError(f"{name} must not be empty")
     return result
 
 
@@ -114,45 +115,45 @@ class ArchSpace:
             values = _as_tuple(name, getattr(self, name))
             for value in values:
                 if not _is_finite_number(value):
-                    raise ValueError(f"{name} must hold numbers, got {value!r}")
+                    raise InvalidInputError(f"{name} must hold numbers, got {value!r}")
                 if value <= 0:
-                    raise ValueError(f"{name} must be positive, got {value!r}")
+                    raise InvalidInputError(f"{name} must be positive, got {value!r}")
             if len(set(values)) != len(values):
-                raise ValueError(f"{name} has duplicates: {values}")
+                raise InvalidInputError(f"{name} has duplicates: {values}")
             kind = float if name == "expand_ratios" else int
             normalized = tuple(sorted(kind(v) for v in values))
             if kind is int and any(float(v) != int(v) for v in values):
-                raise ValueError(f"{name} must hold whole numbers, got {values}")
+                raise InvalidInputError(f"{name} must hold whole numbers, got {values}")
             if name == "expand_ratios":
                 normalized = tuple(int(v) if float(v).is_integer() else v for v in normalized)
             set_field(name, normalized)
         if any(k % 2 == 0 for k in self.kernel_sizes):
-            raise ValueError(f"kernel_sizes must be odd, got {self.kernel_sizes}")
+            raise InvalidInputError(f"kernel_sizes must be odd, got {self.kernel_sizes}")
         for name in ("base_widths", "stage_strides", "stage_activations", "stage_se"):
             set_field(name, _as_tuple(name, getattr(self, name)))
         if not all(_is_finite_number(w) and w > 0 and float(w).is_integer() for w in self.base_widths):
-            raise ValueError(f"base_widths must hold positive whole numbers, got {self.base_widths}")
+            raise InvalidInputError(f"base_widths must hold positive whole numbers, got {self.base_widths}")
         if not all(isinstance(se, (bool, np.bool_)) for se in self.stage_se):
-            raise ValueError(f"stage_se must hold true/false per stage, got {self.stage_se}")
+            raise InvalidInputError(f"stage_se must hold true/false per stage, got {self.stage_se}")
         num_stages = len(self.stage_strides)
         if len(self.base_widths) != num_stages + 4:
-            raise ValueError(
+            raise InvalidInputError(
                 f"base_widths needs {num_stages + 4} values (stem, first block, {num_stages} stages, "
                 f"final expand, feature mix) for {num_stages} stages, got {len(self.base_widths)}"
             )
         for name in ("stage_activations", "stage_se"):
             if len(getattr(self, name)) != num_stages:
-                raise ValueError(f"{name} needs {num_stages} values (one per stage), got {getattr(self, name)}")
+                raise InvalidInputError(f"{name} needs {num_stages} values (one per stage), got {getattr(self, name)}")
         for act in self.stage_activations:
             if act not in _ACTIVATIONS:
-                raise ValueError(f"stage_activations: unknown activation {act!r}; allowed: {_ACTIVATIONS}")
+                raise InvalidInputError(f"stage_activations: unknown activation {act!r}; allowed: {_ACTIVATIONS}")
         if any(s not in (1, 2) for s in self.stage_strides):
-            raise ValueError(f"stage_strides must be 1 or 2, got {self.stage_strides}")
+            raise InvalidInputError(f"stage_strides must be 1 or 2, got {self.stage_strides}")
         if not _is_finite_number(self.width_mult) or self.width_mult <= 0:
-            raise ValueError(f"width_mult must be positive (a number), got {self.width_mult!r}")
+            raise InvalidInputError(f"width_mult must be positive (a number), got {self.width_mult!r}")
         if not _is_finite_number(self.num_classes) or int(self.num_classes) != self.num_classes or \
                 self.num_classes < 1:
-            raise ValueError(f"num_classes must be a positive integer, got {self.num_classes!r}")
+            raise InvalidInputError(f"num_classes must be a positive integer, got {self.num_classes!r}")
 
     # ------------------------------------------------------------------ shape
     @property
@@ -277,11 +278,11 @@ class ArchSpace:
                 value outside the choices or of the wrong type.
         """
         if not isinstance(sample, Mapping):
-            raise ValueError(f"a sample must be a dict {{label: value}}, got {type(sample).__name__}")
+            raise InvalidInputError(f"a sample must be a dict {{label: value}}, got {type(sample).__name__}")
         choices = self._choices_by_label()
         unknown = [label for label in sample if label not in choices]
         if unknown:
-            raise ValueError(
+            raise InvalidInputError(
                 f"unknown label(s) {unknown}; allowed labels look like 'stage1.block1.kernel', "
                 f"'stage1.block1.expand', 'stage1.depth', 'resolution' "
                 f"({self.num_stages} stages, {self.max_depth} blocks each)"
@@ -289,7 +290,7 @@ class ArchSpace:
         missing = [label for label in choices if label not in sample]
         if missing:
             shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
-            raise ValueError(f"sample is missing {len(missing)} label(s): {shown}")
+            raise InvalidInputError(f"sample is missing {len(missing)} label(s): {shown}")
         result: Sample = {}
         for label, allowed in choices.items():
             result[label] = self._normalize_value(label, sample[label], allowed)
@@ -298,13 +299,13 @@ class ArchSpace:
     @staticmethod
     def _normalize_value(label: str, value: Any, allowed: tuple[Any, ...]) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-            raise ValueError(
+            raise InvalidInputError(
                 f"{label}: expected a number, one of {list(allowed)}; got {value!r} ({type(value).__name__})"
             )
         for choice in allowed:
             if value == choice:
                 return choice
-        raise ValueError(f"{label}: {value!r} is not allowed; allowed values: {list(allowed)}")
+        raise InvalidInputError(f"{label}: {value!r} is not allowed; allowed values: {list(allowed)}")
 
     def is_block_active(self, sample: Mapping[str, Any], stage: int, block: int) -> bool:
         return block < sample[self.depth_label(stage)]
@@ -336,12 +337,12 @@ class ArchSpace:
         """Inverse of :meth:`to_indices`."""
         row = np.asarray(indices)
         if row.shape != (len(self.labels),):
-            raise ValueError(f"expected {len(self.labels)} indices, got shape {row.shape}")
+            raise InvalidInputError(f"expected {len(self.labels)} indices, got shape {row.shape}")
         sample: Sample = {}
         for label, index in zip(self.labels, row.tolist(), strict=True):
             allowed = self.choices(label)
             if not 0 <= index < len(allowed):
-                raise ValueError(f"{label}: index {index} out of range for choices {list(allowed)}")
+                raise InvalidInputError(f"{label}: index {index} out of range for choices {list(allowed)}")
             sample[label] = allowed[index]
         return sample
 
@@ -421,29 +422,29 @@ class ArchSpace:
     def parse(self, arch: str) -> Sample:
         """Parse an arch string written by :meth:`format` (raises ValueError saying what is wrong)."""
         if not isinstance(arch, str):
-            raise ValueError(f"an arch string must be a str, got {type(arch).__name__}")
+            raise InvalidInputError(f"an arch string must be a str, got {type(arch).__name__}")
         example = f"'{self.format(self.max_sample())[:40]}...'"
         groups = arch.strip().split("_")
         if len(groups) != self.num_stages + 1:
-            raise ValueError(
+            raise InvalidInputError(
                 f"arch string {arch!r}: expected {self.num_stages + 1} '_'-separated groups "
                 f"(resolution + {self.num_stages} stages), got {len(groups)}; example {example}"
             )
         head = groups[0]
         if not re.fullmatch(r"r\d+", head):
-            raise ValueError(f"arch string {arch!r}: first group must be 'r<resolution>', got {head!r}")
+            raise InvalidInputError(f"arch string {arch!r}: first group must be 'r<resolution>', got {head!r}")
         sample: Sample = {self.RESOLUTION_LABEL: int(head[1:])}
         for s, group in enumerate(groups[1:]):
             parts = group.split("|")
             if len(parts) > 2:
-                raise ValueError(f"arch string {arch!r}: stage {s + 1} has more than one '|': {group!r}")
+                raise InvalidInputError(f"arch string {arch!r}: stage {s + 1} has more than one '|': {group!r}")
             active = parts[0].split("-") if parts[0] else []
             inactive = parts[1].split("-") if len(parts) == 2 and parts[1] else []
             if len(parts) == 2 and not parts[1]:
-                raise ValueError(f"arch string {arch!r}: stage {s + 1} has a '|' with no blocks after it")
+                raise InvalidInputError(f"arch string {arch!r}: stage {s + 1} has a '|' with no blocks after it")
             tokens = active + inactive
             if len(tokens) != self.max_depth:
-                raise ValueError(
+                raise InvalidInputError(
                     f"arch string {arch!r}: stage {s + 1} must list {self.max_depth} blocks "
                     f"(active, then '|', then inactive), got {len(tokens)} in {group!r}"
                 )
@@ -451,7 +452,7 @@ class ArchSpace:
             for b, token in enumerate(tokens):
                 match = _BLOCK_TOKEN.match(token)
                 if match is None:
-                    raise ValueError(
+                    raise InvalidInputError(
                         f"arch string {arch!r}: stage {s + 1} block {b + 1}: {token!r} is not "
                         f"'k<kernel>e<expand>' (e.g. 'k5e4')"
                     )

@@ -1,101 +1,13 @@
-"""The ``ofa-nni`` command line: one entry point, a subcommand per step.
+"""``python -m ofa_nni.cli``: the ``ofa-nni`` command line (kept at this path for scripts that use it).
 
-Each subcommand lives in its own module exposing ``register(subparsers)``, which adds a parser
-whose ``func`` default takes the parsed ``argparse.Namespace`` and returns an exit code. Errors a
-user can fix (bad config, missing data, infeasible budget) are raised as :class:`UserError` or
-``ValueError``/``FileNotFoundError`` and printed as one clear line (exit code 2), without a
-traceback; anything else is a bug and keeps its traceback (exit code 1).
-
-Exit codes: 0 success, 1 internal error, 2 invalid input, 130 interrupted, 141 output pipe closed
-(as shells report SIGPIPE).
+Part of the application layer (``ofa_nni.app``), like the commands it runs.
 """
 
-from __future__ import annotations
-
-import argparse
-import importlib
-import os
 import sys
-from collections.abc import Sequence
 
-__all__ = ["main", "UserError", "COMMAND_MODULES"]
+from ofa_nni.app.cli import main
 
-COMMAND_MODULES: tuple[str, ...] = (
-    "ofa_nni.commands.demo",
-    "ofa_nni.commands.info",
-    "ofa_nni.commands.train",
-    "ofa_nni.commands.predictor",
-    "ofa_nni.commands.lut",
-    "ofa_nni.commands.search",
-    "ofa_nni.commands.export",
-    "ofa_nni.commands.report",
-    "ofa_nni.commands.nni",
-)
-"""Modules that each add one subcommand (in ``--help`` order: the demo, then the pipeline's steps)."""
-
-
-class UserError(Exception):
-    """An error in the user's input: printed as one line, exit code 2."""
-
-
-class _HelpFormatter(argparse.HelpFormatter):
-    """argparse measures subcommand names at their parent's indentation, two columns short of where
-    it prints them, so the longest name's help starts on the next line; measure them where they stand."""
-
-    def add_argument(self, action: argparse.Action) -> None:
-        super().add_argument(action)
-        if isinstance(action, argparse._SubParsersAction) and action.help is not argparse.SUPPRESS:
-            longest = max((len(name) for name in action.choices), default=0)
-            self._action_max_length = max(self._action_max_length, longest + self._current_indent + 2)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ofa-nni",
-        formatter_class=_HelpFormatter,
-        description=(
-            "Once-for-All for NNI and Optuna: train one elastic supernet once, then specialize it "
-            "in seconds for many deployment targets (latency, MACs, params budgets)."
-        ),
-        epilog=(
-            "The steps in order: train -> predictor build -> lut build -> search -> export -> report ('ofa-nni "
-            "demo' runs them all on the offline digits data). 'ofa-nni COMMAND --help' describes each one. Exit "
-            "codes: 0 success, 1 internal error, 2 invalid input, 130 interrupted."
-        ),
-    )
-    parser.add_argument("--version", action="version", version=_version())
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module_name in COMMAND_MODULES:
-        importlib.import_module(module_name).register(subparsers)
-    return parser
-
-
-def _version() -> str:
-    from ofa_nni import __version__
-
-    return f"ofa-nni {__version__}"
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if getattr(args, "func", None) is None:
-        parser.print_help()
-        return 2
-    try:
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("ofa-nni: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        # The reader of our output went away (``ofa-nni search ... | head``): no traceback, and no
-        # second error when Python flushes stdout at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
-    except (UserError, ValueError, FileNotFoundError, NotADirectoryError) as error:
-        print(f"ofa-nni {args.command}: error: {error}", file=sys.stderr)
-        return 2
-
+__all__ = ["main"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -16,6 +16,7 @@ from typing import Any, overload
 import numpy as np
 
 from ofa_nni.arch import ArchSpace
+from ofa_nni.errors import InvalidInputError
 
 __all__ = ["AnalyticCostModel", "sum_active_blocks"]
 
@@ -126,7 +127,7 @@ class AnalyticCostModel:
             return self.space.to_indices(samples)[None], True
         if isinstance(samples, np.ndarray):
             if samples.ndim != 2 or samples.shape[1] != self._n_labels:
-                raise ValueError(f"expected an index array of shape (n, {len(self.space.labels)}), got {samples.shape}")
+                raise InvalidInputError(f"expected an index array of shape (n, {len(self.space.labels)}), got {samples.shape}")
             return samples.astype(np.int64, copy=False), False
         return np.stack([self.space.to_indices(s) for s in samples]), False
 

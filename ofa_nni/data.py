@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from ofa_nni.errors import InvalidInputError, MissingInputError
+
 __all__ = [
     "ImageData",
     "DATA_KINDS",
@@ -212,20 +214,20 @@ def image_folder(root: str | Path, *, resolution: int = 224, calibration_images:
     _check_resolution(resolution)
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise FileNotFoundError(f"image folder {str(root)!r} does not exist; {_IMAGE_FOLDER_LAYOUT}")
+        raise MissingInputError(f"image folder {str(root)!r} does not exist; {_IMAGE_FOLDER_LAYOUT}")
     splits = {}
     for split in ("train", "val"):
         directory = root / split
         if not directory.is_dir():
-            raise FileNotFoundError(f"{str(directory)!r} is missing; {_IMAGE_FOLDER_LAYOUT}{_misplaced_hint(root)}")
+            raise MissingInputError(f"{str(directory)!r} is missing; {_IMAGE_FOLDER_LAYOUT}{_misplaced_hint(root)}")
         classes = _class_folders(directory)
         if not classes:
-            raise ValueError(f"{str(directory)!r} has no class folders; {_IMAGE_FOLDER_LAYOUT}")
+            raise InvalidInputError(f"{str(directory)!r} has no class folders; {_IMAGE_FOLDER_LAYOUT}")
         splits[split] = classes
     if splits["train"] != splits["val"]:
         only_train = sorted(set(splits["train"]) - set(splits["val"]))
         only_val = sorted(set(splits["val"]) - set(splits["train"]))
-        raise ValueError(
+        raise InvalidInputError(
             f"class folders of {str(root / 'train')!r} and {str(root / 'val')!r} differ "
             f"(only in train: {only_train[:5]}, only in val: {only_val[:5]}); {_IMAGE_FOLDER_LAYOUT}"
         )
@@ -235,7 +237,7 @@ def image_folder(root: str | Path, *, resolution: int = 224, calibration_images:
         val = ImageFolder(str(root / "val"), transform=eval_transform)
         plain_train = ImageFolder(str(root / "train"), transform=eval_transform)
     except FileNotFoundError as error:  # a class folder without a readable image
-        raise ValueError(f"image folder {str(root)!r}: {error}; {_IMAGE_FOLDER_LAYOUT}") from None
+        raise InvalidInputError(f"image folder {str(root)!r}: {error}; {_IMAGE_FOLDER_LAYOUT}") from None
     return ImageData(
         name="imagefolder",
         train=train,
@@ -263,18 +265,18 @@ def cifar(root: str | Path, *, num_classes: int = 10, resolution: int = 32,
 
     _check_resolution(resolution)
     if num_classes not in (10, 100):
-        raise ValueError(f"CIFAR has 10 or 100 classes, got num_classes={num_classes}")
+        raise InvalidInputError(f"CIFAR has 10 or 100 classes, got num_classes={num_classes}")
     kind = f"cifar{num_classes}"
     root = Path(root).expanduser()
     folder, files = (("cifar-10-batches-py", [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"])
                      if num_classes == 10 else ("cifar-100-python", ["train", "test", "meta"]))
     if not root.is_dir():
-        raise FileNotFoundError(f"CIFAR directory {str(root)!r} does not exist; {_CIFAR_LAYOUT[kind]}")
+        raise MissingInputError(f"CIFAR directory {str(root)!r} does not exist; {_CIFAR_LAYOUT[kind]}")
     missing = [name for name in files if not (root / folder / name).is_file()]
     if missing:
         hint = (f"; {str(root)!r} is itself that folder: pass its parent {str(root.parent)!r}"
                 if all((root / name).is_file() for name in files) else "")
-        raise FileNotFoundError(f"{str(root / folder)!r} lacks {missing}; {_CIFAR_LAYOUT[kind]}{hint}")
+        raise MissingInputError(f"{str(root / folder)!r} lacks {missing}; {_CIFAR_LAYOUT[kind]}{hint}")
     dataset_class = datasets.CIFAR10 if num_classes == 10 else datasets.CIFAR100
     train_transform, _ = _pil_transforms(resolution, (0.25, 1.0))
     normalize = transforms.Normalize(_IMAGENET_MEAN, _IMAGENET_STD)
@@ -284,7 +286,7 @@ def cifar(root: str | Path, *, num_classes: int = 10, resolution: int = 32,
         val = dataset_class(str(root), train=False, transform=eval_transform, download=False)
         plain_train = dataset_class(str(root), train=True, transform=eval_transform, download=False)
     except RuntimeError as error:  # torchvision's md5 check failed
-        raise ValueError(
+        raise InvalidInputError(
             f"CIFAR files in {str(root / folder)!r} are corrupt ({error}); {_CIFAR_LAYOUT[kind]}"
         ) from None
     return ImageData(
@@ -300,14 +302,14 @@ def cifar(root: str | Path, *, num_classes: int = 10, resolution: int = 32,
 # -------------------------------------------------------------------------------- shared
 def _check_resolution(resolution: int) -> None:
     if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 8:
-        raise ValueError(f"resolution must be an int >= 8, got {resolution!r}")
+        raise InvalidInputError(f"resolution must be an int >= 8, got {resolution!r}")
 
 
 def _fixed_subset(dataset: Dataset, size: int) -> Dataset:
     """The first ``size`` items of a fixed permutation of ``dataset`` (the same on every run)."""
     length = len(dataset)  # type: ignore[arg-type]
     if size <= 0:
-        raise ValueError(f"calibration_images must be positive, got {size}")
+        raise InvalidInputError(f"calibration_images must be positive, got {size}")
     order = np.random.default_rng(_DIGITS_SPLIT_SEED).permutation(length)[: min(size, length)]
     return Subset(dataset, np.sort(order).tolist())
 
@@ -320,13 +322,13 @@ def load_data(kind: str, *, root: str | Path | None = None, resolution: int,
     digits and OFA's 2,000 otherwise.
     """
     if kind not in DATA_KINDS:
-        raise ValueError(f"data kind {kind!r} is not supported; allowed: {list(DATA_KINDS)}")
+        raise InvalidInputError(f"data kind {kind!r} is not supported; allowed: {list(DATA_KINDS)}")
     if kind == "digits":
         if root is not None:
-            raise ValueError("data.root is not used by the digits data set (it ships with scikit-learn); remove it")
+            raise InvalidInputError("data.root is not used by the digits data set (it ships with scikit-learn); remove it")
         return digits(resolution=resolution, calibration_images=calibration_images or 500)
     if root is None:
-        raise ValueError(f"data.root is required for {kind!r}: the local directory holding the data set")
+        raise InvalidInputError(f"data.root is required for {kind!r}: the local directory holding the data set")
     if kind == "imagefolder":
         return image_folder(root, resolution=resolution, calibration_images=calibration_images or 2000)
     return cifar(root, num_classes=10 if kind == "cifar10" else 100, resolution=resolution,

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ofa_nni._utils import centre_crop_range, make_divisible
+from ofa_nni.errors import InvalidInputError
 from ofa_nni.layers import MBConvBlock, SqueezeExcite, make_activation
 
 __all__ = [
@@ -267,7 +268,7 @@ class ElasticMBConv(nn.Module):
         trained = sorted(set(trained_expand_ratios or [self.expand_ratios[-1]]))
         unknown = [e for e in trained if e not in self.expand_ratios]
         if unknown:
-            raise ValueError(f"trained_expand_ratios {unknown} not in this block's ratios {self.expand_ratios}")
+            raise InvalidInputError(f"trained_expand_ratios {unknown} not in this block's ratios {self.expand_ratios}")
         importance = self.project_conv.weight.abs().sum(dim=(0, 2, 3))
         order = _order_within_prefixes(importance, {self.mid_channels_for(e) for e in trained})
         self.project_conv.weight.data.copy_(self.project_conv.weight.data[:, order])

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ofa_nni._artifacts import temporary_file_for
+from ofa_nni.errors import InvalidInputError
 from ofa_nni.layers import MobileNetV3Subnet
 
 __all__ = ["ExportedModel", "ExportMismatchError", "export_subnet", "EXPORT_FORMATS"]
@@ -23,7 +24,7 @@ __all__ = ["ExportedModel", "ExportMismatchError", "export_subnet", "EXPORT_FORM
 EXPORT_FORMATS = ("torchscript", "onnx")
 
 
-class ExportMismatchError(ValueError):
+class ExportMismatchError(InvalidInputError):
     """An exported model's outputs differ from the PyTorch subnet's by more than the tolerance."""
 
 
@@ -108,9 +109,9 @@ def export_subnet(
     """
     unknown = [f for f in formats if f not in EXPORT_FORMATS]
     if unknown or not formats:
-        raise ValueError(f"unknown export format(s) {unknown or list(formats)}; allowed: {list(EXPORT_FORMATS)}")
+        raise InvalidInputError(f"unknown export format(s) {unknown or list(formats)}; allowed: {list(EXPORT_FORMATS)}")
     if not isinstance(subnet, MobileNetV3Subnet):
-        raise ValueError(f"export_subnet needs a frozen subnet (space.freeze(sample)), got {type(subnet).__name__}")
+        raise InvalidInputError(f"export_subnet needs a frozen subnet (space.freeze(sample)), got {type(subnet).__name__}")
     subnet = subnet.eval().cpu()
     resolution = subnet.resolution
     example = torch.zeros(1, 3, resolution, resolution)
@@ -118,7 +119,7 @@ def export_subnet(
         generator = torch.Generator().manual_seed(0)
         check_images = torch.randn(3, 3, resolution, resolution, generator=generator)
     elif tuple(check_images.shape[1:]) != (3, resolution, resolution):
-        raise ValueError(
+        raise InvalidInputError(
             f"check_images must have shape (n, 3, {resolution}, {resolution}) for this subnet, "
             f"got {tuple(check_images.shape)}"
         )

@@ -67,6 +67,7 @@ from ofa_nni._artifacts import atomic_write_json, cpu_description, library_versi
 from ofa_nni.arch import ArchSpace, Sample
 from ofa_nni.costs import sum_active_blocks
 from ofa_nni.efficiency import EfficiencyModel, as_index_array
+from ofa_nni.errors import InvalidInputError, MissingInputError
 from ofa_nni.layers import ConvBNAct, MBConvBlock, init_weights_
 
 __all__ = [
@@ -163,7 +164,7 @@ class OpSpec:
         elif self.kind == "head":
             module = _Head(self.in_channels, self.mid_channels, self.feature_mix_channels, self.out_channels)
         else:
-            raise ValueError(f"unknown op kind {self.kind!r}; allowed: 'stem', 'mbconv', 'head'")
+            raise InvalidInputError(f"unknown op kind {self.kind!r}; allowed: 'stem', 'mbconv', 'head'")
         init_weights_(module)
         return module.eval()
 
@@ -218,24 +219,24 @@ def op_specs(space: ArchSpace, resolution: int) -> tuple[list[OpSpec], dict[tupl
 # ----------------------------------------------------------------------------- runners
 def _check_backend(backend: str, device: str) -> None:
     if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
+        raise InvalidInputError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
     if device not in DEVICES:
-        raise ValueError(f"unknown device {device!r}; allowed: {', '.join(DEVICES)}")
+        raise InvalidInputError(f"unknown device {device!r}; allowed: {', '.join(DEVICES)}")
     if backend == "onnxruntime":
         try:
             import onnx  # noqa: F401  (torch.onnx.export needs it)
             import onnxruntime  # noqa: F401
         except ImportError as error:
-            raise ValueError(f"backend 'onnxruntime' needs {error.name}, a dependency of ofa-nni that is missing from "
+            raise InvalidInputError(f"backend 'onnxruntime' needs {error.name}, a dependency of ofa-nni that is missing from "
                              f"this environment: pip install {error.name}") from None
     if device == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError("device 'cuda' requested but torch sees no CUDA GPU here; use --device cpu")
+            raise InvalidInputError("device 'cuda' requested but torch sees no CUDA GPU here; use --device cpu")
         if backend == "onnxruntime":
             import onnxruntime
 
             if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
-                raise ValueError(
+                raise InvalidInputError(
                     "device 'cuda' with backend 'onnxruntime' needs onnxruntime-gpu (CUDAExecutionProvider); "
                     f"available providers: {onnxruntime.get_available_providers()}"
                 )
@@ -297,9 +298,9 @@ def _ort_session(module: nn.Module, example: torch.Tensor, *, device: str, num_t
 
 def _clock_check(clock: str, num_threads: int, device: str) -> Callable[[], float]:
     if clock not in CLOCKS:
-        raise ValueError(f"unknown clock {clock!r}; allowed: {', '.join(CLOCKS)}")
+        raise InvalidInputError(f"unknown clock {clock!r}; allowed: {', '.join(CLOCKS)}")
     if clock == "cpu" and (num_threads != 1 or device != "cpu"):
-        raise ValueError("clock 'cpu' (the calling thread's CPU time) needs num_threads=1 and device 'cpu'; "
+        raise InvalidInputError("clock 'cpu' (the calling thread's CPU time) needs num_threads=1 and device 'cpu'; "
                          f"got {num_threads} thread(s) on {device!r}")
     return time.thread_time if clock == "cpu" else time.perf_counter
 
@@ -362,7 +363,7 @@ class LatencyTable(EfficiencyModel):
         super().__init__(space)
         unknown = sorted(set(measured_resolutions) - set(space.resolutions))
         if unknown or not measured_resolutions:
-            raise ValueError(
+            raise InvalidInputError(
                 f"measured resolutions {list(measured_resolutions)} must be a non-empty subset of the space's "
                 f"{list(space.resolutions)}" + (f" (not in the space: {unknown})" if unknown else "")
             )
@@ -381,7 +382,7 @@ class LatencyTable(EfficiencyModel):
     def with_statistic(self, statistic: str) -> LatencyTable:
         """The same measurements predicting with another statistic (no validation or correction yet)."""
         if statistic not in STATISTICS:
-            raise ValueError(f"unknown statistic {statistic!r}; allowed: {', '.join(STATISTICS)}")
+            raise InvalidInputError(f"unknown statistic {statistic!r}; allowed: {', '.join(STATISTICS)}")
         metadata = {**self.metadata, "settings": {**self.metadata.get("settings", {}), "statistic": statistic}}
         return LatencyTable(space=self.space, entries=self.entries, measured_resolutions=self.measured_resolutions,
                             metadata=metadata)
@@ -420,10 +421,10 @@ class LatencyTable(EfficiencyModel):
     def _entry_ms(self, spec: OpSpec) -> float:
         entry = self.entries.get(spec.key)
         if entry is None:
-            raise ValueError(f"latency table has no entry {spec.key!r} (incomplete or for another space)")
+            raise InvalidInputError(f"latency table has no entry {spec.key!r} (incomplete or for another space)")
         value = float(entry["min_ms"] if self.statistic == "min" else entry["ms"])
         if not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"latency table entry {spec.key!r} is {value} ms; a time must be a finite number >= 0")
+            raise InvalidInputError(f"latency table entry {spec.key!r} is {value} ms; a time must be a finite number >= 0")
         return value
 
     # ------------------------------------------------------------------ predict
@@ -466,22 +467,22 @@ class LatencyTable(EfficiencyModel):
         the differing fields)."""
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"latency table {str(path)!r} does not exist (build one with 'ofa-nni lut build')")
+            raise MissingInputError(f"latency table {str(path)!r} does not exist (build one with 'ofa-nni lut build')")
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except UnicodeDecodeError as error:
-            raise ValueError(f"{path} is not a latency table (not JSON text: byte {error.start} is not UTF-8)"
+            raise InvalidInputError(f"{path} is not a latency table (not JSON text: byte {error.start} is not UTF-8)"
                              ) from None
         except json.JSONDecodeError as error:
-            raise ValueError(f"{path} is not a latency table (invalid JSON: {error})") from None
+            raise InvalidInputError(f"{path} is not a latency table (invalid JSON: {error})") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise ValueError(f"{path} is not an ofa-nni latency table (format {data.get('format')!r})"
+            raise InvalidInputError(f"{path} is not an ofa-nni latency table (format {data.get('format')!r})"
                              if isinstance(data, dict) else f"{path} is not an ofa-nni latency table")
         if data.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{path}: latency table format_version {data.get('format_version')!r} is not "
+            raise InvalidInputError(f"{path}: latency table format_version {data.get('format_version')!r} is not "
                              f"supported (this version reads {FORMAT_VERSION})")
         if not isinstance(data.get("space"), dict):
-            raise ValueError(f"{path}: damaged latency table (no space signature)")
+            raise InvalidInputError(f"{path}: damaged latency table (no space signature)")
         if space is not None:
             require_same_space(data["space"], space, artefact=f"latency table {path}")
         metadata = {key: value for key, value in data.items()
@@ -492,7 +493,7 @@ class LatencyTable(EfficiencyModel):
                        measured_resolutions=data["resolutions"]["measured"], metadata=metadata,
                        validation=data.get("validation"), correction=data.get("correction"))
         except (KeyError, TypeError, AttributeError, ValueError) as error:
-            raise ValueError(f"{path}: damaged latency table ({type(error).__name__}: {error})") from None
+            raise InvalidInputError(f"{path}: damaged latency table ({type(error).__name__}: {error})") from None
 
     def summary(self) -> str:
         """A few readable lines: device, backend, coverage and validation figures."""
@@ -571,15 +572,15 @@ def build_latency_table(
     """
     _check_backend(backend, device)
     if statistic not in STATISTICS:
-        raise ValueError(f"unknown statistic {statistic!r}; allowed: {', '.join(STATISTICS)}")
+        raise InvalidInputError(f"unknown statistic {statistic!r}; allowed: {', '.join(STATISTICS)}")
     for name, value, minimum in (("batch_size", batch_size, 1), ("warmup", warmup, 0), ("repeats", repeats, 1),
                                  ("rounds", rounds, 1)):
         if int(value) != value or value < minimum:
-            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+            raise InvalidInputError(f"{name} must be an integer >= {minimum}, got {value!r}")
     measured = tuple(sorted(set(space.resolutions if resolutions is None else (int(r) for r in resolutions))))
     unknown = [r for r in measured if r not in space.resolutions]
     if unknown or not measured:
-        raise ValueError(
+        raise InvalidInputError(
             f"resolutions {unknown or list(measured)} not in the space; allowed: {list(space.resolutions)}")
     num_threads = int(num_threads or torch.get_num_threads())
     timer = _clock_check(clock, num_threads, device)
@@ -599,7 +600,7 @@ def build_latency_table(
         saved = json.loads(Path(progress_path).read_text())
         differences = _settings_differences(saved.get("settings", {}), settings)
         if differences:
-            raise ValueError(
+            raise InvalidInputError(
                 f"{progress_path} holds progress of a build with other settings ({'; '.join(differences)}); "
                 "delete it or choose another output file"
             )
@@ -755,7 +756,7 @@ def validate_latency_table(
             ``table.with_statistic("min")``): its end-to-end timings are reused, nothing is measured.
     """
     if num_subnets < 3 or calibration_subnets < 2:
-        raise ValueError(
+        raise InvalidInputError(
             f"need num_subnets >= 3 and calibration_subnets >= 2, got {num_subnets}, {calibration_subnets}")
     meta = table.metadata
     settings = meta.get("settings", {})
@@ -770,7 +771,7 @@ def validate_latency_table(
         measurements = {name: np.array([subnet[f"measured_{name}_ms"] for subnet in subnets]) for name in STATISTICS}
     else:
         if freeze is None:
-            raise ValueError("validate_latency_table needs freeze (e.g. supernet.freeze) unless it reuses measurements")
+            raise InvalidInputError("validate_latency_table needs freeze (e.g. supernet.freeze) unless it reuses measurements")
         indices = space.random_indices(num_subnets + calibration_subnets, seed)
         samples = [space.from_indices(row) for row in indices]
         models = [(freeze(sample).eval(), int(sample[ArchSpace.RESOLUTION_LABEL])) for sample in samples]

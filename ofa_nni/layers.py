@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ofa_nni.errors import InvalidInputError
+
 __all__ = [
     "make_activation",
     "resize_to_resolution",
@@ -29,7 +31,7 @@ def make_activation(name: str) -> nn.Module:
         return nn.ReLU()
     if name == "hswish":
         return nn.Hardswish()
-    raise ValueError(f"unknown activation {name!r}; allowed: 'relu', 'hswish'")
+    raise InvalidInputError(f"unknown activation {name!r}; allowed: 'relu', 'hswish'")
 
 
 def resize_to_resolution(x: torch.Tensor, resolution: int) -> torch.Tensor:
@@ -133,7 +135,7 @@ class MBConvBlock(nn.Module):
             self.expand_bn: nn.BatchNorm2d | None = nn.BatchNorm2d(mid_channels)
         else:
             if mid_channels != in_channels:
-                raise ValueError("a block without expand conv needs mid_channels == in_channels")
+                raise InvalidInputError("a block without expand conv needs mid_channels == in_channels")
             self.expand_conv, self.expand_bn = None, None
         self.depthwise_conv = nn.Conv2d(
             mid_channels, mid_channels, kernel_size, stride, kernel_size // 2, groups=mid_channels, bias=False

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ofa_nni.arch import ArchSpace
+from ofa_nni.errors import InvalidInputError
 
 __all__ = [
     "nni_search_space",
@@ -52,31 +53,31 @@ def check_nni_search_space(space: ArchSpace, search_space: Any) -> None:
     The order of a label's values does not matter (NNI's ``choice`` is unordered); the set does.
     """
     if not isinstance(search_space, Mapping):
-        raise ValueError(
+        raise InvalidInputError(
             f"the NNI search space must be a JSON object {{label: {{'_type': 'choice', '_value': [...]}}}}, "
             f"got {type(search_space).__name__}; {_REGENERATE_HINT}"
         )
     for label in space.labels:
         allowed = list(space.choices(label))
         if label not in search_space:
-            raise ValueError(f"the NNI search space lacks label {label!r} (choices {allowed}); {_REGENERATE_HINT}")
+            raise InvalidInputError(f"the NNI search space lacks label {label!r} (choices {allowed}); {_REGENERATE_HINT}")
         entry = search_space[label]
         if not isinstance(entry, Mapping) or entry.get("_type") != "choice":
             kind = entry.get("_type") if isinstance(entry, Mapping) else type(entry).__name__
-            raise ValueError(
+            raise InvalidInputError(
                 f"the NNI search space entry of {label!r} must be {{'_type': 'choice', '_value': {allowed}}}, "
                 f"got type {kind!r}; {_REGENERATE_HINT}"
             )
         values = entry.get("_value")
         if not isinstance(values, list) or not _same_choices(values, allowed):
-            raise ValueError(
+            raise InvalidInputError(
                 f"the NNI search space gives {label!r} the values {values!r}, but the space's choices are "
                 f"{allowed}; {_REGENERATE_HINT}"
             )
     labels = set(space.labels)
     unknown = [label for label in search_space if label not in labels]
     if unknown:
-        raise ValueError(
+        raise InvalidInputError(
             f"the NNI search space has label {unknown[0]!r}, which the space does not have "
             f"({space.num_stages} stages of up to {space.max_depth} blocks); {_REGENERATE_HINT}"
         )
@@ -102,15 +103,15 @@ def arch_space_from_spec(spec: Mapping[str, Any]) -> ArchSpace:
     from ofa_nni.training.config import SPACE_PRESETS
 
     if not isinstance(spec, Mapping):
-        raise ValueError(f"a space description must be a mapping such as {{'preset': 'cpu', 'num_classes': 10}}, "
+        raise InvalidInputError(f"a space description must be a mapping such as {{'preset': 'cpu', 'num_classes': 10}}, "
                          f"got {spec!r}")
     fields = [field.name for field in dataclasses.fields(ArchSpace)]
     preset = spec.get("preset", "ofa-mobilenetv3")
     if not isinstance(preset, str) or preset not in SPACE_PRESETS:
-        raise ValueError(f"space preset {preset!r} is not known; allowed: {list(SPACE_PRESETS)}")
+        raise InvalidInputError(f"space preset {preset!r} is not known; allowed: {list(SPACE_PRESETS)}")
     unknown = [key for key in spec if key != "preset" and key not in fields]
     if unknown:
-        raise ValueError(f"space description: unknown key {unknown[0]!r}; allowed: {['preset', *fields]}")
+        raise InvalidInputError(f"space description: unknown key {unknown[0]!r}; allowed: {['preset', *fields]}")
     kwargs: dict[str, Any] = dict(SPACE_PRESETS[preset])
     kwargs.update({key: tuple(value) if isinstance(value, list) else value
                    for key, value in spec.items() if key != "preset"})

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ofa_nni.arch import ArchSpace, Sample
+from ofa_nni.errors import InvalidInputError
 
 __all__ = ["convert_ofa_state_dict", "arch_from_ofa", "arch_to_ofa"]
 
@@ -43,7 +44,7 @@ _SHOWN = 8  # keys listed per category in an error message
 def _unwrap(state_dict: Mapping[str, Any]) -> Mapping[str, Any]:
     """The tensors of a state dict, or of a released checkpoint ``{"state_dict": {...}, ...}``."""
     if not isinstance(state_dict, Mapping):
-        raise ValueError(
+        raise InvalidInputError(
             f"expected an OFA state dict (a dict of tensors) or a checkpoint dict with a 'state_dict' "
             f"entry, got {type(state_dict).__name__}"
         )
@@ -211,13 +212,13 @@ def convert_ofa_state_dict(
     original_key: dict[str, str] = {}
     for key, value in source.items():
         if not isinstance(key, str) or not isinstance(value, torch.Tensor):
-            raise ValueError(
+            raise InvalidInputError(
                 f"OFA state dict entry {key!r} is a {type(value).__name__}, expected a tensor "
                 "(pass the model's state_dict() or a checkpoint with a 'state_dict' entry)"
             )
         name = _canonical_ofa_key(key)
         if name in canonical:
-            raise ValueError(f"OFA state dict keys {original_key[name]!r} and {key!r} name the same tensor")
+            raise InvalidInputError(f"OFA state dict keys {original_key[name]!r} and {key!r} name the same tensor")
         canonical[name], original_key[name] = value, key
 
     slots = _block_slots(target_state_dict)
@@ -252,7 +253,7 @@ def convert_ofa_state_dict(
             shapes = _listed(list(mismatched.values()))
             parts.append(f"shapes disagree (ours vs theirs): {len(mismatched)}: {shapes}")
         hint = _settings_hint(canonical, target_state_dict, len(slots))
-        raise ValueError("OFA state dict does not match this space; " + "; ".join(parts) + ". " + hint)
+        raise InvalidInputError("OFA state dict does not match this space; " + "; ".join(parts) + ". " + hint)
     return converted
 
 
@@ -266,7 +267,7 @@ def _as_arch_space(space: Any) -> ArchSpace:
     arch = getattr(space, "arch_space", None)
     if isinstance(arch, ArchSpace):
         return arch
-    raise ValueError(
+    raise InvalidInputError(
         "space must be None (the default space), an ArchSpace or an OFAMobileNetV3Space, "
         f"got {type(space).__name__}"
     )
@@ -274,10 +275,10 @@ def _as_arch_space(space: Any) -> ArchSpace:
 
 def _as_list(name: str, values: Any, length: int, what: str) -> list[Any]:
     if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, (Sequence, np.ndarray)):
-        raise ValueError(f"{name} must be a list of {length} {what}, got {values!r}")
+        raise InvalidInputError(f"{name} must be a list of {length} {what}, got {values!r}")
     result = list(values.tolist() if isinstance(values, np.ndarray) else values)
     if len(result) != length:
-        raise ValueError(f"{name} must be a list of {length} {what}, got {len(result)} values: {result}")
+        raise InvalidInputError(f"{name} must be a list of {length} {what}, got {len(result)} values: {result}")
     return result
 
 
@@ -316,7 +317,7 @@ def arch_from_ofa(ks: Sequence[int], e: Sequence[float], d: Sequence[int], r: in
     for position, label, value in entries:
         allowed = arch.choices(label)
         if isinstance(value, bool) or value not in allowed:
-            raise ValueError(
+            raise InvalidInputError(
                 f"{position} = {value!r} ({label}) is not allowed; allowed values: {list(allowed)}"
             )
         sample[label] = value

@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ofa_nni.errors import InvalidInputError
+
 __all__ = ["recalibrate_batchnorm"]
 
 
@@ -18,7 +20,7 @@ def _images_of(batch: Any) -> torch.Tensor:
         return batch[0]
     if isinstance(batch, dict) and isinstance(batch.get("image"), torch.Tensor):
         return batch["image"]
-    raise ValueError(
+    raise InvalidInputError(
         f"cannot find images in a batch of type {type(batch).__name__}: expected a tensor, "
         "(images, labels) or {'image': images}"
     )
@@ -80,7 +82,7 @@ def recalibrate_batchnorm(model: nn.Module, batches: Iterable[Any], num_batches:
         for module, training in was_training.items():
             module.training = training
     if used == 0:
-        raise ValueError("recalibrate_batchnorm got no batches: pass a non-empty data loader")
+        raise InvalidInputError("recalibrate_batchnorm got no batches: pass a non-empty data loader")
     for bn, (mean_sum, var_sum, count) in sums.items():
         if count == 0:
             continue  # BN of an inactive block

@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from ofa_nni.arch import ArchSpace, Sample
+from ofa_nni.errors import InvalidInputError
 
 __all__ = [
     "ArrayFn",
@@ -116,14 +117,14 @@ class _Layout:
         """Validate an ``(n, L)`` index array (ValueError naming the problem)."""
         array = np.asarray(rows)
         if array.ndim != 2 or array.shape[1] != self.n_labels:
-            raise ValueError(f"{what} must have shape (n, {self.n_labels}), got {array.shape}")
+            raise InvalidInputError(f"{what} must have shape (n, {self.n_labels}), got {array.shape}")
         if array.size and not np.issubdtype(array.dtype, np.integer):
-            raise ValueError(f"{what} must hold integer choice indices, got dtype {array.dtype}")
+            raise InvalidInputError(f"{what} must hold integer choice indices, got dtype {array.dtype}")
         array = array.astype(np.int64, copy=False)
         if array.size and ((array < 0).any() or (array >= self.cardinalities).any()):
             bad_col = int(np.nonzero(((array < 0) | (array >= self.cardinalities)).any(axis=0))[0][0])
             label = self.space.labels[bad_col]
-            raise ValueError(
+            raise InvalidInputError(
                 f"{what}: column {bad_col} ({label}) has an index outside 0..{self.cardinalities[bad_col] - 1}"
             )
         return array
@@ -170,7 +171,7 @@ def _evaluate(fn: ArrayFn, rows: np.ndarray, what: str) -> np.ndarray:
     if values.shape != (len(rows),):
         values = values.reshape(-1) if values.size == len(rows) else values
     if values.shape != (len(rows),):
-        raise ValueError(f"{what} must return one number per row: expected shape ({len(rows)},), got {values.shape}")
+        raise InvalidInputError(f"{what} must return one number per row: expected shape ({len(rows)},), got {values.shape}")
     return values
 
 
@@ -179,7 +180,7 @@ def _evaluate_costs(costs: Mapping[str, ArrayFn], rows: np.ndarray) -> np.ndarra
     for k, (name, fn) in enumerate(costs.items()):
         out[:, k] = _evaluate(fn, rows, f"cost {name!r}")
     if np.isnan(out).any():
-        raise ValueError(f"a cost returned NaN (costs: {list(costs)})")
+        raise InvalidInputError(f"a cost returned NaN (costs: {list(costs)})")
     return out
 
 
@@ -479,7 +480,7 @@ def _number(value: float) -> str:
 def _check_probability(name: str, value: float, *, open_low: bool = False) -> float:
     value = float(value)
     if not (0.0 < value <= 1.0 if open_low else 0.0 <= value <= 1.0):
-        raise ValueError(f"{name} must be in {'(0, 1]' if open_low else '[0, 1]'}, got {value}")
+        raise InvalidInputError(f"{name} must be in {'(0, 1]' if open_low else '[0, 1]'}, got {value}")
     return value
 
 
@@ -590,18 +591,18 @@ class _AskTellSearch:
         seed: int | None,
     ) -> None:
         if not isinstance(space, ArchSpace):
-            raise ValueError(f"space must be an ArchSpace (e.g. OFAMobileNetV3Space(...).arch_space), got {space!r}")
+            raise InvalidInputError(f"space must be an ArchSpace (e.g. OFAMobileNetV3Space(...).arch_space), got {space!r}")
         if not isinstance(costs, Mapping):
-            raise ValueError(f"costs must be a dict {{name: callable}}, got {type(costs).__name__}")
+            raise InvalidInputError(f"costs must be a dict {{name: callable}}, got {type(costs).__name__}")
         for name, fn in costs.items():
             if not isinstance(name, str) or not callable(fn):
-                raise ValueError(f"costs must map names to callables on index arrays; got {name!r}: {fn!r}")
+                raise InvalidInputError(f"costs must map names to callables on index arrays; got {name!r}: {fn!r}")
         if int(population_size) != population_size or population_size < 2:
-            raise ValueError(f"population_size must be an integer >= 2, got {population_size}")
+            raise InvalidInputError(f"population_size must be an integer >= 2, got {population_size}")
         if int(generations) != generations or generations < 0:
-            raise ValueError(f"generations must be an integer >= 0, got {generations}")
+            raise InvalidInputError(f"generations must be an integer >= 0, got {generations}")
         if max_evaluations is not None and (int(max_evaluations) != max_evaluations or max_evaluations < 1):
-            raise ValueError(f"max_evaluations must be a positive integer or None, got {max_evaluations}")
+            raise InvalidInputError(f"max_evaluations must be a positive integer or None, got {max_evaluations}")
         self.space = space
         self.costs: dict[str, ArrayFn] = dict(costs)
         self.cost_names = tuple(self.costs)
@@ -790,7 +791,7 @@ class _AskTellSearch:
         rows = self._layout.check(rows, "tell(rows)")
         scores = np.asarray(scores, dtype=np.float64).reshape(-1)
         if scores.shape != (len(rows),):
-            raise ValueError(f"tell: {len(rows)} rows but {scores.size} scores")
+            raise InvalidInputError(f"tell: {len(rows)} rows but {scores.size} scores")
         if len(rows) == 0:
             return
         untold = np.nonzero(~self._pending_told)[0]
@@ -899,13 +900,13 @@ class _AskTellSearch:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Resume from :meth:`state_dict` of a search built with the same arguments."""
         if state.get("version") != _STATE_VERSION or state.get("kind") != type(self).__name__:
-            raise ValueError(
+            raise InvalidInputError(
                 f"not a {type(self).__name__} state (version {state.get('version')}, kind {state.get('kind')})"
             )
         mine, theirs = self._config(), state["config"]
         differing = sorted(key for key in set(mine) | set(theirs) if mine.get(key) != theirs.get(key))
         if differing:
-            raise ValueError(f"state was saved by a search with different settings: {differing}")
+            raise InvalidInputError(f"state was saved by a search with different settings: {differing}")
         n, k = self._layout.n_labels, len(self.costs)
 
         def floats(values: Sequence[Any]) -> np.ndarray:
@@ -931,15 +932,15 @@ class _AskTellSearch:
     # -------------------------------------------------------------------------- helpers
     def _parse_budgets(self, budgets: Any, where: str) -> np.ndarray:
         if not isinstance(budgets, Mapping):
-            raise ValueError(f"{where} must be a dict {{cost name: budget}}, got {budgets!r}")
+            raise InvalidInputError(f"{where} must be a dict {{cost name: budget}}, got {budgets!r}")
         row = np.full(len(self.costs), np.inf)
         for name, value in budgets.items():
             if name not in self.costs:
-                raise ValueError(f"{where}: unknown cost {name!r}; costs given: {list(self.costs)}")
+                raise InvalidInputError(f"{where}: unknown cost {name!r}; costs given: {list(self.costs)}")
             if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-                raise ValueError(f"{where}: budget for {name!r} must be a number, got {value!r}")
+                raise InvalidInputError(f"{where}: budget for {name!r} must be a number, got {value!r}")
             if math.isnan(value):
-                raise ValueError(f"{where}: budget for {name!r} is NaN")
+                raise InvalidInputError(f"{where}: budget for {name!r} is NaN")
             row[self.cost_names.index(name)] = float(value)
         return row
 
@@ -951,7 +952,7 @@ class _AskTellSearch:
                 smallest, at = minima[name]
                 if row[k] < smallest:
                     which = f"target {t} " if len(budgets) > 1 else ""
-                    raise ValueError(
+                    raise InvalidInputError(
                         f"{which}budget {_number(row[k])} for {name!r} is infeasible: the smallest "
                         f"achievable {name} is {_number(smallest)} (subnet {space.format(space.from_indices(at))})"
                     )
@@ -964,7 +965,7 @@ class _AskTellSearch:
         if not feasible.any(axis=1).all():
             t = int(np.nonzero(~feasible.any(axis=1))[0][0])
             shown = {name: float(budgets[t, k]) for k, name in enumerate(names)}
-            raise ValueError(
+            raise InvalidInputError(
                 f"no subnet found that meets all budgets of target {t} together ({shown}); each cost's "
                 f"smallest value: { {name: minima[name][0] for name in names} }"
             )
@@ -1027,7 +1028,7 @@ class EvolutionSearch(_AskTellSearch):
         self.n_mutations = int(round(self.mutation_ratio * self.population_size))
         target_list = [targets] if isinstance(targets, Mapping) else list(targets)
         if not target_list:
-            raise ValueError("targets must hold at least one budget dict")
+            raise InvalidInputError("targets must hold at least one budget dict")
         self.budgets = np.stack([self._parse_budgets(t, f"targets[{i}]") for i, t in enumerate(target_list)])
         minima = minimum_costs(space, self.costs)
         self._anchors = self._anchors_for(self.budgets, minima)
@@ -1138,7 +1139,7 @@ class EvolutionSearch(_AskTellSearch):
     def result(self) -> SearchResult:
         """The best subnet per target (its best parent = the best scored subnet meeting its budgets)."""
         if not np.isfinite(self._parent_scores[:, 0]).all():
-            raise ValueError("no candidate has been scored yet: call ask()/tell() (or run()) first")
+            raise InvalidInputError("no candidate has been scored yet: call ask()/tell() (or run()) first")
         results = []
         for t in range(self.n_targets):
             row = self._layout.canonical(self._parents[t, :1])[0]
@@ -1217,7 +1218,7 @@ class ParetoSearch(_AskTellSearch):
             seed=seed,
         )
         if not self.costs:
-            raise ValueError("ParetoSearch needs at least one cost to trade the objective against")
+            raise InvalidInputError("ParetoSearch needs at least one cost to trade the objective against")
         self.budgets = self._parse_budgets(budgets or {}, "budgets")
         self._anchor = self._anchors_for(self.budgets[None], minimum_costs(space, self.costs))[0]
         self._anchor_costs = _evaluate_costs(self.costs, self._anchor[None])[0]

@@ -1,6 +1,22 @@
 """The OFA search spaces as NNI ``ModelSpace`` s (built from the core's elastic ops)."""
 
-import ofa_nni  # noqa: F401  (applies the NNI 3.0 compat patches before NNI is used)
-from search_spaces.ofa_mobilenetv3 import ElasticStage, InputResolution, OFAMobileNetV3Space
+from ofa_nni import _nni_compat
 
-__all__ = ["OFAMobileNetV3Space", "ElasticStage", "InputResolution"]
+_nni_compat.apply()  # the NNI 3.0 workarounds, before NNI's NAS modules load
+
+from search_spaces.ofa_mobilenetv3 import ElasticStage, InputResolution, OFAMobileNetV3Space
+from search_spaces.registry import DEFAULT_SPACE, register_space, space_class, space_names
+from search_spaces.supernet_file import SUPERNET_FORMAT, load_supernet, save_supernet
+
+__all__ = [
+    "OFAMobileNetV3Space",
+    "ElasticStage",
+    "InputResolution",
+    "DEFAULT_SPACE",
+    "register_space",
+    "space_class",
+    "space_names",
+    "SUPERNET_FORMAT",
+    "load_supernet",
+    "save_supernet",
+]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import random
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import nni
@@ -30,7 +31,9 @@ from torch import nn
 from ofa_nni.arch import DEFAULT_RESOLUTIONS, ArchSpace, Sample
 from ofa_nni.costs import AnalyticCostModel
 from ofa_nni.elastic import ElasticMBConv
+from ofa_nni.errors import InvalidInputError
 from ofa_nni.layers import ConvBNAct, MBConvBlock, MobileNetV3Subnet, init_weights_, resize_to_resolution
+from search_spaces.registry import register_space
 
 __all__ = ["OFAMobileNetV3Space", "ElasticStage", "InputResolution"]
 
@@ -121,6 +124,7 @@ def _keep_supernet_modules(module: nn.Module, name: str, memo: dict[str, Any], m
     return isinstance(module, _ChoiceModule)
 
 
+@register_space("ofa-mbv3")
 class OFAMobileNetV3Space(ModelSpace):
     """The OFA-MobileNetV3 elastic supernet as an NNI ``ModelSpace`` (keyword-only arguments).
 
@@ -169,7 +173,7 @@ class OFAMobileNetV3Space(ModelSpace):
             num_classes=num_classes,
         )
         if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+            raise InvalidInputError(f"dropout must be in [0, 1), got {dropout}")
         self.arch_space = arch
         self.cost_model = AnalyticCostModel(arch)
         self.dropout_rate = dropout
@@ -211,6 +215,28 @@ class OFAMobileNetV3Space(ModelSpace):
         for module in self.modules():
             if isinstance(module, nn.BatchNorm2d):
                 module.momentum, module.eps = bn_momentum, bn_eps
+
+    space_name: str  # "ofa-mbv3", set by register_space
+
+    def space_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments that rebuild this space (JSON-able; what supernet files record)."""
+        return {**self.arch_space.signature(), "dropout": self.dropout_rate}
+
+    def save(self, path: str | Path, *, history: Sequence[Mapping[str, Any]] = ()) -> Path:
+        """Write the supernet file (weights and arguments; :mod:`search_spaces.supernet_file`)."""
+        from search_spaces.supernet_file import save_supernet
+
+        return save_supernet(self, path, history=history)
+
+    @classmethod
+    def load(cls, path: str | Path, *, map_location: str | torch.device = "cpu") -> OFAMobileNetV3Space:
+        """The space saved in ``path`` (a supernet file or a training checkpoint), in eval mode."""
+        from search_spaces.supernet_file import load_supernet
+
+        space = load_supernet(path, map_location=map_location)
+        if not isinstance(space, cls):
+            raise InvalidInputError(f"{str(path)!r} holds a {type(space).__name__} supernet, not {cls.__name__}")
+        return space
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,7 @@
 The exports load on first use (PEP 562), not when the package is imported: NNI's dispatcher imports
 ``strategies.nni_tuner`` and must connect back to the NNI manager within 10 seconds of starting
 (``nni_node/core/tuner_command_channel.js``), which torch + Lightning + NNI NAS (what the other
-strategies and ``ofa_nni``'s compat patches import) do not allow on a loaded machine. Add a new
+strategies and the NNI compat patches import) do not allow on a loaded machine. Add a new
 export to ``_EXPORTS`` (and to the ``TYPE_CHECKING`` block for type checkers).
 """
 
@@ -37,7 +37,7 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'strategies' has no attribute {name!r}")
-    importlib.import_module("ofa_nni")  # the NNI 3.0 compat patches, before NNI's NAS modules load
+    importlib.import_module("ofa_nni._nni_compat").apply()  # the NNI 3.0 workarounds, before NNI's NAS modules load
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value

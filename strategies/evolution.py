@@ -38,6 +38,7 @@ from nni.nas.strategy.base import Strategy
 from torch import nn
 
 from ofa_nni.arch import ArchSpace
+from ofa_nni.errors import InvalidInputError
 from ofa_nni.runtime import recalibrate_batchnorm
 from ofa_nni.search import ArrayFn, EvolutionSearch, SearchResult, canonical_indices
 
@@ -131,9 +132,9 @@ class OFAEvolution(Strategy):
     ) -> None:
         super().__init__()
         if predictor is not None and not callable(predictor):
-            raise ValueError(f"predictor must be a callable on index arrays or None, got {predictor!r}")
+            raise InvalidInputError(f"predictor must be a callable on index arrays or None, got {predictor!r}")
         if calibration_batches is not None and calibration_batches < 1:
-            raise ValueError(f"calibration_batches must be a positive integer or None, got {calibration_batches}")
+            raise InvalidInputError(f"calibration_batches must be a positive integer or None, got {calibration_batches}")
         self.predictor = predictor
         self.costs = None if costs is None else dict(costs)
         self.targets: Any = {} if targets is None else targets
@@ -168,7 +169,7 @@ class OFAEvolution(Strategy):
         supernet = getattr(model_space, "model_space", None)
         arch_space = getattr(supernet, "arch_space", None)
         if not isinstance(model_space, RawFormatModelSpace) or not isinstance(arch_space, ArchSpace):
-            raise ValueError(
+            raise InvalidInputError(
                 "OFAEvolution needs an OFA supernet (e.g. OFAMobileNetV3Space) in NNI's 'raw' model format "
                 "with the 'sequential' engine, so that subnets inherit the supernet's weights (NNI infers "
                 f"both for a supernet when no config is given); got {type(model_space).__name__} of "

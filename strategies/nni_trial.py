@@ -36,6 +36,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ofa_nni.errors import InvalidInputError
+
 __all__ = ["main", "evaluate_trial", "build_parser"]
 
 
@@ -74,7 +76,7 @@ def _positive(args: argparse.Namespace, *names: str) -> None:
     for name in names:
         value = getattr(args, name)
         if value is not None and value < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+            raise InvalidInputError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
 
 
 def evaluate_trial(args: argparse.Namespace, parameters: Any) -> dict[str, Any]:
@@ -87,7 +89,7 @@ def evaluate_trial(args: argparse.Namespace, parameters: Any) -> dict[str, Any]:
     from ofa_nni.data import calibration_loader, load_data
     from ofa_nni.latency import measure_end_to_end
     from ofa_nni.runtime import recalibrate_batchnorm
-    from ofa_nni.training import load_supernet
+    from search_spaces import load_supernet
 
     _positive(args, "calibration_images", "calibration_batches", "batch_size", "latency_batch_size",
               "latency_repeats", "latency_rounds", "threads")
@@ -100,7 +102,7 @@ def evaluate_trial(args: argparse.Namespace, parameters: Any) -> dict[str, Any]:
         sample = space.parse(parameters)
     else:
         if not parameters:
-            raise ValueError("no subnet to evaluate: run this under nnictl (OFAEvolutionTuner) or pass --arch")
+            raise InvalidInputError("no subnet to evaluate: run this under nnictl (OFAEvolutionTuner) or pass --arch")
         sample = space.validate(parameters)
     arch = space.format(sample)
     predictor = AccuracyPredictor.load(args.predictor, space=space) if args.predictor else None
@@ -108,7 +110,7 @@ def evaluate_trial(args: argparse.Namespace, parameters: Any) -> dict[str, Any]:
     data = load_data(args.data, root=args.data_root, resolution=max(space.resolutions),
                      calibration_images=args.calibration_images)
     if data.num_classes != space.num_classes:
-        raise ValueError(f"the supernet {args.supernet!r} has {space.num_classes} classes but the {args.data} data "
+        raise InvalidInputError(f"the supernet {args.supernet!r} has {space.num_classes} classes but the {args.data} data "
                          f"has {data.num_classes}: evaluate on the data it was trained on")
     subnet = supernet.freeze(sample)
     del supernet

@@ -60,6 +60,8 @@ import nni
 import numpy as np
 from nni.tuner import Tuner
 
+from ofa_nni.errors import InvalidInputError, MissingInputError
+
 if TYPE_CHECKING:
     from ofa_nni.arch import ArchSpace, Sample
     from ofa_nni.search import EvolutionSearch
@@ -136,12 +138,12 @@ class OFAEvolutionTuner(Tuner):
         # first update_search_space -- where an error stops the experiment with its message -- or,
         # when NNI resumes the experiment, in load_checkpoint (after the dispatcher connected).
         if (space is None) == (supernet is None):
-            raise ValueError(
+            raise InvalidInputError(
                 "OFAEvolutionTuner needs exactly one of classArgs.space (e.g. {preset: cpu, num_classes: 10}) "
                 "or classArgs.supernet (absolute path of the trained supernet)"
             )
         if optimize_mode not in ("maximize", "minimize"):
-            raise ValueError(f"optimize_mode must be 'maximize' or 'minimize', got {optimize_mode!r}")
+            raise InvalidInputError(f"optimize_mode must be 'maximize' or 'minimize', got {optimize_mode!r}")
         self.optimize_mode = optimize_mode
         self._space_spec = space
         self._supernet = None if supernet is None else _absolute_path("supernet", supernet)
@@ -193,7 +195,7 @@ class OFAEvolutionTuner(Tuner):
         unknown = [name for name in self._constraints if name not in costs]
         if unknown:
             hint = "" if self._latency_table is not None else " ('latency_ms' needs latency_table)"
-            raise ValueError(f"constraints: unknown cost {unknown[0]!r}; allowed: {list(costs)}{hint}")
+            raise InvalidInputError(f"constraints: unknown cost {unknown[0]!r}; allowed: {list(costs)}{hint}")
         return EvolutionSearch(space=space, costs=costs, targets=self._constraints, **self._search_settings)
 
     def _resolve_space(self) -> ArchSpace:
@@ -202,7 +204,7 @@ class OFAEvolutionTuner(Tuner):
 
             assert self._space_spec is not None
             return arch_space_from_spec(self._space_spec)
-        from ofa_nni.training import load_supernet
+        from search_spaces import load_supernet
 
         space: ArchSpace = load_supernet(self._supernet).arch_space
         return space
@@ -395,10 +397,10 @@ class OFAEvolutionTuner(Tuner):
 def _absolute_path(name: str, path: str) -> Path:
     resolved = Path(path).expanduser()
     if not resolved.is_absolute():
-        raise ValueError(
+        raise InvalidInputError(
             f"classArgs.{name} must be an absolute path (NNI starts the tuner in the experiment's log directory), "
             f"got {path!r}"
         )
     if not resolved.is_file():
-        raise FileNotFoundError(f"classArgs.{name}: {str(resolved)!r} does not exist")
+        raise MissingInputError(f"classArgs.{name}: {str(resolved)!r} does not exist")
     return resolved

@@ -84,6 +84,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ofa_nni.arch import ArchSpace, Sample
 from ofa_nni.costs import AnalyticCostModel
+from ofa_nni.errors import InvalidInputError
 from ofa_nni.search import (
     ArrayFn,
     EvolutionSearch,
@@ -125,7 +126,7 @@ def _as_arch_space(space: Any) -> ArchSpace:
     """The :class:`ArchSpace` of ``space`` (an ``ArchSpace`` or a search space with ``.arch_space``)."""
     arch = getattr(space, "arch_space", space)
     if not isinstance(arch, ArchSpace):
-        raise ValueError(
+        raise InvalidInputError(
             f"space must be an ArchSpace or an OFAMobileNetV3Space (anything with .arch_space), got {space!r}"
         )
     return arch
@@ -154,7 +155,7 @@ def trial_sample(trial: FrozenTrial, space: Any) -> Sample:
     arch = _as_arch_space(space)
     missing = [label for label in arch.labels if label not in trial.params]
     if missing:
-        raise ValueError(
+        raise InvalidInputError(
             f"trial {trial.number} has no parameter {missing[0]!r} ({len(missing)} labels missing): "
             "was it suggested with suggest_sample(trial, space) for this space?"
         )
@@ -171,7 +172,7 @@ def set_constraints(trial: optuna.Trial, constraints: Mapping[str, float]) -> No
     for name, value in constraints.items():
         value = float(value)
         if math.isnan(value):
-            raise ValueError(f"constraint {name!r} is NaN; constraint values must be numbers (<= 0 is feasible)")
+            raise InvalidInputError(f"constraint {name!r} is NaN; constraint values must be numbers (<= 0 is feasible)")
         trial.set_constraint(name, value)
         values.append(value)
     # The list-style attribute is read back as constraints "0", "1", ...: the same values, so
@@ -237,17 +238,17 @@ class OFAEvolutionSampler(BaseSampler):
         self.space = _as_arch_space(space)
         for name, value in (("population_size", population_size), ("num_parents", num_parents)):
             if isinstance(value, bool) or int(value) != value or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
         if isinstance(n_startup_trials, bool) or int(n_startup_trials) != n_startup_trials or n_startup_trials < 0:
-            raise ValueError(f"n_startup_trials must be an integer >= 0, got {n_startup_trials!r}")
+            raise InvalidInputError(f"n_startup_trials must be an integer >= 0, got {n_startup_trials!r}")
         if isinstance(prescreen, bool) or int(prescreen) != prescreen or prescreen < 1:
-            raise ValueError(f"prescreen must be a positive integer, got {prescreen!r}")
+            raise InvalidInputError(f"prescreen must be a positive integer, got {prescreen!r}")
         if not (predictor is None or predictor == "ridge" or callable(predictor)):
-            raise ValueError(f"predictor must be None, 'ridge' or a callable on index arrays, got {predictor!r}")
+            raise InvalidInputError(f"predictor must be None, 'ridge' or a callable on index arrays, got {predictor!r}")
         if budgets and not costs:
-            raise ValueError(f"budgets {list(budgets)} given without costs: pass costs={{name: callable}} too")
+            raise InvalidInputError(f"budgets {list(budgets)} given without costs: pass costs={{name: callable}} too")
         if constraints_func is not None and not callable(constraints_func):
-            raise ValueError(f"constraints_func must be callable, got {constraints_func!r}")
+            raise InvalidInputError(f"constraints_func must be callable, got {constraints_func!r}")
         self.population_size = int(population_size)
         self.num_parents = int(num_parents)
         self.n_startup_trials = int(n_startup_trials)
@@ -346,7 +347,7 @@ class OFAEvolutionSampler(BaseSampler):
             return
         constraints = [float(v) for v in self.constraints_func(trial)]
         if any(math.isnan(v) for v in constraints):
-            raise ValueError(f"constraints_func returned NaN for trial {trial.number}: {constraints}")
+            raise InvalidInputError(f"constraints_func returned NaN for trial {trial.number}: {constraints}")
         study._storage.set_trial_system_attr(trial._trial_id, _LIST_CONSTRAINTS_ATTR, tuple(constraints))
 
     # --------------------------------------------------------------------- the search
@@ -449,7 +450,7 @@ class OFAEvolutionSampler(BaseSampler):
             decoded = _Decoded(self.space.to_indices(self.space.parse(frozen.system_attrs[_PROPOSAL_ATTR])), None)
         elif frozen.state == TrialState.COMPLETE and any(label in params for label in self.space.labels):
             missing = [label for label in self.space.labels if label not in params]
-            raise ValueError(
+            raise InvalidInputError(
                 f"trial {frozen.number} has some of the space's parameters but not {missing[0]!r} "
                 f"({len(missing)} missing): suggest every label, e.g. with suggest_sample(trial, space)"
             )
@@ -462,14 +463,14 @@ class OFAEvolutionSampler(BaseSampler):
         for col, label in enumerate(self.space.labels):
             distribution = frozen.distributions.get(label)
             if distribution is not None and distribution != self._distributions[label]:
-                raise ValueError(
+                raise InvalidInputError(
                     f"trial {frozen.number}: parameter {label!r} has choices "
                     f"{getattr(distribution, 'choices', distribution)} but the sampler's space has "
                     f"{self.space.choices(label)}; the study was run on another search space"
                 )
             index = self._index_of[col].get(params[label])
             if index is None:
-                raise ValueError(
+                raise InvalidInputError(
                     f"trial {frozen.number}: parameter {label!r} = {params[label]!r} is not a choice of the "
                     f"sampler's space {self.space.choices(label)}; the study was run on another search space"
                 )
@@ -520,7 +521,7 @@ class OFAEvolutionSampler(BaseSampler):
             assert callable(self.predictor)
             raw = np.asarray(self.predictor(candidates), dtype=np.float64)
             if raw.shape not in ((len(candidates),), (len(candidates), len(directions))):
-                raise ValueError(
+                raise InvalidInputError(
                     f"predictor must return shape ({len(candidates)},) or ({len(candidates)}, {len(directions)}) "
                     f"for {len(candidates)} candidates, got {raw.shape}"
                 )
@@ -591,7 +592,7 @@ def _choose_trial(study: Study, trials: Sequence[FrozenTrial]) -> FrozenTrial:
     the first objective."""
     feasible = [t for t in trials if all(v <= 0 for v in t.constraints.values())]
     if not feasible:
-        raise ValueError(
+        raise InvalidInputError(
             f"study {study.study_name!r} has no feasible COMPLETE trial of the space to publish "
             f"({len(trials)} complete, all violate a constraint)"
         )
@@ -713,7 +714,7 @@ def publish_to_dashboard(
     arch = _as_arch_space(space)
     trials, rows = _completed(study, arch)
     if not trials:
-        raise ValueError(
+        raise InvalidInputError(
             f"study {study.study_name!r} has no COMPLETE trial with the space's {len(arch.labels)} parameters: "
             "suggest them with suggest_sample(trial, space)"
         )
@@ -723,7 +724,7 @@ def publish_to_dashboard(
         number = trial if isinstance(trial, int) else trial.number
         matches = [t for t in trials if t.number == number]
         if not matches:
-            raise ValueError(f"trial {number} is not a COMPLETE trial of the space in study {study.study_name!r}")
+            raise InvalidInputError(f"trial {number} is not a COMPLETE trial of the space in study {study.study_name!r}")
         chosen = matches[0]
     cost_model = AnalyticCostModel(arch)
     macs = cost_model.macs(rows).astype(np.float64)

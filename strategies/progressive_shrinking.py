@@ -38,6 +38,7 @@ from nni.nas.oneshot.pytorch.strategy import OneShotStrategy
 from torch import nn
 
 from ofa_nni.arch import Sample
+from ofa_nni.errors import InvalidInputError
 from ofa_nni.runtime import recalibrate_batchnorm
 from ofa_nni.training.checkpoint import CheckpointError, check_compatible, load_checkpoint, save_checkpoint
 from ofa_nni.training.schedule import (
@@ -377,17 +378,17 @@ class _SupernetStrategy(OneShotStrategy):
     ) -> None:
         super().__init__(**kwargs)
         if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
+            raise InvalidInputError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
         if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+            raise InvalidInputError(f"momentum must be in [0, 1), got {momentum!r}")
         if weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+            raise InvalidInputError(f"weight_decay must be >= 0, got {weight_decay!r}")
         if validation_random_subnets < 0:
-            raise ValueError(f"validation_random_subnets must be >= 0, got {validation_random_subnets!r}")
+            raise InvalidInputError(f"validation_random_subnets must be >= 0, got {validation_random_subnets!r}")
         if calibration_batches < 1:
-            raise ValueError(f"calibration_batches must be >= 1, got {calibration_batches!r}")
+            raise InvalidInputError(f"calibration_batches must be >= 1, got {calibration_batches!r}")
         if resume and checkpoint_dir is None:
-            raise ValueError("resume=True needs checkpoint_dir (where the run's checkpoints are)")
+            raise InvalidInputError("resume=True needs checkpoint_dir (where the run's checkpoints are)")
         self.seed = seed
         self.label_smoothing = label_smoothing
         self.momentum, self.nesterov, self.weight_decay = momentum, nesterov, weight_decay
@@ -464,7 +465,7 @@ def _global_batch_size(evaluator: Lightning) -> int:
     loader = evaluator.train_dataloaders
     batch_size = getattr(loader, "batch_size", None)
     if not isinstance(batch_size, int):
-        raise ValueError(
+        raise InvalidInputError(
             "cannot tell the training batch size from the evaluator's train_dataloaders; pass "
             "lr_batch_size= (the global batch size the recipe's learning rates are scaled to)"
         )
@@ -521,7 +522,7 @@ class ProgressiveShrinking(_SupernetStrategy):
     ) -> None:
         super().__init__(**kwargs)
         if phases is not None and (recipe != "paper" or epochs_factor != 1.0 or kd_ratio != 1.0 or phase_overrides):
-            raise ValueError(
+            raise InvalidInputError(
                 "pass either phases= or a recipe with its epochs_factor/kd_ratio/phase_overrides, not both"
             )
         self.recipe = recipe

@@ -8,7 +8,9 @@ import sys
 import pytest
 import torch
 
-import ofa_nni  # noqa: F401  (applies the NNI compat patches, imports NNI)
+from ofa_nni import _nni_compat
+
+_nni_compat.apply()  # the NNI 3.0 workarounds, as the NNI-facing packages apply them
 
 # Tests share two cores with each other's processes; one thread each keeps timings sane.
 torch.set_num_threads(int(os.environ.get("OFA_NNI_TEST_THREADS", "1")))

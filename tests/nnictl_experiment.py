@@ -43,7 +43,8 @@ NNICTL = "nni.tools.nnictl.nnictl"
 
 def train_tiny_supernet(run_dir: Path) -> Path:
     """A supernet of TINY trained briefly on digits (the sandwich rule, a few steps); its path."""
-    from ofa_nni.training import load_config, train
+    from ofa_nni.app.runner import train
+    from ofa_nni.training import load_config
 
     config = load_config({
         "seed": 0,

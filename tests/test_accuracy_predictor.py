@@ -26,8 +26,8 @@ from ofa_nni.accuracy import (
     evaluate_subnet,
     plan_subnets,
 )
+from ofa_nni.app.cli import main
 from ofa_nni.arch import ArchSpace
-from ofa_nni.cli import main
 from ofa_nni.runtime import recalibrate_batchnorm
 
 FAST_STEPS = 200
@@ -251,14 +251,14 @@ def test_collection_killed_with_sigkill_resumes(tiny_space, tmp_path):
 @pytest.fixture
 def digits_supernet(tmp_path):
     from ofa_nni.training.checkpoint import atomic_torch_save
-    from ofa_nni.training.runner import SUPERNET_FORMAT
     from search_spaces import OFAMobileNetV3Space
 
     kwargs = {**TINY_SPACE_KWARGS, "resolutions": (24, 32), "num_classes": 10}
     torch.manual_seed(0)
     space = OFAMobileNetV3Space(**kwargs)
     path = tmp_path / "supernet.pt"
-    atomic_torch_save({"format": SUPERNET_FORMAT, "version": 1, "space": space.arch_space.signature(),
+    # Written as ofa-nni 0.1 wrote supernet files (version 1, no space name): still read.
+    atomic_torch_save({"format": "ofa-nni-supernet", "version": 1, "space": space.arch_space.signature(),
                        "state_dict": space.state_dict(), "history": []}, path)
     return path
 

@@ -46,10 +46,10 @@ invalid YAML config       config.load_config: syntax, duplicate key, not UTF-8, 
                           unknown key, wrong type, out of range, bad space;
                           ofa-nni train
 
-Command-line cases run the real entry points (``ofa_nni.cli.main``, ``strategies.nni_trial.main``)
+Command-line cases run the real entry points (``ofa_nni.app.cli.main``, ``strategies.nni_trial.main``)
 in child processes forked from one server process that imported the package once (importing NNI
 and Lightning costs ~5 s of CPU per interpreter here, which the catalogue would otherwise pay per
-case); :func:`test_invalid_yaml_config` also runs ``python -m ofa_nni.cli`` itself and checks that
+case); :func:`test_invalid_yaml_config` also runs ``python -m ofa_nni.app.cli`` itself and checks that
 both give the same exit code and stderr.
 """
 
@@ -76,14 +76,16 @@ import yaml
 from conftest import TINY_SPACE_KWARGS
 
 from ofa_nni.accuracy import AccuracyDataset, AccuracyPredictor, build_accuracy_predictor
+from ofa_nni.app.runner import train
 from ofa_nni.arch import ArchSpace
 from ofa_nni.costs import AnalyticCostModel
 from ofa_nni.data import load_data
 from ofa_nni.latency import LatencyTable, build_latency_table
 from ofa_nni.nni_search_space import check_nni_search_space, nni_search_space
 from ofa_nni.search import EvolutionSearch, specialize
-from ofa_nni.training import CheckpointError, ConfigError, load_checkpoint, load_config, load_supernet, train
+from ofa_nni.training import CheckpointError, ConfigError, load_checkpoint, load_config
 from ofa_nni.training.checkpoint import atomic_torch_save
+from search_spaces import load_supernet
 from strategies.nni_tuner import OFAEvolutionTuner
 from strategies.optuna_sampler import OFAEvolutionSampler, suggest_sample, trial_sample
 

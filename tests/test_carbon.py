@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from ofa_nni.carbon import CostMeter
+from ofa_nni.app.carbon import CostMeter
 
 
 def _busy(seconds: float) -> None:

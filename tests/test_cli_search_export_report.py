@@ -20,10 +20,10 @@ import torch
 from conftest import TINY_SPACE_KWARGS
 
 from ofa_nni.accuracy import AccuracyPredictor, evaluate_subnet
-from ofa_nni.cli import COMMAND_MODULES, build_parser, main
+from ofa_nni.app.cli import COMMAND_MODULES, build_parser, main
+from ofa_nni.app.report import demo_report_markdown
 from ofa_nni.efficiency import MacsModel, ParamsModel
 from ofa_nni.latency import LatencyTable
-from ofa_nni.report import demo_report_markdown
 from ofa_nni.search import minimum_costs, pareto_mask
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,15 +32,12 @@ FAST = ["--population", "24", "--generations", "12", "--quiet"]
 
 @pytest.fixture(scope="module")
 def artefacts(tmp_path_factory):
-    from ofa_nni.training.checkpoint import atomic_torch_save
-    from ofa_nni.training.runner import SUPERNET_FORMAT
     from search_spaces import OFAMobileNetV3Space
 
     root = tmp_path_factory.mktemp("pipeline")
     torch.manual_seed(0)
     space = OFAMobileNetV3Space(**{**TINY_SPACE_KWARGS, "resolutions": (24, 32), "num_classes": 10})
-    atomic_torch_save({"format": SUPERNET_FORMAT, "version": 1, "space": space.arch_space.signature(),
-                       "state_dict": space.state_dict(), "history": []}, root / "supernet.pt")
+    space.save(root / "supernet.pt")
     assert main(["predictor", "build", "--supernet", str(root / "supernet.pt"), "--num-subnets", "10",
                  "--calibration-images", "100", "--kind", "ridge", "--quiet",
                  "--out", str(root / "predictor.npz")]) == 0
@@ -217,7 +214,7 @@ def _export(artefacts, out_dir, *extra):
 def test_export_checks_both_formats_and_measures(artefacts, searched, tmp_path, capsys):
     from ofa_nni.data import calibration_loader, load_data
     from ofa_nni.runtime import recalibrate_batchnorm
-    from ofa_nni.training import load_supernet
+    from search_spaces import load_supernet
 
     extra_arch = "r32_k5e3-k5e3_k5e3-k5e3_k5e3-k5e3"
     out_dir = tmp_path / "exports"

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from ofa_nni.carbon import CostMeter
-from ofa_nni.demo import DemoSettings, _cost_summary
+from ofa_nni.app.carbon import CostMeter
+from ofa_nni.app.demo import DemoSettings, _cost_summary
 
 
 @pytest.mark.parametrize(

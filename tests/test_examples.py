@@ -77,7 +77,7 @@ def test_released_weights_example(tmp_path, capsys):
     """The paper's space at full width (a checkpoint of the released layout, 4 classes so that a tiny
     image folder fits), a predictor built from 10 subnets, two MACs targets, both formats exported."""
     from ofa_nni.accuracy import AccuracyPredictor
-    from ofa_nni.training import load_supernet
+    from search_spaces import load_supernet
 
     checkpoint = tmp_path / "ofa_mbv3_d234_e346_k357_w1.0"
     _released_style_checkpoint(checkpoint, num_classes=4)

@@ -43,7 +43,8 @@ def check_latency_table(device: str, backend: str, tmp_path: Path) -> None:
 
 def check_training(accelerator: str, precision: str, tmp_path: Path) -> None:
     """One epoch per progressive-shrinking phase (``short`` recipe) on ``accelerator``."""
-    from ofa_nni.training import load_supernet, train
+    from ofa_nni.app.runner import train
+    from search_spaces import load_supernet
 
     space = {key: list(value) if isinstance(value, tuple) else value for key, value in TINY_SPACE_KWARGS.items()}
     del space["num_classes"]  # the data set's

@@ -16,8 +16,8 @@ import pytest
 import torch
 from conftest import TINY_SPACE_KWARGS
 
+from ofa_nni.app.cli import main
 from ofa_nni.arch import ArchSpace
-from ofa_nni.cli import main
 from ofa_nni.efficiency import MacsModel, ParamsModel
 from ofa_nni.latency import (
     LatencyTable,

@@ -365,7 +365,7 @@ def test_resume_after_a_manager_kill_waits_for_its_tuner(tmp_path):
 
 
 def test_ofa_nni_nni_create_and_resume_check_their_arguments(tmp_path, capsys):
-    from ofa_nni.cli import main
+    from ofa_nni.app.cli import main
 
     assert main(["nni", "create", "--config", str(tmp_path / "missing.yml")]) == 2
     assert "missing.yml" in capsys.readouterr().err

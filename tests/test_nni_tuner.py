@@ -408,7 +408,7 @@ def test_trial_errors_are_one_line(trained_supernet: Path, tmp_path: Path, capsy
 
 
 def test_cli_search_space(trained_supernet: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from ofa_nni.cli import main
+    from ofa_nni.app.cli import main
 
     out = tmp_path / "ss.json"
     assert main(["nni", "search-space", "--supernet", str(trained_supernet), "--out", str(out)]) == 0
@@ -422,7 +422,7 @@ def test_cli_search_space(trained_supernet: Path, tmp_path: Path, capsys: pytest
 
 
 def test_register_and_unregister_the_tuner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ofa_nni.cli import main
+    from ofa_nni.app.cli import main
     from strategies.nni_tuner import BUILTIN_NAME
 
     monkeypatch.setenv("NNI_CONFIG_DIR", str(tmp_path))  # never the user's registrations

@@ -14,16 +14,10 @@ import pytest
 import torch
 import yaml
 
-from ofa_nni.training import (
-    CheckpointError,
-    ConfigError,
-    demo_config,
-    load_checkpoint,
-    load_config,
-    load_supernet,
-    train,
-)
+from ofa_nni.app.runner import train
+from ofa_nni.training import CheckpointError, ConfigError, demo_config, load_checkpoint, load_config
 from ofa_nni.training.checkpoint import atomic_torch_save, save_checkpoint
+from search_spaces import load_supernet
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -67,14 +67,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         collect_accuracy_dataset,
         evaluate_subnet,
     )
-    from ofa_nni.commands.search import parse_target
+    from ofa_nni.app.commands.search import parse_target
     from ofa_nni.data import calibration_loader, load_data
     from ofa_nni.efficiency import MacsModel, ParamsModel
     from ofa_nni.export import export_subnet
     from ofa_nni.runtime import recalibrate_batchnorm
     from ofa_nni.search import specialize
-    from ofa_nni.training import atomic_torch_save
-    from ofa_nni.training.runner import SUPERNET_FORMAT
     from search_spaces import OFAMobileNetV3Space
 
     if args.predictor is None and args.data_root is None:
@@ -86,8 +84,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                                       num_classes=args.num_classes).eval()
     arch = supernet.arch_space
     args.out.mkdir(parents=True, exist_ok=True)
-    atomic_torch_save({"format": SUPERNET_FORMAT, "version": 1, "space": arch.signature(),
-                       "state_dict": supernet.state_dict(), "history": []}, args.out / "supernet.pt")
+    supernet.save(args.out / "supernet.pt")
     smallest, largest = supernet.macs(arch.min_sample()) / 1e6, supernet.macs(arch.max_sample()) / 1e6
     print(f"imported {args.checkpoint}: {sum(p.numel() for p in supernet.parameters()):,} parameters; subnets from "
           f"{smallest:.0f}M to {largest:.0f}M MACs; saved {args.out / 'supernet.pt'}")

@@ -2,13 +2,12 @@
 
 The schedule logic (phases, unlocked choices, subnets per step, learning rates, distillation) is
 framework-light and lives here; ``strategies.ProgressiveShrinking`` / ``strategies.SandwichRule``
-plug it into NNI's one-shot strategies, and :func:`train` runs a whole configuration (what
-``ofa-nni train --config`` calls).
+plug it into NNI's one-shot strategies, and ``ofa_nni.app.runner.train`` runs a whole configuration
+(what ``ofa-nni train --config`` calls).
 """
 
 from ofa_nni.training.checkpoint import CheckpointError, atomic_torch_save, load_checkpoint, save_checkpoint
 from ofa_nni.training.config import ConfigError, TrainConfig, demo_config, load_config
-from ofa_nni.training.runner import TrainResult, build_space, load_supernet, train
 from ofa_nni.training.schedule import (
     PAPER_BATCH_SIZE,
     PAPER_RECIPE,
@@ -63,8 +62,4 @@ __all__ = [
     "TrainConfig",
     "load_config",
     "demo_config",
-    "TrainResult",
-    "train",
-    "build_space",
-    "load_supernet",
 ]

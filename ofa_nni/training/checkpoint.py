@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from ofa_nni._artifacts import atomic_write
+from ofa_nni.errors import InvalidInputError, MissingInputError
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -51,7 +52,7 @@ _REQUIRED_KEYS = ("space", "schedule", "seed", "epochs_completed", "steps_comple
                   "history")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InvalidInputError):
     """A checkpoint that is corrupt, not ours, or made for another space or schedule."""
 
 
@@ -66,7 +67,7 @@ def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> Path:
     """Write a training checkpoint (``state`` holds the keys listed in the module docstring)."""
     missing = [key for key in _REQUIRED_KEYS if key not in state]
     if missing:
-        raise ValueError(f"checkpoint state lacks {missing}")
+        raise InvalidInputError(f"checkpoint state lacks {missing}")
     return atomic_torch_save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}, path)
 
 
@@ -105,7 +106,7 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+        raise MissingInputError(f"checkpoint {str(path)!r} does not exist")
     try:
         data = load_torch_file(path, map_location=map_location)
     except CheckpointError as error:

@@ -19,6 +19,7 @@ import yaml
 
 from ofa_nni.arch import ArchSpace
 from ofa_nni.data import DATA_KINDS
+from ofa_nni.errors import InvalidInputError, MissingInputError
 from ofa_nni.training.schedule import PHASE_NAMES, PHASE_OVERRIDE_FIELDS, RECIPES, Phase, progressive_shrinking
 
 __all__ = [
@@ -37,7 +38,7 @@ __all__ = [
 ]
 
 
-class ConfigError(ValueError):
+class ConfigError(InvalidInputError):
     """An invalid training configuration (the message names the key and what is allowed)."""
 
 
@@ -426,7 +427,7 @@ def load_config(source: str | Path | Mapping[str, Any]) -> TrainConfig:
         return _build(TrainConfig, source, "")
     path = Path(source)
     if not path.is_file():
-        raise FileNotFoundError(f"training config {str(path)!r} does not exist"
+        raise MissingInputError(f"training config {str(path)!r} does not exist"
                                 + (" (it is a directory; give the YAML file)" if path.is_dir() else ""))
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # a SafeLoader

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from ofa_nni.arch import ArchSpace, Sample
+from ofa_nni.errors import InvalidInputError
 
 __all__ = [
     "Phase",
@@ -126,34 +127,34 @@ class Phase:
 
     def __post_init__(self) -> None:
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
-            raise ValueError(f"phase {self.name!r}: epochs must be an int >= 1, got {self.epochs!r}")
+            raise InvalidInputError(f"phase {self.name!r}: epochs must be an int >= 1, got {self.epochs!r}")
         if not 0 <= self.warmup_epochs < self.epochs:
-            raise ValueError(
+            raise InvalidInputError(
                 f"phase {self.name!r}: warmup_epochs must be in [0, epochs={self.epochs}), got {self.warmup_epochs!r}"
             )
         if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"phase {self.name!r}: lr must be a positive number, got {self.lr!r}")
+            raise InvalidInputError(f"phase {self.name!r}: lr must be a positive number, got {self.lr!r}")
         minimum = 2 if self.sandwich else 1
         if isinstance(self.subnets_per_step, bool) or not isinstance(self.subnets_per_step, int) or \
                 self.subnets_per_step < minimum:
-            raise ValueError(
+            raise InvalidInputError(
                 f"phase {self.name!r}: subnets_per_step must be an int >= {minimum}, got {self.subnets_per_step!r}"
             )
         if not isinstance(self.include_smallest, bool):
-            raise ValueError(
+            raise InvalidInputError(
                 f"phase {self.name!r}: include_smallest must be true or false, got {self.include_smallest!r}"
             )
         if self.include_smallest and (self.sandwich or self.subnets_per_step < 2):
-            raise ValueError(
+            raise InvalidInputError(
                 f"phase {self.name!r}: include_smallest needs subnets_per_step >= 2 (the smallest subnet and at "
                 f"least one random one) and no sandwich rule; got subnets_per_step={self.subnets_per_step}"
                 + (", sandwich" if self.sandwich else "")
             )
         if not (isinstance(self.kd_ratio, (int, float)) and self.kd_ratio >= 0):
-            raise ValueError(f"phase {self.name!r}: kd_ratio must be >= 0, got {self.kd_ratio!r}")
+            raise InvalidInputError(f"phase {self.name!r}: kd_ratio must be >= 0, got {self.kd_ratio!r}")
         for field in ("kernel_sizes", "expand_ratios", "depths", "resolutions"):
             if not getattr(self, field):
-                raise ValueError(f"phase {self.name!r}: {field} must not be empty")
+                raise InvalidInputError(f"phase {self.name!r}: {field} must not be empty")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (stored in checkpoints, compared on resume)."""
@@ -211,23 +212,23 @@ def progressive_shrinking(
     choices they equal the second step.
     """
     if not isinstance(recipe, str) or recipe not in RECIPES:
-        raise ValueError(f"unknown recipe {recipe!r}; allowed: {list(RECIPES)}")
+        raise InvalidInputError(f"unknown recipe {recipe!r}; allowed: {list(RECIPES)}")
     if not (isinstance(epochs_factor, (int, float)) and epochs_factor > 0):
-        raise ValueError(f"epochs_factor must be a positive number, got {epochs_factor!r}")
+        raise InvalidInputError(f"epochs_factor must be a positive number, got {epochs_factor!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        raise InvalidInputError(f"batch_size must be a positive int, got {batch_size!r}")
     unknown = [name for name in phases if name not in PHASE_NAMES]
     if unknown:
-        raise ValueError(f"unknown phase(s) {unknown}; allowed: {list(PHASE_NAMES)}")
+        raise InvalidInputError(f"unknown phase(s) {unknown}; allowed: {list(PHASE_NAMES)}")
     if list(phases) != [name for name in PHASE_NAMES if name in phases]:
-        raise ValueError(f"phases must keep the order {list(PHASE_NAMES)}, got {list(phases)}")
+        raise InvalidInputError(f"phases must keep the order {list(PHASE_NAMES)}, got {list(phases)}")
     overrides = dict(overrides or {})
     for name, changes in overrides.items():
         if name not in phases:
-            raise ValueError(f"overrides for unknown or unused phase {name!r}; phases: {list(phases)}")
+            raise InvalidInputError(f"overrides for unknown or unused phase {name!r}; phases: {list(phases)}")
         bad = [key for key in changes if key not in PHASE_OVERRIDE_FIELDS]
         if bad:
-            raise ValueError(f"overrides[{name!r}]: unknown field(s) {bad}; allowed: {list(PHASE_OVERRIDE_FIELDS)}")
+            raise InvalidInputError(f"overrides[{name!r}]: unknown field(s) {bad}; allowed: {list(PHASE_OVERRIDE_FIELDS)}")
 
     kernels, expands, depths = arch.kernel_sizes, arch.expand_ratios, arch.depths
     unlocked = {
@@ -280,7 +281,7 @@ def sandwich_rule(
     (soft labels of the largest, "inplace distillation"), all choices unlocked from the start.
     """
     if isinstance(num_random, bool) or not isinstance(num_random, int) or num_random < 0:
-        raise ValueError(f"num_random must be an int >= 0, got {num_random!r}")
+        raise InvalidInputError(f"num_random must be an int >= 0, got {num_random!r}")
     return (Phase(
         name="sandwich",
         epochs=epochs,
@@ -308,7 +309,7 @@ def unlocked_choices(arch: ArchSpace, phase: Phase) -> dict[str, tuple[Any, ...]
         allowed = next((values for suffix, values in by_kind.items() if label.endswith(suffix)), phase.resolutions)
         outside = [value for value in allowed if value not in arch.choices(label)]
         if outside:
-            raise ValueError(
+            raise InvalidInputError(
                 f"phase {phase.name!r} unlocks {outside} for {label!r}, not among the space's "
                 f"choices {list(arch.choices(label))}"
             )
@@ -350,7 +351,7 @@ def learning_rate(phase: Phase, epoch_in_phase: int, batch: int, steps_per_epoch
     """OFA's per-phase learning rate: linear warm-up over ``warmup_epochs``, then cosine to zero
     over the remaining epochs, updated every step."""
     if steps_per_epoch < 1:
-        raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+        raise InvalidInputError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
     step = epoch_in_phase * steps_per_epoch + batch
     warmup_steps = phase.warmup_epochs * steps_per_epoch
     if step < warmup_steps:
@@ -363,10 +364,10 @@ def learning_rate(phase: Phase, epoch_in_phase: int, batch: int, steps_per_epoch
 def locate_epoch(phases: Sequence[Phase], epoch: int) -> tuple[int, int]:
     """``(phase index, epoch within the phase)`` of global epoch ``epoch`` (counted from 0)."""
     if epoch < 0:
-        raise ValueError(f"epoch must be >= 0, got {epoch}")
+        raise InvalidInputError(f"epoch must be >= 0, got {epoch}")
     start = 0
     for index, phase in enumerate(phases):
         if epoch < start + phase.epochs:
             return index, epoch - start
         start += phase.epochs
-    raise ValueError(f"epoch {epoch} is past the schedule's {start} epochs")
+    raise InvalidInputError(f"epoch {epoch} is past the schedule's {start} epochs")

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ofa_nni.arch import ArchSpace, Sample
+from ofa_nni.errors import InvalidInputError
 from ofa_nni.layers import resize_to_resolution
 from ofa_nni.training.schedule import SubnetStep
 
@@ -63,7 +64,7 @@ def train_subnets(
         ``loss`` (mean over subnets) and ``accuracy`` of the first subnet on this batch.
     """
     if step.distill_from == "teacher" and teacher is None:
-        raise ValueError("this step distills from the teacher, but no teacher was given")
+        raise InvalidInputError("this step distills from the teacher, but no teacher was given")
     resolutions = {sample[ArchSpace.RESOLUTION_LABEL] for sample in step.samples}
     if len(resolutions) == 1:  # resize once for all subnets (and the teacher)
         images = resize_to_resolution(images, next(iter(resolutions)))

@@ -6,13 +6,15 @@
 * ``ofa-nni report runs/demo-...`` (or its ``results.json``): the demo's own report and
   ``pareto.png``, re-rendered.
 
-The rendering is :mod:`ofa_nni.report`'s (the demo uses the same functions).
+The rendering is :mod:`ofa_nni.app.report`'s (the demo uses the same functions).
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from ofa_nni.errors import InvalidInputError, MissingInputError
 
 __all__ = ["register"]
 
@@ -39,19 +41,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ofa_nni.report import DEMO_KIND, SEARCH_KIND, read_result_file, write_demo_report, write_search_report
+    from ofa_nni.app.report import DEMO_KIND, SEARCH_KIND, read_result_file, write_demo_report, write_search_report
 
     results = args.results
     if results.is_dir():
         if not (results / "results.json").is_file():
-            raise FileNotFoundError(f"{str(results)!r} is a directory without results.json; expected a demo run "
+            raise MissingInputError(f"{str(results)!r} is a directory without results.json; expected a demo run "
                                     "directory (ofa-nni demo --run-dir), a demo results.json, or a search.json")
         results = results / "results.json"
     data = read_result_file(results, kinds=(SEARCH_KIND, DEMO_KIND))
     plot: Path | None
     if data.get("kind", DEMO_KIND) == DEMO_KIND:
         if args.exports is not None:
-            raise ValueError("an exports file goes with a search.json; a demo run's measurements are in its "
+            raise InvalidInputError("an exports file goes with a search.json; a demo run's measurements are in its "
                              "results.json already")
         report, plot = write_demo_report(data, results.parent, args.out)
     else:

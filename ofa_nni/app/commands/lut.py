@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ofa_nni.arch import ArchSpace
+from ofa_nni.errors import InvalidInputError
 from ofa_nni.latency import BACKENDS, CLOCKS, DEVICES, STATISTICS
 
 __all__ = ["register"]
@@ -74,13 +75,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _resolutions(space: ArchSpace, args: argparse.Namespace) -> list[int] | None:
     if args.measure_every is not None:
         if args.measure_every < 1:
-            raise ValueError(f"--measure-every must be >= 1, got {args.measure_every}")
+            raise InvalidInputError(f"--measure-every must be >= 1, got {args.measure_every}")
         chosen = list(space.resolutions[:: args.measure_every])
         return sorted(set(chosen) | {space.resolutions[-1]})
     if args.resolutions:
         unknown = [r for r in args.resolutions if r not in space.resolutions]
         if unknown:
-            raise ValueError(f"--resolutions {unknown} not in the space; allowed: {list(space.resolutions)}")
+            raise InvalidInputError(f"--resolutions {unknown} not in the space; allowed: {list(space.resolutions)}")
     return args.resolutions
 
 
@@ -88,8 +89,8 @@ def _supernet(args: argparse.Namespace) -> Any:
     """The supernet whose ``freeze`` makes the validation models (weights do not matter for latency)."""
     if args.supernet is not None:
         if args.num_classes is not None:
-            raise ValueError("--num-classes goes with --preset; with --supernet the space is the supernet's")
-        from ofa_nni.training import load_supernet
+            raise InvalidInputError("--num-classes goes with --preset; with --supernet the space is the supernet's")
+        from search_spaces import load_supernet
 
         return load_supernet(args.supernet)
     from ofa_nni.nni_search_space import arch_space_from_spec
@@ -108,11 +109,11 @@ def run_build(args: argparse.Namespace) -> int:
 
     for name in ("batch_size", "repeats", "rounds"):
         if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+            raise InvalidInputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.threads is not None and args.threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        raise InvalidInputError(f"--threads must be >= 1, got {args.threads}")
     if args.validate and (args.validate < 3 or args.calibration_subnets < 2):
-        raise ValueError("--validate needs at least 3 subnets and --calibration-subnets at least 2 (or --validate 0)")
+        raise InvalidInputError("--validate needs at least 3 subnets and --calibration-subnets at least 2 (or --validate 0)")
     supernet = _supernet(args)
     space: ArchSpace = supernet.arch_space
     partial = args.out.with_name(args.out.name + ".partial.json")

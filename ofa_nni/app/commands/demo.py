@@ -1,4 +1,4 @@
-"""``ofa-nni demo``: the whole flow on the offline embedded default (see :mod:`ofa_nni.demo`)."""
+"""``ofa-nni demo``: the whole flow on the offline embedded default (see :mod:`ofa_nni.app.demo`)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ofa_nni.demo import DemoSettings, run_demo
+    from ofa_nni.app.demo import DemoSettings, run_demo
 
     run_dir = args.run_dir or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
     if args.quick:

@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ofa_nni.errors import InvalidInputError
+
 __all__ = ["register", "parse_target", "COST_NAMES"]
 
 COST_NAMES = ("macs", "params", "latency_ms")
@@ -82,19 +84,19 @@ def parse_target(text: str, available: Sequence[str]) -> dict[str, float]:
     for part in text.split(","):
         match = _BUDGET.match(part)
         if match is None:
-            raise ValueError(f"--target {text!r}: cannot read {part.strip()!r}; expected {_SYNTAX}")
+            raise InvalidInputError(f"--target {text!r}: cannot read {part.strip()!r}; expected {_SYNTAX}")
         name, number, suffix = match.groups()
         if suffix not in _SUFFIXES:
-            raise ValueError(f"--target {text!r}: unknown suffix {suffix!r} in {part.strip()!r}; allowed: K, M, G "
+            raise InvalidInputError(f"--target {text!r}: unknown suffix {suffix!r} in {part.strip()!r}; allowed: K, M, G "
                              "(thousand, million, billion) or none")
         if name not in available:
             if name == "latency_ms" and name in COST_NAMES:
-                raise ValueError(f"--target {text!r}: latency_ms needs --lut (a latency table from "
+                raise InvalidInputError(f"--target {text!r}: latency_ms needs --lut (a latency table from "
                                  "'ofa-nni lut build' for the predictor's space)")
-            raise ValueError(f"--target {text!r}: unknown cost {name!r}; allowed: {', '.join(available)}"
+            raise InvalidInputError(f"--target {text!r}: unknown cost {name!r}; allowed: {', '.join(available)}"
                              + ("" if "latency_ms" in available else " (and latency_ms with --lut)"))
         if name in budgets:
-            raise ValueError(f"--target {text!r}: {name} is given twice")
+            raise InvalidInputError(f"--target {text!r}: {name} is given twice")
         budgets[name] = float(number) * _SUFFIXES[suffix]
     return budgets
 
@@ -133,7 +135,7 @@ def _infeasible_target(error: ValueError, space: Any, costs: Mapping[str, Any], 
         try:
             EvolutionSearch(space=space, costs=costs, targets=budgets, generations=0)
         except ValueError as alone:
-            return ValueError(f"--target {name!r}: {alone}")
+            return InvalidInputError(f"--target {name!r}: {alone}")
     return error  # only the combination fails (not expected for costs that grow with every choice)
 
 
@@ -184,20 +186,20 @@ def _pareto(space: Any, predictor: Any, costs: Mapping[str, Any], cost: str,
 
 def _check_settings(args: argparse.Namespace) -> None:
     if args.population < 2:
-        raise ValueError(f"--population must be >= 2, got {args.population}")
+        raise InvalidInputError(f"--population must be >= 2, got {args.population}")
     if args.generations < 0:
-        raise ValueError(f"--generations must be >= 0, got {args.generations}")
+        raise InvalidInputError(f"--generations must be >= 0, got {args.generations}")
     if not args.target and not args.pareto:
-        raise ValueError("give at least one --target (e.g. --target 'macs<=40M'), or --pareto with --pareto-cost")
+        raise InvalidInputError("give at least one --target (e.g. --target 'macs<=40M'), or --pareto with --pareto-cost")
     if args.pareto_cost is not None and not args.pareto:
-        raise ValueError("--pareto-cost goes with --pareto")
+        raise InvalidInputError("--pareto-cost goes with --pareto")
     if args.pareto and not args.target and args.pareto_cost is None:
-        raise ValueError("--pareto without a --target needs --pareto-cost (one of macs, params, latency_ms)")
+        raise InvalidInputError("--pareto without a --target needs --pareto-cost (one of macs, params, latency_ms)")
 
 
 def run(args: argparse.Namespace) -> int:
     from ofa_nni.accuracy import AccuracyPredictor
-    from ofa_nni.report import text_table
+    from ofa_nni.app.report import text_table
 
     _check_settings(args)
     predictor = AccuracyPredictor.load(args.predictor)
@@ -207,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
     names = [text.replace(" ", "") for text in args.target]
     pareto_cost = str(args.pareto_cost or (next(iter(targets[0])) if targets else ""))
     if args.pareto and pareto_cost not in costs:
-        raise ValueError(f"--pareto-cost {pareto_cost}: latency_ms needs --lut")
+        raise InvalidInputError(f"--pareto-cost {pareto_cost}: latency_ms needs --lut")
 
     started = time.perf_counter()
     result = _run_search(space, predictor, costs, names, targets, args) if targets else None
@@ -235,8 +237,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _document(args: argparse.Namespace, predictor: Any, table: Any, cost_names: Sequence[str], names: Sequence[str],
               result: Any, front: Mapping[str, Any] | None, seconds: float) -> dict[str, Any]:
-    """The ``ofa-nni/search`` JSON document (described in :mod:`ofa_nni.report`)."""
-    from ofa_nni.report import COST_UNITS, RESULT_FORMAT_VERSION, SEARCH_KIND
+    """The ``ofa-nni/search`` JSON document (described in :mod:`ofa_nni.app.report`)."""
+    from ofa_nni.app.report import COST_UNITS, RESULT_FORMAT_VERSION, SEARCH_KIND
 
     return {
         "kind": SEARCH_KIND,
@@ -267,7 +269,7 @@ def _table_description(table: Any) -> str:
 
 def _print_front(front: Mapping[str, Any], cost_names: Sequence[str]) -> None:
     """The front as a table: all of it up to 20 subnets, else 20 spread along it."""
-    from ofa_nni.report import text_table
+    from ofa_nni.app.report import text_table
 
     count = len(front["archs"])
     shown = list(range(count)) if count <= 20 else sorted({round(i * (count - 1) / 19) for i in range(20)})

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ofa_nni._artifacts import atomic_write_json
+from ofa_nni.errors import InvalidInputError
 
 __all__ = ["PhaseCost", "PhaseStep", "CostMeter"]
 
@@ -181,7 +182,7 @@ class CostMeter:
         """The sum of the named phases (all phases if none named)."""
         chosen = [p for p in self.phases if not names or p.name in names]
         if not chosen:
-            raise ValueError(f"no phase named {list(names)}; measured: {[p.name for p in self.phases]}")
+            raise InvalidInputError(f"no phase named {list(names)}; measured: {[p.name for p in self.phases]}")
         total = chosen[0]
         for phase in chosen[1:]:
             total = total + phase

@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from ofa_nni.arch import ArchSpace
+from ofa_nni.errors import InvalidInputError, MissingInputError, NotADirectoryInputError
 
 _META_FILE = "ofa_evolution_tuner_meta.yml"
 
@@ -95,9 +96,9 @@ def _space_of(args: argparse.Namespace) -> ArchSpace:
                  if getattr(args, name) is not None}
     if args.supernet is not None:
         if overrides:
-            raise ValueError(f"--{next(iter(overrides)).replace('_', '-')} goes with --preset; with --supernet the "
+            raise InvalidInputError(f"--{next(iter(overrides)).replace('_', '-')} goes with --preset; with --supernet the "
                              "space is the supernet's")
-        from ofa_nni.training import load_supernet
+        from search_spaces import load_supernet
 
         space: ArchSpace = load_supernet(args.supernet).arch_space
         return space
@@ -126,7 +127,7 @@ def meta_file() -> Path:
 
     spec = find_spec("strategies")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the 'strategies' package of ofa-nni is not installed in this environment")
+        raise MissingInputError("the 'strategies' package of ofa-nni is not installed in this environment")
     return Path(next(iter(spec.submodule_search_locations))) / _META_FILE
 
 
@@ -135,7 +136,7 @@ def _meta() -> dict[str, str]:
 
     path = meta_file()
     if not path.is_file():
-        raise FileNotFoundError(f"the tuner's meta file {str(path)!r} is missing from the installed package")
+        raise MissingInputError(f"the tuner's meta file {str(path)!r} is missing from the installed package")
     meta: dict[str, str] = yaml.safe_load(path.read_text(encoding="utf-8"))
     return meta
 
@@ -151,17 +152,17 @@ def run_nnictl_bound(args: argparse.Namespace) -> int:
     from ofa_nni._nni_compat import nni_manager_environment
 
     if not 0 < args.port < 65536:
-        raise ValueError(f"--port must be a TCP port (1-65535), got {args.port}")
+        raise InvalidInputError(f"--port must be a TCP port (1-65535), got {args.port}")
     arguments = [args.nnictl_action]
     if args.nnictl_action == "create":
         if not args.config.is_file():
-            raise FileNotFoundError(f"experiment configuration {str(args.config)!r} does not exist")
+            raise MissingInputError(f"experiment configuration {str(args.config)!r} does not exist")
         arguments += ["--config", str(args.config)]
     else:
         arguments.append(args.id)
         if args.experiment_dir is not None:
             if not args.experiment_dir.is_dir():
-                raise NotADirectoryError(f"--experiment-dir {str(args.experiment_dir)!r} is not a directory")
+                raise NotADirectoryInputError(f"--experiment-dir {str(args.experiment_dir)!r} is not a directory")
             arguments += ["--experiment_dir", str(args.experiment_dir)]
     arguments += ["--port", str(args.port)]
     arguments += [flag for flag in ("--foreground", "--debug") if getattr(args, flag[2:], False)]

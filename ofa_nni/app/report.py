@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ofa_nni._artifacts import atomic_write
+from ofa_nni.errors import InvalidInputError, MissingInputError
 
 __all__ = [
     "SEARCH_KIND",
@@ -80,21 +81,21 @@ def read_result_file(path: str | os.PathLike[str], *, kinds: Sequence[str]) -> d
     path = Path(path)
     expected = " or ".join(f"{kind!r} (written by '{_WRITTEN_BY[kind]}')" for kind in kinds)
     if not path.is_file():
-        raise FileNotFoundError(f"{str(path)!r} does not exist (expected a JSON file of kind {expected})")
+        raise MissingInputError(f"{str(path)!r} does not exist (expected a JSON file of kind {expected})")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} is not JSON ({error}); expected a file of kind {expected}") from None
+        raise InvalidInputError(f"{path} is not JSON ({error}); expected a file of kind {expected}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path} holds a JSON {type(data).__name__}; expected an object of kind {expected}")
+        raise InvalidInputError(f"{path} holds a JSON {type(data).__name__}; expected an object of kind {expected}")
     kind = data.get("kind")
     if kind is None and all(key in data for key in _DEMO_KEYS):
         kind = DEMO_KIND
     if kind not in kinds:
-        raise ValueError(f"{path} has kind {kind!r}; expected {expected}")
+        raise InvalidInputError(f"{path} has kind {kind!r}; expected {expected}")
     version = data.get("format_version", RESULT_FORMAT_VERSION)
     if version != RESULT_FORMAT_VERSION:
-        raise ValueError(f"{path}: format_version {version!r} is not supported (this version reads "
+        raise InvalidInputError(f"{path}: format_version {version!r} is not supported (this version reads "
                          f"{RESULT_FORMAT_VERSION})")
     return dict(data)
 

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ofa_nni.errors import InvalidInputError
+
 __all__ = ["register"]
 
 _IN_MEMORY_BYTES = 512 * 2**20
@@ -97,25 +99,25 @@ def run_build(args: argparse.Namespace) -> int:
 
     from ofa_nni.accuracy import AccuracyDataset, collect_accuracy_dataset
     from ofa_nni.data import digits_split_digest, load_data
-    from ofa_nni.training import load_supernet
+    from search_spaces import load_supernet
 
     if args.supernet is None:
         if args.dataset is None:
-            raise ValueError("give --supernet (to evaluate subnets) or --dataset (a finished data set), or both")
+            raise InvalidInputError("give --supernet (to evaluate subnets) or --dataset (a finished data set), or both")
         dataset = AccuracyDataset.load(args.dataset, complete=True)
         return _train_and_save(dataset, args.dataset, args)
     if args.num_subnets < 5:
-        raise ValueError(f"--num-subnets must be at least 5 (to train and hold some out), got {args.num_subnets}")
+        raise InvalidInputError(f"--num-subnets must be at least 5 (to train and hold some out), got {args.num_subnets}")
     if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+        raise InvalidInputError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda requested but torch sees no CUDA GPU here; use --device cpu")
+        raise InvalidInputError("--device cuda requested but torch sees no CUDA GPU here; use --device cpu")
     supernet = load_supernet(args.supernet).to(args.device)
     space = supernet.arch_space
     data = load_data(args.data, root=args.data_root, resolution=max(space.resolutions),
                      calibration_images=args.calibration_images)
     if data.num_classes != space.num_classes:
-        raise ValueError(f"the supernet has {space.num_classes} classes but --data {args.data} has {data.num_classes}")
+        raise InvalidInputError(f"the supernet has {space.num_classes} classes but --data {args.data} has {data.num_classes}")
     description = f"{args.data}" + (f" split {digits_split_digest()}" if args.data == "digits" else
                                     f" at {args.data_root.resolve() if args.data_root else ''}")
     description += (f"; held-out {len(data.val)} images; "  # type: ignore[arg-type]

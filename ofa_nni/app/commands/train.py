@@ -24,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ofa_nni.training import load_config, train
+    from ofa_nni.app.runner import train
+    from ofa_nni.training import load_config
 
     config = load_config(args.config)
     result = train(config, run_dir=args.run_dir, resume=args.resume)

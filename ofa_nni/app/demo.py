@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ofa_nni.carbon import CostMeter, PhaseCost
-from ofa_nni.report import DEMO_KIND, demo_pareto_plot, demo_report_markdown
+from ofa_nni.app.carbon import CostMeter, PhaseCost
+from ofa_nni.app.report import DEMO_KIND, demo_pareto_plot, demo_report_markdown
+from ofa_nni.errors import InvalidInputError
 
 __all__ = ["DemoSettings", "DemoResult", "run_demo"]
 
@@ -52,19 +53,19 @@ class DemoSettings:
 
     def __post_init__(self) -> None:
         if not 1 <= self.num_targets <= 20:
-            raise ValueError(f"num_targets must be between 1 and 20, got {self.num_targets}")
+            raise InvalidInputError(f"num_targets must be between 1 and 20, got {self.num_targets}")
         if self.accuracy_subnets < 20:
-            raise ValueError(
+            raise InvalidInputError(
                 f"accuracy_subnets must be at least 20 (the predictor needs data), got {self.accuracy_subnets}"
             )
         if self.latency_validation_subnets < 5:
-            raise ValueError(f"latency_validation_subnets must be at least 5, got {self.latency_validation_subnets}")
+            raise InvalidInputError(f"latency_validation_subnets must be at least 5, got {self.latency_validation_subnets}")
         if self.search_generations < 1 or self.population_size < 4:
-            raise ValueError("search_generations must be >= 1 and population_size >= 4")
+            raise InvalidInputError("search_generations must be >= 1 and population_size >= 4")
         if self.scratch_epochs is not None and self.scratch_epochs < 1:
-            raise ValueError(f"scratch_epochs must be >= 1, got {self.scratch_epochs}")
+            raise InvalidInputError(f"scratch_epochs must be >= 1, got {self.scratch_epochs}")
         if self.train_epochs_factor is not None and not self.train_epochs_factor > 0:
-            raise ValueError(f"train_epochs_factor must be positive, got {self.train_epochs_factor}")
+            raise InvalidInputError(f"train_epochs_factor must be positive, got {self.train_epochs_factor}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,13 +141,15 @@ def run_demo(
         collect_accuracy_dataset,
         evaluate_subnet,
     )
+    from ofa_nni.app.runner import train
     from ofa_nni.data import calibration_loader, load_data
     from ofa_nni.efficiency import MacsModel, ParamsModel
     from ofa_nni.export import export_subnet
     from ofa_nni.latency import LatencyTable, build_latency_table, measure_end_to_end, validate_latency_table
     from ofa_nni.runtime import recalibrate_batchnorm
     from ofa_nni.search import ParetoSearch, specialize
-    from ofa_nni.training import demo_config, load_supernet, train
+    from ofa_nni.training import demo_config
+    from search_spaces import load_supernet
 
     settings = settings or DemoSettings()
     _quiet_libraries()

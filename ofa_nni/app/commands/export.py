@@ -16,6 +16,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from ofa_nni.errors import InvalidInputError
+
 __all__ = ["register"]
 
 
@@ -78,7 +80,7 @@ def _formats(text: str) -> list[str]:
     formats = [f.strip() for f in text.split(",") if f.strip()]
     unknown = [f for f in formats if f not in EXPORT_FORMATS]
     if unknown or not formats:
-        raise ValueError(f"--formats {text!r}: unknown format(s) {unknown}; allowed: {', '.join(EXPORT_FORMATS)} "
+        raise InvalidInputError(f"--formats {text!r}: unknown format(s) {unknown}; allowed: {', '.join(EXPORT_FORMATS)} "
                          "(comma-separated)")
     return list(dict.fromkeys(formats))
 
@@ -86,14 +88,14 @@ def _formats(text: str) -> list[str]:
 def _subnets(space: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
     """What to export: ``{"name", "arch", "sample", ["target", "predicted_accuracy"]}`` per subnet."""
     from ofa_nni._artifacts import require_same_space
-    from ofa_nni.report import SEARCH_KIND, read_result_file
+    from ofa_nni.app.report import SEARCH_KIND, read_result_file
 
     subnets: list[dict[str, Any]] = []
     if args.search is not None:
         search = read_result_file(args.search, kinds=(SEARCH_KIND,))
         require_same_space(search["space"], space, artefact=f"search results {args.search} (against the supernet)")
         if not search["targets"]:
-            raise ValueError(f"{args.search} has no targets (only a Pareto front): pass --arch strings from it")
+            raise InvalidInputError(f"{args.search} has no targets (only a Pareto front): pass --arch strings from it")
         for index, target in enumerate(search["targets"]):
             sample = space.validate(target["sample"])
             subnets.append({"name": f"target{index + 1}", "arch": space.format(sample), "sample": sample,
@@ -102,21 +104,21 @@ def _subnets(space: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
         try:
             sample = space.parse(text)
         except ValueError as error:
-            raise ValueError(f"--arch: {error}") from None
+            raise InvalidInputError(f"--arch: {error}") from None
         subnets.append({"name": f"subnet{index + 1}", "arch": space.format(sample), "sample": sample})
     if not subnets:
-        raise ValueError("nothing to export: give --search search.json and/or --arch ARCH")
+        raise InvalidInputError("nothing to export: give --search search.json and/or --arch ARCH")
     return subnets
 
 
 def _check(args: argparse.Namespace) -> None:
     if args.threads is not None and args.threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        raise InvalidInputError(f"--threads must be >= 1, got {args.threads}")
     for name in ("batch_size", "latency_repeats", "latency_rounds"):
         if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+            raise InvalidInputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if not args.atol >= 0:
-        raise ValueError(f"--atol must be >= 0, got {args.atol}")
+        raise InvalidInputError(f"--atol must be >= 0, got {args.atol}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -125,11 +127,11 @@ def run(args: argparse.Namespace) -> int:
 
     from ofa_nni._artifacts import atomic_write_json
     from ofa_nni.accuracy import evaluate_subnet
+    from ofa_nni.app.report import EXPORTS_KIND, RESULT_FORMAT_VERSION
     from ofa_nni.data import calibration_loader, load_data
     from ofa_nni.export import export_subnet
-    from ofa_nni.report import EXPORTS_KIND, RESULT_FORMAT_VERSION
     from ofa_nni.runtime import recalibrate_batchnorm
-    from ofa_nni.training import load_supernet
+    from search_spaces import load_supernet
 
     _check(args)
     formats = _formats(args.formats)
@@ -139,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
     data = load_data(args.data, root=args.data_root, resolution=max(space.resolutions),
                      calibration_images=args.calibration_images)
     if data.num_classes != space.num_classes:
-        raise ValueError(f"the supernet has {space.num_classes} classes but --data {args.data} has {data.num_classes}")
+        raise InvalidInputError(f"the supernet has {space.num_classes} classes but --data {args.data} has {data.num_classes}")
     calibration = list(calibration_loader(data, batch_size=args.batch_size))
     held_out = None if args.no_evaluate else DataLoader(data.val, batch_size=args.batch_size)
 
@@ -214,7 +216,7 @@ def _data_description(args: argparse.Namespace, data: Any) -> str:
 
 
 def _print_table(subnets: list[dict[str, Any]], formats: list[str]) -> None:
-    from ofa_nni.report import format_cost, text_table
+    from ofa_nni.app.report import format_cost, text_table
 
     header = ["name", "accuracy", "latency ms", "MACs", "params", *(f"{f} max|diff|" for f in formats), "arch"]
     rows = [[entry["name"],

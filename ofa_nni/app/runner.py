@@ -1,18 +1,17 @@
 """``train(config)``: a whole supernet training run from a configuration, without writing NNI code.
 
-This is the application layer (like :mod:`ofa_nni.commands`): it builds the space
+This is the application layer (like :mod:`ofa_nni.app.commands`): it builds the space
 (``search_spaces``), the data (:mod:`ofa_nni.data`), an NNI Lightning evaluator and the strategy
 (``strategies``), and runs the strategy on NNI's sequential execution engine, i.e. exactly what
 ``NasExperiment(space, evaluator, strategy).run()`` does with a one-shot strategy, minus the
 experiment manifest and log redirection under ``~/nni-experiments`` (the run directory holds
-everything). ``search_spaces`` and ``strategies`` are imported inside the functions, so
-``import ofa_nni`` never loads them.
+everything).
 
 Run directory::
 
     config.yaml               the resolved configuration
     checkpoints/last.pt       after every epoch (atomic); phase<k>-<name>.pt at phase ends
-    supernet.pt               the trained supernet (weights + space), see load_supernet
+    supernet.pt               the trained supernet (search_spaces.supernet_file)
     metrics.json              per-epoch history and per-phase summary (atomic)
     logs/version_<n>/         Lightning CSV (and TensorBoard) logs, one version per session
 """
@@ -30,12 +29,13 @@ import torch
 
 from ofa_nni._artifacts import atomic_write
 from ofa_nni.data import ImageData, calibration_loader, load_data
-from ofa_nni.training.checkpoint import CheckpointError, atomic_torch_save
+from ofa_nni.errors import InvalidInputError
+from ofa_nni.training.checkpoint import CheckpointError
 from ofa_nni.training.config import ProgressiveShrinkingConfig, TrainConfig, load_config
+from search_spaces import OFAMobileNetV3Space, save_supernet
+from strategies import ProgressiveShrinking, SandwichRule
 
-__all__ = ["TrainResult", "train", "build_space", "load_supernet", "SUPERNET_FORMAT"]
-
-SUPERNET_FORMAT = "ofa-nni-supernet"
+__all__ = ["TrainResult", "train", "build_space"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +45,7 @@ class TrainResult:
     Attributes:
         run_dir: The run directory.
         checkpoint: The last training checkpoint (resumable).
-        supernet_path: The trained supernet (:func:`load_supernet`).
+        supernet_path: The trained supernet (``search_spaces.load_supernet``).
         phases: Per phase: ``name``, ``epochs``, ``seconds``, last epoch's ``val_acc_*``.
         history: Per epoch: ``epoch``, ``phase``, ``train_loss``, ``val_acc_*``, ``seconds``.
         seconds: Wall time of this call (a resumed call counts only its own time).
@@ -63,12 +63,10 @@ class TrainResult:
 
 def build_space(config: TrainConfig, num_classes: int) -> Any:
     """The ``OFAMobileNetV3Space`` of ``config.space`` with ``num_classes`` outputs."""
-    from search_spaces import OFAMobileNetV3Space
-
     try:
         return OFAMobileNetV3Space(num_classes=num_classes, **config.space.space_kwargs())
     except (TypeError, ValueError) as error:
-        raise ValueError(f"space: {error}") from None
+        raise InvalidInputError(f"space: {error}") from None
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -88,8 +86,6 @@ def _phase_summary(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _strategy(config: TrainConfig, data: ImageData, checkpoint_dir: Path, resume: bool) -> Any:
-    from strategies import ProgressiveShrinking, SandwichRule
-
     common: dict[str, Any] = {
         "seed": config.seed,
         "label_smoothing": config.optimizer.label_smoothing,
@@ -126,7 +122,7 @@ def _loggers(config: TrainConfig, run_dir: Path) -> list[Any]:
             try:
                 import tensorboard  # noqa: F401
             except ImportError:
-                raise ValueError("trainer.loggers: 'tensorboard' needs the tensorboard package "
+                raise InvalidInputError("trainer.loggers: 'tensorboard' needs the tensorboard package "
                                  "(pip install tensorboard), or use ['csv']") from None
             loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="logs"))
     return loggers
@@ -154,7 +150,7 @@ def train(config: TrainConfig | Mapping[str, Any] | str | Path, *, run_dir: str 
         config = load_config(config)
     chosen = run_dir if run_dir is not None else config.run_dir
     if chosen is None:
-        raise ValueError("no run directory: set run_dir in the configuration or pass --run-dir")
+        raise InvalidInputError("no run directory: set run_dir in the configuration or pass --run-dir")
     run_path = Path(chosen).expanduser()
     config = config.replace(run_dir=str(run_path))
     checkpoint_dir = run_path / "checkpoints"
@@ -208,55 +204,9 @@ def train(config: TrainConfig | Mapping[str, Any] | str | Path, *, run_dir: str 
     history = list(module.history)
     supernet_path = run_path / "supernet.pt"
     if trainer.is_global_zero:
-        atomic_torch_save({
-            "format": SUPERNET_FORMAT,
-            "version": 1,
-            "space": {**space.arch_space.signature(), "dropout": space.dropout_rate},
-            "state_dict": space.state_dict(),
-            "history": history,
-        }, supernet_path)
+        save_supernet(space, supernet_path, history=history)
         phases = _phase_summary(history)
         _atomic_write_text(run_path / "metrics.json", json.dumps({"phases": phases, "history": history}, indent=2))
     return TrainResult(run_dir=run_path, checkpoint=last, supernet_path=supernet_path,
                        phases=_phase_summary(history), history=history, seconds=time.perf_counter() - started,
                        is_global_zero=bool(trainer.is_global_zero))
-
-
-def load_supernet(path: str | Path, *, map_location: str | torch.device = "cpu") -> Any:
-    """The trained ``OFAMobileNetV3Space`` saved by :func:`train` (``supernet.pt``), or the supernet
-    of a training checkpoint (``checkpoints/*.pt``). Loaded with ``weights_only=True``."""
-    from ofa_nni.training.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, load_torch_file
-    from search_spaces import OFAMobileNetV3Space
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"supernet file {str(path)!r} does not exist")
-    data = load_torch_file(path, map_location=map_location, what="supernet file")
-    if isinstance(data, dict) and data.get("format") == CHECKPOINT_FORMAT:
-        data = load_checkpoint(path, map_location=map_location)
-        space_kwargs, state_dict = dict(data["space"]), data["supernet"]
-        config = data.get("config") or {}
-        dropout = (config.get("space") or {}).get("dropout")
-        if dropout is not None:
-            space_kwargs["dropout"] = dropout
-    elif isinstance(data, dict) and data.get("format") == SUPERNET_FORMAT:
-        if not isinstance(data.get("space"), dict) or not isinstance(data.get("state_dict"), dict):
-            raise CheckpointError(f"supernet file {str(path)!r} is damaged: it lacks its space or its weights")
-        space_kwargs, state_dict = dict(data["space"]), data["state_dict"]
-    else:
-        raise CheckpointError(f"{str(path)!r} is neither an ofa-nni supernet nor a training checkpoint")
-    kwargs: dict[str, Any] = {key: tuple(v) if isinstance(v, list) else v for key, v in space_kwargs.items()}
-    try:
-        space = OFAMobileNetV3Space(**kwargs)
-    except (TypeError, ValueError) as error:
-        raise CheckpointError(f"{str(path)!r}: its space description is invalid ({error})") from None
-    try:
-        space.load_state_dict(state_dict)
-    except (RuntimeError, TypeError, AttributeError) as error:  # weights of another space, or not a state dict
-        details = [line.strip() for line in str(error).splitlines()[1:] if line.strip()]
-        shown = "; ".join(details[:2]) + (f"; ... ({len(details)} problems)" if len(details) > 2 else "")
-        raise CheckpointError(
-            f"{str(path)!r}: its weights do not fit the space it describes ({shown or error}); the file was "
-            "edited or assembled from another run"
-        ) from None
-    return space.eval()

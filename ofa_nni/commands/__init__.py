@@ -1,1 +1,0 @@
-"""Subcommands of the ``ofa-nni`` command line (one module each, see :mod:`ofa_nni.cli`)."""

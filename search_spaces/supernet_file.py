@@ -1,0 +1,92 @@
+"""The supernet file (``supernet.pt``): a trained space's weights and the arguments that rebuild it.
+
+The format belongs to the spaces: every registered space gives ``space_name`` and ``space_kwargs()``,
+and this module writes them beside the state dict; loading rebuilds the registered class with those
+arguments and checks the weights fit. Files are read with ``weights_only=True`` (no pickle code runs).
+
+Versions: 1 (written before spaces had names) is read as OFA-MobileNetV3; 2 records ``space_name``.
+A training checkpoint (``checkpoints/*.pt``) loads too: it holds the same space description.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ofa_nni.errors import MissingInputError
+from ofa_nni.training.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CheckpointError,
+    atomic_torch_save,
+    load_checkpoint,
+    load_torch_file,
+)
+from search_spaces.registry import DEFAULT_SPACE, space_class
+
+__all__ = ["SUPERNET_FORMAT", "SUPERNET_VERSION", "save_supernet", "load_supernet"]
+
+SUPERNET_FORMAT = "ofa-nni-supernet"
+SUPERNET_VERSION = 2
+
+
+def save_supernet(space: Any, path: str | Path, *, history: Sequence[Mapping[str, Any]] = ()) -> Path:
+    """Write ``space`` (weights and construction arguments) to ``path`` atomically."""
+    return atomic_torch_save({
+        "format": SUPERNET_FORMAT,
+        "version": SUPERNET_VERSION,
+        "space_name": space.space_name,
+        "space": space.space_kwargs(),
+        "state_dict": space.state_dict(),
+        "history": [dict(record) for record in history],
+    }, path)
+
+
+def load_supernet(path: str | Path, *, map_location: str | torch.device = "cpu") -> Any:
+    """The trained space in ``path`` (a supernet file or a training checkpoint), in eval mode."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingInputError(f"supernet file {str(path)!r} does not exist")
+    data = load_torch_file(path, map_location=map_location, what="supernet file")
+    if isinstance(data, dict) and data.get("format") == CHECKPOINT_FORMAT:
+        data = load_checkpoint(path, map_location=map_location)
+        space_kwargs, state_dict = dict(data["space"]), data["supernet"]
+        config = data.get("config") or {}
+        space_config = config.get("space") or {}
+        name = space_config.get("name", DEFAULT_SPACE)
+        if space_config.get("dropout") is not None:
+            space_kwargs["dropout"] = space_config["dropout"]
+    elif isinstance(data, dict) and data.get("format") == SUPERNET_FORMAT:
+        version = data.get("version")
+        if version not in (1, SUPERNET_VERSION):
+            raise CheckpointError(f"supernet file {str(path)!r} has version {version!r}; this ofa-nni reads "
+                                  f"versions 1 and {SUPERNET_VERSION} (upgrade ofa-nni to read it)")
+        if not isinstance(data.get("space"), dict) or not isinstance(data.get("state_dict"), dict):
+            raise CheckpointError(f"supernet file {str(path)!r} is damaged: it lacks its space or its weights")
+        space_kwargs, state_dict = dict(data["space"]), data["state_dict"]
+        name = data.get("space_name", DEFAULT_SPACE) if version == SUPERNET_VERSION else DEFAULT_SPACE
+    else:
+        raise CheckpointError(f"{str(path)!r} is neither an ofa-nni supernet nor a training checkpoint")
+    if not isinstance(name, str):
+        raise CheckpointError(f"supernet file {str(path)!r}: space_name must be a string, got {name!r}")
+    try:
+        cls = space_class(name)
+    except ValueError as error:
+        raise CheckpointError(f"supernet file {str(path)!r}: {error}") from None
+    kwargs: dict[str, Any] = {key: tuple(v) if isinstance(v, list) else v for key, v in space_kwargs.items()}
+    try:
+        space = cls(**kwargs)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{str(path)!r}: its space description is invalid ({error})") from None
+    try:
+        space.load_state_dict(state_dict)
+    except (RuntimeError, TypeError, AttributeError) as error:  # weights of another space, or not a state dict
+        details = [line.strip() for line in str(error).splitlines()[1:] if line.strip()]
+        shown = "; ".join(details[:2]) + (f"; ... ({len(details)} problems)" if len(details) > 2 else "")
+        raise CheckpointError(
+            f"{str(path)!r}: its weights do not fit the space it describes ({shown or error}); the file was "
+            "edited or assembled from another run"
+        ) from None
+    return space.eval()
