@@ -46,7 +46,32 @@ _EXPORTS = {
     "ParetoFront": "ofa_nni.search",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ArchSpace",
+    "Sample",
+    "DEFAULT_RESOLUTIONS",
+    "AnalyticCostModel",
+    "InvalidInputError",
+    "convert_ofa_state_dict",
+    "arch_from_ofa",
+    "arch_to_ofa",
+    "AccuracyDataset",
+    "AccuracyPredictor",
+    "build_accuracy_predictor",
+    "collect_accuracy_dataset",
+    "EfficiencyModel",
+    "MacsModel",
+    "ParamsModel",
+    "LatencyTable",
+    "build_latency_table",
+    "validate_latency_table",
+    "EvolutionSearch",
+    "ParetoSearch",
+    "specialize",
+    "SearchResult",
+    "TargetResult",
+    "ParetoFront",
+]
 
 if TYPE_CHECKING:
     from ofa_nni.accuracy import AccuracyDataset, AccuracyPredictor, build_accuracy_predictor, collect_accuracy_dataset

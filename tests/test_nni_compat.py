@@ -23,7 +23,7 @@ def test_import_warnings_are_still_emitted_by_nni_and_filtered_by_us():
     needed = _python("import nni.nas.nn.pytorch")
     assert needed.returncode == 0, needed.stderr
     assert "is found to be not a nn.Module" in needed.stderr  # NNI 3.0 still warns on today's torch
-    patched = _python("import ofa_nni; import nni.nas.nn.pytorch; import search_spaces")
+    patched = _python("import search_spaces; import nni.nas.nn.pytorch")
     assert patched.returncode == 0, patched.stderr
     assert "is found to be not a nn.Module" not in patched.stderr
 
@@ -131,7 +131,7 @@ def test_strategy_import_order_workaround_is_needed_and_works():
     )
     needed = _python(oneshot_first)
     assert needed.stdout.strip() == "ImportFailedStrategy", needed.stderr  # NNI's silent import cycle
-    works = _python("import ofa_nni\n" + oneshot_first)
+    works = _python("import strategies, search_spaces\n" + oneshot_first)
     assert works.stdout.strip() == "RandomOneShot", works.stderr
 
 
@@ -271,7 +271,7 @@ _HPO_EXPERIMENT = """
 import json, sys, time
 from pathlib import Path
 
-import ofa_nni  # noqa: F401  (the compat patches)
+import search_spaces  # noqa: F401  (applies the compat patches, as every NNI-facing package does)
 import psutil
 from nni.experiment import Experiment
 

@@ -187,10 +187,10 @@ def test_tuner_arguments_are_checked(tmp_path: Path) -> None:
 
 def test_importing_the_tuner_stays_light() -> None:
     """NNI's dispatcher must connect within 10 s of starting: importing and constructing the tuner
-    must not load torch (or Lightning, or NNI's NAS modules)."""
+    must not load torch (or Lightning, or NNI's NAS modules). The core may load: it is light."""
     code = ("import sys; from strategies.nni_tuner import OFAEvolutionTuner; "
             "OFAEvolutionTuner(space={'preset': 'cpu'}); "
-            "heavy = [m for m in ('torch', 'pytorch_lightning', 'nni.nas', 'ofa_nni') if m in sys.modules]; "
+            "heavy = [m for m in ('torch', 'pytorch_lightning', 'nni.nas') if m in sys.modules]; "
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 

@@ -52,7 +52,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = _arguments(argv)
-    import ofa_nni  # noqa: F401  (NNI 3.0 compatibility patches, before NNI's NAS modules load)
+    import search_spaces  # noqa: F401  (applies the NNI 3.0 workarounds before NNI's NAS modules load)
 
     # isort: split
     from nni.nas.evaluator import FunctionalEvaluator
