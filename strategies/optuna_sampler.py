@@ -17,6 +17,19 @@ categorical parameters; :func:`suggest_sample` suggests them all::
     study = optuna.create_study(direction="maximize", sampler=OFAEvolutionSampler(space=space, seed=0))
     study.optimize(objective, n_trials=200)
 
+The sampler keeps Optuna's sampler contract (``tests/test_optuna_sampler.py`` runs Optuna's shared
+sampler test cases, ``optuna.testing.pytest_samplers``, on it). Its relative search space is the
+labels the study suggests: those every COMPLETE trial suggested with the space's choices, as Optuna's
+relative samplers infer theirs. Every other parameter -- a learning rate, or one that only shares a
+label's name, say ``resolution`` as an int -- is the fallback ``RandomSampler``'s (seeded with
+``seed``), so a study without the labels gets exactly RandomSampler's values and no proposal. All
+labels of a trial come from one proposed subnet, those of a study's first trials too. Labels a trial
+gets elsewhere -- fixed by ``optuna.samplers.PartialFixedSampler``, or given to
+``study.enqueue_trial`` -- are set in the proposal before it is deduplicated and claimed, so that no
+trial repeats a subnet with them either. A COMPLETE trial that suggested only some of the labels is
+skipped (no parent, no data for the surrogate), with one warning. ``reseed_rng()`` reseeds both the
+proposals and the fallback.
+
 The sampler is stateless across processes: every proposal rebuilds the population from
 ``study.get_trials()`` (finished trials are immutable, so their decoded parameters are cached by
 trial id), so any number of workers can share one RDB or journal storage. Subnets of trials that
@@ -71,6 +84,7 @@ import math
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -120,6 +134,8 @@ _CLAIM_ATTEMPTS = 4
 _CLAIM_WAIT_SECONDS = 10.0
 """How long a trial waits for a newer trial that claimed the same subnet to keep it or give way."""
 _CLAIM_POLL_SECONDS = 0.02
+_RANDOM_REFILL = 256
+"""Random subnets drawn when the engine's candidates, with a trial's pinned values set, are all known."""
 
 
 def _as_arch_space(space: Any) -> ArchSpace:
@@ -181,13 +197,18 @@ def set_constraints(trial: optuna.Trial, constraints: Mapping[str, float]) -> No
 
 
 class _Decoded:
-    """What the sampler needs from one trial, decoded once (finished trials never change)."""
+    """What the sampler needs from one trial, decoded once (finished trials never change): its subnet
+    (``None`` unless it has every label, or is another worker's claim), the labels it suggested
+    with the space's choices, and its parameters named like a label but with another distribution."""
 
-    __slots__ = ("row", "arch")
+    __slots__ = ("row", "labels", "foreign")
 
-    def __init__(self, row: np.ndarray | None, arch: str | None) -> None:
+    def __init__(
+        self, row: np.ndarray | None, labels: frozenset[str], foreign: Mapping[str, BaseDistribution]
+    ) -> None:
         self.row = row
-        self.arch = arch
+        self.labels = labels
+        self.foreign = foreign
 
 
 class OFAEvolutionSampler(BaseSampler):
@@ -215,7 +236,8 @@ class OFAEvolutionSampler(BaseSampler):
         constraints_func: Optional (deprecated in Optuna 5, kept for older code): called with each
             finished trial, returns its constraint values, stored as the list-style ``constraints``
             system attribute. Prefer ``trial.set_constraint`` / :func:`set_constraints`.
-        seed: Seed; with a seed a sequential study is reproducible.
+        seed: Seed of the proposals and of the fallback ``RandomSampler`` (parameters other than the
+            labels); with a seed a sequential study is reproducible, until ``reseed_rng()``.
     """
 
     def __init__(
@@ -265,31 +287,142 @@ class OFAEvolutionSampler(BaseSampler):
         self._distributions = optuna_search_space(self.space)
         self._index_of = [{v: i for i, v in enumerate(self.space.choices(label))} for label in self.space.labels]
         self._random_sampler = RandomSampler(seed=seed)
-        self._decoded: dict[tuple[int, int], _Decoded] = {}
+        self._decoded: dict[tuple[Any, ...], _Decoded] = {}
+        # The subnet of each trial this process is running, once proposed ((study id, trial id) ->
+        # index row): every label of the trial takes its value from it, relative or independent.
+        self._trial_rows: dict[tuple[int, int], np.ndarray] = {}
+        # Labels a wrapping sampler handed back while being asked what it fixes (trial id -> labels).
+        self._probes: dict[int, list[str]] = {}
+        # Per running trial: the study's parameters named like a label with another distribution.
+        self._foreign: dict[tuple[int, int], dict[str, tuple[int, BaseDistribution]]] = {}
+        self._warned_partial = False
         # Validates the settings (and the budgets against the smallest achievable costs) now,
         # with a clear error, rather than at the first trial.
         self._engine(seed=0, batch=self.population_size)
 
     # ----------------------------------------------------------------- Optuna interface
     def reseed_rng(self) -> None:
+        # Both random streams: the proposals' (a seeded sampler's trial seeds come from its seed, so
+        # the seed goes) and the fallback's. Optuna reseeds every thread of optimize(n_jobs=...).
+        self._seed = None
         self._rng = np.random.default_rng()
         self._random_sampler.reseed_rng()
 
     def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        return dict(self._distributions)
+        """The labels the study suggests: those every COMPLETE trial suggested with the space's
+        choices (the intersection search space of Optuna's relative samplers, restricted to the
+        space's labels). Empty for a study that suggests none, so that it gets the fallback's values;
+        a parameter that only shares a label's name (another kind or other choices) is the
+        fallback's too."""
+        labels: frozenset[str] | None = None
+        for frozen in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            suggested = self._decode(study, frozen).labels
+            labels = suggested if labels is None else labels & suggested
+            if not labels:
+                return {}
+        return {label: d for label, d in self._distributions.items() if labels and label in labels}
 
     def sample_independent(
         self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
     ) -> Any:
-        # Parameters outside the space (e.g. a learning rate the objective also suggests).
-        return self._random_sampler.sample_independent(study, trial, param_name, param_distribution)
+        if self._distributions.get(param_name) != param_distribution:
+            # Not a label of the space (a learning rate, or a parameter that only shares a label's name).
+            return self._random_sampler.sample_independent(study, trial, param_name, param_distribution)
+        probe = self._probes.get(trial._trial_id)
+        if probe is not None:  # a wrapping sampler asked about this label hands it to this sampler
+            probe.append(param_name)
+            return self.space.choices(param_name)[0]
+        self._check_same_choices(study, trial, param_name)
+        # A label outside the relative search space (the first trials of a study, before any is
+        # complete; or one a partial trial left out): from the trial's subnet all the same, so that
+        # it is deduplicated and claimed like every other.
+        row = self._trial_row(study, trial, free={param_name})
+        return self.space.choices(param_name)[int(row[self.space.labels.index(param_name)])]
+
+    def _check_same_choices(self, study: Study, trial: FrozenTrial, label: str) -> None:
+        """A label outside the relative search space may be one the study has with other choices (it
+        was run on another space): Optuna's storage would refuse the value; say why first. The
+        study's trials are read once per trial."""
+        key = (study._study_id, trial._trial_id)
+        foreign = self._foreign.get(key)
+        if foreign is None:
+            foreign = {}
+            for frozen in study.get_trials(deepcopy=False):
+                for name, distribution in self._decode(study, frozen).foreign.items():
+                    foreign.setdefault(name, (frozen.number, distribution))
+            self._foreign[key] = foreign
+        if label in foreign:
+            number, other = foreign[label]
+            raise InvalidInputError(
+                f"trial {number}: parameter {label!r} has {_described(other)} but the sampler's space has "
+                f"{self.space.choices(label)}; the study was run on another search space"
+            )
 
     def sample_relative(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
-        if not search_space:
-            return {}
-        row = self.propose(study, trial)
+        labels = [name for name, d in search_space.items() if self._distributions.get(name) == d]
+        params: dict[str, Any] = {}
+        if labels:
+            sample = self.space.from_indices(self._trial_row(study, trial, free=set(labels)))
+            params = {label: sample[label] for label in labels}
+        # Anything else in a search space handed in (the inferred one holds only labels): the fallback's.
+        for name, distribution in search_space.items():
+            if name not in params:
+                params[name] = self._random_sampler.sample_independent(study, trial, name, distribution)
+        return params
+
+    def _trial_row(self, study: Study, trial: FrozenTrial, free: set[str]) -> np.ndarray:
+        """The subnet of ``trial``, proposed and claimed at its first label; ``free`` are labels the
+        trial is sure to take from it (the others may be pinned, see :meth:`_pinned`)."""
+        key = (study._study_id, trial._trial_id)
+        row = self._trial_rows.get(key)
+        if row is None:
+            row = self._propose_and_claim(study, trial, self._pinned(study, trial, free))
+            self._trial_rows[key] = row
+        return row
+
+    def _pinned(self, study: Study, trial: FrozenTrial, free: set[str]) -> dict[int, int]:
+        """The labels whose value ``trial`` gets from elsewhere than this sampler's proposal, as
+        {column: choice index}: those it already has, those given to ``study.enqueue_trial`` (even in
+        ``free``: Optuna takes them first), and those a wrapping sampler fixes
+        (``PartialFixedSampler``). The wrapper is asked for each label outside ``free``
+        (``sample_independent``): a label it hands back to this sampler is not fixed, one it answers
+        itself is. Proposals are deduplicated and claimed with these values, which
+        are the parameters the trial ends up with."""
+        enqueued = trial.system_attrs.get("fixed_params") or {}
+        wrapper = study.sampler if study.sampler is not self else None
+        pinned: dict[int, int] = {}
+        for col, label in enumerate(self.space.labels):
+            if len(self._index_of[col]) == 1:  # Optuna sets a single choice itself
+                continue
+            distribution = self._distributions[label]
+            if label in trial.params:
+                if trial.distributions.get(label) != distribution:
+                    continue
+                value = trial.params[label]
+            elif label in enqueued:  # Optuna takes these before the relative search space
+                value = enqueued[label]
+            elif label in free:
+                continue
+            elif wrapper is not None:
+                handed_back: list[str] = []
+                self._probes[trial._trial_id] = handed_back
+                try:
+                    value = wrapper.sample_independent(study, trial, label, distribution)
+                finally:
+                    del self._probes[trial._trial_id]
+                if handed_back:
+                    continue
+            else:
+                continue
+            index = self._index_of[col].get(value)
+            if index is not None:
+                pinned[col] = index
+        return pinned
+
+    def _propose_and_claim(self, study: Study, trial: FrozenTrial, pinned: Mapping[int, int]) -> np.ndarray:
+        row = self.propose(study, trial, pinned)
         for _ in range(_CLAIM_ATTEMPTS):
             # Claim the subnet in the storage, then look again: a worker that proposed the same
             # subnet concurrently has claimed it too, and the newer trial of the two proposes anew
@@ -298,11 +431,10 @@ class OFAEvolutionSampler(BaseSampler):
             self._claim(study, trial, row)
             if not self._claimed_elsewhere(study, trial, row):
                 break
-            row = self.propose(study, trial)
+            row = self.propose(study, trial, pinned)
         else:  # out of attempts: keep the last proposal, claimed so that the others avoid it
             self._claim(study, trial, row)
-        sample = self.space.from_indices(row)
-        return {label: sample[label] for label in search_space if label in sample}
+        return row
 
     def _claim(self, study: Study, trial: FrozenTrial, row: np.ndarray) -> None:
         study._storage.set_trial_system_attr(
@@ -343,6 +475,8 @@ class OFAEvolutionSampler(BaseSampler):
     def after_trial(
         self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
     ) -> None:
+        self._trial_rows.pop((study._study_id, trial._trial_id), None)
+        self._foreign.pop((study._study_id, trial._trial_id), None)
         if self.constraints_func is None or state not in (TrialState.COMPLETE, TrialState.PRUNED):
             return
         constraints = [float(v) for v in self.constraints_func(trial)]
@@ -351,8 +485,9 @@ class OFAEvolutionSampler(BaseSampler):
         study._storage.set_trial_system_attr(trial._trial_id, _LIST_CONSTRAINTS_ATTR, tuple(constraints))
 
     # --------------------------------------------------------------------- the search
-    def propose(self, study: Study, trial: FrozenTrial) -> np.ndarray:
-        """The index row of the subnet the sampler proposes for ``trial`` (rebuilt from the storage)."""
+    def propose(self, study: Study, trial: FrozenTrial, pinned: Mapping[int, int] | None = None) -> np.ndarray:
+        """The index row of the subnet the sampler proposes for ``trial`` (rebuilt from the storage),
+        with the choice indices ``pinned`` ({column: index}, the values the trial gets elsewhere)."""
         trials = study.get_trials(deepcopy=False)
         directions = study.directions
         done_rows, done_values, done_constraints, tried_rows = self._history(study, trials, trial)
@@ -369,12 +504,49 @@ class OFAEvolutionSampler(BaseSampler):
             engine.tell(tried_rows, np.full(len(tried_rows), np.nan))
         candidates = engine.ask()
         rng = np.random.default_rng(seed)
+        if pinned:
+            candidates = self._pinned_candidates(candidates, pinned, np.concatenate([done_rows, tried_rows]), rng)
         if len(candidates) == 0:  # every subnet the operators reach was tried: a random one
-            return self.space.random_indices(1, rng)[0]
+            return self._with_pinned(self.space.random_indices(1, rng), pinned or {})[0]
         if self.predictor is not None and n_done >= self.n_startup_trials and len(candidates) > 1:
             merit = self._predict(candidates, done_rows, done_values, done_constraints, directions)
             return candidates[int(np.argmax(merit))]
         return candidates[int(rng.integers(len(candidates)))]
+
+    def _with_pinned(self, rows: np.ndarray, pinned: Mapping[int, int]) -> np.ndarray:
+        """``rows`` with the pinned genes set, canonical (the subnets the trials will run)."""
+        rows = rows.copy()
+        for col, index in pinned.items():
+            rows[:, col] = index
+        return canonical_indices(self.space, rows)
+
+    def _pinned_candidates(
+        self, candidates: np.ndarray, pinned: Mapping[int, int], known: np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
+        """The engine's candidates as the trial will run them (pinned genes set), without repeats of
+        ``known`` subnets or of each other, within the budgets where any is; when pinning leaves
+        none new (the engine bred them with other values there), random subnets with the pinned
+        genes."""
+        seen = {row.tobytes() for row in canonical_indices(self.space, known)} if len(known) else set()
+        rows = candidates[:0]
+        for pool in (candidates, self.space.random_indices(_RANDOM_REFILL, rng)):
+            rows = self._with_pinned(pool, pinned)
+            fresh = []
+            for i, row in enumerate(rows):
+                key = row.tobytes()
+                if key not in seen:
+                    seen.add(key)
+                    fresh.append(i)
+            rows = rows[fresh]
+            if self.budgets and len(rows):
+                # A pinned value may exceed a budget the engine repaired the candidate to meet.
+                within = np.ones(len(rows), dtype=bool)
+                for name, limit in self.budgets.items():
+                    within &= np.asarray(self.costs[name](rows), dtype=np.float64) <= limit
+                rows = rows[within] if within.any() else rows
+            if len(rows):
+                break
+        return rows
 
     def _prescreen_size(self, n_done: int) -> int:
         if self.predictor is None or n_done < self.n_startup_trials:
@@ -435,47 +607,72 @@ class OFAEvolutionSampler(BaseSampler):
         )
 
     def _decode(self, study: Study, frozen: FrozenTrial) -> _Decoded:
-        key = (study._study_id, frozen._trial_id)
+        # In-memory studies all have study id 0 and trial ids from 0: the start time tells them apart.
+        key = (study._study_id, frozen._trial_id, frozen.number, frozen.datetime_start)
         cached = self._decoded.get(key)
         if cached is not None:
             return cached
         params: Mapping[str, Any] = frozen.params
-        if frozen.state == TrialState.WAITING:
-            params = frozen.system_attrs.get("fixed_params") or {}
-        decoded = _Decoded(None, None)
-        if all(label in params for label in self.space.labels):
-            decoded = _Decoded(self._encode(frozen, params), None)
+        distributions: Mapping[str, BaseDistribution] | None = frozen.distributions
+        if frozen.state == TrialState.WAITING:  # enqueued: what was given to enqueue_trial (no distributions)
+            params, distributions = frozen.system_attrs.get("fixed_params") or {}, None
+        indices = self._label_indices(params, distributions)
+        labels = frozenset(self.space.labels[col] for col in indices)
+        foreign = {  # parameters named like a label with another distribution
+            name: d for name, d in (distributions or {}).items()
+            if name in self._distributions and d != self._distributions[name]
+        }
+        row = None
+        if len(indices) == len(self.space.labels):
+            row = np.array([indices[col] for col in range(len(self.space.labels))], dtype=np.int64)
         elif frozen.state == TrialState.RUNNING and _PROPOSAL_ATTR in frozen.system_attrs:
             # Another worker's proposal whose parameters are not stored yet.
-            decoded = _Decoded(self.space.to_indices(self.space.parse(frozen.system_attrs[_PROPOSAL_ATTR])), None)
-        elif frozen.state == TrialState.COMPLETE and any(label in params for label in self.space.labels):
-            missing = [label for label in self.space.labels if label not in params]
-            raise InvalidInputError(
-                f"trial {frozen.number} has some of the space's parameters but not {missing[0]!r} "
-                f"({len(missing)} missing): suggest every label, e.g. with suggest_sample(trial, space)"
-            )
-        if frozen.state.is_finished():  # finished trials never change: decode them once
+            row = self.space.to_indices(self.space.parse(frozen.system_attrs[_PROPOSAL_ATTR]))
+        elif frozen.state == TrialState.COMPLETE and labels:
+            self._warn_partial(frozen, len(labels))
+        decoded = _Decoded(row, labels, foreign)
+        if frozen.state.is_finished() and frozen.datetime_start is not None:  # finished trials never change
             self._decoded[key] = decoded
         return decoded
 
-    def _encode(self, frozen: FrozenTrial, params: Mapping[str, Any]) -> np.ndarray:
-        row = np.empty(len(self.space.labels), dtype=np.int64)
+    def _label_indices(
+        self, params: Mapping[str, Any], distributions: Mapping[str, BaseDistribution] | None
+    ) -> dict[int, int]:
+        """{column: choice index} of the labels among ``params`` suggested with the space's choices
+        (``distributions=None``: values only, as ``enqueue_trial`` records them)."""
+        indices: dict[int, int] = {}
         for col, label in enumerate(self.space.labels):
-            distribution = frozen.distributions.get(label)
-            if distribution is not None and distribution != self._distributions[label]:
-                raise InvalidInputError(
-                    f"trial {frozen.number}: parameter {label!r} has choices "
-                    f"{getattr(distribution, 'choices', distribution)} but the sampler's space has "
-                    f"{self.space.choices(label)}; the study was run on another search space"
-                )
+            if label not in params:
+                continue
+            if distributions is not None and distributions.get(label) != self._distributions[label]:
+                continue  # a parameter that only shares the label's name
             index = self._index_of[col].get(params[label])
-            if index is None:
-                raise InvalidInputError(
-                    f"trial {frozen.number}: parameter {label!r} = {params[label]!r} is not a choice of the "
-                    f"sampler's space {self.space.choices(label)}; the study was run on another search space"
-                )
-            row[col] = index
-        return row
+            if index is not None:
+                indices[col] = index
+        return indices
+
+    def _warn_partial(self, frozen: FrozenTrial, n_labels: int) -> None:
+        """Warn (once per sampler) that a COMPLETE trial with only some of the labels is skipped."""
+        if self._warned_partial:
+            return
+        self._warned_partial = True
+        detail = "a value outside the space's choices"
+        for label in self.space.labels:
+            distribution = frozen.distributions.get(label)
+            if distribution is None:
+                detail = f"no {label!r}"
+                break
+            if distribution != self._distributions[label]:
+                detail = f"{label!r} with {_described(distribution)} where the space has {self.space.choices(label)}"
+                break
+        warnings.warn(
+            f"trial {frozen.number} suggested {n_labels} of the space's {len(self.space.labels)} labels with "
+            f"the space's choices ({detail}): the sampler skips it (not a parent, not in the surrogate's data, "
+            "not deduplicated against), and other such trials without a further warning. Suggest every "
+            "label, e.g. with suggest_sample(trial, space)",
+            UserWarning,
+            stacklevel=2,
+        )
 
     @staticmethod
     def _rank_scores(values: np.ndarray, violation: np.ndarray, directions: Sequence[StudyDirection]) -> np.ndarray:
@@ -536,6 +733,12 @@ class OFAEvolutionSampler(BaseSampler):
             merit[front] += 0.5 * np.tanh(crowding_distance(minimised[front]))
         # A candidate predicted to violate a constraint ranks below every one predicted feasible.
         return np.where(violation > 0, -1e18 - violation, merit)
+
+
+def _described(distribution: BaseDistribution) -> str:
+    if isinstance(distribution, CategoricalDistribution):
+        return f"choices {distribution.choices}"
+    return f"a {type(distribution).__name__}"
 
 
 def _minimised(values: np.ndarray, directions: Sequence[StudyDirection]) -> np.ndarray:
@@ -724,7 +927,9 @@ def publish_to_dashboard(
         number = trial if isinstance(trial, int) else trial.number
         matches = [t for t in trials if t.number == number]
         if not matches:
-            raise InvalidInputError(f"trial {number} is not a COMPLETE trial of the space in study {study.study_name!r}")
+            raise InvalidInputError(
+                f"trial {number} is not a COMPLETE trial of the space in study {study.study_name!r}"
+            )
         chosen = matches[0]
     cost_model = AnalyticCostModel(arch)
     macs = cost_model.macs(rows).astype(np.float64)

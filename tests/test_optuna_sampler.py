@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
+from optuna.testing import pytest_samplers
 
 from ofa_nni import AnalyticCostModel, ArchSpace
 from strategies.optuna_sampler import (
@@ -374,12 +375,171 @@ def test_space_mismatch_gives_a_clear_error():
         study.optimize(lambda t: accuracy(suggest_sample(t, SPACE)), n_trials=1)
 
 
-def test_a_trial_with_part_of_the_space_gives_a_clear_error():
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    study.optimize(lambda t: float(t.suggest_categorical("resolution", SPACE.choices("resolution"))), n_trials=1)
-    study.sampler = OFAEvolutionSampler(space=SPACE, seed=0)
-    with pytest.raises(ValueError, match=r"trial 0 has some of the space's parameters but not 'stage1.block1.kernel'"):
-        study.optimize(lambda t: accuracy(suggest_sample(t, SPACE)), n_trials=1)
+# ----------------------------------------------------------------- Optuna's sampler contract (issue 15)
+class TestOptunaSharedSamplerCases(
+    pytest_samplers.BasicSamplerTestCase,
+    pytest_samplers.RelativeSamplerTestCase,
+    pytest_samplers.MultiObjectiveSamplerTestCase,
+):
+    """Optuna's own shared sampler test cases (``optuna.testing.pytest_samplers``, as OptunaHub's
+    unit-test recipe recommends). Their studies suggest no OFA label, so they check that the sampler
+    then is a plain Optuna sampler: independent sampling of every distribution, relative sampling of
+    whatever search space it is handed, NaN values, ``PartialFixedSampler``, several objectives.
+    (``SingleOnlySamplerTestCase`` does not apply: the sampler supports several objectives.)"""
+
+    @pytest.fixture
+    def sampler(self):
+        return lambda: OFAEvolutionSampler(space=SPACE, seed=0)
+
+
+def _params_and_claims(sampler: optuna.samplers.BaseSampler, objective, n_trials: int = 12):
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(objective, n_trials=n_trials)
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    return [t.params for t in study.trials], [t.system_attrs.get("ofa_nni:arch") for t in study.trials]
+
+
+def _no_ofa_labels(trial: optuna.Trial) -> float:
+    x = trial.suggest_float("x", -1.0, 1.0)
+    lr = trial.suggest_float("lr", 1e-5, 1e-1, log=True)
+    return x + lr + trial.suggest_int("width", 8, 64) + len(trial.suggest_categorical("act", ["relu", "gelu"]))
+
+
+@pytest.mark.parametrize(
+    "objective",
+    [
+        _no_ofa_labels,
+        lambda t: float(t.suggest_int("resolution", 128, 224, step=4)),
+        lambda t: float(t.suggest_categorical("resolution", [1, 2, 3])),
+        lambda t: t.suggest_float("resolution", 0.5, 1.0) + t.suggest_int("stage1.depth", 0, 9),
+    ],
+    ids=["no-label", "resolution-int", "resolution-other-choices", "label-names-as-numbers"],
+)
+def test_a_study_without_the_labels_behaves_like_the_fallback_sampler(objective):
+    """Issue 15, item 7: a study that does not suggest the space's labels (none at all, or a parameter
+    that only shares a label's name: ``resolution`` as an int or with other choices) gets exactly
+    RandomSampler's values for the same seed, no proposal and no ``ofa_nni:arch`` claim."""
+    ours, claims = _params_and_claims(OFAEvolutionSampler(space=SPACE, seed=5), objective)
+    random_params, _ = _params_and_claims(optuna.samplers.RandomSampler(seed=5), objective)
+    assert ours == random_params
+    assert claims == [None] * len(claims)
+
+
+def test_the_relative_search_space_is_the_labels_the_study_suggests():
+    """Issue 15, item 7: the relative search space is inferred from the completed trials, as Optuna's
+    relative samplers do: only the labels suggested there with the space's choices."""
+    sampler = OFAEvolutionSampler(space=SPACE, seed=0)
+    study = optuna.create_study(sampler=sampler)
+    assert sampler.infer_relative_search_space(study, study.ask()._cached_frozen_trial) == {}
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(lambda t: accuracy(suggest_sample(t, SPACE)) + t.suggest_float("lr", 0.1, 1.0), n_trials=3)
+    space = sampler.infer_relative_search_space(study, study.trials[-1])
+    assert space == optuna_search_space(SPACE)  # "lr" is the fallback's
+    study = optuna.create_study(sampler=sampler)
+    with pytest.warns(UserWarning, match="trial 0 suggested 1 of the space's 46 labels"):  # a partial trial
+        study.optimize(lambda t: float(t.suggest_int("resolution", 128, 224))
+                       + float(t.suggest_categorical("stage1.depth", SPACE.choices("stage1.depth"))), n_trials=3)
+    assert sampler.infer_relative_search_space(study, study.trials[-1]) == {
+        "stage1.depth": optuna_search_space(SPACE)["stage1.depth"]
+    }
+
+
+TINY_TWO_RESOLUTIONS = ArchSpace(kernel_sizes=(3,), expand_ratios=(2,), depths=(1, 2), resolutions=(32, 40),
+                                 base_widths=(8, 8, 16, 24, 32, 48, 64), stage_strides=(2, 2, 2),
+                                 stage_activations=("relu", "hswish", "hswish"), stage_se=(False, True, True))
+"""2 x 2 x 2 depths x 2 resolutions = 16 distinct subnets."""
+
+
+@pytest.mark.parametrize(
+    "fixed",
+    [{"resolution": 192}, {SPACE.depth_label(s): 2 for s in range(SPACE.num_stages)},
+     {"resolution": 160, "stage1.depth": 3, "stage2.depth": 2}],
+    ids=["resolution", "depths", "resolution-and-two-depths"],
+)
+def test_partial_fixed_sampler_never_repeats_a_subnet(fixed):
+    """Issue 15, item 8: wrapped in PartialFixedSampler with some labels fixed, every trial is a new
+    subnet (deduplicated over the parameters the trial ends up with, fixed ones included), and the
+    claim is the subnet the trial ran."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = optuna.samplers.PartialFixedSampler(fixed, OFAEvolutionSampler(space=SPACE, seed=0))
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(objective, n_trials=40)
+    keys = [subnet_key(trial_sample(t, SPACE)) for t in study.trials]
+    repeats = len(keys) - len(set(keys))
+    assert repeats == 0, f"{repeats} of {len(keys)} trials repeat an earlier subnet"
+    for t in study.trials:
+        assert {label: t.params[label] for label in fixed} == fixed
+        assert t.system_attrs["ofa_nni:arch"] == t.user_attrs[ARCH_ATTR]
+
+
+def test_partial_fixed_sampler_after_a_free_start_keeps_finding_new_subnets():
+    """The usual PartialFixedSampler recipe: search, then fix the best trial's resolution and go on."""
+    inner = OFAEvolutionSampler(space=SPACE, seed=1)
+    study = optuna.create_study(direction="maximize", sampler=inner)
+    study.optimize(objective, n_trials=20)
+    fixed = {"resolution": study.best_params["resolution"]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.sampler = optuna.samplers.PartialFixedSampler(fixed, inner)
+    study.optimize(objective, n_trials=30)
+    keys = [subnet_key(trial_sample(t, SPACE)) for t in study.trials]
+    assert len(set(keys)) == len(keys)
+    assert all(t.params["resolution"] == fixed["resolution"] for t in study.trials[20:])
+
+
+def test_enqueued_partial_parameters_are_kept_and_the_rest_never_repeats():
+    """Issue 15, item 8 (the same rule for ``enqueue_trial`` with some labels): 8 trials enqueued with
+    resolution 32 get the 8 distinct subnets that have it."""
+    space = TINY_TWO_RESOLUTIONS
+    study = optuna.create_study(sampler=OFAEvolutionSampler(space=space, seed=0, n_startup_trials=2))
+    for _ in range(8):
+        study.enqueue_trial({"resolution": 32})
+    study.optimize(lambda t: float(len(suggest_sample(t, space))), n_trials=8)
+    assert all(t.params["resolution"] == 32 for t in study.trials)
+    keys = {subnet_key(trial_sample(t, space), space) for t in study.trials}
+    assert len(keys) == 8
+
+
+def test_a_complete_trial_with_part_of_the_labels_is_skipped_with_one_warning():
+    """Issue 15, item 9: COMPLETE trials that suggested only some labels (here added by hand, one with
+    one label, one with all but one) are skipped by the surrogate and the population, with one
+    warning; the study goes on."""
+    sampler = OFAEvolutionSampler(space=SPACE, seed=0, n_startup_trials=4)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(objective, n_trials=6)
+    distributions = optuna_search_space(SPACE)
+    full = trial_sample(study.trials[0], SPACE)
+    for labels in (["resolution"], list(SPACE.labels[1:])):
+        study.add_trial(optuna.create_trial(params={k: full[k] for k in labels},
+                                            distributions={k: distributions[k] for k in labels}, value=1.0))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        study.optimize(objective, n_trials=10)
+    skipped = [w for w in caught if "skips it" in str(w.message)]
+    assert len(skipped) == 1, [str(w.message) for w in caught]
+    assert "trial 6" in str(skipped[0].message) and "stage1.block1.kernel" in str(skipped[0].message)
+    assert len(study.trials) == 18 and all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    done_rows, _, _, tried_rows = sampler._history(study, study.trials, study.ask()._cached_frozen_trial)
+    assert len(done_rows) == 16 and len(tried_rows) == 0  # the two partial trials are in neither
+
+
+def _archs_and_lrs(sampler: OFAEvolutionSampler) -> tuple[list[str], list[float]]:
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(lambda t: objective(t) + 0 * t.suggest_float("lr", 1e-4, 1e-1, log=True), n_trials=24)
+    return [t.user_attrs[ARCH_ATTR] for t in study.trials], [t.params["lr"] for t in study.trials]
+
+
+def test_reseed_rng_reseeds_the_proposals_and_the_fallback():
+    """Issue 15, item 10: after ``reseed_rng()`` a seeded sampler no longer repeats its seeded run,
+    neither the subnets it proposes nor the parameters outside the space."""
+    seeded = _archs_and_lrs(OFAEvolutionSampler(space=SPACE, seed=0))
+    assert _archs_and_lrs(OFAEvolutionSampler(space=SPACE, seed=0)) == seeded
+    reseeded_sampler = OFAEvolutionSampler(space=SPACE, seed=0)
+    reseeded_sampler.reseed_rng()
+    archs, lrs = _archs_and_lrs(reseeded_sampler)
+    assert not set(archs) & set(seeded[0])
+    assert not set(lrs) & set(seeded[1])
 
 
 def test_bad_arguments_are_rejected():
