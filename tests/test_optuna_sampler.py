@@ -392,6 +392,24 @@ class TestOptunaSharedSamplerCases(
         return lambda: OFAEvolutionSampler(space=SPACE, seed=0)
 
 
+def test_sample_relative_over_the_labels_gives_whole_distinct_subnets_of_python_values():
+    """The shared ``test_sample_relative_categorical`` over the space's own labels: each call on a new
+    trial returns every label, as a plain Python value among the label's choices, and a new subnet."""
+    sampler = OFAEvolutionSampler(space=SPACE, seed=0)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(objective, n_trials=2)
+    search_space = sampler.infer_relative_search_space(study, study.trials[-1])
+    assert search_space == optuna_search_space(SPACE)
+    keys = set()
+    for _ in range(10):
+        trial_id = study._storage.create_new_trial(study._study_id)
+        params = sampler.sample_relative(study, study._storage.get_trial(trial_id), search_space)
+        assert list(params) == list(SPACE.labels)
+        assert all(type(params[label]) is type(SPACE.choices(label)[0]) for label in SPACE.labels)
+        keys.add(subnet_key(SPACE.validate(params)))
+    assert len(keys) == 10  # each new trial claimed its own subnet
+
+
 def _params_and_claims(sampler: optuna.samplers.BaseSampler, objective, n_trials: int = 12):
     study = optuna.create_study(sampler=sampler)
     study.optimize(objective, n_trials=n_trials)
