@@ -62,6 +62,14 @@ or changes the behaviour makes a test fail instead of leaving dead code here.
    end. The dispatcher runs in its own process (``python -m nni``) and imports ``ofa_nni`` only when
    the tuner does: ``OFAEvolutionTuner.load_checkpoint``, which NNI's dispatcher calls when resuming
    before it receives any command, imports it.
+12. Not a bug of NNI but a trap of its evaluation path: NNI's multi-trial strategies hand the evaluator a
+   subnet frozen from the supernet (``Evaluator._execute``: ``model.executable_model()``), and a frozen
+   OFA subnet still holds the supernet's batch-norm statistics, which fit no subnet (accuracies of
+   0.3-0.9 instead of 0.98-0.99 after recalibration). NNI has no hook to recalibrate there, so
+   ``Evaluator._execute`` is wrapped: when the model space is an OFA supernet (it has an
+   ``arch_space``) and, once evaluated, the subnet was not recalibrated
+   (:func:`ofa_nni.runtime.is_recalibrated`), it warns once per process, naming the evaluator to use
+   (``strategies.RecalibratedEvaluator``).
 """
 
 from __future__ import annotations
@@ -89,6 +97,8 @@ __all__ = [
     "wait_for_orphaned_dispatchers",
     "RESUMED_TRIALS_METHOD",
     "original_dispatcher_methods",
+    "original_evaluator_execute",
+    "UNRECALIBRATED_WARNING",
 ]
 
 NON_MODULE_WARNING = r".* is found to be not a nn\.Module, which is unexpected"
@@ -107,6 +117,16 @@ original_launcher_popen: Any = None
 """The ``Popen`` that ``nni.experiment.launcher`` starts NNI's node manager with (workaround 7)."""
 original_dispatcher_methods: dict[str, Any] = {}
 """NNI's own ``MsgDispatcher.process_command`` (workaround 9)."""
+original_evaluator_execute: Any = None
+"""NNI's own ``Evaluator._execute`` (workaround 12)."""
+UNRECALIBRATED_WARNING = (
+    "NNI evaluated a subnet of the OFA supernet {space} with the supernet's batch-norm statistics, which fit "
+    "no subnet (its accuracy reads far too low). Evaluate with strategies.RecalibratedEvaluator(calibration_data, "
+    "held_out_data), which recalibrates BN first (OFA, Sec. 3.3), or call ofa_nni.runtime.recalibrate_batchnorm "
+    "in your evaluation function."
+)
+"""The warning of workaround 12 (``{space}``: the space's class name)."""
+_warned_unrecalibrated = False
 RESUMED_TRIALS_METHOD = "resumed_trials"
 """The tuner method a resumed dispatcher calls with the trials NNI runs again (workaround 9)."""
 
@@ -152,6 +172,7 @@ def apply() -> None:
     _checkpoint_after_every_model()
     _start_nni_manager_on_bind_host()
     _process_resumed_commands_in_order()
+    _warn_when_evaluated_without_recalibration()
     _applied = True
 
 
@@ -354,3 +375,29 @@ def _process_resumed_commands_in_order() -> None:
 
     original_dispatcher_methods["process_command"] = MsgDispatcher.process_command
     MsgDispatcher.process_command = _process_command_in_resume_order  # type: ignore[method-assign]
+
+
+# ------------------------------------------------------------------ 12. OFA subnets evaluated without recalibration
+def _execute_warning_without_recalibration(self: Any, model: Any) -> Any:
+    """``Evaluator._execute``: evaluate the model's executable model; warn (once) if it is a frozen OFA
+    subnet whose batch norms nobody recalibrated."""
+    global _warned_unrecalibrated
+    supernet = getattr(model, "model_space", None)
+    if getattr(supernet, "arch_space", None) is None or _warned_unrecalibrated:
+        return original_evaluator_execute(self, model)
+    from ofa_nni.runtime import is_recalibrated
+
+    executable = model.executable_model()
+    result = self.evaluate(executable)
+    if not is_recalibrated(executable) and not _warned_unrecalibrated:
+        _warned_unrecalibrated = True
+        warnings.warn(UNRECALIBRATED_WARNING.format(space=type(supernet).__name__), UserWarning, stacklevel=2)
+    return result
+
+
+def _warn_when_evaluated_without_recalibration() -> None:
+    global original_evaluator_execute
+    from nni.nas.evaluator import Evaluator
+
+    original_evaluator_execute = Evaluator._execute
+    Evaluator._execute = _execute_warning_without_recalibration  # type: ignore[method-assign]

@@ -10,7 +10,16 @@ from torch import nn
 
 from ofa_nni.errors import InvalidInputError
 
-__all__ = ["recalibrate_batchnorm"]
+__all__ = ["recalibrate_batchnorm", "RECALIBRATED_ATTRIBUTE", "is_recalibrated"]
+
+RECALIBRATED_ATTRIBUTE = "ofa_nni_batchnorm_recalibrated"
+"""Set (True) on a module whose BN statistics :func:`recalibrate_batchnorm` recomputed: lets NNI's
+evaluation of a frozen OFA subnet tell whether it was recalibrated (:mod:`ofa_nni._nni_compat`)."""
+
+
+def is_recalibrated(model: nn.Module) -> bool:
+    """Whether :func:`recalibrate_batchnorm` recomputed ``model``'s batch-norm statistics."""
+    return bool(getattr(model, RECALIBRATED_ATTRIBUTE, False))
 
 
 def _images_of(batch: Any) -> torch.Tensor:
@@ -90,4 +99,5 @@ def recalibrate_batchnorm(model: nn.Module, batches: Iterable[Any], num_batches:
         assert bn.running_mean is not None and bn.running_var is not None
         bn.running_mean[:channels] = (mean_sum / count).to(bn.running_mean.dtype)
         bn.running_var[:channels] = (var_sum / count).to(bn.running_var.dtype)
+    setattr(model, RECALIBRATED_ATTRIBUTE, True)
     return used

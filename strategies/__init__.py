@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["ProgressiveShrinking", "SandwichRule", "OFAEvolutionTuner", "OFAEvolution",
+__all__ = ["ProgressiveShrinking", "SandwichRule", "OFAEvolutionTuner", "OFAEvolution", "RecalibratedEvaluator",
            "OFAEvolutionSampler", "suggest_sample", "set_constraints", "publish_to_dashboard"]
 
 _EXPORTS = {
@@ -20,6 +20,7 @@ _EXPORTS = {
     "SandwichRule": "strategies.progressive_shrinking",
     "OFAEvolutionTuner": "strategies.nni_tuner",
     "OFAEvolution": "strategies.evolution",
+    "RecalibratedEvaluator": "strategies.nni_evaluator",
     "OFAEvolutionSampler": "strategies.optuna_sampler",
     "suggest_sample": "strategies.optuna_sampler",
     "set_constraints": "strategies.optuna_sampler",
@@ -28,6 +29,7 @@ _EXPORTS = {
 
 if TYPE_CHECKING:
     from strategies.evolution import OFAEvolution
+    from strategies.nni_evaluator import RecalibratedEvaluator
     from strategies.nni_tuner import OFAEvolutionTuner
     from strategies.optuna_sampler import OFAEvolutionSampler, publish_to_dashboard, set_constraints, suggest_sample
     from strategies.progressive_shrinking import ProgressiveShrinking, SandwichRule

@@ -79,6 +79,18 @@ class CalibratedModelSpace(RawFormatModelSpace):
         return model
 
 
+def _user_space_class(model_space: Any) -> type:
+    """The class of the space the user passed to ``NasExperiment``, whichever of NNI's model formats
+    wraps it (``raw`` keeps the space as ``model_space``; ``simplified`` keeps a trace copy as ``model``)."""
+    space = getattr(model_space, "model_space", None)
+    if space is None:
+        space = getattr(model_space, "model", None)
+    if space is None:
+        return type(model_space)
+    symbol = getattr(space, "trace_symbol", None)  # a trace copy records the class it copies
+    return symbol if isinstance(symbol, type) else type(space)
+
+
 def _score(metric: Any) -> float:
     """An NNI metric (a number or a dict with ``default``) as a float; NaN when missing."""
     if isinstance(metric, Mapping):
@@ -105,9 +117,12 @@ class OFAEvolution(Strategy):
         calibration_batches: Use at most this many batches for each recalibration.
         population_size, generations, parent_ratio, mutation_ratio, mutation_prob,
             resolution_mutation_prob, max_evaluations, seed: the search
-            (:class:`ofa_nni.search.EvolutionSearch`; defaults are OFA's). With real evaluation,
-            ``population_size * (generations + 1)`` trials at most: choose them (or the
-            experiment's ``max_trial_number``) accordingly.
+            (:class:`ofa_nni.search.EvolutionSearch`; defaults are OFA's). Every target keeps its own
+            population, so with real evaluation the search runs at most
+            ``len(targets) * population_size * (generations + 1)`` trials (one target when ``targets``
+            is a dict or empty): the initial population and each generation's children, per target,
+            fewer where targets propose the same subnet. ``max_evaluations`` caps the total across
+            targets; so does the experiment's ``max_trial_number`` (the search then stops early, resumable).
 
     After ``run``, :attr:`result` holds the search result (each target's subnet, arch string,
     score and costs).
@@ -134,7 +149,8 @@ class OFAEvolution(Strategy):
         if predictor is not None and not callable(predictor):
             raise InvalidInputError(f"predictor must be a callable on index arrays or None, got {predictor!r}")
         if calibration_batches is not None and calibration_batches < 1:
-            raise InvalidInputError(f"calibration_batches must be a positive integer or None, got {calibration_batches}")
+            raise InvalidInputError(
+                f"calibration_batches must be a positive integer or None, got {calibration_batches}")
         self.predictor = predictor
         self.costs = None if costs is None else dict(costs)
         self.targets: Any = {} if targets is None else targets
@@ -166,14 +182,23 @@ class OFAEvolution(Strategy):
 
     # ------------------------------------------------------------------ NNI hooks
     def _initialize(self, model_space: ExecutableModelSpace, engine: ExecutionEngine) -> ExecutableModelSpace:
+        from search_spaces import space_class, space_names
+
         supernet = getattr(model_space, "model_space", None)
         arch_space = getattr(supernet, "arch_space", None)
+        user_class = _user_space_class(model_space)
+        ofa_classes = tuple(space_class(name) for name in space_names())
+        if not isinstance(arch_space, ArchSpace) and not issubclass(user_class, ofa_classes):
+            raise InvalidInputError(
+                f"OFAEvolution searches only the OFA spaces ({', '.join(c.__name__ for c in ofa_classes)} of "
+                f"search_spaces, a trained supernet), got {user_class.__name__}; for other NNI spaces use NNI's "
+                "strategies (e.g. nni.nas.strategy.RegularizedEvolution)"
+            )
         if not isinstance(model_space, RawFormatModelSpace) or not isinstance(arch_space, ArchSpace):
             raise InvalidInputError(
-                "OFAEvolution needs an OFA supernet (e.g. OFAMobileNetV3Space) in NNI's 'raw' model format "
-                "with the 'sequential' engine, so that subnets inherit the supernet's weights (NNI infers "
-                f"both for a supernet when no config is given); got {type(model_space).__name__} of "
-                f"{type(supernet).__name__}"
+                f"OFAEvolution needs the {user_class.__name__} in NNI's 'raw' model format with the 'sequential' "
+                "engine, so that subnets inherit the supernet's weights (NNI infers both for a supernet when no "
+                f"config is given); got NNI's {type(model_space).__name__}"
             )
         costs = self.costs
         if costs is None:

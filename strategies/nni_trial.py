@@ -19,8 +19,9 @@ One trial:
    analytically,
 6. reports ``{'default': accuracy, 'accuracy', 'loss', 'latency_ms' (median), 'latency_min_ms',
    'macs', 'params', 'arch', ['predicted_accuracy']}`` with ``nni.report_final_result``. The
-   ``arch`` string identifies the subnet this trial actually ran: NNI 3.0 can hand a trial another
-   trial's parameters under concurrency, and the tuner credits the score to this arch.
+   ``arch`` string identifies the subnet this trial actually ran, in canonical form (inactive blocks
+   at their first choice, as the tuner's log and parameters write it): NNI 3.0 can hand a trial
+   another trial's parameters under concurrency, and the tuner credits the score to this arch.
 
 Bad input (missing file, a subnet of another space, a data set with another class count) exits with
 code 2 and one line on stderr; NNI shows the trial as FAILED and the tuner counts the subnet as failed.
@@ -85,11 +86,12 @@ def evaluate_trial(args: argparse.Namespace, parameters: Any) -> dict[str, Any]:
     import torch
     from torch.utils.data import DataLoader
 
-    from ofa_nni.accuracy import AccuracyPredictor, evaluate_subnet
+    from ofa_nni.accuracy import AccuracyPredictor
     from ofa_nni.data import calibration_loader, load_data
+    from ofa_nni.evaluation import evaluate_frozen_subnet
     from ofa_nni.latency import measure_end_to_end
-    from ofa_nni.runtime import recalibrate_batchnorm
     from search_spaces import load_supernet
+    from strategies.nni_tuner import canonical_arch
 
     _positive(args, "calibration_images", "calibration_batches", "batch_size", "latency_batch_size",
               "latency_repeats", "latency_rounds", "threads")
@@ -104,22 +106,21 @@ def evaluate_trial(args: argparse.Namespace, parameters: Any) -> dict[str, Any]:
         if not parameters:
             raise InvalidInputError("no subnet to evaluate: run this under nnictl (OFAEvolutionTuner) or pass --arch")
         sample = space.validate(parameters)
-    arch = space.format(sample)
+    arch = canonical_arch(space, sample)
     predictor = AccuracyPredictor.load(args.predictor, space=space) if args.predictor else None
 
     data = load_data(args.data, root=args.data_root, resolution=max(space.resolutions),
                      calibration_images=args.calibration_images)
     if data.num_classes != space.num_classes:
-        raise InvalidInputError(f"the supernet {args.supernet!r} has {space.num_classes} classes but the {args.data} data "
-                         f"has {data.num_classes}: evaluate on the data it was trained on")
-    subnet = supernet.freeze(sample)
-    del supernet
+        raise InvalidInputError(f"the supernet {args.supernet!r} has {space.num_classes} classes but the {args.data} "
+                                f"data has {data.num_classes}: evaluate on the data it was trained on")
     calibration = calibration_loader(data, batch_size=args.batch_size, num_workers=args.num_workers)
-    used = recalibrate_batchnorm(subnet, calibration, args.calibration_batches)
     held_out = DataLoader(data.val, batch_size=args.batch_size, shuffle=False, num_workers=args.num_workers)
-    evaluation = evaluate_subnet(subnet, held_out)
+    evaluation = evaluate_frozen_subnet(supernet, sample, calibration, held_out,
+                                        calibration_batches=args.calibration_batches)
+    del supernet
     latency = measure_end_to_end(
-        [(subnet, int(sample[space.RESOLUTION_LABEL]))],
+        [(evaluation.model, int(sample[space.RESOLUTION_LABEL]))],
         backend=args.latency_backend,
         device=args.latency_device,
         batch_size=args.latency_batch_size,
@@ -128,20 +129,17 @@ def evaluate_trial(args: argparse.Namespace, parameters: Any) -> dict[str, Any]:
         rounds=args.latency_rounds,
         num_threads=args.threads,
     )
-    from ofa_nni.costs import AnalyticCostModel
-
-    costs = AnalyticCostModel(space)
     metric: dict[str, Any] = {
-        "default": float(evaluation["accuracy"]),
-        "accuracy": float(evaluation["accuracy"]),
-        "loss": float(evaluation["loss"]),
+        "default": evaluation.accuracy,
+        "accuracy": evaluation.accuracy,
+        "loss": evaluation.loss,
         "latency_ms": float(latency["median"][0]),
         "latency_min_ms": float(latency["min"][0]),
-        "macs": int(costs.macs(sample)),
-        "params": int(costs.params(sample)),
+        "macs": evaluation.macs,
+        "params": evaluation.params,
         "arch": arch,
-        "eval_images": int(evaluation["num_images"]),
-        "calibration_batches": int(used),
+        "eval_images": evaluation.num_images,
+        "calibration_batches": evaluation.calibration_batches,
         "seconds": round(time.perf_counter() - started, 3),
     }
     if predictor is not None:

@@ -66,7 +66,7 @@ if TYPE_CHECKING:
     from ofa_nni.arch import ArchSpace, Sample
     from ofa_nni.search import EvolutionSearch
 
-__all__ = ["OFAEvolutionTuner", "BUILTIN_NAME", "metric_score"]
+__all__ = ["OFAEvolutionTuner", "BUILTIN_NAME", "metric_score", "canonical_arch"]
 
 BUILTIN_NAME = "OFAEvolutionTuner"
 """The name the tuner is registered under (``tuner: name: OFAEvolutionTuner`` in config.yml)."""
@@ -330,8 +330,10 @@ class OFAEvolutionTuner(Tuner):
             self._send_trial(parameter_id, self._hand_out(parameter_id, row))
 
     def _hand_out(self, parameter_id: int, row: np.ndarray) -> Sample:
-        sample = self.space.from_indices(row)
-        arch = self.canonical_arch(sample)
+        # Canonical, so that NNI's record of the parameters (web UI, exported data), this log and the
+        # trial's metric write the subnet the same way.
+        arch = self.canonical_arch(self.space.from_indices(row))
+        sample = self.space.parse(arch)
         self._handed_out[parameter_id] = sample
         self._unscored[arch] = (row, parameter_id)
         self._running.add(parameter_id)
@@ -384,14 +386,20 @@ class OFAEvolutionTuner(Tuner):
         return sample
 
     def canonical_arch(self, sample: Sample) -> str:
-        """The arch string of ``sample`` with inactive blocks set to their first choice, the key of
-        :attr:`scores`: two samples have the same key iff they are the same subnet."""
-        canonical = dict(sample)
-        for s in range(self.space.num_stages):
-            for b in range(canonical[self.space.depth_label(s)], self.space.max_depth):
-                canonical[self.space.kernel_label(s, b)] = self.space.kernel_sizes[0]
-                canonical[self.space.expand_label(s, b)] = self.space.expand_ratios[0]
-        return self.space.format(canonical)
+        """:func:`canonical_arch` of ``sample`` in the tuner's space: the key of :attr:`scores`."""
+        return canonical_arch(self.space, sample)
+
+
+def canonical_arch(space: ArchSpace, sample: Mapping[str, Any]) -> str:
+    """The arch string of ``sample`` with inactive blocks set to their first choice: two samples have
+    the same string iff they are the same subnet. The one form the tuner hands out and logs, and the
+    trial (``python -m strategies.nni_trial``) and :class:`strategies.RecalibratedEvaluator` report."""
+    canonical = dict(space.validate(sample))
+    for s in range(space.num_stages):
+        for b in range(canonical[space.depth_label(s)], space.max_depth):
+            canonical[space.kernel_label(s, b)] = space.kernel_sizes[0]
+            canonical[space.expand_label(s, b)] = space.expand_ratios[0]
+    return space.format(canonical)
 
 
 def _absolute_path(name: str, path: str) -> Path:

@@ -31,7 +31,7 @@ from ofa_nni.nni_search_space import (
     dumps_nni_search_space,
     nni_search_space,
 )
-from strategies.nni_tuner import OFAEvolutionTuner, metric_score
+from strategies.nni_tuner import OFAEvolutionTuner, canonical_arch, metric_score
 
 
 def macs_objective(space: ArchSpace) -> Callable[[dict[str, Any]], float]:
@@ -251,6 +251,16 @@ def test_failed_trials_count_as_failed_and_do_not_stall_the_search() -> None:
     assert tuner.search.result()[0].arch not in failed
 
 
+def test_tuner_hands_out_and_logs_the_canonical_arch(caplog: pytest.LogCaptureFixture) -> None:
+    """NNI records the parameters the tuner hands out (web UI, exported data): the same string as
+    the tuner's log and the trial's metric, i.e. canonical (inactive blocks at their first choice)."""
+    tuner = make_tuner(population_size=8)
+    with caplog.at_level(logging.INFO, logger="strategies.nni_tuner"):
+        handed = tuner.generate_multiple_parameters(list(range(8)))
+    logged = [line.split("proposed arch ")[1].split()[0] for line in caplog.text.splitlines() if "proposed arch" in line]
+    assert [TINY.format(sample) for sample in handed] == [canonical_arch(TINY, sample) for sample in handed] == logged
+
+
 def test_nan_metric_is_a_failed_evaluation() -> None:
     tuner = make_tuner(population_size=2)
     (first,) = tuner.generate_multiple_parameters([0])
@@ -376,13 +386,15 @@ def run_trial(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int,
 
 def test_trial_evaluates_one_subnet(trained_supernet: Path, capsys: pytest.CaptureFixture[str]) -> None:
     sample = TINY.random_sample(3)
+    sample.update({"stage1.depth": 1, "stage1.block2.kernel": 5})  # an inactive block off its first choice
     arch = TINY.format(sample)
     code, out, _ = run_trial(["--supernet", str(trained_supernet), "--arch", arch, "--threads", "1",
                               "--latency-repeats", "3", "--latency-rounds", "1"], capsys)
     assert code == 0
     (line,) = [line for line in out.splitlines() if line.startswith("{")]  # NNI logs its own line too
     metric = json.loads(line)
-    assert metric["arch"] == arch
+    # The one canonical form (the tuner's log and parameters write the subnet the same way).
+    assert metric["arch"] == canonical_arch(TINY, sample) != arch
     assert metric["default"] == metric["accuracy"]
     assert 0.0 <= metric["accuracy"] <= 1.0
     assert metric["eval_images"] == 359  # digits' held-out split

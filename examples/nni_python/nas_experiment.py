@@ -3,11 +3,13 @@
 1. Train once: ``NasExperiment(space, Classification(...), ProgressiveShrinking(...)).run()`` trains
    the elastic supernet with OFA's progressive shrinking (Cai et al., ICLR 2020, Sec. 3.2) on NNI's
    one-shot machinery (Lightning underneath).
-2. Specialize: ``NasExperiment(space, FunctionalEvaluator(evaluate), OFAEvolution(...)).run()`` runs
-   OFA's evolutionary search (Sec. 3.3) as an NNI multi-trial strategy on the *same* space object:
-   NNI's sequential engine hands every candidate to ``evaluate`` as a subnet frozen with the trained
-   weights, its batch norms recalibrated on training images, and the search keeps, for each MACs
-   budget, the most accurate subnet that meets it. Nothing is retrained.
+2. Specialize: ``NasExperiment(space, RecalibratedEvaluator(calibration, held_out), OFAEvolution(...)).run()``
+   runs OFA's evolutionary search (Sec. 3.3) as an NNI multi-trial strategy on the *same* space object:
+   NNI's sequential engine hands every candidate to the evaluator as a subnet frozen with the trained
+   weights, the evaluator recalibrates its batch norms on training images and reports its held-out
+   accuracy, and the search keeps, for each MACs budget, the most accurate subnet that meets it.
+   Nothing is retrained. The same evaluator serves NNI's own strategies (``RegularizedEvolution``,
+   ``Random``) on this space.
 
 Data: scikit-learn's digits (offline, real); space: the CPU preset of ``ofa-nni train``::
 
@@ -29,15 +31,6 @@ from typing import Any
 import torch
 
 
-def evaluate(model: torch.nn.Module, batches: list[Any]) -> None:
-    """Held-out top-1 accuracy of one subnet, reported to NNI: what the evolution maximises."""
-    import nni
-
-    from ofa_nni.accuracy import evaluate_subnet
-
-    nni.report_final_result(evaluate_subnet(model, batches)["accuracy"])
-
-
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -55,14 +48,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import search_spaces  # noqa: F401  (applies the NNI 3.0 workarounds before NNI's NAS modules load)
 
     # isort: split
-    from nni.nas.evaluator import FunctionalEvaluator
     from nni.nas.evaluator.pytorch import Classification, DataLoader
     from nni.nas.experiment import NasExperiment
 
     from ofa_nni.data import calibration_loader, load_data
     from ofa_nni.training.config import SPACE_PRESETS
     from search_spaces import OFAMobileNetV3Space
-    from strategies import OFAEvolution, ProgressiveShrinking
+    from strategies import OFAEvolution, ProgressiveShrinking, RecalibratedEvaluator
 
     started = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -97,14 +89,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     macs = space.cost_model.macs
     smallest, largest = float(macs(space.arch_space.min_sample())), float(macs(space.arch_space.max_sample()))
     budgets = [round(smallest + f * (largest - smallest)) for f in torch.linspace(0.2, 0.7, args.targets).tolist()]
-    search = OFAEvolution(
+    search = OFAEvolution(  # at most len(targets) x population_size x (generations + 1) evaluations
         targets=[{"macs": budget} for budget in budgets],
-        calibration_data=calibration,
         population_size=8 if args.quick else 24,
         generations=3 if args.quick else 10,
         seed=args.seed,
     )
-    experiment = NasExperiment(space, FunctionalEvaluator(evaluate, batches=held_out), search)
+    # Each subnet: BN recalibrated on the training images, then its held-out accuracy is the metric.
+    experiment = NasExperiment(space, RecalibratedEvaluator(calibration, held_out), search)
     experiment.config.experiment_working_directory = str(args.out / "nni-experiments")
     experiment.run()
     experiment.stop()

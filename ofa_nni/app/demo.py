@@ -139,14 +139,12 @@ def run_demo(
         AccuracyPredictor,
         build_accuracy_predictor,
         collect_accuracy_dataset,
-        evaluate_subnet,
     )
     from ofa_nni.app.runner import train
     from ofa_nni.data import calibration_loader, load_data
-    from ofa_nni.efficiency import MacsModel, ParamsModel
+    from ofa_nni.evaluation import evaluate_frozen_subnet
     from ofa_nni.export import export_subnet
     from ofa_nni.latency import LatencyTable, build_latency_table, measure_end_to_end, validate_latency_table
-    from ofa_nni.runtime import recalibrate_batchnorm
     from ofa_nni.search import ParetoSearch, specialize
     from ofa_nni.training import demo_config
     from search_spaces import load_supernet
@@ -231,7 +229,6 @@ def run_demo(
         + (" (with the fitted correction)" if corrected else ""))
 
     # 3. Specialize ------------------------------------------------------------------------------
-    macs, params = MacsModel(arch), ParamsModel(arch)
     budgets = _latency_targets(table, space, settings.num_targets)
     say(f"[4/5] specialize: {len(budgets)} latency targets in one search: {', '.join(f'{b:.3f} ms' for b in budgets)}")
     with meter.phase("specialize (search)"):
@@ -248,19 +245,18 @@ def run_demo(
     with meter.phase("deploy (freeze, export, measure)"):
         subnets = []
         for index, target in enumerate(result.targets):
-            subnet = space.freeze(target.sample)
-            recalibrate_batchnorm(subnet, calibration)
-            accuracy = evaluate_subnet(subnet, held_out)["accuracy"]
+            evaluation = evaluate_frozen_subnet(space, target.sample, calibration, held_out)
+            subnet = evaluation.model
             exports = export_subnet(subnet, run_path / "exports", name=f"target{index + 1}")
             subnets.append((subnet, target.sample[arch.RESOLUTION_LABEL]))
             chosen.append({
                 "budget_ms": target.budgets["latency_ms"],
                 "arch": target.arch,
                 "accuracy_predicted": float(target.score),
-                "accuracy_measured": float(accuracy),
+                "accuracy_measured": evaluation.accuracy,
                 "latency_predicted_ms": float(target.costs["latency_ms"]),
-                "macs": int(macs(target.sample)),
-                "params": int(params(target.sample)),
+                "macs": evaluation.macs,
+                "params": evaluation.params,
                 "exports": {e.format: {"path": str(e.path), "max_abs_diff": e.max_abs_diff} for e in exports},
             })
         timings = measure_end_to_end(subnets, backend="torch", device="cpu", batch_size=1,

@@ -126,11 +126,10 @@ def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from ofa_nni._artifacts import atomic_write_json
-    from ofa_nni.accuracy import evaluate_subnet
     from ofa_nni.app.report import EXPORTS_KIND, RESULT_FORMAT_VERSION
     from ofa_nni.data import calibration_loader, load_data
+    from ofa_nni.evaluation import evaluate_frozen_subnet
     from ofa_nni.export import export_subnet
-    from ofa_nni.runtime import recalibrate_batchnorm
     from search_spaces import load_supernet
 
     _check(args)
@@ -152,16 +151,15 @@ def run(args: argparse.Namespace) -> int:
             warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit.*")
             for entry in tqdm(subnets, desc="freeze, recalibrate, export", unit="subnet", disable=args.quiet,
                               dynamic_ncols=True):
-                subnet = supernet.freeze(entry["sample"])
-                recalibrate_batchnorm(subnet, calibration)
-                entry["accuracy"] = None if held_out is None else float(evaluate_subnet(subnet, held_out)["accuracy"])
+                evaluation = evaluate_frozen_subnet(supernet, entry["sample"], calibration, held_out)
+                subnet = evaluation.model
+                entry["accuracy"] = evaluation.accuracy
                 files = []
                 for fmt in formats:  # one at a time, so that a failure knows every file written before it
                     files += export_subnet(subnet, args.out_dir, name=entry["name"], formats=[fmt], atol=args.atol)
                     written.append(files[-1].path)
                 entry["files"] = {f.format: {"path": f.path.name, "max_abs_diff": f.max_abs_diff} for f in files}
-                entry["macs"] = int(supernet.macs(entry["sample"]))
-                entry["params"] = int(supernet.params(entry["sample"]))
+                entry["macs"], entry["params"] = evaluation.macs, evaluation.params
                 models.append((subnet, subnet.resolution))
         latency = _measure_latency(models, subnets, args)
         atomic_write_json(args.out_dir / "exports.json", {
