@@ -62,6 +62,38 @@ or changes the behaviour makes a test fail instead of leaving dead code here.
    end. The dispatcher runs in its own process (``python -m nni``) and imports ``ofa_nni`` only when
    the tuner does: ``OFAEvolutionTuner.load_checkpoint``, which NNI's dispatcher calls when resuming
    before it receives any command, imports it.
+10. A tuner that raises -- e.g. ``OFAEvolutionTuner`` refusing its settings or the search space at the
+   first ``update_search_space`` -- leaves the experiment RUNNING with no trial, for good: NNI's
+   dispatcher logs the exception in ``dispatcher.log``, stops its worker thread and reports nothing
+   (``MsgDispatcherBase.command_queue_worker``; the error report of ``nni.__main__`` runs only when
+   ``run()`` raises, which it does not, and ``run()`` returns only after the next command, which never
+   comes: the manager's pings are never sent). The worker is wrapped to report the first exception to
+   the manager at once (``CommandType.Error``) as one line, ``<Tuner>: <message>`` (the traceback stays
+   in ``dispatcher.log``): the experiment ends in ERROR. The dispatcher runs in its own process and
+   imports ``ofa_nni`` only through the tuner, so :mod:`strategies.nni_tuner` applies this
+   (:func:`report_dispatcher_errors`, light) when it is imported. NNI's manager then records
+   "Dispatcher stream error, tuner may have crashed." in place of the message; the manager preload
+   :data:`MANAGER_FIXES_SCRIPT` (with :func:`nni_manager_environment`, as in workaround 7) makes the
+   status -- ``nnictl experiment status``, the web UI's error banner -- carry the tuner's line.
+11. Parameters swapped between trials running at once (``trialConcurrency > 1``): NNI 3.0's local
+   training service (``nni_node/training_service/v3/compat.js``, ``V3asV1``) queues the parameters of
+   the trials it submits and gives the queue's head to whichever trial *asks* first
+   (``nni.get_next_parameter()``), so when a later trial's process asks first the two trials run each
+   other's parameters, while NNI records (web UI Parameters, hyper-parameter chart, exported CSV) the
+   ones each was submitted with. The manager preload :data:`MANAGER_FIXES_SCRIPT` hands every trial
+   the parameters it was submitted with (the trial id is mapped to its sequence id when the trial
+   is created; NNI already serves resumed trials this way). Like workaround 7 it covers
+   ``ofa-nni nni create|resume|view`` and experiments started from Python with ``ofa_nni`` imported;
+   plain ``nnictl`` still swaps (trials then still report the arch they ran in their metric).
+   ``ofa-nni nni create|resume|view`` also prints only the web UI address NNI's manager listens on
+   (NNI prints every interface's address, though workaround 7 binds one).
+13. Starting on a loaded machine: ``nnictl create`` (and ``Experiment.start``) give NNI's manager about
+   3 s to answer on its port (``launcher._check_rest_server``, 3 tries a second apart), and the manager
+   gives the tuner process 10 s to connect; ``python -m nni`` alone takes 7-10 s to import NNI with
+   two cores shared by a dozen busy processes. Either ends the start ("Create experiment failed:
+   ... Connection refused", or ERROR "Tuner did not connect in 10 seconds"). The launcher is given
+   60 tries (:func:`prepare_nnictl` for ``ofa-nni nni create|resume|view``, and :func:`apply`), the
+   manager preload :data:`MANAGER_FIXES_SCRIPT` waits 120 s for the tuner.
 12. Not a bug of NNI but a trap of its evaluation path: NNI's multi-trial strategies hand the evaluator a
    subnet frozen from the supernet (``Evaluator._execute``: ``model.executable_model()``), and a frozen
    OFA subnet still holds the supernet's batch-norm statistics, which fit no subnet (accuracies of
@@ -99,6 +131,13 @@ __all__ = [
     "original_dispatcher_methods",
     "original_evaluator_execute",
     "UNRECALIBRATED_WARNING",
+    "MANAGER_FIXES_SCRIPT",
+    "report_dispatcher_errors",
+    "dispatcher_error_message",
+    "reachable_urls",
+    "prepare_nnictl",
+    "NNICTL_BOUND",
+    "MANAGER_START_TRIES",
 ]
 
 NON_MODULE_WARNING = r".* is found to be not a nn\.Module, which is unexpected"
@@ -134,6 +173,8 @@ BIND_HOST_ENV = "OFA_NNI_BIND_HOST"
 """Environment variable naming the address NNI's manager binds (default ``127.0.0.1``; workaround 7)."""
 BIND_LOOPBACK_SCRIPT = Path(__file__).with_name("_nni_bind_loopback.js")
 """The Node.js preload of workaround 7 (shipped as package data)."""
+MANAGER_FIXES_SCRIPT = Path(__file__).with_name("_nni_manager_fixes.js")
+"""The Node.js preload of workarounds 10 and 11 (shipped as package data)."""
 
 _logger = logging.getLogger(__name__)
 
@@ -173,6 +214,8 @@ def apply() -> None:
     _start_nni_manager_on_bind_host()
     _process_resumed_commands_in_order()
     _warn_when_evaluated_without_recalibration()
+    report_dispatcher_errors()
+    prepare_nnictl()
     _applied = True
 
 
@@ -239,15 +282,87 @@ def _save_checkpoint_atomically(self: Any, level: int = logging.INFO) -> None:
 # ------------------------------------------------------------------ 7. NNI manager on loopback
 def nni_manager_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """A copy of ``environ`` (default: ``os.environ``) in which Node.js preloads
-    :data:`BIND_LOOPBACK_SCRIPT`: NNI's manager started with it binds ``$OFA_NNI_BIND_HOST``
-    (default ``127.0.0.1``) instead of every interface. Other ``NODE_OPTIONS`` are kept."""
+    :data:`BIND_LOOPBACK_SCRIPT` and :data:`MANAGER_FIXES_SCRIPT`: NNI's manager started with it binds
+    ``$OFA_NNI_BIND_HOST`` (default ``127.0.0.1``) instead of every interface (workaround 7), shows a
+    tuner's error message (10) and gives each trial its own parameters (11). Other ``NODE_OPTIONS``
+    are kept."""
     env = dict(os.environ if environ is None else environ)
-    quoted = str(BIND_LOOPBACK_SCRIPT).replace("\\", "\\\\").replace('"', '\\"')
-    require = f'--require "{quoted}"'
-    options = env.get("NODE_OPTIONS", "")
-    if require not in options:
-        env["NODE_OPTIONS"] = f"{options} {require}".strip()
+    for script in (BIND_LOOPBACK_SCRIPT, MANAGER_FIXES_SCRIPT):
+        quoted = str(script).replace("\\", "\\\\").replace('"', '\\"')
+        require = f'--require "{quoted}"'
+        options = env.get("NODE_OPTIONS", "")
+        if require not in options:
+            env["NODE_OPTIONS"] = f"{options} {require}".strip()
     return env
+
+
+NNICTL_BOUND = (
+    "import sys; from ofa_nni._nni_compat import prepare_nnictl; prepare_nnictl(); "
+    "from nni.tools.nnictl.nnictl import parse_args; sys.argv[0] = 'nnictl'; parse_args()"
+)
+"""``python -c`` code running nnictl (arguments after it) prepared by :func:`prepare_nnictl`."""
+MANAGER_START_TRIES = 60
+"""Seconds (tries) NNI's launcher waits for its manager to answer (workaround 13; NNI: 3)."""
+
+
+def prepare_nnictl() -> None:
+    """Before nnictl runs in this process: its banner lists only :func:`reachable_urls`, and it waits
+    :data:`MANAGER_START_TRIES` seconds for NNI's manager to start (workaround 13)."""
+    show_reachable_urls()
+    _wait_longer_for_the_manager()
+
+
+def _wait_longer_for_the_manager() -> None:
+    from nni.experiment import launcher
+
+    if "check_rest_server" in original_launcher_methods:
+        return
+    original = original_launcher_methods["check_rest_server"] = launcher._check_rest_server
+
+    def check_rest_server(port: int, retry: int = 3, url_prefix: str | None = None) -> None:
+        original(port, max(retry, MANAGER_START_TRIES), url_prefix)
+
+    launcher._check_rest_server = check_rest_server
+
+
+original_launcher_methods: dict[str, Any] = {}
+"""NNI's own ``launcher._check_rest_server`` (workaround 13)."""
+
+
+def reachable_urls(urls: list[str], environ: Mapping[str, str] | None = None) -> list[str]:
+    """Of the web UI addresses NNI prints (one per network interface), those NNI's manager listens on
+    when bound to ``$OFA_NNI_BIND_HOST`` (workaround 7): all for ``0.0.0.0`` / ``::``, else the bind
+    host's (added if NNI did not list it)."""
+    from urllib.parse import urlsplit
+
+    host = (os.environ if environ is None else environ).get(BIND_HOST_ENV) or "127.0.0.1"
+    if host in ("0.0.0.0", "::", ""):
+        return list(urls)
+    kept = [url for url in urls if urlsplit(url).hostname == host]
+    if not kept and urls:
+        parts = urlsplit(urls[0])
+        kept = [parts._replace(netloc=f"{host}:{parts.port}").geturl()]
+    return kept
+
+
+class _ReachableUrlsOnly(logging.Filter):
+    """Rewrites NNI's "Web portal URLs: ..." line (``nni.experiment``) to :func:`reachable_urls`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        if record.args or not message.startswith("Web portal URLs:"):
+            return True
+        head, _, listed = message.partition("${CYAN}")
+        urls = (listed or message.removeprefix("Web portal URLs:")).split()
+        record.msg = f"{head or 'Web portal URLs: '}{'${CYAN}' if listed else ''}{' '.join(reachable_urls(urls))}"
+        return True
+
+
+def show_reachable_urls() -> None:
+    """Make NNI's experiment banner list only the web UI addresses that work (idempotent)."""
+    logger = logging.getLogger("nni.experiment")
+    if not any(isinstance(f, _ReachableUrlsOnly) for f in logger.filters):
+        logger.addFilter(_ReachableUrlsOnly())
 
 
 def _popen_nni_manager(*args: Any, **kwargs: Any) -> subprocess.Popen[Any]:
@@ -401,3 +516,42 @@ def _warn_when_evaluated_without_recalibration() -> None:
 
     original_evaluator_execute = Evaluator._execute
     Evaluator._execute = _execute_warning_without_recalibration  # type: ignore[method-assign]
+
+
+# ------------------------------------------------------------------ 10. a tuner's error ends the experiment
+def dispatcher_error_message(dispatcher: Any, error: BaseException) -> str:
+    """The one line NNI shows for ``error`` raised in ``dispatcher``'s tuner: ``<Tuner>: <message>`` for
+    input the user can fix (:class:`ofa_nni.errors.InvalidInputError`), with the exception's type
+    otherwise."""
+    from ofa_nni.errors import InvalidInputError
+
+    owner = getattr(dispatcher, "tuner", None) or dispatcher
+    text = " ".join(str(error).split())
+    if isinstance(error, InvalidInputError):
+        return f"{type(owner).__name__}: {text}"
+    return (f"{type(owner).__name__} failed: {type(error).__name__}: {text} "
+            "(traceback in the experiment's dispatcher.log)")
+
+
+def _command_queue_worker_reporting_errors(self: Any, command_queue: Any) -> None:
+    """``MsgDispatcherBase.command_queue_worker``; when a command raised, the first exception is
+    reported to NNI's manager at once, which ends the experiment in ERROR (workaround 10)."""
+    original_dispatcher_methods["command_queue_worker"](self, command_queue)
+    with _report_lock:
+        if not self.worker_exceptions or vars(self).get("_ofa_nni_error_reported"):
+            return
+        self._ofa_nni_error_reported = True
+    self.report_error(dispatcher_error_message(self, self.worker_exceptions[0]))
+
+
+_report_lock = threading.Lock()
+
+
+def report_dispatcher_errors() -> None:
+    """Apply workaround 10 (idempotent; light: NNI's dispatcher modules only)."""
+    from nni.runtime.msg_dispatcher_base import MsgDispatcherBase
+
+    if "command_queue_worker" in original_dispatcher_methods:
+        return
+    original_dispatcher_methods["command_queue_worker"] = MsgDispatcherBase.command_queue_worker
+    MsgDispatcherBase.command_queue_worker = _command_queue_worker_reporting_errors  # type: ignore[method-assign]

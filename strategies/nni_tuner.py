@@ -20,9 +20,12 @@ the request's *first* id with ``''`` (seen here: ``receive_trial_result`` then g
 
 NNI protocol, as ``nni/runtime/msg_dispatcher.py`` drives it:
 
-* ``update_search_space`` (once at start, again on ``nnictl update searchspace``): the JSON must
-  match the space exactly, else ValueError naming the first mismatching label (the experiment stops
-  with that message in the web UI).
+* ``update_search_space`` (once at start, again on ``nnictl update searchspace``): builds the space
+  and the engine (the first time) and checks the JSON against the space. Any setting it refuses
+  (``InvalidInputError`` naming it) or a search space that differs (naming the first mismatching
+  label) ends the experiment in ERROR with that one line (``ofa_nni._nni_compat``, workaround 10;
+  with ``ofa-nni nni create`` the line is the status's error in ``nnictl experiment status`` and the
+  web UI, with plain ``nnictl`` it is in ``dispatcher.log``).
 * ``generate_multiple_parameters``: one ``{label: value}`` per requested id from the engine's ask
   queue. While the current generation's last subnets are still running there is nothing to
   propose; those ids are kept and served through NNI's ``st_callback`` as soon as the generation
@@ -60,6 +63,7 @@ import nni
 import numpy as np
 from nni.tuner import Tuner
 
+from ofa_nni._nni_compat import report_dispatcher_errors
 from ofa_nni.errors import InvalidInputError, MissingInputError
 
 if TYPE_CHECKING:
@@ -72,6 +76,11 @@ BUILTIN_NAME = "OFAEvolutionTuner"
 """The name the tuner is registered under (``tuner: name: OFAEvolutionTuner`` in config.yml)."""
 
 _logger = logging.getLogger(__name__)
+
+# NNI's dispatcher process imports this module to build the tuner: from then on an exception in the
+# tuner (a setting or search space it refuses) ends the experiment in ERROR with its message instead
+# of leaving it RUNNING without trials (ofa_nni._nni_compat, workaround 10).
+report_dispatcher_errors()
 
 
 def metric_score(value: Any) -> float:

@@ -69,18 +69,19 @@ nni.report_final_result(float(sum(value for value in parameters.values())))
 """A trial without torch: a metric from the parameters in about 3 seconds."""
 
 
-def quick_experiment_config(root: Path, tuner: dict[str, Any], search_space: dict[str, Any], *, trials: int) -> Path:
-    """config.yml of a local HPO experiment, one trial at a time, each :data:`QUICK_TRIAL`."""
+def quick_experiment_config(root: Path, tuner: dict[str, Any], search_space: dict[str, Any], *, trials: int,
+                            concurrency: int = 1, trial: str = QUICK_TRIAL) -> Path:
+    """config.yml of a local HPO experiment, ``concurrency`` trials at a time, each ``trial`` (Python code)."""
     code = root / "code"
     code.mkdir(parents=True, exist_ok=True)
-    (code / "trial.py").write_text(QUICK_TRIAL)
+    (code / "trial.py").write_text(trial)
     (code / "search_space.json").write_text(json.dumps(search_space))
     config = {
         "experimentName": "quick",
         "searchSpaceFile": str(code / "search_space.json"),
         "trialCodeDirectory": str(code),
         "trialCommand": f"{sys.executable} trial.py",
-        "trialConcurrency": 1,
+        "trialConcurrency": concurrency,
         "maxTrialNumber": trials,
         "tuner": tuner,
         "trainingService": {"platform": "local"},
@@ -89,6 +90,50 @@ def quick_experiment_config(root: Path, tuner: dict[str, Any], search_space: dic
     path = root / "config.yml"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+TUNER_TRIAL = """
+import json, time
+
+import nni
+
+from ofa_nni.nni_search_space import arch_space_from_spec
+from strategies.nni_tuner import canonical_arch
+
+# A later-started trial that asks for its parameters before an earlier one (what a slower import of
+# torch makes happen at random) is what NNI 3.0's local training service answered with the earlier
+# trial's parameters: every other trial waits before asking.
+time.sleep(3.0 if nni.get_sequence_id() % 2 == 0 else 0.0)
+parameters = nni.get_next_parameter()
+arch = canonical_arch(arch_space_from_spec(json.loads({spec!r})), parameters)
+time.sleep(1.0)
+nni.report_final_result({{"default": 0.5, "arch": arch}})
+"""
+"""A trial of :data:`TINY` without torch: reports the canonical arch of the parameters it got."""
+
+
+def ofa_tuner_config(root: Path, class_args: dict[str, Any], search_space: dict[str, Any], *, trials: int,
+                     concurrency: int) -> Path:
+    """config.yml of a local experiment of OFAEvolutionTuner (loaded from this repository, no
+    registration needed) with ``class_args`` over :data:`TINY_SPEC`, each trial :data:`TUNER_TRIAL`."""
+    tuner = {"className": "strategies.nni_tuner.OFAEvolutionTuner", "codeDirectory": str(REPO),
+             "classArgs": {"space": TINY_SPEC, **class_args}}
+    return quick_experiment_config(root, tuner, search_space, trials=trials, concurrency=concurrency,
+                                   trial=TUNER_TRIAL.format(spec=json.dumps(TINY_SPEC)))
+
+
+@contextmanager
+def created_experiment(root: Path, config: Path, *, bound: bool = True) -> Iterator[tuple[int, str]]:
+    """``ofa-nni nni create`` (``bound``) or plain ``nnictl create`` of ``config``; yields the REST port
+    and create's output, then stops the experiment."""
+    env = nni_environment(root)
+    port = free_port()
+    created = nnictl(env, "create", "--config", str(config), "--port", str(port), bound=bound)
+    assert created.returncode == 0, created.stdout + created.stderr
+    try:
+        yield port, created.stdout + created.stderr
+    finally:
+        nnictl(env, "stop", "--port", str(port), bound=False)
 
 
 def nni_environment(root: Path) -> dict[str, str]:

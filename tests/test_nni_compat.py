@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import subprocess
@@ -476,3 +477,104 @@ def test_dispatcher_not_resuming_is_unchanged(monkeypatch):
     dispatcher.process_command(CommandType.RequestTrialJobs, 2)
     dispatcher.process_command(CommandType.ReportMetricData, _metric(1, "B"))
     assert tuner.calls == [("initialize",), ("generate", [0, 1]), ("result", 1, "arch1")]
+
+
+# ------------------------------------------------------- 10. a tuner's error is reported to the manager
+class _RefusingTuner:
+    """A tuner whose first update_search_space refuses a setting (as OFAEvolutionTuner does)."""
+
+    def update_search_space(self, search_space):
+        from ofa_nni.errors import InvalidInputError
+
+        raise InvalidInputError("constraints: unknown cost 'latency_ms'; allowed: ['macs', 'params']\n(detail)")
+
+
+def _sent_after_a_failing_initialize(worker) -> list:
+    """What NNI's dispatcher sends the manager when its tuner raises at INITIALIZE (run through ``worker``)."""
+    from queue import Queue
+
+    from nni.runtime import msg_dispatcher
+    from nni.runtime.tuner_command_channel import CommandType
+
+    dispatcher = msg_dispatcher.MsgDispatcher("ws://_unittest_refusing", _RefusingTuner())
+    sent: list = []
+    dispatcher.send = lambda command, data: sent.append((command, data))
+    commands: Queue = Queue()
+    commands.put((CommandType.Initialize, {}))
+    worker(dispatcher, commands)  # returns: the worker stops at the exception
+    assert len(dispatcher.worker_exceptions) == 1
+    return sent
+
+
+def test_tuner_error_report_is_needed_and_works():
+    from nni.runtime.tuner_command_channel import CommandType
+
+    compat.report_dispatcher_errors()
+    # NNI 3.0: the exception is logged, nothing reaches the manager (the experiment stays RUNNING).
+    assert _sent_after_a_failing_initialize(compat.original_dispatcher_methods["command_queue_worker"]) == []
+    sent = _sent_after_a_failing_initialize(lambda dispatcher, queue: dispatcher.command_queue_worker(queue))
+    assert sent == [(CommandType.Error, "_RefusingTuner: constraints: unknown cost 'latency_ms'; allowed: "
+                                        "['macs', 'params'] (detail)")]
+
+
+def test_manager_preload_still_meets_nni_3_0():
+    """Workarounds 10, 11 and 13 patch NNI's code that must still read as it did."""
+    import nni_node
+
+    root = Path(nni_node.__path__[0])
+    manager = (root / "core" / "nnimanager.js").read_text()
+    assert "this.criticalError(new Error('Dispatcher stream error, tuner may have crashed.'));" in manager
+    compat_js = (root / "training_service" / "v3" / "compat.js").read_text()
+    assert "await this.v3.sendParameter(trialId, this.parameters.shift());" in compat_js  # the queue's head
+    assert "this.allocatedParameters.get(trialId)" in compat_js  # what the preload fills per trial
+    channel = (root / "common" / "command_channel" / "websocket" / "channel.js").read_text()
+    assert "onReceive(callback) {" in channel
+    tuner_channel = (root / "core" / "tuner_command_channel.js").read_text()
+    assert "Tuner did not connect in 10 seconds" in tuner_channel and "}, 10000);" in tuner_channel  # 13
+    from nni.experiment import launcher
+
+    assert "retry: int = 3" in inspect.getsource(compat.original_launcher_methods.get(
+        "check_rest_server", launcher._check_rest_server))  # 13: NNI's own ~3 s for the manager to start
+    env = compat.nni_manager_environment({"PATH": "/usr/bin:/bin"})
+    assert str(compat.MANAGER_FIXES_SCRIPT) in env["NODE_OPTIONS"] and compat.MANAGER_FIXES_SCRIPT.is_file()
+
+
+# ------------------------------------------------------- 11. every trial runs the parameters NNI records
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("concurrency", "bound"),
+    [pytest.param(2, False, id="nni-3.0-swaps"), pytest.param(2, True, id="concurrency-2", marks=pytest.mark.nnictl),
+     pytest.param(4, True, id="concurrency-4")],
+)
+def test_every_trial_runs_the_parameters_nni_records(tmp_path, concurrency, bound):
+    """OFAEvolutionTuner under nnictl, trials started together, the later one asking first: with
+    ``ofa-nni nni create`` every trial's recorded parameters (web UI, export) are the subnet it
+    evaluated; NNI 3.0 alone (plain nnictl) swaps them."""
+    import json
+    import re
+
+    from nnictl_experiment import TINY, created_experiment, ofa_tuner_config, rest_get, wait_for_status
+
+    from ofa_nni.nni_search_space import nni_search_space
+    from strategies.nni_tuner import canonical_arch
+
+    trials = 8
+    config = ofa_tuner_config(tmp_path, {"population_size": 8}, nni_search_space(TINY), trials=trials,
+                              concurrency=concurrency)
+    with created_experiment(tmp_path, config, bound=bound) as (port, created):
+        status = wait_for_status(port, ("DONE", "ERROR", "STOPPED"), timeout=420)
+        assert status["status"] == "DONE", status
+        jobs = rest_get(port, "trial-jobs")
+    assert [job["status"] for job in jobs] == ["SUCCEEDED"] * trials
+    recorded = [canonical_arch(TINY, json.loads(job["hyperParameters"][0])["parameters"]) for job in jobs]
+    evaluated = [json.loads(json.loads(job["finalMetricData"][0]["data"]))["arch"] for job in jobs]
+    swapped = sum(r != e for r, e in zip(recorded, evaluated, strict=True))
+    if bound:
+        assert swapped == 0, list(zip(recorded, evaluated, strict=True))
+        # The banner lists the one address the manager listens on (not every interface's).
+        (banner,) = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in created.splitlines() if "Web portal URLs" in line]
+        assert re.findall(r"http://[^\s]+", banner) == [f"http://127.0.0.1:{port}"], banner
+    else:
+        assert swapped >= 2, list(zip(recorded, evaluated, strict=True))
+    print(f"concurrency {concurrency}, {'ofa-nni nni create' if bound else 'plain nnictl'}: "
+          f"{swapped} of {trials} trials ran other parameters than NNI records")

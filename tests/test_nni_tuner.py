@@ -257,7 +257,8 @@ def test_tuner_hands_out_and_logs_the_canonical_arch(caplog: pytest.LogCaptureFi
     tuner = make_tuner(population_size=8)
     with caplog.at_level(logging.INFO, logger="strategies.nni_tuner"):
         handed = tuner.generate_multiple_parameters(list(range(8)))
-    logged = [line.split("proposed arch ")[1].split()[0] for line in caplog.text.splitlines() if "proposed arch" in line]
+    logged = [line.split("proposed arch ")[1].split()[0]
+              for line in caplog.text.splitlines() if "proposed arch" in line]
     assert [TINY.format(sample) for sample in handed] == [canonical_arch(TINY, sample) for sample in handed] == logged
 
 
@@ -476,3 +477,55 @@ def test_nnictl_create_runs_the_example(trained_supernet: Path, tmp_path: Path) 
     assert told <= proposed
     assert "ERROR" not in log and "not a subnet" not in log
     print(f"nnictl: {trials} trials (concurrency {config['trialConcurrency']}) done in {run.seconds:.0f} s")
+
+
+# ------------------------------------------------------------------ setup errors under nnictl (workaround 10)
+def _missing_a_choice(search_space: dict[str, Any]) -> dict[str, Any]:
+    search_space["stage2.block1.kernel"]["_value"] = [3]  # hand-edited: 5 removed
+    return search_space
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("class_args", "edit", "message"),
+    [
+        pytest.param({"constraints": {"macs": -1}}, None, "budget -1 for 'macs' is infeasible", id="macs-negative",
+                     marks=pytest.mark.nnictl),
+        pytest.param({"constraints": {"macs": 10}}, None, "budget 10 for 'macs' is infeasible: the smallest",
+                     id="budget-below-the-smallest-subnet"),
+        pytest.param({"population_size": -3}, None, "population_size must be an integer >= 2, got -3",
+                     id="population-size"),
+        pytest.param({"constraints": {"latency_ms": 5.0}}, None, "'latency_ms' needs latency_table",
+                     id="latency-without-a-table"),
+        pytest.param({"space": {"preset": "gpu"}}, None, "space preset 'gpu' is not known", id="unknown-preset"),
+        pytest.param({}, _missing_a_choice, "gives 'stage2.block1.kernel' the values [3]",
+                     id="search-space-missing-a-choice"),
+    ],
+)
+def test_setup_error_ends_the_nnictl_experiment_in_error_with_its_message(
+    tmp_path: Path, class_args: dict[str, Any], edit: Callable[[dict[str, Any]], Any] | None, message: str
+) -> None:
+    """A setting or search space the tuner refuses: the experiment is ERROR (not RUNNING without trials)
+    with the tuner's one line in ``nnictl experiment status`` and check-status (what the web UI shows)."""
+    from nnictl_experiment import (
+        created_experiment,
+        nni_environment,
+        nnictl,
+        ofa_tuner_config,
+        rest_get,
+        wait_for_status,
+    )
+
+    search_space = nni_search_space(TINY)
+    if edit is not None:
+        edit(search_space)
+    config = ofa_tuner_config(tmp_path, class_args, search_space, trials=4, concurrency=1)
+    with created_experiment(tmp_path, config) as (port, _):
+        status = wait_for_status(port, ("ERROR", "DONE", "STOPPED"), timeout=180)
+        assert status["status"] == "ERROR", status
+        (error,) = status["errors"]
+        assert error.startswith("OFAEvolutionTuner: ") and message in error and "\n" not in error, error
+        experiment_id = rest_get(port, "experiment")["id"]
+        shown = nnictl(nni_environment(tmp_path), "experiment", "status", experiment_id, bound=False)
+        assert message in shown.stdout, shown.stdout + shown.stderr
+        assert rest_get(port, "trial-jobs") == []

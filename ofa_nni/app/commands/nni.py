@@ -96,8 +96,8 @@ def _space_of(args: argparse.Namespace) -> ArchSpace:
                  if getattr(args, name) is not None}
     if args.supernet is not None:
         if overrides:
-            raise InvalidInputError(f"--{next(iter(overrides)).replace('_', '-')} goes with --preset; with --supernet the "
-                             "space is the supernet's")
+            raise InvalidInputError(f"--{next(iter(overrides)).replace('_', '-')} goes with --preset; with "
+                                    "--supernet the space is the supernet's")
         from search_spaces import load_supernet
 
         space: ArchSpace = load_supernet(args.supernet).arch_space
@@ -141,8 +141,12 @@ def _meta() -> dict[str, str]:
     return meta
 
 
-def _nnictl(*arguments: str, env: dict[str, str] | None = None) -> int:
-    command = [sys.executable, "-m", "nni.tools.nnictl.nnictl", *arguments]
+def _nnictl(*arguments: str, env: dict[str, str] | None = None, bound: bool = False) -> int:
+    """Run ``nnictl ARGUMENTS``; ``bound``: prepared for the bound manager (``_nni_compat.prepare_nnictl``)."""
+    from ofa_nni._nni_compat import NNICTL_BOUND
+
+    start = ["-c", NNICTL_BOUND] if bound else ["-m", "nni.tools.nnictl.nnictl"]
+    command = [sys.executable, *start, *arguments]
     print("$ nnictl " + " ".join(arguments), flush=True)
     return subprocess.run(command, env=os.environ.copy() if env is None else env, check=False).returncode
 
@@ -172,7 +176,7 @@ def run_nnictl_bound(args: argparse.Namespace) -> int:
         waited = wait_for_orphaned_dispatchers(args.id)
         if waited:
             print(f"the tuner of the killed NNI manager (pid {', '.join(map(str, waited))}) has exited", flush=True)
-    return _nnictl(*arguments, env=nni_manager_environment())
+    return _nnictl(*arguments, env=nni_manager_environment(), bound=True)
 
 
 def run_register(args: argparse.Namespace) -> int:
