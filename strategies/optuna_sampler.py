@@ -57,7 +57,7 @@ included (same subnet, same values; ``set_constraint`` keeps them with a warning
 
 Selection follows the study: values are read in the study's directions; single-objective studies
 rank trials by value, multi-objective ones by NSGA-II's non-dominated sorting and crowding distance
-(:func:`ofa_nni.search.non_dominated_sort`, :func:`ofa_nni.search.crowding_distance`). Constraints
+(:func:`ofa_nni.search.rank_and_crowding`, the ranking ParetoSearch selects by). Constraints
 are Optuna's (``trial.set_constraint`` in Optuna 5, the list-style ``constraints`` system attribute
 that the older ``constraints_func`` writes, which this sampler also accepts): a feasible trial
 ranks above every infeasible one, infeasible ones by total violation (Deb's rule, as NSGA-II).
@@ -102,10 +102,10 @@ from ofa_nni.errors import InvalidInputError
 from ofa_nni.search import (
     ArrayFn,
     EvolutionSearch,
+    EvolutionSettings,
     canonical_indices,
-    crowding_distance,
-    non_dominated_sort,
     pareto_mask,
+    rank_and_crowding,
 )
 
 __all__ = [
@@ -116,6 +116,7 @@ __all__ = [
     "set_constraints",
     "publish_to_dashboard",
     "ARCH_ATTR",
+    "SAMPLER_SETTINGS",
 ]
 
 ARCH_ATTR = "arch"
@@ -211,6 +212,25 @@ class _Decoded:
         self.foreign = foreign
 
 
+SAMPLER_SETTINGS = EvolutionSettings(population_size=64, parent_ratio=12 / 64, seed=None)
+"""The sampler's default settings: 64 candidates bred per proposal and 12 parents (the settings
+``benchmarks/bench_optuna_samplers.py`` ran with), OFA's mutation settings, no seed."""
+
+
+def _sampler_settings(settings: EvolutionSettings | None, *, num_parents: int | None,
+                      **given: Any) -> EvolutionSettings:
+    """The keyword arguments of :class:`OFAEvolutionSampler` mapped onto one settings object (those
+    not given, None, keep the values of ``settings``, default :data:`SAMPLER_SETTINGS`)."""
+    base = EvolutionSettings.build(SAMPLER_SETTINGS if settings is None else settings)
+    chosen = EvolutionSettings.build(base, **{name: value for name, value in given.items() if value is not None})
+    if num_parents is None:
+        num_parents = base.num_parents
+    if isinstance(num_parents, bool) or not isinstance(num_parents, (int, np.integer)) or num_parents < 1:
+        raise InvalidInputError(f"num_parents must be a positive integer, got {num_parents!r}")
+    # More parents than the population: all of it (the engine's ratio is at most 1).
+    return EvolutionSettings.build(chosen, parent_ratio=min(1.0, int(num_parents) / chosen.population_size))
+
+
 class OFAEvolutionSampler(BaseSampler):
     """Optuna sampler running OFA's evolutionary search over a whole OFA search space.
 
@@ -219,11 +239,14 @@ class OFAEvolutionSampler(BaseSampler):
             ``OFAMobileNetV3Space`` (its ``arch_space`` is used).
         population_size: Candidates bred per proposal (mutation and crossover children).
         num_parents: How many of the best trials so far are parents (OFA: a quarter of a population
-            of 100).
+            of 100); maps onto ``parent_ratio = num_parents / population_size``.
         n_startup_trials: Random (deduplicated, repaired) proposals before evolution starts.
         mutation_ratio, mutation_prob, resolution_mutation_prob: OFA's mutation settings (shares of
             mutation vs crossover children; per-block and per-depth mutation probability; the
             resolution's).
+        settings: An :class:`ofa_nni.search.EvolutionSettings` instead of (or under) the keyword
+            arguments above; default :data:`SAMPLER_SETTINGS` (population 64, 12 parents, OFA's
+            mutation settings). ``seed`` maps onto ``settings.seed``.
         costs: Optional cost callables known in advance ``{name: fn}`` on ``(n, L)`` index arrays
             (e.g. ``{"macs": AnalyticCostModel(space).macs}``).
         budgets: ``{cost name: maximum}`` for ``costs``; proposals meet them by construction
@@ -244,23 +267,31 @@ class OFAEvolutionSampler(BaseSampler):
         self,
         *,
         space: Any,
-        population_size: int = 64,
-        num_parents: int = 12,
+        population_size: int | None = None,
+        num_parents: int | None = None,
         n_startup_trials: int = 16,
-        mutation_ratio: float = 0.5,
-        mutation_prob: float = 0.1,
-        resolution_mutation_prob: float = 0.5,
+        mutation_ratio: float | None = None,
+        mutation_prob: float | None = None,
+        resolution_mutation_prob: float | None = None,
         costs: Mapping[str, ArrayFn] | None = None,
         budgets: Mapping[str, float] | None = None,
         predictor: ArrayFn | str | None = "ridge",
         prescreen: int = 1024,
         constraints_func: Callable[[FrozenTrial], Sequence[float]] | None = None,
         seed: int | None = None,
+        settings: EvolutionSettings | None = None,
     ) -> None:
         self.space = _as_arch_space(space)
-        for name, value in (("population_size", population_size), ("num_parents", num_parents)):
-            if isinstance(value, bool) or int(value) != value or value < 1:
-                raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
+        self.settings = _sampler_settings(
+            settings,
+            population_size=population_size,
+            num_parents=num_parents,
+            mutation_ratio=mutation_ratio,
+            mutation_prob=mutation_prob,
+            resolution_mutation_prob=resolution_mutation_prob,
+            seed=seed,
+        )
+        seed = self.settings.seed
         if isinstance(n_startup_trials, bool) or int(n_startup_trials) != n_startup_trials or n_startup_trials < 0:
             raise InvalidInputError(f"n_startup_trials must be an integer >= 0, got {n_startup_trials!r}")
         if isinstance(prescreen, bool) or int(prescreen) != prescreen or prescreen < 1:
@@ -271,12 +302,9 @@ class OFAEvolutionSampler(BaseSampler):
             raise InvalidInputError(f"budgets {list(budgets)} given without costs: pass costs={{name: callable}} too")
         if constraints_func is not None and not callable(constraints_func):
             raise InvalidInputError(f"constraints_func must be callable, got {constraints_func!r}")
-        self.population_size = int(population_size)
-        self.num_parents = int(num_parents)
+        self.population_size = self.settings.population_size
+        self.num_parents = self.settings.num_parents
         self.n_startup_trials = int(n_startup_trials)
-        self.mutation_ratio = mutation_ratio
-        self.mutation_prob = mutation_prob
-        self.resolution_mutation_prob = resolution_mutation_prob
         self.costs: dict[str, ArrayFn] = dict(costs or {})
         self.budgets: dict[str, float] = dict(budgets or {})
         self.predictor = predictor
@@ -562,11 +590,9 @@ class OFAEvolutionSampler(BaseSampler):
             space=self.space,
             costs=self.costs,
             targets=self.budgets,
+            settings=self.settings,
             population_size=batch,
             parent_ratio=min(1.0, self.num_parents / batch),
-            mutation_ratio=self.mutation_ratio,
-            mutation_prob=self.mutation_prob,
-            resolution_mutation_prob=self.resolution_mutation_prob,
             generations=64,
             seed=seed,
         )
@@ -689,11 +715,7 @@ class OFAEvolutionSampler(BaseSampler):
             if minimised.shape[1] == 1:
                 primary[at] = minimised[at, 0]
             else:
-                rank = non_dominated_sort(minimised[at])
-                crowd = np.zeros(len(at))
-                for front in np.unique(rank):
-                    members = np.nonzero(rank == front)[0]
-                    crowd[members] = crowding_distance(minimised[at][members])
+                rank, crowd = rank_and_crowding(minimised[at])
                 primary[at] = rank
                 secondary[at] = -crowd
         infeasible = np.nonzero(~feasible)[0]
@@ -727,10 +749,10 @@ class OFAEvolutionSampler(BaseSampler):
         if minimised.shape[1] == 1:
             merit = -minimised[:, 0]
         else:  # predicted non-dominated first, then the most isolated among them
-            rank = non_dominated_sort(minimised)
+            rank, crowd = rank_and_crowding(minimised)
             merit = -rank.astype(np.float64)
             front = rank == 0
-            merit[front] += 0.5 * np.tanh(crowding_distance(minimised[front]))
+            merit[front] += 0.5 * np.tanh(crowd[front])
         # A candidate predicted to violate a constraint ranks below every one predicted feasible.
         return np.where(violation > 0, -1e18 - violation, merit)
 
