@@ -83,7 +83,7 @@ class EvolutionSettings:
             try:
                 number = float(value)
             except (TypeError, ValueError):
-                raise InvalidInputError(f"{name} must be a number in {allowed}, got {value!r}") from None
+                raise InvalidInputError(f"{name} must be in {allowed}, got {value!r}") from None
             if isinstance(value, (bool, np.bool_)) or not (0.0 < number <= 1.0 if open_low else 0.0 <= number <= 1.0):
                 raise InvalidInputError(f"{name} must be in {allowed}, got {value!r}")
             object.__setattr__(self, name, number)
