@@ -99,6 +99,8 @@ from optuna.trial import FrozenTrial, TrialState
 from ofa_nni.arch import ArchSpace, Sample
 from ofa_nni.costs import AnalyticCostModel
 from ofa_nni.errors import InvalidInputError
+from ofa_nni.plots import ParetoPanel, pareto_plot
+from ofa_nni.ridge import fit_ridge
 from ofa_nni.search import (
     ArrayFn,
     EvolutionSearch,
@@ -776,25 +778,17 @@ def _ridge_predictions(
     constraints: np.ndarray,
     candidates: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Ridge regression on OFA's one-hot features (:meth:`ArchSpace.to_features`), fitted on the
-    finished trials: the candidates' predicted values (a column per objective) and predicted total
-    constraint violation (each constraint value regressed on its own, not the clipped violation)."""
+    """Ridge regression (:func:`ofa_nni.ridge.fit_ridge`, the accuracy predictors' model, penalty 1)
+    on OFA's one-hot features (:meth:`ArchSpace.to_features`), fitted on the finished trials: the
+    candidates' predicted values (a column per objective) and predicted total constraint violation
+    (each constraint value regressed on its own, not the clipped violation)."""
     targets = np.column_stack([values, constraints])
     finite = np.isfinite(targets).all(axis=1)
-    features, targets = space.to_features(rows[finite]), targets[finite]
     n_values = values.shape[1]
-    if len(features) < 2:
+    if finite.sum() < 2:
         return np.zeros((len(candidates), n_values)), np.zeros(len(candidates))
-    mean_x, mean_y = features.mean(axis=0), targets.mean(axis=0)
-    x = features - mean_x
-    scale = np.where(targets.std(axis=0) > 0, targets.std(axis=0), 1.0)
-    y = (targets - mean_y) / scale
-    alpha = 1.0
-    if len(x) < x.shape[1]:  # dual form: an n x n system when there are fewer trials than features
-        coef = x.T @ np.linalg.solve(x @ x.T + alpha * np.eye(len(x)), y)
-    else:
-        coef = np.linalg.solve(x.T @ x + alpha * np.eye(x.shape[1]), x.T @ y)
-    predicted = (space.to_features(candidates) - mean_x) @ coef * scale + mean_y
+    model = fit_ridge(space.to_features(rows[finite]), targets[finite], alphas=(1.0,))
+    predicted = model.predict(space.to_features(candidates))
     predicted_constraints = predicted[:, n_values:]
     violation = np.where(predicted_constraints > 0, predicted_constraints, 0.0).sum(axis=1)
     return predicted[:, :n_values], violation
@@ -862,37 +856,27 @@ def _summary_markdown(study: Study, space: ArchSpace, trial: FrozenTrial, macs: 
 def _pareto_plot(
     path: Path, study: Study, trials: Sequence[FrozenTrial], macs: np.ndarray, chosen: FrozenTrial
 ) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")  # headless; no display needed
-    import matplotlib.pyplot as plt
-
+    """The study's trials against analytic MACs (and against the second objective, if any), with
+    the feasible Pareto front and the chosen trial (:func:`ofa_nni.plots.pareto_plot`)."""
     values = np.array([t.values for t in trials], dtype=np.float64)
     feasible = np.array([all(v <= 0 for v in t.constraints.values()) for t in trials])
     names = study.metric_names or [f"objective {k}" for k in range(len(study.directions))]
-    panels = [(macs / 1e6, "MACs (M)", values[:, 0], names[0], study.directions[0])]
-    if values.shape[1] > 1:
-        panels.append((values[:, 1], names[1], values[:, 0], names[0], study.directions[0]))
-    figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
     at_chosen = [t.number for t in trials].index(chosen.number)
-    for ax, (x, x_name, y, y_name, direction) in zip(axes[0], panels, strict=True):
-        sign = -1.0 if direction == StudyDirection.MAXIMIZE else 1.0
-        ax.scatter(x[feasible], y[feasible], s=10, c="tab:blue", alpha=0.5, label="feasible")
-        if (~feasible).any():
-            ax.scatter(x[~feasible], y[~feasible], s=10, c="tab:gray", marker="x", alpha=0.5, label="infeasible")
+    axes = [(macs / 1e6, "MACs (M)")]
+    if values.shape[1] > 1:
+        axes.append((values[:, 1], names[1]))
+    y, sign = values[:, 0], -1.0 if study.directions[0] == StudyDirection.MAXIMIZE else 1.0
+    panels = []
+    for x, x_name in axes:
         front = np.nonzero(feasible)[0]
         front = front[pareto_mask(np.column_stack([x[front], sign * y[front]]))]
-        front = front[np.argsort(x[front])]
-        ax.step(x[front], y[front], where="post", c="tab:red", label="Pareto front")
-        ax.scatter([x[at_chosen]], [y[at_chosen]], s=120, marker="*", c="gold", edgecolors="k", label="chosen")
-        ax.set_xlabel(x_name)
-        ax.set_ylabel(y_name)
-        ax.grid(alpha=0.3)
-        ax.legend(loc="best", fontsize=8)
-    figure.suptitle(f"{study.study_name}: {len(trials)} subnets")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+        panels.append(ParetoPanel(
+            xlabel=x_name, ylabel=names[0], front=(x[front], y[front]),
+            points=(x[feasible], y[feasible]), points_label="feasible",
+            infeasible=(x[~feasible], y[~feasible]),
+            chosen=[("chosen", [x[at_chosen]], [y[at_chosen]])],
+        ))
+    pareto_plot(path, panels, title=f"{study.study_name}: {len(trials)} subnets")
 
 
 def publish_to_dashboard(

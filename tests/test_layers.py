@@ -19,9 +19,10 @@ def _python(code: str, *, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_light_core_loads_no_heavy_library() -> None:
-    """The arch description, the costs and the search need numpy only (a fresh interpreter)."""
+    """The arch description, the costs, the search, the ridge surrogate and the plots need numpy only
+    (a fresh interpreter; matplotlib loads when a plot is drawn)."""
     done = _python(
-        "import sys; import ofa_nni.arch, ofa_nni.search, ofa_nni.costs; "
+        "import sys; import ofa_nni.arch, ofa_nni.search, ofa_nni.costs, ofa_nni.ridge, ofa_nni.plots; "
         "from ofa_nni.search import EvolutionSearch, EvolutionSettings, ParetoSearch, specialize; "
         f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))"
     )
