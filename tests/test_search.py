@@ -291,12 +291,17 @@ def test_pareto_search_with_two_costs_and_a_budget():
 
 
 # ------------------------------------------------------------------ ask/tell and resume
-def test_resume_from_state_dict_gives_the_same_result():
+@pytest.mark.parametrize(
+    "targets",
+    [[{"macs": 70e6}, {"macs": 1e8}], [{"macs": b} for b in np.linspace(70e6, 2e8, 20)]],
+    ids=["two targets", "twenty targets (rotating)"],
+)
+def test_resume_from_state_dict_gives_the_same_result(targets):
     objective = random_mlp(DEFAULT)
     kwargs = dict(
         space=DEFAULT,
         costs={"macs": DEFAULT_COSTS.macs},
-        targets=[{"macs": 70e6}, {"macs": 1e8}],
+        targets=targets,
         generations=12,
         seed=5,
     )

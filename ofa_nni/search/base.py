@@ -123,6 +123,12 @@ class AskTellSearch:
     def n_mutations(self) -> int:
         return self.settings.num_mutations
 
+    @property
+    def _group_size(self) -> int:
+        """New subnets scored per group (target) and generation: the population, unless an engine
+        shares it out among groups."""
+        return self.population_size
+
     # ------------------------------------------------------------------ subclass hooks
     def _propose(self) -> Proposals:
         """Proposals for the next generation (``generation`` already advanced), made feasible by
@@ -138,7 +144,7 @@ class AskTellSearch:
         Rows are checked against the archive here, so ask() need not check them again.
 
         Searches propose ``PROPOSALS_PER_SLOT`` times the population and keep the first
-        ``population_size`` new subnets per group: the spare proposals replace duplicates, and a
+        ``_group_size`` new subnets per group: the spare proposals replace duplicates, and a
         proposal that already meets its budgets is preferred to one that needs repair (which, like
         OFA's re-drawing, keeps children distributed as the operators propose them), without any
         loop that redraws until feasible."""
@@ -156,10 +162,10 @@ class AskTellSearch:
         known_new = np.zeros(len(rows), dtype=bool)
         known_new[new] = True
         n_groups = int(group.max()) + 1
-        # ask() keeps the first population_size new subnets of each group: a group with n feasible
-        # new ones reaches at most its first population_size - n infeasible proposals (more only if
+        # ask() keeps the first _group_size new subnets of each group: a group with n feasible
+        # new ones reaches at most its first _group_size - n infeasible proposals (more only if
         # repairs land on known subnets, hence a margin), so only those are repaired.
-        need = np.maximum(self.population_size - np.bincount(group[new], minlength=n_groups), 0)
+        need = np.maximum(self._group_size - np.bincount(group[new], minlength=n_groups), 0)
         need = np.where(need > 0, need + need // 4 + 8, 0)
         infeasible_at = np.nonzero(infeasible)[0]
         per_group = np.bincount(group[infeasible_at], minlength=n_groups)
@@ -263,10 +269,10 @@ class AskTellSearch:
             archived = np.zeros(len(keys), dtype=bool)
             archived[unknown] = self._archive.contains(keys[unknown], proposals.canonical[unknown])
             new = first[~archived[first]]
-            # at most population_size new subnets per group (groups are contiguous)
+            # at most _group_size new subnets per group (groups are contiguous)
             counts = np.bincount(group[new], minlength=int(group.max()) + 1)
             rank_in_group = np.arange(len(new)) - np.repeat(np.cumsum(counts) - counts, counts)
-            new = new[rank_in_group < self.population_size]
+            new = new[rank_in_group < self._group_size]
             left = self._budget_left()
             if left is not None:
                 new = new[:left]
