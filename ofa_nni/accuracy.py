@@ -48,6 +48,7 @@ from ofa_nni._artifacts import atomic_write, library_versions, require_same_spac
 from ofa_nni.arch import ArchSpace, Sample
 from ofa_nni.efficiency import as_index_array
 from ofa_nni.errors import InvalidInputError, MissingInputError
+from ofa_nni.ridge import fit_ridge
 from ofa_nni.runtime import recalibrate_batchnorm
 
 __all__ = [
@@ -560,12 +561,10 @@ class RidgeAccuracyPredictor(AccuracyPredictor):
         return {"alphas": list(self.alphas)}
 
     def fit(self, features: np.ndarray, accuracies: np.ndarray) -> None:
-        from sklearn.linear_model import RidgeCV
-
         if len(accuracies) < 2:
             raise InvalidInputError(f"an accuracy predictor needs at least 2 subnets to learn from, got {len(accuracies)}")
-        model = RidgeCV(alphas=self.alphas).fit(features, accuracies)
-        self.coef, self.intercept, self.alpha = np.asarray(model.coef_), float(model.intercept_), float(model.alpha_)
+        model = fit_ridge(features, accuracies, self.alphas)
+        self.coef, self.intercept, self.alpha = model.coef, float(model.intercept), model.alpha
 
     def predict_features(self, features: np.ndarray) -> np.ndarray:
         return np.asarray(features, dtype=np.float64) @ self.coef + self.intercept

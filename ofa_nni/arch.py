@@ -267,7 +267,12 @@ class ArchSpace:
     @property
     def cardinalities(self) -> np.ndarray:
         """Number of choices per label, in :attr:`labels` order."""
-        return np.array([len(self.choices(label)) for label in self.labels], dtype=np.int64)
+        cached = self.__dict__.get("_cardinalities_cache")
+        if cached is None:  # computed once: every index check reads it
+            cached = np.array([len(self.choices(label)) for label in self.labels], dtype=np.int64)
+            cached.flags.writeable = False
+            object.__setattr__(self, "_cardinalities_cache", cached)
+        return cached
 
     # -------------------------------------------------------------- samples
     def validate(self, sample: Mapping[str, Any]) -> Sample:
@@ -334,17 +339,38 @@ class ArchSpace:
         return np.array([self.choices(label).index(sample[label]) for label in self.labels], dtype=np.int64)
 
     def from_indices(self, indices: Sequence[int] | np.ndarray) -> Sample:
-        """Inverse of :meth:`to_indices`."""
+        """Inverse of :meth:`to_indices` (the row is checked by :meth:`check_indices`)."""
         row = np.asarray(indices)
         if row.shape != (len(self.labels),):
             raise InvalidInputError(f"expected {len(self.labels)} indices, got shape {row.shape}")
-        sample: Sample = {}
-        for label, index in zip(self.labels, row.tolist(), strict=True):
-            allowed = self.choices(label)
-            if not 0 <= index < len(allowed):
-                raise InvalidInputError(f"{label}: index {index} out of range for choices {list(allowed)}")
-            sample[label] = allowed[index]
-        return sample
+        row = self.check_indices(row[None], "indices")[0]
+        return {label: self.choices(label)[index] for label, index in zip(self.labels, row.tolist(), strict=True)}
+
+    def check_indices(self, rows: Any, what: str = "index array") -> np.ndarray:
+        """``rows`` as a checked ``(n, len(labels))`` int64 array of choice indices (:meth:`to_indices`
+        order): the one check of index rows, used by the costs, the predictors and the search.
+
+        Raises:
+            InvalidInputError: for a wrong shape, a non-integer array, or an index outside a label's
+                choices (naming the row, the label and the allowed range).
+        """
+        array = np.asarray(rows)
+        if array.ndim != 2 or array.shape[1] != len(self.labels):
+            raise InvalidInputError(
+                f"{what} must have shape (n, {len(self.labels)}) (ArchSpace.to_indices order), got shape {array.shape}"
+            )
+        if array.size and array.dtype.kind not in "iu":
+            raise InvalidInputError(f"{what} must hold integer choice indices, got dtype {array.dtype}")
+        array = array.astype(np.int64, copy=False)
+        bad = (array < 0) | (array >= self.cardinalities)
+        if bad.any():
+            row, column = (int(i) for i in np.argwhere(bad)[0])
+            label = self.labels[column]
+            raise InvalidInputError(
+                f"{what}: row {row}: index {array[row, column]} of {label!r} is out of range; allowed "
+                f"0..{len(self.choices(label)) - 1} (choices {list(self.choices(label))})"
+            )
+        return array
 
     def _depth_patterns(self) -> np.ndarray:
         """``(len(depths), max_depth)`` bool: which block positions of a stage run at each depth
@@ -361,6 +387,29 @@ class ArchSpace:
         depth_choices = indices[:, 2 * self.num_blocks : 2 * self.num_blocks + self.num_stages]
         # np.take, not fancy indexing: several times faster on these small tables
         return np.take(self._depth_patterns(), depth_choices, axis=0).reshape(len(indices), self.num_blocks)
+
+    def active_gene_mask(self, indices: np.ndarray) -> np.ndarray:
+        """``(n, len(labels))`` bool: which genes matter -- kernels and expands of active blocks, every
+        depth and the resolution (a gene outside the mask does not change the subnet)."""
+        blocks = self.active_block_mask(indices)
+        mask = np.ones(indices.shape, dtype=bool)
+        mask[:, : self.num_blocks] = blocks
+        mask[:, self.num_blocks : 2 * self.num_blocks] = blocks
+        return mask
+
+    def canonical_indices(self, indices: np.ndarray) -> np.ndarray:
+        """Index rows with the genes of inactive blocks set to 0 (their smallest choice): two rows are
+        the same subnet iff their canonical rows are equal. Rows must be checked (:meth:`check_indices`)."""
+        blocks = self.active_block_mask(indices)
+        canonical = np.array(indices, dtype=np.int64, copy=True)
+        canonical[:, : self.num_blocks] *= blocks
+        canonical[:, self.num_blocks : 2 * self.num_blocks] *= blocks
+        return canonical
+
+    def canonical_sample(self, sample: Mapping[str, Any]) -> Sample:
+        """``sample`` with the kernels and expands of inactive blocks at their smallest choice (the
+        same subnet; equal canonical samples <=> the same subnet)."""
+        return self.from_indices(self.canonical_indices(self.to_indices(sample)[None])[0])
 
     @property
     def feature_dim(self) -> int:

@@ -20,7 +20,6 @@ import numpy as np
 
 from ofa_nni.arch import ArchSpace
 from ofa_nni.costs import AnalyticCostModel
-from ofa_nni.errors import InvalidInputError
 
 __all__ = [
     "EfficiencyModel",
@@ -46,23 +45,7 @@ def as_index_array(space: ArchSpace, population: Any) -> np.ndarray:
         if isinstance(population[0], Mapping):
             return np.stack([space.to_indices(sample) for sample in population])
         population = np.asarray(population)
-    if population.ndim != 2 or population.shape[1] != len(space.labels):
-        raise InvalidInputError(
-            f"expected an index array of shape (n, {len(space.labels)}) (ArchSpace.to_indices order), "
-            f"got shape {population.shape}"
-        )
-    if population.dtype.kind not in "iu":
-        raise InvalidInputError(f"expected an integer index array, got dtype {population.dtype}")
-    indices = population.astype(np.int64, copy=False)
-    bad = (indices < 0) | (indices >= space.cardinalities[None, :])
-    if bad.any():
-        row, column = (int(i) for i in np.argwhere(bad)[0])
-        label = space.labels[column]
-        raise InvalidInputError(
-            f"row {row}: index {indices[row, column]} of {label!r} is out of range; allowed 0.."
-            f"{len(space.choices(label)) - 1} (choices {list(space.choices(label))})"
-        )
-    return indices
+    return space.check_indices(population)
 
 
 class EfficiencyModel(abc.ABC):

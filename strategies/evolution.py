@@ -40,7 +40,7 @@ from torch import nn
 from ofa_nni.arch import ArchSpace
 from ofa_nni.errors import InvalidInputError
 from ofa_nni.runtime import recalibrate_batchnorm
-from ofa_nni.search import ArrayFn, EvolutionSearch, SearchResult, canonical_indices
+from ofa_nni.search import ArrayFn, EvolutionSearch, EvolutionSettings, SearchResult
 
 __all__ = ["OFAEvolution", "CalibratedModelSpace"]
 
@@ -115,14 +115,15 @@ class OFAEvolution(Strategy):
         calibration_data: Batches (e.g. a DataLoader over ~2,000 training images) to recalibrate the
             batch norms of every submitted subnet on. ``None``: the supernet's statistics are kept.
         calibration_batches: Use at most this many batches for each recalibration.
-        population_size, generations, parent_ratio, mutation_ratio, mutation_prob,
-            resolution_mutation_prob, max_evaluations, seed: the search
-            (:class:`ofa_nni.search.EvolutionSearch`; defaults are OFA's). Every target keeps its own
-            population, so with real evaluation the search runs at most
+        settings: The search's :class:`ofa_nni.search.EvolutionSettings` (default: OFA's).
+        **overrides: Its fields by keyword (``population_size``, ``generations``, ``parent_ratio``,
+            ``mutation_ratio``, ``mutation_prob``, ``resolution_mutation_prob``,
+            ``max_evaluations``, ``seed``). With real evaluation the search runs at most
             ``len(targets) * population_size * (generations + 1)`` trials (one target when ``targets``
             is a dict or empty): the initial population and each generation's children, per target,
-            fewer where targets propose the same subnet. ``max_evaluations`` caps the total across
-            targets; so does the experiment's ``max_trial_number`` (the search then stops early, resumable).
+            fewer where targets propose the same subnet or share populations (more than 8 targets
+            evolve in rotation). ``max_evaluations`` caps the total across targets; so does the
+            experiment's ``max_trial_number`` (the search then stops early, resumable).
 
     After ``run``, :attr:`result` holds the search result (each target's subnet, arch string,
     score and costs).
@@ -136,14 +137,8 @@ class OFAEvolution(Strategy):
         targets: Mapping[str, float] | Sequence[Mapping[str, float]] | None = None,
         calibration_data: Iterable[Any] | None = None,
         calibration_batches: int | None = None,
-        population_size: int = 100,
-        generations: int = 500,
-        parent_ratio: float = 0.25,
-        mutation_ratio: float = 0.5,
-        mutation_prob: float = 0.1,
-        resolution_mutation_prob: float = 0.5,
-        max_evaluations: int | None = None,
-        seed: int | None = 0,
+        settings: EvolutionSettings | None = None,
+        **overrides: Any,
     ) -> None:
         super().__init__()
         if predictor is not None and not callable(predictor):
@@ -156,16 +151,7 @@ class OFAEvolution(Strategy):
         self.targets: Any = {} if targets is None else targets
         self.calibration_data = calibration_data
         self.calibration_batches = calibration_batches
-        self.search_settings: dict[str, Any] = {
-            "population_size": population_size,
-            "generations": generations,
-            "parent_ratio": parent_ratio,
-            "mutation_ratio": mutation_ratio,
-            "mutation_prob": mutation_prob,
-            "resolution_mutation_prob": resolution_mutation_prob,
-            "max_evaluations": max_evaluations,
-            "seed": seed,
-        }
+        self.settings = EvolutionSettings.build(settings, **overrides)
         self.search: EvolutionSearch | None = None
         self.result: SearchResult | None = None
         self._calibrated_space: CalibratedModelSpace | None = None
@@ -177,7 +163,7 @@ class OFAEvolution(Strategy):
     def extra_repr(self) -> str:
         mode = "predictor" if self.predictor is not None else "evaluator"
         return f"scoring={mode}, targets={self.targets!r}, " + ", ".join(
-            f"{key}={value}" for key, value in self.search_settings.items()
+            f"{key}={value}" for key, value in self.settings.as_dict().items()
         )
 
     # ------------------------------------------------------------------ NNI hooks
@@ -204,7 +190,7 @@ class OFAEvolution(Strategy):
         if costs is None:
             cost_model = supernet.cost_model  # type: ignore[union-attr]
             costs = {"macs": cost_model.macs, "params": cost_model.params}
-        self.search = EvolutionSearch(space=arch_space, costs=costs, targets=self.targets, **self.search_settings)
+        self.search = EvolutionSearch(space=arch_space, costs=costs, targets=self.targets, settings=self.settings)
         self._calibrated_space = CalibratedModelSpace(
             supernet, model_space.evaluator, self.calibration_data, self.calibration_batches
         )
@@ -215,7 +201,8 @@ class OFAEvolution(Strategy):
         smallest choice), so the same subnet always has the same sample and arch string."""
         assert self.search is not None and self._calibrated_space is not None
         space = self.search.space
-        return self._calibrated_space.freeze(space.from_indices(canonical_indices(space, row[None])[0]))
+        canonical = space.canonical_indices(space.check_indices(row[None]))[0]
+        return self._calibrated_space.freeze(space.from_indices(canonical))
 
     def _run(self) -> None:
         assert self.search is not None

@@ -65,12 +65,13 @@ from nni.tuner import Tuner
 
 from ofa_nni._nni_compat import report_dispatcher_errors
 from ofa_nni.errors import InvalidInputError, MissingInputError
+from ofa_nni.search.settings import EvolutionSettings
 
 if TYPE_CHECKING:
     from ofa_nni.arch import ArchSpace, Sample
     from ofa_nni.search import EvolutionSearch
 
-__all__ = ["OFAEvolutionTuner", "BUILTIN_NAME", "metric_score", "canonical_arch"]
+__all__ = ["OFAEvolutionTuner", "BUILTIN_NAME", "TUNER_SETTINGS", "metric_score", "canonical_arch"]
 
 BUILTIN_NAME = "OFAEvolutionTuner"
 """The name the tuner is registered under (``tuner: name: OFAEvolutionTuner`` in config.yml)."""
@@ -81,6 +82,10 @@ _logger = logging.getLogger(__name__)
 # tuner (a setting or search space it refuses) ends the experiment in ERROR with its message instead
 # of leaving it RUNNING without trials (ofa_nni._nni_compat, workaround 10).
 report_dispatcher_errors()
+
+TUNER_SETTINGS = EvolutionSettings(population_size=16, generations=100)
+"""The tuner's default settings: OFA's, with population 16 and 100 generations (every candidate is a
+real NNI trial; see :class:`ofa_nni.search.EvolutionSettings`)."""
 
 
 def metric_score(value: Any) -> float:
@@ -117,12 +122,13 @@ class OFAEvolutionTuner(Tuner):
             ``latency_ms``. Example: ``{macs: 1.0e6}``.
         latency_table: Absolute path of a latency lookup table of the space (``ofa-nni lut build``),
             making ``latency_ms`` available as a constraint.
-        population_size, generations, parent_ratio, mutation_ratio, mutation_prob,
-            resolution_mutation_prob: :class:`ofa_nni.search.EvolutionSearch` settings (OFA's
-            defaults except a smaller population and generation count, since every candidate is
-            a real trial). The experiment's ``maxTrialNumber`` usually ends the search earlier.
-        seed: Seed of the search (proposals are deterministic for a seed in a sequential run).
         optimize_mode: ``"maximize"`` (accuracy, the default) or ``"minimize"`` the ``default`` metric.
+        **settings: The fields of :class:`ofa_nni.search.EvolutionSettings`, one ``classArgs`` key
+            each: ``population_size``, ``generations``, ``parent_ratio``, ``mutation_ratio``,
+            ``mutation_prob``, ``resolution_mutation_prob``, ``max_evaluations``, ``seed`` (proposals
+            are deterministic for a seed in a sequential run). Defaults: :data:`TUNER_SETTINGS`
+            (OFA's, with a smaller population and generation count since every candidate is a real
+            trial). The experiment's ``maxTrialNumber`` usually ends the search earlier.
     """
 
     def __init__(
@@ -132,14 +138,8 @@ class OFAEvolutionTuner(Tuner):
         supernet: str | None = None,
         constraints: Mapping[str, float] | None = None,
         latency_table: str | None = None,
-        population_size: int = 16,
-        generations: int = 100,
-        parent_ratio: float = 0.25,
-        mutation_ratio: float = 0.5,
-        mutation_prob: float = 0.1,
-        resolution_mutation_prob: float = 0.5,
-        seed: int = 0,
         optimize_mode: str = "maximize",
+        **settings: Any,
     ) -> None:
         super().__init__()
         # Only cheap checks here: NNI's dispatcher connects to the manager after constructing the
@@ -158,15 +158,7 @@ class OFAEvolutionTuner(Tuner):
         self._supernet = None if supernet is None else _absolute_path("supernet", supernet)
         self._latency_table = None if latency_table is None else _absolute_path("latency_table", latency_table)
         self._constraints = dict(constraints or {})
-        self._search_settings: dict[str, Any] = {
-            "population_size": population_size,
-            "generations": generations,
-            "parent_ratio": parent_ratio,
-            "mutation_ratio": mutation_ratio,
-            "mutation_prob": mutation_prob,
-            "resolution_mutation_prob": resolution_mutation_prob,
-            "seed": seed,
-        }
+        self.settings = EvolutionSettings.build(TUNER_SETTINGS, **settings)
         self._search: EvolutionSearch | None = None
         self._queue: deque[np.ndarray] = deque()  # asked, not yet handed to a trial
         self._unscored: dict[str, tuple[np.ndarray, int]] = {}  # arch -> (row, parameter id), dispatch order
@@ -205,7 +197,7 @@ class OFAEvolutionTuner(Tuner):
         if unknown:
             hint = "" if self._latency_table is not None else " ('latency_ms' needs latency_table)"
             raise InvalidInputError(f"constraints: unknown cost {unknown[0]!r}; allowed: {list(costs)}{hint}")
-        return EvolutionSearch(space=space, costs=costs, targets=self._constraints, **self._search_settings)
+        return EvolutionSearch(space=space, costs=costs, targets=self._constraints, settings=self.settings)
 
     def _resolve_space(self) -> ArchSpace:
         if self._supernet is None:
@@ -403,12 +395,7 @@ def canonical_arch(space: ArchSpace, sample: Mapping[str, Any]) -> str:
     """The arch string of ``sample`` with inactive blocks set to their first choice: two samples have
     the same string iff they are the same subnet. The one form the tuner hands out and logs, and the
     trial (``python -m strategies.nni_trial``) and :class:`strategies.RecalibratedEvaluator` report."""
-    canonical = dict(space.validate(sample))
-    for s in range(space.num_stages):
-        for b in range(canonical[space.depth_label(s)], space.max_depth):
-            canonical[space.kernel_label(s, b)] = space.kernel_sizes[0]
-            canonical[space.expand_label(s, b)] = space.expand_ratios[0]
-    return space.format(canonical)
+    return space.format(space.canonical_sample(sample))
 
 
 def _absolute_path(name: str, path: str) -> Path:

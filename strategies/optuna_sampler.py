@@ -57,7 +57,7 @@ included (same subnet, same values; ``set_constraint`` keeps them with a warning
 
 Selection follows the study: values are read in the study's directions; single-objective studies
 rank trials by value, multi-objective ones by NSGA-II's non-dominated sorting and crowding distance
-(:func:`ofa_nni.search.non_dominated_sort`, :func:`ofa_nni.search.crowding_distance`). Constraints
+(:func:`ofa_nni.search.rank_and_crowding`, the ranking ParetoSearch selects by). Constraints
 are Optuna's (``trial.set_constraint`` in Optuna 5, the list-style ``constraints`` system attribute
 that the older ``constraints_func`` writes, which this sampler also accepts): a feasible trial
 ranks above every infeasible one, infeasible ones by total violation (Deb's rule, as NSGA-II).
@@ -99,13 +99,15 @@ from optuna.trial import FrozenTrial, TrialState
 from ofa_nni.arch import ArchSpace, Sample
 from ofa_nni.costs import AnalyticCostModel
 from ofa_nni.errors import InvalidInputError
+from ofa_nni.plots import ParetoPanel, pareto_plot
+from ofa_nni.ridge import fit_ridge
 from ofa_nni.search import (
     ArrayFn,
     EvolutionSearch,
+    EvolutionSettings,
     canonical_indices,
-    crowding_distance,
-    non_dominated_sort,
     pareto_mask,
+    rank_and_crowding,
 )
 
 __all__ = [
@@ -116,6 +118,7 @@ __all__ = [
     "set_constraints",
     "publish_to_dashboard",
     "ARCH_ATTR",
+    "SAMPLER_SETTINGS",
 ]
 
 ARCH_ATTR = "arch"
@@ -211,6 +214,25 @@ class _Decoded:
         self.foreign = foreign
 
 
+SAMPLER_SETTINGS = EvolutionSettings(population_size=64, parent_ratio=12 / 64, seed=None)
+"""The sampler's default settings: 64 candidates bred per proposal and 12 parents (the settings
+``benchmarks/bench_optuna_samplers.py`` ran with), OFA's mutation settings, no seed."""
+
+
+def _sampler_settings(settings: EvolutionSettings | None, *, num_parents: int | None,
+                      **given: Any) -> EvolutionSettings:
+    """The keyword arguments of :class:`OFAEvolutionSampler` mapped onto one settings object (those
+    not given, None, keep the values of ``settings``, default :data:`SAMPLER_SETTINGS`)."""
+    base = EvolutionSettings.build(SAMPLER_SETTINGS if settings is None else settings)
+    chosen = EvolutionSettings.build(base, **{name: value for name, value in given.items() if value is not None})
+    if num_parents is None:
+        num_parents = base.num_parents
+    if isinstance(num_parents, bool) or not isinstance(num_parents, (int, np.integer)) or num_parents < 1:
+        raise InvalidInputError(f"num_parents must be a positive integer, got {num_parents!r}")
+    # More parents than the population: all of it (the engine's ratio is at most 1).
+    return EvolutionSettings.build(chosen, parent_ratio=min(1.0, int(num_parents) / chosen.population_size))
+
+
 class OFAEvolutionSampler(BaseSampler):
     """Optuna sampler running OFA's evolutionary search over a whole OFA search space.
 
@@ -219,11 +241,14 @@ class OFAEvolutionSampler(BaseSampler):
             ``OFAMobileNetV3Space`` (its ``arch_space`` is used).
         population_size: Candidates bred per proposal (mutation and crossover children).
         num_parents: How many of the best trials so far are parents (OFA: a quarter of a population
-            of 100).
+            of 100); maps onto ``parent_ratio = num_parents / population_size``.
         n_startup_trials: Random (deduplicated, repaired) proposals before evolution starts.
         mutation_ratio, mutation_prob, resolution_mutation_prob: OFA's mutation settings (shares of
             mutation vs crossover children; per-block and per-depth mutation probability; the
             resolution's).
+        settings: An :class:`ofa_nni.search.EvolutionSettings` instead of (or under) the keyword
+            arguments above; default :data:`SAMPLER_SETTINGS` (population 64, 12 parents, OFA's
+            mutation settings). ``seed`` maps onto ``settings.seed``.
         costs: Optional cost callables known in advance ``{name: fn}`` on ``(n, L)`` index arrays
             (e.g. ``{"macs": AnalyticCostModel(space).macs}``).
         budgets: ``{cost name: maximum}`` for ``costs``; proposals meet them by construction
@@ -244,23 +269,31 @@ class OFAEvolutionSampler(BaseSampler):
         self,
         *,
         space: Any,
-        population_size: int = 64,
-        num_parents: int = 12,
+        population_size: int | None = None,
+        num_parents: int | None = None,
         n_startup_trials: int = 16,
-        mutation_ratio: float = 0.5,
-        mutation_prob: float = 0.1,
-        resolution_mutation_prob: float = 0.5,
+        mutation_ratio: float | None = None,
+        mutation_prob: float | None = None,
+        resolution_mutation_prob: float | None = None,
         costs: Mapping[str, ArrayFn] | None = None,
         budgets: Mapping[str, float] | None = None,
         predictor: ArrayFn | str | None = "ridge",
         prescreen: int = 1024,
         constraints_func: Callable[[FrozenTrial], Sequence[float]] | None = None,
         seed: int | None = None,
+        settings: EvolutionSettings | None = None,
     ) -> None:
         self.space = _as_arch_space(space)
-        for name, value in (("population_size", population_size), ("num_parents", num_parents)):
-            if isinstance(value, bool) or int(value) != value or value < 1:
-                raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
+        self.settings = _sampler_settings(
+            settings,
+            population_size=population_size,
+            num_parents=num_parents,
+            mutation_ratio=mutation_ratio,
+            mutation_prob=mutation_prob,
+            resolution_mutation_prob=resolution_mutation_prob,
+            seed=seed,
+        )
+        seed = self.settings.seed
         if isinstance(n_startup_trials, bool) or int(n_startup_trials) != n_startup_trials or n_startup_trials < 0:
             raise InvalidInputError(f"n_startup_trials must be an integer >= 0, got {n_startup_trials!r}")
         if isinstance(prescreen, bool) or int(prescreen) != prescreen or prescreen < 1:
@@ -271,12 +304,9 @@ class OFAEvolutionSampler(BaseSampler):
             raise InvalidInputError(f"budgets {list(budgets)} given without costs: pass costs={{name: callable}} too")
         if constraints_func is not None and not callable(constraints_func):
             raise InvalidInputError(f"constraints_func must be callable, got {constraints_func!r}")
-        self.population_size = int(population_size)
-        self.num_parents = int(num_parents)
+        self.population_size = self.settings.population_size
+        self.num_parents = self.settings.num_parents
         self.n_startup_trials = int(n_startup_trials)
-        self.mutation_ratio = mutation_ratio
-        self.mutation_prob = mutation_prob
-        self.resolution_mutation_prob = resolution_mutation_prob
         self.costs: dict[str, ArrayFn] = dict(costs or {})
         self.budgets: dict[str, float] = dict(budgets or {})
         self.predictor = predictor
@@ -562,11 +592,9 @@ class OFAEvolutionSampler(BaseSampler):
             space=self.space,
             costs=self.costs,
             targets=self.budgets,
+            settings=self.settings,
             population_size=batch,
             parent_ratio=min(1.0, self.num_parents / batch),
-            mutation_ratio=self.mutation_ratio,
-            mutation_prob=self.mutation_prob,
-            resolution_mutation_prob=self.resolution_mutation_prob,
             generations=64,
             seed=seed,
         )
@@ -689,11 +717,7 @@ class OFAEvolutionSampler(BaseSampler):
             if minimised.shape[1] == 1:
                 primary[at] = minimised[at, 0]
             else:
-                rank = non_dominated_sort(minimised[at])
-                crowd = np.zeros(len(at))
-                for front in np.unique(rank):
-                    members = np.nonzero(rank == front)[0]
-                    crowd[members] = crowding_distance(minimised[at][members])
+                rank, crowd = rank_and_crowding(minimised[at])
                 primary[at] = rank
                 secondary[at] = -crowd
         infeasible = np.nonzero(~feasible)[0]
@@ -727,10 +751,10 @@ class OFAEvolutionSampler(BaseSampler):
         if minimised.shape[1] == 1:
             merit = -minimised[:, 0]
         else:  # predicted non-dominated first, then the most isolated among them
-            rank = non_dominated_sort(minimised)
+            rank, crowd = rank_and_crowding(minimised)
             merit = -rank.astype(np.float64)
             front = rank == 0
-            merit[front] += 0.5 * np.tanh(crowding_distance(minimised[front]))
+            merit[front] += 0.5 * np.tanh(crowd[front])
         # A candidate predicted to violate a constraint ranks below every one predicted feasible.
         return np.where(violation > 0, -1e18 - violation, merit)
 
@@ -754,25 +778,17 @@ def _ridge_predictions(
     constraints: np.ndarray,
     candidates: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Ridge regression on OFA's one-hot features (:meth:`ArchSpace.to_features`), fitted on the
-    finished trials: the candidates' predicted values (a column per objective) and predicted total
-    constraint violation (each constraint value regressed on its own, not the clipped violation)."""
+    """Ridge regression (:func:`ofa_nni.ridge.fit_ridge`, the accuracy predictors' model, penalty 1)
+    on OFA's one-hot features (:meth:`ArchSpace.to_features`), fitted on the finished trials: the
+    candidates' predicted values (a column per objective) and predicted total constraint violation
+    (each constraint value regressed on its own, not the clipped violation)."""
     targets = np.column_stack([values, constraints])
     finite = np.isfinite(targets).all(axis=1)
-    features, targets = space.to_features(rows[finite]), targets[finite]
     n_values = values.shape[1]
-    if len(features) < 2:
+    if finite.sum() < 2:
         return np.zeros((len(candidates), n_values)), np.zeros(len(candidates))
-    mean_x, mean_y = features.mean(axis=0), targets.mean(axis=0)
-    x = features - mean_x
-    scale = np.where(targets.std(axis=0) > 0, targets.std(axis=0), 1.0)
-    y = (targets - mean_y) / scale
-    alpha = 1.0
-    if len(x) < x.shape[1]:  # dual form: an n x n system when there are fewer trials than features
-        coef = x.T @ np.linalg.solve(x @ x.T + alpha * np.eye(len(x)), y)
-    else:
-        coef = np.linalg.solve(x.T @ x + alpha * np.eye(x.shape[1]), x.T @ y)
-    predicted = (space.to_features(candidates) - mean_x) @ coef * scale + mean_y
+    model = fit_ridge(space.to_features(rows[finite]), targets[finite], alphas=(1.0,))
+    predicted = model.predict(space.to_features(candidates))
     predicted_constraints = predicted[:, n_values:]
     violation = np.where(predicted_constraints > 0, predicted_constraints, 0.0).sum(axis=1)
     return predicted[:, :n_values], violation
@@ -840,37 +856,27 @@ def _summary_markdown(study: Study, space: ArchSpace, trial: FrozenTrial, macs: 
 def _pareto_plot(
     path: Path, study: Study, trials: Sequence[FrozenTrial], macs: np.ndarray, chosen: FrozenTrial
 ) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")  # headless; no display needed
-    import matplotlib.pyplot as plt
-
+    """The study's trials against analytic MACs (and against the second objective, if any), with
+    the feasible Pareto front and the chosen trial (:func:`ofa_nni.plots.pareto_plot`)."""
     values = np.array([t.values for t in trials], dtype=np.float64)
     feasible = np.array([all(v <= 0 for v in t.constraints.values()) for t in trials])
     names = study.metric_names or [f"objective {k}" for k in range(len(study.directions))]
-    panels = [(macs / 1e6, "MACs (M)", values[:, 0], names[0], study.directions[0])]
-    if values.shape[1] > 1:
-        panels.append((values[:, 1], names[1], values[:, 0], names[0], study.directions[0]))
-    figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
     at_chosen = [t.number for t in trials].index(chosen.number)
-    for ax, (x, x_name, y, y_name, direction) in zip(axes[0], panels, strict=True):
-        sign = -1.0 if direction == StudyDirection.MAXIMIZE else 1.0
-        ax.scatter(x[feasible], y[feasible], s=10, c="tab:blue", alpha=0.5, label="feasible")
-        if (~feasible).any():
-            ax.scatter(x[~feasible], y[~feasible], s=10, c="tab:gray", marker="x", alpha=0.5, label="infeasible")
+    axes = [(macs / 1e6, "MACs (M)")]
+    if values.shape[1] > 1:
+        axes.append((values[:, 1], names[1]))
+    y, sign = values[:, 0], -1.0 if study.directions[0] == StudyDirection.MAXIMIZE else 1.0
+    panels = []
+    for x, x_name in axes:
         front = np.nonzero(feasible)[0]
         front = front[pareto_mask(np.column_stack([x[front], sign * y[front]]))]
-        front = front[np.argsort(x[front])]
-        ax.step(x[front], y[front], where="post", c="tab:red", label="Pareto front")
-        ax.scatter([x[at_chosen]], [y[at_chosen]], s=120, marker="*", c="gold", edgecolors="k", label="chosen")
-        ax.set_xlabel(x_name)
-        ax.set_ylabel(y_name)
-        ax.grid(alpha=0.3)
-        ax.legend(loc="best", fontsize=8)
-    figure.suptitle(f"{study.study_name}: {len(trials)} subnets")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+        panels.append(ParetoPanel(
+            xlabel=x_name, ylabel=names[0], front=(x[front], y[front]),
+            points=(x[feasible], y[feasible]), points_label="feasible",
+            infeasible=(x[~feasible], y[~feasible]),
+            chosen=[("chosen", [x[at_chosen]], [y[at_chosen]])],
+        ))
+    pareto_plot(path, panels, title=f"{study.study_name}: {len(trials)} subnets")
 
 
 def publish_to_dashboard(

@@ -293,7 +293,7 @@ def test_wrong_type(tmp_path: Path) -> None:
     costs = AnalyticCostModel(TINY)
     with pytest.raises(ValueError, match=r"budget for 'macs' must be a number, got '1e6'"):
         EvolutionSearch(space=TINY, costs={"macs": costs.macs}, targets={"macs": "1e6"})
-    with pytest.raises(ValueError, match=r"population_size must be a positive integer, got 2\.5"):
+    with pytest.raises(ValueError, match=r"population_size must be an integer >= 2, got 2\.5"):
         OFAEvolutionSampler(space=TINY, population_size=2.5)
     with pytest.raises(ValueError, match=r"a space description must be a mapping such as \{'preset': 'cpu'"):
         _ = OFAEvolutionTuner(space="cpu").search  # type: ignore[arg-type]

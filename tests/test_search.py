@@ -55,9 +55,7 @@ def size_aware(space: ArchSpace, seed: int = 0):
 def all_subnets(space: ArchSpace) -> np.ndarray:
     """Every distinct subnet of a tiny space (inactive genes zeroed)."""
     rows = np.array(list(itertools.product(*[range(c) for c in space.cardinalities])), dtype=np.int64)
-    from ofa_nni.search import _Layout
-
-    return np.unique(_Layout(space).canonical(rows), axis=0)
+    return np.unique(space.canonical_indices(rows), axis=0)
 
 
 # ----------------------------------------------------------------------------- basics
@@ -90,14 +88,11 @@ def test_every_asked_candidate_is_new_and_feasible():
     )
     objective = random_mlp(DEFAULT)
     seen: set[bytes] = set()
-    from ofa_nni.search import _Layout
-
-    layout = _Layout(DEFAULT)
     while not search.done:
         rows = search.ask()
         assert len(rows) <= search.population_size
         assert (DEFAULT_COSTS.macs(rows) <= 80e6).all()
-        keys = {row.tobytes() for row in layout.canonical(rows)}
+        keys = {row.tobytes() for row in DEFAULT.canonical_indices(rows)}
         assert len(keys) == len(rows) and not keys & seen  # no query is spent twice
         seen |= keys
         search.tell(rows, objective(rows))
@@ -147,14 +142,11 @@ def test_minimum_costs_match_exhaustive_search():
     rows = all_subnets(TINY)
     # A non-monotone cost (a latency table could be one): a larger resolution runs faster and an
     # active block with kernel 5 is cheaper than with kernel 3.
-    from ofa_nni.search import _Layout
-
-    layout = _Layout(TINY)
 
     def odd_cost(indices: np.ndarray) -> np.ndarray:
         flipped = indices.copy()
         flipped[:, -1] = 1 - flipped[:, -1]
-        active = layout.active_mask(indices)[:, : TINY.num_blocks]
+        active = TINY.active_gene_mask(indices)[:, : TINY.num_blocks]
         return TINY_COSTS.macs(flipped) - 5000.0 * (indices[:, : TINY.num_blocks] * active).sum(axis=1)
 
     minima = minimum_costs(TINY, {"macs": TINY_COSTS.macs, "odd": odd_cost})
@@ -299,12 +291,17 @@ def test_pareto_search_with_two_costs_and_a_budget():
 
 
 # ------------------------------------------------------------------ ask/tell and resume
-def test_resume_from_state_dict_gives_the_same_result():
+@pytest.mark.parametrize(
+    "targets",
+    [[{"macs": 70e6}, {"macs": 1e8}], [{"macs": b} for b in np.linspace(70e6, 2e8, 20)]],
+    ids=["two targets", "twenty targets (rotating)"],
+)
+def test_resume_from_state_dict_gives_the_same_result(targets):
     objective = random_mlp(DEFAULT)
     kwargs = dict(
         space=DEFAULT,
         costs={"macs": DEFAULT_COSTS.macs},
-        targets=[{"macs": 70e6}, {"macs": 1e8}],
+        targets=targets,
         generations=12,
         seed=5,
     )

@@ -10,24 +10,22 @@ Three JSON files describe what a run found, each with a ``kind`` and a ``format_
 * ``ofa-nni/demo`` (``ofa-nni demo``, ``results.json`` in the run directory).
 
 This module renders them: markdown reports whose targets tables all come from
-:func:`targets_table`, Pareto plots from :func:`pareto_plot`, and plain-text tables for the terminal
+:func:`targets_table`, Pareto plots (:func:`ofa_nni.plots.pareto_plot`), and plain-text tables for the terminal
 (:func:`text_table`). ``ofa-nni report`` and the demo call it; so can a script.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ofa_nni._artifacts import atomic_write
 from ofa_nni.errors import InvalidInputError, MissingInputError
+from ofa_nni.plots import ParetoPanel, pareto_plot
 
 __all__ = [
     "SEARCH_KIND",
@@ -41,7 +39,6 @@ __all__ = [
     "markdown_table",
     "targets_table",
     "text_table",
-    "pareto_plot",
     "demo_report_markdown",
     "demo_pareto_plot",
     "search_report_markdown",
@@ -169,56 +166,6 @@ def targets_table(rows: Sequence[TargetRow], *, target_header: str = "target") -
 
 
 # ------------------------------------------------------------------------------- plot
-def pareto_plot(
-    path: str | os.PathLike[str],
-    *,
-    front_x: Sequence[float],
-    front_y: Sequence[float],
-    xlabel: str,
-    title: str,
-    chosen: Sequence[tuple[str, Sequence[float], Sequence[float]]] = (),
-    budgets: Sequence[float] = (),
-    sampled: tuple[Any, Any] | None = None,
-    sampled_label: str = "sampled subnets (measured)",
-    front_label: str = "Pareto front (predicted)",
-    ylabel: str = "held-out top-1 accuracy (%)",
-) -> None:
-    """Draw accuracy (fractions, shown in %) against a cost into a PNG (written atomically).
-
-    Args:
-        front_x, front_y: The Pareto front's costs and accuracies (drawn as a line in cost order).
-        chosen: Series of chosen subnets ``(label, costs, accuracies)``, drawn as stars, diamonds, ...
-        budgets: Vertical dotted lines (the targets' budgets on this cost).
-        sampled: Grey dots ``(costs, accuracies)`` of other subnets (e.g. the predictor's data set).
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(7, 4.5), dpi=120)
-    if sampled is not None:
-        axis.scatter(np.asarray(sampled[0]), 100 * np.asarray(sampled[1]), s=8, c="#bbbbbb", label=sampled_label)
-    x, y = np.asarray(front_x, dtype=np.float64), np.asarray(front_y, dtype=np.float64)
-    order = np.argsort(x)
-    axis.plot(x[order], 100 * y[order], "-", c="#1f77b4", label=front_label)
-    for budget in budgets:
-        axis.axvline(budget, c="#999999", ls=":", lw=1)
-    for (label, xs, ys), (marker, size, colour) in zip(
-            chosen, [("*", 160, "#d62728"), ("D", 50, "#2ca02c"), ("s", 50, "#9467bd")], strict=False):
-        axis.scatter(list(xs), [100 * v for v in ys], marker=marker, s=size, c=colour, zorder=5, label=label)
-    axis.set_xlabel(xlabel)
-    axis.set_ylabel(ylabel)
-    axis.set_title(title)
-    axis.legend(loc="lower right", fontsize=8)
-    axis.grid(alpha=0.3)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    plt.close(figure)
-    atomic_write(path, lambda file: file.write(buffer.getvalue()))
-
-
 # ------------------------------------------------------------------------------- demo
 def demo_report_markdown(result: Mapping[str, Any]) -> str:
     """The demo's ``report.md`` from its ``results.json``."""
@@ -267,12 +214,15 @@ def demo_pareto_plot(path: str | os.PathLike[str], result: Mapping[str, Any], sa
     (the latency-table prediction and measured accuracy of the predictor's data set)."""
     front = result["pareto_front"]
     targets = result["targets"]
-    pareto_plot(path, front_x=front["latency_ms"], front_y=front["accuracy_predicted"],
-                xlabel="latency on this machine (ms, batch 1)",
-                title="ofa-nni demo: specialized subnets vs the accuracy/latency trade-off",
-                chosen=[("chosen subnets (measured)", [t["latency_measured_ms"] for t in targets],
-                         [t["accuracy_measured"] for t in targets])],
-                budgets=[t["budget_ms"] for t in targets], sampled=sampled)
+    panel = ParetoPanel(
+        xlabel="latency on this machine (ms, batch 1)", ylabel="held-out top-1 accuracy (%)", y_scale=100.0,
+        front=(front["latency_ms"], front["accuracy_predicted"]), front_label="Pareto front (predicted)",
+        points=sampled, points_label="sampled subnets (measured)",
+        chosen=[("chosen subnets (measured)", [t["latency_measured_ms"] for t in targets],
+                 [t["accuracy_measured"] for t in targets])],
+        budgets=[t["budget_ms"] for t in targets],
+    )
+    pareto_plot(path, panel, title="ofa-nni demo: specialized subnets vs the accuracy/latency trade-off")
 
 
 def write_demo_report(result: Mapping[str, Any], run_dir: str | os.PathLike[str],
@@ -401,10 +351,13 @@ def search_pareto_plot(path: str | os.PathLike[str], search: Mapping[str, Any],
                         for entry, t in points],
                        [entry["accuracy"] for entry, _ in points]))
     label = _COST_LABELS.get(cost, cost)
-    pareto_plot(path, front_x=front["costs"][cost], front_y=front["scores"],
-                xlabel=label + (" on the latency table's device, batch 1" if cost == "latency_ms" else ""),
-                ylabel="top-1 accuracy (%)", title=f"ofa-nni search: accuracy vs {label}",
-                chosen=chosen, budgets=[t["budgets"][cost] for t in targets if cost in t["budgets"]])
+    panel = ParetoPanel(
+        xlabel=label + (" on the latency table's device, batch 1" if cost == "latency_ms" else ""),
+        ylabel="top-1 accuracy (%)", y_scale=100.0, front=(front["costs"][cost], front["scores"]),
+        front_label="Pareto front (predicted)", chosen=chosen,
+        budgets=[t["budgets"][cost] for t in targets if cost in t["budgets"]],
+    )
+    pareto_plot(path, panel, title=f"ofa-nni search: accuracy vs {label}")
 
 
 def write_search_report(search_path: str | os.PathLike[str], exports_path: str | os.PathLike[str] | None = None,

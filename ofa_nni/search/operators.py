@@ -1,0 +1,124 @@
+"""OFA's genetic operators on index arrays, batched over a whole population: mutation, uniform
+crossover, and the repair that makes a child meet its budgets (Cai et al., ICLR 2020, Sec. 3.3)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from ofa_nni.arch import ArchSpace
+from ofa_nni.search.evaluation import ArrayFn, evaluate_costs
+
+__all__ = ["mutate", "crossover", "repair", "REPAIR_TRIES"]
+
+REPAIR_TRIES = 4
+"""Repairs tried at once per infeasible child, at growing strength (the gentlest feasible is kept)."""
+
+
+def _mutation_unit(space: ArchSpace) -> np.ndarray:
+    """The mutation draw each gene follows: one per block (kernel and expand redrawn together), one
+    per stage depth and one for the resolution."""
+    block = np.arange(space.num_blocks)
+    return np.concatenate([block, block, space.num_blocks + np.arange(space.num_stages + 1)])
+
+
+def mutate(
+    space: ArchSpace,
+    parents: np.ndarray,
+    rng: np.random.Generator,
+    mutation_prob: float,
+    resolution_prob: float,
+) -> np.ndarray:
+    """OFA's mutation, batched: each block's (kernel, expand) pair and each depth is redrawn with
+    ``mutation_prob``, the resolution with ``resolution_prob``. A child whose *active* part came out
+    equal to its parent (e.g. only inactive blocks were hit) gets one active gene changed, so no
+    query is spent on a copy of the parent."""
+    n, card = len(parents), space.cardinalities
+    threshold = np.full(space.num_blocks + space.num_stages + 1, mutation_prob, dtype=np.float32)
+    threshold[-1] = resolution_prob
+    hit = (rng.random((n, len(threshold)), dtype=np.float32) < threshold)[:, _mutation_unit(space)]
+    row, col = np.nonzero(hit)
+    children = parents.copy()
+    children[row, col] = (rng.random(len(row)) * card[col]).astype(np.int64)
+    # A child equals its parent (as a subnet) iff no active gene changed; a changed depth is itself
+    # an active change, so the parent's active mask decides.
+    active = space.active_gene_mask(parents)
+    changed = np.zeros(n, dtype=bool)
+    changed[row[(children[row, col] != parents[row, col]) & active[row, col]]] = True
+    same = np.nonzero(~changed)[0]
+    if len(same):
+        sub = children[same]
+        movable = active[same] & (card > 1)
+        col = np.where(movable, rng.random(sub.shape, dtype=np.float32), 2.0).argmin(axis=1)
+        at = np.arange(len(same))
+        shift = 1 + (rng.random(len(same)) * (card[col] - 1)).astype(np.int64)  # any *other* value
+        sub[at, col] = np.where(movable[at, col], (sub[at, col] + shift) % card[col], sub[at, col])
+        children[same] = sub
+    return children
+
+
+def crossover(parents_a: np.ndarray, parents_b: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Uniform crossover (OFA): each gene from either parent with probability 1/2."""
+    return np.where(rng.random(parents_a.shape, dtype=np.float32) < 0.5, parents_a, parents_b)
+
+
+def repair(
+    space: ArchSpace,
+    rows: np.ndarray,
+    values: np.ndarray,
+    costs: Mapping[str, ArrayFn],
+    budgets: np.ndarray,
+    anchors: np.ndarray,
+    anchor_costs: np.ndarray,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Make every row meet its budgets by moving some of its choices towards its anchor (a feasible
+    subnet, usually the smallest one), changing as little as the excess asks for.
+
+    To remove a share f of the excess (cost above budget over cost above the anchor's), a repair
+    moves each gene that differs from the anchor with probability sqrt(f) (at least one), by a share
+    sqrt(f) of its distance. Every round tries ``REPAIR_TRIES`` repairs per infeasible row at growing
+    shares (f, 2f, 4f, ...) in one batched cost call and keeps the gentlest feasible one; a row with
+    none takes the boldest and goes to the next round, whose shares are larger still. Rounds are
+    bounded: each one moves at least one gene one step, and the anchor itself is feasible.
+
+    Args:
+        values: The rows' costs ``(n, K)``.
+
+    Returns the repaired rows and their costs.
+    """
+    rows, values = rows.copy(), values.copy()
+    bad = np.nonzero((values > budgets).any(axis=1))[0]
+    tries = REPAIR_TRIES
+    growth = 2.0 ** np.arange(tries)
+    for attempt in range(int((space.cardinalities - 1).sum()) + 1):
+        if len(bad) == 0:
+            break
+        n = len(bad)
+        sub, anchor = np.tile(rows[bad], (tries, 1)), np.tile(anchors[bad], (tries, 1))
+        diff = sub - anchor
+        movable = (diff != 0) & space.active_gene_mask(sub)
+        n_movable = movable.sum(axis=1)
+        span = np.maximum(values[bad] - anchor_costs[bad], 1e-12)
+        over = np.clip((values[bad] - budgets[bad]) / span, 0.0, 1.0).max(axis=1)
+        scale = growth * float(2 * tries) ** min(attempt, 10)
+        share = np.sqrt(np.minimum(scale[:, None] * over[None, :], 1.0)).reshape(-1)
+        draw = np.where(movable, rng.random(sub.shape, dtype=np.float32), 2.0)
+        move = draw < share[:, None]  # each differing gene with probability sqrt(f)...
+        move[np.arange(len(sub)), draw.argmin(axis=1)] |= n_movable > 0  # ...and at least one
+        distance = np.abs(diff)
+        step = np.minimum(np.ceil(share[:, None] * distance), distance).astype(np.int64)
+        tried = sub - np.sign(diff) * step * move
+        stuck = n_movable == 0  # differs only in genes the costs should ignore: take the anchor
+        tried[stuck] = anchor[stuck]
+        tried_values = evaluate_costs(costs, tried)
+        ok = (tried_values <= np.tile(budgets[bad], (tries, 1))).all(axis=1).reshape(tries, n)
+        feasible = ok.any(axis=0)
+        chosen = np.where(feasible, ok.argmax(axis=0), tries - 1) * n + np.arange(n)
+        rows[bad], values[bad] = tried[chosen], tried_values[chosen]
+        bad = bad[~feasible]
+    else:  # unreachable for costs that ignore inactive genes; never leave a row infeasible
+        rows[bad] = anchors[bad]
+        values[bad] = anchor_costs[bad]
+    return rows, values
