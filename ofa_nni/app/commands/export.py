@@ -70,6 +70,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="largest absolute output difference an exported file may show (default 1e-4)")
     parser.add_argument("--seed", type=int, default=0, metavar="N",
                         help="seed of the latency measurement order (default 0)")
+    parser.add_argument("--ofa-config", action="store_true",
+                        help="also write each subnet in OFA's specialized-network format: OUT_DIR/NAME/net.config "
+                             "(as ofa's get_active_net_config() writes it) and run.config (image_size)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
 
@@ -162,6 +165,12 @@ def run(args: argparse.Namespace) -> int:
                 entry["macs"], entry["params"] = evaluation.macs, evaluation.params
                 models.append((subnet, subnet.resolution))
         latency = _measure_latency(models, subnets, args)
+        if args.ofa_config:
+            from ofa_nni.ofa_released import write_ofa_net_config
+
+            for entry in subnets:
+                written += write_ofa_net_config(args.out_dir / entry["name"], entry["sample"], space=supernet)
+                entry["ofa_config"] = f"{entry['name']}/net.config"
         atomic_write_json(args.out_dir / "exports.json", {
             "kind": EXPORTS_KIND,
             "format_version": RESULT_FORMAT_VERSION,

@@ -50,9 +50,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                "--target 'latency_ms<=5,macs<=40M' --pareto --out search.json",
     )
     parser.add_argument("--predictor", type=Path, required=True, metavar="FILE",
-                        help="accuracy predictor (.npz from 'ofa-nni predictor build'); its space is searched")
+                        help="accuracy predictor (.npz from 'ofa-nni predictor build', or mit-han-lab's released "
+                             "acc_predictor.pth: the OFA tutorial's space); its space is searched")
     parser.add_argument("--lut", type=Path, default=None, metavar="FILE",
-                        help="latency table (.json from 'ofa-nni lut build', same space): makes latency_ms a cost")
+                        help="latency table (.json from 'ofa-nni lut build', same space; or mit-han-lab's released "
+                             "per-resolution .yaml tables: a folder such as note10/, or one file; the search keeps "
+                             "the resolutions they cover): makes latency_ms a cost")
     parser.add_argument("--target", action="append", default=[], metavar="BUDGETS",
                         help=f"a deployment target: {_SYNTAX}; costs {', '.join(COST_NAMES)}. Repeat for more "
                              "targets (all searched at once)")
@@ -116,12 +119,13 @@ def _show_cost(name: str, value: float) -> str:
 
 def _costs(space: Any, lut: Path | None) -> tuple[dict[str, Any], Any]:
     from ofa_nni.efficiency import MacsModel, ParamsModel
-    from ofa_nni.latency import LatencyTable
+    from ofa_nni.ofa_released import load_latency_table_file
 
+    table = None if lut is None else load_latency_table_file(lut, space)
+    if table is not None:
+        space = table.space  # released tables may cover only some of the resolutions
     costs: dict[str, Any] = {"macs": MacsModel(space), "params": ParamsModel(space)}
-    table = None
-    if lut is not None:
-        table = LatencyTable.load(lut, space=space)
+    if table is not None:
         costs["latency_ms"] = table
     return costs, table
 
@@ -198,13 +202,16 @@ def _check_settings(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ofa_nni.accuracy import AccuracyPredictor
     from ofa_nni.app.report import text_table
+    from ofa_nni.ofa_released import load_predictor_file, restrict_predictor
 
     _check_settings(args)
-    predictor = AccuracyPredictor.load(args.predictor)
+    predictor = load_predictor_file(args.predictor)
     space = predictor.space
     costs, table = _costs(space, args.lut)
+    if table is not None and table.space != space:
+        print(f"note: {table.coverage_note(space.resolutions)}")
+        space, predictor = table.space, restrict_predictor(predictor, table.space)
     targets = [parse_target(text, list(costs)) for text in args.target]
     names = [text.replace(" ", "") for text in args.target]
     pareto_cost = str(args.pareto_cost or (next(iter(targets[0])) if targets else ""))

@@ -1,0 +1,255 @@
+"""OFA's specialized-network format: ``net.config`` (+ ``run.config``), read and written.
+
+``OFAMobileNetV3.get_active_net_config()`` describes a subnet as a ``MobileNetV3`` config: the
+stem (``first_conv``), the active blocks in order (``blocks``: the first block, then each stage's
+active blocks; a stage's first block has no ``shortcut`` unless it keeps size and width), and the
+head (``final_expand_layer``, ``feature_mix_layer``, ``classifier``). mit-han-lab published their
+specialized subnets as a folder with that ``net.config`` and a ``run.config`` whose ``image_size``
+is the input resolution (what ``ofa.model_zoo.ofa_specialized`` reads); older configs call the
+block's layer ``mobile_inverted_conv`` / ``MBInvertedConvLayer``.
+
+* :func:`sample_from_ofa_net_config` / :func:`read_ofa_net_config`: such a config (and resolution)
+  as a sample of our space, when it is a subnet of it; otherwise an error naming the first field
+  that does not fit, with what the space allows there.
+* :func:`ofa_net_config` / :func:`write_ofa_net_config`: the config ``get_active_net_config()``
+  writes for the same subnet of OFA's supernet (equal as JSON), and the folder with both files.
+
+Inactive blocks do not appear in a config: their kernel and expand genes are set to the first
+choice (the search's canonical form).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ofa_nni._artifacts import atomic_write_json
+from ofa_nni.arch import ArchSpace, Sample
+from ofa_nni.errors import InvalidInputError, MissingInputError
+
+__all__ = ["ofa_net_config", "read_ofa_net_config", "sample_from_ofa_net_config", "write_ofa_net_config"]
+
+_ACTIVATION = {"relu": "relu", "hswish": "h_swish"}
+_BLOCK_LAYERS = ("MBConvLayer", "MBInvertedConvLayer")
+_ORDER = "weight_bn_act"
+
+
+def _settings(space: Any) -> tuple[ArchSpace, float, float, float]:
+    """The ArchSpace and (dropout, BN momentum, BN eps) of an ArchSpace or a built space."""
+    if isinstance(space, ArchSpace):
+        return space, 0.1, 0.1, 1e-5
+    arch = getattr(space, "arch_space", None)
+    if not isinstance(arch, ArchSpace):
+        raise InvalidInputError(f"space must be an ArchSpace or an OFAMobileNetV3Space, got {type(space).__name__}")
+    momentum, eps = 0.1, 1e-5
+    for module in space.modules() if hasattr(space, "modules") else ():
+        if type(module).__name__ == "BatchNorm2d":  # every BN of a space shares the settings
+            momentum, eps = module.momentum, module.eps
+            break
+    return arch, float(getattr(space, "dropout_rate", 0.1)), float(momentum), float(eps)
+
+
+def _conv(c_in: int, c_out: int, kernel: int, stride: int, *, use_bn: bool, act: str | None,
+          dropout: float = 0) -> dict[str, Any]:
+    return {"name": "ConvLayer", "kernel_size": kernel, "stride": stride, "dilation": 1, "groups": 1, "bias": False,
+            "has_shuffle": False, "use_se": False, "in_channels": c_in, "out_channels": c_out, "use_bn": use_bn,
+            "act_func": act, "dropout_rate": dropout, "ops_order": _ORDER}
+
+
+def _identity(channels: int) -> dict[str, Any]:
+    return {"name": "IdentityLayer", "in_channels": channels, "out_channels": channels, "use_bn": False,
+            "act_func": None, "dropout_rate": 0, "ops_order": _ORDER}
+
+
+def ofa_net_config(sample: Mapping[str, Any] | str, *, space: Any = None) -> dict[str, Any]:
+    """The ``net.config`` of ``sample``'s subnet, as ``OFAMobileNetV3.get_active_net_config()`` writes it.
+
+    Args:
+        sample: A sample or an arch string of ``space``.
+        space: An ``OFAMobileNetV3Space`` (its dropout and BN settings are written too) or an
+            :class:`ArchSpace` (OFA's defaults: dropout 0.1, BN momentum 0.1, eps 1e-5); None: the
+            default space.
+    """
+    arch, dropout, momentum, eps = _settings(ArchSpace() if space is None else space)
+    sample = arch.parse(sample) if isinstance(sample, str) else arch.validate(sample)
+    stem, first = arch.stem_width, arch.first_block_width
+    blocks: list[dict[str, Any]] = [{
+        "name": "ResidualBlock",
+        "conv": {"name": "MBConvLayer", "in_channels": stem, "out_channels": first, "kernel_size": 3, "stride": 1,
+                 "expand_ratio": 1, "mid_channels": None, "act_func": "relu", "use_se": False, "groups": None},
+        "shortcut": _identity(first) if stem == first else None,
+    }]
+    for s in range(arch.num_stages):
+        for b in range(sample[arch.depth_label(s)]):
+            stride = arch.stage_strides[s] if b == 0 else 1
+            c_in, c_out = arch.block_in_channels(s, b), arch.stage_widths[s]
+            expand = sample[arch.expand_label(s, b)]
+            blocks.append({
+                "name": "ResidualBlock",
+                "conv": {"name": "MBConvLayer", "in_channels": c_in, "out_channels": c_out,
+                         "kernel_size": sample[arch.kernel_label(s, b)], "stride": stride, "expand_ratio": expand,
+                         "mid_channels": arch.mid_channels(c_in, expand),
+                         "act_func": _ACTIVATION[arch.stage_activations[s]], "use_se": bool(arch.stage_se[s])},
+                "shortcut": _identity(c_out) if stride == 1 and c_in == c_out else None,
+            })
+    final, mix = arch.final_expand_width, arch.feature_mix_width
+    return {
+        "name": "MobileNetV3",
+        "bn": {"momentum": momentum, "eps": eps, "ws_eps": None},
+        "first_conv": _conv(3, stem, 3, 2, use_bn=True, act="h_swish"),
+        "blocks": blocks,
+        "final_expand_layer": _conv(arch.stage_widths[-1], final, 1, 1, use_bn=True, act="h_swish"),
+        "feature_mix_layer": _conv(final, mix, 1, 1, use_bn=False, act="h_swish"),
+        "classifier": {"name": "LinearLayer", "in_features": mix, "out_features": arch.num_classes, "bias": True,
+                       "use_bn": False, "act_func": None, "dropout_rate": dropout, "ops_order": _ORDER},
+    }
+
+
+def write_ofa_net_config(folder: str | os.PathLike[str], sample: Mapping[str, Any] | str, *,
+                         space: Any = None) -> list[Path]:
+    """Write ``folder/net.config`` and ``folder/run.config`` (``{"image_size": r}``), the layout of
+    mit-han-lab's specialized networks; returns the two paths."""
+    arch = _settings(ArchSpace() if space is None else space)[0]
+    config = ofa_net_config(sample, space=space)
+    sample = arch.parse(sample) if isinstance(sample, str) else arch.validate(sample)
+    folder = Path(folder)
+    paths = [folder / "net.config", folder / "run.config"]
+    try:
+        atomic_write_json(paths[0], config)
+        atomic_write_json(paths[1], {"image_size": int(sample[ArchSpace.RESOLUTION_LABEL])})
+    except BaseException:  # both files or neither
+        for path in paths:
+            path.unlink(missing_ok=True)
+        raise
+    return paths
+
+
+# -------------------------------------------------------------------------------------- reading
+class _Mismatch(Exception):
+    """The first field of a config that does not fit the space: (where, found, expected)."""
+
+
+def _expect(where: str, found: Any, expected: Any) -> None:
+    if found != expected:
+        raise _Mismatch(f"{where} is {found!r}, this space has {expected!r}")
+
+
+def _expect_in(where: str, found: Any, allowed: tuple[Any, ...]) -> Any:
+    if isinstance(found, bool) or found not in allowed:
+        raise _Mismatch(f"{where} is {found!r}, this space allows {list(allowed)}")
+    return allowed[allowed.index(found)]
+
+
+def _field(config: Mapping[str, Any], key: str, where: str) -> Any:
+    if not isinstance(config, Mapping) or key not in config:
+        raise _Mismatch(f"{where} has no {key!r}")
+    return config[key]
+
+
+def _block_conv(block: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(block, Mapping):
+        raise _Mismatch(f"{where} is a {type(block).__name__}, not a block")
+    conv = block.get("conv", block.get("mobile_inverted_conv"))
+    if not isinstance(conv, Mapping):
+        raise _Mismatch(f"{where} has no 'conv' (or 'mobile_inverted_conv') layer")
+    _expect_in(f"{where}.conv.name", conv.get("name"), _BLOCK_LAYERS)
+    return conv
+
+
+def _match(config: Mapping[str, Any], arch: ArchSpace, resolution: int) -> Sample:
+    _expect("name", _field(config, "name", "the config"), "MobileNetV3")
+    _expect("first_conv.out_channels", _field(_field(config, "first_conv", "the config"), "out_channels",
+                                               "first_conv"), arch.stem_width)
+    blocks = _field(config, "blocks", "the config")
+    if not isinstance(blocks, list) or not blocks:
+        raise _Mismatch("blocks is not a non-empty list")
+    first = _block_conv(blocks[0], "blocks[0]")
+    _expect("blocks[0].conv.out_channels (first block)", first.get("out_channels"), arch.first_block_width)
+    sample: Sample = {ArchSpace.RESOLUTION_LABEL: _expect_in("resolution", resolution, arch.resolutions)}
+    position = 1
+    for s in range(arch.num_stages):
+        depth = 0
+        while position < len(blocks) and depth < arch.max_depth:
+            conv = _block_conv(blocks[position], f"blocks[{position}]")
+            if depth > 0 and _field(blocks[position], "shortcut", f"blocks[{position}]") is None:
+                break  # a block without a shortcut starts the next stage
+            where = f"blocks[{position}] (stage {s + 1} block {depth + 1})"
+            stride = arch.stage_strides[s] if depth == 0 else 1
+            c_in = arch.block_in_channels(s, depth)
+            _expect(f"{where} in_channels", conv.get("in_channels"), c_in)
+            _expect(f"{where} out_channels", conv.get("out_channels"), arch.stage_widths[s])
+            _expect(f"{where} stride", conv.get("stride"), stride)
+            _expect(f"{where} act_func", conv.get("act_func"), _ACTIVATION[arch.stage_activations[s]])
+            _expect(f"{where} use_se", bool(conv.get("use_se")), bool(arch.stage_se[s]))
+            kernel = _expect_in(f"{where} kernel_size", conv.get("kernel_size"), arch.kernel_sizes)
+            expand = _expect_in(f"{where} expand_ratio", conv.get("expand_ratio"), arch.expand_ratios)
+            if conv.get("mid_channels") is not None:
+                _expect(f"{where} mid_channels", conv.get("mid_channels"), arch.mid_channels(c_in, expand))
+            sample[arch.kernel_label(s, depth)], sample[arch.expand_label(s, depth)] = kernel, expand
+            depth += 1
+            position += 1
+        sample[arch.depth_label(s)] = _expect_in(f"stage {s + 1} depth (active blocks)", depth, arch.depths)
+        for b in range(depth, arch.max_depth):
+            sample[arch.kernel_label(s, b)] = arch.kernel_sizes[0]
+            sample[arch.expand_label(s, b)] = arch.expand_ratios[0]
+    if position != len(blocks):
+        raise _Mismatch(f"blocks[{position}] is beyond the last stage ({len(blocks)} blocks in the config; this "
+                        f"space has {arch.num_stages} stages of at most {arch.max_depth})")
+    final = _field(config, "final_expand_layer", "the config")
+    _expect("final_expand_layer.out_channels", _field(final, "out_channels", "final_expand_layer"),
+            arch.final_expand_width)
+    mix = _field(config, "feature_mix_layer", "the config")
+    _expect("feature_mix_layer.out_channels", _field(mix, "out_channels", "feature_mix_layer"), arch.feature_mix_width)
+    classifier = _field(config, "classifier", "the config")
+    _expect("classifier.out_features (classes)", _field(classifier, "out_features", "classifier"), arch.num_classes)
+    return arch.validate(sample)
+
+
+def sample_from_ofa_net_config(config: Mapping[str, Any], *, resolution: int, space: Any = None,
+                               source: str = "net.config") -> Sample:
+    """Our sample of the subnet a ``net.config`` describes (at ``resolution``).
+
+    Raises:
+        InvalidInputError: ``"<source>: not a subnet of this space: <first mismatch>"``: the field
+            (e.g. ``blocks[5] (stage 2 block 1) out_channels``), the value found and what the space has.
+    """
+    arch = _settings(ArchSpace() if space is None else space)[0]
+    if not isinstance(config, Mapping):
+        raise InvalidInputError(f"{source}: expected an OFA net config (a JSON object); found a "
+                                f"{type(config).__name__}")
+    try:
+        return _match(config, arch, resolution)
+    except _Mismatch as mismatch:
+        raise InvalidInputError(f"{source}: not a subnet of this space (expected an OFA-MobileNetV3 config of width "
+                                f"{arch.width_mult:g}, {arch.num_classes} classes): {mismatch}") from None
+
+
+def _read_json(path: Path, what: str) -> Any:
+    if not path.is_file():
+        raise MissingInputError(f"{what} {str(path)!r} does not exist")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InvalidInputError(f"{path}: not a JSON {what} ({type(error).__name__}: {error})") from None
+
+
+def read_ofa_net_config(path: str | os.PathLike[str], *, space: Any = None, resolution: int | None = None) -> Sample:
+    """Read ``net.config`` (or a folder holding it) into a sample. The resolution is ``resolution``, or
+    the ``image_size`` of the ``run.config`` beside it (mit-han-lab's layout)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "net.config"
+    config = _read_json(path, "OFA net config")
+    if resolution is None:
+        run_config = path.parent / "run.config"
+        if not run_config.is_file():
+            raise InvalidInputError(f"{path}: a net.config does not record the input resolution; pass resolution= or "
+                                    f"put mit-han-lab's run.config (with image_size) beside it")
+        image_size = _read_json(run_config, "OFA run config")
+        if not isinstance(image_size, Mapping) or "image_size" not in image_size:
+            raise InvalidInputError(f"{run_config}: expected an OFA run config with an 'image_size'")
+        resolution = image_size["image_size"]
+    return sample_from_ofa_net_config(config, resolution=resolution, space=space, source=str(path))  # type: ignore[arg-type]

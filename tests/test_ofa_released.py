@@ -1,0 +1,359 @@
+"""mit-han-lab's released artefacts against PyPI ``ofa`` (the reference): predictors, latency tables,
+net.config. The files are read from ``../shared/ofa-released`` (not shipped with the project); tests
+that need them are skipped, saying so, where that folder is absent.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import TINY_SPACE_KWARGS
+
+from ofa_nni import ArchSpace, arch_to_ofa
+from ofa_nni.accuracy import AccuracyPredictor, MLPAccuracyPredictor
+from ofa_nni.app.cli import main
+from ofa_nni.errors import InvalidInputError
+from ofa_nni.ofa_released import (
+    RESNET50_RESOLUTIONS,
+    TUTORIAL_RESOLUTIONS,
+    OFALatencyTable,
+    OFAResNet50AccuracyPredictor,
+    ProxylessNASLatencyLUT,
+    load_ofa_accuracy_predictor,
+    load_ofa_latency_table,
+    load_predictor_file,
+    ofa_net_config,
+    read_ofa_net_config,
+    sample_from_ofa_net_config,
+    tutorial_space,
+    write_ofa_net_config,
+)
+from ofa_nni.search import canonical_indices
+
+REPO = Path(__file__).resolve().parents[1]
+RELEASED = REPO.parent / "shared" / "ofa-released"
+MBV3_PREDICTOR = RELEASED / "ofa" / "acc_predictor.pth"
+RESNET50_PREDICTOR = RELEASED / "ofa" / "ofa_resnet50_acc_predictor.pth"
+NOTE10 = RELEASED / "ofa" / "note10"
+PROXYLESS_TABLE = RELEASED / "proxylessnas" / "mobile_trim.yaml"
+N_SUBNETS = 1000
+
+needs_released = pytest.mark.skipif(
+    not RELEASED.is_dir(),
+    reason=f"mit-han-lab's released files are not at {RELEASED} (see the README there: they are not shipped)",
+)
+
+
+def _allow_loaderless_yaml_load(monkeypatch) -> None:
+    """The reference's ``yaml.load(fp)`` (PyYAML < 6 style) as a safe load."""
+    load = yaml.load
+    monkeypatch.setattr(yaml, "load", lambda stream, Loader=yaml.SafeLoader: load(stream, Loader))
+
+
+@pytest.fixture
+def reference_tutorial(monkeypatch):
+    """``ofa.tutorial``, importable here: its package imports ``ofa.model_zoo``, which imports
+    ``gdown`` (a downloader, unused by the tutorial classes and not installed), and its latency
+    table calls ``yaml.load(fp)`` without a Loader, which PyYAML 6 refuses: both are bridged for the
+    test only."""
+    if "gdown" not in sys.modules:
+        monkeypatch.setitem(sys.modules, "gdown", types.ModuleType("gdown"))
+    _allow_loaderless_yaml_load(monkeypatch)
+    import ofa.tutorial
+
+    return ofa.tutorial
+
+
+def _ofa_spec(space: ArchSpace, row: np.ndarray) -> dict:
+    """The tutorial's arch dict (``ks``, ``e``, ``d``, ``r: [r]``) of one of our index rows."""
+    arch = arch_to_ofa(space.from_indices(row), space=space)
+    return {"ks": arch["ks"], "e": arch["e"], "d": arch["d"], "r": [arch["r"]]}
+
+
+# ------------------------------------------------------------------------------------ predictors
+@needs_released
+def test_tutorial_predictor_equals_the_reference_on_1000_subnets(reference_tutorial, tmp_path):
+    ours = load_ofa_accuracy_predictor(MBV3_PREDICTOR)
+    assert isinstance(ours, MLPAccuracyPredictor) and ours.space == tutorial_space()
+    reference = reference_tutorial.AccuracyPredictor(pretrained=False, device="cpu")
+    reference.model.load_state_dict(torch.load(MBV3_PREDICTOR, map_location="cpu", weights_only=True))
+    rows = ours.space.random_indices(N_SUBNETS, 0)
+    theirs = reference.predict_accuracy([_ofa_spec(ours.space, row) for row in rows]).numpy().reshape(-1)
+    predicted = ours(rows)
+    assert np.abs(predicted - theirs).max() <= 1e-6
+    assert 0.6 < predicted.min() and predicted.max() < 0.85  # ImageNet top-1 fractions
+    # It is an ofa-nni predictor like any other: the search's loader reads it, and it saves as .npz.
+    np.testing.assert_array_equal(load_predictor_file(MBV3_PREDICTOR)(rows), predicted)
+    ours.save(tmp_path / "released.npz")
+    np.testing.assert_array_equal(AccuracyPredictor.load(tmp_path / "released.npz")(rows), predicted)
+    # A space with a subset of the tutorial's choices reads the same file (columns are matched).
+    smaller = tutorial_space(resolutions=(176, 224), kernel_sizes=(3, 7))
+    sub = load_ofa_accuracy_predictor(MBV3_PREDICTOR, space=smaller)
+    sub_rows = smaller.random_indices(50, 1)
+    theirs = reference.predict_accuracy([_ofa_spec(smaller, row) for row in sub_rows]).numpy().reshape(-1)
+    assert np.abs(sub(sub_rows) - theirs).max() <= 1e-6
+
+
+@needs_released
+def test_resnet50_predictor_equals_the_reference_on_1000_archs(capsys):
+    from ofa.nas.accuracy_predictor import AccuracyPredictor as ReferencePredictor
+    from ofa.nas.accuracy_predictor import ResNetArchEncoder
+
+    encoder = ResNetArchEncoder(image_size_list=list(RESNET50_RESOLUTIONS))
+    reference = ReferencePredictor(encoder, 400, 3, checkpoint_path=str(RESNET50_PREDICTOR), device="cpu")
+    assert "Loaded checkpoint" in capsys.readouterr().out  # not a silently random reference
+    random.seed(0)
+    archs = [{**encoder.random_sample_arch()} for _ in range(N_SUBNETS)]
+    ours = load_ofa_accuracy_predictor(RESNET50_PREDICTOR)
+    assert isinstance(ours, OFAResNet50AccuracyPredictor) and ours.feature_dim == encoder.n_dim == 82
+    np.testing.assert_array_equal(ours.features(archs), np.array([encoder.arch2feature(a) for a in archs]))
+    with torch.no_grad():
+        theirs = reference.predict_acc(archs).numpy()
+    assert np.abs(ours.predict_archs(archs) - theirs).max() <= 1e-6
+    with pytest.raises(InvalidInputError, match=r"arch 0: image_size 208 is not one the predictor encodes"):
+        ours.predict_archs([{**archs[0], "image_size": 208}])
+
+
+@needs_released
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_predictors_of_another_space_or_layout_are_refused(tmp_path):
+    with pytest.raises(InvalidInputError) as error:
+        load_predictor_file(RESNET50_PREDICTOR)
+    assert str(RESNET50_PREDICTOR) in str(error.value) and "found OFA's ResNet50 predictor" in str(error.value)
+    assert "expects the OFA tutorial's MobileNetV3 predictor" in str(error.value)
+    # The MobileNetV3 predictor cannot describe resolutions it has no input for.
+    with pytest.raises(InvalidInputError) as error:
+        load_ofa_accuracy_predictor(MBV3_PREDICTOR, space=ArchSpace())
+    message = str(error.value)
+    assert str(MBV3_PREDICTOR) in message and "resolutions within [160, 176, 192, 208, 224]" in message
+    assert "found a space with resolutions [128, 132," in message
+    # Any other state dict names both accepted layouts and what it found.
+    other = tmp_path / "other.pth"
+    torch.save({"weight": torch.zeros(3, 4)}, other)
+    with pytest.raises(InvalidInputError) as error:
+        load_predictor_file(other)
+    message = str(error.value)
+    assert message.startswith(f"{other}: expected the OFA tutorial's MobileNetV3 predictor")
+    assert "or OFA's ResNet50 predictor" in message and "found a state dict with 1 tensors: weight (3, 4)" in message
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"\x80\x05not a pickle")
+    with pytest.raises(InvalidInputError, match="not a PyTorch state dict"):
+        load_predictor_file(garbage)
+
+
+# -------------------------------------------------------------------------------- latency tables
+@needs_released
+def test_note10_tables_equal_the_reference_on_1000_subnets(reference_tutorial):
+    table = load_ofa_latency_table(NOTE10)
+    assert isinstance(table, OFALatencyTable) and table.space == tutorial_space()
+    estimators = {r: reference_tutorial.latency_table.LatencyEstimator(url=str(NOTE10 / f"{r}_lookup_table.yaml"))
+                  for r in TUTORIAL_RESOLUTIONS}
+    rows = table.space.random_indices(N_SUBNETS, 0)
+    specs = [_ofa_spec(table.space, row) for row in rows]
+    theirs = np.array([estimators[spec["r"][0]].predict_network_latency_given_spec(spec) for spec in specs])
+    ours = table(rows)
+    assert np.abs(ours / theirs - 1).max() <= 1e-9
+    assert 5 < ours.min() and ours.max() < 100  # milliseconds on a phone
+    # One file alone is a table of its resolution.
+    single = load_ofa_latency_table(NOTE10 / "192_lookup_table.yaml")
+    assert single.space.resolutions == (192,)
+
+
+@needs_released
+def test_a_table_folder_with_some_resolutions_restricts_the_space(tmp_path):
+    folder = tmp_path / "note10"
+    folder.mkdir()
+    for r in (160, 224):
+        shutil.copy(NOTE10 / f"{r}_lookup_table.yaml", folder)
+    table = load_ofa_latency_table(folder)
+    full = load_ofa_latency_table(NOTE10)
+    assert table.space == tutorial_space(resolutions=(160, 224)) and table.dropped_resolutions == (176, 192, 208)
+    assert "cover resolutions [160, 224]: the search is restricted to them" in table.coverage_note()
+    rows = table.space.random_indices(100, 0)
+    wide = rows.copy()
+    wide[:, -1] = np.array([0, 4])[rows[:, -1]]
+    np.testing.assert_array_equal(table(rows), full(wide))
+
+
+@needs_released
+def test_proxylessnas_table_equals_the_reference_on_1000_net_configs(monkeypatch):
+    """No ProxylessNAS space exists here yet: the reader is checked on the reference's own inputs,
+    net configs of ``OFAProxylessNASNets`` at the mobile table's width (1.0) and choices."""
+    from ofa.imagenet_classification.elastic_nn.networks import OFAProxylessNASNets
+    from ofa.nas.efficiency_predictor import ProxylessNASLatencyTable
+
+    _allow_loaderless_yaml_load(monkeypatch)
+    reference = ProxylessNASLatencyTable(url=str(PROXYLESS_TABLE))
+    ours = ProxylessNASLatencyLUT.load(PROXYLESS_TABLE)
+    assert ours.resolutions == (224,)
+    net = OFAProxylessNASNets(width_mult=1.0, ks_list=[3, 5, 7], expand_ratio_list=[3, 6], depth_list=[2, 3, 4])
+    random.seed(0)
+    ratios = []
+    for _ in range(N_SUBNETS):
+        net.sample_active_subnet()
+        config = json.loads(json.dumps(net.get_active_net_config()))
+        theirs = reference.predict_network_latency_given_config(config, 224)
+        ratios.append(ours.predict_net_config(config, 224) / theirs)
+    assert np.abs(np.array(ratios) - 1).max() <= 1e-9
+    with pytest.raises(InvalidInputError, match="no entry 'Conv-input:192x192x3"):
+        ours.predict_net_config(config, 192)
+
+
+@needs_released
+def test_tables_of_another_space_or_layout_are_refused(tmp_path):
+    with pytest.raises(InvalidInputError) as error:
+        load_ofa_latency_table(PROXYLESS_TABLE)
+    message = str(error.value)
+    assert message.startswith(f"{PROXYLESS_TABLE}: expected an OFA-MobileNetV3 lookup table")
+    assert "found a ProxylessNAS lookup table" in message
+    with pytest.raises(InvalidInputError) as error:
+        ProxylessNASLatencyLUT.load(NOTE10 / "160_lookup_table.yaml")
+    assert "expected a ProxylessNAS lookup table" in str(error.value)
+    assert "found an OFA-MobileNetV3 lookup table" in str(error.value)
+    # The Note10 tables describe width 1.2: a width-1.0 space is refused, naming the first missing op.
+    with pytest.raises(InvalidInputError) as error:
+        load_ofa_latency_table(NOTE10, space=ArchSpace(resolutions=TUTORIAL_RESOLUTIONS))
+    message = str(error.value)
+    assert "160_lookup_table.yaml: this space (stem width 16, width_mult 1.0" in message
+    assert "needs entry 'Conv-input:160x160x3-output:80x80x16'" in message and "the table has stem width 24" in message
+    with pytest.raises(InvalidInputError, match=r"cover resolutions \[160, 176, 192, 208, 224\], none of"):
+        load_ofa_latency_table(NOTE10, space=tutorial_space(resolutions=(128, 144)))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InvalidInputError, match="no .yaml lookup tables in this folder"):
+        load_ofa_latency_table(empty)
+
+
+# -------------------------------------------------------------------------------------- the CLI
+@needs_released
+def test_search_with_the_released_predictor_and_note10_tables(tmp_path, capsys):
+    folder = tmp_path / "note10"
+    folder.mkdir()
+    for r in (176, 208):
+        shutil.copy(NOTE10 / f"{r}_lookup_table.yaml", folder)
+    out = tmp_path / "search.json"
+    assert main(["search", "--predictor", str(MBV3_PREDICTOR), "--lut", str(folder), "--target", "latency_ms<=20",
+                 "--target", "latency_ms<=30", "--population", "30", "--generations", "10", "--quiet",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "note: latency tables cover resolutions [176, 208]: the search is restricted to them" in printed
+    document = json.loads(out.read_text())
+    space = tutorial_space(resolutions=(176, 208))
+    assert document["space"] == space.signature()
+    table, predictor = load_ofa_latency_table(folder), load_ofa_accuracy_predictor(MBV3_PREDICTOR)
+    for target, budget in zip(document["targets"], (20, 30), strict=True):
+        sample = space.validate(target["sample"])
+        assert target["costs"]["latency_ms"] == pytest.approx(table(sample)) and table(sample) <= budget
+        wide = {**sample}  # the predictor's own space has every tutorial resolution
+        assert target["score"] == pytest.approx(predictor(wide), abs=1e-6)
+
+
+@needs_released
+@pytest.mark.parametrize("args, found", [
+    (["--predictor", str(RESNET50_PREDICTOR)], "found OFA's ResNet50 predictor"),
+    (["--predictor", str(MBV3_PREDICTOR), "--lut", str(PROXYLESS_TABLE)], "found a ProxylessNAS lookup table"),
+])
+def test_search_refuses_released_files_of_another_space(tmp_path, capsys, args, found):
+    out = tmp_path / "search.json"
+    assert main(["search", *args, "--target", "macs<=300M", "--quiet", "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and found in lines[0] and "Traceback" not in captured.err
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------------------------ net.config
+def _reference_net(**kwargs):
+    from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3
+
+    return OFAMobileNetV3(**kwargs)
+
+
+@pytest.mark.parametrize("ofa_kwargs, space_kwargs", [
+    (dict(width_mult=1.0), dict()),
+    (dict(width_mult=1.2), dict(width_mult=1.2)),
+    (dict(n_classes=10, width_mult=0.5, ks_list=[3, 5], expand_ratio_list=[2, 3], depth_list=[1, 2]),
+     dict(num_classes=10, width_mult=0.5, kernel_sizes=(3, 5), expand_ratios=(2, 3), depths=(1, 2),
+          resolutions=(64, 96))),
+])
+def test_net_config_round_trips_with_the_reference(ofa_kwargs, space_kwargs, tmp_path):
+    defaults = dict(ks_list=[3, 5, 7], expand_ratio_list=[3, 4, 6], depth_list=[2, 3, 4])
+    net = _reference_net(**{**defaults, **ofa_kwargs})
+    space = ArchSpace(**space_kwargs)
+    rows = space.random_indices(40, 0)
+    rows = np.concatenate([rows, [space.to_indices(space.min_sample()), space.to_indices(space.max_sample())]])
+    for row in rows:
+        sample = space.from_indices(row)
+        arch = arch_to_ofa(sample, space=space)
+        net.set_active_subnet(ks=arch["ks"], e=arch["e"], d=arch["d"])
+        theirs = json.loads(json.dumps(net.get_active_net_config()))
+        assert json.loads(json.dumps(ofa_net_config(sample, space=space))) == theirs
+        read = sample_from_ofa_net_config(theirs, resolution=arch["r"], space=space)
+        np.testing.assert_array_equal(space.to_indices(read), canonical_indices(space, row[None])[0])
+    folder = tmp_path / "subnet"
+    assert write_ofa_net_config(folder, sample, space=space) == [folder / "net.config", folder / "run.config"]
+    assert json.loads((folder / "run.config").read_text()) == {"image_size": sample["resolution"]}
+    assert read_ofa_net_config(folder, space=space) == read_ofa_net_config(folder / "net.config", space=space,
+                                                                          resolution=sample["resolution"])
+
+
+def test_published_net_config_spelling_is_read():
+    """mit-han-lab's published configs call the block layer ``mobile_inverted_conv``/``MBInvertedConvLayer``."""
+    space = ArchSpace(width_mult=1.2)
+    sample = space.random_sample(3)
+    config = ofa_net_config(sample, space=space)
+    for block in config["blocks"]:
+        block["mobile_inverted_conv"] = {**block.pop("conv"), "name": "MBInvertedConvLayer"}
+    read = sample_from_ofa_net_config(config, resolution=sample["resolution"], space=space)
+    canonical = canonical_indices(space, space.to_indices(sample)[None])[0]
+    np.testing.assert_array_equal(space.to_indices(read), canonical)
+
+
+def test_net_config_of_another_space_names_the_first_mismatch(tmp_path):
+    from ofa.imagenet_classification.elastic_nn.networks import OFAProxylessNASNets
+
+    wide = ArchSpace(width_mult=1.2)
+    config = ofa_net_config(wide.max_sample(), space=wide)
+    with pytest.raises(InvalidInputError) as error:
+        sample_from_ofa_net_config(config, resolution=224, space=ArchSpace(), source="net.config")
+    assert str(error.value) == ("net.config: not a subnet of this space (expected an OFA-MobileNetV3 config of width "
+                                "1, 1000 classes): first_conv.out_channels is 24, this space has 16")
+    shallow = _reference_net(ks_list=[3, 5, 7], expand_ratio_list=[3, 4, 6], depth_list=[1, 2, 3, 4])
+    shallow.set_active_subnet(d=[2, 1, 4, 4, 4])
+    with pytest.raises(InvalidInputError, match=r"stage 2 depth \(active blocks\) is 1, this space allows \[2, 3, 4\]"):
+        sample_from_ofa_net_config(shallow.get_active_net_config(), resolution=224)
+    proxyless = OFAProxylessNASNets(ks_list=[3], expand_ratio_list=[3], depth_list=[2])
+    with pytest.raises(InvalidInputError, match="name is 'ProxylessNASNets', this space has 'MobileNetV3'"):
+        sample_from_ofa_net_config(proxyless.get_active_net_config(), resolution=224)
+    with pytest.raises(InvalidInputError, match=r"resolution is 202, this space allows \[128, 132"):
+        sample_from_ofa_net_config(ofa_net_config(ArchSpace().min_sample()), resolution=202)
+    (tmp_path / "net.config").write_text(json.dumps(config))
+    with pytest.raises(InvalidInputError, match="does not record the input resolution"):
+        read_ofa_net_config(tmp_path, space=wide)
+
+
+def test_export_writes_ofa_net_configs(tmp_path):
+    from search_spaces import OFAMobileNetV3Space
+
+    torch.manual_seed(0)
+    supernet = OFAMobileNetV3Space(**{**TINY_SPACE_KWARGS, "num_classes": 10})
+    supernet.save(tmp_path / "supernet.pt")
+    arch = "r40_k5e3|k3e2_k5e3-k5e2_k3e3-k5e3"
+    out_dir = tmp_path / "exports"
+    assert main(["export", "--supernet", str(tmp_path / "supernet.pt"), "--arch", arch, "--formats", "onnx",
+                 "--calibration-images", "50", "--no-evaluate", "--no-latency", "--ofa-config", "--quiet",
+                 "--out-dir", str(out_dir)]) == 0
+    sample = supernet.arch_space.parse(arch)
+    assert json.loads((out_dir / "subnet1" / "net.config").read_text()) == json.loads(
+        json.dumps(ofa_net_config(sample, space=supernet)))
+    assert read_ofa_net_config(out_dir / "subnet1", space=supernet) == sample
+    assert json.loads((out_dir / "exports.json").read_text())["subnets"][0]["ofa_config"] == "subnet1/net.config"
