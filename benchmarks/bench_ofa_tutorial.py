@@ -53,6 +53,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from ofa_nni import arch_to_ofa  # noqa: E402
+from ofa_nni._artifacts import atomic_write  # noqa: E402
 from ofa_nni.arch import ArchSpace  # noqa: E402
 from ofa_nni.ofa_released import TUTORIAL_RESOLUTIONS, load_ofa_accuracy_predictor, load_ofa_latency_table  # noqa: E402
 from ofa_nni.search import EvolutionSearch  # noqa: E402
@@ -243,10 +244,8 @@ def main() -> None:
             f"{sum(r is None for r in reach)} of {len(reach)} pairs")
     say(f"load average at end: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        temporary = args.out.with_suffix(".tmp")
-        temporary.write_text("\n".join(lines) + "\n")
-        os.replace(temporary, args.out)
+        text = "\n".join(lines) + "\n"
+        atomic_write(args.out, lambda file: file.write(text.encode()))
 
 
 if __name__ == "__main__":
