@@ -29,6 +29,7 @@ from typing import Any
 from ofa_nni._artifacts import atomic_write_json
 from ofa_nni.arch import ArchSpace, Sample
 from ofa_nni.errors import InvalidInputError, MissingInputError
+from ofa_nni.ofa_weights import arch_from_ofa
 
 __all__ = ["ofa_net_config", "read_ofa_net_config", "sample_from_ofa_net_config", "write_ofa_net_config"]
 
@@ -168,7 +169,9 @@ def _match(config: Mapping[str, Any], arch: ArchSpace, resolution: int) -> Sampl
         raise _Mismatch("blocks is not a non-empty list")
     first = _block_conv(blocks[0], "blocks[0]")
     _expect("blocks[0].conv.out_channels (first block)", first.get("out_channels"), arch.first_block_width)
-    sample: Sample = {ArchSpace.RESOLUTION_LABEL: _expect_in("resolution", resolution, arch.resolutions)}
+    resolution = _expect_in("resolution", resolution, arch.resolutions)
+    # OFA's set_active_subnet lists (inactive blocks at the first choice), turned into a sample at the end.
+    ks, e, d = [arch.kernel_sizes[0]] * arch.num_blocks, [arch.expand_ratios[0]] * arch.num_blocks, []
     position = 1
     for s in range(arch.num_stages):
         depth = 0
@@ -188,13 +191,10 @@ def _match(config: Mapping[str, Any], arch: ArchSpace, resolution: int) -> Sampl
             expand = _expect_in(f"{where} expand_ratio", conv.get("expand_ratio"), arch.expand_ratios)
             if conv.get("mid_channels") is not None:
                 _expect(f"{where} mid_channels", conv.get("mid_channels"), arch.mid_channels(c_in, expand))
-            sample[arch.kernel_label(s, depth)], sample[arch.expand_label(s, depth)] = kernel, expand
+            ks[s * arch.max_depth + depth], e[s * arch.max_depth + depth] = kernel, expand
             depth += 1
             position += 1
-        sample[arch.depth_label(s)] = _expect_in(f"stage {s + 1} depth (active blocks)", depth, arch.depths)
-        for b in range(depth, arch.max_depth):
-            sample[arch.kernel_label(s, b)] = arch.kernel_sizes[0]
-            sample[arch.expand_label(s, b)] = arch.expand_ratios[0]
+        d.append(_expect_in(f"stage {s + 1} depth (active blocks)", depth, arch.depths))
     if position != len(blocks):
         raise _Mismatch(f"blocks[{position}] is beyond the last stage ({len(blocks)} blocks in the config; this "
                         f"space has {arch.num_stages} stages of at most {arch.max_depth})")
@@ -205,7 +205,7 @@ def _match(config: Mapping[str, Any], arch: ArchSpace, resolution: int) -> Sampl
     _expect("feature_mix_layer.out_channels", _field(mix, "out_channels", "feature_mix_layer"), arch.feature_mix_width)
     classifier = _field(config, "classifier", "the config")
     _expect("classifier.out_features (classes)", _field(classifier, "out_features", "classifier"), arch.num_classes)
-    return arch.validate(sample)
+    return arch_from_ofa(ks, e, d, resolution, space=arch)
 
 
 def sample_from_ofa_net_config(config: Mapping[str, Any], *, resolution: int, space: Any = None,
