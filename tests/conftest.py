@@ -104,3 +104,24 @@ def randomize_transforms_(model: torch.nn.Module, seed: int = 0) -> None:
         for name, param in model.named_parameters():
             if ".transform_" in name:
                 param.add_(torch.randn(param.shape, generator=generator) * 0.1)
+
+TINY_PROXYLESS_KWARGS = dict(
+    kernel_sizes=(3, 5),
+    expand_ratios=(2, 3),
+    depths=(1, 2),
+    resolutions=(32, 40),
+    base_widths=(8, 8, 16, 24, 32, 48, 64),
+    stage_strides=(2, 2, 2, 1),
+    width_mult=1.0,
+    num_classes=4,
+)
+"""A ProxylessNAS space with every feature of the released one (3 elastic stages, the single-block
+last stage, relu6, kernel transforms, feature mix before the pool), small enough for a CPU."""
+
+
+@pytest.fixture
+def tiny_proxyless():
+    from search_spaces import OFAProxylessNASSpace
+
+    torch.manual_seed(0)
+    return OFAProxylessNASSpace(**TINY_PROXYLESS_KWARGS)
