@@ -38,6 +38,10 @@ __all__ = [
     "ArchSpace",
     "Sample",
     "DEFAULT_RESOLUTIONS",
+    "proxyless_arch_space",
+    "SPACE_ARCHS",
+    "arch_space_for",
+    "space_arguments",
 ]
 
 Sample = dict[str, Any]
@@ -613,3 +617,70 @@ class ArchSpace:
 
 
 _FIELD_DEFAULTS = {field.name: field.default for field in dataclasses.fields(ArchSpace)}
+
+
+def proxyless_arch_space(
+    *,
+    kernel_sizes: Sequence[int] = (3, 5, 7),
+    expand_ratios: Sequence[float] = (3, 4, 6),
+    depths: Sequence[int] = (2, 3, 4),
+    resolutions: Sequence[int] = DEFAULT_RESOLUTIONS,
+    base_widths: Sequence[int] = (32, 16, 24, 40, 80, 96, 192, 320, 1280),
+    stage_strides: Sequence[int] = (2, 2, 2, 1, 2, 1),
+    width_mult: float = 1.3,
+    num_classes: int = 1000,
+) -> ArchSpace:
+    """The :class:`ArchSpace` of OFA-ProxylessNAS (mit-han-lab's ``OFAProxylessNASNets``; defaults:
+    the released supernet, width 1.3): relu6, no squeeze-and-excite, the ``"proxyless"`` head, and a
+    last stage of one block (``stage_strides`` includes it)."""
+    num_stages = len(_as_tuple("stage_strides", stage_strides))
+    return ArchSpace(
+        kernel_sizes=tuple(kernel_sizes),
+        expand_ratios=tuple(expand_ratios),
+        depths=tuple(depths),
+        resolutions=tuple(resolutions),
+        base_widths=tuple(base_widths),
+        stage_strides=tuple(stage_strides),
+        stage_activations=("relu6",) * num_stages,
+        stage_se=(False,) * num_stages,
+        width_mult=width_mult,
+        num_classes=num_classes,
+        fixed_depths=(None,) * (num_stages - 1) + (1,),
+        layout="proxyless",
+    )
+
+
+SPACE_ARCHS: Mapping[str, Any] = {"ofa-mbv3": ArchSpace, "ofa-proxyless": proxyless_arch_space}
+"""The arch description of each registered search space, by its name, from the same keyword
+arguments as the space (without ``dropout`` and the BN settings)."""
+
+
+def arch_space_for(name: str, **kwargs: Any) -> ArchSpace:
+    """The :class:`ArchSpace` of the search space registered as ``name`` with ``kwargs``.
+
+    Raises:
+        InvalidInputError: for an unknown name or an argument that space does not take, naming the
+            allowed ones.
+    """
+    allowed = space_arguments(name)
+    unknown = [key for key in kwargs if key not in allowed]
+    if unknown:
+        raise InvalidInputError(f"space {name!r} has no argument {unknown[0]!r}; allowed: {allowed}")
+    return SPACE_ARCHS[name](**kwargs)  # type: ignore[no-any-return]
+
+
+def space_arguments(name: str) -> list[str]:
+    """The arch arguments of the search space registered as ``name`` (InvalidInputError if unknown)."""
+    import inspect
+
+    if name not in SPACE_ARCHS:
+        raise InvalidInputError(f"unknown search space {name!r}; known: {', '.join(sorted(SPACE_ARCHS))}")
+    build = SPACE_ARCHS[name]
+    if build is ArchSpace:
+        return list(_MBV3_ARGUMENTS)
+    return list(inspect.signature(build).parameters)
+
+
+# OFAMobileNetV3Space's arguments that describe its arch (the ArchSpace fields of its signature).
+_MBV3_ARGUMENTS = ("kernel_sizes", "expand_ratios", "depths", "resolutions", "base_widths", "stage_strides",
+                   "stage_activations", "stage_se", "width_mult", "num_classes")

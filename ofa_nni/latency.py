@@ -104,8 +104,9 @@ def _conv_out(size: int, stride: int) -> int:
 class OpSpec:
     """The shape of one measured op: ``kind`` is ``stem``, ``mbconv`` or ``head``.
 
-    For ``head``, ``mid_channels`` is the final-expand width and ``out_channels`` the number of
-    classes (the feature-mix width is ``feature_mix_channels``).
+    For ``head``, ``mid_channels`` is the final-expand width (0: ProxylessNAS's head, feature mix
+    with BN before the pool) and ``out_channels`` the number of classes (the feature-mix width is
+    ``feature_mix_channels``). ``residual`` False: a block without shortcut (ProxylessNAS's first).
     """
 
     kind: str
@@ -119,6 +120,7 @@ class OpSpec:
     se_channels: int = 0
     has_expand_conv: bool = True
     feature_mix_channels: int = 0
+    residual: bool = True
 
     @property
     def key(self) -> str:
@@ -128,6 +130,7 @@ class OpSpec:
             shape = (
                 f"in{self.in_channels}_out{self.out_channels}_mid{self.mid_channels}_k{self.kernel_size}"
                 f"_s{self.stride}_{self.activation}_se{self.se_channels}" + ("" if self.has_expand_conv else "_noexp")
+                + ("" if self.residual else "_noskip")
             )
         else:
             shape = (
@@ -160,6 +163,7 @@ class OpSpec:
                 activation=self.activation,
                 se_channels=self.se_channels or None,
                 has_expand_conv=self.has_expand_conv,
+                allow_residual=self.residual,
             )
         elif self.kind == "head":
             module = _Head(self.in_channels, self.mid_channels, self.feature_mix_channels, self.out_channels)
@@ -171,16 +175,25 @@ class OpSpec:
 
 class _Head(nn.Module):
     """The tail of :class:`~ofa_nni.layers.MobileNetV3Subnet`: final expand, pool, feature mix,
-    classifier (dropout is the identity at inference)."""
+    classifier (dropout is the identity at inference); without a final expand (``expand_channels``
+    0), ProxylessNAS's: feature mix with BN and relu6, pool, classifier."""
 
     def __init__(self, in_channels: int, expand_channels: int, mix_channels: int, num_classes: int) -> None:
         super().__init__()
-        self.final_expand = ConvBNAct(in_channels, expand_channels, 1, activation="hswish")
-        self.feature_mix = ConvBNAct(expand_channels, mix_channels, 1, activation="hswish", use_bn=False)
+        self.final_expand: ConvBNAct | None
+        if expand_channels:
+            self.final_expand = ConvBNAct(in_channels, expand_channels, 1, activation="hswish")
+            self.feature_mix = ConvBNAct(expand_channels, mix_channels, 1, activation="hswish", use_bn=False)
+        else:
+            self.final_expand = None
+            self.feature_mix = ConvBNAct(in_channels, mix_channels, 1, activation="relu6")
         self.classifier = nn.Linear(mix_channels, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.feature_mix(self.final_expand(x).mean((2, 3), keepdim=True))
+        if self.final_expand is not None:
+            x = self.feature_mix(self.final_expand(x).mean((2, 3), keepdim=True))
+        else:
+            x = self.feature_mix(x).mean((2, 3), keepdim=True)
         return self.classifier(torch.flatten(x, 1))
 
 
@@ -189,26 +202,27 @@ def op_specs(space: ArchSpace, resolution: int) -> tuple[list[OpSpec], dict[tupl
     per (block index, kernel index, expand index) of the elastic blocks."""
     has_expand_conv = max(space.expand_ratios) != 1
     size = _conv_out(resolution, 2)
-    stem = OpSpec("stem", resolution, 3, space.stem_width, kernel_size=3, stride=2, activation="hswish")
+    stem = OpSpec("stem", resolution, 3, space.stem_width, kernel_size=3, stride=2,
+                  activation=space.stem_activation)
     first = OpSpec(
         "mbconv", size, space.stem_width, space.first_block_width, mid_channels=space.stem_width,
-        kernel_size=3, stride=1, activation="relu", has_expand_conv=False,
+        kernel_size=3, stride=1, activation=space.first_block_activation, has_expand_conv=False,
+        residual=space.layout == "mbv3",
     )
     blocks: dict[tuple[int, int, int], OpSpec] = {}
-    for s in range(space.num_stages):
-        for b in range(space.max_depth):
-            stride = space.stage_strides[s] if b == 0 else 1
-            c_in = space.block_in_channels(s, b)
-            for k_idx, kernel in enumerate(space.kernel_sizes):
-                for e_idx, expand in enumerate(space.expand_ratios):
-                    mid = space.mid_channels(c_in, expand) if has_expand_conv else c_in
-                    blocks[(s * space.max_depth + b, k_idx, e_idx)] = OpSpec(
-                        "mbconv", size, c_in, space.stage_widths[s], mid_channels=mid, kernel_size=kernel,
-                        stride=stride, activation=space.stage_activations[s],
-                        se_channels=space.se_channels(mid) if space.stage_se[s] else 0,
-                        has_expand_conv=has_expand_conv,
-                    )
-            size = _conv_out(size, stride)
+    for block, (s, b) in enumerate(space.blocks):
+        stride = space.stage_strides[s] if b == 0 else 1
+        c_in = space.block_in_channels(s, b)
+        for k_idx, kernel in enumerate(space.kernel_sizes):
+            for e_idx, expand in enumerate(space.expand_ratios):
+                mid = space.mid_channels(c_in, expand) if has_expand_conv else c_in
+                blocks[(block, k_idx, e_idx)] = OpSpec(
+                    "mbconv", size, c_in, space.stage_widths[s], mid_channels=mid, kernel_size=kernel,
+                    stride=stride, activation=space.stage_activations[s],
+                    se_channels=space.se_channels(mid) if space.stage_se[s] else 0,
+                    has_expand_conv=has_expand_conv,
+                )
+        size = _conv_out(size, stride)
     head = OpSpec(
         "head", size, space.stage_widths[-1], space.num_classes, mid_channels=space.final_expand_width,
         feature_mix_channels=space.feature_mix_width,

@@ -190,6 +190,12 @@ class OFAMobileSpace(ModelSpace):
         """The keyword arguments that rebuild this space (JSON-able; what supernet files record)."""
         raise NotImplementedError
 
+    @classmethod
+    def kwargs_from_arch_signature(cls, signature: Mapping[str, Any]) -> dict[str, Any]:
+        """This class's keyword arguments for an :meth:`ArchSpace.signature` of one of its spaces (what
+        training checkpoints record); MobileNetV3's arguments are the signature's fields."""
+        return dict(signature)
+
     def save(self, path: str | Path, *, history: Sequence[Mapping[str, Any]] = ()) -> Path:
         """Write the supernet file (weights and arguments; :mod:`search_spaces.supernet_file`)."""
         from search_spaces.supernet_file import save_supernet

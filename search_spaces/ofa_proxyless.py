@@ -15,14 +15,17 @@ Layout (defaults = the released ``ofa_proxyless_d234_e346_k357_w1.3``)::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ofa_nni.arch import DEFAULT_RESOLUTIONS, ArchSpace
+from ofa_nni.arch import DEFAULT_RESOLUTIONS, proxyless_arch_space
 from search_spaces.elastic_mobile import OFAMobileSpace
 from search_spaces.registry import register_space
 
 __all__ = ["OFAProxylessNASSpace"]
+
+_ARCH_ARGUMENTS = tuple(inspect.signature(proxyless_arch_space).parameters)
 
 
 @register_space("ofa-proxyless")
@@ -61,29 +64,21 @@ class OFAProxylessNASSpace(OFAMobileSpace):
         bn_eps: float = 1e-3,
     ) -> None:
         super().__init__()
-        num_stages = len(tuple(stage_strides))
-        arch = ArchSpace(
-            kernel_sizes=tuple(kernel_sizes),
-            expand_ratios=tuple(expand_ratios),
-            depths=tuple(depths),
-            resolutions=tuple(resolutions),
-            base_widths=tuple(base_widths),
-            stage_strides=tuple(stage_strides),
-            stage_activations=("relu6",) * num_stages,
-            stage_se=(False,) * num_stages,
-            width_mult=width_mult,
-            num_classes=num_classes,
-            fixed_depths=(None,) * (num_stages - 1) + (1,),
-            layout="proxyless",
+        arch = proxyless_arch_space(
+            kernel_sizes=kernel_sizes, expand_ratios=expand_ratios, depths=depths, resolutions=resolutions,
+            base_widths=base_widths, stage_strides=stage_strides, width_mult=width_mult, num_classes=num_classes,
         )
         self.bn_settings = (float(bn_momentum), float(bn_eps))
         self._build(arch, dropout=dropout, bn_momentum=bn_momentum, bn_eps=bn_eps)
 
+    @classmethod
+    def kwargs_from_arch_signature(cls, signature: Mapping[str, Any]) -> dict[str, Any]:
+        """The arguments among a signature's fields (the others follow from the layout)."""
+        return {key: value for key, value in signature.items() if key in _ARCH_ARGUMENTS}
+
     def space_kwargs(self) -> dict[str, Any]:
         """The keyword arguments that rebuild this space (JSON-able; what supernet files record)."""
         signature = self.arch_space.signature()
-        kept = ("kernel_sizes", "expand_ratios", "depths", "resolutions", "base_widths", "stage_strides",
-                "width_mult", "num_classes")
         momentum, eps = self.bn_settings
-        return {**{key: signature[key] for key in kept}, "dropout": self.dropout_rate,
+        return {**self.kwargs_from_arch_signature(signature), "dropout": self.dropout_rate,
                 "bn_momentum": momentum, "bn_eps": eps}

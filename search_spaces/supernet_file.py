@@ -50,7 +50,8 @@ def load_supernet(path: str | Path, *, map_location: str | torch.device = "cpu")
     if not path.is_file():
         raise MissingInputError(f"supernet file {str(path)!r} does not exist")
     data = load_torch_file(path, map_location=map_location, what="supernet file")
-    if isinstance(data, dict) and data.get("format") == CHECKPOINT_FORMAT:
+    from_checkpoint = isinstance(data, dict) and data.get("format") == CHECKPOINT_FORMAT
+    if from_checkpoint:
         data = load_checkpoint(path, map_location=map_location)
         space_kwargs, state_dict = dict(data["space"]), data["supernet"]
         config = data.get("config") or {}
@@ -76,6 +77,8 @@ def load_supernet(path: str | Path, *, map_location: str | torch.device = "cpu")
     except ValueError as error:
         raise CheckpointError(f"supernet file {str(path)!r}: {error}") from None
     kwargs: dict[str, Any] = {key: tuple(v) if isinstance(v, list) else v for key, v in space_kwargs.items()}
+    if from_checkpoint:  # a checkpoint records the arch signature, not the class's arguments
+        kwargs = cls.kwargs_from_arch_signature(kwargs)
     try:
         space = cls(**kwargs)
     except (TypeError, ValueError) as error:

@@ -57,7 +57,7 @@ from ofa_nni.training.steps import (
     train_subnets,
     validation_subnets,
 )
-from search_spaces import OFAMobileNetV3Space
+from search_spaces import OFAMobileSpace
 
 __all__ = ["ProgressiveShrinking", "SandwichRule", "SupernetTrainingModule", "LAST_CHECKPOINT"]
 
@@ -147,11 +147,12 @@ class SupernetTrainingModule(BaseOneShotLightningModule):
 
     # ----------------------------------------------------------------- helpers
     @property
-    def supernet(self) -> OFAMobileNetV3Space:
+    def supernet(self) -> OFAMobileSpace:
         model = self.model
-        if not isinstance(model, OFAMobileNetV3Space):
+        if not isinstance(model, OFAMobileSpace):
             raise TypeError(
-                f"ProgressiveShrinking/SandwichRule train an OFAMobileNetV3Space, got {type(model).__name__}"
+                "ProgressiveShrinking/SandwichRule train an OFA space (OFAMobileNetV3Space, OFAProxylessNASSpace), "
+                f"got {type(model).__name__}"
             )
         return model
 
@@ -399,9 +400,9 @@ class _SupernetStrategy(OneShotStrategy):
         self.resume = resume
         self.run_config = run_config
         self.phases: tuple[Phase, ...] = ()
-        self._space: OFAMobileNetV3Space | None = None
+        self._space: OFAMobileSpace | None = None
 
-    def build_phases(self, space: OFAMobileNetV3Space, evaluator: Lightning) -> tuple[Phase, ...]:
+    def build_phases(self, space: OFAMobileSpace, evaluator: Lightning) -> tuple[Phase, ...]:
         raise NotImplementedError
 
     def default_mutation_hooks(self) -> list[Any]:
@@ -412,8 +413,9 @@ class _SupernetStrategy(OneShotStrategy):
         return [no_default_hook]
 
     def mutate_model(self, model: Any) -> Any:
-        if not isinstance(model, OFAMobileNetV3Space):
-            raise TypeError(f"{type(self).__name__} trains an OFAMobileNetV3Space, got {type(model).__name__}")
+        if not isinstance(model, OFAMobileSpace):
+            raise TypeError(f"{type(self).__name__} trains an OFA space (OFAMobileNetV3Space, OFAProxylessNASSpace), "
+                            f"got {type(model).__name__}")
         self._space = model
         return super().mutate_model(model)
 
@@ -532,7 +534,7 @@ class ProgressiveShrinking(_SupernetStrategy):
         self.explicit_phases = None if phases is None else tuple(phases)
         self.lr_batch_size = lr_batch_size
 
-    def build_phases(self, space: OFAMobileNetV3Space, evaluator: Lightning) -> tuple[Phase, ...]:
+    def build_phases(self, space: OFAMobileSpace, evaluator: Lightning) -> tuple[Phase, ...]:
         if self.explicit_phases is not None:
             return self.explicit_phases
         batch_size = self.lr_batch_size or _global_batch_size(evaluator)
@@ -562,7 +564,7 @@ class SandwichRule(_SupernetStrategy):
         self.epochs, self.lr, self.num_random, self.warmup_epochs = epochs, lr, num_random, warmup_epochs
         self.lr_batch_size = lr_batch_size
 
-    def build_phases(self, space: OFAMobileNetV3Space, evaluator: Lightning) -> tuple[Phase, ...]:
+    def build_phases(self, space: OFAMobileSpace, evaluator: Lightning) -> tuple[Phase, ...]:
         lr = self.lr
         if lr is None:
             lr = 2.6 * (self.lr_batch_size or _global_batch_size(evaluator)) / PAPER_BATCH_SIZE

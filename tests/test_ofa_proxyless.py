@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import TINY_PROXYLESS_KWARGS, randomize_batchnorm_, randomize_transforms_
 from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3, OFAProxylessNASNets
-from test_ofa_reference import _calibrate_reference_, _randomized_ofa_net
+from test_ofa_reference import _calibrate_reference_, _legacy_state_dict, _randomized_ofa_net
 from torch.utils.flop_counter import FlopCounterMode
 
 from ofa_nni.arch import ArchSpace
@@ -211,6 +211,22 @@ def test_a_different_subnet_gives_a_different_output(released_pair):
     x = torch.randn(2, 3, 160, 160, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert _relative_error(ours(x), ofa_net(x)) > 100 * RELATIVE_TOLERANCE
+
+
+def test_legacy_names_and_wrapper_load_the_same_weights(released_pair):
+    """The released checkpoints' naming (``mobile_inverted_conv``, flat dynamic ops, no BN counters),
+    in a ``{"state_dict": ...}`` wrapper, with a DataParallel prefix: the reference accepts it, so do we."""
+    ofa_net, ours = released_pair
+    legacy = _legacy_state_dict(ofa_net.state_dict())
+    assert any(".mobile_inverted_conv." in key for key in legacy)
+    OFAProxylessNASNets(**RELEASED_OFA).load_state_dict(legacy)
+    expected = OFAProxylessNASSpace.from_ofa_state_dict(ofa_net.state_dict()).state_dict()
+    for variant in ({"state_dict": legacy, "epoch": 120}, {f"module.{key}": value for key, value in legacy.items()}):
+        loaded = OFAProxylessNASSpace.from_ofa_state_dict(variant).state_dict()
+        assert loaded.keys() == expected.keys()
+        for key, value in expected.items():
+            if not key.endswith("num_batches_tracked"):
+                assert torch.equal(loaded[key], value), key
 
 
 # ----------------------------------------------------------------------------- OFA settings

@@ -32,7 +32,7 @@ from ofa_nni.data import ImageData, calibration_loader, load_data
 from ofa_nni.errors import InvalidInputError
 from ofa_nni.training.checkpoint import CheckpointError
 from ofa_nni.training.config import ProgressiveShrinkingConfig, TrainConfig, load_config
-from search_spaces import OFAMobileNetV3Space, save_supernet
+from search_spaces import save_supernet, space_class
 from strategies import ProgressiveShrinking, SandwichRule
 
 __all__ = ["TrainResult", "train", "build_space"]
@@ -62,9 +62,9 @@ class TrainResult:
 
 
 def build_space(config: TrainConfig, num_classes: int) -> Any:
-    """The ``OFAMobileNetV3Space`` of ``config.space`` with ``num_classes`` outputs."""
+    """The search space of ``config.space`` (its class by ``space.name``) with ``num_classes`` outputs."""
     try:
-        return OFAMobileNetV3Space(num_classes=num_classes, **config.space.space_kwargs())
+        return space_class(config.space.name)(num_classes=num_classes, **config.space.space_kwargs())
     except (TypeError, ValueError) as error:
         raise InvalidInputError(f"space: {error}") from None
 

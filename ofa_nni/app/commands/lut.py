@@ -38,7 +38,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     source = build.add_mutually_exclusive_group(required=True)
     source.add_argument("--supernet", type=Path, help="trained supernet (supernet.pt or a training checkpoint)")
-    source.add_argument("--preset", help="space preset (cpu, ofa-mobilenetv3)")
+    source.add_argument("--preset", help="space preset (cpu, ofa-mobilenetv3; with --space ofa-proxyless: cpu, "
+                        "ofa-proxylessnas)")
+    build.add_argument("--space", default=None, help="with --preset: the search space (ofa-mbv3, the default, "
+                       "or ofa-proxyless)")
     build.add_argument("--num-classes", type=int, default=None, help="with --preset: classifier outputs")
     build.add_argument("--backend", choices=BACKENDS, default="torch", help="torch (eager) or onnxruntime")
     build.add_argument("--device", choices=DEVICES, default="cpu", help="cpu or cuda")
@@ -88,20 +91,22 @@ def _resolutions(space: ArchSpace, args: argparse.Namespace) -> list[int] | None
 def _supernet(args: argparse.Namespace) -> Any:
     """The supernet whose ``freeze`` makes the validation models (weights do not matter for latency)."""
     if args.supernet is not None:
-        if args.num_classes is not None:
-            raise InvalidInputError("--num-classes goes with --preset; with --supernet the space is the supernet's")
+        if args.num_classes is not None or args.space is not None:
+            raise InvalidInputError("--num-classes and --space go with --preset; with --supernet the space is the "
+                                    "supernet's")
         from search_spaces import load_supernet
 
         return load_supernet(args.supernet)
     from ofa_nni.nni_search_space import arch_space_from_spec
-    from search_spaces import OFAMobileNetV3Space
+    from search_spaces import space_class
 
-    spec: dict[str, Any] = {"preset": args.preset}
+    spec: dict[str, Any] = {"preset": args.preset, "name": args.space or "ofa-mbv3"}
     if args.num_classes is not None:
         spec["num_classes"] = args.num_classes
     signature = arch_space_from_spec(spec).signature()
     kwargs: dict[str, Any] = {key: tuple(v) if isinstance(v, list) else v for key, v in signature.items()}
-    return OFAMobileNetV3Space(**kwargs)
+    cls = space_class(spec["name"])
+    return cls(**cls.kwargs_from_arch_signature(kwargs))
 
 
 def run_build(args: argparse.Namespace) -> int:
