@@ -10,6 +10,7 @@ Labels (stable, documented; stages and blocks count from 1)::
     stage{s}.block{b}.kernel   depthwise kernel size of block b of stage s
     stage{s}.block{b}.expand   expand ratio of block b of stage s
 
+A stage of fixed depth (OFA-ProxylessNAS's last, one block) has a depth label with that one value.
 Blocks beyond a stage's depth are inactive: their kernel/expand values are kept in the sample (NNI
 samples every label) but do not affect the forward pass, the MACs or the feature encoding.
 
@@ -153,8 +154,8 @@ class ArchSpace:
         num_stages = len(self.stage_strides)
         if self.layout not in _LAYOUTS:
             raise InvalidInputError(f"layout must be one of {list(_LAYOUTS)}, got {self.layout!r}")
-        head_widths = "final expand, feature mix" if self.layout == "mbv3" else "feature mix"
-        n_widths = num_stages + 2 + len(head_widths.split(","))
+        head_widths, n_head = ("final expand, feature mix", 2) if self.layout == "mbv3" else ("feature mix", 1)
+        n_widths = num_stages + 2 + n_head
         if len(self.base_widths) != n_widths:
             raise InvalidInputError(
                 f"base_widths needs {n_widths} values (stem, first block, {num_stages} stages, "
@@ -217,10 +218,6 @@ class ArchSpace:
             cached = tuple((s, b) for s in range(self.num_stages) for b in range(self.stage_num_blocks(s)))
             object.__setattr__(self, "_blocks_cache", cached)
         return cached
-
-    def block_index(self, stage: int, block: int) -> int:
-        """Position of (0-based) ``block`` of ``stage`` among :attr:`blocks`."""
-        return sum(self.stage_num_blocks(s) for s in range(stage)) + block
 
     @property
     def widths(self) -> tuple[int, ...]:

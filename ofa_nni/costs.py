@@ -1,4 +1,4 @@
-"""Analytic MACs and parameter counts of OFA-MobileNetV3 subnets, from the sample alone.
+"""Analytic MACs and parameter counts of OFA-MobileNetV3 and OFA-ProxylessNAS subnets, from the sample alone.
 
 Costs are per-block lookup tables (block, kernel, expand, resolution) built once per space; a
 population of integer-encoded samples is costed with one gather and a masked sum, no forward pass

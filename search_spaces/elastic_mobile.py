@@ -136,6 +136,10 @@ class OFAMobileSpace(ModelSpace):
         """Build the supernet of ``arch`` (modules in OFA's order: stem, first block, stages, head)."""
         if not 0.0 <= dropout < 1.0:
             raise InvalidInputError(f"dropout must be in [0, 1), got {dropout}")
+        if not 0.0 <= bn_momentum <= 1.0:  # the weight of a new batch in BatchNorm's running statistics
+            raise InvalidInputError(f"bn_momentum must be in [0, 1], got {bn_momentum}")
+        if not (0.0 < bn_eps < 1.0):  # added to the variance: <= 0 divides by zero, >= 1 swamps it
+            raise InvalidInputError(f"bn_eps must be in (0, 1), got {bn_eps}")
         self.arch_space = arch
         self.cost_model = AnalyticCostModel(arch)
         self.dropout_rate = dropout

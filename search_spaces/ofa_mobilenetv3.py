@@ -70,7 +70,7 @@ class OFAMobileNetV3Space(OFAMobileSpace):
             base_widths=tuple(base_widths),
             stage_strides=tuple(stage_strides),
             stage_activations=tuple(stage_activations),
-            stage_se=tuple(bool(se) for se in stage_se),
+            stage_se=tuple(stage_se),  # ArchSpace checks each is a bool: bool('no') would be True
             width_mult=width_mult,
             num_classes=num_classes,
         )

@@ -75,6 +75,8 @@ def test_bad_values_are_refused_naming_label_and_allowed_values(tiny_proxyless):
         tiny_proxyless.activate({**sample, "stage4.block2.kernel": 3})
     with pytest.raises(ValueError, match="dropout"):
         OFAProxylessNASSpace(dropout=1.0)
+    with pytest.raises(ValueError, match=r"bn_eps must be in \(0, 1\), got 0"):
+        OFAProxylessNASSpace(bn_eps=0)
     with pytest.raises(ValueError, match="base_widths needs 9 values .* feature mix"):
         OFAProxylessNASSpace(base_widths=(32, 16, 24, 40, 80, 96, 192, 320, 960, 1280))
 
