@@ -10,15 +10,23 @@ RMSE 0.21% on ImageNet).
   run resumes where it stopped and a finished file is reused (or extended to more subnets: the list
   for N subnets is a prefix of the list for more).
 * :class:`MLPAccuracyPredictor` is OFA's predictor: 3 hidden layers of 400 with ReLU, a linear
-  output without bias plus a constant base accuracy (the training mean), trained with Adam
-  (lr 1e-3, weight decay 1e-4). :class:`MLPEnsemblePredictor` averages several seeds;
+  output without bias plus a constant base (the training mean), trained with Adam (lr 1e-3,
+  weight decay 1e-4). :class:`MLPEnsemblePredictor` averages several seeds;
   :class:`RidgeAccuracyPredictor` is ridge regression on the same features (alpha by
   leave-one-out). :func:`build_accuracy_predictor` trains one (or picks the best, ``kind="auto"``)
   and reports RMSE, Kendall tau and Spearman rho on held-out subnets.
+* Predictions stay in [0, 1] by construction: every kind regresses the *logit* of the accuracy
+  and returns its sigmoid (:func:`accuracy_to_logit`). OFA's reference regresses accuracy
+  directly; on a saturated data set (digits: many subnets at 97-100%) that extrapolates past 100%
+  for subnets beyond the data, and a search then chases the extrapolation. No value is clipped
+  after prediction; only training targets at exactly 0 or 1 are moved :data:`LOGIT_MARGIN` inside
+  (a logit of 0 or 1 is infinite).
 * Predictors are callables on ``(n, L)`` index arrays (``ArchSpace.to_indices`` order) returning
   ``(n,)`` predicted accuracies (fractions in [0, 1]), batched. They are saved as ``.npz`` (arrays
   plus JSON metadata: format version, kind, space signature, encoding, metrics) and loaded without
-  pickle; a predictor for another space is refused, naming what differs.
+  pickle; a predictor for another space is refused, naming what differs. Every size a file
+  declares (array shapes, ensemble members) is checked against what the file holds before
+  anything is allocated.
 
 Data-set file (JSON lines, ``format_version`` 1): the first line is the header
 ``{format, format_version, space, seed, num_subnets, archs: [...], data, calibration, created}``
@@ -45,6 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ofa_nni._artifacts import atomic_write, library_versions, require_same_space
+from ofa_nni._npz import check_npz_sizes
 from ofa_nni.arch import ArchSpace, Sample
 from ofa_nni.efficiency import as_index_array
 from ofa_nni.errors import InvalidInputError, MissingInputError
@@ -56,9 +65,12 @@ __all__ = [
     "AccuracyPredictor",
     "MLPAccuracyPredictor",
     "MLPEnsemblePredictor",
+    "OutdatedPredictorError",
     "RidgeAccuracyPredictor",
     "PREDICTOR_KINDS",
+    "accuracy_to_logit",
     "build_accuracy_predictor",
+    "logit_to_accuracy",
     "collect_accuracy_dataset",
     "evaluate_subnet",
     "plan_subnets",
@@ -66,11 +78,22 @@ __all__ = [
 ]
 
 DATASET_FORMAT = "ofa-nni-accuracy-dataset"
+DATASET_FORMAT_VERSION = 1
 PREDICTOR_FORMAT = "ofa-nni-accuracy-predictor"
-FORMAT_VERSION = 1
+PREDICTOR_FORMAT_VERSION = 2
+"""2: predictions are the sigmoid of a regressed logit (bounded). Version 1 (ofa-nni 0.1) regressed
+accuracy itself and could predict above 100%; such files are refused with the command that
+rebuilds them from their data set (the data set format did not change)."""
+LOGIT_MARGIN = 1e-3
+"""Training accuracies are moved at least this far inside (0, 1) before taking their logit (0.1
+points: below one image of a 1,000-image evaluation, so only exact 0 and 1 move in practice)."""
 ENCODING = "ofa-onehot"
 """Feature encoding of the predictors: :meth:`ArchSpace.to_features` (one-hot resolution, kernel and
 expand per block, zeros for inactive blocks)."""
+
+
+class OutdatedPredictorError(InvalidInputError):
+    """A predictor file of an earlier format (unbounded predictions): rebuild it from its data set."""
 
 
 # --------------------------------------------------------------------------- which subnets
@@ -151,6 +174,7 @@ class AccuracyDataset:
         accuracies = np.asarray(accuracies, dtype=np.float64)
         if accuracies.shape != (len(indices),):
             raise InvalidInputError(f"need one accuracy per subnet: {len(indices)} subnets, accuracies {accuracies.shape}")
+        _check_fractions(accuracies, "accuracies")
         self.space, self.indices, self.accuracies = space, indices, accuracies
         self.header = dict(header or {})
 
@@ -172,6 +196,11 @@ class AccuracyDataset:
         if space is not None:
             require_same_space(header["space"], space, artefact=f"accuracy data set {path}")
         by_arch = {record["arch"]: record for record in records}
+        for record in records:
+            accuracy = record.get("accuracy")
+            if isinstance(accuracy, bool) or not isinstance(accuracy, (int, float)) or not 0.0 <= accuracy <= 1.0:
+                raise InvalidInputError(f"{path}: subnet {record.get('arch')!r} has accuracy {accuracy!r}; "
+                                        "accuracies are fractions in [0, 1]")
         done = [arch for arch in header["archs"] if arch in by_arch]
         if complete and len(done) < len(header["archs"]):
             raise InvalidInputError(f"{path}: only {len(done)} of {len(header['archs'])} subnets evaluated; "
@@ -195,9 +224,9 @@ def _read_dataset_file(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]
         raise InvalidInputError(f"{path} is not an ofa-nni accuracy data set (bad header line)") from None
     if not isinstance(header, dict) or header.get("format") != DATASET_FORMAT:
         raise InvalidInputError(f"{path} is not an ofa-nni accuracy data set")
-    if header.get("format_version") != FORMAT_VERSION:
+    if header.get("format_version") != DATASET_FORMAT_VERSION:
         raise InvalidInputError(f"{path}: data-set format_version {header.get('format_version')!r} is not supported "
-                         f"(this version reads {FORMAT_VERSION})")
+                         f"(this version reads {DATASET_FORMAT_VERSION})")
     records = []
     valid_length = len(lines[0]) + 1
     for line in lines[1:-1]:  # the part after the last newline is incomplete by construction
@@ -271,7 +300,7 @@ def collect_accuracy_dataset(
                 file.truncate(valid_length)
     else:
         header = {
-            "format": DATASET_FORMAT, "format_version": FORMAT_VERSION, "space": space.signature(), "seed": seed,
+            "format": DATASET_FORMAT, "format_version": DATASET_FORMAT_VERSION, "space": space.signature(), "seed": seed,
             "num_subnets": len(archs), "archs": archs, "data": data_description, "calibration": calibration,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "libraries": library_versions("torch", "numpy", "ofa_nni"),
@@ -323,6 +352,25 @@ def predictor_metrics(predicted: np.ndarray, actual: np.ndarray) -> dict[str, fl
 
 
 # --------------------------------------------------------------------------- predictors
+def _check_fractions(values: np.ndarray, what: str) -> None:
+    if not (np.isfinite(values) & (values >= 0.0) & (values <= 1.0)).all():
+        bad = values[~(np.isfinite(values) & (values >= 0.0) & (values <= 1.0))]
+        raise InvalidInputError(f"{what} must be fractions in [0, 1] (accuracy 0.95, not 95), got {bad[:3].tolist()}")
+
+
+def accuracy_to_logit(accuracies: np.ndarray) -> np.ndarray:
+    """``log(a / (1 - a))`` of accuracies in [0, 1], with 0 and 1 moved :data:`LOGIT_MARGIN` inside."""
+    clipped = np.clip(np.asarray(accuracies, dtype=np.float64), LOGIT_MARGIN, 1.0 - LOGIT_MARGIN)
+    return np.log(clipped) - np.log1p(-clipped)
+
+
+def logit_to_accuracy(logits: np.ndarray) -> np.ndarray:
+    """The sigmoid: any finite or infinite logit maps into [0, 1] (no overflow warning)."""
+    from scipy.special import expit
+
+    return np.asarray(expit(np.asarray(logits, dtype=np.float64)), dtype=np.float64)
+
+
 class AccuracyPredictor(abc.ABC):
     """Predicts the accuracy (a fraction) of subnets of :attr:`space` from their one-hot encoding.
 
@@ -339,12 +387,12 @@ class AccuracyPredictor(abc.ABC):
 
     # ---------------------------------------------------------------- to implement
     @abc.abstractmethod
-    def fit(self, features: np.ndarray, accuracies: np.ndarray) -> None:
-        """Train on ``(n, feature_dim)`` features and ``(n,)`` accuracies."""
+    def fit_logits(self, features: np.ndarray, logits: np.ndarray) -> None:
+        """Train on ``(n, feature_dim)`` features and the ``(n,)`` logits of their accuracies."""
 
     @abc.abstractmethod
-    def predict_features(self, features: np.ndarray) -> np.ndarray:
-        """Predicted accuracies of ``(n, feature_dim)`` features."""
+    def predict_logits(self, features: np.ndarray) -> np.ndarray:
+        """Predicted accuracy logits of ``(n, feature_dim)`` features."""
 
     @abc.abstractmethod
     def arrays(self) -> dict[str, np.ndarray]:
@@ -358,7 +406,26 @@ class AccuracyPredictor(abc.ABC):
         """Constructor arguments (JSON-able), stored with the predictor."""
         return {}
 
+    @classmethod
+    def check_stored(cls, settings: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+        """Refuse stored settings the stored arrays cannot back (before anything is built from them);
+        a kind whose settings size nothing has nothing to check."""
+        return None
+
     # ---------------------------------------------------------------- use
+    def fit(self, features: np.ndarray, accuracies: np.ndarray) -> None:
+        """Train on ``(n, feature_dim)`` features and ``(n,)`` accuracies (fractions in [0, 1])."""
+        accuracies = np.asarray(accuracies, dtype=np.float64)
+        _check_fractions(accuracies, "training accuracies")
+        if len(accuracies) < 2:
+            raise InvalidInputError(
+                f"an accuracy predictor needs at least 2 subnets to learn from, got {len(accuracies)}")
+        self.fit_logits(features, accuracy_to_logit(accuracies))
+
+    def predict_features(self, features: np.ndarray) -> np.ndarray:
+        """Predicted accuracies of ``(n, feature_dim)`` features: in [0, 1] whatever the weights."""
+        return logit_to_accuracy(self.predict_logits(features))
+
     def __call__(self, population: Any) -> Any:
         indices = as_index_array(self.space, population)
         values = self.predict_features(self.space.to_features(indices)).astype(np.float64)
@@ -372,7 +439,7 @@ class AccuracyPredictor(abc.ABC):
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write an ``.npz``: the arrays plus a JSON ``metadata`` string (no pickled objects)."""
         metadata = {
-            "format": PREDICTOR_FORMAT, "format_version": FORMAT_VERSION, "kind": self.kind,
+            "format": PREDICTOR_FORMAT, "format_version": PREDICTOR_FORMAT_VERSION, "kind": self.kind,
             "settings": self.settings(), "space": self.space.signature(),
             "encoding": {"name": ENCODING, "feature_dim": self.space.feature_dim},
             "metrics": self.metrics, "info": self.info,
@@ -396,6 +463,7 @@ class AccuracyPredictor(abc.ABC):
             raise InvalidInputError(f"{path} is not an ofa-nni accuracy predictor (not an .npz archive; build one with "
                              "'ofa-nni predictor build')")
         try:
+            check_npz_sizes(path, allow_compressed=False)  # before numpy allocates a declared shape
             with np.load(path, allow_pickle=False) as archive:
                 metadata = json.loads(str(archive["metadata"]))
                 arrays = {name[len("array."):]: archive[name] for name in archive.files if name.startswith("array.")}
@@ -406,9 +474,16 @@ class AccuracyPredictor(abc.ABC):
             raise InvalidInputError(f"{path} is not an ofa-nni accuracy predictor (its metadata is not a JSON object)")
         if metadata.get("format") != PREDICTOR_FORMAT:
             raise InvalidInputError(f"{path} is not an ofa-nni accuracy predictor (format {metadata.get('format')!r})")
-        if metadata.get("format_version") != FORMAT_VERSION:
-            raise InvalidInputError(f"{path}: predictor format_version {metadata.get('format_version')!r} is not supported "
-                             f"(this version reads {FORMAT_VERSION})")
+        version = metadata.get("format_version")
+        if version == 1:
+            raise OutdatedPredictorError(
+                f"{path}: predictor format_version 1 (ofa-nni 0.1) regressed accuracy directly and could predict "
+                f"above 100%; this version reads {PREDICTOR_FORMAT_VERSION} (bounded); rebuild it with "
+                "'ofa-nni predictor build --dataset DATASET.subnets.jsonl --out PREDICTOR.npz' from the data set "
+                "it was built on")
+        if version != PREDICTOR_FORMAT_VERSION:
+            raise InvalidInputError(f"{path}: predictor format_version {version!r} is not supported "
+                                    f"(this version reads {PREDICTOR_FORMAT_VERSION})")
         encoding = metadata.get("encoding")
         if not isinstance(encoding, dict) or encoding.get("name") != ENCODING:
             raise InvalidInputError(f"{path}: unknown feature encoding {encoding!r}; expected {ENCODING!r}")
@@ -420,8 +495,16 @@ class AccuracyPredictor(abc.ABC):
         kind = metadata.get("kind")
         if not isinstance(kind, str) or kind not in kinds:
             raise InvalidInputError(f"{path}: unknown predictor kind {kind!r}; known: {sorted(kinds)}")
+        settings = metadata.get("settings", {})
+        if not isinstance(settings, dict):
+            raise InvalidInputError(f"{path}: damaged accuracy predictor (settings {settings!r} is not a JSON object)")
+        non_finite = sorted(name for name, value in arrays.items()
+                            if value.dtype.kind not in "biuf" or not np.isfinite(value).all())
+        if non_finite:
+            raise InvalidInputError(f"{path}: damaged accuracy predictor (arrays {non_finite[:5]} are not finite numbers)")
         try:
-            predictor = kinds[kind](space=ArchSpace.from_signature(metadata["space"]), **metadata.get("settings", {}))
+            kinds[kind].check_stored(settings, arrays)
+            predictor = kinds[kind](space=ArchSpace.from_signature(metadata["space"]), **settings)
             predictor.load_arrays(arrays)
             # One prediction checks that the arrays fit the space's features (shapes) and are finite.
             if not np.isfinite(predictor(predictor.space.random_indices(1, 0))).all():
@@ -434,11 +517,12 @@ class AccuracyPredictor(abc.ABC):
 
 class MLPAccuracyPredictor(AccuracyPredictor):
     """OFA's accuracy predictor: MLP ``feature_dim -> 400 -> 400 -> 400 -> 1`` (ReLU), the output
-    layer without bias, plus a constant base accuracy (the mean of the training accuracies).
+    layer without bias, plus a constant base (the mean of the training logits); the prediction is
+    the sigmoid of that sum (OFA's reference has no sigmoid: see the module docstring).
 
-    Trained with Adam (lr 1e-3, weight decay 1e-4, the reference's recipe) on mean squared error for
-    ``steps`` mini-batch steps with a cosine learning-rate decay; deterministic for a seed.
-    Prediction is plain numpy.
+    Trained with Adam (lr 1e-3, weight decay 1e-4, the reference's recipe) on mean squared error
+    (of logits) for ``steps`` mini-batch steps with a cosine learning-rate decay; deterministic for
+    a seed. Prediction is plain numpy.
     """
 
     kind = "mlp"
@@ -451,22 +535,26 @@ class MLPAccuracyPredictor(AccuracyPredictor):
         self.learning_rate, self.weight_decay, self.seed = learning_rate, weight_decay, seed
         self.weights: list[np.ndarray] = []
         self.biases: list[np.ndarray] = []
-        self.base_accuracy = 0.0
+        self.base_logit = 0.0
 
     def settings(self) -> dict[str, Any]:
         return {"hidden_size": self.hidden_size, "num_layers": self.num_layers, "steps": self.steps,
                 "batch_size": self.batch_size, "learning_rate": self.learning_rate,
                 "weight_decay": self.weight_decay, "seed": self.seed}
 
-    def fit(self, features: np.ndarray, accuracies: np.ndarray) -> None:
-        if len(accuracies) < 2:
-            raise InvalidInputError(f"an accuracy predictor needs at least 2 subnets to learn from, got {len(accuracies)}")
-        self.base_accuracy = float(np.mean(accuracies))
+    @classmethod
+    def check_stored(cls, settings: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+        layers = settings.get("num_layers", 3)
+        if isinstance(layers, bool) or not isinstance(layers, int) or not 1 <= layers <= len(arrays):
+            raise InvalidInputError(f"num_layers {layers!r} does not match the {len(arrays)} arrays stored")
+
+    def fit_logits(self, features: np.ndarray, logits: np.ndarray) -> None:
+        self.base_logit = float(np.mean(logits))
         # Learn the standardised residual; the output layer's weights are rescaled afterwards, so the
-        # stored model is exactly OFA's (linear output without bias + base accuracy).
-        scale = float(np.std(accuracies)) or 1.0
+        # stored model is exactly OFA's (linear output without bias + base), before the sigmoid.
+        scale = float(np.std(logits)) or 1.0
         x = torch.as_tensor(features, dtype=torch.float32)
-        y = torch.as_tensor((accuracies - self.base_accuracy) / scale, dtype=torch.float32)
+        y = torch.as_tensor((logits - self.base_logit) / scale, dtype=torch.float32)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             sizes = [x.shape[1]] + [self.hidden_size] * self.num_layers
@@ -491,24 +579,24 @@ class MLPAccuracyPredictor(AccuracyPredictor):
         self.weights[-1] *= scale
         self.biases = [m.bias.detach().numpy().copy() for m in linears[:-1] if m.bias is not None]
 
-    def predict_features(self, features: np.ndarray) -> np.ndarray:
+    def predict_logits(self, features: np.ndarray) -> np.ndarray:
         if not self.weights:
             raise InvalidInputError("this predictor is not trained yet: call fit() or build_accuracy_predictor()")
         h = np.asarray(features, dtype=np.float32)
         for weight, bias in zip(self.weights[:-1], self.biases, strict=True):
             h = np.maximum(h @ weight + bias, 0.0)
-        return (h @ self.weights[-1])[:, 0].astype(np.float64) + self.base_accuracy
+        return (h @ self.weights[-1])[:, 0].astype(np.float64) + self.base_logit
 
     def arrays(self) -> dict[str, np.ndarray]:
         arrays = {f"weight{i}": w for i, w in enumerate(self.weights)}
         arrays.update({f"bias{i}": b for i, b in enumerate(self.biases)})
-        arrays["base_accuracy"] = np.array(self.base_accuracy)
+        arrays["base_logit"] = np.array(self.base_logit)
         return arrays
 
     def load_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:
         self.weights = [arrays[f"weight{i}"] for i in range(self.num_layers + 1)]
         self.biases = [arrays[f"bias{i}"] for i in range(self.num_layers)]
-        self.base_accuracy = float(arrays["base_accuracy"])
+        self.base_logit = float(arrays["base_logit"])
 
 
 class MLPEnsemblePredictor(AccuracyPredictor):
@@ -527,12 +615,20 @@ class MLPEnsemblePredictor(AccuracyPredictor):
     def settings(self) -> dict[str, Any]:
         return {"num_models": self.num_models, "steps": self.steps, "seed": self.seed}
 
-    def fit(self, features: np.ndarray, accuracies: np.ndarray) -> None:
-        for member in self.members:
-            member.fit(features, accuracies)
+    @classmethod
+    def check_stored(cls, settings: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+        # A file declaring 10^9 members would otherwise build 10^9 MLP objects before failing.
+        stored = len({name.split(".", 1)[0] for name in arrays})
+        declared = settings.get("num_models", 5)
+        if isinstance(declared, bool) or not isinstance(declared, int) or declared != stored:
+            raise InvalidInputError(f"num_models {declared!r} does not match the {stored} models stored")
 
-    def predict_features(self, features: np.ndarray) -> np.ndarray:
-        return np.mean([member.predict_features(features) for member in self.members], axis=0)
+    def fit_logits(self, features: np.ndarray, logits: np.ndarray) -> None:
+        for member in self.members:
+            member.fit_logits(features, logits)
+
+    def predict_logits(self, features: np.ndarray) -> np.ndarray:
+        return np.mean([member.predict_logits(features) for member in self.members], axis=0)
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {f"m{i}.{name}": value for i, member in enumerate(self.members)
@@ -545,8 +641,9 @@ class MLPEnsemblePredictor(AccuracyPredictor):
 
 
 class RidgeAccuracyPredictor(AccuracyPredictor):
-    """Ridge regression on the one-hot features (an additive model: each block setting adds a fixed
-    amount); the penalty is chosen by efficient leave-one-out among ``alphas``."""
+    """Ridge regression of the accuracy logit on the one-hot features (an additive model of the
+    logit: each block setting adds a fixed amount); the penalty is chosen by efficient leave-one-out
+    among ``alphas``."""
 
     kind = "ridge"
 
@@ -560,13 +657,11 @@ class RidgeAccuracyPredictor(AccuracyPredictor):
     def settings(self) -> dict[str, Any]:
         return {"alphas": list(self.alphas)}
 
-    def fit(self, features: np.ndarray, accuracies: np.ndarray) -> None:
-        if len(accuracies) < 2:
-            raise InvalidInputError(f"an accuracy predictor needs at least 2 subnets to learn from, got {len(accuracies)}")
-        model = fit_ridge(features, accuracies, self.alphas)
+    def fit_logits(self, features: np.ndarray, logits: np.ndarray) -> None:
+        model = fit_ridge(features, logits, self.alphas)
         self.coef, self.intercept, self.alpha = model.coef, float(model.intercept), model.alpha
 
-    def predict_features(self, features: np.ndarray) -> np.ndarray:
+    def predict_logits(self, features: np.ndarray) -> np.ndarray:
         return np.asarray(features, dtype=np.float64) @ self.coef + self.intercept
 
     def arrays(self) -> dict[str, np.ndarray]:

@@ -21,6 +21,7 @@ from ofa_nni.accuracy import (
     AccuracyDataset,
     AccuracyPredictor,
     MLPAccuracyPredictor,
+    accuracy_to_logit,
     build_accuracy_predictor,
     collect_accuracy_dataset,
     evaluate_subnet,
@@ -85,9 +86,9 @@ def test_mlp_is_ofas_architecture_and_deterministic():
     b = build_accuracy_predictor(dataset, kind="mlp", steps=FAST_STEPS, seed=5)
     assert isinstance(a, MLPAccuracyPredictor)
     assert [w.shape for w in a.weights] == [(space.feature_dim, 400), (400, 400), (400, 400), (400, 1)]
-    assert len(a.biases) == 3  # the output layer has none: the constant base accuracy replaces it
+    assert len(a.biases) == 3  # the output layer has none: the constant base (mean logit) replaces it
     train_rows = np.setdiff1d(np.arange(60), np.random.default_rng(5).permutation(60)[:12])
-    assert a.base_accuracy == pytest.approx(dataset.accuracies[train_rows].mean())
+    assert a.base_logit == pytest.approx(accuracy_to_logit(dataset.accuracies[train_rows]).mean())
     np.testing.assert_array_equal(a(dataset.indices), b(dataset.indices))
     c = build_accuracy_predictor(dataset, kind="mlp", steps=FAST_STEPS, seed=6)
     assert not np.array_equal(a(dataset.indices), c(dataset.indices))
@@ -102,7 +103,7 @@ def test_save_load_round_trip_without_pickle(tmp_path, kind):
     predictor.save(path)
     with np.load(path, allow_pickle=False) as archive:  # loads without pickle
         metadata = json.loads(str(archive["metadata"]))
-    assert metadata["format_version"] == 1 and metadata["kind"] == kind
+    assert metadata["format_version"] == 2 and metadata["kind"] == kind
     assert metadata["encoding"] == {"name": "ofa-onehot", "feature_dim": space.feature_dim}
     assert metadata["space"] == space.signature() and metadata["metrics"] == predictor.metrics
     loaded = AccuracyPredictor.load(path, space=space)
@@ -284,3 +285,88 @@ def test_cli_builds_a_predictor_from_a_supernet_on_digits(digits_supernet, tmp_p
     assert code == 2 and "give --supernet" in capsys.readouterr().err
     code = main(["predictor", "build", "--supernet", str(tmp_path / "nope.pt"), "--out", str(out)])
     assert code == 2 and "does not exist" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ predictions in range
+def _demo_space() -> ArchSpace:
+    """The demo's space (the ``cpu`` preset at digits' 10 classes)."""
+    from ofa_nni.training.config import SPACE_PRESETS
+
+    return ArchSpace(num_classes=10, **SPACE_PRESETS["cpu"])
+
+
+def _saturated_dataset(space: ArchSpace, n: int = 200, seed: int = 0) -> AccuracyDataset:
+    """Accuracies as the demo measures them on digits: 0.9-1.0, many at the ceiling (an additive
+    model whose best subnets would score above 100% if accuracy were not bounded)."""
+    rng = np.random.default_rng(seed)
+    indices = plan_subnets(space, n, seed)
+    features = space.to_features(indices)
+    weights = rng.uniform(0.0, 0.004, space.feature_dim)
+    additive = features @ weights
+    raw = 0.98 + 0.012 * (additive - additive.mean()) / additive.std() + rng.normal(0, 0.003, n)
+    accuracies = np.clip(np.round(raw * 359) / 359, 0.0, 1.0)  # counted on 359 held-out images
+    assert (accuracies == 1.0).sum() >= 5  # the ceiling is reached, as on digits
+    return AccuracyDataset(space=space, indices=indices, accuracies=accuracies)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "mlp-ensemble", "ridge", "auto"])
+def test_predictions_stay_in_range_on_the_demos_files(kind, tmp_path):
+    """Bounded by construction (a logit-scale fit): 100,000 random subnets and every subnet a
+    search scores through the saved-and-loaded predictor file predict inside [0, 1]."""
+    from ofa_nni.costs import AnalyticCostModel
+    from ofa_nni.search import ParetoSearch
+
+    space = _demo_space()
+    predictor = build_accuracy_predictor(_saturated_dataset(space), kind=kind, steps=FAST_STEPS)
+    predictor.save(tmp_path / "accuracy_predictor.npz")
+    loaded = AccuracyPredictor.load(tmp_path / "accuracy_predictor.npz", space=space)
+    predicted = loaded(space.random_indices(100_000, 1))
+    assert ((predicted >= 0.0) & (predicted <= 1.0)).all(), predicted.max()
+    scored: list[np.ndarray] = []
+
+    def objective(population: np.ndarray) -> np.ndarray:
+        values = loaded(population)
+        scored.append(values)
+        return values
+
+    front = ParetoSearch(space=space, costs={"macs": AnalyticCostModel(space).macs}, population_size=100,
+                         generations=10, seed=0).run(objective)
+    searched = np.concatenate(scored)
+    assert len(searched) >= 1000
+    assert ((searched >= 0.0) & (searched <= 1.0)).all(), searched.max()
+    assert (front.scores <= 1.0).all()
+
+
+def test_a_tampered_weight_cannot_push_a_prediction_past_100_percent(tmp_path, capsys):
+    space = ArchSpace(**TINY_SPACE_KWARGS)
+    path = tmp_path / "p.npz"
+    build_accuracy_predictor(_additive_dataset(space, 40, noise=0.01), kind="mlp", steps=50).save(path)
+    with np.load(path) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    arrays["array.weight3"] = arrays["array.weight3"].copy()
+    arrays["array.weight3"][0, 0] = 30.0  # one weight, as a tampered file holds it
+    np.savez(path, **arrays)
+    predicted = AccuracyPredictor.load(path, space=space)(space.random_indices(10_000, 0))
+    assert ((predicted >= 0.0) & (predicted <= 1.0)).all()
+
+
+def test_a_predictor_of_the_previous_format_is_refused_with_how_to_rebuild(tmp_path):
+    space = ArchSpace(**TINY_SPACE_KWARGS)
+    path = tmp_path / "old.npz"
+    build_accuracy_predictor(_additive_dataset(space, 30, noise=0.01), kind="ridge").save(path)
+    with np.load(path) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    metadata = json.loads(str(arrays["metadata"]))
+    metadata["format_version"] = 1  # as ofa-nni 0.1 wrote it: accuracy regressed directly, unbounded
+    np.savez(path, **{**arrays, "metadata": np.array(json.dumps(metadata))})
+    with pytest.raises(ValueError, match=r"old\.npz: predictor format_version 1 .*could predict above 100%.*"
+                                         r"rebuild it with 'ofa-nni predictor build --dataset"):
+        AccuracyPredictor.load(path)
+
+
+def test_an_accuracy_data_set_holds_fractions():
+    space = ArchSpace(**TINY_SPACE_KWARGS)
+    rows = space.random_indices(3, 0)
+    for bad in ([0.5, 50.0, 0.7], [0.5, -0.1, 0.7], [0.5, float("nan"), 0.7]):
+        with pytest.raises(ValueError, match=r"accuracies must be fractions in \[0, 1\]"):
+            AccuracyDataset(space=space, indices=rows, accuracies=np.array(bad))
