@@ -748,3 +748,151 @@ def test_invalid_yaml_config(case: str, tmp_path: Path) -> None:
         process = subprocess.run([sys.executable, "-m", "ofa_nni.cli", "train", "--config", str(config), "--run-dir",
                                   str(run_dir)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
         assert (process.returncode, process.stderr) == (code, err)
+
+
+# ------------------------------------------------------- data and predictors (issues 14 and 16, branch data)
+# entry                          where it is raised                                   test
+# -----------------------------  ---------------------------------------------------  ---------------------------------
+# predictor declaring more than  _npz.check_npz_sizes (array headers vs stored bytes); test_predictor_declaring_more_
+#   it holds                     MLPEnsemblePredictor.check_stored (num_models)         than_it_holds
+# accuracy outside [0, 1]        AccuracyDataset.load / __init__; AccuracyPredictor.fit test_accuracy_outside_0_1
+# bad .npz data file             data.numpy_arrays (ofa-nni demo --data, data.kind npz) test_bad_npz_data_file
+# unreadable image in a folder   data._read_image (the ImageFolder loader)              test_unreadable_image_in_image_folder
+# batch larger than the data     data.check_batch_size (runner.train)                   test_batch_larger_than_the_data_set
+# non-int class count            data.cifar (num_classes=10.0)                          test_non_int_class_count
+def _npz_arrays(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path) as archive:
+        return {name: archive[name] for name in archive.files}
+
+
+def test_predictor_declaring_more_than_it_holds(tmp_path: Path) -> None:
+    from ofa_nni.accuracy import MLPEnsemblePredictor
+
+    good = tmp_path / "ensemble.npz"
+    ensemble = MLPEnsemblePredictor(space=TINY, num_models=2, steps=5)
+    rows = TINY.random_indices(20, 0)
+    ensemble.fit(TINY.to_features(rows), 0.5 + 0.01 * rows.sum(axis=1))
+    ensemble.save(good)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    arrays = _npz_arrays(good)
+    metadata = json.loads(str(arrays["metadata"]))
+    metadata["settings"]["num_models"] = 10**9  # a 7 KB file declaring a billion MLPs
+    np.savez(bad / "billion.npz", **{**arrays, "metadata": np.array(json.dumps(metadata))})
+    # An array whose header declares 10^12 float64 (8 TB) while the file holds 80 bytes.
+    import io
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (10**12,)})
+    with zipfile.ZipFile(bad / "huge-array.npz", "w") as archive:
+        for name, value in arrays.items():
+            if name != "array.m0.base_logit":
+                with archive.open(f"{name}.npy", "w") as member:
+                    np.lib.format.write_array(member, value)
+        archive.writestr("array.m0.base_logit.npy", header.getvalue() + bytes(80))
+    messages = {"billion.npz": "num_models 1000000000 does not match the 2 models stored",
+                "huge-array.npz": "declares shape (1000000000000,) of float64 (8,000,000,000,000 bytes)"}
+    out = tmp_path / "out"
+    for name, message in messages.items():
+        with pytest.raises(ValueError, match=re.escape(message)):
+            AccuracyPredictor.load(bad / name)
+        code, _, err = run_cli(["predictor", "show", str(bad / name)], tmp_path)
+        assert_one_line_error(code, err, "ofa-nni predictor: error:", str(bad / name), message)
+        code, _, err = run_cli(["search", "--predictor", str(bad / name), "--target", "macs<=1M", "--quiet",
+                                "--out", str(out / "search.json")], tmp_path)
+        assert_one_line_error(code, err, "ofa-nni search: error:", str(bad / name), message)
+    assert_nothing_written(out)
+
+
+def test_accuracy_outside_0_1(tmp_path: Path) -> None:
+    rows = TINY.random_indices(6, 0)
+    archs = [TINY.format(TINY.from_indices(row)) for row in rows]
+    header = {"format": "ofa-nni-accuracy-dataset", "format_version": 1, "space": TINY.signature(), "seed": 0,
+              "num_subnets": 6, "archs": archs, "data": "test", "calibration": {"num_batches": None}}
+    records = [{"arch": arch, "indices": row.tolist(), "accuracy": 0.5, "loss": 1.0, "num_images": 10,
+                "seconds": 0.1} for arch, row in zip(archs, rows, strict=True)]
+    records[2]["accuracy"] = 50.0  # a percentage where a fraction belongs
+    path = tmp_path / "percent.subnets.jsonl"
+    path.write_text("".join(json.dumps(item) + "\n" for item in [header, *records]))
+    with pytest.raises(ValueError, match=r"has accuracy 50\.0; accuracies are fractions in \[0, 1\]"):
+        AccuracyDataset.load(path)
+    with pytest.raises(ValueError, match=r"accuracies must be fractions in \[0, 1\]"):
+        AccuracyDataset(space=TINY, indices=rows, accuracies=np.array([0.5, 0.5, 50.0, 0.5, 0.5, 0.5]))
+    out = tmp_path / "out"
+    code, _, err = run_cli(["predictor", "build", "--dataset", str(path), "--out", str(out / "p.npz")], tmp_path)
+    assert_one_line_error(code, err, "ofa-nni predictor: error:", str(path), f"subnet {archs[2]!r} has accuracy 50.0")
+    assert_nothing_written(out)
+
+
+def test_bad_npz_data_file(tmp_path: Path) -> None:
+    files = tmp_path / "files"
+    files.mkdir()
+    labels = np.repeat(np.arange(2), 10)
+    np.savez(files / "no-labels.npz", x_train=np.zeros((20, 8, 8), np.uint8))
+    np.savez(files / "flat.npz", x_train=np.zeros((20, 64), np.uint8), y_train=labels)
+    np.savez(files / "percent.npz", x_train=np.full((20, 8, 8), 50.0), y_train=labels)
+    (files / "text.npz").write_text("not numpy")
+    messages = {"no-labels.npz": "lacks ['y_train']", "flat.npz": "x_train has shape (20, 64)",
+                "percent.npz": "holds floats outside [0, 1]", "text.npz": "is not an .npz archive",
+                "missing.npz": "does not exist"}
+    for name, message in messages.items():
+        run_dir = tmp_path / "runs" / name
+        code, _, err = run_cli(["demo", "--quick", "--no-progress", "--data", str(files / name),
+                                "--run-dir", str(run_dir)], tmp_path)
+        assert_one_line_error(code, err, "ofa-nni demo: error:", str(files / name), message, "expected an .npz")
+        assert not run_dir.exists()  # refused before the run directory is made
+
+
+def test_unreadable_image_in_image_folder(tmp_path: Path) -> None:
+    from PIL import Image
+
+    root = tmp_path / "images"
+    for split in ("train", "val"):
+        for name in ("a", "b"):
+            (root / split / name).mkdir(parents=True)
+            for i in range(3):
+                Image.new("RGB", (12, 12), (40 * i, 0, 0)).save(root / split / name / f"{i}.png")
+    good = load_data("imagefolder", root=root, resolution=16, calibration_images=4)
+    assert good.train[0][0].shape == (3, 16, 16)
+    (root / "train" / "a" / "notes.png").write_text("a text file named like an image")
+    noise = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "noise.png")
+    (root / "train" / "b" / "cut.png").write_bytes((tmp_path / "noise.png").read_bytes()[:1500])  # cut mid-pixels
+    data = load_data("imagefolder", root=root, resolution=16, calibration_images=4)
+    names = [Path(path).name for path, _ in data.train.samples]  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match=r"notes\.png' is not a readable image \(PIL does not recognise"):
+        data.train[names.index("notes.png")]
+    with pytest.raises(ValueError, match=r"cut\.png' is not a readable image \(OSError: .*truncated"):
+        data.train[names.index("cut.png")]
+    config = {**RUN_CONFIG, "data": {"kind": "imagefolder", "root": str(root), "batch_size": 4,
+                                     "calibration_images": 4}}
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    run_dir = tmp_path / "run"
+    code, _, err = run_cli(["train", "--config", str(config_path), "--run-dir", str(run_dir)], tmp_path)
+    # The error comes at the batch that holds the file (mid-run: Lightning's banners precede it).
+    assert code == 2 and "Traceback" not in err, err
+    last = [line for line in err.splitlines() if line.strip()][-1]
+    assert last.startswith("ofa-nni train: error: image folder file ") and "is not a readable image" in last
+    assert not (run_dir / "supernet.pt").exists()
+
+
+def test_batch_larger_than_the_data_set(tmp_path: Path) -> None:
+    config = {**RUN_CONFIG, "data": {"kind": "digits", "batch_size": 5000, "calibration_images": 32}}
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    run_dir = tmp_path / "run"
+    code, _, err = run_cli(["train", "--config", str(config_path), "--run-dir", str(run_dir)], tmp_path)
+    assert_one_line_error(code, err, "ofa-nni train: error:", "data.batch_size 5000 is larger than the 1438 training "
+                          "images of digits; allowed: 1..1438")
+    assert not run_dir.exists()
+
+
+def test_non_int_class_count(tmp_path: Path) -> None:
+    from ofa_nni.data import cifar
+
+    for bad in (10.0, True, "10"):
+        message = f"CIFAR has 10 or 100 classes (an int), got num_classes={bad!r}"
+        with pytest.raises(ValueError, match=re.escape(message)):
+            cifar(tmp_path, num_classes=bad)  # type: ignore[arg-type]

@@ -1,6 +1,7 @@
 """``ofa-nni demo``: the whole Once-for-All flow on the offline embedded default, on a CPU.
 
-1. Train once: progressive shrinking of a CPU-sized space on scikit-learn's digits.
+1. Train once: progressive shrinking of a CPU-sized space on scikit-learn's digits (or the user's
+   ``.npz``: ``DemoSettings.data``, ``ofa-nni demo --data PATH.npz``).
 2. Measure: an accuracy data set of BN-recalibrated subnets and the predictor built from it;
    this machine's latency lookup table, validated end to end.
 3. Specialize: one predictor-guided search for several latency targets, and the Pareto front.
@@ -50,6 +51,8 @@ class DemoSettings:
     """Scale the training schedule (default: the demo configuration's)."""
     seed: int = 0
     show_progress: bool = True
+    data: str | None = None
+    """An ``.npz`` of images and labels (``ofa_nni.data.NPZ_LAYOUT``) instead of digits."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.num_targets <= 20:
@@ -137,6 +140,7 @@ def run_demo(
     from ofa_nni.accuracy import (
         AccuracyDataset,
         AccuracyPredictor,
+        OutdatedPredictorError,
         build_accuracy_predictor,
         collect_accuracy_dataset,
     )
@@ -152,18 +156,26 @@ def run_demo(
     settings = settings or DemoSettings()
     _quiet_libraries()
     run_path = Path(run_dir).expanduser().resolve()
+    config = demo_config(run_dir=str(run_path / "train"), seed=settings.seed)
+    data_name = "digits"
+    if settings.data is not None:
+        data_path = Path(settings.data).expanduser().resolve()
+        config = config.replace(data=dataclasses.replace(config.data, kind="npz", root=str(data_path)))
+        data_name = str(data_path)
+    # The data first: a bad --data file is refused before the run directory is created.
+    data = load_data(config.data.kind, root=config.data.root,
+                     resolution=max(config.space.space_kwargs()["resolutions"]))
     run_path.mkdir(parents=True, exist_ok=True)
     meter = CostMeter(ledger=run_path / "phase_costs.json")
     started = time.perf_counter()
 
     # 1. Train once ------------------------------------------------------------------------
-    config = demo_config(run_dir=str(run_path / "train"), seed=settings.seed)
     if settings.train_epochs_factor is not None:
         strategy: Any = config.strategy
         config = config.replace(strategy=dataclasses.replace(strategy, epochs_factor=settings.train_epochs_factor))
     config = config.replace(trainer=dataclasses.replace(config.trainer, progress_bar=settings.show_progress))
     supernet_path = run_path / "train" / "supernet.pt"
-    say(f"[1/5] train once: progressive shrinking on digits -> {run_path / 'train'}")
+    say(f"[1/5] train once: progressive shrinking on {data_name} -> {run_path / 'train'}")
     with meter.phase("train once (progressive shrinking)") as step:
         step.reused = supernet_path.exists()
         if not step.reused:
@@ -173,7 +185,6 @@ def run_demo(
     say(_phase_line(meter.phases[-1]))
     space = load_supernet(supernet_path)
     arch = space.arch_space
-    data = load_data("digits", resolution=max(arch.resolutions))
     calibration = calibration_loader(data, batch_size=100)
     held_out = DataLoader(data.val, batch_size=256)
 
@@ -183,15 +194,19 @@ def run_demo(
         dataset_path = run_path / "accuracy_dataset.jsonl"
         dataset = collect_accuracy_dataset(
             space, path=dataset_path, num_subnets=settings.accuracy_subnets, calibration_batches=calibration,
-            eval_batches=held_out, seed=settings.seed, data_description="digits held-out split",
+            eval_batches=held_out, seed=settings.seed, data_description=f"{data_name} held-out split",
             show_progress=settings.show_progress,
         )
         dataset = AccuracyDataset.load(dataset_path, space=arch, complete=True)
         predictor_path = run_path / "accuracy_predictor.npz"
         predictor = None
         if predictor_path.exists():
-            predictor = AccuracyPredictor.load(predictor_path, space=arch)
-            if predictor.info.get("num_train", 0) + predictor.info.get("num_test", 0) != len(dataset):
+            try:
+                predictor = AccuracyPredictor.load(predictor_path, space=arch)
+            except OutdatedPredictorError:
+                say("  the predictor file is of an earlier format (unbounded predictions): rebuilding it")
+            if predictor is not None and (predictor.info.get("num_train", 0) + predictor.info.get("num_test", 0)
+                                          != len(dataset)):
                 predictor = None  # built from another data set (an earlier, shorter run): rebuild
         step.reused = predictor is not None
         if predictor is None:

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from ofa_nni._artifacts import atomic_write
-from ofa_nni.data import ImageData, calibration_loader, load_data
+from ofa_nni.data import ImageData, calibration_loader, check_batch_size, load_data
 from ofa_nni.errors import InvalidInputError
 from ofa_nni.training.checkpoint import CheckpointError
 from ofa_nni.training.config import ProgressiveShrinkingConfig, TrainConfig, load_config
@@ -163,6 +163,7 @@ def train(config: TrainConfig | Mapping[str, Any] | str | Path, *, run_dir: str 
     resolution = max(build_space(config, num_classes=2).arch_space.resolutions)
     data = load_data(config.data.kind, root=config.data.root, resolution=resolution,
                      calibration_images=config.data.calibration_images)
+    check_batch_size(data, config.data.batch_size)
     torch.manual_seed(config.seed)  # the initial weights: a resumed run must rebuild the same supernet
     space = build_space(config, num_classes=data.num_classes)
     run_path.mkdir(parents=True, exist_ok=True)

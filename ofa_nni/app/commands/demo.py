@@ -27,6 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of every random step (default 0)")
     parser.add_argument("--quick", action="store_true",
                         help="a much shorter run (a quarter of the training epochs, fewer subnets): a smoke test")
+    parser.add_argument("--data", type=Path, default=None, metavar="PATH.npz",
+                        help="run on your images: an .npz with x_train, y_train (and optionally x_test, y_test); "
+                             "see docs/data.md (default: scikit-learn's digits, offline)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
 
@@ -38,9 +41,10 @@ def run(args: argparse.Namespace) -> int:
     if args.quick:
         settings = DemoSettings(num_targets=args.targets, accuracy_subnets=min(args.subnets, 40),
                                 latency_validation_subnets=8, search_generations=20, train_epochs_factor=1 / 64,
-                                scratch_epochs=2, seed=args.seed, show_progress=not args.no_progress)
+                                scratch_epochs=2, seed=args.seed, show_progress=not args.no_progress,
+                                data=args.data)
     else:
         settings = DemoSettings(num_targets=args.targets, accuracy_subnets=args.subnets, seed=args.seed,
-                                show_progress=not args.no_progress)
+                                show_progress=not args.no_progress, data=args.data)
     run_demo(run_dir, settings)
     return 0
