@@ -1,4 +1,6 @@
-"""Accuracy-predictor quality vs data-set size on the embedded default (digits, ``cpu`` space).
+"""Accuracy-predictor quality vs data-set size on the embedded default (digits, ``cpu`` space), or
+on an ``.npz`` (``--data``, e.g. Animal-MNIST from ``benchmarks/data.py``, with ``--supernet``
+trained on it).
 
 One run: a supernet trained with progressive shrinking on digits (``ofa-nni train`` with
 ``examples/train_digits.yaml``; pass ``--supernet`` to reuse one), then ``max(sizes) + test``
@@ -45,6 +47,8 @@ def _train_supernet(run_dir: Path) -> tuple[Path, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--supernet", type=Path, default=None, help="trained supernet (default: train one now)")
+    parser.add_argument("--data", type=Path, default=None, metavar="PATH.npz",
+                        help="an .npz data set (docs/data.md; needs --supernet trained on it); default digits")
     parser.add_argument("--work-dir", type=Path, default=Path("runs/bench-predictor"))
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 300, 1000])
     parser.add_argument("--test-subnets", type=int, default=200)
@@ -61,7 +65,10 @@ def main() -> None:
         print(text, flush=True)
         lines.append(text)
 
-    say("# Accuracy predictor quality vs data-set size (digits, `cpu` space)")
+    if args.data is not None and args.supernet is None:
+        parser.error("--data needs --supernet (a supernet trained on that data)")
+    data_name = "digits" if args.data is None else args.data.name
+    say(f"# Accuracy predictor quality vs data-set size ({data_name}, `cpu` space)")
     say()
     say(f"Machine: {os.cpu_count()} logical CPUs, torch threads {args.threads}; load average at start "
         f"{', '.join(f'{v:.2f}' for v in os.getloadavg())}.")
@@ -70,14 +77,19 @@ def main() -> None:
         say(f"Supernet: trained now with `ofa-nni train --config examples/train_digits.yaml` in {train_seconds:.0f} s.")
     else:
         supernet_path = args.supernet
-        say(f"Supernet: `{supernet_path}` (progressive shrinking on digits, examples/train_digits.yaml).")
+        say(f"Supernet: `{supernet_path}` (progressive shrinking on {data_name}).")
     supernet = load_supernet(supernet_path)
     space = supernet.arch_space
-    data = load_data("digits", resolution=max(space.resolutions), calibration_images=500)
+    if args.data is None:
+        data = load_data("digits", resolution=max(space.resolutions), calibration_images=500)
+        split = f"digits split {digits_split_digest()}"
+    else:
+        data = load_data("npz", root=args.data, resolution=max(space.resolutions), calibration_images=500)
+        split = f"{args.data.resolve()} test split"
     calibration = list(torch.utils.data.DataLoader(data.calibration, batch_size=250))
-    evaluation = list(torch.utils.data.DataLoader(data.val, batch_size=360))
+    evaluation = list(torch.utils.data.DataLoader(data.val, batch_size=500))
     total = max(args.sizes) + args.test_subnets
-    description = (f"digits split {digits_split_digest()}; held-out {len(data.val)} images; "  # type: ignore[arg-type]
+    description = (f"{split}; held-out {len(data.val)} images; "  # type: ignore[arg-type]
                    f"BN calibration {len(data.calibration)} training images")  # type: ignore[arg-type]
     started = time.perf_counter()
     dataset = collect_accuracy_dataset(supernet, path=args.work_dir / "subnets.jsonl", num_subnets=total,

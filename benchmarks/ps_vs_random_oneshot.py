@@ -29,6 +29,8 @@ kernel phase's learning rate (variant A in the results; 0.03 at batch 64)::
     .venv/bin/python benchmarks/ps_vs_random_oneshot.py --seeds 0 1 --recipe paper --epochs-factor 0.125 \\
         --phases '{"depth1": {"lr": 0.03}, "depth2": {"lr": 0.03}, "expand1": {"lr": 0.03}, "expand2": {"lr": 0.03}}'
 
+On an ``.npz`` (docs/data.md), e.g. Animal-MNIST from ``benchmarks/data.py``: ``--data PATH.npz``.
+
 RandomOneShot always gets as many subnet-steps as the (overridden) schedule has. The numbers in
 ``benchmarks/results/ps_vs_random_oneshot.md`` were taken with ``--threads 1``, one seed per process.
 """
@@ -36,6 +38,7 @@ RandomOneShot always gets as many subnet-steps as the (overridden) schedule has.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import functools
 import json
@@ -54,7 +57,7 @@ import numpy as np
 import torch
 
 from ofa_nni.app.runner import build_space, train
-from ofa_nni.data import calibration_loader, digits, digits_split_digest
+from ofa_nni.data import calibration_loader, digits_split_digest, load_data
 from ofa_nni.runtime import recalibrate_batchnorm
 from ofa_nni.training import RECIPES, demo_config, median_sample, progressive_shrinking
 from ofa_nni.training.config import ConfigError, ProgressiveShrinkingConfig, TrainerConfig, ValidationConfig
@@ -156,6 +159,8 @@ def main() -> int:
                         help="which trainings to run (RandomOneShot does not depend on --phases, so a PS variant "
                              "can reuse an earlier RandomOneShot run of the same seed and budget)")
     parser.add_argument("--markdown", type=Path, default=None)
+    parser.add_argument("--data", type=Path, default=None, metavar="PATH.npz",
+                        help="an .npz data set (docs/data.md) instead of digits")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -169,8 +174,12 @@ def main() -> int:
         validation=ValidationConfig(random_subnets=0, calibration_batches=1, every_n_epochs=10**6),
         trainer=TrainerConfig(progress_bar=False, loggers=[]),
     )
-    space_for_size = build_space(config, num_classes=10)
-    data = digits(resolution=max(space_for_size.arch_space.resolutions))
+    if args.data is not None:
+        config = config.replace(data=dataclasses.replace(config.data, kind="npz", root=str(args.data.resolve())))
+    resolution = max(build_space(config, num_classes=2).arch_space.resolutions)
+    data = load_data(config.data.kind, root=config.data.root, resolution=resolution,
+                     calibration_images=config.data.calibration_images)
+    space_for_size = build_space(config, num_classes=data.num_classes)
     rows = []
     phases = strategy.schedule(space_for_size.arch_space, batch_size=config.data.batch_size)
     steps_per_epoch = len(data.train) // config.data.batch_size
@@ -195,14 +204,17 @@ def main() -> int:
                   f"(cpu {row[3][1]:7.1f} s)  " + "  ".join(
                 f"{k} {row[4][k]:.3f}" for k in ("smallest", "median", "largest", "random_mean")), flush=True)
 
+    data_name = "digits" if args.data is None else args.data.name
+    data_text = (f"scikit-learn digits, held-out split digest {digits_split_digest()}" if args.data is None
+                 else f"`{args.data}` (its test split)")
     lines = [
-        "# Progressive shrinking vs NNI RandomOneShot (digits, CPU-sized space)",
+        f"# Progressive shrinking vs NNI RandomOneShot ({data_name}, CPU-sized space)",
         "",
         f"Run: `{shlex.join([Path(sys.executable).name, *sys.argv])}` on {datetime.date.today()}, "
         f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} threads, "
         f"os.getloadavg() at the end {tuple(round(x, 1) for x in os.getloadavg())} "
         f"(2 cores shared with other processes).",
-        f"Data: scikit-learn digits, held-out split digest {digits_split_digest()} ({len(data.val)} images); "
+        f"Data: {data_text} ({len(data.val)} held-out images); "
         f"space preset `cpu`; schedule: the {args.recipe!r} recipe x {args.epochs_factor:.4g} "
         f"({'+'.join(str(p.epochs) for p in phases)} epochs), batch {config.data.batch_size}; "
         f"per-phase overrides: {json.dumps(args.phases) if args.phases else 'none'}.",

@@ -54,6 +54,10 @@ def test_cost_summary_amortises_training_over_targets():
         assert row["ofa_wh"] == pytest.approx(fixed + n * per_target)
         assert row["separate_wh"] == pytest.approx(n * phase["baseline: one network trained from scratch"])
     assert rows[40]["ratio"] > rows[1]["ratio"]  # training once pays off with more targets
+    scratch = phase["baseline: one network trained from scratch"]
+    break_even = summary["break_even_targets"]
+    assert fixed + break_even * per_target <= break_even * scratch  # OFA costs no more from here on
+    assert break_even == 1 or fixed + (break_even - 1) * per_target > (break_even - 1) * scratch
     assert "5 epochs" in summary["note"] and summary["method"].startswith("estimate")
 
 
@@ -107,3 +111,43 @@ def test_quick_demo_end_to_end(tmp_path):
     assert second["wall_s"] == first["wall_s"] and second["energy_kwh"] == first["energy_kwh"]
     assert "reused" in second["note"] and first["note"] == ""
     assert rerun_seconds < first_seconds / 2, (rerun_seconds, first_seconds)
+
+
+@pytest.mark.slow
+@pytest.mark.demo
+def test_quick_demo_on_a_users_npz(tmp_path):
+    """``ofa-nni demo --data PATH.npz`` runs the whole flow on the file (here digits saved as floats
+    without a test split: the seeded 20% is held out); no accuracy shown anywhere exceeds 100%; a
+    predictor file of the earlier (unbounded) format is rebuilt on a re-run."""
+    import re
+
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    path = tmp_path / "digits.npz"
+    np.savez(path, x_train=digits.images / 16.0, y_train=digits.target)
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "ofa_nni.cli", "demo", "--quick", "--no-progress", "--data", str(path),
+               "--run-dir", str(run_dir)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=1500)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"progressive shrinking on {path}" in result.stdout
+    report = json.loads((run_dir / "results.json").read_text())
+    assert all(0.0 <= t["accuracy_predicted"] <= 1.0 for t in report["targets"])
+    assert all(0.0 <= a <= 1.0 for a in report["pareto_front"]["accuracy_predicted"])
+    shown = [float(v) for text in (result.stdout, (run_dir / "report.md").read_text())
+             for v in re.findall(r"(\d+(?:\.\d+)?)%", text)]
+    assert shown and max(shown) <= 100.0
+    # A predictor written by ofa-nni 0.1 (format 1) in the run directory is rebuilt, not used.
+    predictor = run_dir / "accuracy_predictor.npz"
+    with np.load(predictor) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    metadata = json.loads(str(arrays["metadata"]))
+    metadata["format_version"] = 1
+    np.savez(predictor, **{**arrays, "metadata": np.array(json.dumps(metadata))})
+    again = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "earlier format (unbounded predictions): rebuilding it" in again.stdout
+    with np.load(predictor) as archive:
+        assert json.loads(str(archive["metadata"]))["format_version"] == 2

@@ -91,18 +91,21 @@ def _phase_line(cost: PhaseCost) -> str:
             + (f" ({cost.note})" if cost.note else ""))
 
 
-def _train_from_scratch(
-    subnet: torch.nn.Module, data: Any, *, epochs: int, batch_size: int, lr: float, seed: int
+def train_subnet(
+    subnet: torch.nn.Module, data: Any, *, epochs: int, batch_size: int, lr: float, seed: int,
+    from_scratch: bool = True,
 ) -> float:
-    """Train a re-initialised copy of ``subnet`` alone (the 'one network per target' baseline);
-    returns its held-out accuracy. Same optimiser family and data as the supernet's training."""
+    """Train ``subnet`` alone, re-initialised (``from_scratch``: the 'one network per target'
+    baseline) or from its inherited weights (OFA's fine-tune); returns its held-out accuracy. Same
+    optimiser family and data as the supernet's training."""
     from torch.utils.data import DataLoader
 
     from ofa_nni.accuracy import evaluate_subnet
     from ofa_nni.layers import init_weights_
 
     torch.manual_seed(seed)
-    init_weights_(subnet)
+    if from_scratch:
+        init_weights_(subnet)
     subnet.train()
     loader = DataLoader(data.train, batch_size=batch_size, shuffle=True, drop_last=True)
     steps = epochs * len(loader)
@@ -287,7 +290,7 @@ def run_demo(
     middle = result.targets[len(result.targets) // 2]
     say(f"[cost] train one network from scratch ({scratch_epochs} epochs, the middle target's subnet) for comparison")
     with meter.phase("baseline: one network trained from scratch"):
-        scratch_accuracy = _train_from_scratch(
+        scratch_accuracy = train_subnet(
             space.freeze(middle.sample), data, epochs=scratch_epochs, batch_size=config.data.batch_size,
             lr=full_phase.lr, seed=settings.seed,
         )
@@ -363,7 +366,13 @@ def _cost_summary(meter: CostMeter, num_targets: int, scratch_epochs: int) -> di
         "specialized subnet per target; it leaves out the architecture search each separate network would also "
         "need. Rows for 10 and 40 targets extrapolate the per-target costs measured here."
     )
+    # The smallest number of targets from which training once (plus measuring once and specializing
+    # each) costs no more energy than training one network per target; None: never on these figures.
+    fixed_kwh = train_cost.energy_kwh + measure_once.energy_kwh
+    saving_per_target = scratch.energy_kwh - per_target_specialize.energy_kwh
+    break_even = max(1, math.ceil(fixed_kwh / saving_per_target - 1e-9)) if saving_per_target > 0 else None
     return {
+        "break_even_targets": break_even,
         "phases": [dataclasses.asdict(p) for p in meter.phases],
         "train_once": dataclasses.asdict(train_cost),
         "measure_and_specialize": dataclasses.asdict(specialize_cost),
@@ -385,6 +394,9 @@ def _print_table(chosen: Sequence[dict[str, Any]], costs: dict[str, Any], say: C
         say(f"{t['budget_ms']:>8.3f}ms  {t['arch'][:60]:<60}  {accuracy:>14}  {latency:>17}  "
             f"{t['macs'] / 1e6:>6.2f}M  {t['params'] / 1e3:>6.1f}K")
     say("\ncost (energy): OFA train once + specialize N  vs  N networks trained separately")
+    break_even = costs.get("break_even_targets")
+    say("  OFA pays off from N = " + (f"{break_even} targets" if break_even else
+                                    "never here (a subnet costs as much to specialize as to train)"))
     for row in costs["amortization"]:
         say(f"  N={row['targets']:>3}: {row['ofa_wh']:8.3f} Wh ({row['ofa_per_target_wh']:.3f} per target)  vs  "
             f"{row['separate_wh']:8.3f} Wh  -> {row['ratio']:.2f}x")
