@@ -51,10 +51,11 @@ ANIMAL_TEST_FRACTION = 0.2
 ANIMAL_SPLIT_SEED = 0
 DEFAULT_CACHE = Path.home() / ".cache" / "ofa-nni" / "data"
 
-# The only globals a numpy-array pickle needs (numpy 1 wrote ``numpy.core``, numpy 2 has ``numpy._core``).
+# The only globals a numpy-array pickle needs (numpy 1 wrote ``numpy.core``, numpy 2 has ``numpy._core``;
+# a protocol-2 pickle written by Python 3 stores bytes through ``_codecs.encode``, which only encodes text).
 _ARRAY_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
 }
 
 

@@ -245,3 +245,25 @@ def test_svhn_reads_a_local_root(tmp_path):
     savemat(tmp_path / "test_32x32.mat", {"X": images, "y": np.where(labels == 0, 10, labels)[:, None]})
     with pytest.raises(ValueError, match=r"svhn files in .* are corrupt"):
         torchvision_arrays("svhn", tmp_path)
+
+
+def test_benchmark_data_reads_numpy_arrays_from_pickles_and_nothing_else():
+    """benchmarks/data.py's unpickler (for the two pinned wheels' gzip pickles) rebuilds arrays and
+    refuses any other global, so such a file cannot run code."""
+    import gzip
+    import importlib.util
+    import pickle
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "data.py"
+    spec = importlib.util.spec_from_file_location("benchmark_data", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    arrays = ((np.arange(6, dtype=np.float32).reshape(2, 3), np.array([1, 2])), np.zeros((2, 2), np.uint8))
+    for protocol in (2, 4):
+        loaded = module._load_arrays(gzip.compress(pickle.dumps(arrays, protocol=protocol)))
+        np.testing.assert_array_equal(loaded[0][0], arrays[0][0])
+        np.testing.assert_array_equal(loaded[1], arrays[1])
+    with pytest.raises(pickle.UnpicklingError, match="refused global posix.system"):
+        module._load_arrays(gzip.compress(pickle.dumps(__import__("os").system)))
