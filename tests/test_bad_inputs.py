@@ -33,6 +33,10 @@ corrupt predictor         accuracy.AccuracyPredictor.load                       
 mismatched predictor      AccuracyPredictor.load(space=...) ->                    test_mismatched_predictor
                           _artifacts.require_same_space; nni_trial
 corrupt latency table     latency.LatencyTable.load; LatencyTable._entry_ms       test_corrupt_latency_table
+tampered latency table    LatencyTable.__init__ (times, statistic, clock,          test_tampered_latency_table
+                          resolutions, correction); lut show, search --lut
+damaged lut progress      latency.build._saved_progress; lut build                 test_damaged_lut_progress_file
+concurrent lut builds     latency.build.locked_output; lut build                   test_concurrent_lut_builds
 mismatched latency table  LatencyTable.load(space=...) ->                         test_mismatched_latency_table
                           require_same_space; OFAEvolutionTuner; ofa-nni search
 infeasible constraint     search._AskTellSearch._anchors_for: EvolutionSearch,    test_infeasible_constraint
@@ -63,6 +67,7 @@ import pickle
 import re
 import subprocess
 import sys
+import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
@@ -549,7 +554,7 @@ def test_corrupt_latency_table(latency_table_file: Path, tmp_path: Path) -> None
         "truncated.json": "is not a latency table (invalid JSON:",
         "binary.json": "is not a latency table (not JSON text: byte 0 is not UTF-8)",
         "no-entries.json": "damaged latency table (KeyError: 'entries')",
-        "nan-entry.json": f"latency table entry '{first}' is nan ms; a time must be a finite number >= 0",
+        "nan-entry.json": f"entries.{first}.ms is nan (float); a time must be a finite number >= 0",
         "missing-entry.json": f"latency table has no entry '{first}' (incomplete or for another space)",
     }
     for name, message in messages.items():
@@ -557,6 +562,103 @@ def test_corrupt_latency_table(latency_table_file: Path, tmp_path: Path) -> None
             LatencyTable.load(corrupt / name)
         code, _, err = run_cli(["lut", "show", str(corrupt / name)], tmp_path)
         assert_one_line_error(code, err, "ofa-nni lut: error:", str(corrupt / name), message)
+
+
+def _tampered(data: dict[str, Any], path: Path, **changes: Any) -> Path:
+    path.write_text(json.dumps({**data, **changes}))
+    return path
+
+
+def test_tampered_latency_table(latency_table_file: Path, tmp_path: Path) -> None:
+    """Files that parse but hold what no build writes: each refused at load, naming the file and field."""
+    data = json.loads(latency_table_file.read_text())
+    first = next(iter(data["entries"]))
+    entry = data["entries"][first]
+    settings = data["settings"]
+    linear = {"kind": "linear", "scale": 1.0, "offset_ms": 0.0, "applied": True}
+    tampered = tmp_path / "tampered"
+    tampered.mkdir()
+    cases = {
+        "negative-scale.json": ({"correction": {**linear, "scale": -1.0}},
+                                "correction.scale is -1.0; an applied correction needs scale > 0"),
+        "negative-prediction.json": ({"correction": {**linear, "offset_ms": -1e6}},
+                                     "for the smallest subnet; a latency must be > 0"),
+        "correction-without-keys.json": ({"correction": {}},
+                                         "correction lacks kind, scale, offset_ms, applied"),
+        "correction-list.json": ({"correction": [1, 2]}, "correction must be an object"),
+        "bogus-statistic.json": ({"settings": {**settings, "statistic": "bogus"}},
+                                 "settings.statistic is 'bogus'; allowed: median, min"),
+        "bogus-clock.json": ({"settings": {**settings, "clock": "sundial"}},
+                             "settings.clock is 'sundial'; allowed: wall, cpu"),
+        "string-time.json": ({"entries": {**data["entries"], first: {**entry, "min_ms": "0.5"}}},
+                             f"entries.{first}.min_ms is '0.5' (str); a time must be a finite number >= 0"),
+        "boolean-time.json": ({"entries": {**data["entries"], first: {**entry, "ms": True}}},
+                              f"entries.{first}.ms is True (bool); a time must be a finite number >= 0"),
+        "duplicate-resolutions.json": ({"resolutions": {**data["resolutions"], "measured": [32, 32]}},
+                                       "resolutions.measured [32, 32] must be a non-empty set of distinct "
+                                       "resolutions of the space's [32, 40] (repeated: [32])"),
+    }
+    predictor = _predictor_file(TINY, tmp_path / "predictor.npz")
+    for name, (changes, message) in cases.items():
+        path = _tampered(data, tampered / name, **changes)
+        with pytest.raises(ValueError, match=re.escape(message)):
+            LatencyTable.load(path)
+        code, _, err = run_cli(["lut", "show", str(path)], tmp_path)
+        assert_one_line_error(code, err, "ofa-nni lut: error:", str(path), message)
+        out = tmp_path / "out"
+        code, _, err = run_cli(["search", "--predictor", str(predictor), "--lut", str(path), "--target",
+                                "latency_ms<=5", "--out", str(out / "search.json"), "--quiet"], tmp_path)
+        assert_one_line_error(code, err, "ofa-nni search: error:", str(path), message)
+        assert_nothing_written(out)
+
+
+def test_damaged_lut_progress_file(tmp_path: Path) -> None:
+    """A progress file of another shape is named with what it should hold; the build writes nothing."""
+    out = tmp_path / "out"
+    out.mkdir()
+    partial = out / "lut.json.partial.json"
+    cases = {
+        "[1, 2, 3]": "is not a latency-table progress file (expected an object with format "
+                     "'ofa-nni-latency-table-progress', got list); delete it",
+        '{"format": "ofa-nni-latency-table-progress", "settings": [], "timings": {}}':
+            "settings and timings must be objects; delete the file",
+        "not json": "is not a latency-table progress file (Expecting value",
+    }
+    for text, message in cases.items():
+        partial.write_text(text)
+        code, _, err = run_cli(["lut", "build", "--preset", "cpu", "--resolutions", "24", "--repeats", "1",
+                                "--rounds", "1", "--validate", "0", "--quiet", "--out", str(out / "lut.json")],
+                               tmp_path)
+        assert_one_line_error(code, err, "ofa-nni lut: error:", str(partial), message)
+        assert_nothing_written(out, {"lut.json.partial.json"})
+        assert partial.read_text() == text
+
+
+def test_concurrent_lut_builds(tmp_path: Path) -> None:
+    """A second build into the output of a running one is refused at once, naming the first's PID;
+    the first finishes with a complete table."""
+    out = tmp_path / "lut.json"
+    lock = tmp_path / ".lut.json.lock"
+    command = [sys.executable, "-m", "ofa_nni.cli", "lut", "build", "--preset", "cpu", "--num-classes", "10",
+               "--resolutions", "32", "--warmup", "0", "--repeats", "100", "--rounds", "2", "--threads", "1",
+               "--validate", "0", "--quiet", "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (lock.exists() and lock.read_text().strip()) and first.poll() is None:
+            assert time.monotonic() < deadline, "the first build never took its lock"
+            time.sleep(0.05)
+        assert first.poll() is None, "the first build ended before the second started; make it longer"
+        code, _, err = run_cli(command[3:], tmp_path)
+        assert_one_line_error(code, err, "ofa-nni lut: error:", str(out), f"another ofa-nni process (PID {first.pid}")
+        _, first_err = first.communicate(timeout=600)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 0, first_err
+    assert len(LatencyTable.load(out).entries) > 0
+    assert not lock.exists() and not (tmp_path / "lut.json.partial.json").exists()
 
 
 def test_mismatched_latency_table(latency_table_file: Path, tmp_path: Path) -> None:

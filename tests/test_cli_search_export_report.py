@@ -253,6 +253,35 @@ def test_export_checks_both_formats_and_measures(artefacts, searched, tmp_path, 
     assert [e.get("predicted_accuracy") for e in document["subnets"][:3]] == [t["score"] for t in search["targets"]]
 
 
+def test_export_measures_with_the_tables_protocol_and_flags_subnets_over_target(artefacts, searched, tmp_path,
+                                                                                 capsys):
+    """Issue 17: the search's latency budgets set against the deployed subnets, measured as the table was."""
+    tight = json.loads(searched.read_text())
+    for target in tight["targets"]:
+        if "latency_ms" in target["budgets"]:
+            target["budgets"]["latency_ms"] = 1e-6  # no subnet runs that fast: every one is over
+    (tmp_path / "tight.json").write_text(json.dumps(tight))
+    out_dir = tmp_path / "exports"
+    assert _export(artefacts, out_dir, "--search", str(tmp_path / "tight.json"), "--no-evaluate") == 0
+    printed = capsys.readouterr().out
+    document = json.loads((out_dir / "exports.json").read_text())
+    check = document["latency"]["check"]
+    table = LatencyTable.load(artefacts / "lut.json")
+    assert check["protocol"] == table.protocol and document["latency"]["clock"] == table.protocol["clock"]
+    latency_targets = [t["budgets"].get("latency_ms") for t in tight["targets"]]
+    assert [row["target_ms"] for row in check["subnets"]] == latency_targets
+    for row, entry in zip(check["subnets"], document["subnets"], strict=True):
+        assert row["over_target"] == (row["target_ms"] is not None) == entry["latency_over_target"]
+        if row["over_target"]:
+            assert row["over_by_ms"] == pytest.approx(row["measured_ms"] - 1e-6, abs=1e-6)
+            assert f"OVER TARGET: {row['name']} measured {row['measured_ms']:.3f} ms" in printed
+    over = sum(t is not None for t in latency_targets)
+    assert check["verdict"] == f"{over} of {over} over target" and "likely cause:" in printed
+    report = tmp_path / "report.md"
+    assert main(["report", str(tmp_path / "tight.json"), str(out_dir / "exports.json"), "--out", str(report)]) == 0
+    assert "OVER TARGET: target1 measured" in report.read_text()
+
+
 def test_export_without_evaluation_or_latency(artefacts, tmp_path):
     out_dir = tmp_path / "exports"
     assert _export(artefacts, out_dir, "--arch", "r24_k3e2|k3e2_k3e2|k3e2_k3e2|k3e2", "--formats", "onnx",

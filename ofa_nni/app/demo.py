@@ -144,7 +144,8 @@ def run_demo(
     from ofa_nni.data import calibration_loader, load_data
     from ofa_nni.evaluation import evaluate_frozen_subnet
     from ofa_nni.export import export_subnet
-    from ofa_nni.latency import LatencyTable, build_latency_table, measure_end_to_end, validate_latency_table
+    from ofa_nni.latency import LatencyTable, build_latency_table, check_deployments, validate_latency_table
+    from ofa_nni.latency.deployment import deployment_lines
     from ofa_nni.search import ParetoSearch, specialize
     from ofa_nni.training import demo_config
     from search_spaces import load_supernet
@@ -259,12 +260,16 @@ def run_demo(
                 "params": evaluation.params,
                 "exports": {e.format: {"path": str(e.path), "max_abs_diff": e.max_abs_diff} for e in exports},
             })
-        timings = measure_end_to_end(subnets, backend="torch", device="cpu", batch_size=1,
-                                     num_threads=table.metadata["device"]["num_threads"], seed=settings.seed)
-        statistic = table.statistic
-        for entry, measured in zip(chosen, timings[statistic], strict=True):
-            entry["latency_measured_ms"] = float(measured)
+        # Measured with the table's own protocol, set against each target, load change checked.
+        check = check_deployments(table, subnets, names=[f"target{i + 1}" for i in range(len(chosen))],
+                                  targets_ms=[entry["budget_ms"] for entry in chosen],
+                                  predicted_ms=[entry["latency_predicted_ms"] for entry in chosen], seed=settings.seed)
+        for entry, row in zip(chosen, check["subnets"], strict=True):
+            entry["latency_measured_ms"] = row["measured_ms"]
+            entry["latency_over_target"], entry["latency_over_by_ms"] = row["over_target"], row["over_by_ms"]
     say(_phase_line(meter.phases[-1]))
+    for line in deployment_lines(check):
+        say("  " + line)
 
     # 5. Cost of the alternative: one network trained from scratch per target -------------------
     full_phase = _full_network_phase(config, arch)
@@ -295,6 +300,7 @@ def run_demo(
         "targets": chosen,
         "predictor": {"kind": predictor.kind, "num_subnets": len(dataset), **metrics},
         "latency_validation": latency_report,
+        "deployment_check": check,
         "pareto_front": {"archs": front.archs(), "accuracy_predicted": front.scores.tolist(),
                          "latency_ms": front.costs["latency_ms"].tolist()},
         "costs": costs,

@@ -26,6 +26,7 @@ from typing import Any
 from ofa_nni._artifacts import atomic_write
 from ofa_nni.errors import InvalidInputError, MissingInputError
 from ofa_nni.plots import ParetoPanel, pareto_plot
+from ofa_nni.latency.deployment import deployment_lines
 
 __all__ = [
     "SEARCH_KIND",
@@ -179,6 +180,8 @@ def demo_report_markdown(result: Mapping[str, Any]) -> str:
                   latency_measured_ms=t["latency_measured_ms"], macs=t["macs"], params=t["params"])
         for t in result["targets"]
     ], target_header="target (latency ≤)")
+    if result.get("deployment_check"):
+        lines += [""] + [line.strip() + "  " for line in deployment_lines(result["deployment_check"])]
     lines += ["", "Every subnet was exported to TorchScript and ONNX and checked against PyTorch "
               "(largest absolute output difference in `results.json`).", "",
               "![Pareto front](pareto.png)", "", "## Predictors", ""]
@@ -316,6 +319,9 @@ def search_report_markdown(search: Mapping[str, Any], exports: Mapping[str, Any]
                                   macs=entry["macs"], params=entry["params"]))
     if rows:
         lines += targets_table(rows, target_header="target (budgets)")
+    check = ((exports or {}).get("latency") or {}).get("check")
+    if check:
+        lines += [""] + [line.strip() + "  " for line in deployment_lines(check)]
     lines += ["", "Predicted: the accuracy predictor and the latency table; measured: `ofa-nni export` (the "
               "subnet frozen, BN recalibrated, held-out accuracy, end-to-end latency at batch 1). "
               "MACs and params are exact counts.", ""]

@@ -16,14 +16,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from ofa_nni.app.commands import DeferredChoices
 from ofa_nni.errors import InvalidInputError
 
 __all__ = ["register"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ofa_nni.data import DATA_KINDS
-    from ofa_nni.export import EXPORT_FORMATS
     from ofa_nni.latency import STATISTICS
 
     parser = subparsers.add_parser(
@@ -44,11 +43,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="results of 'ofa-nni search --out' (same space): export every target's subnet")
     parser.add_argument("--out-dir", type=Path, required=True, metavar="DIR",
                         help="where the files and exports.json go")
-    parser.add_argument("--formats", default=",".join(EXPORT_FORMATS), metavar="LIST",
-                        help=f"comma-separated export formats (default {','.join(EXPORT_FORMATS)})")
-    parser.add_argument("--data", choices=DATA_KINDS, default="digits", metavar="KIND",
-                        help=f"data for BN recalibration (training images) and accuracy (held-out): "
-                             f"{', '.join(DATA_KINDS)} (default digits)")
+    parser.add_argument("--formats", default=None, metavar="LIST",
+                        help="comma-separated export formats (default: all of them; torchscript and onnx today)")
+    parser.add_argument("--data", choices=DeferredChoices("ofa_nni.data", "DATA_KINDS"), default="digits",
+                        metavar="KIND", help="data for BN recalibration (training images) and accuracy (held-out): "
+                                             "%(choices)s (default digits)")
     parser.add_argument("--data-root", type=Path, default=None, metavar="DIR",
                         help="data directory (all kinds but digits)")
     parser.add_argument("--calibration-images", type=int, default=None, metavar="N",
@@ -60,9 +59,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--latency-repeats", type=int, default=30, metavar="N",
                         help="timed calls per round (default 30, as 'ofa-nni lut build')")
     parser.add_argument("--latency-rounds", type=int, default=3, metavar="N", help="interleaved rounds (default 3)")
-    parser.add_argument("--statistic", choices=STATISTICS, default="min",
-                        help="the latency reported: min (default, as 'ofa-nni lut build': steady on a machine shared "
-                             "with other busy processes) or median of the timed calls; exports.json keeps both")
+    parser.add_argument("--statistic", choices=STATISTICS, default=None,
+                        help="the latency reported: min (default without a latency table, as 'ofa-nni lut build': "
+                             "steady on a machine shared with other busy processes; with one, the table's) or median "
+                             "of the timed calls; exports.json keeps both")
+    parser.add_argument("--lut", type=Path, default=None, metavar="FILE",
+                        help="latency table: measure with its protocol (backend, threads, clock, repeats, statistic) "
+                             "and check each subnet against its latency target (default: the table --search used, "
+                             "where it still exists); without one, torch eager on the CPU with the options below")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="CPU threads of the latency measurement (default: torch's setting; use the latency "
                              "table's for comparable numbers)")
@@ -77,9 +81,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _formats(text: str) -> list[str]:
+def _formats(text: str | None) -> list[str]:
     from ofa_nni.export import EXPORT_FORMATS
 
+    if text is None:
+        return list(EXPORT_FORMATS)
     formats = [f.strip() for f in text.split(",") if f.strip()]
     unknown = [f for f in formats if f not in EXPORT_FORMATS]
     if unknown or not formats:
@@ -102,7 +108,9 @@ def _subnets(space: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
         for index, target in enumerate(search["targets"]):
             sample = space.validate(target["sample"])
             subnets.append({"name": f"target{index + 1}", "arch": space.format(sample), "sample": sample,
-                            "target": target["name"], "predicted_accuracy": target["score"]})
+                            "target": target["name"], "predicted_accuracy": target["score"],
+                            "latency_target_ms": target["budgets"].get("latency_ms"),
+                            "latency_predicted_ms": target["costs"].get("latency_ms")})
     for index, text in enumerate(args.arch):
         try:
             sample = space.parse(text)
@@ -164,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
                 entry["files"] = {f.format: {"path": f.path.name, "max_abs_diff": f.max_abs_diff} for f in files}
                 entry["macs"], entry["params"] = evaluation.macs, evaluation.params
                 models.append((subnet, subnet.resolution))
-        latency = _measure_latency(models, subnets, args)
+        latency = _measure_latency(models, subnets, args, _latency_table(space, args))
         if args.ofa_config:
             from ofa_nni.ofa_released import write_ofa_net_config
 
@@ -189,30 +197,65 @@ def run(args: argparse.Namespace) -> int:
             path.unlink(missing_ok=True)
         raise
     _print_table(subnets, formats)
+    if latency.get("check"):
+        from ofa_nni.latency.deployment import deployment_lines
+
+        print("\n".join(deployment_lines(latency["check"])))
     print(f"wrote {len(written)} file(s) and {args.out_dir / 'exports.json'}")
     return 0
 
 
-def _measure_latency(models: list[Any], subnets: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
-    """Each subnet's end-to-end latency (torch eager, CPU, batch 1) into its entry; the settings."""
+def _latency_table(space: Any, args: argparse.Namespace) -> Any:
+    """The table whose protocol measures the deployments: --lut, else the search's (if still there)."""
+    from ofa_nni.app.report import SEARCH_KIND, read_result_file
+    from ofa_nni.latency import LatencyTable
+
+    path = args.lut
+    if path is None and args.search is not None and not args.no_latency:
+        recorded = (read_result_file(args.search, kinds=(SEARCH_KIND,)).get("latency_table") or {}).get("path")
+        path = Path(recorded) if recorded and Path(recorded).is_file() else None
+    return None if path is None else LatencyTable.load(path, space=space)
+
+
+def _measure_latency(models: list[Any], subnets: list[dict[str, Any]], args: argparse.Namespace,
+                     table: Any = None) -> dict[str, Any]:
+    """Each subnet's end-to-end latency into its entry; the settings. With a latency table: its
+    protocol, and the check against each subnet's target (:func:`~ofa_nni.latency.check_deployments`)."""
     if args.no_latency:
         for entry in subnets:
             entry["latency_ms"] = entry["latency_median_ms"] = entry["latency_min_ms"] = None
         return {"description": None}
+    if table is not None:
+        from ofa_nni.latency import check_deployments
+
+        check = check_deployments(table, models, names=[entry["name"] for entry in subnets],
+                                  targets_ms=[entry.get("latency_target_ms") for entry in subnets],
+                                  predicted_ms=[entry.get("latency_predicted_ms") for entry in subnets],
+                                  seed=args.seed, show_progress=not args.quiet)
+        p = check["protocol"]
+        statistic = args.statistic or p["statistic"]
+        for entry, row in zip(subnets, check["subnets"], strict=True):
+            entry["latency_median_ms"], entry["latency_min_ms"] = row["measured_median_ms"], row["measured_min_ms"]
+            entry["latency_ms"] = entry[f"latency_{statistic}_ms"]
+            entry["latency_over_target"], entry["latency_over_by_ms"] = row["over_target"], row["over_by_ms"]
+        return {"description": f"{p['backend']}, {p['device']}, {p['num_threads']} thread(s), batch {p['batch_size']}, "
+                               f"{statistic} of {p['rounds']} x {p['repeats']} {p['clock']}-clock timed calls "
+                               "(the latency table's protocol)", **p, "statistic": statistic, "check": check}
     import torch
 
     from ofa_nni.latency import measure_end_to_end
 
+    statistic = args.statistic or "min"
     timings = measure_end_to_end(models, backend="torch", device="cpu", batch_size=1, repeats=args.latency_repeats,
                                  rounds=args.latency_rounds, num_threads=args.threads, seed=args.seed,
                                  show_progress=not args.quiet)
     for index, entry in enumerate(subnets):
         entry["latency_median_ms"] = float(timings["median"][index])
         entry["latency_min_ms"] = float(timings["min"][index])
-        entry["latency_ms"] = entry[f"latency_{args.statistic}_ms"]
+        entry["latency_ms"] = entry[f"latency_{statistic}_ms"]
     threads = args.threads or torch.get_num_threads()
-    return {"description": f"torch eager, CPU, {threads} thread(s), batch 1, {args.statistic} of "
-                           f"{args.latency_rounds} x {args.latency_repeats} timed calls", "statistic": args.statistic,
+    return {"description": f"torch eager, CPU, {threads} thread(s), batch 1, {statistic} of "
+                           f"{args.latency_rounds} x {args.latency_repeats} timed calls", "statistic": statistic,
             "backend": "torch", "device": "cpu", "num_threads": threads, "batch_size": 1,
             "repeats": args.latency_repeats, "rounds": args.latency_rounds}
 
