@@ -54,6 +54,7 @@ def _saved_progress(progress_path: Path, settings: Mapping[str, Any], keys: Any)
     stored, timings = saved.get("settings"), saved.get("timings")
     if not isinstance(stored, dict) or not isinstance(timings, dict):
         raise InvalidInputError(f"{progress_path}: settings and timings must be objects; delete the file")
+    stored = {"order": "interleaved", **stored}  # progress files written before 'order' existed stay resumable
     differences = _settings_differences(stored, settings)
     if differences:
         raise InvalidInputError(
@@ -138,7 +139,7 @@ def build_latency_table(
         "space": space.signature(), "backend": backend, "device": device, "batch_size": batch_size,
         "measured_resolutions": list(measured), "warmup": warmup, "repeats": repeats, "rounds": rounds,
         "num_threads": num_threads, "seed": seed, "clock": clock,
-        **({"order": order} if order != "interleaved" else {}),  # progress files of older builds stay resumable
+        "order": order,
     }
     timings: dict[str, list[float]] = {key: [] for key in specs}
     if progress_path is not None and Path(progress_path).is_file():
