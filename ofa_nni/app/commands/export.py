@@ -213,7 +213,8 @@ def _latency_table(space: Any, args: argparse.Namespace) -> Any:
     path = args.lut
     if path is None and args.search is not None and not args.no_latency:
         recorded = (read_result_file(args.search, kinds=(SEARCH_KIND,)).get("latency_table") or {}).get("path")
-        path = Path(recorded) if recorded and Path(recorded).is_file() else None
+        # Released tables (mit-han-lab's YAML, another device's timings) have no protocol to measure with here.
+        path = Path(recorded) if recorded and Path(recorded).is_file() and Path(recorded).suffix == ".json" else None
     return None if path is None else LatencyTable.load(path, space=space)
 
 
