@@ -23,6 +23,7 @@ target (``os.replace``), so a kill at any moment leaves either the old or the ne
 
 from __future__ import annotations
 
+import io
 import pickle
 import warnings
 import zipfile
@@ -32,7 +33,7 @@ from typing import Any
 
 import torch
 
-from ofa_nni._artifacts import atomic_write
+from ofa_nni._artifacts import atomic_write_bytes
 from ofa_nni.errors import InvalidInputError, MissingInputError
 
 __all__ = [
@@ -57,9 +58,14 @@ class CheckpointError(InvalidInputError):
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to ``path`` atomically (temporary file in the same directory + rename)."""
+    """``torch.save`` to ``path`` atomically (temporary file in the same directory + rename).
+
+    The file is serialized in memory first: torch's own writer, meeting a full disk, can abort the
+    process (a ``c10::Error``, SIGABRT) where a Python write raises a clear ``OutputError``."""
     path = Path(path)
-    atomic_write(path, lambda stream: torch.save(obj, stream))
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getbuffer())
     return path
 
 
