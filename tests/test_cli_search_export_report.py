@@ -388,7 +388,8 @@ def test_report_refuses_unknown_and_missing_inputs(artefacts, searched, tmp_path
     other_space = json.loads(searched.read_text())["space"] | {"num_classes": 4}
     exports = tmp_path / "exports.json"
     exports.write_text(json.dumps({"kind": "ofa-nni/exports", "format_version": 1, "space": other_space,
-                                   "subnets": []}))
+                                   "supernet": "supernet.pt", "search": None, "data": None, "calibration_images": 1,
+                                   "latency": {"description": None}, "atol": 1e-4, "subnets": []}))
     assert main(["report", str(searched), str(exports)]) == 2
     assert f"exports file {exports} (against the search {searched}) was built for another search space" in _errors(
         capsys)

@@ -11,7 +11,7 @@ writes ``exports.json`` (kind ``ofa-nni/exports``) for ``ofa-nni report``.
 from __future__ import annotations
 
 import argparse
-import time
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Freeze each subnet (every target of --search, and every --arch) with the supernet's weights, "
             "recalibrate its batch norms on training images of --data, export it (each file loaded back and "
             "compared with the PyTorch subnet; a mismatch is an error and leaves no file), measure its held-out "
-            "accuracy and its latency (torch, CPU, batch 1, end to end), and write OUT_DIR/exports.json."
+            "accuracy and its latency (torch, CPU, batch 1, end to end), and write OUT_DIR/exports.json. The files "
+            "appear in OUT_DIR only once all are complete: a failed or interrupted export leaves an earlier one there "
+            "as it was."
         ),
         epilog="example: ofa-nni export --supernet runs/digits/supernet.pt --search search.json --out-dir exports",
     )
@@ -83,19 +85,19 @@ def _formats(text: str) -> list[str]:
     formats = [f.strip() for f in text.split(",") if f.strip()]
     unknown = [f for f in formats if f not in EXPORT_FORMATS]
     if unknown or not formats:
-        raise InvalidInputError(f"--formats {text!r}: unknown format(s) {unknown}; allowed: {', '.join(EXPORT_FORMATS)} "
-                         "(comma-separated)")
+        raise InvalidInputError(f"--formats {text!r}: unknown format(s) {unknown}; allowed: "
+                                f"{', '.join(EXPORT_FORMATS)} (comma-separated)")
     return list(dict.fromkeys(formats))
 
 
 def _subnets(space: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
     """What to export: ``{"name", "arch", "sample", ["target", "predicted_accuracy"]}`` per subnet."""
     from ofa_nni._artifacts import require_same_space
-    from ofa_nni.app.report import SEARCH_KIND, read_result_file
+    from ofa_nni.app.documents import SearchDocument
 
     subnets: list[dict[str, Any]] = []
     if args.search is not None:
-        search = read_result_file(args.search, kinds=(SEARCH_KIND,))
+        search = SearchDocument.load(args.search)
         require_same_space(search["space"], space, artefact=f"search results {args.search} (against the supernet)")
         if not search["targets"]:
             raise InvalidInputError(f"{args.search} has no targets (only a Pareto front): pass --arch strings from it")
@@ -122,33 +124,73 @@ def _check(args: argparse.Namespace) -> None:
             raise InvalidInputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if not args.atol >= 0:
         raise InvalidInputError(f"--atol must be >= 0, got {args.atol}")
+    if args.calibration_images is not None and args.calibration_images < 1:
+        raise InvalidInputError(f"--calibration-images must be >= 1, got {args.calibration_images} (leave it out for "
+                                "the default: 500 digits, 2000 otherwise)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from torch.utils.data import DataLoader
-    from tqdm.auto import tqdm
-
-    from ofa_nni._artifacts import atomic_write_json
-    from ofa_nni.app.report import EXPORTS_KIND, RESULT_FORMAT_VERSION
-    from ofa_nni.data import calibration_loader, load_data
-    from ofa_nni.evaluation import evaluate_frozen_subnet
-    from ofa_nni.export import export_subnet
+    from ofa_nni._artifacts import exclusive_lock
     from search_spaces import load_supernet
 
     _check(args)
     formats = _formats(args.formats)
     supernet = load_supernet(args.supernet)
+    subnets = _subnets(supernet.arch_space, args)
+    _check_out_dir(args.out_dir, [f"{entry['name']}{_SUFFIXES[fmt]}" for entry in subnets for fmt in formats])
+    with exclusive_lock(args.out_dir, "export directory"):
+        written = _export(args, supernet, subnets, formats)
+    _print_table(subnets, formats)
+    print(f"wrote {len(written)} file(s) and {args.out_dir / 'exports.json'}")
+    return 0
+
+
+_SUFFIXES = {"torchscript": ".pt", "onnx": ".onnx"}
+"""The file each format writes (``ofa_nni.export.export_subnet``: ``<name>.pt``, ``<name>.onnx``)."""
+
+
+def _check_out_dir(out_dir: Path, names: list[str]) -> None:
+    """Refuse an output directory that is a file, or whose files to replace are not regular files,
+    before any work is done (a refusal at the end would throw the work away)."""
+    from ofa_nni._artifacts import existing_file_mode
+    from ofa_nni.errors import OutputError
+
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"--out-dir {str(out_dir)!r} exists and is not a directory")
+    for name in [*names, "exports.json"]:
+        existing_file_mode(out_dir / name)
+
+
+def _export(args: argparse.Namespace, supernet: Any, subnets: list[dict[str, Any]], formats: list[str]) -> list[Path]:
+    """Export into a staging folder inside ``--out-dir``, then move the files into place: until every
+    file and exports.json are complete, the earlier export in ``--out-dir`` stays exactly as it was
+    (a failed check, a full disk or Ctrl-C leaves it untouched and no staged file behind)."""
+    import shutil
+    import tempfile
+
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    from ofa_nni._artifacts import output_error
+    from ofa_nni.app.documents import ExportsDocument
+    from ofa_nni.data import calibration_loader, load_data
+    from ofa_nni.evaluation import evaluate_frozen_subnet
+    from ofa_nni.export import export_subnet
+
     space = supernet.arch_space
-    subnets = _subnets(space, args)
     data = load_data(args.data, root=args.data_root, resolution=max(space.resolutions),
                      calibration_images=args.calibration_images)
     if data.num_classes != space.num_classes:
-        raise InvalidInputError(f"the supernet has {space.num_classes} classes but --data {args.data} has {data.num_classes}")
+        raise InvalidInputError(f"the supernet has {space.num_classes} classes but --data {args.data} has "
+                                f"{data.num_classes}")
     calibration = list(calibration_loader(data, batch_size=args.batch_size))
     held_out = None if args.no_evaluate else DataLoader(data.val, batch_size=args.batch_size)
-
-    written: list[Path] = []
-    try:  # all or nothing: no exported file is left without its exports.json
+    try:
+        args.out_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=args.out_dir, prefix=".export-", suffix=".partial"))
+    except OSError as error:
+        raise output_error(args.out_dir, error) from None
+    try:
         models = []
         with warnings.catch_warnings():  # torch.jit's deprecation notices (two per file) would drown the output
             warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit.*")
@@ -157,10 +199,7 @@ def run(args: argparse.Namespace) -> int:
                 evaluation = evaluate_frozen_subnet(supernet, entry["sample"], calibration, held_out)
                 subnet = evaluation.model
                 entry["accuracy"] = evaluation.accuracy
-                files = []
-                for fmt in formats:  # one at a time, so that a failure knows every file written before it
-                    files += export_subnet(subnet, args.out_dir, name=entry["name"], formats=[fmt], atol=args.atol)
-                    written.append(files[-1].path)
+                files = export_subnet(subnet, staging, name=entry["name"], formats=formats, atol=args.atol)
                 entry["files"] = {f.format: {"path": f.path.name, "max_abs_diff": f.max_abs_diff} for f in files}
                 entry["macs"], entry["params"] = evaluation.macs, evaluation.params
                 models.append((subnet, subnet.resolution))
@@ -169,28 +208,40 @@ def run(args: argparse.Namespace) -> int:
             from ofa_nni.ofa_released import write_ofa_net_config
 
             for entry in subnets:
-                written += write_ofa_net_config(args.out_dir / entry["name"], entry["sample"], space=supernet)
+                write_ofa_net_config(staging / entry["name"], entry["sample"], space=supernet)
                 entry["ofa_config"] = f"{entry['name']}/net.config"
-        atomic_write_json(args.out_dir / "exports.json", {
-            "kind": EXPORTS_KIND,
-            "format_version": RESULT_FORMAT_VERSION,
-            "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "space": space.signature(),
-            "supernet": str(args.supernet),
-            "search": None if args.search is None else str(args.search),
-            "data": None if args.no_evaluate else _data_description(args, data),
-            "calibration_images": len(data.calibration),  # type: ignore[arg-type]
-            "latency": latency,
-            "atol": args.atol,
-            "subnets": subnets,
-        })
-    except BaseException:
-        for path in written:
-            path.unlink(missing_ok=True)
-        raise
-    _print_table(subnets, formats)
-    print(f"wrote {len(written)} file(s) and {args.out_dir / 'exports.json'}")
-    return 0
+        ExportsDocument.create(
+            space=space.signature(),
+            supernet=str(args.supernet),
+            search=None if args.search is None else str(args.search),
+            data=None if args.no_evaluate else _data_description(args, data),
+            calibration_images=len(data.calibration),  # type: ignore[arg-type]
+            latency=latency,
+            atol=args.atol,
+            subnets=subnets,
+        ).save(staging / "exports.json")
+        return _move_into_place(staging, args.out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _move_into_place(staging: Path, out_dir: Path) -> list[Path]:
+    """Rename every staged file into ``out_dir``, exports.json last, with SIGINT and SIGTERM held
+    until all are moved (renames in one file system: a few microseconds each), so an interrupt
+    never leaves new model files beside the old exports.json. Returns the model files."""
+    import signal
+
+    names = sorted(str(path.relative_to(staging)) for path in staging.rglob("*")
+                   if path.is_file() and path.name != "exports.json")  # --ofa-config: NAME/net.config
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+    try:
+        for name in [*names, "exports.json"]:
+            (out_dir / name).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging / name, out_dir / name)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)  # a signal that came meanwhile is delivered now
+    return [out_dir / name for name in names]
 
 
 def _measure_latency(models: list[Any], subnets: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:

@@ -235,36 +235,32 @@ def run(args: argparse.Namespace) -> int:
         _print_front(front, cost_names)
     print(f"searched in {seconds:.1f} s")
     if args.out is not None:
-        from ofa_nni._artifacts import atomic_write_json
-
-        atomic_write_json(args.out, _document(args, predictor, table, cost_names, names, result, front, seconds))
+        _document(args, predictor, table, cost_names, names, result, front, seconds).save(args.out)
         print(f"wrote {args.out}")
     return 0
 
 
 def _document(args: argparse.Namespace, predictor: Any, table: Any, cost_names: Sequence[str], names: Sequence[str],
-              result: Any, front: Mapping[str, Any] | None, seconds: float) -> dict[str, Any]:
-    """The ``ofa-nni/search`` JSON document (described in :mod:`ofa_nni.app.report`)."""
-    from ofa_nni.app.report import COST_UNITS, RESULT_FORMAT_VERSION, SEARCH_KIND
+              result: Any, front: Mapping[str, Any] | None, seconds: float) -> Any:
+    """The search's :class:`~ofa_nni.app.documents.SearchDocument`."""
+    from ofa_nni.app.documents import SearchDocument
+    from ofa_nni.app.report import COST_UNITS
 
-    return {
-        "kind": SEARCH_KIND,
-        "format_version": RESULT_FORMAT_VERSION,
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "space": predictor.space.signature(),
-        "predictor": {"path": str(args.predictor), "kind": predictor.kind, "metrics": predictor.metrics},
-        "latency_table": None if table is None else {"path": str(args.lut), "description": _table_description(table),
-                                                      "statistic": table.statistic},
-        "costs": {name: COST_UNITS[name] for name in cost_names},
-        "settings": {"population_size": args.population, "generations": args.generations, "seed": args.seed,
-                     "evaluations": 0 if result is None else result.evaluations, "seconds": round(seconds, 3)},
-        "targets": [] if result is None else [
+    return SearchDocument.create(
+        space=predictor.space.signature(),
+        predictor={"path": str(args.predictor), "kind": predictor.kind, "metrics": predictor.metrics},
+        latency_table=None if table is None else {"path": str(args.lut), "description": _table_description(table),
+                                                  "statistic": table.statistic},
+        costs={name: COST_UNITS[name] for name in cost_names},
+        settings={"population_size": args.population, "generations": args.generations, "seed": args.seed,
+                  "evaluations": 0 if result is None else result.evaluations, "seconds": round(seconds, 3)},
+        targets=[] if result is None else [
             {"name": name, "budgets": t.budgets, "arch": t.arch, "sample": t.sample, "score": t.score,
              "costs": t.costs}
             for name, t in zip(names, result.targets, strict=True)
         ],
-        "pareto": front,
-    }
+        pareto=front,
+    )
 
 
 def _table_description(table: Any) -> str:
