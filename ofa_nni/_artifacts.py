@@ -164,8 +164,9 @@ def exclusive_lock(path: str | os.PathLike[str], what: str) -> Iterator[None]:
             break
         os.close(handle)
     try:
-        os.ftruncate(handle, 0)
-        os.pwrite(handle, f"{os.getpid()}\n".encode(), 0)
+        with contextlib.suppress(OSError):  # on a full disk the PID is not recorded; the lock holds all the same
+            os.ftruncate(handle, 0)
+            os.pwrite(handle, f"{os.getpid()}\n".encode(), 0)
         yield
     finally:
         with contextlib.suppress(OSError):

@@ -57,7 +57,7 @@ def _export_onnx(subnet: MobileNetV3Subnet, example: torch.Tensor, path: Path, o
         torch.onnx.export(
             subnet,
             (example,),
-            buffer,
+            buffer,  # type: ignore[arg-type]  # the TorchScript-based exporter writes to a file object too
             dynamo=False,  # the TorchScript-based exporter needs no extra package (onnxscript)
             input_names=["images"],
             output_names=["logits"],

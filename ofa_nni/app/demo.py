@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ofa_nni._artifacts import atomic_write
+from ofa_nni._artifacts import atomic_write, exclusive_lock
 from ofa_nni.app.carbon import CostMeter, PhaseCost
 from ofa_nni.app.documents import DemoResults
 from ofa_nni.app.report import demo_pareto_plot, demo_report_markdown
@@ -132,7 +132,14 @@ def run_demo(
     *,
     say: Callable[[str], None] = _say,
 ) -> DemoResult:
-    """Run the whole flow into ``run_dir`` (see the module docstring) and return its results."""
+    """Run the whole flow into ``run_dir`` (see the module docstring) and return its results. The run
+    directory is locked meanwhile: a second demo into it is refused at once, naming this process."""
+    run_path = Path(run_dir).expanduser().resolve()
+    with exclusive_lock(run_path, "demo run directory"):
+        return _run_demo(run_path, settings or DemoSettings(), say)
+
+
+def _run_demo(run_path: Path, settings: DemoSettings, say: Callable[[str], None]) -> DemoResult:
     from torch.utils.data import DataLoader
 
     from ofa_nni.accuracy import (
@@ -150,9 +157,7 @@ def run_demo(
     from ofa_nni.training import demo_config
     from search_spaces import load_supernet
 
-    settings = settings or DemoSettings()
     _quiet_libraries()
-    run_path = Path(run_dir).expanduser().resolve()
     run_path.mkdir(parents=True, exist_ok=True)
     meter = CostMeter(ledger=run_path / "phase_costs.json")
     started = time.perf_counter()

@@ -11,11 +11,13 @@ writes ``exports.json`` (kind ``ofa-nni/exports``) for ``ofa-nni report``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import warnings
 from pathlib import Path
 from typing import Any
 
+from ofa_nni.app.commands import seed
 from ofa_nni.errors import InvalidInputError
 
 __all__ = ["register"]
@@ -70,7 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "table's for comparable numbers)")
     parser.add_argument("--atol", type=float, default=1e-4, metavar="X",
                         help="largest absolute output difference an exported file may show (default 1e-4)")
-    parser.add_argument("--seed", type=int, default=0, metavar="N",
+    parser.add_argument("--seed", type=seed, default=0, metavar="N",
                         help="seed of the latency measurement order (default 0)")
     parser.add_argument("--ofa-config", action="store_true",
                         help="also write each subnet in OFA's specialized-network format: OUT_DIR/NAME/net.config "
@@ -161,6 +163,10 @@ def _check_out_dir(out_dir: Path, names: list[str]) -> None:
         existing_file_mode(out_dir / name)
 
 
+_STAGING_PREFIX, _STAGING_SUFFIX = ".export-", ".partial"
+"""The staging folder's name in --out-dir (hidden; removed when the export ends, or by the next one)."""
+
+
 def _export(args: argparse.Namespace, supernet: Any, subnets: list[dict[str, Any]], formats: list[str]) -> list[Path]:
     """Export into a staging folder inside ``--out-dir``, then move the files into place: until every
     file and exports.json are complete, the earlier export in ``--out-dir`` stays exactly as it was
@@ -185,11 +191,17 @@ def _export(args: argparse.Namespace, supernet: Any, subnets: list[dict[str, Any
                                 f"{data.num_classes}")
     calibration = list(calibration_loader(data, batch_size=args.batch_size))
     held_out = None if args.no_evaluate else DataLoader(data.val, batch_size=args.batch_size)
+    created = not args.out_dir.exists()
+    for stale in args.out_dir.glob(f"{_STAGING_PREFIX}*{_STAGING_SUFFIX}"):
+        shutil.rmtree(stale, ignore_errors=True)  # of an export killed with SIGKILL (we hold the folder's lock)
     try:
         args.out_dir.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=args.out_dir, prefix=".export-", suffix=".partial"))
+        staging = Path(tempfile.mkdtemp(dir=args.out_dir, prefix=_STAGING_PREFIX, suffix=_STAGING_SUFFIX))
     except OSError as error:
+        if created:
+            _remove_empty_folder(args.out_dir)
         raise output_error(args.out_dir, error) from None
+    done = False
     try:
         models = []
         with warnings.catch_warnings():  # torch.jit's deprecation notices (two per file) would drown the output
@@ -220,9 +232,18 @@ def _export(args: argparse.Namespace, supernet: Any, subnets: list[dict[str, Any
             atol=args.atol,
             subnets=subnets,
         ).save(staging / "exports.json")
-        return _move_into_place(staging, args.out_dir)
+        written = _move_into_place(staging, args.out_dir)
+        done = True
+        return written
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if created and not done:
+            _remove_empty_folder(args.out_dir)
+
+
+def _remove_empty_folder(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        folder.rmdir()
 
 
 def _move_into_place(staging: Path, out_dir: Path) -> list[Path]:

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ofa_nni.app.commands import seed
 from ofa_nni.arch import ArchSpace
 from ofa_nni.errors import InvalidInputError
 from ofa_nni.latency import BACKENDS, CLOCKS, DEVICES, STATISTICS
@@ -65,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="random subnets for the end-to-end validation (default 30; 0 skips it)")
     build.add_argument("--calibration-subnets", type=int, default=30,
                        help="other random subnets that fit the correction (default 30)")
-    build.add_argument("--seed", type=int, default=0)
+    build.add_argument("--seed", type=seed, default=0)
     build.add_argument("--out", type=Path, required=True, help="output table (JSON)")
     build.add_argument("--quiet", action="store_true", help="no progress bars")
     build.set_defaults(func=run_build)

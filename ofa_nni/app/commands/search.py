@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ofa_nni.app.commands import seed
 from ofa_nni.errors import InvalidInputError
 
 __all__ = ["register", "parse_target", "COST_NAMES"]
@@ -70,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "faster (benchmarks/results/search_vs_ofa.md)")
     parser.add_argument("--generations", type=int, default=DEFAULT_GENERATIONS, metavar="N",
                         help=f"generations (default {DEFAULT_GENERATIONS}, OFA's)")
-    parser.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the search (default 0)")
+    parser.add_argument("--seed", type=seed, default=0, metavar="N", help="seed of the search (default 0)")
     parser.add_argument("--out", type=Path, default=None, metavar="FILE",
                         help="write the results as JSON (kind ofa-nni/search)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -188,9 +189,14 @@ def _pareto(space: Any, predictor: Any, costs: Mapping[str, Any], cost: str,
     }
 
 
+MAX_POPULATION = 100_000
+"""The largest --population: 1,000x OFA's 100, about 50 MB of arrays per generation for the default
+space (10^8 ended in a 4 GiB MemoryError traceback)."""
+
+
 def _check_settings(args: argparse.Namespace) -> None:
-    if args.population < 2:
-        raise InvalidInputError(f"--population must be >= 2, got {args.population}")
+    if not 2 <= args.population <= MAX_POPULATION:
+        raise InvalidInputError(f"--population must be in [2, {MAX_POPULATION:,}], got {args.population:,}")
     if args.generations < 0:
         raise InvalidInputError(f"--generations must be >= 0, got {args.generations}")
     if not args.target and not args.pareto:
