@@ -400,8 +400,9 @@ def test_optuna_dashboard_serves_on_loopback_only_by_default(tmp_path):
 
 # ------------------------------------------------------------------------------- export
 def _export(work: Path, supernet: Path, arch: str, out: Path, *extra: str) -> subprocess.Popen[str]:
+    """``ofa-nni export`` of an untrained supernet (its large logits need a looser --atol)."""
     return subprocess.Popen([sys.executable, "-m", "ofa_nni.cli", "export", "--supernet", str(supernet), "--arch", arch,
-                             "--out-dir", str(out), "--calibration-images", "32", "--quiet", *extra],
+                             "--out-dir", str(out), "--calibration-images", "32", "--quiet", "--atol", "1e-2", *extra],
                             cwd=REPO, env=_environment(work), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
 

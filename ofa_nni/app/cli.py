@@ -32,6 +32,7 @@ import sys  # noqa: E402
 import threading  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from types import FrameType  # noqa: E402
+from typing import Any  # noqa: E402
 
 from ofa_nni.errors import InvalidInputError  # noqa: E402
 
@@ -117,10 +118,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
+    previous: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():  # signal handlers can only be set there
         _received.clear()
-        for signum in _STOP_SIGNALS:
-            signal.signal(signum, _stop)
+        previous = {signum: signal.signal(signum, _stop) for signum in _STOP_SIGNALS}
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
@@ -137,6 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InvalidInputError as error:
         print(f"ofa-nni {args.command}: error: {error}", file=sys.stderr)
         return 2
+    finally:
+        for signum, handler in previous.items():  # main() called from Python: leave the caller's handlers
+            if handler is not None:  # None: set outside Python, cannot be set back
+                signal.signal(signum, handler)
 
 
 if __name__ == "__main__":
