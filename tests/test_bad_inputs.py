@@ -45,23 +45,26 @@ crashing trial            Optuna: FAILED (optimize(catch=...)), not re-proposed;
 invalid YAML config       config.load_config: syntax, duplicate key, not UTF-8,   test_invalid_yaml_config
                           unknown key, wrong type, out of range, bad space;
                           ofa-nni train
-failed re-export          commands/export.py: staged in OUT_DIR, moved into       test_failed_reexport_leaves_the_earlier_export
+failed re-export          commands/export.py: staged in OUT_DIR, moved into
                           place when complete; --calibration-images 0
+                          (test_failed_reexport_leaves_the_earlier_export)
 special output path       _artifacts.existing_file_mode (symlink, FIFO,           test_special_output_paths_are_refused
                           /dev/null, directory): refused, never replaced
 full / read-only disk     _artifacts.atomic_write -> OutputError; export          test_full_and_read_only_outputs
                           serializes in memory (no SIGABRT)
 run directory in use      _artifacts.exclusive_lock (runner.train)                test_a_run_directory_in_use_is_refused
-resume, no checkpoint     runner.train                                            test_resume_without_a_checkpoint_is_refused
-diverged training         progressive_shrinking (loss / weights non-finite);      test_diverged_training_stops_and_nan_supernets_are_refused
+resume, no checkpoint     runner.train (test_resume_without_a_checkpoint_is_refused)
+diverged training         progressive_shrinking (loss / weights non-finite);
                           supernet_file.load_supernet (NaN weights)
+                          (test_diverged_training_stops_and_nan_supernets_are_refused)
 odd values and sizes      OFAMobileNetV3Space (stage_se, bn_eps, bn_momentum);    test_odd_values_in_files_and_arguments
                           commands.seed; supernet sizes (meta-device build);
                           search --population
 damaged documents         app.documents (search.json, exports.json,               test_damaged_documents
                           results.json): file and key named
-trainer settings          runner._trainer (accelerator, devices), runner          test_trainer_settings_lightning_refuses
+trainer settings          runner._trainer (accelerator, devices), runner
                           (limit_train_batches below one batch)
+                          (test_trainer_settings_lightning_refuses)
 
 Command-line cases run the real entry points (``ofa_nni.app.cli.main``, ``strategies.nni_trial.main``)
 in child processes forked from one server process that imported the package once (importing NNI
