@@ -10,6 +10,7 @@ Labels (stable, documented; stages and blocks count from 1)::
     stage{s}.block{b}.kernel   depthwise kernel size of block b of stage s
     stage{s}.block{b}.expand   expand ratio of block b of stage s
 
+A stage of fixed depth (OFA-ProxylessNAS's last, one block) has a depth label with that one value.
 Blocks beyond a stage's depth are inactive: their kernel/expand values are kept in the sample (NNI
 samples every label) but do not affect the forward pass, the MACs or the feature encoding.
 
@@ -38,6 +39,10 @@ __all__ = [
     "ArchSpace",
     "Sample",
     "DEFAULT_RESOLUTIONS",
+    "proxyless_arch_space",
+    "SPACE_ARCHS",
+    "arch_space_for",
+    "space_arguments",
 ]
 
 Sample = dict[str, Any]
@@ -46,7 +51,8 @@ Sample = dict[str, Any]
 DEFAULT_RESOLUTIONS: tuple[int, ...] = tuple(range(128, 225, 4))
 """OFA's resolutions: every multiple of 4 in [128, 224] (25 sizes)."""
 
-_ACTIVATIONS = ("relu", "hswish")
+_ACTIVATIONS = ("relu", "relu6", "hswish")
+_LAYOUTS = ("mbv3", "proxyless")
 _BLOCK_TOKEN = re.compile(r"^k(\d+)e(\d+(?:\.\d+)?)$")
 
 
@@ -94,6 +100,14 @@ class ArchSpace:
         stage_se: Whether each elastic stage uses squeeze-and-excite.
         width_mult: Width multiplier applied to ``base_widths`` (rounded to multiples of 8).
         num_classes: Classifier outputs.
+        fixed_depths: Per stage, None for an elastic depth (choices ``depths``, ``max(depths)``
+            blocks) or a fixed number of blocks (the stage's depth label then has that one choice:
+            OFA-ProxylessNAS's last stage is one block). Empty (default): every stage is elastic.
+        layout: The network around the elastic stages. ``"mbv3"`` (default): stem h-swish, first
+            block ReLU, final expand 1x1 + BN, global pool, feature mix 1x1 without BN (h-swish);
+            ``base_widths`` ends with final expand and feature mix. ``"proxyless"``: stem and first
+            block relu6 (no residual), feature mix 1x1 + BN + relu6 *before* the pool, no final
+            expand; ``base_widths`` ends with the feature mix only.
     """
 
     kernel_sizes: tuple[int, ...] = (3, 5, 7)
@@ -106,6 +120,8 @@ class ArchSpace:
     stage_se: tuple[bool, ...] = (False, True, False, True, True)
     width_mult: float = 1.0
     num_classes: int = 1000
+    fixed_depths: tuple[int | None, ...] = ()
+    layout: str = "mbv3"
 
     def __post_init__(self) -> None:
         def set_field(name: str, value: Any) -> None:
@@ -136,11 +152,26 @@ class ArchSpace:
         if not all(isinstance(se, (bool, np.bool_)) for se in self.stage_se):
             raise InvalidInputError(f"stage_se must hold true/false per stage, got {self.stage_se}")
         num_stages = len(self.stage_strides)
-        if len(self.base_widths) != num_stages + 4:
+        if self.layout not in _LAYOUTS:
+            raise InvalidInputError(f"layout must be one of {list(_LAYOUTS)}, got {self.layout!r}")
+        head_widths, n_head = ("final expand, feature mix", 2) if self.layout == "mbv3" else ("feature mix", 1)
+        n_widths = num_stages + 2 + n_head
+        if len(self.base_widths) != n_widths:
             raise InvalidInputError(
-                f"base_widths needs {num_stages + 4} values (stem, first block, {num_stages} stages, "
-                f"final expand, feature mix) for {num_stages} stages, got {len(self.base_widths)}"
+                f"base_widths needs {n_widths} values (stem, first block, {num_stages} stages, "
+                f"{head_widths}) for {num_stages} stages, got {len(self.base_widths)}"
             )
+        try:
+            fixed = tuple(self.fixed_depths)
+        except TypeError:
+            raise InvalidInputError(f"fixed_depths must be a sequence, got {self.fixed_depths!r}") from None
+        if fixed and len(fixed) != num_stages:
+            raise InvalidInputError(f"fixed_depths needs {num_stages} values (one per stage: None or a block count), "
+                                    f"got {fixed}")
+        for depth in fixed:
+            if depth is not None and not (_is_finite_number(depth) and float(depth).is_integer() and depth >= 1):
+                raise InvalidInputError(f"fixed_depths must hold None or positive whole numbers, got {fixed}")
+        set_field("fixed_depths", tuple(None if d is None else int(d) for d in fixed))
         for name in ("stage_activations", "stage_se"):
             if len(getattr(self, name)) != num_stages:
                 raise InvalidInputError(f"{name} needs {num_stages} values (one per stage), got {getattr(self, name)}")
@@ -167,8 +198,26 @@ class ArchSpace:
 
     @property
     def num_blocks(self) -> int:
-        """Elastic blocks in the supernet (20 in the default space)."""
-        return self.num_stages * self.max_depth
+        """Elastic blocks in the supernet (20 in the default space; 21 in OFA-ProxylessNAS's)."""
+        return len(self.blocks)
+
+    def stage_depths(self, stage: int) -> tuple[int, ...]:
+        """The depth choices of (0-based) ``stage``: ``depths``, or its fixed depth alone."""
+        fixed = self.fixed_depths[stage] if self.fixed_depths else None
+        return self.depths if fixed is None else (fixed,)
+
+    def stage_num_blocks(self, stage: int) -> int:
+        """Blocks of (0-based) ``stage`` in the supernet (its largest depth)."""
+        return self.stage_depths(stage)[-1]
+
+    @property
+    def blocks(self) -> tuple[tuple[int, int], ...]:
+        """``(stage, block)`` (0-based) of every block of the supernet, in order (OFA's ``blocks[1:]``)."""
+        cached = self.__dict__.get("_blocks_cache")
+        if cached is None:
+            cached = tuple((s, b) for s in range(self.num_stages) for b in range(self.stage_num_blocks(s)))
+            object.__setattr__(self, "_blocks_cache", cached)
+        return cached
 
     @property
     def widths(self) -> tuple[int, ...]:
@@ -189,7 +238,21 @@ class ArchSpace:
 
     @property
     def final_expand_width(self) -> int:
-        return self.widths[-2]
+        """Width of the final expand 1x1 conv (0: the ``"proxyless"`` layout has none)."""
+        return self.widths[-2] if self.layout == "mbv3" else 0
+
+    @property
+    def stem_activation(self) -> str:
+        return "hswish" if self.layout == "mbv3" else "relu6"
+
+    @property
+    def first_block_activation(self) -> str:
+        return "relu" if self.layout == "mbv3" else "relu6"
+
+    @property
+    def head_activation(self) -> str:
+        """Activation of the final expand and the feature mix."""
+        return "hswish" if self.layout == "mbv3" else "relu6"
 
     @property
     def feature_mix_width(self) -> int:
@@ -234,7 +297,7 @@ class ArchSpace:
         """
         cached = self.__dict__.get("_labels_cache")
         if cached is None:  # computed once: the search reads it for every batch of candidates
-            blocks = [(s, b) for s in range(self.num_stages) for b in range(self.max_depth)]
+            blocks = self.blocks
             cached = (
                 tuple(self.kernel_label(s, b) for s, b in blocks)
                 + tuple(self.expand_label(s, b) for s, b in blocks)
@@ -252,13 +315,14 @@ class ArchSpace:
         cached = self.__dict__.get("_choices_cache")
         if cached is None:
             cached = {}
+            depth_choices = {self.depth_label(s): self.stage_depths(s) for s in range(self.num_stages)}
             for label in self.labels:
                 if label.endswith(".kernel"):
                     cached[label] = self.kernel_sizes
                 elif label.endswith(".expand"):
                     cached[label] = self.expand_ratios
                 elif label.endswith(".depth"):
-                    cached[label] = self.depths
+                    cached[label] = depth_choices[label]
                 else:
                     cached[label] = self.resolutions
             object.__setattr__(self, "_choices_cache", cached)
@@ -381,10 +445,31 @@ class ArchSpace:
             object.__setattr__(self, "_depth_patterns_cache", cached)
         return cached
 
+    def _fixed_depth_tables(self) -> tuple[np.ndarray, np.ndarray]:
+        """For spaces with fixed-depth stages: ``patterns[s, d, b]`` (block b of stage s runs at the
+        stage's d-th depth choice, padded to the largest stage) and the flat ``(s, b)`` positions of
+        the real blocks in a ``(num_stages * width)`` row."""
+        cached = self.__dict__.get("_fixed_depth_tables_cache")
+        if cached is None:
+            width = max(self.stage_num_blocks(s) for s in range(self.num_stages))
+            n_choices = max(len(self.stage_depths(s)) for s in range(self.num_stages))
+            patterns = np.zeros((self.num_stages, n_choices, width), dtype=bool)
+            for s in range(self.num_stages):
+                depths = np.asarray(self.stage_depths(s))
+                patterns[s, : len(depths)] = np.arange(width)[None, :] < depths[:, None]
+            positions = np.array([s * width + b for s, b in self.blocks], dtype=np.int64)
+            cached = (patterns, positions)
+            object.__setattr__(self, "_fixed_depth_tables_cache", cached)
+        return cached
+
     def active_block_mask(self, indices: np.ndarray) -> np.ndarray:
         """``(n, num_blocks)`` bool: which blocks of each integer-encoded sample run (block position <
         its stage's depth), batched over the rows of an (n, len(labels)) index array."""
         depth_choices = indices[:, 2 * self.num_blocks : 2 * self.num_blocks + self.num_stages]
+        if self.fixed_depths:  # stages of different lengths: gather per stage, keep the real blocks
+            patterns, positions = self._fixed_depth_tables()
+            per_stage = patterns[np.arange(self.num_stages)[None, :], depth_choices]
+            return np.take(per_stage.reshape(len(indices), -1), positions, axis=1)
         # np.take, not fancy indexing: several times faster on these small tables
         return np.take(self._depth_patterns(), depth_choices, axis=0).reshape(len(indices), self.num_blocks)
 
@@ -461,7 +546,7 @@ class ArchSpace:
         for s in range(self.num_stages):
             tokens = [
                 f"k{sample[self.kernel_label(s, b)]}e{_format_number(sample[self.expand_label(s, b)])}"
-                for b in range(self.max_depth)
+                for b in range(self.stage_num_blocks(s))
             ]
             depth = sample[self.depth_label(s)]
             active, inactive = "-".join(tokens[:depth]), "-".join(tokens[depth:])
@@ -492,9 +577,9 @@ class ArchSpace:
             if len(parts) == 2 and not parts[1]:
                 raise InvalidInputError(f"arch string {arch!r}: stage {s + 1} has a '|' with no blocks after it")
             tokens = active + inactive
-            if len(tokens) != self.max_depth:
+            if len(tokens) != self.stage_num_blocks(s):
                 raise InvalidInputError(
-                    f"arch string {arch!r}: stage {s + 1} must list {self.max_depth} blocks "
+                    f"arch string {arch!r}: stage {s + 1} must list {self.stage_num_blocks(s)} blocks "
                     f"(active, then '|', then inactive), got {len(tokens)} in {group!r}"
                 )
             sample[self.depth_label(s)] = len(active)
@@ -515,9 +600,84 @@ class ArchSpace:
         """A JSON-able description of the space, stored with predictors, tables and checkpoints so
         that an artefact built for another space is refused."""
         data = dataclasses.asdict(self)
+        # Fields added after the first release are left out at their defaults, so a MobileNetV3
+        # space's signature is what it always was (artefacts saved before still match).
+        for name in ("fixed_depths", "layout"):
+            if data[name] == _FIELD_DEFAULTS[name]:
+                del data[name]
         return {key: list(value) if isinstance(value, tuple) else value for key, value in data.items()}
 
     @classmethod
     def from_signature(cls, signature: Mapping[str, Any]) -> ArchSpace:
         kwargs: dict[str, Any] = {key: tuple(v) if isinstance(v, list) else v for key, v in signature.items()}
         return cls(**kwargs)
+
+
+_FIELD_DEFAULTS = {field.name: field.default for field in dataclasses.fields(ArchSpace)}
+
+
+def proxyless_arch_space(
+    *,
+    kernel_sizes: Sequence[int] = (3, 5, 7),
+    expand_ratios: Sequence[float] = (3, 4, 6),
+    depths: Sequence[int] = (2, 3, 4),
+    resolutions: Sequence[int] = DEFAULT_RESOLUTIONS,
+    base_widths: Sequence[int] = (32, 16, 24, 40, 80, 96, 192, 320, 1280),
+    stage_strides: Sequence[int] = (2, 2, 2, 1, 2, 1),
+    width_mult: float = 1.3,
+    num_classes: int = 1000,
+) -> ArchSpace:
+    """The :class:`ArchSpace` of OFA-ProxylessNAS (mit-han-lab's ``OFAProxylessNASNets``; defaults:
+    the released supernet, width 1.3): relu6, no squeeze-and-excite, the ``"proxyless"`` head, and a
+    last stage of one block (``stage_strides`` includes it)."""
+    num_stages = len(_as_tuple("stage_strides", stage_strides))
+    return ArchSpace(
+        kernel_sizes=tuple(kernel_sizes),
+        expand_ratios=tuple(expand_ratios),
+        depths=tuple(depths),
+        resolutions=tuple(resolutions),
+        base_widths=tuple(base_widths),
+        stage_strides=tuple(stage_strides),
+        stage_activations=("relu6",) * num_stages,
+        stage_se=(False,) * num_stages,
+        width_mult=width_mult,
+        num_classes=num_classes,
+        fixed_depths=(None,) * (num_stages - 1) + (1,),
+        layout="proxyless",
+    )
+
+
+SPACE_ARCHS: Mapping[str, Any] = {"ofa-mbv3": ArchSpace, "ofa-proxyless": proxyless_arch_space}
+"""The arch description of each registered search space, by its name, from the same keyword
+arguments as the space (without ``dropout`` and the BN settings)."""
+
+
+def arch_space_for(name: str, **kwargs: Any) -> ArchSpace:
+    """The :class:`ArchSpace` of the search space registered as ``name`` with ``kwargs``.
+
+    Raises:
+        InvalidInputError: for an unknown name or an argument that space does not take, naming the
+            allowed ones.
+    """
+    allowed = space_arguments(name)
+    unknown = [key for key in kwargs if key not in allowed]
+    if unknown:
+        raise InvalidInputError(f"space {name!r} has no argument {unknown[0]!r}; allowed: {allowed}")
+    return SPACE_ARCHS[name](**kwargs)  # type: ignore[no-any-return]
+
+
+def space_arguments(name: str) -> list[str]:
+    """The arch arguments of the search space registered as ``name`` (InvalidInputError if unknown)."""
+    import inspect
+
+    if name not in SPACE_ARCHS:
+        raise InvalidInputError(f"unknown search space {name!r}; known: {', '.join(sorted(SPACE_ARCHS))}")
+    build = SPACE_ARCHS[name]
+    if build is ArchSpace:
+        return list(_MBV3_ARGUMENTS)
+    return list(inspect.signature(build).parameters)
+
+
+# OFAMobileNetV3Space's arguments that describe its arch (the ArchSpace fields of its signature).
+_MBV3_ARGUMENTS = ("kernel_sizes", "expand_ratios", "depths", "resolutions", "base_widths", "stage_strides",
+                   "stage_activations", "stage_se", "width_mult", "num_classes")

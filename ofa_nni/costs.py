@@ -1,4 +1,4 @@
-"""Analytic MACs and parameter counts of OFA-MobileNetV3 subnets, from the sample alone.
+"""Analytic MACs and parameter counts of OFA-MobileNetV3 and OFA-ProxylessNAS subnets, from the sample alone.
 
 Costs are per-block lookup tables (block, kernel, expand, resolution) built once per space; a
 population of integer-encoded samples is costed with one gather and a masked sum, no forward pass
@@ -73,24 +73,25 @@ class AnalyticCostModel:
             stem, first = space.stem_width, space.first_block_width
             macs = size * size * 3 * stem * 9  # stem conv 3x3 stride 2
             macs += size * size * stem * 9 + size * size * stem * first  # first block: dw 3x3 + project
-            for s in range(space.num_stages):
-                for b in range(space.max_depth):
-                    stride = space.stage_strides[s] if b == 0 else 1
-                    out_size = _conv_out(size, stride)
-                    c_in, c_out = space.block_in_channels(s, b), space.stage_widths[s]
-                    block = s * space.max_depth + b
-                    for e_idx, expand in enumerate(space.expand_ratios):
-                        mid = space.mid_channels(c_in, expand)
-                        for k_idx, kernel in enumerate(space.kernel_sizes):
-                            block_macs = out_size * out_size * mid * (kernel * kernel + c_out)
-                            if has_expand_conv:
-                                block_macs += size * size * c_in * mid
-                            if space.stage_se[s]:
-                                block_macs += 2 * mid * space.se_channels(mid)
-                            self.block_macs[block, k_idx, e_idx, r_idx] = block_macs
-                    size = out_size
-            macs += size * size * space.stage_widths[-1] * space.final_expand_width
-            macs += space.final_expand_width * space.feature_mix_width
+            for block, (s, b) in enumerate(space.blocks):
+                stride = space.stage_strides[s] if b == 0 else 1
+                out_size = _conv_out(size, stride)
+                c_in, c_out = space.block_in_channels(s, b), space.stage_widths[s]
+                for e_idx, expand in enumerate(space.expand_ratios):
+                    mid = space.mid_channels(c_in, expand)
+                    for k_idx, kernel in enumerate(space.kernel_sizes):
+                        block_macs = out_size * out_size * mid * (kernel * kernel + c_out)
+                        if has_expand_conv:
+                            block_macs += size * size * c_in * mid
+                        if space.stage_se[s]:
+                            block_macs += 2 * mid * space.se_channels(mid)
+                        self.block_macs[block, k_idx, e_idx, r_idx] = block_macs
+                size = out_size
+            if space.layout == "mbv3":  # final expand at full size, feature mix after the pool
+                macs += size * size * space.stage_widths[-1] * space.final_expand_width
+                macs += space.final_expand_width * space.feature_mix_width
+            else:  # feature mix before the pool
+                macs += size * size * space.stage_widths[-1] * space.feature_mix_width
             macs += space.feature_mix_width * space.num_classes
             self.fixed_macs[r_idx] = macs
 
@@ -102,25 +103,29 @@ class AnalyticCostModel:
             + 2 * stem
             + stem * first
             + 2 * first  # first block
-            + space.stage_widths[-1] * space.final_expand_width
-            + 2 * space.final_expand_width
-            + space.final_expand_width * space.feature_mix_width  # feature mix: no bias, no BN
             + space.feature_mix_width * space.num_classes
             + space.num_classes
         )
-        for s in range(space.num_stages):
-            for b in range(space.max_depth):
-                c_in, c_out = space.block_in_channels(s, b), space.stage_widths[s]
-                for e_idx, expand in enumerate(space.expand_ratios):
-                    mid = space.mid_channels(c_in, expand)
-                    for k_idx, kernel in enumerate(space.kernel_sizes):
-                        params = mid * kernel * kernel + 2 * mid + mid * c_out + 2 * c_out
-                        if has_expand_conv:
-                            params += c_in * mid + 2 * mid
-                        if space.stage_se[s]:
-                            se = space.se_channels(mid)
-                            params += 2 * mid * se + se + mid
-                        self.block_params[s * space.max_depth + b, k_idx, e_idx] = params
+        if space.layout == "mbv3":
+            self.fixed_params += (
+                space.stage_widths[-1] * space.final_expand_width
+                + 2 * space.final_expand_width
+                + space.final_expand_width * space.feature_mix_width  # feature mix: no bias, no BN
+            )
+        else:
+            self.fixed_params += space.stage_widths[-1] * space.feature_mix_width + 2 * space.feature_mix_width
+        for block, (s, b) in enumerate(space.blocks):
+            c_in, c_out = space.block_in_channels(s, b), space.stage_widths[s]
+            for e_idx, expand in enumerate(space.expand_ratios):
+                mid = space.mid_channels(c_in, expand)
+                for k_idx, kernel in enumerate(space.kernel_sizes):
+                    params = mid * kernel * kernel + 2 * mid + mid * c_out + 2 * c_out
+                    if has_expand_conv:
+                        params += c_in * mid + 2 * mid
+                    if space.stage_se[s]:
+                        se = space.se_channels(mid)
+                        params += 2 * mid * se + se + mid
+                    self.block_params[block, k_idx, e_idx] = params
 
     def _as_indices(self, samples: Any) -> tuple[np.ndarray, bool]:
         if isinstance(samples, Mapping):

@@ -187,10 +187,14 @@ class ElasticMBConv(nn.Module):
         self.se = ElasticSqueezeExcite(max_mid) if use_se else None
         self.project_conv = ElasticPointwiseConv2d(max_mid, out_channels)
         self.project_bn = ElasticBatchNorm2d(out_channels)
-        # ReLU in place (as OFA does): it always follows a BN, whose backward needs its input, not
+        # ReLU/ReLU6 in place (as OFA does): it always follows a BN, whose backward needs its input, not
         # its output, so no copy is needed, and one activation-sized allocation per ReLU is saved.
         # (In-place h-swish would gain nothing: its backward needs its input, which autograd keeps.)
-        self.act = nn.ReLU(inplace=True) if activation == "relu" else make_activation(activation)
+        self.act = (
+            nn.ReLU(inplace=True) if activation == "relu"
+            else nn.ReLU6(inplace=True) if activation == "relu6"
+            else make_activation(activation)
+        )
         self.residual = stride == 1 and in_channels == out_channels
         # The active setting: the largest subnet until a sample is activated.
         self.kernel_size: int = self.kernel_sizes[-1]

@@ -26,12 +26,15 @@ __all__ = [
 
 
 def make_activation(name: str) -> nn.Module:
-    """``"relu"`` or ``"hswish"`` (h-swish: x * relu6(x + 3) / 6, MobileNetV3)."""
+    """``"relu"``, ``"relu6"`` (ProxylessNAS) or ``"hswish"`` (h-swish: x * relu6(x + 3) / 6,
+    MobileNetV3)."""
     if name == "relu":
         return nn.ReLU()
+    if name == "relu6":
+        return nn.ReLU6()
     if name == "hswish":
         return nn.Hardswish()
-    raise InvalidInputError(f"unknown activation {name!r}; allowed: 'relu', 'hswish'")
+    raise InvalidInputError(f"unknown activation {name!r}; allowed: 'relu', 'relu6', 'hswish'")
 
 
 def resize_to_resolution(x: torch.Tensor, resolution: int) -> torch.Tensor:
@@ -126,6 +129,7 @@ class MBConvBlock(nn.Module):
         activation: str,
         se_channels: int | None = None,
         has_expand_conv: bool = True,
+        allow_residual: bool = True,
     ) -> None:
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
@@ -145,7 +149,8 @@ class MBConvBlock(nn.Module):
         self.project_conv = nn.Conv2d(mid_channels, out_channels, 1, bias=False)
         self.project_bn = nn.BatchNorm2d(out_channels)
         self.act = make_activation(activation)
-        self.residual = stride == 1 and in_channels == out_channels
+        # ProxylessNAS's first block has no shortcut even where the shapes would allow one.
+        self.residual = allow_residual and stride == 1 and in_channels == out_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = x
@@ -159,10 +164,11 @@ class MBConvBlock(nn.Module):
 
 
 class MobileNetV3Subnet(nn.Module):
-    """A static OFA-MobileNetV3 subnet (what ``OFAMobileNetV3Space.freeze`` returns).
+    """A static OFA-MobileNetV3 or OFA-ProxylessNAS subnet (what the spaces' ``freeze`` returns).
 
-    Inputs of another size are resized to :attr:`resolution` first, so the subnet computes the same
-    function as the supernet with its sample active.
+    MobileNetV3 head: final expand, pool, feature mix. ProxylessNAS head (``final_expand=None``):
+    feature mix, then pool. Inputs of another size are resized to :attr:`resolution` first, so the
+    subnet computes the same function as the supernet with its sample active.
     """
 
     def __init__(
@@ -172,7 +178,7 @@ class MobileNetV3Subnet(nn.Module):
         stem: ConvBNAct,
         first_block: MBConvBlock,
         blocks: list[MBConvBlock],
-        final_expand: ConvBNAct,
+        final_expand: ConvBNAct | None,
         feature_mix: ConvBNAct,
         classifier: nn.Linear,
         dropout: float = 0.0,
@@ -193,8 +199,11 @@ class MobileNetV3Subnet(nn.Module):
         x = resize_to_resolution(x, self.resolution)
         x = self.first_block(self.stem(x))
         x = self.blocks(x)
-        x = self.final_expand(x)
-        x = self.feature_mix(x.mean((2, 3), keepdim=True))
+        # The supernet's head is the same code (written out: TorchScript cannot pass modules around).
+        if self.final_expand is not None:  # MobileNetV3: final expand, pool, feature mix
+            x = self.feature_mix(self.final_expand(x).mean((2, 3), keepdim=True))
+        else:  # ProxylessNAS: feature mix, pool
+            x = self.feature_mix(x).mean((2, 3), keepdim=True)
         return self.classifier(self.dropout(torch.flatten(x, 1)))
 
     def extra_repr(self) -> str:

@@ -16,12 +16,11 @@ space: it names the first label whose entry differs from the space.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Mapping
 from typing import Any
 
-from ofa_nni.arch import ArchSpace
+from ofa_nni.arch import ArchSpace, arch_space_for, space_arguments
 from ofa_nni.errors import InvalidInputError
 
 __all__ = [
@@ -91,28 +90,34 @@ def _same_choices(values: list[Any], allowed: list[Any]) -> bool:
 
 
 def arch_space_from_spec(spec: Mapping[str, Any]) -> ArchSpace:
-    """An :class:`ArchSpace` from ``{"preset": "cpu", "num_classes": 10, <ArchSpace field>: ...}``.
+    """An :class:`ArchSpace` from ``{"name": "ofa-mbv3", "preset": "cpu", "num_classes": 10, <argument>: ...}``.
 
-    ``preset`` (default ``"ofa-mobilenetv3"``, the paper's space) names an entry of
-    :data:`ofa_nni.training.config.SPACE_PRESETS`, the same presets a training configuration's
-    ``space.preset`` uses; any other key overrides one :class:`ArchSpace` field.
+    ``name`` (default ``"ofa-mbv3"``) is the search space's registered name, as a training
+    configuration's ``space.name``; ``preset`` (default: the space's released form,
+    ``"ofa-mobilenetv3"`` / ``"ofa-proxylessnas"``) names one of that space's presets
+    (:data:`ofa_nni.training.config.PRESETS_BY_SPACE`, the same a training configuration's
+    ``space.preset`` uses); any other key overrides one argument of the space.
 
     Raises:
-        ValueError: an unknown preset or key (the message lists the allowed ones), or invalid values.
+        ValueError: an unknown name, preset or key (the message lists the allowed ones), or invalid values.
     """
-    from ofa_nni.training.config import SPACE_PRESETS
+    from ofa_nni.training.config import PRESETS_BY_SPACE
 
     if not isinstance(spec, Mapping):
         raise InvalidInputError(f"a space description must be a mapping such as {{'preset': 'cpu', 'num_classes': 10}}, "
                          f"got {spec!r}")
-    fields = [field.name for field in dataclasses.fields(ArchSpace)]
-    preset = spec.get("preset", "ofa-mobilenetv3")
-    if not isinstance(preset, str) or preset not in SPACE_PRESETS:
-        raise InvalidInputError(f"space preset {preset!r} is not known; allowed: {list(SPACE_PRESETS)}")
-    unknown = [key for key in spec if key != "preset" and key not in fields]
+    name = spec.get("name", "ofa-mbv3")
+    if not isinstance(name, str) or name not in PRESETS_BY_SPACE:
+        raise InvalidInputError(f"space name {name!r} is not known; allowed: {list(PRESETS_BY_SPACE)}")
+    presets = PRESETS_BY_SPACE[name]
+    preset = spec.get("preset", next(iter(presets)))
+    if not isinstance(preset, str) or preset not in presets:
+        raise InvalidInputError(f"space preset {preset!r} is not known; allowed for {name}: {list(presets)}")
+    allowed = ["name", "preset", *space_arguments(name)]
+    unknown = [key for key in spec if key not in allowed]
     if unknown:
-        raise InvalidInputError(f"space description: unknown key {unknown[0]!r}; allowed: {['preset', *fields]}")
-    kwargs: dict[str, Any] = dict(SPACE_PRESETS[preset])
+        raise InvalidInputError(f"space description: unknown key {unknown[0]!r}; allowed: {allowed}")
+    kwargs: dict[str, Any] = dict(presets[preset])
     kwargs.update({key: tuple(value) if isinstance(value, list) else value
-                   for key, value in spec.items() if key != "preset"})
-    return ArchSpace(**kwargs)
+                   for key, value in spec.items() if key not in ("name", "preset")})
+    return arch_space_for(name, **kwargs)

@@ -28,7 +28,7 @@ import torch
 from ofa_nni.arch import ArchSpace, Sample
 from ofa_nni.errors import InvalidInputError
 
-__all__ = ["convert_ofa_state_dict", "arch_from_ofa", "arch_to_ofa"]
+__all__ = ["convert_ofa_state_dict", "arch_from_ofa", "arch_to_ofa", "sample_from_ofa_settings"]
 
 # OFA's sub-layer names inside an MBConv block -> our prefixes (``<prefix>_conv``, ``<prefix>_bn``).
 _BLOCK_PARTS = {"inverted_bottleneck": "expand", "depth_conv": "depthwise", "point_linear": "project"}
@@ -135,7 +135,28 @@ def _kernel_sizes(keys: Iterable[str], pattern: str) -> list[int]:
     return sorted(sizes)
 
 
-def _settings_hint(canonical: Mapping[str, Any], target: Mapping[str, Any], num_elastic: int) -> str:
+# The reference's supernet layouts, told apart by a layer only one of them has.
+_LAYOUTS = {
+    "mbv3": ("OFA-MobileNetV3 (OFAMobileNetV3: final_expand_layer)", "OFAMobileNetV3Space"),
+    "proxyless": ("OFA-ProxylessNAS (OFAProxylessNASNets: feature_mix_layer with BN, no final_expand_layer)",
+                  "OFAProxylessNASSpace"),
+    "resnet": ("OFA-ResNet50 (OFAResNets: input_stem)", "OFAResNetSpace"),
+}
+
+
+def _ofa_layout(canonical_keys: Iterable[str]) -> str | None:
+    """Which reference supernet a (canonical) OFA state dict comes from, or None if unknown."""
+    keys = list(canonical_keys)
+    if any(key.startswith("input_stem.") for key in keys):
+        return "resnet"
+    if any(key.startswith("final_expand_layer.") for key in keys):
+        return "mbv3"
+    if any(key.startswith("feature_mix_layer.bn.") for key in keys):
+        return "proxyless"
+    return None
+
+
+def _settings_hint(canonical: Mapping[str, Any], target: Mapping[str, Any], num_elastic: int, space_name: str) -> str:
     """What the checkpoint's shapes say about its space, where it differs from the target's."""
     notes = []
     theirs_classifier = canonical.get("classifier.linear.weight")
@@ -154,7 +175,7 @@ def _settings_hint(canonical: Mapping[str, Any], target: Mapping[str, Any], num_
                 notes.append(
                     f"{ours_key.split('.')[0]} width {theirs} "
                     f"(this space: {ours}, ratio {theirs / ours:.2f}): "
-                    f"set width_mult (released supernets use 1.0 and 1.2)"
+                    f"set width_mult (released supernets: MobileNetV3 1.0 and 1.2, ProxylessNAS 1.3)"
                 )
     theirs_blocks = {int(m.group(1)) for key in canonical if (m := _BLOCK_KEY.match(key))} - {0}
     if theirs_blocks and len(theirs_blocks) != num_elastic:
@@ -178,7 +199,7 @@ def _settings_hint(canonical: Mapping[str, Any], target: Mapping[str, Any], num_
                      f"{ours_kernels or 'of one size'}): set kernel_sizes")
     advice = (
         "build the space with the checkpoint's settings: "
-        "OFAMobileNetV3Space.from_ofa_state_dict(state_dict, num_classes=..., width_mult=..., "
+        f"{space_name}.from_ofa_state_dict(state_dict, num_classes=..., width_mult=..., "
         "kernel_sizes=..., expand_ratios=..., depths=...)"
     )
     if notes:
@@ -187,7 +208,7 @@ def _settings_hint(canonical: Mapping[str, Any], target: Mapping[str, Any], num_
 
 
 def convert_ofa_state_dict(
-    state_dict: Mapping[str, Any], target_state_dict: Mapping[str, Any]
+    state_dict: Mapping[str, Any], target_state_dict: Mapping[str, Any], *, space_name: str = "OFAMobileNetV3Space"
 ) -> dict[str, torch.Tensor]:
     """Map an ``ofa`` ``OFAMobileNetV3`` state dict onto the keys of ``target_state_dict``.
 
@@ -196,7 +217,9 @@ def convert_ofa_state_dict(
             ..., ...}``), in the current or the legacy (``mobile_inverted_conv``) naming, optionally
             with a ``module.`` prefix.
         target_state_dict: ``space.state_dict()`` of the :class:`search_spaces.OFAMobileNetV3Space`
-            that will receive the weights (only its keys and shapes are read).
+            that will receive the weights (only its keys and shapes are read); the same for
+            ``ofa``'s ``OFAProxylessNASNets`` and :class:`search_spaces.OFAProxylessNASSpace`.
+        space_name: The target's class, named in the error's hint.
 
     Returns:
         A state dict with exactly the target's keys, ready for ``space.load_state_dict``. BatchNorm
@@ -221,6 +244,13 @@ def convert_ofa_state_dict(
             raise InvalidInputError(f"OFA state dict keys {original_key[name]!r} and {key!r} name the same tensor")
         canonical[name], original_key[name] = value, key
 
+    theirs_layout = _ofa_layout(canonical)
+    ours_layout = "mbv3" if "final_expand.conv.weight" in target_state_dict else "proxyless"
+    if theirs_layout is not None and theirs_layout != ours_layout:
+        raise InvalidInputError(
+            f"OFA state dict has the {_LAYOUTS[theirs_layout][0]} layout; {space_name} expects "
+            f"{_LAYOUTS[ours_layout][0]}: load it with {_LAYOUTS[theirs_layout][1]}.from_ofa_state_dict"
+        )
     slots = _block_slots(target_state_dict)
     converted: dict[str, torch.Tensor] = {}
     unexpected: list[str] = []
@@ -252,7 +282,7 @@ def convert_ofa_state_dict(
         if mismatched:
             shapes = _listed(list(mismatched.values()))
             parts.append(f"shapes disagree (ours vs theirs): {len(mismatched)}: {shapes}")
-        hint = _settings_hint(canonical, target_state_dict, len(slots))
+        hint = _settings_hint(canonical, target_state_dict, len(slots), space_name)
         raise InvalidInputError("OFA state dict does not match this space; " + "; ".join(parts) + ". " + hint)
     return converted
 
@@ -299,8 +329,11 @@ def arch_from_ofa(ks: Sequence[int], e: Sequence[float], d: Sequence[int], r: in
             not a choice, naming the OFA position, our label and the allowed values.
     """
     arch = _as_arch_space(space)
-    blocks = [(s, b) for s in range(arch.num_stages) for b in range(arch.max_depth)]
+    blocks = arch.blocks
     per_block = f"(one per elastic block: {arch.num_stages} stages x {arch.max_depth})"
+    if arch.fixed_depths:
+        per_stage = ", ".join(str(arch.stage_num_blocks(s)) for s in range(arch.num_stages))
+        per_block = f"(one per elastic block: {arch.num_stages} stages of {per_stage})"
     ks = _as_list("ks", ks, arch.num_blocks, f"kernel sizes {per_block}")
     e = _as_list("e", e, arch.num_blocks, f"expand ratios {per_block}")
     d = _as_list("d", d, arch.num_stages, "depths (one per stage)")
@@ -311,7 +344,11 @@ def arch_from_ofa(ks: Sequence[int], e: Sequence[float], d: Sequence[int], r: in
         entries.append((f"ks[{i}]", arch.kernel_label(s, b), ks[i]))
     for i, (s, b) in enumerate(blocks):
         entries.append((f"e[{i}]", arch.expand_label(s, b), e[i]))
-    entries += [(f"d[{s}]", arch.depth_label(s), d[s]) for s in range(arch.num_stages)]
+    for s in range(arch.num_stages):
+        # A fixed-depth stage runs its blocks whatever depth OFA passes (its set_active_subnet takes
+        # min(blocks, d), and set_max_net passes max(depths) to every stage).
+        fixed = bool(arch.fixed_depths) and arch.fixed_depths[s] is not None and d[s] in arch.depths
+        entries.append((f"d[{s}]", arch.depth_label(s), arch.stage_num_blocks(s) if fixed else d[s]))
     entries.append(("r", ArchSpace.RESOLUTION_LABEL, r))
     sample: Sample = {}
     for position, label, value in entries:
@@ -332,10 +369,54 @@ def arch_to_ofa(sample: Mapping[str, Any] | str, *, space: Any = None) -> dict[s
     """
     arch = _as_arch_space(space)
     sample = arch.parse(sample) if isinstance(sample, str) else arch.validate(sample)
-    blocks = [(s, b) for s in range(arch.num_stages) for b in range(arch.max_depth)]
+    blocks = arch.blocks
     return {
         "ks": [sample[arch.kernel_label(s, b)] for s, b in blocks],
         "e": [sample[arch.expand_label(s, b)] for s, b in blocks],
         "d": [sample[arch.depth_label(s)] for s in range(arch.num_stages)],
         "r": sample[ArchSpace.RESOLUTION_LABEL],
     }
+
+
+_SETTING_KEYS = ("ks", "e", "d", "r")
+
+
+def sample_from_ofa_settings(settings: Mapping[str, Any], *, space: Any = None) -> Sample:
+    """Our sample for the keyword arguments of the reference's ``set_active_subnet(ks=..., e=...,
+    d=...)`` plus ``"r"`` (the resolution), e.g. what its ``sample_active_subnet()`` returns with
+    ``r`` added.
+
+    As in the reference, a single number stands for every block (``ks``, ``e``) or stage (``d``);
+    ``d`` may leave out the fixed-depth stages (OFA-ProxylessNAS's last, one-block stage).
+
+    Raises:
+        InvalidInputError: for a missing or unknown key, naming the keys allowed, and everything
+            :func:`arch_from_ofa` refuses.
+    """
+    arch = _as_arch_space(space)
+    if not isinstance(settings, Mapping):
+        raise InvalidInputError(f"OFA settings must be a dict with keys {list(_SETTING_KEYS)}, got {settings!r}")
+    unknown = [key for key in settings if key not in _SETTING_KEYS]
+    missing = [key for key in _SETTING_KEYS if key not in settings]
+    if unknown or missing:
+        raise InvalidInputError(
+            f"OFA settings need exactly the keys {list(_SETTING_KEYS)} (set_active_subnet's ks, e, d and the "
+            f"resolution r); unknown: {unknown}, missing: {missing}"
+        )
+
+    def broadcast(values: Any, length: int) -> Any:
+        is_number = isinstance(values, (int, float, np.integer, np.floating)) and not isinstance(values, bool)
+        return [values] * length if is_number else values
+
+    elastic = [s for s in range(arch.num_stages) if not arch.fixed_depths or arch.fixed_depths[s] is None]
+    depths = broadcast(settings["d"], arch.num_stages)
+    if (
+        isinstance(depths, (Sequence, np.ndarray)) and not isinstance(depths, str)
+        and len(depths) == len(elastic) < arch.num_stages
+    ):
+        given = dict(zip(elastic, list(depths), strict=True))
+        depths = [given.get(s, arch.stage_num_blocks(s)) for s in range(arch.num_stages)]
+    return arch_from_ofa(
+        broadcast(settings["ks"], arch.num_blocks), broadcast(settings["e"], arch.num_blocks), depths,
+        settings["r"], space=arch,
+    )

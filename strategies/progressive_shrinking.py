@@ -40,7 +40,14 @@ from torch import nn
 from ofa_nni.arch import Sample
 from ofa_nni.errors import InvalidInputError
 from ofa_nni.runtime import recalibrate_batchnorm
-from ofa_nni.training.checkpoint import CheckpointError, check_compatible, load_checkpoint, save_checkpoint
+from ofa_nni.training.checkpoint import (
+    CheckpointError,
+    TrainingDivergedError,
+    check_compatible,
+    load_checkpoint,
+    non_finite_weights,
+    save_checkpoint,
+)
 from ofa_nni.training.schedule import (
     PAPER_BATCH_SIZE,
     Phase,
@@ -57,7 +64,7 @@ from ofa_nni.training.steps import (
     train_subnets,
     validation_subnets,
 )
-from search_spaces import OFAMobileNetV3Space
+from search_spaces import OFAMobileSpace
 
 __all__ = ["ProgressiveShrinking", "SandwichRule", "SupernetTrainingModule", "LAST_CHECKPOINT"]
 
@@ -147,11 +154,12 @@ class SupernetTrainingModule(BaseOneShotLightningModule):
 
     # ----------------------------------------------------------------- helpers
     @property
-    def supernet(self) -> OFAMobileNetV3Space:
+    def supernet(self) -> OFAMobileSpace:
         model = self.model
-        if not isinstance(model, OFAMobileNetV3Space):
+        if not isinstance(model, OFAMobileSpace):
             raise TypeError(
-                f"ProgressiveShrinking/SandwichRule train an OFAMobileNetV3Space, got {type(model).__name__}"
+                "ProgressiveShrinking/SandwichRule train an OFA space (OFAMobileNetV3Space, OFAProxylessNASSpace), "
+                f"got {type(model).__name__}"
             )
         return model
 
@@ -268,6 +276,8 @@ class SupernetTrainingModule(BaseOneShotLightningModule):
             teacher=self.teacher,
             label_smoothing=self.label_smoothing,
         )
+        if not np.isfinite(metrics["loss"]):
+            self._diverged(f"the training loss is {metrics['loss']} at step {batch_idx + 1}")
         optimizer.step()
         total, count = self._epoch_loss
         self._epoch_loss = (total + metrics["loss"], count + 1)
@@ -332,6 +342,10 @@ class SupernetTrainingModule(BaseOneShotLightningModule):
         for key, value in self.trainer.callback_metrics.items():
             if key.startswith("val_acc_"):
                 record[key] = float(value)
+        bad, total, names = non_finite_weights(self.supernet.state_dict())
+        if bad:
+            self._diverged(f"{bad:,} of {total:,} weights are not finite (in {names[0]}"
+                           f"{f' and {len(names) - 1} more tensors' if len(names) > 1 else ''})")
         self.history.append(record)
         if self.checkpoint_dir is None or not self.trainer.is_global_zero:
             return
@@ -341,6 +355,17 @@ class SupernetTrainingModule(BaseOneShotLightningModule):
             temporary = boundary.with_name(f".{boundary.name}.tmp")
             shutil.copyfile(last, temporary)
             temporary.replace(boundary)
+
+    def _diverged(self, what: str) -> None:
+        """Stop a run that diverged before it writes a checkpoint of it: the last checkpoint (the last
+        finite weights) stays what --resume and the supernet loaders find."""
+        kept = ("the last finite checkpoint, " + str(self.checkpoint_dir / LAST_CHECKPOINT) + ", is kept"
+                if self.checkpoint_dir is not None and (self.checkpoint_dir / LAST_CHECKPOINT).exists()
+                else "no checkpoint was written")
+        raise TrainingDivergedError(
+            f"training diverged in epoch {self.trainer.current_epoch + 1} (phase {self.phase.name!r}): {what}; "
+            f"{kept}. Lower the learning rate (strategy.lr, or the phase's lr) and start again"
+        )
 
     def on_fit_end(self) -> None:
         # NNI's evaluator reports ``val_acc`` when fit ends; a resumed run with nothing left to do
@@ -399,9 +424,9 @@ class _SupernetStrategy(OneShotStrategy):
         self.resume = resume
         self.run_config = run_config
         self.phases: tuple[Phase, ...] = ()
-        self._space: OFAMobileNetV3Space | None = None
+        self._space: OFAMobileSpace | None = None
 
-    def build_phases(self, space: OFAMobileNetV3Space, evaluator: Lightning) -> tuple[Phase, ...]:
+    def build_phases(self, space: OFAMobileSpace, evaluator: Lightning) -> tuple[Phase, ...]:
         raise NotImplementedError
 
     def default_mutation_hooks(self) -> list[Any]:
@@ -412,8 +437,9 @@ class _SupernetStrategy(OneShotStrategy):
         return [no_default_hook]
 
     def mutate_model(self, model: Any) -> Any:
-        if not isinstance(model, OFAMobileNetV3Space):
-            raise TypeError(f"{type(self).__name__} trains an OFAMobileNetV3Space, got {type(model).__name__}")
+        if not isinstance(model, OFAMobileSpace):
+            raise TypeError(f"{type(self).__name__} trains an OFA space (OFAMobileNetV3Space, OFAProxylessNASSpace), "
+                            f"got {type(model).__name__}")
         self._space = model
         return super().mutate_model(model)
 
@@ -532,7 +558,7 @@ class ProgressiveShrinking(_SupernetStrategy):
         self.explicit_phases = None if phases is None else tuple(phases)
         self.lr_batch_size = lr_batch_size
 
-    def build_phases(self, space: OFAMobileNetV3Space, evaluator: Lightning) -> tuple[Phase, ...]:
+    def build_phases(self, space: OFAMobileSpace, evaluator: Lightning) -> tuple[Phase, ...]:
         if self.explicit_phases is not None:
             return self.explicit_phases
         batch_size = self.lr_batch_size or _global_batch_size(evaluator)
@@ -562,7 +588,7 @@ class SandwichRule(_SupernetStrategy):
         self.epochs, self.lr, self.num_random, self.warmup_epochs = epochs, lr, num_random, warmup_epochs
         self.lr_batch_size = lr_batch_size
 
-    def build_phases(self, space: OFAMobileNetV3Space, evaluator: Lightning) -> tuple[Phase, ...]:
+    def build_phases(self, space: OFAMobileSpace, evaluator: Lightning) -> tuple[Phase, ...]:
         lr = self.lr
         if lr is None:
             lr = 2.6 * (self.lr_batch_size or _global_batch_size(evaluator)) / PAPER_BATCH_SIZE

@@ -104,3 +104,57 @@ def randomize_transforms_(model: torch.nn.Module, seed: int = 0) -> None:
         for name, param in model.named_parameters():
             if ".transform_" in name:
                 param.add_(torch.randn(param.shape, generator=generator) * 0.1)
+
+TINY_PROXYLESS_KWARGS = dict(
+    kernel_sizes=(3, 5),
+    expand_ratios=(2, 3),
+    depths=(1, 2),
+    resolutions=(32, 40),
+    base_widths=(8, 8, 16, 24, 32, 48, 64),
+    stage_strides=(2, 2, 2, 1),
+    width_mult=1.0,
+    num_classes=4,
+)
+"""A ProxylessNAS space with every feature of the released one (3 elastic stages, the single-block
+last stage, relu6, kernel transforms, feature mix before the pool), small enough for a CPU."""
+
+
+@pytest.fixture
+def tiny_proxyless():
+    from search_spaces import OFAProxylessNASSpace
+
+    torch.manual_seed(0)
+    return OFAProxylessNASSpace(**TINY_PROXYLESS_KWARGS)
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):
+    """A folder on its own 256 KiB tmpfs, to fill up or to remount read-only (``mount``: needs root,
+    skipped elsewhere). Yields ``(folder, remount)``; ``remount("ro")`` makes it read-only."""
+    import subprocess
+
+    folder = tmp_path / "small-fs"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.decode().strip()}")
+
+    def remount(options: str) -> None:
+        subprocess.run(["mount", "-o", f"remount,{options}", str(folder)], check=True)
+
+    try:
+        yield folder, remount
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def fill_filesystem(folder) -> None:
+    """Fill the file system of ``folder`` up to the last block (a file named ``.filler``)."""
+    filler = open(os.path.join(folder, ".filler"), "wb", buffering=0)  # noqa: SIM115
+    try:
+        while True:
+            filler.write(b"\0" * 4096)
+    except OSError:
+        pass
+    finally:
+        filler.close()

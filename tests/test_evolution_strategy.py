@@ -38,7 +38,9 @@ def random_predictor(space, seed: int = 0):
     return lambda indices: space.to_features(indices) @ weights
 
 
-def test_predictor_mode_submits_each_targets_subnet_with_recalibrated_weights(tiny_space, tmp_path):
+@pytest.mark.parametrize("space_fixture", ["tiny_space", "tiny_proxyless"])  # OFA-MobileNetV3, OFA-ProxylessNAS
+def test_predictor_mode_submits_each_targets_subnet_with_recalibrated_weights(space_fixture, request, tmp_path):
+    tiny_space = request.getfixturevalue(space_fixture)
     EVALUATED.clear()
     arch = tiny_space.arch_space
     macs = tiny_space.cost_model.macs

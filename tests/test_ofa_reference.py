@@ -8,6 +8,7 @@ compute the same function in both implementations, dynamic and frozen (``get_act
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -28,12 +29,13 @@ CUSTOM_SPACE = dict(
 )
 
 
-def _randomized_ofa_net(seed: int, **ofa_kwargs) -> OFAMobileNetV3:
-    """An ``ofa`` supernet with random weights (OFA's 'he_fout' scale), random BN affine
-    parameters, transformation matrices away from identity (identity would hide a wrong 7->5->3
-    chain) and random BN statistics of its largest subnet (see :func:`_calibrate_reference_`)."""
+def _randomized_ofa_net(seed: int, network: type[nn.Module] = OFAMobileNetV3, **ofa_kwargs) -> Any:
+    """An ``ofa`` supernet (``network``: OFAMobileNetV3 or OFAProxylessNASNets) with random weights
+    (OFA's 'he_fout' scale), random BN affine parameters, transformation matrices away from identity
+    (identity would hide a wrong 7->5->3 chain) and random BN statistics of its largest subnet (see
+    :func:`_calibrate_reference_`)."""
     torch.manual_seed(seed)
-    net = OFAMobileNetV3(**ofa_kwargs)
+    net = network(**ofa_kwargs)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for module in net.modules():
@@ -52,7 +54,7 @@ def _randomized_ofa_net(seed: int, **ofa_kwargs) -> OFAMobileNetV3:
     return net
 
 
-def _calibrate_reference_(net: OFAMobileNetV3, resolution: int, generator: torch.Generator) -> None:
+def _calibrate_reference_(net: nn.Module, resolution: int, generator: torch.Generator) -> None:
     """Random BN running statistics for ``net``'s active subnet, as OFA's BN recalibration makes
     them (the subnet's statistics on a batch, here of random images), then perturbed per channel
     (mildly: the perturbations compound over ~60 BNs).

@@ -18,7 +18,6 @@ stopped).
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -28,8 +27,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from ofa_nni._artifacts import atomic_write, exclusive_lock
 from ofa_nni.app.carbon import CostMeter, PhaseCost
-from ofa_nni.app.report import DEMO_KIND, demo_pareto_plot, demo_report_markdown
+from ofa_nni.app.documents import DemoResults
+from ofa_nni.app.report import demo_pareto_plot, demo_report_markdown
 from ofa_nni.errors import InvalidInputError
 
 __all__ = ["DemoSettings", "DemoResult", "run_demo"]
@@ -131,7 +132,14 @@ def run_demo(
     *,
     say: Callable[[str], None] = _say,
 ) -> DemoResult:
-    """Run the whole flow into ``run_dir`` (see the module docstring) and return its results."""
+    """Run the whole flow into ``run_dir`` (see the module docstring) and return its results. The run
+    directory is locked meanwhile: a second demo into it is refused at once, naming this process."""
+    run_path = Path(run_dir).expanduser().resolve()
+    with exclusive_lock(run_path, "demo run directory"):
+        return _run_demo(run_path, settings or DemoSettings(), say)
+
+
+def _run_demo(run_path: Path, settings: DemoSettings, say: Callable[[str], None]) -> DemoResult:
     from torch.utils.data import DataLoader
 
     from ofa_nni.accuracy import (
@@ -150,9 +158,7 @@ def run_demo(
     from ofa_nni.training import demo_config
     from search_spaces import load_supernet
 
-    settings = settings or DemoSettings()
     _quiet_libraries()
-    run_path = Path(run_dir).expanduser().resolve()
     run_path.mkdir(parents=True, exist_ok=True)
     meter = CostMeter(ledger=run_path / "phase_costs.json")
     started = time.perf_counter()
@@ -291,8 +297,7 @@ def run_demo(
         "spearman": shown.get("spearman", float("nan")), "mape_percent": shown.get("mape_percent", float("nan")),
         "corrected": bool(corrected), "details": validation,
     }
-    report = {
-        "kind": DEMO_KIND,
+    report = DemoResults({
         "run_dir": str(run_path),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "machine": _machine(),
@@ -304,12 +309,12 @@ def run_demo(
         "pareto_front": {"archs": front.archs(), "accuracy_predicted": front.scores.tolist(),
                          "latency_ms": front.costs["latency_ms"].tolist()},
         "costs": costs,
-    }
+    })
     plot_path = run_path / "pareto.png"
     demo_pareto_plot(plot_path, report, sampled=(table(dataset.indices), dataset.accuracies))
     report_path = run_path / "report.md"
     _write_text(report_path, demo_report_markdown(report))
-    _write_text(run_path / "results.json", json.dumps(report, indent=2, default=_json_default))
+    report.save(run_path / "results.json")
     _print_table(chosen, costs, say)
     say(f"\nreport: {report_path}\nplot:   {plot_path}\nfiles:  {run_path}")
     return DemoResult(run_dir=run_path, report_path=report_path, plot_path=plot_path, targets=chosen, costs=costs,
@@ -388,17 +393,5 @@ def _machine() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}"
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
 def _write_text(path: Path, text: str) -> None:
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(text)
-    temp.replace(path)
+    atomic_write(path, lambda file: file.write(text.encode("utf-8")))

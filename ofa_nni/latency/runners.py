@@ -35,16 +35,25 @@ __all__ = [
 
 class _Head(nn.Module):
     """The tail of :class:`~ofa_nni.layers.MobileNetV3Subnet`: final expand, pool, feature mix,
-    classifier (dropout is the identity at inference)."""
+    classifier (dropout is the identity at inference); without a final expand (``expand_channels``
+    0), ProxylessNAS's: feature mix with BN and relu6, pool, classifier."""
 
     def __init__(self, in_channels: int, expand_channels: int, mix_channels: int, num_classes: int) -> None:
         super().__init__()
-        self.final_expand = ConvBNAct(in_channels, expand_channels, 1, activation="hswish")
-        self.feature_mix = ConvBNAct(expand_channels, mix_channels, 1, activation="hswish", use_bn=False)
+        self.final_expand: ConvBNAct | None
+        if expand_channels:
+            self.final_expand = ConvBNAct(in_channels, expand_channels, 1, activation="hswish")
+            self.feature_mix = ConvBNAct(expand_channels, mix_channels, 1, activation="hswish", use_bn=False)
+        else:
+            self.final_expand = None
+            self.feature_mix = ConvBNAct(in_channels, mix_channels, 1, activation="relu6")
         self.classifier = nn.Linear(mix_channels, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.feature_mix(self.final_expand(x).mean((2, 3), keepdim=True))
+        if self.final_expand is not None:
+            x = self.feature_mix(self.final_expand(x).mean((2, 3), keepdim=True))
+        else:
+            x = self.feature_mix(x).mean((2, 3), keepdim=True)
         return self.classifier(torch.flatten(x, 1))
 
 
@@ -64,6 +73,7 @@ def build_op_module(spec: Any) -> nn.Module:
             activation=spec.activation,
             se_channels=spec.se_channels or None,
             has_expand_conv=spec.has_expand_conv,
+            allow_residual=spec.residual,
         )
     elif spec.kind == "head":
         module = _Head(spec.in_channels, spec.mid_channels, spec.feature_mix_channels, spec.out_channels)

@@ -10,6 +10,7 @@ from ofa_nni.arch import ArchSpace
 
 __all__ = ["OpSpec", "op_specs", "specs_by_key"]
 
+
 def _conv_out(size: int, stride: int) -> int:
     return (size - 1) // stride + 1
 
@@ -18,8 +19,9 @@ def _conv_out(size: int, stride: int) -> int:
 class OpSpec:
     """The shape of one measured op: ``kind`` is ``stem``, ``mbconv`` or ``head``.
 
-    For ``head``, ``mid_channels`` is the final-expand width and ``out_channels`` the number of
-    classes (the feature-mix width is ``feature_mix_channels``).
+    For ``head``, ``mid_channels`` is the final-expand width (0: ProxylessNAS's head, feature mix
+    with BN before the pool) and ``out_channels`` the number of classes (the feature-mix width is
+    ``feature_mix_channels``). ``residual`` False: a block without shortcut (ProxylessNAS's first).
     """
 
     kind: str
@@ -33,6 +35,7 @@ class OpSpec:
     se_channels: int = 0
     has_expand_conv: bool = True
     feature_mix_channels: int = 0
+    residual: bool = True
 
     @property
     def key(self) -> str:
@@ -42,6 +45,7 @@ class OpSpec:
             shape = (
                 f"in{self.in_channels}_out{self.out_channels}_mid{self.mid_channels}_k{self.kernel_size}"
                 f"_s{self.stride}_{self.activation}_se{self.se_channels}" + ("" if self.has_expand_conv else "_noexp")
+                + ("" if self.residual else "_noskip")
             )
         else:
             shape = (
@@ -70,26 +74,27 @@ def op_specs(space: ArchSpace, resolution: int) -> tuple[list[OpSpec], dict[tupl
     per (block index, kernel index, expand index) of the elastic blocks."""
     has_expand_conv = max(space.expand_ratios) != 1
     size = _conv_out(resolution, 2)
-    stem = OpSpec("stem", resolution, 3, space.stem_width, kernel_size=3, stride=2, activation="hswish")
+    stem = OpSpec("stem", resolution, 3, space.stem_width, kernel_size=3, stride=2,
+                  activation=space.stem_activation)
     first = OpSpec(
         "mbconv", size, space.stem_width, space.first_block_width, mid_channels=space.stem_width,
-        kernel_size=3, stride=1, activation="relu", has_expand_conv=False,
+        kernel_size=3, stride=1, activation=space.first_block_activation, has_expand_conv=False,
+        residual=space.layout == "mbv3",
     )
     blocks: dict[tuple[int, int, int], OpSpec] = {}
-    for s in range(space.num_stages):
-        for b in range(space.max_depth):
-            stride = space.stage_strides[s] if b == 0 else 1
-            c_in = space.block_in_channels(s, b)
-            for k_idx, kernel in enumerate(space.kernel_sizes):
-                for e_idx, expand in enumerate(space.expand_ratios):
-                    mid = space.mid_channels(c_in, expand) if has_expand_conv else c_in
-                    blocks[(s * space.max_depth + b, k_idx, e_idx)] = OpSpec(
-                        "mbconv", size, c_in, space.stage_widths[s], mid_channels=mid, kernel_size=kernel,
-                        stride=stride, activation=space.stage_activations[s],
-                        se_channels=space.se_channels(mid) if space.stage_se[s] else 0,
-                        has_expand_conv=has_expand_conv,
-                    )
-            size = _conv_out(size, stride)
+    for block, (s, b) in enumerate(space.blocks):
+        stride = space.stage_strides[s] if b == 0 else 1
+        c_in = space.block_in_channels(s, b)
+        for k_idx, kernel in enumerate(space.kernel_sizes):
+            for e_idx, expand in enumerate(space.expand_ratios):
+                mid = space.mid_channels(c_in, expand) if has_expand_conv else c_in
+                blocks[(block, k_idx, e_idx)] = OpSpec(
+                    "mbconv", size, c_in, space.stage_widths[s], mid_channels=mid, kernel_size=kernel,
+                    stride=stride, activation=space.stage_activations[s],
+                    se_channels=space.se_channels(mid) if space.stage_se[s] else 0,
+                    has_expand_conv=has_expand_conv,
+                )
+        size = _conv_out(size, stride)
     head = OpSpec(
         "head", size, space.stage_widths[-1], space.num_classes, mid_channels=space.final_expand_width,
         feature_mix_channels=space.feature_mix_width,

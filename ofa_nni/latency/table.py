@@ -24,11 +24,10 @@ a tampered file fails at load with its path and field, not later in a search.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +49,7 @@ from ofa_nni.latency.protocol import (
 )
 from ofa_nni.latency.specs import OpSpec, op_specs
 
-__all__ = ["LatencyTable", "locked_output", "read_document"]
+__all__ = ["LatencyTable", "read_document"]
 
 _INTERPOLATION = "linear in resolution^2 between the two nearest measured resolutions (extrapolated beyond)"
 _CORRECTION_KEYS = ("kind", "scale", "offset_ms", "applied")
@@ -321,34 +320,3 @@ def read_document(path: Path, *, what: str, format: str, version: int, missing: 
         raise InvalidInputError(f"{path}: {what} format_version {data.get('format_version')!r} is not "
                                 f"supported (this version reads {version})")
     return data
-
-
-@contextlib.contextmanager
-def locked_output(path: str | os.PathLike[str]) -> Iterator[None]:
-    """Hold an OS lock (``flock`` on ``.<name>.lock`` beside ``path``, holding our PID) for the block,
-    so that a second build into the same file is refused at once, naming the holder's PID, instead of
-    the two racing on the progress file. The kernel drops the lock of a process that dies."""
-    import fcntl
-
-    path = Path(path)
-    lock_path = path.parent / f".{path.name}.lock"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as error:
-        raise InvalidInputError(f"cannot write {str(path)!r}: {error.strerror} ({str(lock_path)!r})") from None
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(handle, 32, 0).decode(errors="replace").strip() or "unknown"
-        os.close(handle)
-        raise InvalidInputError(f"{str(path)!r} is being written by another ofa-nni process (PID {holder}, lock "
-                                f"{str(lock_path)!r}): wait for it to end or choose another --out") from None
-    try:
-        os.ftruncate(handle, 0)
-        os.pwrite(handle, f"{os.getpid()}\n".encode(), 0)
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(lock_path)
-        os.close(handle)

@@ -17,7 +17,7 @@ from typing import Any, Union
 
 import yaml
 
-from ofa_nni.arch import ArchSpace
+from ofa_nni.arch import ArchSpace, arch_space_for
 from ofa_nni.data import DATA_KINDS
 from ofa_nni.errors import InvalidInputError, MissingInputError
 from ofa_nni.training.schedule import PHASE_NAMES, PHASE_OVERRIDE_FIELDS, RECIPES, Phase, progressive_shrinking
@@ -33,6 +33,8 @@ __all__ = [
     "TrainerConfig",
     "TrainConfig",
     "SPACE_PRESETS",
+    "PROXYLESS_PRESETS",
+    "PRESETS_BY_SPACE",
     "load_config",
     "demo_config",
 ]
@@ -72,14 +74,39 @@ SPACE_PRESETS: Mapping[str, Mapping[str, Any]] = {
         "stage_se": (False, True, True),
     },
 }
-"""Named spaces for ``space.preset``."""
+"""Named OFA-MobileNetV3 spaces for ``space.preset``."""
+
+PROXYLESS_PRESETS: Mapping[str, Mapping[str, Any]] = {
+    # The released OFA-ProxylessNAS space (OFAProxylessNASSpace's defaults, width 1.3).
+    "ofa-proxylessnas": {},
+    # The CPU preset's sizes in ProxylessNAS's layout: 3 elastic stages of up to 3 blocks, then the
+    # single-block stage; width 1.0.
+    "cpu": {
+        "kernel_sizes": (3, 5, 7),
+        "expand_ratios": (2, 3, 4),
+        "depths": (1, 2, 3),
+        "resolutions": (24, 28, 32),
+        "base_widths": (8, 8, 16, 24, 32, 48, 64),
+        "stage_strides": (2, 2, 2, 1),
+        "width_mult": 1.0,
+    },
+}
+"""Named OFA-ProxylessNAS spaces for ``space.preset`` (with ``space.name: ofa-proxyless``)."""
+
+PRESETS_BY_SPACE: Mapping[str, Mapping[str, Mapping[str, Any]]] = {
+    "ofa-mbv3": SPACE_PRESETS,
+    "ofa-proxyless": PROXYLESS_PRESETS,
+}
+"""The presets of each search space, by the space's registered name (``space.name``)."""
 
 
 @dataclasses.dataclass(frozen=True)
 class SpaceConfig:
-    """``space:`` the search space (a preset, optionally with ``OFAMobileNetV3Space`` arguments)."""
+    """``space:`` the search space: its registered ``name`` (``ofa-mbv3``, ``ofa-proxyless``), a
+    preset of that space, optionally with arguments of the space's class."""
 
     preset: str = "cpu"
+    name: str = "ofa-mbv3"
     kernel_sizes: list[int] | None = None
     expand_ratios: list[float] | None = None
     depths: list[int] | None = None
@@ -92,23 +119,27 @@ class SpaceConfig:
     dropout: float | None = None
 
     def __post_init__(self) -> None:
-        if self.preset not in SPACE_PRESETS:
-            raise ConfigError(f"space.preset: {self.preset!r} is not a preset; allowed: {list(SPACE_PRESETS)}")
+        if self.name not in PRESETS_BY_SPACE:
+            raise ConfigError(f"space.name: {self.name!r} is not a search space; allowed: {list(PRESETS_BY_SPACE)}")
+        presets = PRESETS_BY_SPACE[self.name]
+        if self.preset not in presets:
+            raise ConfigError(f"space.preset: {self.preset!r} is not a preset; allowed: {list(presets)} "
+                              f"(the presets of {self.name})")
         _require("space.dropout", self.dropout, 0.0, 1.0, high_open=True)
         # The space's own checks (odd kernels, one activation per stage, ...) at load time, not at
         # the first training step.
         arch_kwargs = {key: value for key, value in self.space_kwargs().items() if key != "dropout"}
         try:
-            ArchSpace(**arch_kwargs)
+            arch_space_for(self.name, **arch_kwargs)
         except ValueError as error:
             raise ConfigError(f"space: {error}") from None
 
     def space_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of ``OFAMobileNetV3Space`` (without ``num_classes``)."""
-        kwargs = dict(SPACE_PRESETS[self.preset])
+        """Keyword arguments of the space's class (without ``num_classes``)."""
+        kwargs = dict(PRESETS_BY_SPACE[self.name][self.preset])
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if field.name != "preset" and value is not None:
+            if field.name not in ("preset", "name") and value is not None:
                 kwargs[field.name] = tuple(value) if isinstance(value, list) else value
         return kwargs
 

@@ -304,8 +304,13 @@ def unlocked_choices(arch: ArchSpace, phase: Phase) -> dict[str, tuple[Any, ...]
         ".expand": phase.expand_ratios,
         ".depth": phase.depths,
     }
+    fixed_depth_labels = {arch.depth_label(s) for s in range(arch.num_stages)
+                          if arch.fixed_depths and arch.fixed_depths[s] is not None}
     choices: dict[str, tuple[Any, ...]] = {}
     for label in arch.labels:
+        if label in fixed_depth_labels:  # a stage of fixed depth (ProxylessNAS's last) has nothing to unlock
+            choices[label] = arch.choices(label)
+            continue
         allowed = next((values for suffix, values in by_kind.items() if label.endswith(suffix)), phase.resolutions)
         outside = [value for value in allowed if value not in arch.choices(label)]
         if outside:

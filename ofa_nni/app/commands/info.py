@@ -5,26 +5,31 @@ from __future__ import annotations
 import argparse
 import math
 
-from ofa_nni.arch import ArchSpace
+from ofa_nni.arch import SPACE_ARCHS, arch_space_for
 from ofa_nni.costs import AnalyticCostModel
+
+_TITLES = {"ofa-mbv3": "OFA-MobileNetV3", "ofa-proxyless": "OFA-ProxylessNAS"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "info",
-        help="describe the default OFA-MobileNetV3 space",
+        help="describe a released OFA space (default OFA-MobileNetV3)",
         description="Print the search space: labels, choices, number of subnets, smallest and largest subnet.",
     )
     parser.add_argument("--num-classes", type=int, default=1000, help="classifier outputs (default 1000)")
+    parser.add_argument("--space", choices=sorted(SPACE_ARCHS), default="ofa-mbv3",
+                        help="the search space (default ofa-mbv3)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    space = ArchSpace(num_classes=args.num_classes)
+    space = arch_space_for(args.space, num_classes=args.num_classes)
     costs = AnalyticCostModel(space)
-    per_stage = sum((len(space.kernel_sizes) * len(space.expand_ratios)) ** d for d in space.depths)
-    subnets = per_stage**space.num_stages
-    print(f"OFA-MobileNetV3: {space.num_stages} stages x up to {space.max_depth} blocks, {len(space.labels)} labels")
+    blocks = len(space.kernel_sizes) * len(space.expand_ratios)
+    subnets = math.prod(sum(blocks**d for d in space.stage_depths(s)) for s in range(space.num_stages))
+    print(f"{_TITLES.get(args.space, args.space)}: {space.num_stages} stages x up to {space.max_depth} blocks "
+          f"({space.num_blocks} in all), {len(space.labels)} labels")
     print(f"  kernel {list(space.kernel_sizes)}  expand {list(space.expand_ratios)}  depth {list(space.depths)}")
     print(f"  resolution {space.resolutions[0]}..{space.resolutions[-1]} ({len(space.resolutions)} sizes)")
     print(f"  subnets: {subnets:.3g} x {len(space.resolutions)} resolutions (10^{math.log10(subnets):.1f})")

@@ -11,7 +11,7 @@
   turns what it measured on the device into a table.
 * ``ofa-nni lut show lut.json`` prints what a table holds and how good it is.
 
-Every command that writes a file holds an OS lock on it for its whole run (``locked_output``): a
+Every command that writes a file holds an OS lock on it for its whole run (``ofa_nni._artifacts.exclusive_lock``): a
 second one into the same file is refused at once, naming the first's PID.
 """
 
@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ofa_nni.app.commands import seed as seed_type
 from ofa_nni.arch import ArchSpace
 from ofa_nni.errors import InvalidInputError
 from ofa_nni.latency.protocol import BACKENDS, CLOCK_CHOICES, DEVICES, ORDERS, STATISTICS
@@ -47,7 +48,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     source = build.add_mutually_exclusive_group(required=True)
     source.add_argument("--supernet", type=Path, help="trained supernet (supernet.pt or a training checkpoint)")
-    source.add_argument("--preset", help="space preset (cpu, ofa-mobilenetv3)")
+    source.add_argument("--preset", help="space preset (cpu, ofa-mobilenetv3; with --space ofa-proxyless: cpu, "
+                        "ofa-proxylessnas)")
+    build.add_argument("--space", default=None, help="with --preset: the search space (ofa-mbv3, the default, "
+                       "or ofa-proxyless)")
     build.add_argument("--num-classes", type=int, default=None, help="with --preset: classifier outputs")
     build.add_argument("--backend", choices=BACKENDS, default="torch", help="torch (eager) or onnxruntime")
     build.add_argument("--device", choices=DEVICES, default="cpu", help="cpu or cuda")
@@ -133,7 +137,7 @@ def _validation_arguments(parser: argparse.ArgumentParser, subnets: int, *, seed
                              + ("; 0 skips it)" if skippable else ")"))
     parser.add_argument("--calibration-subnets", type=int, default=subnets,
                         help=f"other random subnets that fit the correction (default {subnets})")
-    parser.add_argument("--seed", type=int, default=seed, help=f"seed of the random subnets (default {seed})")
+    parser.add_argument("--seed", type=seed_type, default=seed, help=f"seed of the random subnets (default {seed})")
 
 
 def _resolutions(space: ArchSpace, args: argparse.Namespace) -> list[int] | None:
@@ -151,31 +155,33 @@ def _resolutions(space: ArchSpace, args: argparse.Namespace) -> list[int] | None
 
 def _module_for(space: ArchSpace) -> Any:
     """A supernet of ``space`` with random weights, whose ``freeze`` makes the validation models."""
-    from search_spaces import OFAMobileNetV3Space
+    from search_spaces import space_class
 
+    cls = space_class("ofa-proxyless" if space.layout == "proxyless" else "ofa-mbv3")
     kwargs: dict[str, Any] = {key: tuple(v) if isinstance(v, list) else v for key, v in space.signature().items()}
-    return OFAMobileNetV3Space(**kwargs)
+    return cls(**cls.kwargs_from_arch_signature(kwargs))
 
 
 def _supernet(args: argparse.Namespace) -> Any:
     """The supernet whose ``freeze`` makes the validation models (weights do not matter for latency)."""
     if args.supernet is not None:
-        if args.num_classes is not None:
-            raise InvalidInputError("--num-classes goes with --preset; with --supernet the space is the supernet's")
+        if args.num_classes is not None or args.space is not None:
+            raise InvalidInputError("--num-classes and --space go with --preset; with --supernet the space is the "
+                                    "supernet's")
         from search_spaces import load_supernet
 
         return load_supernet(args.supernet)
     from ofa_nni.nni_search_space import arch_space_from_spec
 
-    spec: dict[str, Any] = {"preset": args.preset}
+    spec: dict[str, Any] = {"preset": args.preset, "name": args.space or "ofa-mbv3"}
     if args.num_classes is not None:
         spec["num_classes"] = args.num_classes
     return _module_for(arch_space_from_spec(spec))
 
 
 def run_build(args: argparse.Namespace) -> int:
+    from ofa_nni._artifacts import exclusive_lock
     from ofa_nni.latency.build import build_latency_table
-    from ofa_nni.latency.table import locked_output
     from ofa_nni.latency.validation import validate_latency_table
 
     for name in ("batch_size", "repeats", "rounds"):
@@ -192,7 +198,7 @@ def run_build(args: argparse.Namespace) -> int:
     resolutions = _resolutions(space, args)
     # Held from the first read of the progress file to its removal: a second build into the same
     # file is refused at once instead of racing on the progress file.
-    with locked_output(args.out):
+    with exclusive_lock(args.out, "latency table"):
         if partial.exists():
             print(f"resuming from {partial}")
         table = build_latency_table(
@@ -214,15 +220,15 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_validate(args: argparse.Namespace) -> int:
+    from ofa_nni._artifacts import exclusive_lock
     from ofa_nni.latency import LatencyTable
     from ofa_nni.latency.deployment import retime_entries
-    from ofa_nni.latency.table import locked_output
     from ofa_nni.latency.validation import validate_latency_table
 
     if args.validate < 3 or args.calibration_subnets < 2:
         raise InvalidInputError("--validate needs at least 3 subnets and --calibration-subnets at least 2")
     out = args.out or args.table
-    with locked_output(out):
+    with exclusive_lock(out, "latency table"):
         table = LatencyTable.load(args.table)
         before = dict(table.validation or {})
         load = retime_entries(table, seed=args.seed, show_progress=not args.quiet)
@@ -243,8 +249,8 @@ def run_validate(args: argparse.Namespace) -> int:
 
 
 def run_bundle(args: argparse.Namespace) -> int:
+    from ofa_nni._artifacts import exclusive_lock
     from ofa_nni.latency.bundle import RUNNER_NAME, write_bundle
-    from ofa_nni.latency.table import locked_output
 
     if args.batch_size < 1:
         raise InvalidInputError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -253,7 +259,7 @@ def run_bundle(args: argparse.Namespace) -> int:
     supernet = _supernet(args)
     space: ArchSpace = supernet.arch_space
     started = time.perf_counter()
-    with locked_output(args.out):
+    with exclusive_lock(args.out, "latency table"):
         manifest = write_bundle(space, args.out, supernet.freeze, resolutions=_resolutions(space, args),
                                 batch_size=args.batch_size, validation_subnets=args.validate,
                                 calibration_subnets=args.calibration_subnets, seed=args.seed)
@@ -268,10 +274,10 @@ def run_bundle(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
+    from ofa_nni._artifacts import exclusive_lock
     from ofa_nni.latency.bundle import import_results
-    from ofa_nni.latency.table import locked_output
 
-    with locked_output(args.out):
+    with exclusive_lock(args.out, "latency table"):
         table = import_results(args.results)
         table.save(args.out)
     print(table.summary())

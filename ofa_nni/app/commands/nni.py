@@ -44,7 +44,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     source = space.add_mutually_exclusive_group(required=True)
     source.add_argument("--supernet", type=Path, help="trained supernet (supernet.pt or a training checkpoint)")
-    source.add_argument("--preset", help="space preset of the training configuration (cpu, ofa-mobilenetv3)")
+    source.add_argument("--preset", help="space preset of the training configuration (cpu, ofa-mobilenetv3; with "
+                        "--space ofa-proxyless: cpu, ofa-proxylessnas)")
+    space.add_argument("--space", default=None, help="with --preset: the search space (ofa-mbv3, the default, "
+                       "or ofa-proxyless)")
     space.add_argument("--kernel-sizes", type=int, nargs="+", help="with --preset: kernel size choices")
     space.add_argument("--expand-ratios", type=float, nargs="+", help="with --preset: expand ratio choices")
     space.add_argument("--depths", type=int, nargs="+", help="with --preset: depth choices")
@@ -92,7 +95,8 @@ def _add_nnictl_action(actions: argparse._SubParsersAction, action: str) -> None
 
 
 def _space_of(args: argparse.Namespace) -> ArchSpace:
-    overrides = {name: getattr(args, name) for name in ("kernel_sizes", "expand_ratios", "depths", "resolutions")
+    overrides = {name: getattr(args, name) for name in ("kernel_sizes", "expand_ratios", "depths", "resolutions",
+                                                        "space")
                  if getattr(args, name) is not None}
     if args.supernet is not None:
         if overrides:
@@ -104,6 +108,7 @@ def _space_of(args: argparse.Namespace) -> ArchSpace:
         return space
     from ofa_nni.nni_search_space import arch_space_from_spec
 
+    overrides["name"] = overrides.pop("space", "ofa-mbv3")
     return arch_space_from_spec({"preset": args.preset, **overrides})
 
 

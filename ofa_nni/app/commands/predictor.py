@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ofa_nni.app.commands import DeferredChoices
+from ofa_nni.app.commands import DeferredChoices, seed
 from ofa_nni.errors import InvalidInputError
 
 __all__ = ["register"]
@@ -55,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="training images for BN recalibration (default: 500 digits, 2000 otherwise)")
     build.add_argument("--batch-size", type=int, default=200, help="evaluation batch size (default 200)")
     build.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    build.add_argument("--seed", type=int, default=0, help="seed of the subnet list and the training")
+    build.add_argument("--seed", type=seed, default=0, help="seed of the subnet list and the training")
     build.add_argument("--out", type=Path, required=True, help="predictor file (.npz)")
     build.add_argument("--quiet", action="store_true", help="no progress bar")
     build.set_defaults(func=run_build)
