@@ -1,108 +1,184 @@
-"""Latency lookup-table quality and build time, torch eager vs ONNX Runtime, in one run.
+"""Latency lookup-table quality and build time per measuring protocol, under competing load.
 
-For each backend: build the table of the paper's OFA-MobileNetV3 space (1000 classes, batch 1) on
-this CPU, measuring every ``--measure-every``-th resolution and interpolating the rest; then
-validate it on K random subnets frozen with ``OFAMobileNetV3Space.freeze`` and measured end to end
-with the same backend (Spearman, Kendall, MAPE of the plain sum, and of the linear correction
-fitted on K other subnets). Validation subnets have random resolutions, most of them interpolated
-ones, so the figures include the interpolation error. Targets (the issue): Spearman >= 0.95 and
-MAPE <= 10% on 2 CPU cores.
+For each stress level (``--stress KIND:N``, repeatable; default none) competing processes run for
+the whole level while, for each protocol, the table of the space is built on this CPU (every
+``--measure-every``-th resolution measured, the rest interpolated), then validated on K random
+subnets frozen with ``OFAMobileNetV3Space.freeze`` and measured end to end with the same protocol
+(Spearman, Kendall, MAPE of the plain sum and of the linear correction fitted on K other
+subnets; the table applies the correction only where it helps). Each protocol's timings give both
+statistics (min and median) without measuring twice.
 
-    .venv/bin/python benchmarks/bench_latency_table.py --threads 2 \\
-        --markdown benchmarks/results/latency_table.md
+Stress kinds (N processes each):
+  cpu      a pure-Python busy loop (one core each)
+  memory   large array copies and matmuls, 2 threads each (memory bandwidth and caches)
+  mixed    processes started and stopped as a test suite or a training run does: each a fresh
+           interpreter importing numpy and working 0.5-3 s, N alive at a time, gaps of 0-1 s
+
+Protocols (``--protocols``, comma-separated clock/order pairs): wall/interleaved (the default),
+cpu/interleaved (the thread's CPU time: preemption does not count), wall/block (each entry's
+rounds back to back). Targets (issue 17): Spearman >= 0.95 and MAPE <= 10% at N = 1 and 2.
+
+    .venv/bin/python benchmarks/bench_latency_table.py --threads 1 --stress none:0 --stress cpu:1 \\
+        --stress cpu:2 --markdown benchmarks/results/latency_table_stress.md
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import random
+import subprocess
+import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from ofa_nni.latency import build_latency_table, validate_latency_table
+from ofa_nni.nni_search_space import arch_space_from_spec
 from search_spaces import OFAMobileNetV3Space
+
+_CPU_HOG = "while True:\n    pass\n"
+_MEMORY_HOG = (
+    "import threading, numpy as np\n"
+    "def work():\n"
+    "    a = np.ones(16_000_000); b = np.empty_like(a); m = np.ones((512, 512))\n"
+    "    while True:\n"
+    "        np.copyto(b, a); np.copyto(a, b); m @ m\n"
+    "threads = [threading.Thread(target=work, daemon=True) for _ in range(2)]\n"
+    "[t.start() for t in threads]; [t.join() for t in threads]\n"
+)
+_BURST = (
+    "import sys, time, numpy as np\n"
+    "end = time.perf_counter() + float(sys.argv[1]); a = np.ones((256, 256))\n"
+    "while time.perf_counter() < end:\n"
+    "    a = np.tanh(a @ a.T / 256)\n"
+)
+
+
+@contextlib.contextmanager
+def stress(kind: str, count: int) -> Iterator[None]:
+    """Competing load of ``kind`` with ``count`` processes, for the duration of the block."""
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
+    processes: list[subprocess.Popen[bytes]] = []
+    stop = threading.Event()
+    driver = None
+    if kind in ("cpu", "memory"):
+        code = _CPU_HOG if kind == "cpu" else _MEMORY_HOG
+        processes = [subprocess.Popen([sys.executable, "-c", code], env=env) for _ in range(count)]
+    elif kind == "mixed" and count:
+        rng = random.Random(0)
+
+        def drive() -> None:
+            alive: list[subprocess.Popen[bytes]] = []
+            while not stop.is_set():
+                alive = [p for p in alive if p.poll() is None]
+                while len(alive) < count:
+                    alive.append(subprocess.Popen([sys.executable, "-c", _BURST, f"{rng.uniform(0.5, 3.0):.2f}"],
+                                                  env=env))
+                stop.wait(rng.uniform(0.0, 1.0))
+            for p in alive:
+                p.kill()
+                p.wait()
+
+        driver = threading.Thread(target=drive, daemon=True)
+        driver.start()
+    elif kind not in ("none", "cpu", "memory", "mixed"):
+        raise SystemExit(f"unknown stress kind {kind!r}; allowed: none, cpu, memory, mixed")
+    try:
+        time.sleep(1.0 if count else 0.0)  # let the load start
+        yield
+    finally:
+        stop.set()
+        if driver is not None:
+            driver.join()
+        for p in processes:
+            p.kill()
+            p.wait()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backends", nargs="+", default=["torch", "onnxruntime"])
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--preset", default="ofa-mobilenetv3",
+                        help="space preset (ofa-mobilenetv3: the paper's, 1000 classes; cpu: the demo's)")
+    parser.add_argument("--num-classes", type=int, default=None)
+    parser.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"])
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--measure-every", type=int, default=4, help="measure every N-th resolution (and 224)")
+    parser.add_argument("--measure-every", type=int, default=4, help="measure every N-th resolution (and the largest)")
     parser.add_argument("--validate", type=int, default=30)
     parser.add_argument("--calibration-subnets", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
-                        help="cpu: the thread's CPU time (needs --threads 1), for a machine shared with busy processes")
+    parser.add_argument("--stress", action="append", default=None, metavar="KIND:N",
+                        help="competing load: none:0, cpu:N, memory:N, mixed:N (repeatable; default none:0)")
+    parser.add_argument("--protocols", default="wall/interleaved,cpu/interleaved,wall/block",
+                        help="comma-separated clock/order pairs")
     parser.add_argument("--out-dir", type=Path, default=Path("runs/bench-latency"))
     parser.add_argument("--markdown", type=Path, default=None)
     args = parser.parse_args()
-    supernet = OFAMobileNetV3Space()  # weights do not matter for latency
+    spec: dict[str, Any] = {"preset": args.preset}
+    if args.num_classes is not None:
+        spec["num_classes"] = args.num_classes
+    signature = arch_space_from_spec(spec).signature()
+    supernet = OFAMobileNetV3Space(**{k: tuple(v) if isinstance(v, list) else v for k, v in signature.items()})
     space = supernet.arch_space
     measured = sorted(set(space.resolutions[:: args.measure_every]) | {space.resolutions[-1]})
+    protocols = [tuple(p.split("/")) for p in args.protocols.split(",")]
+    levels = [(text.split(":")[0], int(text.split(":")[1])) for text in (args.stress or ["none:0"])]
     lines: list[str] = []
 
     def say(text: str = "") -> None:
         print(text, flush=True)
         lines.append(text)
 
-    say("# Latency lookup tables: quality and build time (OFA-MobileNetV3, 1000 classes)")
+    say(f"# Latency tables under competing load ({args.preset}, {space.num_classes} classes, {args.backend})")
     say()
-    say(f"CPU: {os.cpu_count()} logical CPUs shared with other processes; {args.threads} thread(s) per backend; "
-        f"batch size {args.batch_size}; {args.clock}-clock timings; warm-up {args.warmup}, repeats {args.repeats}, "
-        f"rounds {args.rounds} "
-        f"(median, and minimum, of {args.repeats * args.rounds} timings per entry and per validation subnet).")
-    say(f"Measured resolutions {measured}; the other {len(space.resolutions) - len(measured)} are interpolated "
-        f"(linear in r^2). Validation: {args.validate} random subnets; correction a*sum+b fitted (Theil-Sen) on "
-        f"{args.calibration_subnets} other random subnets.")
+    say(f"CPU: {os.cpu_count()} logical CPUs, shared with whatever else runs (load averages below); "
+        f"{args.threads} thread(s); batch {args.batch_size}; warm-up {args.warmup}, repeats {args.repeats}, "
+        f"rounds {args.rounds}. Measured resolutions {measured} (the other "
+        f"{len(space.resolutions) - len(measured)} interpolated). Validation: {args.validate} random subnets, "
+        f"correction fitted on {args.calibration_subnets} others. Started {time.strftime('%Y-%m-%d %H:%M:%S')}.")
     say()
-    rows = []
-    for backend in args.backends:
-        load_start = os.getloadavg()[0]
-        started = time.perf_counter()
-        table = build_latency_table(space, backend=backend, batch_size=args.batch_size, resolutions=measured,
-                                    warmup=args.warmup, repeats=args.repeats, rounds=args.rounds,
-                                    num_threads=args.threads, clock=args.clock)
-        build_seconds = time.perf_counter() - started
-        started = time.perf_counter()
-        validation = validate_latency_table(table, supernet.freeze, num_subnets=args.validate,
-                                            calibration_subnets=args.calibration_subnets)
-        validate_seconds = time.perf_counter() - started
-        args.out_dir.mkdir(parents=True, exist_ok=True)
-        table.save(args.out_dir / f"lut_{backend}_cpu_t{args.threads}_{args.clock}.json")
-        print(table.summary(), flush=True)
-        load_end = os.getloadavg()[0]
-        # The same timings, summed and compared with the other statistic (no new measurement).
-        other = table.with_statistic("median" if table.statistic == "min" else "min")
-        validate_latency_table(other, reuse=validation)
-        other.save(args.out_dir / f"lut_{backend}_cpu_t{args.threads}_{args.clock}_{other.statistic}.json")
-        for variant in (table, other):
-            assert variant.validation is not None
-            measured_ms = [s["measured_ms"] for s in variant.validation["subnets"] if s["role"] == "validation"]
-            rows.append((f"{backend} ({variant.statistic})", len(table.entries), build_seconds, validate_seconds,
-                         variant.validation, variant.correction, min(measured_ms), max(measured_ms), load_start,
-                         load_end))
-
-    say("| backend (statistic) | entries | build s | validation s | subnets ms | sum: Spearman | sum: MAPE % "
-        "| corrected: Spearman | corrected: MAPE % | correction a, b | load avg (start/end) |")
-    say("|---|---:|---:|---:|---|---:|---:|---:|---:|---|---|")
-    for backend, entries, build_s, validate_s, validation, correction, low, high, load_a, load_b in rows:
-        raw, corrected = validation["raw"], validation["corrected"]
-        say(f"| {backend} | {entries} | {build_s:.0f} | {validate_s:.0f} | {low:.1f}-{high:.1f} "
-            f"| {raw['spearman']:.3f} | {raw['mape_percent']:.1f} | {corrected['spearman']:.3f} "
-            f"| {corrected['mape_percent']:.1f} | {correction['scale']:.3f}, {correction['offset_ms']:.2f} ms "
-            f"| {load_a:.1f} / {load_b:.1f} |")
+    say("| stress | protocol (clock/order/statistic) | build s | validation s | subnets ms | Spearman | MAPE % "
+        "| used | targets | load avg start / end |")
+    say("|---|---|---:|---:|---|---:|---:|---|---|---|")
+    for kind, count in levels:
+        with stress(kind, count):
+            for clock, order in protocols:
+                load_start = os.getloadavg()[0]
+                started = time.perf_counter()
+                table = build_latency_table(space, backend=args.backend, batch_size=args.batch_size,
+                                            resolutions=measured, warmup=args.warmup, repeats=args.repeats,
+                                            rounds=args.rounds, num_threads=args.threads, clock=clock, order=order,
+                                            show_progress=False)
+                build_s = time.perf_counter() - started
+                started = time.perf_counter()
+                validation = validate_latency_table(table, supernet.freeze, num_subnets=args.validate,
+                                                    calibration_subnets=args.calibration_subnets,
+                                                    show_progress=False)
+                validate_s = time.perf_counter() - started
+                load_end = os.getloadavg()[0]
+                other = table.with_statistic("median")
+                validate_latency_table(other, reuse=validation)
+                args.out_dir.mkdir(parents=True, exist_ok=True)
+                table.save(args.out_dir / f"lut_{kind}{count}_{clock}_{order}.json")
+                for variant in (table, other):
+                    assert variant.validation is not None and variant.correction is not None
+                    v, applied = variant.validation, variant.correction["applied"]
+                    best = v["corrected"] if applied else v["raw"]
+                    held = [s["measured_ms"] for s in v["subnets"] if s["role"] == "validation"]
+                    say(f"| {kind}:{count} | {clock}/{order}/{variant.statistic} | {build_s:.0f} | {validate_s:.0f} "
+                        f"| {min(held):.2f}-{max(held):.2f} | {best['spearman']:.3f} | {best['mape_percent']:.1f} "
+                        f"| {'corrected' if applied else 'sum'} | {'met' if v['meets_targets'] else 'NOT met'} "
+                        f"| {load_start:.1f} / {load_end:.1f} |")
     say()
-    for backend, *_, validation, correction, _low, _high, _a, _b in rows:
-        best = validation["corrected"] if correction["applied"] else validation["raw"]
-        say(f"- {backend}: {'corrected' if correction['applied'] else 'plain sum'} used by the table; targets "
-            f"(Spearman >= 0.95, MAPE <= 10%) {'met' if validation['meets_targets'] else 'NOT met'} "
-            f"(Spearman {best['spearman']:.3f}, MAPE {best['mape_percent']:.1f} %).")
-    say(f"- torch {torch.__version__}; tables in `{args.out_dir}`.")
+    say(f"torch {torch.__version__}; tables in `{args.out_dir}`; finished {time.strftime('%Y-%m-%d %H:%M:%S')}.")
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
         args.markdown.write_text("\n".join(lines) + "\n")

@@ -10,7 +10,7 @@ against the earlier ``ValueError`` contract keeps catching it.
 
 from __future__ import annotations
 
-__all__ = ["InvalidInputError", "MissingInputError", "NotADirectoryInputError"]
+__all__ = ["InvalidInputError", "MissingInputError", "NotADirectoryInputError", "OutputError", "OutputInUseError"]
 
 
 class InvalidInputError(ValueError):
@@ -23,3 +23,12 @@ class MissingInputError(InvalidInputError, FileNotFoundError):
 
 class NotADirectoryInputError(InvalidInputError, NotADirectoryError):
     """A path the user named should be a folder and is not (still a ``NotADirectoryError``)."""
+
+
+class OutputError(InvalidInputError, OSError):
+    """An output path that cannot be written: a directory, a symlink, a FIFO or device, a read-only or
+    full file system, no permission (still an ``OSError`` for callers, with the ``errno``)."""
+
+
+class OutputInUseError(InvalidInputError):
+    """Another process holds the lock of a run directory or output file (it names that process)."""

@@ -1,12 +1,15 @@
 """Export frozen subnets to TorchScript and ONNX, each checked numerically against PyTorch.
 
 Exported models take images at the subnet's own resolution (``subnet.resolution``), with a
-dynamic batch dimension in ONNX. Files are written atomically: a file that exists is complete.
+dynamic batch dimension in ONNX. Files are written atomically: a file that exists is complete. Each
+is serialized in memory and then written by Python: torch's own file writers abort the process
+(SIGABRT) on a full disk, where a Python write raises a clear ``OutputError``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import warnings
 from collections.abc import Sequence
@@ -15,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ofa_nni._artifacts import temporary_file_for
+from ofa_nni._artifacts import atomic_write_bytes
 from ofa_nni.errors import InvalidInputError
 from ofa_nni.layers import MobileNetV3Subnet
 
@@ -37,43 +40,31 @@ class ExportedModel:
     max_abs_diff: float
 
 
-def _atomic_target(path: Path) -> Path:
-    handle, temp = temporary_file_for(path)
-    os.close(handle)
-    return Path(temp)
-
-
 def _export_torchscript(subnet: MobileNetV3Subnet, example: torch.Tensor, path: Path) -> None:
-    temp = _atomic_target(path)
-    try:
-        with warnings.catch_warnings():
-            # The resize branch is traced away: exported models expect their own resolution.
-            warnings.simplefilter("ignore")
-            traced = torch.jit.trace(subnet, example)
-        torch.jit.save(traced, str(temp))
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
+    with warnings.catch_warnings():
+        # The resize branch is traced away: exported models expect their own resolution.
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(subnet, example)
+    buffer = io.BytesIO()
+    torch.jit.save(traced, buffer)
+    atomic_write_bytes(path, buffer.getbuffer())
 
 
 def _export_onnx(subnet: MobileNetV3Subnet, example: torch.Tensor, path: Path, opset: int) -> None:
-    temp = _atomic_target(path)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                subnet,
-                (example,),
-                str(temp),
-                dynamo=False,  # the TorchScript-based exporter needs no extra package (onnxscript)
-                input_names=["images"],
-                output_names=["logits"],
-                dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
-                opset_version=opset,
-            )
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            subnet,
+            (example,),
+            buffer,  # type: ignore[arg-type]  # the TorchScript-based exporter writes to a file object too
+            dynamo=False,  # the TorchScript-based exporter needs no extra package (onnxscript)
+            input_names=["images"],
+            output_names=["logits"],
+            dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=opset,
+        )
+    atomic_write_bytes(path, buffer.getbuffer())
 
 
 def _run_torchscript(path: Path, images: torch.Tensor) -> np.ndarray:
@@ -111,7 +102,8 @@ def export_subnet(
     if unknown or not formats:
         raise InvalidInputError(f"unknown export format(s) {unknown or list(formats)}; allowed: {list(EXPORT_FORMATS)}")
     if not isinstance(subnet, MobileNetV3Subnet):
-        raise InvalidInputError(f"export_subnet needs a frozen subnet (space.freeze(sample)), got {type(subnet).__name__}")
+        raise InvalidInputError(f"export_subnet needs a frozen subnet (space.freeze(sample)), got "
+                                f"{type(subnet).__name__}")
     subnet = subnet.eval().cpu()
     resolution = subnet.resolution
     example = torch.zeros(1, 3, resolution, resolution)

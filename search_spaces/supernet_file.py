@@ -23,6 +23,7 @@ from ofa_nni.training.checkpoint import (
     atomic_torch_save,
     load_checkpoint,
     load_torch_file,
+    non_finite_weights,
 )
 from search_spaces.registry import DEFAULT_SPACE, space_class
 
@@ -79,12 +80,32 @@ def load_supernet(path: str | Path, *, map_location: str | torch.device = "cpu")
     kwargs: dict[str, Any] = {key: tuple(v) if isinstance(v, list) else v for key, v in space_kwargs.items()}
     if from_checkpoint:  # a checkpoint records the arch signature, not the class's arguments
         kwargs = cls.kwargs_from_arch_signature(kwargs)
+    bad, total, names = non_finite_weights(state_dict) if isinstance(state_dict, dict) else (0, 0, [])
+    if bad:
+        raise CheckpointError(
+            f"supernet file {str(path)!r} holds {bad:,} non-finite weights (NaN or inf) of {total:,}, in {names[0]!r}"
+            f"{f' and {len(names) - 1} more tensors' if len(names) > 1 else ''}: the training run that wrote it "
+            "diverged; train again with a lower learning rate"
+        )
+    # Sizes come from the file: the space is built on the meta device (no memory), the stored weights
+    # must have its shapes and are then assigned to it. A small file declaring 10^9 classes is refused
+    # by the shape check instead of allocating 256 GB.
     try:
-        space = cls(**kwargs)
+        with torch.device("meta"):
+            space = cls(**kwargs)
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"{str(path)!r}: its space description is invalid ({error})") from None
+    _load_weights(space, state_dict, path)
+    unset = [name for name, tensor in [*space.named_parameters(), *space.named_buffers()] if tensor.is_meta]
+    if unset:
+        raise CheckpointError(f"{str(path)!r}: its weights lack {unset[:3]} ({len(unset)} tensors); the file was "
+                              "edited or assembled from another run")
+    return space.eval()
+
+
+def _load_weights(space: Any, state_dict: Any, path: Path) -> None:
     try:
-        space.load_state_dict(state_dict)
+        space.load_state_dict(state_dict, assign=True)
     except (RuntimeError, TypeError, AttributeError) as error:  # weights of another space, or not a state dict
         details = [line.strip() for line in str(error).splitlines()[1:] if line.strip()]
         shown = "; ".join(details[:2]) + (f"; ... ({len(details)} problems)" if len(details) > 2 else "")
@@ -92,4 +113,3 @@ def load_supernet(path: str | Path, *, map_location: str | torch.device = "cpu")
             f"{str(path)!r}: its weights do not fit the space it describes ({shown or error}); the file was "
             "edited or assembled from another run"
         ) from None
-    return space.eval()

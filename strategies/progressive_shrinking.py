@@ -40,7 +40,14 @@ from torch import nn
 from ofa_nni.arch import Sample
 from ofa_nni.errors import InvalidInputError
 from ofa_nni.runtime import recalibrate_batchnorm
-from ofa_nni.training.checkpoint import CheckpointError, check_compatible, load_checkpoint, save_checkpoint
+from ofa_nni.training.checkpoint import (
+    CheckpointError,
+    TrainingDivergedError,
+    check_compatible,
+    load_checkpoint,
+    non_finite_weights,
+    save_checkpoint,
+)
 from ofa_nni.training.schedule import (
     PAPER_BATCH_SIZE,
     Phase,
@@ -269,6 +276,8 @@ class SupernetTrainingModule(BaseOneShotLightningModule):
             teacher=self.teacher,
             label_smoothing=self.label_smoothing,
         )
+        if not np.isfinite(metrics["loss"]):
+            self._diverged(f"the training loss is {metrics['loss']} at step {batch_idx + 1}")
         optimizer.step()
         total, count = self._epoch_loss
         self._epoch_loss = (total + metrics["loss"], count + 1)
@@ -333,6 +342,10 @@ class SupernetTrainingModule(BaseOneShotLightningModule):
         for key, value in self.trainer.callback_metrics.items():
             if key.startswith("val_acc_"):
                 record[key] = float(value)
+        bad, total, names = non_finite_weights(self.supernet.state_dict())
+        if bad:
+            self._diverged(f"{bad:,} of {total:,} weights are not finite (in {names[0]}"
+                           f"{f' and {len(names) - 1} more tensors' if len(names) > 1 else ''})")
         self.history.append(record)
         if self.checkpoint_dir is None or not self.trainer.is_global_zero:
             return
@@ -342,6 +355,17 @@ class SupernetTrainingModule(BaseOneShotLightningModule):
             temporary = boundary.with_name(f".{boundary.name}.tmp")
             shutil.copyfile(last, temporary)
             temporary.replace(boundary)
+
+    def _diverged(self, what: str) -> None:
+        """Stop a run that diverged before it writes a checkpoint of it: the last checkpoint (the last
+        finite weights) stays what --resume and the supernet loaders find."""
+        kept = ("the last finite checkpoint, " + str(self.checkpoint_dir / LAST_CHECKPOINT) + ", is kept"
+                if self.checkpoint_dir is not None and (self.checkpoint_dir / LAST_CHECKPOINT).exists()
+                else "no checkpoint was written")
+        raise TrainingDivergedError(
+            f"training diverged in epoch {self.trainer.current_epoch + 1} (phase {self.phase.name!r}): {what}; "
+            f"{kept}. Lower the learning rate (strategy.lr, or the phase's lr) and start again"
+        )
 
     def on_fit_end(self) -> None:
         # NNI's evaluator reports ``val_acc`` when fit ends; a resumed run with nothing left to do

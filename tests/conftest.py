@@ -125,3 +125,36 @@ def tiny_proxyless():
 
     torch.manual_seed(0)
     return OFAProxylessNASSpace(**TINY_PROXYLESS_KWARGS)
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):
+    """A folder on its own 256 KiB tmpfs, to fill up or to remount read-only (``mount``: needs root,
+    skipped elsewhere). Yields ``(folder, remount)``; ``remount("ro")`` makes it read-only."""
+    import subprocess
+
+    folder = tmp_path / "small-fs"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.decode().strip()}")
+
+    def remount(options: str) -> None:
+        subprocess.run(["mount", "-o", f"remount,{options}", str(folder)], check=True)
+
+    try:
+        yield folder, remount
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def fill_filesystem(folder) -> None:
+    """Fill the file system of ``folder`` up to the last block (a file named ``.filler``)."""
+    filler = open(os.path.join(folder, ".filler"), "wb", buffering=0)  # noqa: SIM115
+    try:
+        while True:
+            filler.write(b"\0" * 4096)
+    except OSError:
+        pass
+    finally:
+        filler.close()

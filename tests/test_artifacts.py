@@ -1,15 +1,26 @@
-"""Atomic writes: nothing half-written, and the permissions a plain open() would give."""
+"""Atomic writes: nothing half-written, the permissions a plain open() would give (or the replaced file's),
+nothing but regular files replaced, one clear error for an unwritable path; locks on outputs."""
 
 from __future__ import annotations
 
+import errno
+import json
 import os
+import re
 import stat
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+from conftest import fill_filesystem
 
-from ofa_nni._artifacts import atomic_write, atomic_write_json
+from ofa_nni._artifacts import atomic_write, atomic_write_json, exclusive_lock
+from ofa_nni.errors import OutputError, OutputInUseError
 from ofa_nni.training.checkpoint import atomic_torch_save
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _mode(path) -> int:
@@ -43,3 +54,80 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
         atomic_write(target, fail_halfway)
     assert target.read_text().strip().replace(" ", "").replace("\n", "") == '{"version":1}'
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]
+
+
+# ----------------------------------------------------------------- what may be replaced
+def test_a_replaced_file_keeps_its_permissions(tmp_path):
+    target = tmp_path / "shared.json"
+    target.write_text("{}")
+    os.chmod(target, 0o640)
+    atomic_write_json(target, {"a": 1})
+    assert _mode(target) == 0o640 and json.loads(target.read_text()) == {"a": 1}
+
+
+def test_special_targets_are_refused_never_replaced(tmp_path):
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text('{"keep": 1}')
+    link = tmp_path / "link.json"
+    link.symlink_to(elsewhere)
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    folder = tmp_path / "folder.json"
+    folder.mkdir()
+    cases = {link: "is a symbolic link", fifo: "is not a regular file (a FIFO, device or socket)",
+             Path("/dev/null"): "is not a regular file", folder: "is a directory"}
+    for path, message in cases.items():
+        with pytest.raises(OutputError, match=re.escape(message)):
+            atomic_write_json(path, {"a": 1})
+    assert link.is_symlink() and elsewhere.read_text() == '{"keep": 1}'
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and folder.is_dir()
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (elsewhere, link, fifo, folder))
+
+
+def test_full_and_read_only_file_systems_give_one_error_and_leave_nothing(small_filesystem):
+    folder, remount = small_filesystem
+    (folder / "old.pt").write_bytes(b"old")
+    fill_filesystem(folder)
+    big = {"w": torch.zeros(100_000)}  # 400 KB: more than the file system holds
+    with pytest.raises(OutputError, match=r"cannot write '.*new\.pt': No space left on device \(free some space"):
+        atomic_torch_save(big, folder / "new.pt")
+    with pytest.raises(OutputError, match="No space left on device"):
+        atomic_torch_save(big, folder / "old.pt")
+    assert sorted(p.name for p in folder.iterdir()) == [".filler", "old.pt"]
+    assert (folder / "old.pt").read_bytes() == b"old"
+    (folder / ".filler").unlink()
+    remount("ro")
+    with pytest.raises(OutputError, match=r"cannot write '.*new\.json': Read-only file system") as raised:
+        atomic_write_json(folder / "new.json", {"a": 1})
+    assert raised.value.errno == errno.EROFS
+    assert sorted(p.name for p in folder.iterdir()) == ["old.pt"]
+
+
+# ----------------------------------------------------------------------------- locks
+_HOLD_LOCK = """
+import sys, time
+from ofa_nni._artifacts import exclusive_lock
+with exclusive_lock(sys.argv[1], "run directory"):
+    print("locked", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_second_process_is_refused_at_once_naming_the_holder(tmp_path):
+    run_dir = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(run_dir)], stdout=subprocess.PIPE,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"locked\n"
+        with pytest.raises(OutputInUseError, match=rf"run directory '.*run' is in use by another ofa-nni process "
+                                                   rf"\(PID {holder.pid}; lock file"):
+            with exclusive_lock(run_dir, "run directory"):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    # The kernel dropped the dead holder's lock: the path is free again, and the lock file goes on release.
+    with exclusive_lock(run_dir, "run directory"):
+        assert (tmp_path / ".run.lock").read_text() == f"{os.getpid()}\n"
+    assert not (tmp_path / ".run.lock").exists()

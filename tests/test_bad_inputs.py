@@ -33,6 +33,10 @@ corrupt predictor         accuracy.AccuracyPredictor.load                       
 mismatched predictor      AccuracyPredictor.load(space=...) ->                    test_mismatched_predictor
                           _artifacts.require_same_space; nni_trial
 corrupt latency table     latency.LatencyTable.load; LatencyTable._entry_ms       test_corrupt_latency_table
+tampered latency table    LatencyTable.__init__ (times, statistic, clock,          test_tampered_latency_table
+                          resolutions, correction); lut show, search --lut
+damaged lut progress      latency.build._saved_progress; lut build                 test_damaged_lut_progress_file
+concurrent lut builds     _artifacts.exclusive_lock; lut build                      test_concurrent_lut_builds
 mismatched latency table  LatencyTable.load(space=...) ->                         test_mismatched_latency_table
                           require_same_space; OFAEvolutionTuner; ofa-nni search
 infeasible constraint     search._AskTellSearch._anchors_for: EvolutionSearch,    test_infeasible_constraint
@@ -45,6 +49,26 @@ crashing trial            Optuna: FAILED (optimize(catch=...)), not re-proposed;
 invalid YAML config       config.load_config: syntax, duplicate key, not UTF-8,   test_invalid_yaml_config
                           unknown key, wrong type, out of range, bad space;
                           ofa-nni train
+failed re-export          commands/export.py: staged in OUT_DIR, moved into
+                          place when complete; --calibration-images 0
+                          (test_failed_reexport_leaves_the_earlier_export)
+special output path       _artifacts.existing_file_mode (symlink, FIFO,           test_special_output_paths_are_refused
+                          /dev/null, directory): refused, never replaced
+full / read-only disk     _artifacts.atomic_write -> OutputError; export          test_full_and_read_only_outputs
+                          serializes in memory (no SIGABRT)
+run directory in use      _artifacts.exclusive_lock (runner.train)                test_a_run_directory_in_use_is_refused
+resume, no checkpoint     runner.train (test_resume_without_a_checkpoint_is_refused)
+diverged training         progressive_shrinking (loss / weights non-finite);
+                          supernet_file.load_supernet (NaN weights)
+                          (test_diverged_training_stops_and_nan_supernets_are_refused)
+odd values and sizes      OFAMobileNetV3Space (stage_se, bn_eps, bn_momentum);    test_odd_values_in_files_and_arguments
+                          commands.seed; supernet sizes (meta-device build);
+                          search --population
+damaged documents         app.documents (search.json, exports.json,               test_damaged_documents
+                          results.json): file and key named
+trainer settings          runner._trainer (accelerator, devices), runner
+                          (limit_train_batches below one batch)
+                          (test_trainer_settings_lightning_refuses)
 
 Command-line cases run the real entry points (``ofa_nni.app.cli.main``, ``strategies.nni_trial.main``)
 in child processes forked from one server process that imported the package once (importing NNI
@@ -63,6 +87,7 @@ import pickle
 import re
 import subprocess
 import sys
+import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
@@ -549,7 +574,7 @@ def test_corrupt_latency_table(latency_table_file: Path, tmp_path: Path) -> None
         "truncated.json": "is not a latency table (invalid JSON:",
         "binary.json": "is not a latency table (not JSON text: byte 0 is not UTF-8)",
         "no-entries.json": "damaged latency table (KeyError: 'entries')",
-        "nan-entry.json": f"latency table entry '{first}' is nan ms; a time must be a finite number >= 0",
+        "nan-entry.json": f"entries.{first}.ms is nan (float); a time must be a finite number >= 0",
         "missing-entry.json": f"latency table has no entry '{first}' (incomplete or for another space)",
     }
     for name, message in messages.items():
@@ -557,6 +582,105 @@ def test_corrupt_latency_table(latency_table_file: Path, tmp_path: Path) -> None
             LatencyTable.load(corrupt / name)
         code, _, err = run_cli(["lut", "show", str(corrupt / name)], tmp_path)
         assert_one_line_error(code, err, "ofa-nni lut: error:", str(corrupt / name), message)
+
+
+def _tampered(data: dict[str, Any], path: Path, **changes: Any) -> Path:
+    path.write_text(json.dumps({**data, **changes}))
+    return path
+
+
+def test_tampered_latency_table(latency_table_file: Path, tmp_path: Path) -> None:
+    """Files that parse but hold what no build writes: each refused at load, naming the file and field."""
+    data = json.loads(latency_table_file.read_text())
+    first = next(iter(data["entries"]))
+    entry = data["entries"][first]
+    settings = data["settings"]
+    linear = {"kind": "linear", "scale": 1.0, "offset_ms": 0.0, "applied": True}
+    tampered = tmp_path / "tampered"
+    tampered.mkdir()
+    cases = {
+        "negative-scale.json": ({"correction": {**linear, "scale": -1.0}},
+                                "correction.scale is -1.0; an applied correction needs scale > 0"),
+        "negative-prediction.json": ({"correction": {**linear, "offset_ms": -1e6}},
+                                     "for the smallest subnet; a latency must be > 0"),
+        "correction-without-keys.json": ({"correction": {}},
+                                         "correction lacks kind, scale, offset_ms, applied"),
+        "correction-list.json": ({"correction": [1, 2]}, "correction must be an object"),
+        "bogus-statistic.json": ({"settings": {**settings, "statistic": "bogus"}},
+                                 "settings.statistic is 'bogus'; allowed: median, min"),
+        "bogus-clock.json": ({"settings": {**settings, "clock": "sundial"}},
+                             "settings.clock is 'sundial'; allowed: wall, cpu"),
+        "string-time.json": ({"entries": {**data["entries"], first: {**entry, "min_ms": "0.5"}}},
+                             f"entries.{first}.min_ms is '0.5' (str); a time must be a finite number >= 0"),
+        "boolean-time.json": ({"entries": {**data["entries"], first: {**entry, "ms": True}}},
+                              f"entries.{first}.ms is True (bool); a time must be a finite number >= 0"),
+        "duplicate-resolutions.json": ({"resolutions": {**data["resolutions"], "measured": [32, 32]}},
+                                       "resolutions.measured [32, 32] must be a non-empty set of distinct "
+                                       "resolutions of the space's [32, 40] (repeated: [32])"),
+    }
+    predictor = _predictor_file(TINY, tmp_path / "predictor.npz")
+    for name, (changes, message) in cases.items():
+        path = _tampered(data, tampered / name, **changes)
+        with pytest.raises(ValueError, match=re.escape(message)):
+            LatencyTable.load(path)
+        code, _, err = run_cli(["lut", "show", str(path)], tmp_path)
+        assert_one_line_error(code, err, "ofa-nni lut: error:", str(path), message)
+        out = tmp_path / "out"
+        code, _, err = run_cli(["search", "--predictor", str(predictor), "--lut", str(path), "--target",
+                                "latency_ms<=5", "--out", str(out / "search.json"), "--quiet"], tmp_path)
+        assert_one_line_error(code, err, "ofa-nni search: error:", str(path), message)
+        assert_nothing_written(out)
+
+
+def test_damaged_lut_progress_file(tmp_path: Path) -> None:
+    """A progress file of another shape is named with what it should hold; the build writes nothing."""
+    out = tmp_path / "out"
+    out.mkdir()
+    partial = out / "lut.json.partial.json"
+    cases = {
+        "[1, 2, 3]": "is not a latency-table progress file (expected an object with format "
+                     "'ofa-nni-latency-table-progress', got list); delete it",
+        '{"format": "ofa-nni-latency-table-progress", "settings": [], "timings": {}}':
+            "settings and timings must be objects; delete the file",
+        "not json": "is not a latency-table progress file (Expecting value",
+    }
+    for text, message in cases.items():
+        partial.write_text(text)
+        code, _, err = run_cli(["lut", "build", "--preset", "cpu", "--resolutions", "24", "--repeats", "1",
+                                "--rounds", "1", "--validate", "0", "--quiet", "--out", str(out / "lut.json")],
+                               tmp_path)
+        assert_one_line_error(code, err, "ofa-nni lut: error:", str(partial), message)
+        assert_nothing_written(out, {"lut.json.partial.json"})
+        assert partial.read_text() == text
+
+
+def test_concurrent_lut_builds(tmp_path: Path) -> None:
+    """A second build into the output of a running one is refused at once, naming the first's PID;
+    once the first is gone (killed: the kernel drops its lock), a build into that file runs."""
+    out = tmp_path / "lut.json"
+    lock = tmp_path / ".lut.json.lock"
+    command = ["lut", "build", "--preset", "cpu", "--num-classes", "10", "--resolutions", "32", "--warmup", "0",
+               "--rounds", "1", "--threads", "1", "--validate", "0", "--quiet", "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    # Long enough to be running whatever the machine's load: it is killed once the second is refused.
+    first = subprocess.Popen([sys.executable, "-m", "ofa_nni.cli", *command, "--repeats", "100000"], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 600  # starting an interpreter that imports torch takes minutes on a busy machine
+        while not (lock.exists() and lock.read_text().strip()) and first.poll() is None:
+            assert time.monotonic() < deadline, "the first build never took its lock"
+            time.sleep(0.05)
+        assert first.poll() is None, first.communicate()
+        code, _, err = run_cli([*command, "--repeats", "100000"], tmp_path)
+        assert_one_line_error(code, err, "ofa-nni lut: error:", str(out), f"another ofa-nni process (PID {first.pid}")
+    finally:
+        first.kill()
+        first.wait()
+    assert not out.exists()
+    (tmp_path / "lut.json.partial.json").unlink(missing_ok=True)  # the killed build's progress (other settings)
+    code, _, err = run_cli([*command, "--repeats", "1"], tmp_path)
+    assert code == 0, err
+    assert len(LatencyTable.load(out).entries) > 0 and not lock.exists()
 
 
 def test_mismatched_latency_table(latency_table_file: Path, tmp_path: Path) -> None:
@@ -896,3 +1020,214 @@ def test_non_int_class_count(tmp_path: Path) -> None:
         message = f"CIFAR has 10 or 100 classes (an int), got num_classes={bad!r}"
         with pytest.raises(ValueError, match=re.escape(message)):
             cifar(tmp_path, num_classes=bad)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- issue 16: reliability
+# Outputs that cannot or must not be written, runs that collide, diverge or lack what they resume,
+# documents that were damaged, sizes read from small files: each is one line (exit 2) and leaves
+# every earlier file as it was.
+def _snapshot(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def _export_args(supernet_file: Path, space: ArchSpace, out: Path, *extra: str) -> list[str]:
+    return ["export", "--supernet", str(supernet_file), "--arch", space.format(space.max_sample()), "--out-dir",
+            str(out), "--no-latency", "--calibration-images", "32", "--quiet", *extra]
+
+
+def test_failed_reexport_leaves_the_earlier_export(supernet_file: Path, run_space: ArchSpace, tmp_path: Path) -> None:
+    out = tmp_path / "exports"
+    code, _, err = run_cli(_export_args(supernet_file, run_space, out), tmp_path)
+    assert code == 0, err
+    earlier = _snapshot(out)
+    assert sorted(earlier) == ["exports.json", "subnet1.onnx", "subnet1.pt"]
+    # --atol 0: the ONNX file differs from PyTorch by ~1e-6, after the TorchScript file was written.
+    code, _, err = run_cli(_export_args(supernet_file, run_space, out, "--atol", "0"), tmp_path)
+    assert_one_line_error(code, err, "ofa-nni export: error: onnx export of", "differs from PyTorch by", "> atol 0")
+    assert _snapshot(out) == earlier  # the earlier model files and the exports.json listing them, unchanged
+    assert sorted(p.name for p in out.iterdir()) == sorted(earlier)  # no staging folder left
+    # --calibration-images 0 used to mean the default (500) silently.
+    code, _, err = run_cli(_export_args(supernet_file, run_space, out)[:-3] + ["--calibration-images", "0"], tmp_path)
+    assert_one_line_error(code, err, "--calibration-images must be >= 1, got 0")
+    assert _snapshot(out) == earlier
+
+
+def test_special_output_paths_are_refused(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text("keep")
+    link = tmp_path / "link.json"
+    link.symlink_to(elsewhere)
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    folder = tmp_path / "folder.json"
+    folder.mkdir()
+    cases = {link: "is a symbolic link", fifo: "is not a regular file (a FIFO, device or socket)",
+             Path("/dev/null"): "is not a regular file", folder: "is a directory"}
+    for path, message in cases.items():
+        code, _, err = run_cli(["nni", "search-space", "--preset", "cpu", "--out", str(path)], tmp_path)
+        assert_one_line_error(code, err, "ofa-nni nni: error:", str(path), message)
+    assert link.is_symlink() and elsewhere.read_text() == "keep"
+    assert os.path.exists("/dev/null") and not Path("/dev/null").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["elsewhere.json", "link.json", "fifo.json",
+                                                                 "folder.json"])
+
+
+def test_full_and_read_only_outputs(supernet_file: Path, run_space: ArchSpace, small_filesystem: Any) -> None:
+    from conftest import fill_filesystem
+
+    folder, remount = small_filesystem
+    work = folder.parent
+    fill_filesystem(folder)
+    filled = _snapshot(folder)
+    code, _, err = run_cli(["nni", "search-space", "--preset", "cpu", "--out", str(folder / "ss.json")], work)
+    assert_one_line_error(code, err, "ofa-nni nni: error: cannot write", "No space left on device")
+    # Export used to abort (SIGABRT, a c10::Error from torch's own writer) and leave a .tmp file.
+    code, _, err = run_cli(_export_args(supernet_file, run_space, folder / "exports"), work)
+    assert_one_line_error(code, err, "ofa-nni export: error: cannot write", "No space left on device")
+    assert _snapshot(folder) == filled and sorted(p.name for p in folder.iterdir()) == [".filler"]
+    (folder / ".filler").unlink()
+    remount("ro")
+    code, _, err = run_cli(["nni", "search-space", "--preset", "cpu", "--out", str(folder / "ss.json")], work)
+    assert_one_line_error(code, err, "ofa-nni nni: error: cannot write", "Read-only file system")
+    assert list(folder.iterdir()) == []
+
+
+def test_a_run_directory_in_use_is_refused(tmp_path: Path) -> None:
+    from ofa_nni._artifacts import exclusive_lock
+
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump(RUN_CONFIG))
+    run = tmp_path / "run"
+    with exclusive_lock(run, "run directory"):  # this process holds it, as a running 'ofa-nni train' would
+        code, _, err = run_cli(["train", "--config", str(config), "--run-dir", str(run)], tmp_path)
+    assert_one_line_error(code, err, f"run directory '{run}' is in use by another ofa-nni process (PID {os.getpid()}")
+    assert not run.exists()
+
+
+def test_resume_without_a_checkpoint_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump(RUN_CONFIG))
+    run = tmp_path / "run"
+    code, _, err = run_cli(["train", "--config", str(config), "--run-dir", str(run), "--resume"], tmp_path)
+    assert_one_line_error(code, err, f"--resume: '{run}' holds no checkpoint to continue",
+                          "run without --resume to start a new run there")
+    assert not run.exists()
+
+
+def test_diverged_training_stops_and_nan_supernets_are_refused(supernet_file: Path, tmp_path: Path) -> None:
+    # Progressive shrinking, one epoch per phase: the full network trains normally, then the kernel
+    # phase's learning rate of 1e30 sends the weights to infinity.
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump({**RUN_CONFIG, "strategy": {
+        "name": "progressive_shrinking", "epochs_factor": 0.001, "phases": {"kernel": {"lr": 1.0e30}}},
+        "trainer": {**RUN_CONFIG["trainer"], "limit_train_batches": 3}}))
+    run = tmp_path / "run"
+    code, _, err = run_cli(["train", "--config", str(config), "--run-dir", str(run)], tmp_path)
+    # The run trained (Lightning's progress notes precede the error): the error is the one last line.
+    err = err.strip().splitlines()[-1]
+    line = assert_one_line_error(code, err, "ofa-nni train: error: training diverged in epoch 2 (phase 'kernel'): ",
+                                 f"the last finite checkpoint, {run / 'checkpoints' / 'last.pt'}, is kept",
+                                 "Lower the learning rate")
+    assert "the training loss is nan" in line or "weights are not finite" in line, line
+    assert not (run / "supernet.pt").exists()
+    checkpoint = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert checkpoint["epochs_completed"] == 1 and checkpoint["phase_name"] == "full"
+    assert all(bool(torch.isfinite(t).all()) for t in checkpoint["supernet"].values() if t.is_floating_point())
+    # A supernet file with NaN weights (as the run used to write) is refused where it is read.
+    data = torch.load(supernet_file, weights_only=True)
+    data["state_dict"]["classifier.weight"][0, 0] = math.nan
+    nan_file = tmp_path / "nan.pt"
+    torch.save(data, nan_file)
+    out = tmp_path / "out"
+    code, _, err = run_cli(["nni", "search-space", "--supernet", str(nan_file), "--out", str(out / "ss.json")],
+                           tmp_path)
+    assert_one_line_error(code, err, f"supernet file '{nan_file}' holds 1 non-finite weights (NaN or inf)",
+                          "'classifier.weight'", "diverged")
+    assert_nothing_written(out)
+
+
+def test_odd_values_in_files_and_arguments(supernet_file: Path, tmp_path: Path) -> None:
+    from search_spaces import OFAMobileNetV3Space
+
+    with pytest.raises(ValueError, match=r"stage_se must hold true/false per stage, got \('no', 'no', 'no', 'no', "
+                                         r"'no'\)"):
+        OFAMobileNetV3Space(stage_se=("no",) * 5)
+    with pytest.raises(ValueError, match=r"bn_eps must be in \(0, 1\), got -1"):
+        OFAMobileNetV3Space(bn_eps=-1)
+    with pytest.raises(ValueError, match=r"bn_momentum must be in \[0, 1\], got 5"):
+        OFAMobileNetV3Space(bn_momentum=5)
+    out = tmp_path / "out"
+    code, _, err = run_cli(["search", "--predictor", "p.npz", "--target", "macs<=1M", "--seed", str(2**70),
+                            "--out", str(out / "s.json")], tmp_path)
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].endswith(f"argument --seed: {2**70} is out of range; allowed: 0 to "
+                                                 "4294967295 (2**32 - 1)")
+    # Sizes read from a file or an argument are bounded before anything is allocated.
+    data = torch.load(supernet_file, weights_only=True)
+    data["space"]["num_classes"] = 10**9  # a 5 KB edit that asked for 256 GB
+    huge = tmp_path / "huge.pt"
+    torch.save(data, huge)
+    code, _, err = run_cli(["nni", "search-space", "--supernet", str(huge), "--out", str(out / "ss.json")], tmp_path)
+    assert_one_line_error(code, err, f"'{huge}': its weights do not fit the space it describes",
+                          "size mismatch for classifier.weight")
+    code, _, err = run_cli(["search", "--predictor", "p.npz", "--target", "macs<=1M", "--population", "100000000",
+                            "--out", str(out / "s.json")], tmp_path)
+    assert_one_line_error(code, err, "--population must be in [2, 100,000], got 100,000,000")
+    assert_nothing_written(out)
+
+
+def _search_document(space: ArchSpace) -> dict[str, Any]:
+    from ofa_nni.app.documents import SearchDocument
+
+    sample = space.max_sample()
+    return SearchDocument.create(
+        space=space.signature(), predictor={"path": "p.npz", "kind": "ridge", "metrics": None}, latency_table=None,
+        costs={"macs": "MACs"}, settings={"population_size": 4, "generations": 1, "seed": 0, "evaluations": 4},
+        targets=[{"name": "macs<=1M", "budgets": {"macs": 1e6}, "arch": space.format(sample), "sample": sample,
+                  "score": 0.5, "costs": {"macs": 1e5, "params": 1e4}}],
+        pareto=None).to_dict()
+
+
+def test_damaged_documents(supernet_file: Path, run_space: ArchSpace, tmp_path: Path) -> None:
+    good = _search_document(run_space)
+    del good["targets"][0]["score"]
+    no_score = tmp_path / "no-score.json"
+    no_score.write_text(json.dumps(good))
+    wrong_type = tmp_path / "wrong-type.json"
+    wrong_type.write_text(json.dumps({**_search_document(run_space), "settings": [4, 1, 0]}))
+    out = tmp_path / "out"
+    for path, key, message in ((no_score, "targets[0].score", "missing"),
+                               (wrong_type, "settings", "expected an object, got [4, 1, 0]")):
+        code, _, err = run_cli(["export", "--supernet", str(supernet_file), "--search", str(path), "--out-dir",
+                                str(out), "--quiet"], tmp_path)
+        assert_one_line_error(code, err, f"ofa-nni export: error: {path}: {key}: {message}", "'ofa-nni/search'")
+        code, _, err = run_cli(["report", str(path), "--out", str(out / "report.md")], tmp_path)
+        assert_one_line_error(code, err, f"ofa-nni report: error: {path}: {key}: {message}")
+    search = tmp_path / "search.json"
+    search.write_text(json.dumps(_search_document(run_space)))
+    exports = tmp_path / "exports.json"
+    exports.write_text(json.dumps({"kind": "ofa-nni/exports", "format_version": 1, "space": run_space.signature(),
+                                   "supernet": "s.pt", "search": None, "data": None, "calibration_images": 1,
+                                   "latency": {"description": None}, "atol": 1e-4, "subnets": [{"name": "x"}]}))
+    code, _, err = run_cli(["report", str(search), str(exports), "--out", str(out / "report.md")], tmp_path)
+    assert_one_line_error(code, err, f"{exports}: subnets[0].arch: missing", "'ofa-nni/exports'")
+    demo = tmp_path / "demo"
+    demo.mkdir()
+    (demo / "results.json").write_text(json.dumps({"kind": "ofa-nni/demo", "run_dir": str(demo), "targets": 3}))
+    code, _, err = run_cli(["report", str(demo), "--out", str(out / "report.md")], tmp_path)
+    assert_one_line_error(code, err, f"{demo / 'results.json'}: date: missing", "'ofa-nni/demo'")
+    assert_nothing_written(out)
+
+
+@pytest.mark.parametrize("trainer, message", [
+    ({"accelerator": "tpu"}, "trainer: Lightning refuses accelerator 'tpu', devices 1"),
+    ({"devices": "abc"}, "trainer: Lightning refuses accelerator 'cpu', devices 'abc'"),
+    ({"limit_train_batches": 0.001}, "trainer.limit_train_batches: 0.001 of 44 batches is less than one batch; "
+                                     "allowed: a fraction >= 0.0227 or a number of batches >= 1"),
+])
+def test_trainer_settings_lightning_refuses(trainer: dict[str, Any], message: str, tmp_path: Path) -> None:
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump({**RUN_CONFIG, "trainer": {**RUN_CONFIG["trainer"], **trainer}}))
+    code, _, err = run_cli(["train", "--config", str(config), "--run-dir", str(tmp_path / "run")], tmp_path)
+    assert_one_line_error(code, err, "ofa-nni train: error:", message)
+    assert not (tmp_path / "run").exists()

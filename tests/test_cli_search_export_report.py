@@ -253,6 +253,35 @@ def test_export_checks_both_formats_and_measures(artefacts, searched, tmp_path, 
     assert [e.get("predicted_accuracy") for e in document["subnets"][:3]] == [t["score"] for t in search["targets"]]
 
 
+def test_export_measures_with_the_tables_protocol_and_flags_subnets_over_target(artefacts, searched, tmp_path,
+                                                                                 capsys):
+    """Issue 17: the search's latency budgets set against the deployed subnets, measured as the table was."""
+    tight = json.loads(searched.read_text())
+    for target in tight["targets"]:
+        if "latency_ms" in target["budgets"]:
+            target["budgets"]["latency_ms"] = 1e-6  # no subnet runs that fast: every one is over
+    (tmp_path / "tight.json").write_text(json.dumps(tight))
+    out_dir = tmp_path / "exports"
+    assert _export(artefacts, out_dir, "--search", str(tmp_path / "tight.json"), "--no-evaluate") == 0
+    printed = capsys.readouterr().out
+    document = json.loads((out_dir / "exports.json").read_text())
+    check = document["latency"]["check"]
+    table = LatencyTable.load(artefacts / "lut.json")
+    assert check["protocol"] == table.protocol and document["latency"]["clock"] == table.protocol["clock"]
+    latency_targets = [t["budgets"].get("latency_ms") for t in tight["targets"]]
+    assert [row["target_ms"] for row in check["subnets"]] == latency_targets
+    for row, entry in zip(check["subnets"], document["subnets"], strict=True):
+        assert row["over_target"] == (row["target_ms"] is not None) == entry["latency_over_target"]
+        if row["over_target"]:
+            assert row["over_by_ms"] == pytest.approx(row["measured_ms"] - 1e-6, abs=1e-6)
+            assert f"OVER TARGET: {row['name']} measured {row['measured_ms']:.3f} ms" in printed
+    over = sum(t is not None for t in latency_targets)
+    assert check["verdict"] == f"{over} of {over} over target" and "likely cause:" in printed
+    report = tmp_path / "report.md"
+    assert main(["report", str(tmp_path / "tight.json"), str(out_dir / "exports.json"), "--out", str(report)]) == 0
+    assert "OVER TARGET: target1 measured" in report.read_text()
+
+
 def test_export_without_evaluation_or_latency(artefacts, tmp_path):
     out_dir = tmp_path / "exports"
     assert _export(artefacts, out_dir, "--arch", "r24_k3e2|k3e2_k3e2|k3e2_k3e2|k3e2", "--formats", "onnx",
@@ -287,11 +316,11 @@ def test_export_refuses_a_search_of_another_space(artefacts, searched, tmp_path,
 
 def test_export_mismatch_is_an_error_and_leaves_no_file(artefacts, searched, tmp_path, capsys):
     """ONNX Runtime's outputs differ from PyTorch's in the last bits: with --atol 0 the ONNX check fails
-    after the TorchScript file was written; nothing of the run stays."""
+    after the TorchScript file was written; nothing of the run stays (not even the folder it made)."""
     out_dir = tmp_path / "exports"
     assert _export(artefacts, out_dir, "--search", str(searched), "--atol", "0", "--no-latency") == 2
     assert "onnx export of r24_" in (error := _errors(capsys)) and "differs from PyTorch" in error
-    assert list(out_dir.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 # ------------------------------------------------------------------------------- report
@@ -388,7 +417,8 @@ def test_report_refuses_unknown_and_missing_inputs(artefacts, searched, tmp_path
     other_space = json.loads(searched.read_text())["space"] | {"num_classes": 4}
     exports = tmp_path / "exports.json"
     exports.write_text(json.dumps({"kind": "ofa-nni/exports", "format_version": 1, "space": other_space,
-                                   "subnets": []}))
+                                   "supernet": "supernet.pt", "search": None, "data": None, "calibration_images": 1,
+                                   "latency": {"description": None}, "atol": 1e-4, "subnets": []}))
     assert main(["report", str(searched), str(exports)]) == 2
     assert f"exports file {exports} (against the search {searched}) was built for another search space" in _errors(
         capsys)

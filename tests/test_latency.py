@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -265,3 +266,87 @@ def test_cli_build_killed_and_rerun_resumes(tmp_path):
     assert "resuming from" in rerun.stdout
     table = LatencyTable.load(out)
     assert all(entry["samples"] == 600 for entry in table.entries.values())
+
+
+def test_help_and_reading_a_table_load_no_torch(tmp_path):
+    """``ofa-nni --help`` and reading/predicting with a table import numpy, not torch (issue 12)."""
+    path = tmp_path / "lut.json"
+    build_latency_table(ArchSpace(**TINY_SPACE_KWARGS), resolutions=(32,), **FAST).save(path)
+    code = (
+        "import contextlib, io, sys\n"
+        "from ofa_nni.app.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    main(['--help'])\n"
+        "from ofa_nni.latency import LatencyTable\n"
+        f"table = LatencyTable.load({str(path)!r})\n"
+        "table(table.space.max_sample())\n"
+        "print(sorted(m for m in ('torch', 'scipy', 'onnxruntime', 'nni') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_block_order_times_each_entry_in_a_row_and_resumes(tmp_path):
+    """order='block': every entry gets rounds x repeats timings, recorded in the file; a progress
+    file of an interleaved build is refused (another protocol), one of a block build resumed."""
+    space = ArchSpace(**TINY_SPACE_KWARGS)
+    progress = tmp_path / "lut.json.partial.json"
+    table = build_latency_table(space, resolutions=(32,), order="block", progress_path=progress,
+                                **{**FAST, "rounds": 2})
+    assert table.metadata["settings"]["order"] == "block" and table.protocol["order"] == "block"
+    assert all(entry["samples"] == 4 for entry in table.entries.values())
+    saved = json.loads(progress.read_text())
+    first = next(iter(saved["timings"]))
+    saved["timings"][first] = saved["timings"][first][:2]  # as if killed after its first visit
+    progress.write_text(json.dumps(saved))
+    resumed = build_latency_table(space, resolutions=(32,), order="block", progress_path=progress,
+                                  **{**FAST, "rounds": 2})
+    assert resumed.entries[first]["samples"] == 4
+    with pytest.raises(ValueError, match="holds progress of a build with other settings"):
+        build_latency_table(space, resolutions=(32,), order="interleaved", progress_path=progress,
+                            **{**FAST, "rounds": 2})
+
+
+def test_deployment_check_names_subnets_over_target_and_a_load_change(tiny_space):
+    from ofa_nni.latency import check_deployments, retime_entries
+    from ofa_nni.latency.deployment import deployment_lines
+
+    space = tiny_space.arch_space
+    table = build_latency_table(space, **FAST)
+    samples = [space.min_sample(), space.max_sample()]
+    models = [(tiny_space.freeze(s), s["resolution"]) for s in samples]
+    check = check_deployments(table, models, names=["small", "large"], targets_ms=[1e6, 1e-6],
+                              predicted_ms=[float(table(s)) for s in samples], retime=4)
+    small, large = check["subnets"]
+    assert not small["over_target"] and large["over_target"]
+    assert large["over_by_ms"] == pytest.approx(large["measured_ms"] - 1e-6, abs=1e-6)
+    assert check["over_target"] == 1 and check["verdict"] == "1 of 2 over target"
+    assert check["protocol"] == table.protocol and check["cause"] and check["advice"]
+    lines = deployment_lines(check)
+    assert any(line.strip().startswith(f"OVER TARGET: large measured {large['measured_ms']:.3f} ms against a "
+                                       "target of 0.000 ms") for line in lines)
+    assert not any("small" in line for line in lines)
+    # A table whose entries are 4x too fast for the machine as it is now: the re-timing says the load changed.
+    stale = LatencyTable(space=space, measured_resolutions=table.measured_resolutions, metadata=table.metadata,
+                         entries={key: {**entry, "ms": entry["ms"] / 4, "min_ms": entry["min_ms"] / 4}
+                                  for key, entry in table.entries.items()})
+    load = retime_entries(stale, count=6)
+    assert load["entries"] == 6 and load["ratio"] > 2 and load["load_changed"]
+    check = check_deployments(stale, models[:1], names=["large"], targets_ms=[1e-6], retime=6)
+    assert "load changed since the latency table was built" in check["cause"]
+    assert "ofa-nni lut build" in check["advice"]
+
+
+def test_lut_validate_rechecks_a_table_in_place(tmp_path, capsys):
+    path = tmp_path / "lut.json"
+    space = ArchSpace(**{**TINY_SPACE_KWARGS, "resolutions": (32,)})
+    build_latency_table(space, **FAST).save(path)
+    assert main(["lut", "validate", str(path), "--validate", "3", "--calibration-subnets", "2", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    table = LatencyTable.load(path)
+    assert table.validation is not None and table.validation["num_subnets"] == 3
+    assert table.validation["entries_retimed"]["entries"] > 0 and table.validation["previous"] is None
+    assert "validation on 3 random subnets" in printed and "entries re-timed now" in printed
+    assert not (tmp_path / ".lut.json.lock").exists()

@@ -1,5 +1,6 @@
 """Reliability with real processes: ``kill -9`` during an Optuna study and during an NNI experiment,
-each resumed with nothing lost and nothing done twice; optuna-dashboard served on 127.0.0.1 only.
+each resumed with nothing lost and nothing done twice; an export stopped by SIGINT, SIGTERM or
+SIGKILL leaves the earlier export as it was; optuna-dashboard served on 127.0.0.1 only.
 
 The other kill tests live next to what they kill (training: test_training_run.py, accuracy data
 sets: test_accuracy_predictor.py, latency tables: test_latency.py); concurrency on SQLite and
@@ -395,3 +396,64 @@ def test_optuna_dashboard_serves_on_loopback_only_by_default(tmp_path):
         server.terminate()
         server.wait(timeout=30)
 
+
+
+# ------------------------------------------------------------------------------- export
+def _export(work: Path, supernet: Path, arch: str, out: Path, *extra: str) -> subprocess.Popen[str]:
+    """``ofa-nni export`` of an untrained supernet (its large logits need a looser --atol)."""
+    return subprocess.Popen([sys.executable, "-m", "ofa_nni.cli", "export", "--supernet", str(supernet), "--arch", arch,
+                             "--out-dir", str(out), "--calibration-images", "32", "--quiet", "--atol", "1e-2", *extra],
+                            cwd=REPO, env=_environment(work), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def _files(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in directory.iterdir() if p.is_file()}
+
+
+@pytest.mark.slow
+@pytest.mark.kill
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
+def test_export_stopped_in_the_latency_step_leaves_the_earlier_export(tmp_path, signum):
+    """A re-export stopped while it measures latency (every model file written, exports.json not yet)
+    used to delete the earlier export's model files while the old exports.json still listed them.
+    Now the earlier export stays exactly as it was; SIGINT/SIGTERM exit 130/143 and leave nothing
+    behind, and the staging folder a SIGKILL leaves is removed by the next export."""
+    from conftest import TINY_SPACE_KWARGS
+
+    from search_spaces import OFAMobileNetV3Space
+
+    space = OFAMobileNetV3Space(**{**TINY_SPACE_KWARGS, "num_classes": 10})  # the tiny space, digits' 10 classes
+    supernet = space.save(tmp_path / "supernet.pt")
+    arch = space.arch_space.format(space.arch_space.max_sample())
+    out = tmp_path / "exports"
+    first = _export(tmp_path, supernet, arch, out, "--no-latency")
+    output, _ = first.communicate(timeout=600)
+    assert first.returncode == 0, output
+    earlier = _files(out)
+    assert sorted(earlier) == ["exports.json", "subnet1.onnx", "subnet1.pt"]
+
+    again = _export(tmp_path, supernet, arch, out, "--latency-repeats", "100000", "--no-evaluate")
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and again.poll() is None:
+        staged = list(out.glob(".export-*/subnet1.onnx"))  # the last model file: latency comes next
+        if staged:
+            break
+        time.sleep(0.05)
+    time.sleep(1.0)
+    assert again.poll() is None, again.communicate()[0]
+    again.send_signal(signum)
+    output, _ = again.communicate(timeout=120)
+    assert again.returncode == (-signum if signum == signal.SIGKILL else 128 + signum), output
+    assert _files(out) == earlier  # the earlier models and the exports.json that lists them
+    left = [p.name for p in out.iterdir() if p.name not in earlier]
+    if signum == signal.SIGKILL:
+        assert len(left) == 1 and left[0].startswith(".export-")  # nobody ran to remove it...
+        third = _export(tmp_path, supernet, arch, out, "--no-latency", "--no-evaluate")
+        output, _ = third.communicate(timeout=600)
+        assert third.returncode == 0, output
+        assert sorted(p.name for p in out.iterdir()) == sorted(earlier)  # ...the next export did
+    else:
+        assert f"{signal.Signals(signum).name}: interrupted" in output and "Traceback" not in output
+        assert left == []
+    assert not (tmp_path / ".exports.lock").exists()

@@ -247,6 +247,57 @@ def test_cli_resume_after_kill_9_in_each_phase_matches_an_uninterrupted_run(unin
 
 
 @pytest.mark.slow
+@pytest.mark.kill
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_cli_stopped_by_a_signal_exits_128_plus_it_and_resumes(uninterrupted_run, tmp_path, signum):
+    """SIGTERM (a scheduler's stop) used to end ``ofa-nni train`` with exit code 0 and no supernet,
+    SIGINT with 1: both now end with 128 + the signal, the checkpoint intact, and --resume finishes
+    the run as if nothing had happened."""
+    config, expected = uninterrupted_run
+    run = tmp_path / "run"
+    process = _cli(["--config", str(config), "--run-dir", str(run)])
+    last = run / "checkpoints" / "last.pt"
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline and process.poll() is None and not last.exists():
+        time.sleep(0.02)
+    process.send_signal(signum)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 128 + signum, output
+    assert f"ofa-nni train: {signal.Signals(signum).name}: interrupted" in output and "Traceback" not in output
+    assert not (run / "supernet.pt").exists()
+    assert load_checkpoint(last)["epochs_completed"] >= 1
+    resumed = _cli(["--config", str(config), "--run-dir", str(run), "--resume"])
+    output, _ = resumed.communicate(timeout=900)
+    assert resumed.returncode == 0, output
+    actual = load_checkpoint(last)
+    assert [h["epoch"] for h in actual["history"]] == list(range(12))
+    for key, value in expected["supernet"].items():
+        assert torch.equal(value, actual["supernet"][key]), key
+
+
+@pytest.mark.slow
+def test_two_runs_into_one_run_directory_the_second_is_refused_at_once(tmp_path):
+    """Two ``ofa-nni train`` started 0.3 s apart into one --run-dir used to both exit 0, the directory
+    holding one of them: the second is now refused while the first holds the directory's lock."""
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump(_config(**_KILL_SCHEDULE)))
+    run = tmp_path / "run"
+    first = _cli(["--config", str(config), "--run-dir", str(run)])
+    time.sleep(0.3)
+    second = _cli(["--config", str(config), "--run-dir", str(run)])
+    outputs = {process.pid: process.communicate(timeout=900)[0] for process in (second, first)}
+    # Both do the same work before they lock: usually the first wins, but a busy machine may let the
+    # second overtake it. Exactly one runs, the other is refused naming it.
+    (winner,) = [p for p in (first, second) if p.returncode == 0]
+    (loser,) = [p for p in (first, second) if p is not winner]
+    assert loser.returncode == 2, outputs[loser.pid]
+    assert outputs[loser.pid].strip().splitlines()[-1].startswith(
+        f"ofa-nni train: error: run directory '{run}' is in use by another ofa-nni process (PID {winner.pid};")
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["epochs_completed"] == 12
+    assert not (tmp_path / ".run.lock").exists()
+
+
+@pytest.mark.slow
 def test_cli_data_parallel_two_cpu_processes_gloo(tmp_path):
     """``trainer.devices: 2`` with DDP on CPU (gloo): Lightning starts a second process; the
     subnets' gradients are all-reduced after each backward; rank 0 writes the run directory."""

@@ -6,8 +6,11 @@ user can fix (bad config, missing data, infeasible budget) are raised as
 :class:`~ofa_nni.errors.InvalidInputError` and printed as one clear line (exit code 2), without a
 traceback; anything else is a bug and keeps its traceback (exit code 1).
 
-Exit codes: 0 success, 1 internal error, 2 invalid input, 130 interrupted, 141 output pipe closed
-(as shells report SIGPIPE).
+Exit codes: 0 success, 1 internal error, 2 invalid input (also an output that cannot be written:
+read-only or full file system, a directory or special file in its place, a run directory or output
+file in use by another process), 130 interrupted (SIGINT, Ctrl-C), 143 terminated (SIGTERM), 141
+output pipe closed (as shells report SIGPIPE). Files are written atomically, so an interrupted
+command leaves the earlier ones as they were, and a training run resumes from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -24,8 +27,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
 import importlib  # noqa: E402
+import signal  # noqa: E402
 import sys  # noqa: E402
+import threading  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
+from types import FrameType  # noqa: E402
+from typing import Any  # noqa: E402
 
 from ofa_nni.errors import InvalidInputError  # noqa: E402
 
@@ -67,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=(
             "The steps in order: train -> predictor build -> lut build -> search -> export -> report ('ofa-nni "
             "demo' runs them all on the offline digits data). 'ofa-nni COMMAND --help' describes each one. Exit "
-            "codes: 0 success, 1 internal error, 2 invalid input, 130 interrupted."
+            "codes: 0 success, 1 internal error, 2 invalid input or unwritable output, 130 interrupted (SIGINT), "
+            "143 terminated (SIGTERM)."
         ),
     )
     parser.add_argument("--version", action="version", version=_version())
@@ -83,17 +91,45 @@ def _version() -> str:
     return f"ofa-nni {__version__}"
 
 
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_received: list[int] = []
+"""The stop signals this process received (the exit code is 128 + the first)."""
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    """SIGINT and SIGTERM both stop the command as Ctrl-C does: a ``KeyboardInterrupt``, which every
+    writer meets with its temporary file removed and the earlier file kept, and which the training
+    loop (Lightning) turns into a clean shutdown. Lightning then calls ``sys.exit(1)``, and on
+    SIGTERM alone it would have ended the run with exit code 0: the code comes from here instead."""
+    _received.append(signum)
+    raise KeyboardInterrupt
+
+
+def _interrupted(command: str | None) -> int:
+    signum = _received[0] if _received else int(signal.SIGINT)
+    print(f"ofa-nni{' ' + command if command else ''}: {signal.Signals(signum).name}: interrupted; files written "
+          "before are complete (a training run continues with --resume)", file=sys.stderr)
+    return 128 + signum
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():  # signal handlers can only be set there
+        _received.clear()
+        previous = {signum: signal.signal(signum, _stop) for signum in _STOP_SIGNALS}
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        print("ofa-nni: interrupted", file=sys.stderr)
-        return 130
+        return _interrupted(args.command)
+    except SystemExit:
+        if _received:  # a library that exits on an interrupt (Lightning: sys.exit(1))
+            return _interrupted(args.command)
+        raise
     except BrokenPipeError:
         # The reader of our output went away (``ofa-nni search ... | head``): no traceback, and no
         # second error when Python flushes stdout at exit.
@@ -102,6 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InvalidInputError as error:
         print(f"ofa-nni {args.command}: error: {error}", file=sys.stderr)
         return 2
+    finally:
+        for signum, handler in previous.items():  # main() called from Python: leave the caller's handlers
+            if handler is not None:  # None: set outside Python, cannot be set back
+                signal.signal(signum, handler)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ stopped).
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -29,8 +28,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from ofa_nni._artifacts import atomic_write, exclusive_lock
 from ofa_nni.app.carbon import CostMeter, PhaseCost
-from ofa_nni.app.report import DEMO_KIND, demo_pareto_plot, demo_report_markdown
+from ofa_nni.app.documents import DemoResults
+from ofa_nni.app.report import demo_pareto_plot, demo_report_markdown
 from ofa_nni.errors import InvalidInputError
 
 __all__ = ["DemoSettings", "DemoResult", "run_demo"]
@@ -137,7 +138,14 @@ def run_demo(
     *,
     say: Callable[[str], None] = _say,
 ) -> DemoResult:
-    """Run the whole flow into ``run_dir`` (see the module docstring) and return its results."""
+    """Run the whole flow into ``run_dir`` (see the module docstring) and return its results. The run
+    directory is locked meanwhile: a second demo into it is refused at once, naming this process."""
+    run_path = Path(run_dir).expanduser().resolve()
+    with exclusive_lock(run_path, "demo run directory"):
+        return _run_demo(run_path, settings or DemoSettings(), say)
+
+
+def _run_demo(run_path: Path, settings: DemoSettings, say: Callable[[str], None]) -> DemoResult:
     from torch.utils.data import DataLoader
 
     from ofa_nni.accuracy import (
@@ -151,14 +159,13 @@ def run_demo(
     from ofa_nni.data import calibration_loader, load_data
     from ofa_nni.evaluation import evaluate_frozen_subnet
     from ofa_nni.export import export_subnet
-    from ofa_nni.latency import LatencyTable, build_latency_table, measure_end_to_end, validate_latency_table
+    from ofa_nni.latency import LatencyTable, build_latency_table, check_deployments, validate_latency_table
+    from ofa_nni.latency.deployment import deployment_lines
     from ofa_nni.search import ParetoSearch, specialize
     from ofa_nni.training import demo_config
     from search_spaces import load_supernet
 
-    settings = settings or DemoSettings()
     _quiet_libraries()
-    run_path = Path(run_dir).expanduser().resolve()
     config = demo_config(run_dir=str(run_path / "train"), seed=settings.seed)
     data_name = "digits"
     if settings.data is not None:
@@ -277,12 +284,16 @@ def run_demo(
                 "params": evaluation.params,
                 "exports": {e.format: {"path": str(e.path), "max_abs_diff": e.max_abs_diff} for e in exports},
             })
-        timings = measure_end_to_end(subnets, backend="torch", device="cpu", batch_size=1,
-                                     num_threads=table.metadata["device"]["num_threads"], seed=settings.seed)
-        statistic = table.statistic
-        for entry, measured in zip(chosen, timings[statistic], strict=True):
-            entry["latency_measured_ms"] = float(measured)
+        # Measured with the table's own protocol, set against each target, load change checked.
+        check = check_deployments(table, subnets, names=[f"target{i + 1}" for i in range(len(chosen))],
+                                  targets_ms=[entry["budget_ms"] for entry in chosen],
+                                  predicted_ms=[entry["latency_predicted_ms"] for entry in chosen], seed=settings.seed)
+        for entry, row in zip(chosen, check["subnets"], strict=True):
+            entry["latency_measured_ms"] = row["measured_ms"]
+            entry["latency_over_target"], entry["latency_over_by_ms"] = row["over_target"], row["over_by_ms"]
     say(_phase_line(meter.phases[-1]))
+    for line in deployment_lines(check):
+        say("  " + line)
 
     # 5. Cost of the alternative: one network trained from scratch per target -------------------
     full_phase = _full_network_phase(config, arch)
@@ -304,8 +315,7 @@ def run_demo(
         "spearman": shown.get("spearman", float("nan")), "mape_percent": shown.get("mape_percent", float("nan")),
         "corrected": bool(corrected), "details": validation,
     }
-    report = {
-        "kind": DEMO_KIND,
+    report = DemoResults({
         "run_dir": str(run_path),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "machine": _machine(),
@@ -313,15 +323,16 @@ def run_demo(
         "targets": chosen,
         "predictor": {"kind": predictor.kind, "num_subnets": len(dataset), **metrics},
         "latency_validation": latency_report,
+        "deployment_check": check,
         "pareto_front": {"archs": front.archs(), "accuracy_predicted": front.scores.tolist(),
                          "latency_ms": front.costs["latency_ms"].tolist()},
         "costs": costs,
-    }
+    })
     plot_path = run_path / "pareto.png"
     demo_pareto_plot(plot_path, report, sampled=(table(dataset.indices), dataset.accuracies))
     report_path = run_path / "report.md"
     _write_text(report_path, demo_report_markdown(report))
-    _write_text(run_path / "results.json", json.dumps(report, indent=2, default=_json_default))
+    report.save(run_path / "results.json")
     _print_table(chosen, costs, say)
     say(f"\nreport: {report_path}\nplot:   {plot_path}\nfiles:  {run_path}")
     return DemoResult(run_dir=run_path, report_path=report_path, plot_path=plot_path, targets=chosen, costs=costs,
@@ -409,17 +420,5 @@ def _machine() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}"
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
 def _write_text(path: Path, text: str) -> None:
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(text)
-    temp.replace(path)
+    atomic_write(path, lambda file: file.write(text.encode("utf-8")))

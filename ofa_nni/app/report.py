@@ -1,40 +1,27 @@
-"""Result files of the ``ofa-nni`` pipeline and the one renderer of their reports.
+"""The one renderer of the ``ofa-nni`` pipeline's reports.
 
-Three JSON files describe what a run found, each with a ``kind`` and a ``format_version``:
-
-* ``ofa-nni/search`` (``ofa-nni search --out search.json``): the space signature, the predictor and
-  latency table used, every target's budgets and the subnet found for it (arch string, sample,
-  predicted accuracy, every cost), and the Pareto front when asked for.
-* ``ofa-nni/exports`` (``ofa-nni export``): every exported subnet, its files and their largest
-  absolute difference to PyTorch, its held-out accuracy (BN recalibrated) and its measured latency.
-* ``ofa-nni/demo`` (``ofa-nni demo``, ``results.json`` in the run directory).
-
-This module renders them: markdown reports whose targets tables all come from
-:func:`targets_table`, Pareto plots (:func:`ofa_nni.plots.pareto_plot`), and plain-text tables for the terminal
-(:func:`text_table`). ``ofa-nni report`` and the demo call it; so can a script.
+The documents it renders (search.json, exports.json, a demo's results.json) are the classes of
+:mod:`ofa_nni.app.documents`, which own their format. This module renders them: markdown reports
+whose targets tables all come from :func:`targets_table`, Pareto plots
+(:func:`ofa_nni.plots.pareto_plot`), and plain-text tables for the terminal (:func:`text_table`).
+``ofa-nni report`` and the demo call it; so can a script.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ofa_nni._artifacts import atomic_write
-from ofa_nni.errors import InvalidInputError, MissingInputError
 from ofa_nni.plots import ParetoPanel, pareto_plot
+from ofa_nni.latency.deployment import deployment_lines
 
 __all__ = [
-    "SEARCH_KIND",
-    "EXPORTS_KIND",
-    "DEMO_KIND",
-    "RESULT_FORMAT_VERSION",
     "COST_UNITS",
     "TargetRow",
-    "read_result_file",
     "format_cost",
     "markdown_table",
     "targets_table",
@@ -45,16 +32,6 @@ __all__ = [
     "write_demo_report",
     "write_search_report",
 ]
-
-SEARCH_KIND = "ofa-nni/search"
-EXPORTS_KIND = "ofa-nni/exports"
-DEMO_KIND = "ofa-nni/demo"
-RESULT_FORMAT_VERSION = 1
-"""``format_version`` of the search and exports files this version writes and reads."""
-
-_WRITTEN_BY = {SEARCH_KIND: "ofa-nni search", EXPORTS_KIND: "ofa-nni export", DEMO_KIND: "ofa-nni demo"}
-_DEMO_KEYS = ("run_dir", "targets", "predictor", "latency_validation", "pareto_front", "costs")
-"""What a demo ``results.json`` holds (runs made before the demo wrote a ``kind`` are recognised by these)."""
 
 COST_UNITS = {"macs": "MACs", "params": "parameters", "latency_ms": "ms"}
 """The costs a search can constrain, with their units."""
@@ -69,34 +46,6 @@ _MISSING = "–"
 
 
 # ------------------------------------------------------------------------------ files
-def read_result_file(path: str | os.PathLike[str], *, kinds: Sequence[str]) -> dict[str, Any]:
-    """Read a result JSON file and check that its ``kind`` is one of ``kinds``.
-
-    A demo ``results.json`` without a ``kind`` (written before the field existed) counts as
-    :data:`DEMO_KIND`. Raises FileNotFoundError or ValueError saying what was expected.
-    """
-    path = Path(path)
-    expected = " or ".join(f"{kind!r} (written by '{_WRITTEN_BY[kind]}')" for kind in kinds)
-    if not path.is_file():
-        raise MissingInputError(f"{str(path)!r} does not exist (expected a JSON file of kind {expected})")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InvalidInputError(f"{path} is not JSON ({error}); expected a file of kind {expected}") from None
-    if not isinstance(data, dict):
-        raise InvalidInputError(f"{path} holds a JSON {type(data).__name__}; expected an object of kind {expected}")
-    kind = data.get("kind")
-    if kind is None and all(key in data for key in _DEMO_KEYS):
-        kind = DEMO_KIND
-    if kind not in kinds:
-        raise InvalidInputError(f"{path} has kind {kind!r}; expected {expected}")
-    version = data.get("format_version", RESULT_FORMAT_VERSION)
-    if version != RESULT_FORMAT_VERSION:
-        raise InvalidInputError(f"{path}: format_version {version!r} is not supported (this version reads "
-                         f"{RESULT_FORMAT_VERSION})")
-    return dict(data)
-
-
 def _write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda file: file.write(text.encode("utf-8")))
 
@@ -179,6 +128,8 @@ def demo_report_markdown(result: Mapping[str, Any]) -> str:
                   latency_measured_ms=t["latency_measured_ms"], macs=t["macs"], params=t["params"])
         for t in result["targets"]
     ], target_header="target (latency ≤)")
+    if result.get("deployment_check"):
+        lines += [""] + [line.strip() + "  " for line in deployment_lines(result["deployment_check"])]
     lines += ["", "Every subnet was exported to TorchScript and ONNX and checked against PyTorch "
               "(largest absolute output difference in `results.json`).", "",
               "![Pareto front](pareto.png)", "", "## Predictors", ""]
@@ -316,6 +267,9 @@ def search_report_markdown(search: Mapping[str, Any], exports: Mapping[str, Any]
                                   macs=entry["macs"], params=entry["params"]))
     if rows:
         lines += targets_table(rows, target_header="target (budgets)")
+    check = ((exports or {}).get("latency") or {}).get("check")
+    if check:
+        lines += [""] + [line.strip() + "  " for line in deployment_lines(check)]
     lines += ["", "Predicted: the accuracy predictor and the latency table; measured: `ofa-nni export` (the "
               "subnet frozen, BN recalibrated, held-out accuracy, end-to-end latency at batch 1). "
               "MACs and params are exact counts.", ""]
@@ -366,12 +320,13 @@ def write_search_report(search_path: str | os.PathLike[str], exports_path: str |
     default ``report.md`` next to the search file) and, when the search has a Pareto front, the plot
     ``<report stem>_pareto.png`` next to the report. Returns both paths (the plot's or None)."""
     from ofa_nni._artifacts import require_same_space
+    from ofa_nni.app.documents import ExportsDocument, SearchDocument
     from ofa_nni.arch import ArchSpace
 
-    search = read_result_file(search_path, kinds=(SEARCH_KIND,))
+    search = SearchDocument.load(search_path)
     exports = None
     if exports_path is not None:
-        exports = read_result_file(exports_path, kinds=(EXPORTS_KIND,))
+        exports = ExportsDocument.load(exports_path)
         require_same_space(exports["space"], ArchSpace.from_signature(search["space"]),
                            artefact=f"exports file {exports_path} (against the search {search_path})")
     report_path = Path(out) if out is not None else Path(search_path).with_name("report.md")

@@ -18,8 +18,10 @@ Run directory::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,11 +29,11 @@ from typing import Any
 
 import torch
 
-from ofa_nni._artifacts import atomic_write
+from ofa_nni._artifacts import atomic_write, exclusive_lock
 from ofa_nni.data import ImageData, calibration_loader, check_batch_size, load_data
 from ofa_nni.errors import InvalidInputError
 from ofa_nni.training.checkpoint import CheckpointError
-from ofa_nni.training.config import ProgressiveShrinkingConfig, TrainConfig, load_config
+from ofa_nni.training.config import ConfigError, ProgressiveShrinkingConfig, TrainConfig, load_config
 from search_spaces import save_supernet, space_class
 from strategies import ProgressiveShrinking, SandwichRule
 
@@ -128,6 +130,39 @@ def _loggers(config: TrainConfig, run_dir: Path) -> list[Any]:
     return loggers
 
 
+def _trainer(config: TrainConfig, run_path: Path, train_loader: Any) -> Any:
+    """The Lightning trainer of the run; settings Lightning refuses are a one-line :class:`ConfigError`."""
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
+    from nni.nas.evaluator.pytorch import Trainer
+
+    settings = config.trainer
+    try:
+        return Trainer(
+            accelerator=settings.accelerator,
+            devices=settings.devices,
+            num_nodes=settings.num_nodes,
+            strategy=settings.strategy,
+            precision=settings.precision,
+            logger=_loggers(config, run_path),
+            enable_checkpointing=False,  # our own checkpoints (atomic, weights_only-loadable)
+            enable_progress_bar=settings.progress_bar,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            check_val_every_n_epoch=config.validation.every_n_epochs,
+            limit_train_batches=settings.limit_train_batches,
+            limit_val_batches=settings.limit_val_batches,
+            log_every_n_steps=max(1, min(50, _steps_per_epoch(len(train_loader), settings.limit_train_batches) // 2)),
+            default_root_dir=str(run_path),
+        )
+    except (MisconfigurationException, ValueError, TypeError, ImportError) as error:
+        # Lightning checks accelerator, devices, strategy and precision together, in its own words.
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError(
+            f"trainer: Lightning refuses accelerator {settings.accelerator!r}, devices {settings.devices!r}, "
+            f"strategy {settings.strategy!r}, precision {settings.precision!r} on this machine: {first_line}"
+        ) from None
+
+
 def train(config: TrainConfig | Mapping[str, Any] | str | Path, *, run_dir: str | Path | None = None,
           resume: bool = False) -> TrainResult:
     """Train a supernet as ``config`` says (a :class:`TrainConfig`, a dict or a YAML path).
@@ -136,15 +171,15 @@ def train(config: TrainConfig | Mapping[str, Any] | str | Path, *, run_dir: str 
         config: The run's configuration (see ``examples/train_digits.yaml``).
         run_dir: Overrides ``config.run_dir`` (one of them is required).
         resume: Continue the run in ``run_dir`` from its last checkpoint (same configuration
-            required); without it, a run directory that already holds a checkpoint is refused.
+            required; a run directory without one is refused); without it, a run directory that
+            already holds a checkpoint is refused.
+
+    The run directory is locked for the whole run (:func:`ofa_nni._artifacts.exclusive_lock`): a
+    second run into it is refused at once, naming the process that holds it.
 
     Returns:
         A :class:`TrainResult` (run directory, checkpoint, supernet path, per-phase metrics).
     """
-    from nni.nas.evaluator.pytorch import ClassificationModule, DataLoader, Lightning, Trainer
-    from nni.nas.execution import SequentialExecutionEngine
-    from nni.nas.space import RawFormatModelSpace
-
     started = time.perf_counter()
     if not isinstance(config, TrainConfig):
         config = load_config(config)
@@ -153,19 +188,47 @@ def train(config: TrainConfig | Mapping[str, Any] | str | Path, *, run_dir: str 
         raise InvalidInputError("no run directory: set run_dir in the configuration or pass --run-dir")
     run_path = Path(chosen).expanduser()
     config = config.replace(run_dir=str(run_path))
-    checkpoint_dir = run_path / "checkpoints"
-    last = checkpoint_dir / "last.pt"
-    if last.exists() and not resume:
-        raise CheckpointError(f"{str(run_path)!r} already holds a training run ({last}); pass --resume "
-                              "(resume=True) to continue it, or choose another run directory")
 
     # Build the space first with a placeholder class count: its resolutions decide the image size.
     resolution = max(build_space(config, num_classes=2).arch_space.resolutions)
     data = load_data(config.data.kind, root=config.data.root, resolution=resolution,
                      calibration_images=config.data.calibration_images)
     check_batch_size(data, config.data.batch_size)
+    # Everything is checked: from here on the run directory is this process's until it returns (a
+    # second run into it, even one started a moment later, is refused at once). The other processes
+    # of a data-parallel run (Lightning starts them with LOCAL_RANK >= 1) work under the lock of the
+    # process that started them.
+    spawned_by_lightning = int(os.environ.get("LOCAL_RANK", "0") or 0) > 0
+    lock = contextlib.nullcontext() if spawned_by_lightning else exclusive_lock(run_path, "run directory")
+    with lock:
+        return _train_locked(config, run_path, data, resume, started)
+
+
+def _train_locked(config: TrainConfig, run_path: Path, data: ImageData, resume: bool, started: float) -> TrainResult:
+    from nni.nas.evaluator.pytorch import ClassificationModule, DataLoader, Lightning
+    from nni.nas.execution import SequentialExecutionEngine
+    from nni.nas.space import RawFormatModelSpace
+
+    checkpoint_dir = run_path / "checkpoints"
+    last = checkpoint_dir / "last.pt"
+    if last.exists() and not resume:
+        raise CheckpointError(f"{str(run_path)!r} already holds a training run ({last}); pass --resume "
+                              "(resume=True) to continue it, or choose another run directory")
+    if resume and not last.exists():
+        raise CheckpointError(f"--resume: {str(run_path)!r} holds no checkpoint to continue ({last} does not exist); "
+                              "run without --resume to start a new run there")
     torch.manual_seed(config.seed)  # the initial weights: a resumed run must rebuild the same supernet
     space = build_space(config, num_classes=data.num_classes)
+    train_loader = DataLoader(data.train, batch_size=config.data.batch_size, shuffle=True, drop_last=True,
+                              num_workers=config.data.num_workers)
+    val_loader = DataLoader(data.val, batch_size=max(config.data.batch_size, 128), shuffle=False,
+                            num_workers=config.data.num_workers)
+    for key, loader in (("limit_train_batches", train_loader), ("limit_val_batches", val_loader)):
+        limit = getattr(config.trainer, key)
+        if _steps_per_epoch(len(loader), limit) < 1:  # Lightning would fail mid-run with a traceback
+            raise ConfigError(f"trainer.{key}: {limit!r} of {len(loader)} batches is less than one batch; allowed: "
+                              f"a fraction >= {1 / len(loader):.3g} or a number of batches >= 1")
+    trainer = _trainer(config, run_path, train_loader)
     run_path.mkdir(parents=True, exist_ok=True)
     import yaml
 
@@ -174,27 +237,6 @@ def train(config: TrainConfig | Mapping[str, Any] | str | Path, *, run_dir: str 
         # configuration must not leave that configuration behind as the run's.
         _atomic_write_text(run_path / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
 
-    train_loader = DataLoader(data.train, batch_size=config.data.batch_size, shuffle=True, drop_last=True,
-                              num_workers=config.data.num_workers)
-    val_loader = DataLoader(data.val, batch_size=max(config.data.batch_size, 128), shuffle=False,
-                            num_workers=config.data.num_workers)
-    trainer = Trainer(
-        accelerator=config.trainer.accelerator,
-        devices=config.trainer.devices,
-        num_nodes=config.trainer.num_nodes,
-        strategy=config.trainer.strategy,
-        precision=config.trainer.precision,
-        logger=_loggers(config, run_path),
-        enable_checkpointing=False,  # our own checkpoints (atomic, weights_only-loadable)
-        enable_progress_bar=config.trainer.progress_bar,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        check_val_every_n_epoch=config.validation.every_n_epochs,
-        limit_train_batches=config.trainer.limit_train_batches,
-        limit_val_batches=config.trainer.limit_val_batches,
-        log_every_n_steps=max(1, min(50, _steps_per_epoch(len(train_loader), config.trainer.limit_train_batches) // 2)),
-        default_root_dir=str(run_path),
-    )
     evaluator = Lightning(ClassificationModule(num_classes=data.num_classes), trainer,
                           train_dataloaders=train_loader, val_dataloaders=val_loader)
     strategy = _strategy(config, data, checkpoint_dir, resume)

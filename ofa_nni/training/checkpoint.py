@@ -23,6 +23,7 @@ target (``os.replace``), so a kill at any moment leaves either the old or the ne
 
 from __future__ import annotations
 
+import io
 import pickle
 import warnings
 import zipfile
@@ -30,9 +31,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from ofa_nni._artifacts import atomic_write
+from ofa_nni._artifacts import atomic_write_bytes
 from ofa_nni.errors import InvalidInputError, MissingInputError
 
 __all__ = [
@@ -44,6 +46,8 @@ __all__ = [
     "check_compatible",
     "atomic_torch_save",
     "load_torch_file",
+    "non_finite_weights",
+    "TrainingDivergedError",
 ]
 
 CHECKPOINT_FORMAT = "ofa-nni-training"
@@ -56,10 +60,36 @@ class CheckpointError(InvalidInputError):
     """A checkpoint that is corrupt, not ours, or made for another space or schedule."""
 
 
+class TrainingDivergedError(InvalidInputError):
+    """A training run whose loss or weights stopped being finite numbers (a learning rate too high)."""
+
+
+def non_finite_weights(tensors: Mapping[str, Any]) -> tuple[int, int, list[str]]:
+    """``(non-finite values, values, names of the tensors holding them)`` over the floating-point
+    tensors of ``tensors`` (a state dict): a supernet that holds NaN or inf predicts nothing."""
+    bad, total, names = 0, 0, []
+    for name, tensor in tensors.items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point():
+            cpu = tensor.detach().cpu()
+            values = (cpu if cpu.dtype in (torch.float32, torch.float64) else cpu.float()).numpy()
+            total += values.size
+            # One float64 sum per tensor (NaN and inf carry through it): torch.isfinite over every
+            # value took 4 s for a 6.4 M-weight supernet on 2 busy cores, numpy's sum 0.04 s.
+            if not np.isfinite(values.sum(dtype=np.float64)):
+                bad += int(np.count_nonzero(~np.isfinite(values)))
+                names.append(name)
+    return bad, total, names
+
+
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to ``path`` atomically (temporary file in the same directory + rename)."""
+    """``torch.save`` to ``path`` atomically (temporary file in the same directory + rename).
+
+    The file is serialized in memory first: torch's own writer, meeting a full disk, can abort the
+    process (a ``c10::Error``, SIGABRT) where a Python write raises a clear ``OutputError``."""
     path = Path(path)
-    atomic_write(path, lambda stream: torch.save(obj, stream))
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getbuffer())
     return path
 
 

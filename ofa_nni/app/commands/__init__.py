@@ -1,1 +1,60 @@
-"""Subcommands of the ``ofa-nni`` command line (one module each, see :mod:`ofa_nni.app.cli`)."""
+"""Subcommands of the ``ofa-nni`` command line (one module each, see :mod:`ofa_nni.app.cli`), and the
+argument types they share."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from collections.abc import Iterator, Sequence
+from typing import Any, overload
+
+__all__ = ["DeferredChoices", "MAX_SEED", "seed"]
+
+MAX_SEED = 2**32 - 1
+"""The largest seed: what every generator the commands seed accepts (numpy's legacy and
+scikit-learn's ``random_state`` stop at 2**32 - 1; torch's at 2**64 - 1)."""
+
+
+def seed(text: str) -> int:
+    """argparse type of ``--seed``: an integer in [0, :data:`MAX_SEED`] (2**70 used to end in torch's
+    "Overflow when unpacking long long" traceback)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{value} is out of range; allowed: 0 to {MAX_SEED} (2**32 - 1)")
+    return value
+
+
+class DeferredChoices(Sequence[str]):
+    """argparse ``choices`` read from ``module.name`` when first needed (parsing that command's
+    arguments, printing its help), not when the parser is built: ``ofa-nni --help`` builds every
+    command's parser, and the modules that define data kinds or predictor kinds import torch.
+    Give the argument a ``metavar`` (argparse lists choices in the usage line otherwise) and write
+    ``%(choices)s`` in its help."""
+
+    def __init__(self, module: str, name: str) -> None:
+        self._module, self._name = module, name
+
+    def _values(self) -> Sequence[str]:
+        values: Sequence[str] = getattr(importlib.import_module(self._module), self._name)
+        return values
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[str]: ...
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._values()[index]
+
+    def __len__(self) -> int:
+        return len(self._values())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values())
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._values()

@@ -6,6 +6,8 @@ import argparse
 import time
 from pathlib import Path
 
+from ofa_nni.app.commands import seed
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -24,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--targets", type=int, default=3, help="number of latency targets (default 3)")
     parser.add_argument("--subnets", type=int, default=200,
                         help="subnets evaluated for the accuracy predictor (default 200)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every random step (default 0)")
+    parser.add_argument("--seed", type=seed, default=0, help="seed of every random step (default 0)")
     parser.add_argument("--quick", action="store_true",
                         help="a much shorter run (a quarter of the training epochs, fewer subnets): a smoke test")
     parser.add_argument("--data", type=Path, default=None, metavar="PATH.npz",

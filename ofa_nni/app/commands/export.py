@@ -11,19 +11,19 @@ writes ``exports.json`` (kind ``ofa-nni/exports``) for ``ofa-nni report``.
 from __future__ import annotations
 
 import argparse
-import time
+import contextlib
+import os
 import warnings
 from pathlib import Path
 from typing import Any
 
+from ofa_nni.app.commands import DeferredChoices, seed
 from ofa_nni.errors import InvalidInputError
 
 __all__ = ["register"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ofa_nni.data import DATA_KINDS
-    from ofa_nni.export import EXPORT_FORMATS
     from ofa_nni.latency import STATISTICS
 
     parser = subparsers.add_parser(
@@ -33,7 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Freeze each subnet (every target of --search, and every --arch) with the supernet's weights, "
             "recalibrate its batch norms on training images of --data, export it (each file loaded back and "
             "compared with the PyTorch subnet; a mismatch is an error and leaves no file), measure its held-out "
-            "accuracy and its latency (torch, CPU, batch 1, end to end), and write OUT_DIR/exports.json."
+            "accuracy and its latency (torch, CPU, batch 1, end to end), and write OUT_DIR/exports.json. The files "
+            "appear in OUT_DIR only once all are complete: a failed or interrupted export leaves an earlier one there "
+            "as it was."
         ),
         epilog="example: ofa-nni export --supernet runs/digits/supernet.pt --search search.json --out-dir exports",
     )
@@ -44,11 +46,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="results of 'ofa-nni search --out' (same space): export every target's subnet")
     parser.add_argument("--out-dir", type=Path, required=True, metavar="DIR",
                         help="where the files and exports.json go")
-    parser.add_argument("--formats", default=",".join(EXPORT_FORMATS), metavar="LIST",
-                        help=f"comma-separated export formats (default {','.join(EXPORT_FORMATS)})")
-    parser.add_argument("--data", choices=DATA_KINDS, default="digits", metavar="KIND",
-                        help=f"data for BN recalibration (training images) and accuracy (held-out): "
-                             f"{', '.join(DATA_KINDS)} (default digits)")
+    parser.add_argument("--formats", default=None, metavar="LIST",
+                        help="comma-separated export formats (default: all of them; torchscript and onnx today)")
+    parser.add_argument("--data", choices=DeferredChoices("ofa_nni.data", "DATA_KINDS"), default="digits",
+                        metavar="KIND", help="data for BN recalibration (training images) and accuracy (held-out): "
+                                             "%(choices)s (default digits)")
     parser.add_argument("--data-root", type=Path, default=None, metavar="DIR",
                         help="data directory (all kinds but digits)")
     parser.add_argument("--calibration-images", type=int, default=None, metavar="N",
@@ -60,15 +62,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--latency-repeats", type=int, default=30, metavar="N",
                         help="timed calls per round (default 30, as 'ofa-nni lut build')")
     parser.add_argument("--latency-rounds", type=int, default=3, metavar="N", help="interleaved rounds (default 3)")
-    parser.add_argument("--statistic", choices=STATISTICS, default="min",
-                        help="the latency reported: min (default, as 'ofa-nni lut build': steady on a machine shared "
-                             "with other busy processes) or median of the timed calls; exports.json keeps both")
+    parser.add_argument("--statistic", choices=STATISTICS, default=None,
+                        help="the latency reported: min (default without a latency table, as 'ofa-nni lut build': "
+                             "steady on a machine shared with other busy processes; with one, the table's) or median "
+                             "of the timed calls; exports.json keeps both")
+    parser.add_argument("--lut", type=Path, default=None, metavar="FILE",
+                        help="latency table: measure with its protocol (backend, threads, clock, repeats, statistic) "
+                             "and check each subnet against its latency target (default: the table --search used, "
+                             "where it still exists); without one, torch eager on the CPU with the options below")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="CPU threads of the latency measurement (default: torch's setting; use the latency "
                              "table's for comparable numbers)")
     parser.add_argument("--atol", type=float, default=1e-4, metavar="X",
                         help="largest absolute output difference an exported file may show (default 1e-4)")
-    parser.add_argument("--seed", type=int, default=0, metavar="N",
+    parser.add_argument("--seed", type=seed, default=0, metavar="N",
                         help="seed of the latency measurement order (default 0)")
     parser.add_argument("--ofa-config", action="store_true",
                         help="also write each subnet in OFA's specialized-network format: OUT_DIR/NAME/net.config "
@@ -77,32 +84,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _formats(text: str) -> list[str]:
+def _formats(text: str | None) -> list[str]:
     from ofa_nni.export import EXPORT_FORMATS
 
+    if text is None:
+        return list(EXPORT_FORMATS)
     formats = [f.strip() for f in text.split(",") if f.strip()]
     unknown = [f for f in formats if f not in EXPORT_FORMATS]
     if unknown or not formats:
-        raise InvalidInputError(f"--formats {text!r}: unknown format(s) {unknown}; allowed: {', '.join(EXPORT_FORMATS)} "
-                         "(comma-separated)")
+        raise InvalidInputError(f"--formats {text!r}: unknown format(s) {unknown}; allowed: "
+                                f"{', '.join(EXPORT_FORMATS)} (comma-separated)")
     return list(dict.fromkeys(formats))
 
 
 def _subnets(space: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
     """What to export: ``{"name", "arch", "sample", ["target", "predicted_accuracy"]}`` per subnet."""
     from ofa_nni._artifacts import require_same_space
-    from ofa_nni.app.report import SEARCH_KIND, read_result_file
+    from ofa_nni.app.documents import SearchDocument
 
     subnets: list[dict[str, Any]] = []
     if args.search is not None:
-        search = read_result_file(args.search, kinds=(SEARCH_KIND,))
+        search = SearchDocument.load(args.search)
         require_same_space(search["space"], space, artefact=f"search results {args.search} (against the supernet)")
         if not search["targets"]:
             raise InvalidInputError(f"{args.search} has no targets (only a Pareto front): pass --arch strings from it")
         for index, target in enumerate(search["targets"]):
             sample = space.validate(target["sample"])
             subnets.append({"name": f"target{index + 1}", "arch": space.format(sample), "sample": sample,
-                            "target": target["name"], "predicted_accuracy": target["score"]})
+                            "target": target["name"], "predicted_accuracy": target["score"],
+                            "latency_target_ms": target["budgets"].get("latency_ms"),
+                            "latency_predicted_ms": target["costs"].get("latency_ms")})
     for index, text in enumerate(args.arch):
         try:
             sample = space.parse(text)
@@ -122,33 +133,90 @@ def _check(args: argparse.Namespace) -> None:
             raise InvalidInputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if not args.atol >= 0:
         raise InvalidInputError(f"--atol must be >= 0, got {args.atol}")
+    if args.calibration_images is not None and args.calibration_images < 1:
+        raise InvalidInputError(f"--calibration-images must be >= 1, got {args.calibration_images} (leave it out for "
+                                "the default: 500 digits, 2000 otherwise)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from torch.utils.data import DataLoader
-    from tqdm.auto import tqdm
-
-    from ofa_nni._artifacts import atomic_write_json
-    from ofa_nni.app.report import EXPORTS_KIND, RESULT_FORMAT_VERSION
-    from ofa_nni.data import calibration_loader, load_data
-    from ofa_nni.evaluation import evaluate_frozen_subnet
-    from ofa_nni.export import export_subnet
+    from ofa_nni._artifacts import exclusive_lock
     from search_spaces import load_supernet
 
     _check(args)
     formats = _formats(args.formats)
     supernet = load_supernet(args.supernet)
+    subnets = _subnets(supernet.arch_space, args)
+    _check_out_dir(args.out_dir, [f"{entry['name']}{_SUFFIXES[fmt]}" for entry in subnets for fmt in formats])
+    with exclusive_lock(args.out_dir, "export directory"):
+        written, latency = _export(args, supernet, subnets, formats)
+    _print_table(subnets, formats)
+    check = latency.get("check")
+    if check:
+        from ofa_nni.latency.deployment import deployment_lines
+
+        print("\n".join(deployment_lines(check)))
+    print(f"wrote {len(written)} file(s) and {args.out_dir / 'exports.json'}")
+    return 0
+
+
+_SUFFIXES = {"torchscript": ".pt", "onnx": ".onnx"}
+"""The file each format writes (``ofa_nni.export.export_subnet``: ``<name>.pt``, ``<name>.onnx``)."""
+
+
+def _check_out_dir(out_dir: Path, names: list[str]) -> None:
+    """Refuse an output directory that is a file, or whose files to replace are not regular files,
+    before any work is done (a refusal at the end would throw the work away)."""
+    from ofa_nni._artifacts import existing_file_mode
+    from ofa_nni.errors import OutputError
+
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"--out-dir {str(out_dir)!r} exists and is not a directory")
+    for name in [*names, "exports.json"]:
+        existing_file_mode(out_dir / name)
+
+
+_STAGING_PREFIX, _STAGING_SUFFIX = ".export-", ".partial"
+"""The staging folder's name in --out-dir (hidden; removed when the export ends, or by the next one)."""
+
+
+def _export(args: argparse.Namespace, supernet: Any, subnets: list[dict[str, Any]],
+            formats: list[str]) -> tuple[list[Path], dict[str, Any]]:
+    """Export into a staging folder inside ``--out-dir``, then move the files into place: until every
+    file and exports.json are complete, the earlier export in ``--out-dir`` stays exactly as it was
+    (a failed check, a full disk or Ctrl-C leaves it untouched and no staged file behind). Returns the
+    model files written and the latency settings (with the deployment check, given a table)."""
+    import shutil
+    import tempfile
+
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    from ofa_nni._artifacts import output_error
+    from ofa_nni.app.documents import ExportsDocument
+    from ofa_nni.data import calibration_loader, load_data
+    from ofa_nni.evaluation import evaluate_frozen_subnet
+    from ofa_nni.export import export_subnet
+
     space = supernet.arch_space
-    subnets = _subnets(space, args)
     data = load_data(args.data, root=args.data_root, resolution=max(space.resolutions),
                      calibration_images=args.calibration_images)
     if data.num_classes != space.num_classes:
-        raise InvalidInputError(f"the supernet has {space.num_classes} classes but --data {args.data} has {data.num_classes}")
+        raise InvalidInputError(f"the supernet has {space.num_classes} classes but --data {args.data} has "
+                                f"{data.num_classes}")
     calibration = list(calibration_loader(data, batch_size=args.batch_size))
     held_out = None if args.no_evaluate else DataLoader(data.val, batch_size=args.batch_size)
-
-    written: list[Path] = []
-    try:  # all or nothing: no exported file is left without its exports.json
+    created = not args.out_dir.exists()
+    for stale in args.out_dir.glob(f"{_STAGING_PREFIX}*{_STAGING_SUFFIX}"):
+        shutil.rmtree(stale, ignore_errors=True)  # of an export killed with SIGKILL (we hold the folder's lock)
+    try:
+        args.out_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=args.out_dir, prefix=_STAGING_PREFIX, suffix=_STAGING_SUFFIX))
+    except OSError as error:
+        if created:
+            _remove_empty_folder(args.out_dir)
+        raise output_error(args.out_dir, error) from None
+    done = False
+    try:
         models = []
         with warnings.catch_warnings():  # torch.jit's deprecation notices (two per file) would drown the output
             warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit.*")
@@ -157,62 +225,112 @@ def run(args: argparse.Namespace) -> int:
                 evaluation = evaluate_frozen_subnet(supernet, entry["sample"], calibration, held_out)
                 subnet = evaluation.model
                 entry["accuracy"] = evaluation.accuracy
-                files = []
-                for fmt in formats:  # one at a time, so that a failure knows every file written before it
-                    files += export_subnet(subnet, args.out_dir, name=entry["name"], formats=[fmt], atol=args.atol)
-                    written.append(files[-1].path)
+                files = export_subnet(subnet, staging, name=entry["name"], formats=formats, atol=args.atol)
                 entry["files"] = {f.format: {"path": f.path.name, "max_abs_diff": f.max_abs_diff} for f in files}
                 entry["macs"], entry["params"] = evaluation.macs, evaluation.params
                 models.append((subnet, subnet.resolution))
-        latency = _measure_latency(models, subnets, args)
+        latency = _measure_latency(models, subnets, args, _latency_table(space, args))
         if args.ofa_config:
             from ofa_nni.ofa_released import write_ofa_net_config
 
             for entry in subnets:
-                written += write_ofa_net_config(args.out_dir / entry["name"], entry["sample"], space=supernet)
+                write_ofa_net_config(staging / entry["name"], entry["sample"], space=supernet)
                 entry["ofa_config"] = f"{entry['name']}/net.config"
-        atomic_write_json(args.out_dir / "exports.json", {
-            "kind": EXPORTS_KIND,
-            "format_version": RESULT_FORMAT_VERSION,
-            "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "space": space.signature(),
-            "supernet": str(args.supernet),
-            "search": None if args.search is None else str(args.search),
-            "data": None if args.no_evaluate else _data_description(args, data),
-            "calibration_images": len(data.calibration),  # type: ignore[arg-type]
-            "latency": latency,
-            "atol": args.atol,
-            "subnets": subnets,
-        })
-    except BaseException:
-        for path in written:
-            path.unlink(missing_ok=True)
-        raise
-    _print_table(subnets, formats)
-    print(f"wrote {len(written)} file(s) and {args.out_dir / 'exports.json'}")
-    return 0
+        ExportsDocument.create(
+            space=space.signature(),
+            supernet=str(args.supernet),
+            search=None if args.search is None else str(args.search),
+            data=None if args.no_evaluate else _data_description(args, data),
+            calibration_images=len(data.calibration),  # type: ignore[arg-type]
+            latency=latency,
+            atol=args.atol,
+            subnets=subnets,
+        ).save(staging / "exports.json")
+        written = _move_into_place(staging, args.out_dir)
+        done = True
+        return written, latency
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created and not done:
+            _remove_empty_folder(args.out_dir)
 
 
-def _measure_latency(models: list[Any], subnets: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
-    """Each subnet's end-to-end latency (torch eager, CPU, batch 1) into its entry; the settings."""
+def _remove_empty_folder(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+
+
+def _move_into_place(staging: Path, out_dir: Path) -> list[Path]:
+    """Rename every staged file into ``out_dir``, exports.json last, with SIGINT and SIGTERM held
+    until all are moved (renames in one file system: a few microseconds each), so an interrupt
+    never leaves new model files beside the old exports.json. Returns the model files."""
+    import signal
+
+    names = sorted(str(path.relative_to(staging)) for path in staging.rglob("*")
+                   if path.is_file() and path.name != "exports.json")  # --ofa-config: NAME/net.config
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+    try:
+        for name in [*names, "exports.json"]:
+            (out_dir / name).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging / name, out_dir / name)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)  # a signal that came meanwhile is delivered now
+    return [out_dir / name for name in names]
+
+
+def _latency_table(space: Any, args: argparse.Namespace) -> Any:
+    """The table whose protocol measures the deployments: --lut, else the search's (if still there)."""
+    from ofa_nni.app.documents import SearchDocument
+    from ofa_nni.latency import LatencyTable
+
+    path = args.lut
+    if path is None and args.search is not None and not args.no_latency:
+        recorded = (SearchDocument.load(args.search)["latency_table"] or {}).get("path")
+        # Released tables (mit-han-lab's YAML, another device's timings) have no protocol to measure with here.
+        path = Path(recorded) if recorded and Path(recorded).is_file() and Path(recorded).suffix == ".json" else None
+    return None if path is None else LatencyTable.load(path, space=space)
+
+
+def _measure_latency(models: list[Any], subnets: list[dict[str, Any]], args: argparse.Namespace,
+                     table: Any = None) -> dict[str, Any]:
+    """Each subnet's end-to-end latency into its entry; the settings. With a latency table: its
+    protocol, and the check against each subnet's target (:func:`~ofa_nni.latency.check_deployments`)."""
     if args.no_latency:
         for entry in subnets:
             entry["latency_ms"] = entry["latency_median_ms"] = entry["latency_min_ms"] = None
         return {"description": None}
+    if table is not None:
+        from ofa_nni.latency import check_deployments
+
+        check = check_deployments(table, models, names=[entry["name"] for entry in subnets],
+                                  targets_ms=[entry.get("latency_target_ms") for entry in subnets],
+                                  predicted_ms=[entry.get("latency_predicted_ms") for entry in subnets],
+                                  seed=args.seed, show_progress=not args.quiet)
+        p = check["protocol"]
+        statistic = args.statistic or p["statistic"]
+        for entry, row in zip(subnets, check["subnets"], strict=True):
+            entry["latency_median_ms"], entry["latency_min_ms"] = row["measured_median_ms"], row["measured_min_ms"]
+            entry["latency_ms"] = entry[f"latency_{statistic}_ms"]
+            entry["latency_over_target"], entry["latency_over_by_ms"] = row["over_target"], row["over_by_ms"]
+        return {"description": f"{p['backend']}, {p['device']}, {p['num_threads']} thread(s), batch {p['batch_size']}, "
+                               f"{statistic} of {p['rounds']} x {p['repeats']} {p['clock']}-clock timed calls "
+                               "(the latency table's protocol)", **p, "statistic": statistic, "check": check}
     import torch
 
     from ofa_nni.latency import measure_end_to_end
 
+    statistic = args.statistic or "min"
     timings = measure_end_to_end(models, backend="torch", device="cpu", batch_size=1, repeats=args.latency_repeats,
                                  rounds=args.latency_rounds, num_threads=args.threads, seed=args.seed,
                                  show_progress=not args.quiet)
     for index, entry in enumerate(subnets):
         entry["latency_median_ms"] = float(timings["median"][index])
         entry["latency_min_ms"] = float(timings["min"][index])
-        entry["latency_ms"] = entry[f"latency_{args.statistic}_ms"]
+        entry["latency_ms"] = entry[f"latency_{statistic}_ms"]
     threads = args.threads or torch.get_num_threads()
-    return {"description": f"torch eager, CPU, {threads} thread(s), batch 1, {args.statistic} of "
-                           f"{args.latency_rounds} x {args.latency_repeats} timed calls", "statistic": args.statistic,
+    return {"description": f"torch eager, CPU, {threads} thread(s), batch 1, {statistic} of "
+                           f"{args.latency_rounds} x {args.latency_repeats} timed calls", "statistic": statistic,
             "backend": "torch", "device": "cpu", "num_threads": threads, "batch_size": 1,
             "repeats": args.latency_repeats, "rounds": args.latency_rounds}
 

@@ -4,19 +4,29 @@
   measures every stem/block/head shape of the space (resumable: rerun the same command after an
   interruption), then validates the table against end-to-end measurements of random frozen
   subnets and stores Spearman/MAPE (raw sum and fitted correction) in the file.
+* ``ofa-nni lut validate lut.json`` re-checks a table on the machine as it is now (end to end, the
+  table's protocol) and says whether the machine's load has changed since it was built.
+* ``ofa-nni lut bundle --space ofa-mobilenetv3 --out DIR`` writes every op shape as ONNX plus a
+  single-file runner needing only numpy and onnxruntime; ``ofa-nni lut import DIR/results.json``
+  turns what it measured on the device into a table.
 * ``ofa-nni lut show lut.json`` prints what a table holds and how good it is.
+
+Every command that writes a file holds an OS lock on it for its whole run (``ofa_nni._artifacts.exclusive_lock``): a
+second one into the same file is refused at once, naming the first's PID.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import time
 from pathlib import Path
 from typing import Any
 
+from ofa_nni.app.commands import seed as seed_type
 from ofa_nni.arch import ArchSpace
 from ofa_nni.errors import InvalidInputError
-from ofa_nni.latency import BACKENDS, CLOCKS, DEVICES, STATISTICS
+from ofa_nni.latency.protocol import BACKENDS, CLOCK_CHOICES, DEVICES, ORDERS, STATISTICS
 
 __all__ = ["register"]
 
@@ -24,7 +34,7 @@ __all__ = ["register"]
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "lut",
-        help="latency lookup tables measured on this device (build, show)",
+        help="latency lookup tables measured on this device (build, validate, show, bundle, import)",
         description="Latency lookup tables: per stem/block/head shape and resolution, measured on this machine.",
     )
     actions = parser.add_subparsers(dest="lut_command", metavar="ACTION", required=True)
@@ -55,24 +65,79 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--warmup", type=int, default=3, help="untimed calls per visit (default 3)")
     build.add_argument("--repeats", type=int, default=30, help="timed calls per visit (default 30)")
     build.add_argument("--rounds", type=int, default=3, help="visits per entry, in shuffled order (default 3)")
-    build.add_argument("--clock", choices=CLOCKS, default="wall",
-                       help="wall (elapsed time, default) or cpu (the thread's CPU time: not inflated by other busy "
-                            "processes; needs --threads 1)")
+    build.add_argument("--clock", choices=CLOCK_CHOICES, default="auto",
+                       help="auto (default: cpu with --threads 1 on the CPU, else wall), wall (elapsed time) or cpu "
+                            "(the thread's CPU time: not inflated by other busy processes taking the core; holds "
+                            "under competing load, see benchmarks/results/latency_table.md; needs --threads 1)")
+    build.add_argument("--order", choices=ORDERS, default="interleaved",
+                       help="interleaved (default: every round visits all entries in a fresh random order, so a "
+                            "burst of load spreads over many) or block (each entry's rounds back to back)")
     build.add_argument("--statistic", choices=STATISTICS, default="min",
                        help="sum the minimum (default) or the median of each entry's timings (the minimum "
                             "reproduces between runs; timings above it come from other processes)")
-    build.add_argument("--validate", type=int, default=30, metavar="K",
-                       help="random subnets for the end-to-end validation (default 30; 0 skips it)")
-    build.add_argument("--calibration-subnets", type=int, default=30,
-                       help="other random subnets that fit the correction (default 30)")
-    build.add_argument("--seed", type=int, default=0)
+    _validation_arguments(build, 30, seed=0, skippable=True)
     build.add_argument("--out", type=Path, required=True, help="output table (JSON)")
     build.add_argument("--quiet", action="store_true", help="no progress bars")
     build.set_defaults(func=run_build)
 
+    validate = actions.add_parser(
+        "validate",
+        help="re-check a table on this machine as it is now (end to end, the table's protocol)",
+        description="Measure random frozen subnets end to end with the table's own protocol (backend, threads, "
+                    "clock, order, repeats, statistic), store the new Spearman/MAPE and correction in the table, "
+                    "and re-time a few of its entries to tell whether the machine's load has changed since it was "
+                    "built. The space comes from the table (weights do not matter for latency).",
+    )
+    validate.add_argument("table", type=Path, help="latency table (JSON) to re-check")
+    _validation_arguments(validate, 30, seed=1)
+    validate.add_argument("--out", type=Path, default=None, help="where the re-checked table goes (default: in place)")
+    validate.add_argument("--quiet", action="store_true", help="no progress bars")
+    validate.set_defaults(func=run_validate)
+
+    bundle = actions.add_parser(
+        "bundle",
+        help="write every op shape as ONNX plus a runner needing only numpy+onnxruntime, for another device",
+        description="Write, into DIR, every distinct op shape of the space as an ONNX model, a few end-to-end ONNX "
+                    "subnets for validation, manifest.json and run_latency.py: a single-file runner that needs only "
+                    "Python, numpy and onnxruntime (no torch, no ofa-nni). Copy DIR to the device, run "
+                    "'python3 run_latency.py' there, bring DIR/results.json back and run 'ofa-nni lut import'.",
+    )
+    bundle_source = bundle.add_mutually_exclusive_group(required=True)
+    bundle_source.add_argument("--space", "--preset", dest="preset", help="space preset (cpu, ofa-mobilenetv3)")
+    bundle_source.add_argument("--supernet", type=Path, help="a trained supernet: its space")
+    bundle.add_argument("--num-classes", type=int, default=None, help="with --space: classifier outputs")
+    bundle_which = bundle.add_mutually_exclusive_group()
+    bundle_which.add_argument("--resolutions", type=int, nargs="+", help="resolutions to measure (default: all)")
+    bundle_which.add_argument("--measure-every", type=int, default=None, metavar="N",
+                              help="measure every N-th resolution of the space (and the largest)")
+    bundle.add_argument("--batch-size", type=int, default=1, help="images per call (default 1)")
+    _validation_arguments(bundle, 20, seed=0)
+    bundle.add_argument("--out", type=Path, required=True, metavar="DIR", help="bundle directory")
+    bundle.set_defaults(func=run_bundle)
+
+    import_ = actions.add_parser(
+        "import",
+        help="turn a bundle's results.json (timed on the device) into a latency table",
+        description="Read DIR/results.json written by a bundle's run_latency.py and write a latency table (backend "
+                    "onnxruntime, the device's name and providers recorded) validated on the bundle's end-to-end "
+                    "subnets.",
+    )
+    import_.add_argument("results", type=Path, help="results.json written by run_latency.py")
+    import_.add_argument("--out", type=Path, required=True, help="output table (JSON)")
+    import_.set_defaults(func=run_import)
+
     show = actions.add_parser("show", help="print a latency table's summary", description="Print a table's summary.")
     show.add_argument("table", type=Path)
     show.set_defaults(func=run_show)
+
+
+def _validation_arguments(parser: argparse.ArgumentParser, subnets: int, *, seed: int, skippable: bool = False) -> None:
+    parser.add_argument("--validate", type=int, default=subnets, metavar="K",
+                        help=f"random subnets for the end-to-end validation (default {subnets}"
+                             + ("; 0 skips it)" if skippable else ")"))
+    parser.add_argument("--calibration-subnets", type=int, default=subnets,
+                        help=f"other random subnets that fit the correction (default {subnets})")
+    parser.add_argument("--seed", type=seed_type, default=seed, help=f"seed of the random subnets (default {seed})")
 
 
 def _resolutions(space: ArchSpace, args: argparse.Namespace) -> list[int] | None:
@@ -88,6 +153,15 @@ def _resolutions(space: ArchSpace, args: argparse.Namespace) -> list[int] | None
     return args.resolutions
 
 
+def _module_for(space: ArchSpace) -> Any:
+    """A supernet of ``space`` with random weights, whose ``freeze`` makes the validation models."""
+    from search_spaces import space_class
+
+    cls = space_class("ofa-proxyless" if space.layout == "proxyless" else "ofa-mbv3")
+    kwargs: dict[str, Any] = {key: tuple(v) if isinstance(v, list) else v for key, v in space.signature().items()}
+    return cls(**cls.kwargs_from_arch_signature(kwargs))
+
+
 def _supernet(args: argparse.Namespace) -> Any:
     """The supernet whose ``freeze`` makes the validation models (weights do not matter for latency)."""
     if args.supernet is not None:
@@ -98,19 +172,17 @@ def _supernet(args: argparse.Namespace) -> Any:
 
         return load_supernet(args.supernet)
     from ofa_nni.nni_search_space import arch_space_from_spec
-    from search_spaces import space_class
 
     spec: dict[str, Any] = {"preset": args.preset, "name": args.space or "ofa-mbv3"}
     if args.num_classes is not None:
         spec["num_classes"] = args.num_classes
-    signature = arch_space_from_spec(spec).signature()
-    kwargs: dict[str, Any] = {key: tuple(v) if isinstance(v, list) else v for key, v in signature.items()}
-    cls = space_class(spec["name"])
-    return cls(**cls.kwargs_from_arch_signature(kwargs))
+    return _module_for(arch_space_from_spec(spec))
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from ofa_nni.latency import build_latency_table, validate_latency_table
+    from ofa_nni._artifacts import exclusive_lock
+    from ofa_nni.latency.build import build_latency_table
+    from ofa_nni.latency.validation import validate_latency_table
 
     for name in ("batch_size", "repeats", "rounds"):
         if getattr(args, name) < 1:
@@ -118,25 +190,96 @@ def run_build(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 1:
         raise InvalidInputError(f"--threads must be >= 1, got {args.threads}")
     if args.validate and (args.validate < 3 or args.calibration_subnets < 2):
-        raise InvalidInputError("--validate needs at least 3 subnets and --calibration-subnets at least 2 (or --validate 0)")
+        raise InvalidInputError(
+            "--validate needs at least 3 subnets and --calibration-subnets at least 2 (or --validate 0)")
     supernet = _supernet(args)
     space: ArchSpace = supernet.arch_space
     partial = args.out.with_name(args.out.name + ".partial.json")
-    if partial.exists():
-        print(f"resuming from {partial}")
-    table = build_latency_table(
-        space, backend=args.backend, device=args.device, batch_size=args.batch_size,
-        resolutions=_resolutions(space, args), warmup=args.warmup, repeats=args.repeats, rounds=args.rounds,
-        num_threads=args.threads, statistic=args.statistic, clock=args.clock, seed=args.seed, progress_path=partial,
-        show_progress=not args.quiet,
-    )
-    table.save(args.out)
-    if args.validate:
-        validate_latency_table(table, supernet.freeze, num_subnets=args.validate,
+    resolutions = _resolutions(space, args)
+    # Held from the first read of the progress file to its removal: a second build into the same
+    # file is refused at once instead of racing on the progress file.
+    with exclusive_lock(args.out, "latency table"):
+        if partial.exists():
+            print(f"resuming from {partial}")
+        table = build_latency_table(
+            space, backend=args.backend, device=args.device, batch_size=args.batch_size,
+            resolutions=resolutions, warmup=args.warmup, repeats=args.repeats, rounds=args.rounds,
+            num_threads=args.threads, statistic=args.statistic, clock=args.clock, order=args.order, seed=args.seed,
+            progress_path=partial, show_progress=not args.quiet,
+        )
+        table.save(args.out)
+        if args.validate:
+            validate_latency_table(table, supernet.freeze, num_subnets=args.validate,
+                                   calibration_subnets=args.calibration_subnets, seed=args.seed,
+                                   show_progress=not args.quiet)
+            table.save(args.out)
+        os.remove(partial)
+    print(table.summary())
+    print(f"wrote {args.out}")
+    return 0
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    from ofa_nni._artifacts import exclusive_lock
+    from ofa_nni.latency import LatencyTable
+    from ofa_nni.latency.deployment import retime_entries
+    from ofa_nni.latency.validation import validate_latency_table
+
+    if args.validate < 3 or args.calibration_subnets < 2:
+        raise InvalidInputError("--validate needs at least 3 subnets and --calibration-subnets at least 2")
+    out = args.out or args.table
+    with exclusive_lock(out, "latency table"):
+        table = LatencyTable.load(args.table)
+        before = dict(table.validation or {})
+        load = retime_entries(table, seed=args.seed, show_progress=not args.quiet)
+        validate_latency_table(table, _module_for(table.space).freeze, num_subnets=args.validate,
                                calibration_subnets=args.calibration_subnets, seed=args.seed,
                                show_progress=not args.quiet)
+        assert table.validation is not None
+        table.validation["entries_retimed"] = load
+        table.validation["previous"] = {key: before.get(key) for key in ("raw", "corrected", "load", "seed")
+                                        } if before else None
+        table.save(out)
+    print(table.summary())
+    print(f"  {load['entries']} entries re-timed now: {load['ratio']:.2f}x their stored times ("
+          + ("the machine's load changed since the table was built: rebuild it with 'ofa-nni lut build'"
+             if load["load_changed"] else "load as when built") + ")")
+    print(f"wrote {out}")
+    return 0
+
+
+def run_bundle(args: argparse.Namespace) -> int:
+    from ofa_nni._artifacts import exclusive_lock
+    from ofa_nni.latency.bundle import RUNNER_NAME, write_bundle
+
+    if args.batch_size < 1:
+        raise InvalidInputError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.validate < 3 or args.calibration_subnets < 2:
+        raise InvalidInputError("--validate needs at least 3 subnets and --calibration-subnets at least 2")
+    supernet = _supernet(args)
+    space: ArchSpace = supernet.arch_space
+    started = time.perf_counter()
+    with exclusive_lock(args.out, "latency table"):
+        manifest = write_bundle(space, args.out, supernet.freeze, resolutions=_resolutions(space, args),
+                                batch_size=args.batch_size, validation_subnets=args.validate,
+                                calibration_subnets=args.calibration_subnets, seed=args.seed)
+    size = sum(path.stat().st_size for path in args.out.rglob("*") if path.is_file())
+    models = len({entry["model"] for entry in manifest["entries"]})
+    print(f"wrote {args.out}: {len(manifest['entries'])} op shapes in {models} ONNX files, "
+          f"{len(manifest['subnets'])} end-to-end subnets, {size / 2**20:.1f} MiB, "
+          f"in {time.perf_counter() - started:.0f} s")
+    print(f"on the device (Python with numpy and onnxruntime only): python3 {args.out / RUNNER_NAME}; then: "
+          f"ofa-nni lut import {args.out / 'results.json'} --out lut.json")
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from ofa_nni._artifacts import exclusive_lock
+    from ofa_nni.latency.bundle import import_results
+
+    with exclusive_lock(args.out, "latency table"):
+        table = import_results(args.results)
         table.save(args.out)
-    os.remove(partial)
     print(table.summary())
     print(f"wrote {args.out}")
     return 0

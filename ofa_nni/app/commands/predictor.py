@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ofa_nni.app.commands import DeferredChoices, seed
 from ofa_nni.errors import InvalidInputError
 
 __all__ = ["register"]
@@ -23,9 +24,6 @@ _IN_MEMORY_BYTES = 512 * 2**20
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ofa_nni.accuracy import PREDICTOR_KINDS
-    from ofa_nni.data import DATA_KINDS
-
     parser = subparsers.add_parser(
         "predictor",
         help="accuracy predictors (build from a trained supernet, show)",
@@ -43,19 +41,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--supernet", type=Path, default=None,
                        help="trained supernet (supernet.pt or a checkpoint); without it, --dataset must be a "
                             "finished data set, and the predictor is trained on it")
-    build.add_argument("--data", choices=DATA_KINDS, default="digits", help="data set kind (default: digits)")
+    build.add_argument("--data", choices=DeferredChoices("ofa_nni.data", "DATA_KINDS"), default="digits",
+                       metavar="KIND", help="data set kind: %(choices)s (default: digits)")
     build.add_argument("--data-root", type=Path, default=None, help="data directory (all kinds but digits)")
     build.add_argument("--num-subnets", type=int, default=1000, help="subnets to evaluate (default 1000)")
     build.add_argument("--dataset", type=Path, default=None,
                        help="evaluated-subnets file (default: OUT with suffix .subnets.jsonl)")
-    build.add_argument("--kind", choices=PREDICTOR_KINDS, default="mlp",
+    kinds = DeferredChoices("ofa_nni.accuracy", "PREDICTOR_KINDS")
+    build.add_argument("--kind", choices=kinds, default="mlp", metavar="KIND",
                        help="mlp (OFA's), mlp-ensemble, ridge, or auto (the best on a validation split)")
     build.add_argument("--test-fraction", type=float, default=0.2, help="held-out fraction (default 0.2)")
     build.add_argument("--calibration-images", type=int, default=None,
                        help="training images for BN recalibration (default: 500 digits, 2000 otherwise)")
     build.add_argument("--batch-size", type=int, default=200, help="evaluation batch size (default 200)")
     build.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    build.add_argument("--seed", type=int, default=0, help="seed of the subnet list and the training")
+    build.add_argument("--seed", type=seed, default=0, help="seed of the subnet list and the training")
     build.add_argument("--out", type=Path, required=True, help="predictor file (.npz)")
     build.add_argument("--quiet", action="store_true", help="no progress bar")
     build.set_defaults(func=run_build)

@@ -41,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ofa_nni.app.report import DEMO_KIND, SEARCH_KIND, read_result_file, write_demo_report, write_search_report
+    from ofa_nni.app.documents import DemoResults, SearchDocument, read_document
+    from ofa_nni.app.report import write_demo_report, write_search_report
 
     results = args.results
     if results.is_dir():
@@ -49,9 +50,9 @@ def run(args: argparse.Namespace) -> int:
             raise MissingInputError(f"{str(results)!r} is a directory without results.json; expected a demo run "
                                     "directory (ofa-nni demo --run-dir), a demo results.json, or a search.json")
         results = results / "results.json"
-    data = read_result_file(results, kinds=(SEARCH_KIND, DEMO_KIND))
+    data = read_document(results, (SearchDocument, DemoResults))
     plot: Path | None
-    if data.get("kind", DEMO_KIND) == DEMO_KIND:
+    if isinstance(data, DemoResults):
         if args.exports is not None:
             raise InvalidInputError("an exports file goes with a search.json; a demo run's measurements are in its "
                              "results.json already")

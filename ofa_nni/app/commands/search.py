@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ofa_nni.app.commands import seed
 from ofa_nni.errors import InvalidInputError
 
 __all__ = ["register", "parse_target", "COST_NAMES"]
@@ -70,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "faster (benchmarks/results/search_vs_ofa.md)")
     parser.add_argument("--generations", type=int, default=DEFAULT_GENERATIONS, metavar="N",
                         help=f"generations (default {DEFAULT_GENERATIONS}, OFA's)")
-    parser.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the search (default 0)")
+    parser.add_argument("--seed", type=seed, default=0, metavar="N", help="seed of the search (default 0)")
     parser.add_argument("--out", type=Path, default=None, metavar="FILE",
                         help="write the results as JSON (kind ofa-nni/search)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -188,9 +189,14 @@ def _pareto(space: Any, predictor: Any, costs: Mapping[str, Any], cost: str,
     }
 
 
+MAX_POPULATION = 100_000
+"""The largest --population: 1,000x OFA's 100, about 50 MB of arrays per generation for the default
+space (10^8 ended in a 4 GiB MemoryError traceback)."""
+
+
 def _check_settings(args: argparse.Namespace) -> None:
-    if args.population < 2:
-        raise InvalidInputError(f"--population must be >= 2, got {args.population}")
+    if not 2 <= args.population <= MAX_POPULATION:
+        raise InvalidInputError(f"--population must be in [2, {MAX_POPULATION:,}], got {args.population:,}")
     if args.generations < 0:
         raise InvalidInputError(f"--generations must be >= 0, got {args.generations}")
     if not args.target and not args.pareto:
@@ -235,36 +241,32 @@ def run(args: argparse.Namespace) -> int:
         _print_front(front, cost_names)
     print(f"searched in {seconds:.1f} s")
     if args.out is not None:
-        from ofa_nni._artifacts import atomic_write_json
-
-        atomic_write_json(args.out, _document(args, predictor, table, cost_names, names, result, front, seconds))
+        _document(args, predictor, table, cost_names, names, result, front, seconds).save(args.out)
         print(f"wrote {args.out}")
     return 0
 
 
 def _document(args: argparse.Namespace, predictor: Any, table: Any, cost_names: Sequence[str], names: Sequence[str],
-              result: Any, front: Mapping[str, Any] | None, seconds: float) -> dict[str, Any]:
-    """The ``ofa-nni/search`` JSON document (described in :mod:`ofa_nni.app.report`)."""
-    from ofa_nni.app.report import COST_UNITS, RESULT_FORMAT_VERSION, SEARCH_KIND
+              result: Any, front: Mapping[str, Any] | None, seconds: float) -> Any:
+    """The search's :class:`~ofa_nni.app.documents.SearchDocument`."""
+    from ofa_nni.app.documents import SearchDocument
+    from ofa_nni.app.report import COST_UNITS
 
-    return {
-        "kind": SEARCH_KIND,
-        "format_version": RESULT_FORMAT_VERSION,
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "space": predictor.space.signature(),
-        "predictor": {"path": str(args.predictor), "kind": predictor.kind, "metrics": predictor.metrics},
-        "latency_table": None if table is None else {"path": str(args.lut), "description": _table_description(table),
-                                                      "statistic": table.statistic},
-        "costs": {name: COST_UNITS[name] for name in cost_names},
-        "settings": {"population_size": args.population, "generations": args.generations, "seed": args.seed,
-                     "evaluations": 0 if result is None else result.evaluations, "seconds": round(seconds, 3)},
-        "targets": [] if result is None else [
+    return SearchDocument.create(
+        space=predictor.space.signature(),
+        predictor={"path": str(args.predictor), "kind": predictor.kind, "metrics": predictor.metrics},
+        latency_table=None if table is None else {"path": str(args.lut), "description": _table_description(table),
+                                                  "statistic": table.statistic},
+        costs={name: COST_UNITS[name] for name in cost_names},
+        settings={"population_size": args.population, "generations": args.generations, "seed": args.seed,
+                  "evaluations": 0 if result is None else result.evaluations, "seconds": round(seconds, 3)},
+        targets=[] if result is None else [
             {"name": name, "budgets": t.budgets, "arch": t.arch, "sample": t.sample, "score": t.score,
              "costs": t.costs}
             for name, t in zip(names, result.targets, strict=True)
         ],
-        "pareto": front,
-    }
+        pareto=front,
+    )
 
 
 def _table_description(table: Any) -> str:

@@ -1,0 +1,161 @@
+"""Latency tables measured where PyTorch is not: a bundle of ONNX files and a one-file runner.
+
+``write_bundle`` writes, into a directory, every distinct op shape of a space as an ONNX model
+(one file per module, with a dynamic input size shared by its resolutions), a few end-to-end ONNX
+subnets (validation and calibration, as :func:`~ofa_nni.latency.validation.validate_latency_table`
+uses), ``manifest.json``, and ``run_latency.py`` (a copy of :mod:`ofa_nni.latency.onnx_runner`, which
+needs only Python, numpy and onnxruntime). Run it on the device; its ``results.json`` comes back
+to :func:`import_results`, which makes a :class:`~ofa_nni.latency.table.LatencyTable` (backend
+``onnxruntime``) with the validation of the end-to-end subnets in it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ofa_nni._artifacts import atomic_write, atomic_write_json, library_versions, require_same_space
+from ofa_nni.arch import ArchSpace, Sample
+from ofa_nni.errors import InvalidInputError
+from ofa_nni.latency.specs import specs_by_key
+from ofa_nni.latency.table import LatencyTable, read_document
+
+__all__ = ["BUNDLE_FORMAT", "RESULTS_FORMAT", "RUNNER_NAME", "import_results", "write_bundle"]
+
+BUNDLE_FORMAT = "ofa-nni-latency-bundle"
+RESULTS_FORMAT = "ofa-nni-latency-results"
+FORMAT_VERSION = 1
+RUNNER_NAME = "run_latency.py"
+
+
+def write_bundle(
+    space: ArchSpace,
+    out_dir: str | Path,
+    freeze: Callable[[Sample], Any],
+    *,
+    resolutions: Sequence[int] | None = None,
+    batch_size: int = 1,
+    validation_subnets: int = 20,
+    calibration_subnets: int = 20,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Write the bundle of ``space`` into ``out_dir`` (see the module docstring); returns its manifest.
+
+    ``freeze`` turns a sample into a static model (e.g. ``OFAMobileNetV3Space(...).freeze``; weights do
+    not matter for latency). Files are written next to their final names and renamed into place,
+    the manifest last, so an interrupted bundle has no manifest and cannot be run by mistake."""
+    import torch
+
+    from ofa_nni.latency.runners import onnx_bytes
+
+    if validation_subnets < 3 or calibration_subnets < 2:
+        raise InvalidInputError(f"need validation_subnets >= 3 and calibration_subnets >= 2, got "
+                                f"{validation_subnets}, {calibration_subnets}")
+    measured = tuple(sorted(set(space.resolutions if resolutions is None else resolutions)))
+    unknown = [r for r in measured if r not in space.resolutions]
+    if unknown or not measured:
+        raise InvalidInputError(f"resolutions {unknown or list(measured)} not in the space; "
+                                f"allowed: {list(space.resolutions)}")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InvalidInputError(f"--out {str(out)!r} exists and is not a directory")
+    (out / "ops").mkdir(parents=True, exist_ok=True)
+    (out / "subnets").mkdir(exist_ok=True)
+    (out / "manifest.json").unlink(missing_ok=True)  # the old manifest must not describe new files
+    entries, written = [], set()
+    for key, spec in sorted(specs_by_key(space, measured).items()):
+        model = f"ops/{spec.module_key}.onnx"
+        if model not in written:
+            data = onnx_bytes(spec.build(), torch.zeros(spec.input_shape(batch_size)), dynamic_size=True)
+            _write_bytes(out / model, data)
+            written.add(model)
+        entries.append({"key": key, "model": model, "input_shape": list(spec.input_shape(batch_size))})
+    indices = space.random_indices(validation_subnets + calibration_subnets, seed)
+    subnets = []
+    for i, row in enumerate(indices):
+        sample = space.from_indices(row)
+        resolution = int(sample[ArchSpace.RESOLUTION_LABEL])
+        shape = [batch_size, 3, resolution, resolution]
+        model = f"subnets/subnet{i:03d}.onnx"
+        data = onnx_bytes(freeze(sample).eval(), torch.zeros(shape), dynamic_size=False)
+        _write_bytes(out / model, data)
+        subnets.append({"arch": space.format(sample), "role": "validation" if i < validation_subnets else "calibration",
+                        "model": model, "input_shape": shape})
+    shutil.copyfile(Path(__file__).with_name("onnx_runner.py"), out / RUNNER_NAME)
+    manifest = {
+        "format": BUNDLE_FORMAT, "format_version": FORMAT_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "space": space.signature(), "batch_size": batch_size, "measured_resolutions": list(measured),
+        "validation_subnets": validation_subnets, "calibration_subnets": calibration_subnets, "seed": seed,
+        "libraries": library_versions("torch", "onnx", "ofa_nni"),
+        "entries": entries, "subnets": subnets,
+    }
+    atomic_write_json(out / "manifest.json", manifest)
+    return manifest
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    atomic_write(path, lambda file: file.write(data))
+
+
+def _read_results(path: Path) -> dict[str, Any]:
+    data = read_document(path, what="latency results file", format=RESULTS_FORMAT, version=FORMAT_VERSION,
+                         missing=f"run the bundle's {RUNNER_NAME} first")
+    for field, kind in (("manifest", dict), ("entries", dict), ("subnets", list), ("settings", dict),
+                        ("device", dict)):
+        if not isinstance(data.get(field), kind):
+            raise InvalidInputError(f"{path}: {field} must be {'an object' if kind is dict else 'a list'}")
+    return data
+
+
+def import_results(path: str | Path, *, space: ArchSpace | None = None) -> LatencyTable:
+    """The latency table of a bundle's ``results.json``, validated on the bundle's end-to-end subnets
+    (Spearman, MAPE and the fitted correction, as ``ofa-nni lut build`` stores them)."""
+    from ofa_nni.latency.validation import validate_latency_table
+
+    path = Path(path)
+    data = _read_results(path)
+    manifest = data["manifest"]
+    try:
+        table_space = ArchSpace.from_signature(manifest["space"])
+        if space is not None:
+            require_same_space(manifest["space"], space, artefact=f"latency results {path}")
+        device, settings = data["device"], data["settings"]
+        first_provider = (device.get("providers_used") or device.get("providers_requested") or ["?"])[0]
+        metadata = {
+            "created": data.get("created"),
+            "backend": "onnxruntime",
+            "device": {"type": "cpu" if first_provider == "CPUExecutionProvider" else first_provider,
+                       "name": device.get("name"), "num_threads": device["num_threads"]},
+            "libraries": data.get("libraries"),
+            "batch_size": manifest["batch_size"],
+            "settings": {**settings, "statistic": "min"},
+            "load": data.get("load"),
+            "build_seconds": data.get("build_seconds"),
+            "source": {"results": str(path), "runner": RUNNER_NAME, "device": device,
+                       "bundle_libraries": manifest.get("libraries")},
+        }
+        table = LatencyTable(space=table_space, entries=data["entries"],
+                             measured_resolutions=manifest["measured_resolutions"], metadata=metadata)
+        subnets = data["subnets"]
+        reuse = {
+            "subnets": sorted(subnets, key=lambda s: s["role"] != "validation"),  # validation first
+            "num_subnets": sum(s["role"] == "validation" for s in subnets),
+            "calibration_subnets": sum(s["role"] == "calibration" for s in subnets),
+            "seed": manifest.get("seed"), "seconds": data.get("seconds"), "load": data.get("load"),
+        }
+        for subnet in reuse["subnets"]:
+            for field in ("measured_min_ms", "measured_median_ms"):
+                if not isinstance(subnet.get(field), (int, float)) or not np.isfinite(subnet[field]):
+                    raise InvalidInputError(f"subnets[{subnet.get('arch')}].{field} must be a finite number")
+        validate_latency_table(table, reuse=reuse)
+    except InvalidInputError as error:
+        raise InvalidInputError(f"{path}: {error}") from None
+    except (KeyError, TypeError, AttributeError, ValueError) as error:
+        raise InvalidInputError(f"{path}: damaged results file ({type(error).__name__}: {error})") from None
+    return table

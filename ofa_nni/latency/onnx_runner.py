@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""Time an ofa-nni latency bundle on this device with ONNX Runtime alone, and write results.json.
+
+This file is copied into every bundle (``ofa-nni lut bundle --out DIR``) as ``DIR/run_latency.py``:
+it needs only Python 3.9+, numpy and onnxruntime -- no PyTorch, no ofa-nni -- so that a table can
+be measured on the device people deploy on. Copy DIR there and run::
+
+    python3 run_latency.py                      # CPU, 1 thread: writes DIR/results.json
+    python3 run_latency.py --threads 4 --providers CPUExecutionProvider
+
+then bring ``results.json`` back and turn it into a latency table with
+``ofa-nni lut import DIR/results.json --out lut.json``.
+
+``--providers`` takes ONNX Runtime execution providers by name, comma-separated, in order of
+preference (e.g. ``CUDAExecutionProvider``, ``CoreMLExecutionProvider``, ``NnapiExecutionProvider``,
+``OpenVINOExecutionProvider``); ONNX Runtime falls back to the CPU for ops a provider does not
+take, and results.json records the providers each session actually used. Only the CPU provider
+has been tested by ofa-nni (no other device was available where it was written).
+
+The protocol is the one ``ofa-nni lut build`` uses: every op is visited ``--rounds`` times (in a
+fresh random order each round, or each op's rounds back to back with ``--order block``), each visit
+``--warmup`` untimed and ``--repeats`` timed calls; the table keeps the minimum and the median of
+each op's timings. The end-to-end subnets are timed the same way, for the table's validation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+
+BUNDLE_FORMAT = "ofa-nni-latency-bundle"
+RESULTS_FORMAT = "ofa-nni-latency-results"
+FORMAT_VERSION = 1
+
+
+def make_session(model: str | bytes, providers: list[str], threads: int) -> onnxruntime.InferenceSession:
+    """An ONNX Runtime session of a model (a path or its bytes) as every ofa-nni latency measurement
+    opens one: ``threads`` intra-op threads, sequential execution, all graph optimisations."""
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return onnxruntime.InferenceSession(model, options, providers=providers)
+
+
+def _time(session: onnxruntime.InferenceSession, feed: dict, warmup: int, repeats: int, clock) -> list[float]:
+    for _ in range(warmup):
+        session.run(None, feed)
+    times = []
+    for _ in range(repeats):
+        start = clock()
+        session.run(None, feed)
+        times.append((clock() - start) * 1e3)
+    return times
+
+
+def _visits(count: int, rounds: int, order: str, rng: np.random.Generator) -> list[tuple[int, int]]:
+    if order == "block":
+        return [(int(i), visit) for i in rng.permutation(count) for visit in range(rounds)]
+    return [(int(i), visit) for visit in range(rounds) for i in rng.permutation(count)]
+
+
+def _summary(values: list[float]) -> dict:
+    array = np.asarray(values)
+    q25, q50, q75 = np.percentile(array, [25, 50, 75])
+    return {"ms": round(float(q50), 6), "min_ms": round(float(array.min()), 6), "iqr_ms": round(float(q75 - q25), 6),
+            "samples": int(array.size)}
+
+
+def _progress(done: int, total: int, what: str, quiet: bool) -> None:
+    if not quiet and (done == total or done % 50 == 0):
+        print(f"\r{what}: {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    here = Path(__file__).resolve().parent
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bundle", type=Path, default=here, help="bundle directory (default: this file's)")
+    parser.add_argument("--out", type=Path, default=None, help="results file (default: BUNDLE/results.json)")
+    parser.add_argument("--providers", default="CPUExecutionProvider",
+                        help="ONNX Runtime execution providers, comma-separated (default CPUExecutionProvider)")
+    parser.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--clock", choices=("auto", "wall", "cpu"), default="auto",
+                        help="auto (default: cpu with --threads 1 on the CPU provider, else wall), wall, or cpu: "
+                             "the thread's CPU time, which other processes taking the core do not inflate")
+    parser.add_argument("--order", choices=("interleaved", "block"), default="interleaved")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    manifest_path = args.bundle / "manifest.json"
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        parser.error(f"{manifest_path}: not a readable bundle manifest ({error})")
+    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
+        parser.error(f"{manifest_path} is not an ofa-nni latency bundle manifest")
+    for name in ("threads", "repeats", "rounds"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be >= 1")
+    providers = [p.strip() for p in args.providers.split(",") if p.strip()]
+    unknown = [p for p in providers if p not in onnxruntime.get_available_providers()]
+    if unknown or not providers:
+        parser.error(f"--providers {unknown or args.providers!r} not available in this onnxruntime; available: "
+                     f"{', '.join(onnxruntime.get_available_providers())}")
+    if args.clock == "auto":
+        args.clock = "cpu" if args.threads == 1 and providers[0] == "CPUExecutionProvider" else "wall"
+    if args.clock == "cpu" and (args.threads != 1 or providers[0] != "CPUExecutionProvider"):
+        parser.error("--clock cpu needs --threads 1 and the CPU provider")
+    clock = time.thread_time if args.clock == "cpu" else time.perf_counter
+    rng = np.random.default_rng(args.seed)
+    loadavg_start = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    started = time.perf_counter()
+
+    entries = manifest["entries"]
+    sessions: dict[str, onnxruntime.InferenceSession] = {}
+    used_providers: set[str] = set()
+    feeds = []
+    for entry in entries:
+        if entry["model"] not in sessions:
+            sessions[entry["model"]] = make_session(str(args.bundle / entry["model"]), providers, args.threads)
+            used_providers.update(sessions[entry["model"]].get_providers())
+        feeds.append({"input": rng.standard_normal(entry["input_shape"]).astype(np.float32)})
+    timings: list[list[float]] = [[] for _ in entries]
+    visits = _visits(len(entries), args.rounds, args.order, rng)
+    for done, (index, _) in enumerate(visits, 1):
+        timings[index] += _time(sessions[entries[index]["model"]], feeds[index], args.warmup, args.repeats, clock)
+        _progress(done, len(visits), "ops", args.quiet)
+    build_seconds = time.perf_counter() - started
+
+    subnets = manifest["subnets"]
+    measured: list[dict] = []
+    group = 8  # sessions alive at a time: bounded memory on a small device
+    for start in range(0, len(subnets), group):
+        members = list(range(start, min(start + group, len(subnets))))
+        group_sessions = {i: make_session(str(args.bundle / subnets[i]["model"]), providers, args.threads)
+                          for i in members}
+        for session in group_sessions.values():
+            used_providers.update(session.get_providers())
+        group_feeds = {i: {"input": rng.standard_normal(subnets[i]["input_shape"]).astype(np.float32)}
+                       for i in members}
+        values: dict[int, list[float]] = {i: [] for i in members}
+        for position, _ in _visits(len(members), args.rounds, args.order, rng):
+            i = members[position]
+            values[i] += _time(group_sessions[i], group_feeds[i], args.warmup, args.repeats, clock)
+        for i in members:
+            measured.append({"arch": subnets[i]["arch"], "role": subnets[i]["role"],
+                             "measured_min_ms": round(float(np.min(values[i])), 6),
+                             "measured_median_ms": round(float(np.median(values[i])), 6)})
+        _progress(len(measured), len(subnets), "subnets", args.quiet)
+
+    results = {
+        "format": RESULTS_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "manifest": manifest,
+        "device": {"name": platform.processor() or platform.machine(), "platform": platform.platform(),
+                   "cpu_count": os.cpu_count(), "providers_requested": providers,
+                   "providers_used": sorted(used_providers), "num_threads": args.threads},
+        "libraries": {"python": platform.python_version(), "numpy": np.__version__,
+                      "onnxruntime": onnxruntime.__version__},
+        "settings": {"warmup": args.warmup, "repeats": args.repeats, "rounds": args.rounds, "clock": args.clock,
+                     "order": args.order, "seed": args.seed, "unit": "ms"},
+        "entries": {entry["key"]: _summary(timings[i]) for i, entry in enumerate(entries)},
+        "subnets": measured,
+        "load": {"loadavg_start": loadavg_start,
+                 "loadavg_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None},
+        "build_seconds": round(build_seconds, 2),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    out = args.out or args.bundle / "results.json"
+    temporary = out.with_name(f".{out.name}.tmp")
+    temporary.write_text(json.dumps(results, indent=1) + "\n")
+    os.replace(temporary, out)  # a killed run leaves no half-written results
+    if not args.quiet:
+        print(f"wrote {out} ({len(entries)} ops, {len(measured)} subnets, {results['seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""What a latency table measures: the op shapes of a space. No torch here: building an op's
+module imports :mod:`ofa_nni.latency.runners` when asked."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from ofa_nni.arch import ArchSpace
+
+__all__ = ["OpSpec", "op_specs", "specs_by_key"]
+
+
+def _conv_out(size: int, stride: int) -> int:
+    return (size - 1) // stride + 1
+
+
+@dataclasses.dataclass(frozen=True)
+class OpSpec:
+    """The shape of one measured op: ``kind`` is ``stem``, ``mbconv`` or ``head``.
+
+    For ``head``, ``mid_channels`` is the final-expand width (0: ProxylessNAS's head, feature mix
+    with BN before the pool) and ``out_channels`` the number of classes (the feature-mix width is
+    ``feature_mix_channels``). ``residual`` False: a block without shortcut (ProxylessNAS's first).
+    """
+
+    kind: str
+    input_size: int
+    in_channels: int
+    out_channels: int
+    mid_channels: int = 0
+    kernel_size: int = 1
+    stride: int = 1
+    activation: str = ""
+    se_channels: int = 0
+    has_expand_conv: bool = True
+    feature_mix_channels: int = 0
+    residual: bool = True
+
+    @property
+    def key(self) -> str:
+        if self.kind == "stem":
+            shape = f"in{self.in_channels}_out{self.out_channels}_k{self.kernel_size}_s{self.stride}_{self.activation}"
+        elif self.kind == "mbconv":
+            shape = (
+                f"in{self.in_channels}_out{self.out_channels}_mid{self.mid_channels}_k{self.kernel_size}"
+                f"_s{self.stride}_{self.activation}_se{self.se_channels}" + ("" if self.has_expand_conv else "_noexp")
+                + ("" if self.residual else "_noskip")
+            )
+        else:
+            shape = (
+                f"in{self.in_channels}_exp{self.mid_channels}_mix{self.feature_mix_channels}"
+                f"_cls{self.out_channels}"
+            )
+        return f"{self.kind}_{shape}_h{self.input_size}"
+
+    @property
+    def module_key(self) -> str:
+        """The key without the input size (ops of one module share weights and, in ONNX, a session)."""
+        return self.key.rsplit("_h", 1)[0]
+
+    def input_shape(self, batch_size: int) -> tuple[int, int, int, int]:
+        return (batch_size, self.in_channels, self.input_size, self.input_size)
+
+    def build(self) -> Any:
+        """A randomly initialised ``torch.nn.Module`` of this shape, the same layers a frozen subnet uses."""
+        from ofa_nni.latency.runners import build_op_module
+
+        return build_op_module(self)
+
+
+def op_specs(space: ArchSpace, resolution: int) -> tuple[list[OpSpec], dict[tuple[int, int, int], OpSpec]]:
+    """The ops of every subnet at ``resolution``: the fixed ones (stem, first block, head) and one
+    per (block index, kernel index, expand index) of the elastic blocks."""
+    has_expand_conv = max(space.expand_ratios) != 1
+    size = _conv_out(resolution, 2)
+    stem = OpSpec("stem", resolution, 3, space.stem_width, kernel_size=3, stride=2,
+                  activation=space.stem_activation)
+    first = OpSpec(
+        "mbconv", size, space.stem_width, space.first_block_width, mid_channels=space.stem_width,
+        kernel_size=3, stride=1, activation=space.first_block_activation, has_expand_conv=False,
+        residual=space.layout == "mbv3",
+    )
+    blocks: dict[tuple[int, int, int], OpSpec] = {}
+    for block, (s, b) in enumerate(space.blocks):
+        stride = space.stage_strides[s] if b == 0 else 1
+        c_in = space.block_in_channels(s, b)
+        for k_idx, kernel in enumerate(space.kernel_sizes):
+            for e_idx, expand in enumerate(space.expand_ratios):
+                mid = space.mid_channels(c_in, expand) if has_expand_conv else c_in
+                blocks[(block, k_idx, e_idx)] = OpSpec(
+                    "mbconv", size, c_in, space.stage_widths[s], mid_channels=mid, kernel_size=kernel,
+                    stride=stride, activation=space.stage_activations[s],
+                    se_channels=space.se_channels(mid) if space.stage_se[s] else 0,
+                    has_expand_conv=has_expand_conv,
+                )
+        size = _conv_out(size, stride)
+    head = OpSpec(
+        "head", size, space.stage_widths[-1], space.num_classes, mid_channels=space.final_expand_width,
+        feature_mix_channels=space.feature_mix_width,
+    )
+    return [stem, first, head], blocks
+
+
+def specs_by_key(space: ArchSpace, resolutions: Any) -> dict[str, OpSpec]:
+    """Every distinct op shape of ``space`` at ``resolutions``, by key (positions sharing a shape share it)."""
+    specs: dict[str, OpSpec] = {}
+    for resolution in resolutions:
+        fixed, blocks = op_specs(space, resolution)
+        for spec in [*fixed, *blocks.values()]:
+            specs.setdefault(spec.key, spec)
+    return specs

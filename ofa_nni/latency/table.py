@@ -1,0 +1,322 @@
+"""The latency table: prediction from its entries (with interpolation between measured
+resolutions) and its file (JSON, ``format_version`` 1, written atomically). numpy only: reading a
+table, predicting and searching need no torch.
+
+File format::
+
+    format: "ofa-nni-latency-table"; format_version: 1; created (UTC ISO time)
+    space: ArchSpace.signature() of the space measured
+    backend: "torch" | "onnxruntime"; device: {type, name, num_threads}
+    libraries: {python, torch, onnxruntime, numpy, ofa_nni}
+    batch_size; settings: {warmup, repeats, rounds, statistic: "median" | "min", clock: "wall" | "cpu",
+                           order: "interleaved" | "block" (absent: interleaved), unit: "ms", seed}
+    resolutions: {measured: [...], interpolated: [...], interpolation: "..."}
+    entries: {key: {ms (median), min_ms, iqr_ms, samples}}     measured shapes only
+    load: {loadavg_start, loadavg_end}, build_seconds
+    validation: {...} | null; correction: {kind, scale, offset_ms, applied} | null
+    source: {...} (only tables imported from a bundle's results: 'ofa-nni lut import')
+
+Everything read from a file is checked when the table is constructed (a time must be a finite
+number >= 0, not a string or a boolean; the statistic and clock are known names; resolutions are
+distinct; a correction has all its keys and predicts a positive time for the smallest subnet), so
+a tampered file fails at load with its path and field, not later in a search.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ofa_nni._artifacts import atomic_write_json, require_same_space
+from ofa_nni.arch import ArchSpace
+from ofa_nni.costs import sum_active_blocks
+from ofa_nni.efficiency import EfficiencyModel, as_index_array
+from ofa_nni.errors import InvalidInputError, MissingInputError
+from ofa_nni.latency.protocol import (
+    CLOCKS,
+    FORMAT,
+    FORMAT_VERSION,
+    MAPE_TARGET_PERCENT,
+    ORDERS,
+    SPEARMAN_TARGET,
+    STATISTICS,
+)
+from ofa_nni.latency.specs import OpSpec, op_specs
+
+__all__ = ["LatencyTable", "read_document"]
+
+_INTERPOLATION = "linear in resolution^2 between the two nearest measured resolutions (extrapolated beyond)"
+_CORRECTION_KEYS = ("kind", "scale", "offset_ms", "applied")
+
+
+def _is_number(value: Any) -> bool:
+    """A JSON number: ``True`` and ``"1.5"`` are not (``float()`` would take both)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_time(value: Any, where: str) -> float:
+    if not _is_number(value) or not (math.isfinite(value) and value >= 0):
+        raise InvalidInputError(f"{where} is {value!r} ({type(value).__name__}); a time must be a finite number >= 0")
+    return float(value)
+
+
+class LatencyTable(EfficiencyModel):
+    """A measured latency lookup table; calling it predicts milliseconds for a population.
+
+    Prediction is one gather over a ``(blocks, kernels, expands, resolutions)`` table plus a
+    per-resolution term for stem, first block and head (:func:`~ofa_nni.costs.sum_active_blocks`),
+    then the fitted correction if validation found that it helps (``correction["applied"]``).
+    Build with :func:`build_latency_table`, read with :meth:`load`.
+    """
+
+    name = "latency"
+    unit = "ms"
+
+    def __init__(self, *, space: ArchSpace, entries: Mapping[str, Mapping[str, Any]],
+                 measured_resolutions: Sequence[int], metadata: Mapping[str, Any] | None = None,
+                 validation: Mapping[str, Any] | None = None, correction: Mapping[str, Any] | None = None) -> None:
+        super().__init__(space)
+        resolutions = list(measured_resolutions)
+        if not all(isinstance(r, int) and not isinstance(r, bool) for r in resolutions):
+            raise InvalidInputError(f"resolutions.measured {resolutions} must be integers")
+        unknown = sorted(set(resolutions) - set(space.resolutions))
+        repeated = sorted({r for r in resolutions if resolutions.count(r) > 1})
+        if unknown or repeated or not resolutions:
+            raise InvalidInputError(
+                f"resolutions.measured {resolutions} must be a non-empty set of distinct resolutions of the space's "
+                f"{list(space.resolutions)}" + (f" (not in the space: {unknown})" if unknown else "")
+                + (f" (repeated: {repeated})" if repeated else "")
+            )
+        if not isinstance(entries, Mapping):
+            raise InvalidInputError(f"entries must be an object {{key: {{ms, min_ms, ...}}}}, "
+                                    f"got {type(entries).__name__}")
+        for key, entry in entries.items():
+            if not isinstance(entry, Mapping):
+                raise InvalidInputError(f"entries.{key} must be an object with ms and min_ms, got {entry!r}")
+            for field in ("ms", "min_ms"):
+                _check_time(entry.get(field), f"entries.{key}.{field}")
+        self.entries = {key: dict(value) for key, value in entries.items()}
+        self.measured_resolutions = tuple(sorted(resolutions))
+        self.metadata = dict(metadata or {})
+        settings = self.metadata.get("settings", {})
+        if not isinstance(settings, Mapping):
+            raise InvalidInputError(f"settings must be an object, got {settings!r}")
+        for field, allowed, default in (("statistic", STATISTICS, "min"), ("clock", CLOCKS, "wall"),
+                                        ("order", ORDERS, "interleaved")):
+            if settings.get(field, default) not in allowed:
+                raise InvalidInputError(f"settings.{field} is {settings.get(field)!r}; allowed: {', '.join(allowed)}")
+        if validation is not None and not isinstance(validation, Mapping):
+            raise InvalidInputError(f"validation must be an object or null, got {validation!r}")
+        self.validation = dict(validation) if validation else None
+        self.block_ms, self.fixed_ms = self._tables()
+        self.correction = self._checked_correction(correction)
+
+    def _checked_correction(self, correction: Any) -> dict[str, Any] | None:
+        """A correction of the file: all keys, a positive slope, a positive time for the smallest subnet."""
+        if correction is None:
+            return None
+        if not isinstance(correction, Mapping):
+            raise InvalidInputError(f"correction must be an object with {', '.join(_CORRECTION_KEYS)} or null, "
+                                    f"got {correction!r}")
+        missing = [key for key in _CORRECTION_KEYS if key not in correction]
+        if missing:
+            raise InvalidInputError(f"correction lacks {', '.join(missing)} (needs {', '.join(_CORRECTION_KEYS)})")
+        if correction["kind"] != "linear":
+            raise InvalidInputError(f"correction.kind is {correction['kind']!r}; allowed: 'linear'")
+        if not isinstance(correction["applied"], bool):
+            raise InvalidInputError(f"correction.applied must be true or false, got {correction['applied']!r}")
+        for field in ("scale", "offset_ms"):
+            if not _is_number(correction[field]) or not math.isfinite(correction[field]):
+                raise InvalidInputError(f"correction.{field} must be a finite number, got {correction[field]!r}")
+        if not correction["applied"]:
+            return dict(correction)  # kept for the record (validation found the plain sum better)
+        if correction["scale"] <= 0:
+            raise InvalidInputError(f"correction.scale is {correction['scale']}; an applied correction needs "
+                                    "scale > 0 (a bigger subnet cannot be faster)")
+        cheapest = float(self.raw_sum(self.space.to_indices(self.space.min_sample())[None])[0])
+        if correction["scale"] * cheapest + correction["offset_ms"] <= 0:
+            raise InvalidInputError(
+                f"correction (scale {correction['scale']}, offset_ms {correction['offset_ms']}) predicts "
+                f"{correction['scale'] * cheapest + correction['offset_ms']:.4g} ms for the smallest subnet; "
+                "a latency must be > 0")
+        return dict(correction)
+
+    @property
+    def protocol(self) -> dict[str, Any]:
+        """How the entries were timed: what a measurement comparable with the table must use
+        (backend, device, threads, batch size, warm-up/repeats/rounds, clock, order, statistic)."""
+        meta = self.metadata
+        settings = meta.get("settings", {})
+        device = meta.get("device", {})
+        return {"backend": meta.get("backend", "torch"), "device": device.get("type", "cpu"),
+                "num_threads": device.get("num_threads", 1), "batch_size": meta.get("batch_size", 1),
+                "warmup": settings.get("warmup", 3), "repeats": settings.get("repeats", 30),
+                "rounds": settings.get("rounds", 3), "clock": settings.get("clock", "wall"),
+                "order": settings.get("order", "interleaved"), "statistic": self.statistic}
+
+    @property
+    def statistic(self) -> str:
+        """``"min"`` (the default) or ``"median"``: which per-entry timing the table sums."""
+        return str(self.metadata.get("settings", {}).get("statistic", "min"))
+
+    def with_statistic(self, statistic: str) -> LatencyTable:
+        """The same measurements predicting with another statistic (no validation or correction yet)."""
+        if statistic not in STATISTICS:
+            raise InvalidInputError(f"unknown statistic {statistic!r}; allowed: {', '.join(STATISTICS)}")
+        metadata = {**self.metadata, "settings": {**self.metadata.get("settings", {}), "statistic": statistic}}
+        return LatencyTable(space=self.space, entries=self.entries, measured_resolutions=self.measured_resolutions,
+                            metadata=metadata)
+
+    @property
+    def interpolated_resolutions(self) -> tuple[int, ...]:
+        return tuple(r for r in self.space.resolutions if r not in self.measured_resolutions)
+
+    def _tables(self) -> tuple[np.ndarray, np.ndarray]:
+        space = self.space
+        shape = (space.num_blocks, len(space.kernel_sizes), len(space.expand_ratios))
+        block_ms = np.zeros((*shape, len(space.resolutions)), dtype=np.float64)
+        fixed_ms = np.zeros(len(space.resolutions), dtype=np.float64)
+        measured_idx = [space.resolutions.index(r) for r in self.measured_resolutions]
+        for r_idx in measured_idx:
+            fixed, blocks = op_specs(space, space.resolutions[r_idx])
+            fixed_ms[r_idx] = sum(self._entry_ms(spec) for spec in fixed)
+            for (block, k_idx, e_idx), spec in blocks.items():
+                block_ms[block, k_idx, e_idx, r_idx] = self._entry_ms(spec)
+        areas = np.asarray(space.resolutions, dtype=np.float64) ** 2
+        known = areas[measured_idx]
+        for r_idx, area in enumerate(areas):
+            if r_idx in measured_idx:
+                continue
+            if len(known) == 1:
+                weights = {measured_idx[0]: area / known[0]}
+            else:
+                lo = int(np.clip(np.searchsorted(known, area) - 1, 0, len(known) - 2))
+                w = (area - known[lo]) / (known[lo + 1] - known[lo])
+                weights = {measured_idx[lo]: 1.0 - w, measured_idx[lo + 1]: w}
+            for source, weight in weights.items():
+                block_ms[..., r_idx] += weight * block_ms[..., source]
+                fixed_ms[r_idx] += weight * fixed_ms[source]
+        return np.maximum(block_ms, 0.0), np.maximum(fixed_ms, 0.0)
+
+    def _entry_ms(self, spec: OpSpec) -> float:
+        entry = self.entries.get(spec.key)
+        if entry is None:
+            raise InvalidInputError(f"latency table has no entry {spec.key!r} (incomplete or for another space)")
+        return float(entry["min_ms"] if self.statistic == "min" else entry["ms"])
+
+    # ------------------------------------------------------------------ predict
+    def raw_sum(self, population: Any) -> np.ndarray:
+        """The plain sum of the table's entries (no correction), ``(n,)`` milliseconds."""
+        indices = as_index_array(self.space, population)
+        return sum_active_blocks(self.space, indices, self.block_ms, self.fixed_ms)
+
+    def evaluate(self, indices: np.ndarray) -> np.ndarray:
+        total = sum_active_blocks(self.space, indices, self.block_ms, self.fixed_ms)
+        if self.correction and self.correction.get("applied"):
+            total = self.correction["scale"] * total + self.correction["offset_ms"]
+        return total
+
+    # --------------------------------------------------------------------- file
+    def to_dict(self) -> dict[str, Any]:
+        data = dict(self.metadata)
+        data.update(
+            format=FORMAT,
+            format_version=FORMAT_VERSION,
+            space=self.space.signature(),
+            resolutions={
+                "measured": list(self.measured_resolutions),
+                "interpolated": list(self.interpolated_resolutions),
+                "interpolation": _INTERPOLATION if self.interpolated_resolutions else None,
+            },
+            entries=self.entries,
+            validation=self.validation,
+            correction=self.correction,
+        )
+        return data
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the table as JSON (atomically)."""
+        atomic_write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, space: ArchSpace | None = None) -> LatencyTable:
+        """Read a table; with ``space``, refuse a table measured for another space (ValueError naming
+        the differing fields)."""
+        path = Path(path)
+        data = read_document(path, what="latency table", format=FORMAT, version=FORMAT_VERSION,
+                             missing="build one with 'ofa-nni lut build'")
+        if not isinstance(data.get("space"), dict):
+            raise InvalidInputError(f"{path}: damaged latency table (no space signature)")
+        if space is not None:
+            require_same_space(data["space"], space, artefact=f"latency table {path}")
+        metadata = {key: value for key, value in data.items()
+                    if key not in ("format", "format_version", "space", "resolutions", "entries", "validation",
+                                   "correction")}
+        try:
+            return cls(space=ArchSpace.from_signature(data["space"]), entries=data["entries"],
+                       measured_resolutions=data["resolutions"]["measured"], metadata=metadata,
+                       validation=data.get("validation"), correction=data.get("correction"))
+        except InvalidInputError as error:
+            raise InvalidInputError(f"{path}: {error}") from None
+        except (KeyError, TypeError, AttributeError, ValueError) as error:
+            raise InvalidInputError(f"{path}: damaged latency table ({type(error).__name__}: {error})") from None
+
+    def summary(self) -> str:
+        """A few readable lines: device, backend, coverage and validation figures."""
+        meta = self.metadata
+        device = meta.get("device", {})
+        lines = [
+            f"latency table: backend {meta.get('backend')} on {device.get('type')} ({device.get('name')}), "
+            f"{device.get('num_threads')} thread(s), batch size {meta.get('batch_size')}, {self.statistic} of "
+            f"{meta.get('settings', {}).get('clock', 'wall')}-clock timings",
+            f"  {len(self.entries)} measured entries; resolutions measured {list(self.measured_resolutions)}"
+            + (f", {len(self.interpolated_resolutions)} interpolated" if self.interpolated_resolutions else ""),
+        ]
+        if meta.get("build_seconds") is not None:
+            lines.append(f"  built in {meta['build_seconds']:.1f} s")
+        if self.validation:
+            lines.extend("  " + line for line in _validation_lines(self.validation, self.correction))
+        return "\n".join(lines)
+
+
+def _validation_lines(validation: Mapping[str, Any], correction: Mapping[str, Any] | None) -> list[str]:
+    raw, corrected = validation["raw"], validation.get("corrected")
+    lines = [
+        f"validation on {validation['num_subnets']} random subnets (end to end, same backend):",
+        f"  {'':10s} {'Spearman':>9s} {'Kendall':>8s} {'MAPE %':>8s}",
+        f"  {'sum':10s} {raw['spearman']:9.4f} {raw['kendall']:8.4f} {raw['mape_percent']:8.2f}",
+    ]
+    if corrected and correction:
+        lines.append(f"  {'corrected':10s} {corrected['spearman']:9.4f} {corrected['kendall']:8.4f} "
+                     f"{corrected['mape_percent']:8.2f}   (a={correction['scale']:.4f}, "
+                     f"b={correction['offset_ms']:.4f} ms, fitted on {validation['calibration_subnets']} "
+                     f"other subnets; {'applied' if correction.get('applied') else 'not applied'})")
+    lines.append(f"  targets: Spearman >= {SPEARMAN_TARGET}, MAPE <= {MAPE_TARGET_PERCENT}%: "
+                 + ("met" if validation.get("meets_targets") else "NOT met"))
+    return lines
+
+
+def read_document(path: Path, *, what: str, format: str, version: int, missing: str) -> dict[str, Any]:
+    """The JSON object of an ofa-nni file of ``format`` and ``version`` (latency tables, bundle
+    results); anything else is a one-line error naming the file and what it is instead."""
+    if not path.is_file():
+        raise MissingInputError(f"{what} {str(path)!r} does not exist ({missing})")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise InvalidInputError(f"{path} is not a {what} (not JSON text: byte {error.start} is not UTF-8)") from None
+    except json.JSONDecodeError as error:
+        raise InvalidInputError(f"{path} is not a {what} (invalid JSON: {error})") from None
+    if not isinstance(data, dict) or data.get("format") != format:
+        raise InvalidInputError(f"{path} is not an ofa-nni {what} (format {data.get('format')!r})"
+                                if isinstance(data, dict) else f"{path} is not an ofa-nni {what}")
+    if data.get("format_version") != version:
+        raise InvalidInputError(f"{path}: {what} format_version {data.get('format_version')!r} is not "
+                                f"supported (this version reads {version})")
+    return data

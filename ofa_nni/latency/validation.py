@@ -1,0 +1,183 @@
+"""Checking a table against whole networks: end-to-end timing of frozen subnets with the table's
+protocol, Spearman/Kendall/MAPE of the predicted sums, and the fitted correction."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ofa_nni.arch import ArchSpace, Sample
+from ofa_nni.errors import InvalidInputError
+from ofa_nni.latency.protocol import MAPE_TARGET_PERCENT, ORDERS, SPEARMAN_TARGET, STATISTICS
+from ofa_nni.latency.runners import Runner, check_backend, progress_bar, time_runs, timer_for, torch_threads
+from ofa_nni.latency.table import LatencyTable
+
+__all__ = ["measure_end_to_end", "rank_metrics", "validate_latency_table"]
+
+
+def measure_end_to_end(
+    models: Sequence[tuple[nn.Module, int]],
+    *,
+    backend: str,
+    device: str = "cpu",
+    batch_size: int = 1,
+    warmup: int = 3,
+    repeats: int = 30,
+    rounds: int = 3,
+    num_threads: int | None = None,
+    group_size: int = 8,
+    clock: str = "wall",
+    order: str = "interleaved",
+    seed: int = 0,
+    show_progress: bool = False,
+) -> dict[str, np.ndarray]:
+    """Milliseconds of whole models, each a ``(module, resolution)`` pair run on a
+    ``(batch_size, 3, resolution, resolution)`` input: ``{"median": (n,), "min": (n,)}``.
+
+    Models are measured in groups of ``group_size`` (bounded memory), each group in ``rounds``
+    rounds in random order (``order="interleaved"``) or each model's rounds back to back
+    (``"block"``), the same order the table's entries got.
+    """
+    if order not in ORDERS:
+        raise InvalidInputError(f"unknown order {order!r}; allowed: {', '.join(ORDERS)}")
+    check_backend(backend, device)
+    num_threads = int(num_threads or torch.get_num_threads())
+    timer = timer_for(clock, num_threads, device)
+    rng = np.random.default_rng(seed)
+    result = {name: np.zeros(len(models)) for name in STATISTICS}
+    bar = progress_bar(len(models) * rounds, 0, f"end-to-end {backend}/{device}", show_progress)
+    with torch_threads(num_threads), bar:
+        for start in range(0, len(models), group_size):
+            group = range(start, min(start + group_size, len(models)))
+            runners = {
+                i: Runner(models[i][0], (batch_size, 3, models[i][1], models[i][1]), backend=backend, device=device,
+                           num_threads=num_threads)
+                for i in group
+            }
+            timings: dict[int, list[float]] = {i: [] for i in group}
+            if order == "block":
+                visits = [int(i) for i in rng.permutation(list(group)) for _ in range(rounds)]
+            else:
+                visits = [int(i) for _ in range(rounds) for i in rng.permutation(list(group))]
+            for i in visits:
+                timings[i].extend(time_runs(runners[i], warmup=warmup, repeats=repeats, clock=timer))
+                bar.update(1)
+            for i in group:
+                result["median"][i] = float(np.median(timings[i]))
+                result["min"][i] = float(np.min(timings[i]))
+    return result
+
+
+def rank_metrics(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
+    from scipy import stats
+
+    return {
+        "spearman": float(stats.spearmanr(predicted, measured).statistic),
+        "kendall": float(stats.kendalltau(predicted, measured).statistic),
+        "mape_percent": float(np.mean(np.abs(predicted - measured) / measured) * 100.0),
+    }
+
+
+def validate_latency_table(
+    table: LatencyTable,
+    freeze: Callable[[Sample], nn.Module] | None = None,
+    *,
+    num_subnets: int = 30,
+    calibration_subnets: int = 30,
+    seed: int = 0,
+    warmup: int | None = None,
+    repeats: int | None = None,
+    rounds: int | None = None,
+    reuse: Mapping[str, Any] | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Compare the table with end-to-end measurements of frozen subnets, on the table's backend,
+    device, batch size and thread count; store the result (and a fitted correction) in the table.
+
+    ``num_subnets`` random subnets are the validation set; ``calibration_subnets`` other random
+    subnets fit the correction ``measured ≈ a x sum + b`` (Theil-Sen line), which is *applied* by
+    the table only if it lowers the validation MAPE. Both raw and corrected Spearman, Kendall and
+    MAPE are stored in ``table.validation`` and returned. Measured and predicted times use the
+    table's :attr:`~LatencyTable.statistic`.
+
+    Args:
+        freeze: Turns a sample into a static model, e.g. ``OFAMobileNetV3Space(...).freeze``.
+        reuse: The ``validation`` of another table of the same measurements (e.g.
+            ``table.with_statistic("min")``): its end-to-end timings are reused, nothing is measured.
+    """
+    if num_subnets < 3 or calibration_subnets < 2:
+        raise InvalidInputError(
+            f"need num_subnets >= 3 and calibration_subnets >= 2, got {num_subnets}, {calibration_subnets}")
+    meta = table.metadata
+    settings = meta.get("settings", {})
+    space = table.space
+    started = time.perf_counter()
+    load_start = os.getloadavg()
+    if reuse is not None:
+        subnets = [dict(subnet) for subnet in reuse["subnets"]]
+        num_subnets, calibration_subnets, seed = reuse["num_subnets"], reuse["calibration_subnets"], reuse["seed"]
+        samples = [space.parse(subnet["arch"]) for subnet in subnets]
+        indices = np.stack([space.to_indices(sample) for sample in samples])
+        measurements = {name: np.array([subnet[f"measured_{name}_ms"] for subnet in subnets]) for name in STATISTICS}
+    else:
+        if freeze is None:
+            raise InvalidInputError(
+                "validate_latency_table needs freeze (e.g. supernet.freeze) unless it reuses measurements")
+        indices = space.random_indices(num_subnets + calibration_subnets, seed)
+        samples = [space.from_indices(row) for row in indices]
+        models = [(freeze(sample).eval(), int(sample[ArchSpace.RESOLUTION_LABEL])) for sample in samples]
+        measurements = measure_end_to_end(
+            models,
+            backend=meta["backend"], device=meta["device"]["type"], batch_size=meta["batch_size"],
+            warmup=warmup if warmup is not None else settings.get("warmup", 3),
+            repeats=repeats if repeats is not None else settings.get("repeats", 10),
+            rounds=rounds if rounds is not None else settings.get("rounds", 3),
+            num_threads=meta["device"]["num_threads"], clock=settings.get("clock", "wall"),
+            order=settings.get("order", "interleaved"), seed=seed,
+            show_progress=show_progress,
+        )
+    measured = measurements[table.statistic]
+    predicted = table.raw_sum(indices)
+    calibration, held_out = slice(num_subnets, None), slice(0, num_subnets)
+    from scipy import stats
+
+    # Theil-Sen: the median of pairwise slopes, robust to the few timings a busy machine spoils.
+    fit = stats.theilslopes(measured[calibration], predicted[calibration])
+    scale, offset = float(fit.slope), float(fit.intercept)
+    corrected = scale * predicted + offset
+    raw_metrics = rank_metrics(predicted[held_out], measured[held_out])
+    corrected_metrics = rank_metrics(corrected[held_out], measured[held_out])
+    # A correction that predicts a non-positive time for the cheapest subnet is a bad fit (a busy
+    # machine's outliers), not a faster network: keep the plain sum then.
+    cheapest = float(table.raw_sum(space.to_indices(space.min_sample())[None])[0])
+    sane = scale > 0 and scale * cheapest + offset > 0
+    applied = sane and corrected_metrics["mape_percent"] < raw_metrics["mape_percent"]
+    best = corrected_metrics if applied else raw_metrics
+    validation = {
+        "num_subnets": num_subnets,
+        "calibration_subnets": calibration_subnets,
+        "seed": seed,
+        "statistic": table.statistic,
+        "raw": raw_metrics,
+        "corrected": corrected_metrics,
+        "targets": {"spearman": SPEARMAN_TARGET, "mape_percent": MAPE_TARGET_PERCENT},
+        "meets_targets": bool(best["spearman"] >= SPEARMAN_TARGET and best["mape_percent"] <= MAPE_TARGET_PERCENT),
+        "seconds": round(time.perf_counter() - started, 2) if reuse is None else reuse.get("seconds"),
+        "load": {"loadavg_start": list(load_start), "loadavg_end": list(os.getloadavg())}
+        if reuse is None else reuse.get("load"),
+        "subnets": [
+            {"arch": space.format(sample), "role": "validation" if i < num_subnets else "calibration",
+             "predicted_ms": round(float(predicted[i]), 6), "measured_ms": round(float(measured[i]), 6),
+             **{f"measured_{name}_ms": round(float(values[i]), 6) for name, values in measurements.items()}}
+            for i, sample in enumerate(samples)
+        ],
+    }
+    table.validation = validation
+    table.correction = {"kind": "linear", "scale": float(scale), "offset_ms": float(offset), "applied": bool(applied)}
+    return validation
