@@ -173,7 +173,8 @@ class AccuracyDataset:
         indices = as_index_array(space, np.asarray(indices))
         accuracies = np.asarray(accuracies, dtype=np.float64)
         if accuracies.shape != (len(indices),):
-            raise InvalidInputError(f"need one accuracy per subnet: {len(indices)} subnets, accuracies {accuracies.shape}")
+            raise InvalidInputError(f"need one accuracy per subnet: {len(indices)} subnets, accuracies "
+                                    f"{accuracies.shape}")
         _check_fractions(accuracies, "accuracies")
         self.space, self.indices, self.accuracies = space, indices, accuracies
         self.header = dict(header or {})
@@ -300,7 +301,8 @@ def collect_accuracy_dataset(
                 file.truncate(valid_length)
     else:
         header = {
-            "format": DATASET_FORMAT, "format_version": DATASET_FORMAT_VERSION, "space": space.signature(), "seed": seed,
+            "format": DATASET_FORMAT, "format_version": DATASET_FORMAT_VERSION, "space": space.signature(),
+            "seed": seed,
             "num_subnets": len(archs), "archs": archs, "data": data_description, "calibration": calibration,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "libraries": library_versions("torch", "numpy", "ofa_nni"),
@@ -501,7 +503,8 @@ class AccuracyPredictor(abc.ABC):
         non_finite = sorted(name for name, value in arrays.items()
                             if value.dtype.kind not in "biuf" or not np.isfinite(value).all())
         if non_finite:
-            raise InvalidInputError(f"{path}: damaged accuracy predictor (arrays {non_finite[:5]} are not finite numbers)")
+            raise InvalidInputError(f"{path}: damaged accuracy predictor (arrays {non_finite[:5]} are not "
+                                    "finite numbers)")
         try:
             kinds[kind].check_stored(settings, arrays)
             predictor = kinds[kind](space=ArchSpace.from_signature(metadata["space"]), **settings)
@@ -683,7 +686,8 @@ def _split(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndar
     order = np.random.default_rng(seed).permutation(n)
     n_test = max(1, int(round(n * test_fraction)))
     if n - n_test < 2:
-        raise InvalidInputError(f"{n} subnets are too few to hold out {test_fraction:.0%} and still train on 2; collect more")
+        raise InvalidInputError(f"{n} subnets are too few to hold out {test_fraction:.0%} and still train on 2; "
+                                "collect more")
     return np.sort(order[n_test:]), np.sort(order[:n_test])
 
 

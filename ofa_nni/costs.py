@@ -132,7 +132,8 @@ class AnalyticCostModel:
             return self.space.to_indices(samples)[None], True
         if isinstance(samples, np.ndarray):
             if samples.ndim != 2 or samples.shape[1] != self._n_labels:
-                raise InvalidInputError(f"expected an index array of shape (n, {len(self.space.labels)}), got {samples.shape}")
+                raise InvalidInputError(f"expected an index array of shape (n, {len(self.space.labels)}), got "
+                                        f"{samples.shape}")
             return samples.astype(np.int64, copy=False), False
         return np.stack([self.space.to_indices(s) for s in samples]), False
 

@@ -578,7 +578,8 @@ def load_data(kind: str, *, root: str | Path | None = None, resolution: int,
         raise InvalidInputError(f"data kind {kind!r} is not supported; allowed: {list(DATA_KINDS)}")
     if kind == "digits":
         if root is not None:
-            raise InvalidInputError("data.root is not used by the digits data set (it ships with scikit-learn); remove it")
+            raise InvalidInputError("data.root is not used by the digits data set (it ships with scikit-learn); "
+                                    "remove it")
         return digits(resolution=resolution, calibration_images=calibration_images or 500)
     if root is None:
         raise InvalidInputError(f"data.root is required for {kind!r}: the local "

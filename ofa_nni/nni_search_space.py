@@ -59,7 +59,8 @@ def check_nni_search_space(space: ArchSpace, search_space: Any) -> None:
     for label in space.labels:
         allowed = list(space.choices(label))
         if label not in search_space:
-            raise InvalidInputError(f"the NNI search space lacks label {label!r} (choices {allowed}); {_REGENERATE_HINT}")
+            raise InvalidInputError(f"the NNI search space lacks label {label!r} (choices {allowed}); "
+                                    f"{_REGENERATE_HINT}")
         entry = search_space[label]
         if not isinstance(entry, Mapping) or entry.get("_type") != "choice":
             kind = entry.get("_type") if isinstance(entry, Mapping) else type(entry).__name__
@@ -104,7 +105,8 @@ def arch_space_from_spec(spec: Mapping[str, Any]) -> ArchSpace:
     from ofa_nni.training.config import PRESETS_BY_SPACE
 
     if not isinstance(spec, Mapping):
-        raise InvalidInputError(f"a space description must be a mapping such as {{'preset': 'cpu', 'num_classes': 10}}, "
+        raise InvalidInputError("a space description must be a mapping such as "
+                                f"{{'preset': 'cpu', 'num_classes': 10}}, "
                          f"got {spec!r}")
     name = spec.get("name", "ofa-mbv3")
     if not isinstance(name, str) or name not in PRESETS_BY_SPACE:

@@ -881,8 +881,10 @@ def test_invalid_yaml_config(case: str, tmp_path: Path) -> None:
 #   it holds                     MLPEnsemblePredictor.check_stored (num_models)         than_it_holds
 # accuracy outside [0, 1]        AccuracyDataset.load / __init__; AccuracyPredictor.fit test_accuracy_outside_0_1
 # bad .npz data file             data.numpy_arrays (ofa-nni demo --data, data.kind npz) test_bad_npz_data_file
-# unreadable image in a folder   data._read_image (the ImageFolder loader)              test_unreadable_image_in_image_folder
-# batch larger than the data     data.check_batch_size (runner.train)                   test_batch_larger_than_the_data_set
+# unreadable image in a folder   data._read_image (the ImageFolder loader)              test_unreadable_image_in_
+#                                                                                       image_folder
+# batch larger than the data     data.check_batch_size (runner.train)                   test_batch_larger_than_the_
+#                                                                                       data_set
 # non-int class count            data.cifar (num_classes=10.0)                          test_non_int_class_count
 def _npz_arrays(path: Path) -> dict[str, np.ndarray]:
     with np.load(path) as archive:

@@ -63,7 +63,8 @@ class DemoSettings:
                 f"accuracy_subnets must be at least 20 (the predictor needs data), got {self.accuracy_subnets}"
             )
         if self.latency_validation_subnets < 5:
-            raise InvalidInputError(f"latency_validation_subnets must be at least 5, got {self.latency_validation_subnets}")
+            raise InvalidInputError("latency_validation_subnets must be at least 5, got "
+                                    f"{self.latency_validation_subnets}")
         if self.search_generations < 1 or self.population_size < 4:
             raise InvalidInputError("search_generations must be >= 1 and population_size >= 4")
         if self.scratch_epochs is not None and self.scratch_epochs < 1:

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from ofa_nni._artifacts import atomic_write
-from ofa_nni.plots import ParetoPanel, pareto_plot
 from ofa_nni.latency.deployment import deployment_lines
+from ofa_nni.plots import ParetoPanel, pareto_plot
 
 __all__ = [
     "COST_UNITS",

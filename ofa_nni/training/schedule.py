@@ -228,7 +228,8 @@ def progressive_shrinking(
             raise InvalidInputError(f"overrides for unknown or unused phase {name!r}; phases: {list(phases)}")
         bad = [key for key in changes if key not in PHASE_OVERRIDE_FIELDS]
         if bad:
-            raise InvalidInputError(f"overrides[{name!r}]: unknown field(s) {bad}; allowed: {list(PHASE_OVERRIDE_FIELDS)}")
+            raise InvalidInputError(f"overrides[{name!r}]: unknown field(s) {bad}; allowed: "
+                                    f"{list(PHASE_OVERRIDE_FIELDS)}")
 
     kernels, expands, depths = arch.kernel_sizes, arch.expand_ratios, arch.depths
     unlocked = {

@@ -107,7 +107,8 @@ def run_build(args: argparse.Namespace) -> int:
         dataset = AccuracyDataset.load(args.dataset, complete=True)
         return _train_and_save(dataset, args.dataset, args)
     if args.num_subnets < 5:
-        raise InvalidInputError(f"--num-subnets must be at least 5 (to train and hold some out), got {args.num_subnets}")
+        raise InvalidInputError("--num-subnets must be at least 5 (to train and hold some out), got "
+                                f"{args.num_subnets}")
     if args.batch_size < 1:
         raise InvalidInputError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -117,7 +118,8 @@ def run_build(args: argparse.Namespace) -> int:
     data = load_data(args.data, root=args.data_root, resolution=max(space.resolutions),
                      calibration_images=args.calibration_images)
     if data.num_classes != space.num_classes:
-        raise InvalidInputError(f"the supernet has {space.num_classes} classes but --data {args.data} has {data.num_classes}")
+        raise InvalidInputError(f"the supernet has {space.num_classes} classes but --data {args.data} has "
+                                f"{data.num_classes}")
     description = f"{args.data}" + (f" split {digits_split_digest()}" if args.data == "digits" else
                                     f" at {args.data_root.resolve() if args.data_root else ''}")
     description += (f"; held-out {len(data.val)} images; "  # type: ignore[arg-type]

@@ -91,7 +91,8 @@ def parse_target(text: str, available: Sequence[str]) -> dict[str, float]:
             raise InvalidInputError(f"--target {text!r}: cannot read {part.strip()!r}; expected {_SYNTAX}")
         name, number, suffix = match.groups()
         if suffix not in _SUFFIXES:
-            raise InvalidInputError(f"--target {text!r}: unknown suffix {suffix!r} in {part.strip()!r}; allowed: K, M, G "
+            raise InvalidInputError(f"--target {text!r}: unknown suffix {suffix!r} in {part.strip()!r}; "
+                                    "allowed: K, M, G "
                              "(thousand, million, billion) or none")
         if name not in available:
             if name == "latency_ms" and name in COST_NAMES:
@@ -200,7 +201,8 @@ def _check_settings(args: argparse.Namespace) -> None:
     if args.generations < 0:
         raise InvalidInputError(f"--generations must be >= 0, got {args.generations}")
     if not args.target and not args.pareto:
-        raise InvalidInputError("give at least one --target (e.g. --target 'macs<=40M'), or --pareto with --pareto-cost")
+        raise InvalidInputError("give at least one --target (e.g. --target 'macs<=40M'), or --pareto with "
+                                "--pareto-cost")
     if args.pareto_cost is not None and not args.pareto:
         raise InvalidInputError("--pareto-cost goes with --pareto")
     if args.pareto and not args.target and args.pareto_cost is None:
