@@ -8,7 +8,7 @@ import importlib
 from collections.abc import Iterator, Sequence
 from typing import Any, overload
 
-__all__ = ["DeferredChoices", "MAX_SEED", "seed"]
+__all__ = ["DeferredChoices", "MAX_SEED", "seed", "load_supernet_data"]
 
 MAX_SEED = 2**32 - 1
 """The largest seed: what every generator the commands seed accepts (numpy's legacy and
@@ -58,3 +58,17 @@ class DeferredChoices(Sequence[str]):
 
     def __contains__(self, value: object) -> bool:
         return value in self._values()
+
+
+def load_supernet_data(args: argparse.Namespace, space: Any) -> Any:
+    """The ``--data`` / ``--data-root`` / ``--calibration-images`` data set at the largest resolution of
+    ``space`` (an :class:`~ofa_nni.arch.ArchSpace`), refused if its classes are not the supernet's."""
+    from ofa_nni.data import load_data
+    from ofa_nni.errors import InvalidInputError
+
+    data = load_data(args.data, root=args.data_root, resolution=max(space.resolutions),
+                     calibration_images=args.calibration_images)
+    if data.num_classes != space.num_classes:
+        raise InvalidInputError(f"the supernet has {space.num_classes} classes but --data {args.data} has "
+                                f"{data.num_classes}")
+    return data

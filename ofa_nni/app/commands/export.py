@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ofa_nni.app.commands import DeferredChoices, seed
+from ofa_nni.app.commands import DeferredChoices, load_supernet_data, seed
 from ofa_nni.errors import InvalidInputError
 
 __all__ = ["register"]
@@ -193,16 +193,12 @@ def _export(args: argparse.Namespace, supernet: Any, subnets: list[dict[str, Any
 
     from ofa_nni._artifacts import output_error
     from ofa_nni.app.documents import ExportsDocument
-    from ofa_nni.data import calibration_loader, load_data
+    from ofa_nni.data import calibration_loader
     from ofa_nni.evaluation import evaluate_frozen_subnet
     from ofa_nni.export import export_subnet
 
     space = supernet.arch_space
-    data = load_data(args.data, root=args.data_root, resolution=max(space.resolutions),
-                     calibration_images=args.calibration_images)
-    if data.num_classes != space.num_classes:
-        raise InvalidInputError(f"the supernet has {space.num_classes} classes but --data {args.data} has "
-                                f"{data.num_classes}")
+    data = load_supernet_data(args, space)
     calibration = list(calibration_loader(data, batch_size=args.batch_size))
     held_out = None if args.no_evaluate else DataLoader(data.val, batch_size=args.batch_size)
     created = not args.out_dir.exists()

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ofa_nni.app.commands import DeferredChoices, seed
+from ofa_nni.app.commands import DeferredChoices, load_supernet_data, seed
 from ofa_nni.errors import InvalidInputError
 
 __all__ = ["register"]
@@ -98,7 +98,7 @@ def run_build(args: argparse.Namespace) -> int:
     import torch
 
     from ofa_nni.accuracy import AccuracyDataset, collect_accuracy_dataset
-    from ofa_nni.data import digits_split_digest, load_data
+    from ofa_nni.data import digits_split_digest
     from search_spaces import load_supernet
 
     if args.supernet is None:
@@ -115,11 +115,7 @@ def run_build(args: argparse.Namespace) -> int:
         raise InvalidInputError("--device cuda requested but torch sees no CUDA GPU here; use --device cpu")
     supernet = load_supernet(args.supernet).to(args.device)
     space = supernet.arch_space
-    data = load_data(args.data, root=args.data_root, resolution=max(space.resolutions),
-                     calibration_images=args.calibration_images)
-    if data.num_classes != space.num_classes:
-        raise InvalidInputError(f"the supernet has {space.num_classes} classes but --data {args.data} has "
-                                f"{data.num_classes}")
+    data = load_supernet_data(args, space)
     description = f"{args.data}" + (f" split {digits_split_digest()}" if args.data == "digits" else
                                     f" at {args.data_root.resolve() if args.data_root else ''}")
     description += (f"; held-out {len(data.val)} images; "  # type: ignore[arg-type]
