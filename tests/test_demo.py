@@ -113,8 +113,7 @@ def test_quick_demo_end_to_end(tmp_path):
     assert rerun_seconds < first_seconds / 2, (rerun_seconds, first_seconds)
 
 
-@pytest.mark.slow
-@pytest.mark.demo
+@pytest.mark.slow  # not in CI's slow set (8 min here): the README's main job runs there on digits
 def test_quick_demo_on_a_users_npz(tmp_path):
     """``ofa-nni demo --data PATH.npz`` runs the whole flow on the file (here digits saved as floats
     without a test split: the seeded 20% is held out); no accuracy shown anywhere exceeds 100%; a
