@@ -526,14 +526,24 @@ class MLPAccuracyPredictor(AccuracyPredictor):
     Trained with Adam (lr 1e-3, weight decay 1e-4, the reference's recipe) on mean squared error
     (of logits) for ``steps`` mini-batch steps with a cosine learning-rate decay; deterministic for
     a seed. Prediction is plain numpy.
+
+    ``output="accuracy"`` holds a released predictor of mit-han-lab
+    (:mod:`ofa_nni.ofa_released`): its weights regress the accuracy itself, so the prediction is
+    the sum as the reference computes it (equal to the reference's), kept in [0, 1] by clipping,
+    the only bound a fixed foreign model allows (its ImageNet predictions lie far inside it). Our
+    own predictors are never trained this way.
     """
 
     kind = "mlp"
+    OUTPUTS = ("logit", "accuracy")
 
     def __init__(self, *, space: ArchSpace, hidden_size: int = 400, num_layers: int = 3, steps: int = 1000,
                  batch_size: int = 128, learning_rate: float = 1e-3, weight_decay: float = 1e-4,
-                 seed: int = 0) -> None:
+                 seed: int = 0, output: str = "logit") -> None:
         super().__init__(space)
+        if output not in self.OUTPUTS:
+            raise InvalidInputError(f"MLP predictor output {output!r} is not known; allowed: {list(self.OUTPUTS)}")
+        self.output = output
         self.hidden_size, self.num_layers, self.steps, self.batch_size = hidden_size, num_layers, steps, batch_size
         self.learning_rate, self.weight_decay, self.seed = learning_rate, weight_decay, seed
         self.weights: list[np.ndarray] = []
@@ -543,7 +553,13 @@ class MLPAccuracyPredictor(AccuracyPredictor):
     def settings(self) -> dict[str, Any]:
         return {"hidden_size": self.hidden_size, "num_layers": self.num_layers, "steps": self.steps,
                 "batch_size": self.batch_size, "learning_rate": self.learning_rate,
-                "weight_decay": self.weight_decay, "seed": self.seed}
+                "weight_decay": self.weight_decay, "seed": self.seed,
+                **({"output": self.output} if self.output != "logit" else {})}
+
+    def predict_features(self, features: np.ndarray) -> np.ndarray:
+        if self.output == "accuracy":
+            return np.clip(self.predict_logits(features), 0.0, 1.0)  # the released sum, see the class docstring
+        return super().predict_features(features)
 
     @classmethod
     def check_stored(cls, settings: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:

@@ -56,11 +56,16 @@ def test_the_optuna_sampler_and_the_predictor_use_it() -> None:
     np.testing.assert_allclose(predicted, expected[:, :1], atol=1e-10)
     np.testing.assert_allclose(violation, np.clip(expected[:, 1:], 0, None).sum(axis=1), atol=1e-10)
 
+    # The predictor fits the same ridge on the logits of the accuracies (bounded predictions).
+    from ofa_nni.accuracy import accuracy_to_logit, logit_to_accuracy
+
+    accuracies = rng.uniform(0.5, 0.99, size=40)
     predictor = RidgeAccuracyPredictor(space=space)
-    predictor.fit(space.to_features(rows), values[:, 0])
-    direct = fit_ridge(space.to_features(rows), values[:, 0], predictor.alphas)
+    predictor.fit(space.to_features(rows), accuracies)
+    direct = fit_ridge(space.to_features(rows), accuracy_to_logit(accuracies), predictor.alphas)
     assert predictor.alpha == direct.alpha
-    np.testing.assert_allclose(predictor(candidates), direct.predict(space.to_features(candidates)), atol=1e-10)
+    np.testing.assert_allclose(predictor(candidates), logit_to_accuracy(direct.predict(space.to_features(candidates))),
+                               atol=1e-10)
 
 
 def test_bad_input_is_refused() -> None:

@@ -128,7 +128,7 @@ def test_config_validation_errors(tmp_path):
         ({"strategy": {"name": "darts"}}, r"strategy\.name: 'darts' is not a strategy; allowed"),
         ({"strategy": {"name": "sandwich", "epochs_factor": 1}}, r"strategy\.epochs_factor: unknown key"),
         ({"space": {"preset": "big"}}, r"space\.preset: 'big' is not a preset; allowed: \['ofa-mobilenetv3', 'cpu'\]"),
-        ({"data": {"kind": "mnist"}}, r"data\.kind: 'mnist' is not supported"),
+        ({"data": {"kind": "imagenet"}}, r"data\.kind: 'imagenet' is not supported"),
         ({"trainer": {"loggers": ["wandb"]}}, r"trainer\.loggers: unknown logger"),
         ({"trainer": {"devices": [0, 1]}}, r"trainer\.devices: expected an int or a string"),
         ({"optimizer": {"nesterov": "yes"}}, r"optimizer\.nesterov: expected true/false"),

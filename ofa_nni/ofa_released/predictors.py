@@ -202,12 +202,13 @@ def _tutorial_predictor(path: Path, layers: tuple[list[np.ndarray], list[np.ndar
     space = tutorial_space() if space is None else space
     _check_tutorial_space(space, path)
     weights, biases = layers
-    predictor = MLPAccuracyPredictor(space=space, hidden_size=weights[0].shape[1], num_layers=len(weights) - 1)
+    predictor = MLPAccuracyPredictor(space=space, hidden_size=weights[0].shape[1], num_layers=len(weights) - 1,
+                                     output="accuracy")
     arrays = {f"weight{i}": weight for i, weight in enumerate(weights)}
     arrays["weight0"] = weights[0][_tutorial_columns(space)]
     arrays.update({f"bias{i}": bias for i, bias in enumerate(biases[:-1])})
     # The output layer's bias is a constant added to every prediction: OFA's base accuracy.
-    arrays["base_accuracy"] = np.array(float(biases[-1][0]))
+    arrays["base_logit"] = np.array(float(biases[-1][0]))  # with output="accuracy": OFA's base accuracy
     predictor.load_arrays(arrays)
     predictor.info = {
         "source": f"mit-han-lab's released OFA-MobileNetV3 accuracy predictor {path.name}",
