@@ -158,3 +158,21 @@ def fill_filesystem(folder) -> None:
         pass
     finally:
         filler.close()
+
+
+def special_output_paths(folder):
+    """Output paths an atomic writer must refuse, each with the words its error gives: a symlink to
+    a file that must keep its content (``folder/elsewhere.json``, holding ``keep``), a FIFO, a
+    character device and a directory. Shared by the writer's test and the CLI's bad-input case."""
+    from pathlib import Path
+
+    elsewhere = folder / "elsewhere.json"
+    elsewhere.write_text("keep")
+    link = folder / "link.json"
+    link.symlink_to(elsewhere)
+    fifo = folder / "fifo.json"
+    os.mkfifo(fifo)
+    directory = folder / "folder.json"
+    directory.mkdir()
+    return {link: "is a symbolic link", fifo: "is not a regular file (a FIFO, device or socket)",
+            Path("/dev/null"): "is not a regular file", directory: "is a directory"}

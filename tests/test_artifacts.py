@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import fill_filesystem
+from conftest import fill_filesystem, special_output_paths
 
 from ofa_nni._artifacts import atomic_write, atomic_write_json, exclusive_lock
 from ofa_nni.errors import OutputError, OutputInUseError
@@ -66,20 +66,13 @@ def test_a_replaced_file_keeps_its_permissions(tmp_path):
 
 
 def test_special_targets_are_refused_never_replaced(tmp_path):
-    elsewhere = tmp_path / "elsewhere.json"
-    elsewhere.write_text('{"keep": 1}')
-    link = tmp_path / "link.json"
-    link.symlink_to(elsewhere)
-    fifo = tmp_path / "fifo.json"
-    os.mkfifo(fifo)
-    folder = tmp_path / "folder.json"
-    folder.mkdir()
-    cases = {link: "is a symbolic link", fifo: "is not a regular file (a FIFO, device or socket)",
-             Path("/dev/null"): "is not a regular file", folder: "is a directory"}
+    cases = special_output_paths(tmp_path)
     for path, message in cases.items():
         with pytest.raises(OutputError, match=re.escape(message)):
             atomic_write_json(path, {"a": 1})
-    assert link.is_symlink() and elsewhere.read_text() == '{"keep": 1}'
+    link, fifo, _, folder = cases
+    elsewhere = tmp_path / "elsewhere.json"
+    assert link.is_symlink() and elsewhere.read_text() == "keep"
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and folder.is_dir()
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (elsewhere, link, fifo, folder))

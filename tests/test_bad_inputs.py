@@ -98,7 +98,7 @@ import optuna
 import pytest
 import torch
 import yaml
-from conftest import TINY_SPACE_KWARGS
+from conftest import TINY_SPACE_KWARGS, special_output_paths
 
 from ofa_nni.accuracy import AccuracyDataset, AccuracyPredictor, build_accuracy_predictor
 from ofa_nni.app.runner import train
@@ -1055,20 +1055,12 @@ def test_failed_reexport_leaves_the_earlier_export(supernet_file: Path, run_spac
 
 
 def test_special_output_paths_are_refused(tmp_path: Path) -> None:
-    elsewhere = tmp_path / "elsewhere.json"
-    elsewhere.write_text("keep")
-    link = tmp_path / "link.json"
-    link.symlink_to(elsewhere)
-    fifo = tmp_path / "fifo.json"
-    os.mkfifo(fifo)
-    folder = tmp_path / "folder.json"
-    folder.mkdir()
-    cases = {link: "is a symbolic link", fifo: "is not a regular file (a FIFO, device or socket)",
-             Path("/dev/null"): "is not a regular file", folder: "is a directory"}
+    cases = special_output_paths(tmp_path)
     for path, message in cases.items():
         code, _, err = run_cli(["nni", "search-space", "--preset", "cpu", "--out", str(path)], tmp_path)
         assert_one_line_error(code, err, "ofa-nni nni: error:", str(path), message)
-    assert link.is_symlink() and elsewhere.read_text() == "keep"
+    link = next(iter(cases))
+    assert link.is_symlink() and (tmp_path / "elsewhere.json").read_text() == "keep"
     assert os.path.exists("/dev/null") and not Path("/dev/null").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["elsewhere.json", "link.json", "fifo.json",
                                                                  "folder.json"])
