@@ -97,14 +97,13 @@ def _formats(text: str | None) -> list[str]:
     return list(dict.fromkeys(formats))
 
 
-def _subnets(space: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """What to export: ``{"name", "arch", "sample", ["target", "predicted_accuracy"]}`` per subnet."""
+def _subnets(space: Any, args: argparse.Namespace, search: Any) -> list[dict[str, Any]]:
+    """What to export: ``{"name", "arch", "sample", ["target", "predicted_accuracy"]}`` per subnet
+    (``search``: the loaded ``--search`` document, or None)."""
     from ofa_nni._artifacts import require_same_space
-    from ofa_nni.app.documents import SearchDocument
 
     subnets: list[dict[str, Any]] = []
-    if args.search is not None:
-        search = SearchDocument.load(args.search)
+    if search is not None:
         require_same_space(search["space"], space, artefact=f"search results {args.search} (against the supernet)")
         if not search["targets"]:
             raise InvalidInputError(f"{args.search} has no targets (only a Pareto front): pass --arch strings from it")
@@ -140,15 +139,19 @@ def _check(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ofa_nni._artifacts import exclusive_lock
+    from ofa_nni.app.documents import SearchDocument
     from search_spaces import load_supernet
 
     _check(args)
     formats = _formats(args.formats)
     supernet = load_supernet(args.supernet)
-    subnets = _subnets(supernet.arch_space, args)
+    search = None if args.search is None else SearchDocument.load(args.search)
+    subnets = _subnets(supernet.arch_space, args, search)
+    # The table is read before any work: a bad --lut is refused at once, not after the exports.
+    table = _latency_table(supernet.arch_space, args, search)
     _check_out_dir(args.out_dir, [f"{entry['name']}{_SUFFIXES[fmt]}" for entry in subnets for fmt in formats])
     with exclusive_lock(args.out_dir, "export directory"):
-        written, latency = _export(args, supernet, subnets, formats)
+        written, latency = _export(args, supernet, subnets, formats, table)
     _print_table(subnets, formats)
     check = latency.get("check")
     if check:
@@ -180,7 +183,7 @@ _STAGING_PREFIX, _STAGING_SUFFIX = ".export-", ".partial"
 
 
 def _export(args: argparse.Namespace, supernet: Any, subnets: list[dict[str, Any]],
-            formats: list[str]) -> tuple[list[Path], dict[str, Any]]:
+            formats: list[str], table: Any) -> tuple[list[Path], dict[str, Any]]:
     """Export into a staging folder inside ``--out-dir``, then move the files into place: until every
     file and exports.json are complete, the earlier export in ``--out-dir`` stays exactly as it was
     (a failed check, a full disk or Ctrl-C leaves it untouched and no staged file behind). Returns the
@@ -225,7 +228,7 @@ def _export(args: argparse.Namespace, supernet: Any, subnets: list[dict[str, Any
                 entry["files"] = {f.format: {"path": f.path.name, "max_abs_diff": f.max_abs_diff} for f in files}
                 entry["macs"], entry["params"] = evaluation.macs, evaluation.params
                 models.append((subnet, subnet.resolution))
-        latency = _measure_latency(models, subnets, args, _latency_table(space, args))
+        latency = _measure_latency(models, subnets, args, table)
         if args.ofa_config:
             from ofa_nni.ofa_released import write_ofa_net_config
 
@@ -275,14 +278,13 @@ def _move_into_place(staging: Path, out_dir: Path) -> list[Path]:
     return [out_dir / name for name in names]
 
 
-def _latency_table(space: Any, args: argparse.Namespace) -> Any:
+def _latency_table(space: Any, args: argparse.Namespace, search: Any) -> Any:
     """The table whose protocol measures the deployments: --lut, else the search's (if still there)."""
-    from ofa_nni.app.documents import SearchDocument
     from ofa_nni.latency import LatencyTable
 
     path = args.lut
-    if path is None and args.search is not None and not args.no_latency:
-        recorded = (SearchDocument.load(args.search)["latency_table"] or {}).get("path")
+    if path is None and search is not None and not args.no_latency:
+        recorded = (search["latency_table"] or {}).get("path")
         # Released tables (mit-han-lab's YAML, another device's timings) have no protocol to measure with here.
         path = Path(recorded) if recorded and Path(recorded).is_file() and Path(recorded).suffix == ".json" else None
     return None if path is None else LatencyTable.load(path, space=space)
