@@ -70,10 +70,9 @@ def _is_finite_number(value: Any) -> bool:
     """A real number (not a bool), finite."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         return False
-    try:
-        return bool(np.isfinite(value))
-    except OverflowError:  # an int too large for a float
-        return False
+    if isinstance(value, (int, np.integer)):
+        return True  # whole numbers are finite; np.isfinite refuses Python ints beyond int64
+    return bool(np.isfinite(value))
 
 
 def _format_number(value: float) -> str:

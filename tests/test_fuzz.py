@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from ofa_nni.arch import ArchSpace
@@ -277,6 +277,7 @@ def test_fuzz_config_mutated_examples(case: tuple[dict[str, Any], str]) -> None:
                                               "base_widths", "stage_strides", "stage_activations", "stage_se",
                                               "width_mult", "num_classes", "dropout", "junk"]), VALUES, max_size=4)
        | VALUES)
+@example(spec={"kernel_sizes": [-(2**63) - 1]})  # found by this test: np.isfinite raised TypeError on it
 def test_fuzz_space_spec(spec: Any) -> None:
     """``arch_space_from_spec``: the tuner's ``classArgs.space`` and ``ofa-nni nni search-space``."""
     try:
