@@ -105,3 +105,36 @@ def test_runner_in_a_fresh_venv_agrees_with_a_table_built_through_onnxruntime(bu
     population = imported.space.random_indices(200, 1)
     rho = stats.spearmanr(imported.raw_sum(population), direct.raw_sum(population)).statistic
     assert rho >= 0.95, rho
+
+
+def test_bundle_command_takes_the_space_like_build(tmp_path, capsys):
+    """``ofa-nni lut bundle --space ...`` used to crash (AttributeError: no ``space`` argument): it
+    takes the space as ``lut build`` does, by name and preset (either alone) or from a supernet."""
+    from ofa_nni.app.cli import build_parser
+    from ofa_nni.app.commands.lut import _supernet
+    from search_spaces import OFAMobileNetV3Space
+
+    for command in ("build", "bundle"):  # resolving the space only: a whole bundle of a preset takes minutes
+        for args, expected in [
+            (["--space", "ofa-proxyless", "--preset", "cpu", "--num-classes", "10"], ("proxyless", 32, 10)),
+            (["--space", "ofa-proxyless"], ("proxyless", 224, 1000)),  # the released preset
+            (["--preset", "cpu"], ("mbv3", 32, 1000)),  # the default space
+        ]:
+            parsed = build_parser().parse_args(["lut", command, *args, "--out", str(tmp_path / "x")])
+            space = _supernet(parsed).arch_space
+            assert (space.layout, max(space.resolutions), space.num_classes) == expected, (command, args)
+
+    supernet = OFAMobileNetV3Space(**TINY_SPACE_KWARGS).save(tmp_path / "supernet.pt")
+    assert main(["lut", "bundle", "--supernet", str(supernet), "--resolutions", "32", "--validate", "3",
+                 "--calibration-subnets", "2", "--out", str(tmp_path / "tiny")]) == 0
+    written = ArchSpace.from_signature(json.loads((tmp_path / "tiny" / "manifest.json").read_text())["space"])
+    assert written == OFAMobileNetV3Space(**TINY_SPACE_KWARGS).arch_space
+    capsys.readouterr()
+    for args, message in [
+        ([], "give --supernet FILE, or --space NAME and/or --preset PRESET"),
+        (["--supernet", str(supernet), "--preset", "cpu"], "with --supernet the space is the supernet's"),
+        (["--space", "ofa-mobilenetv3"], "space name 'ofa-mobilenetv3' is not known; allowed: ['ofa-mbv3'"),
+    ]:
+        assert main(["lut", "bundle", *args, "--out", str(tmp_path / "refused")]) == 2
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / "refused").exists()

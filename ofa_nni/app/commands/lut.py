@@ -6,7 +6,7 @@
   subnets and stores Spearman/MAPE (raw sum and fitted correction) in the file.
 * ``ofa-nni lut validate lut.json`` re-checks a table on the machine as it is now (end to end, the
   table's protocol) and says whether the machine's load has changed since it was built.
-* ``ofa-nni lut bundle --space ofa-mobilenetv3 --out DIR`` writes every op shape as ONNX plus a
+* ``ofa-nni lut bundle --preset ofa-mobilenetv3 --out DIR`` writes every op shape as ONNX plus a
   single-file runner needing only numpy and onnxruntime; ``ofa-nni lut import DIR/results.json``
   turns what it measured on the device into a table.
 * ``ofa-nni lut show lut.json`` prints what a table holds and how good it is.
@@ -46,13 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "rounds; validate on random frozen subnets (Spearman, MAPE). Resumable: progress is kept in "
                     "OUT.partial.json; rerun the same command to continue.",
     )
-    source = build.add_mutually_exclusive_group(required=True)
-    source.add_argument("--supernet", type=Path, help="trained supernet (supernet.pt or a training checkpoint)")
-    source.add_argument("--preset", help="space preset (cpu, ofa-mobilenetv3; with --space ofa-proxyless: cpu, "
-                        "ofa-proxylessnas)")
-    build.add_argument("--space", default=None, help="with --preset: the search space (ofa-mbv3, the default, "
-                       "or ofa-proxyless)")
-    build.add_argument("--num-classes", type=int, default=None, help="with --preset: classifier outputs")
+    _space_source_arguments(build)
     build.add_argument("--backend", choices=BACKENDS, default="torch", help="torch (eager) or onnxruntime")
     build.add_argument("--device", choices=DEVICES, default="cpu", help="cpu or cuda")
     build.add_argument("--batch-size", type=int, default=1, help="images per call (default 1)")
@@ -102,10 +96,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "Python, numpy and onnxruntime (no torch, no ofa-nni). Copy DIR to the device, run "
                     "'python3 run_latency.py' there, bring DIR/results.json back and run 'ofa-nni lut import'.",
     )
-    bundle_source = bundle.add_mutually_exclusive_group(required=True)
-    bundle_source.add_argument("--space", "--preset", dest="preset", help="space preset (cpu, ofa-mobilenetv3)")
-    bundle_source.add_argument("--supernet", type=Path, help="a trained supernet: its space")
-    bundle.add_argument("--num-classes", type=int, default=None, help="with --space: classifier outputs")
+    _space_source_arguments(bundle)
     bundle_which = bundle.add_mutually_exclusive_group()
     bundle_which.add_argument("--resolutions", type=int, nargs="+", help="resolutions to measure (default: all)")
     bundle_which.add_argument("--measure-every", type=int, default=None, metavar="N",
@@ -162,18 +153,32 @@ def _module_for(space: ArchSpace) -> Any:
     return cls(**cls.kwargs_from_arch_signature(kwargs))
 
 
+def _space_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where ``build`` and ``bundle`` take their space from: a trained supernet, or a space by name and
+    preset (either alone: ``--space`` gives the space's released preset, ``--preset`` the default space)."""
+    parser.add_argument("--supernet", type=Path, help="trained supernet (supernet.pt or a training checkpoint)")
+    parser.add_argument("--space", default=None, help="the search space (ofa-mbv3, the default, or ofa-proxyless)")
+    parser.add_argument("--preset", help="the space's preset (ofa-mbv3: cpu, ofa-mobilenetv3; ofa-proxyless: cpu, "
+                        "ofa-proxylessnas; default: the released one)")
+    parser.add_argument("--num-classes", type=int, default=None, help="with --space/--preset: classifier outputs")
+
+
 def _supernet(args: argparse.Namespace) -> Any:
     """The supernet whose ``freeze`` makes the validation models (weights do not matter for latency)."""
     if args.supernet is not None:
-        if args.num_classes is not None or args.space is not None:
-            raise InvalidInputError("--num-classes and --space go with --preset; with --supernet the space is the "
-                                    "supernet's")
+        if args.num_classes is not None or args.space is not None or args.preset is not None:
+            raise InvalidInputError("--space, --preset and --num-classes describe a space without weights; with "
+                                    "--supernet the space is the supernet's")
         from search_spaces import load_supernet
 
         return load_supernet(args.supernet)
+    if args.space is None and args.preset is None:
+        raise InvalidInputError("give --supernet FILE, or --space NAME and/or --preset PRESET")
     from ofa_nni.nni_search_space import arch_space_from_spec
 
-    spec: dict[str, Any] = {"preset": args.preset, "name": args.space or "ofa-mbv3"}
+    spec: dict[str, Any] = {"name": args.space or "ofa-mbv3"}
+    if args.preset is not None:
+        spec["preset"] = args.preset
     if args.num_classes is not None:
         spec["num_classes"] = args.num_classes
     return _module_for(arch_space_from_spec(spec))
