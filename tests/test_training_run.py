@@ -200,18 +200,9 @@ def uninterrupted_run(tmp_path_factory):
     return config, load_checkpoint(directory / "run" / "checkpoints" / "last.pt")
 
 
-@pytest.mark.slow
-@pytest.mark.kill
-@pytest.mark.parametrize("phase", list(_KILL_AT))
-def test_cli_resume_after_kill_9_in_each_phase_matches_an_uninterrupted_run(uninterrupted_run, tmp_path, phase):
-    """A real ``ofa-nni train`` process is killed with SIGKILL during an epoch of ``phase`` and
-    resumed with --resume: every epoch runs exactly once and the final supernet (and teacher) equal
-    the uninterrupted run's, bit for bit."""
-    config, expected = uninterrupted_run
-    interrupted = tmp_path / "interrupted"
-    process = _cli(["--config", str(config), "--run-dir", str(interrupted)])
-    last = interrupted / "checkpoints" / "last.pt"
-    killed_after = None
+def _wait_for_epochs(process: subprocess.Popen, last: Path, epochs: int) -> int | None:
+    """Poll the run's ``last.pt`` until it records ``epochs`` completed epochs (the epochs completed
+    then), or None when the process ended first or 15 minutes passed."""
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline and process.poll() is None:
         if last.exists():
@@ -219,18 +210,45 @@ def test_cli_resume_after_kill_9_in_each_phase_matches_an_uninterrupted_run(unin
                 done = load_checkpoint(last)["epochs_completed"]
             except (CheckpointError, FileNotFoundError):
                 done = 0
-            if done >= _KILL_AT[phase]:
-                process.send_signal(signal.SIGKILL)
-                killed_after = done
-                break
+            if done >= epochs:
+                return int(done)
         time.sleep(0.02)
-    process.communicate(timeout=60)
-    assert killed_after is not None and process.returncode == -signal.SIGKILL
-    assert expected["history"][killed_after]["phase"] == phase  # the epoch killed was in that phase
+    return None
 
-    resumed = _cli(["--config", str(config), "--run-dir", str(interrupted), "--resume"])
+
+def _logged_epochs(run: Path, session: int) -> set[int]:
+    """The epochs the ``session``-th process of a run (0 = the first) wrote to its metrics log."""
+    lines = (run / "logs" / f"version_{session}" / "metrics.csv").read_text().splitlines()
+    return {int(line.split(",")[0]) for line in lines[1:] if line}
+
+
+@pytest.mark.slow
+@pytest.mark.kill
+def test_cli_resume_after_kill_9_in_each_phase_matches_an_uninterrupted_run(uninterrupted_run, tmp_path):
+    """A real ``ofa-nni train`` run is killed with SIGKILL during an epoch of each phase in turn (full,
+    kernel, depth1, depth2, expand1, expand2), each time resumed with --resume: every epoch runs
+    exactly once and the final supernet (and teacher) equal the uninterrupted run's, bit for bit.
+    One run killed six times, not six runs: the same six kills and resumes for a sixth of CI's time."""
+    config, expected = uninterrupted_run
+    run = tmp_path / "run"
+    last = run / "checkpoints" / "last.pt"
+    started_from = 0  # epochs completed when the current process started
+    for session, (phase, kill_at) in enumerate(_KILL_AT.items()):
+        process = _cli(["--config", str(config), "--run-dir", str(run), *(["--resume"] if session else [])])
+        killed_after = _wait_for_epochs(process, last, kill_at)
+        if killed_after is not None:
+            process.send_signal(signal.SIGKILL)
+        output, _ = process.communicate(timeout=60)
+        assert killed_after is not None and process.returncode == -signal.SIGKILL, output
+        assert expected["history"][killed_after]["phase"] == phase  # the epoch killed was in that phase
+        if session:  # a resumed process logged only the epochs after the checkpoint it started from
+            assert min(_logged_epochs(run, session), default=started_from) >= started_from
+        started_from = killed_after
+
+    resumed = _cli(["--config", str(config), "--run-dir", str(run), "--resume"])
     output, _ = resumed.communicate(timeout=900)
     assert resumed.returncode == 0, output
+    assert min(_logged_epochs(run, len(_KILL_AT))) >= started_from
 
     actual = load_checkpoint(last)
     assert [h["epoch"] for h in actual["history"]] == list(range(12))  # nothing lost, nothing twice
@@ -240,32 +258,30 @@ def test_cli_resume_after_kill_9_in_each_phase_matches_an_uninterrupted_run(unin
         assert torch.equal(value, actual["supernet"][key]), key
     for key, value in expected["teacher"].items():
         assert torch.equal(value, actual["teacher"][key]), key
-    # The resumed session logged only the epochs after the checkpoint it started from.
-    resumed_log = (interrupted / "logs" / "version_1" / "metrics.csv").read_text().splitlines()
-    epochs = {int(line.split(",")[0]) for line in resumed_log[1:] if line}
-    assert min(epochs) >= killed_after
 
 
 @pytest.mark.slow
 @pytest.mark.kill
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_cli_stopped_by_a_signal_exits_128_plus_it_and_resumes(uninterrupted_run, tmp_path, signum):
+def test_cli_stopped_by_a_signal_exits_128_plus_it_and_resumes(uninterrupted_run, tmp_path):
     """SIGTERM (a scheduler's stop) used to end ``ofa-nni train`` with exit code 0 and no supernet,
     SIGINT with 1: both now end with 128 + the signal, the checkpoint intact, and --resume finishes
-    the run as if nothing had happened."""
+    the run as if nothing had happened. One run is stopped by SIGTERM, resumed, stopped by SIGINT
+    after it made progress, and resumed to the end."""
     config, expected = uninterrupted_run
     run = tmp_path / "run"
-    process = _cli(["--config", str(config), "--run-dir", str(run)])
     last = run / "checkpoints" / "last.pt"
-    deadline = time.monotonic() + 900
-    while time.monotonic() < deadline and process.poll() is None and not last.exists():
-        time.sleep(0.02)
-    process.send_signal(signum)
-    output, _ = process.communicate(timeout=300)
-    assert process.returncode == 128 + signum, output
-    assert f"ofa-nni train: {signal.Signals(signum).name}: interrupted" in output and "Traceback" not in output
-    assert not (run / "supernet.pt").exists()
-    assert load_checkpoint(last)["epochs_completed"] >= 1
+    done = 0
+    for session, signum in enumerate((signal.SIGTERM, signal.SIGINT)):
+        process = _cli(["--config", str(config), "--run-dir", str(run), *(["--resume"] if session else [])])
+        reached = _wait_for_epochs(process, last, done + 1)
+        assert reached is not None, process.communicate(timeout=60)[0]
+        process.send_signal(signum)
+        output, _ = process.communicate(timeout=300)
+        assert process.returncode == 128 + signum, output
+        assert f"ofa-nni train: {signal.Signals(signum).name}: interrupted" in output and "Traceback" not in output
+        assert not (run / "supernet.pt").exists()
+        done = load_checkpoint(last)["epochs_completed"]
+        assert done >= reached
     resumed = _cli(["--config", str(config), "--run-dir", str(run), "--resume"])
     output, _ = resumed.communicate(timeout=900)
     assert resumed.returncode == 0, output
