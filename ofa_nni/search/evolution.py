@@ -83,6 +83,8 @@ class EvolutionSearch(AskTellSearch):
             inactive blocks. All costs of every candidate are reported; only budgeted ones constrain.
         targets: One budget dict ``{cost name: maximum}`` or a list of them (one per deployment
             target, e.g. ten latency budgets). A cost a target does not name is unconstrained.
+            More than :data:`MAX_EVOLVING_TARGETS` targets rotate, and the search then runs
+            :attr:`polish_generations` more generations after ``generations`` (the module's docstring).
         settings: OFA's evolution settings (:class:`EvolutionSettings`; default: the paper's).
             ``mutation_prob`` is per block (kernel and expand together) and per stage depth. A
             generation is one batch for the predictor and the engine, so a larger population with
