@@ -38,17 +38,20 @@ TINY_SPEC: dict[str, Any] = {
     "num_classes": 10,
 }
 TINY = arch_space_from_spec(TINY_SPEC)
+TINY_PROXYLESS_SPEC: dict[str, Any] = {**TINY_SPEC, "name": "ofa-proxyless"}
+"""The same choices in OFA-ProxylessNAS's cpu preset."""
 NNICTL = "nni.tools.nnictl.nnictl"
 
 
-def train_tiny_supernet(run_dir: Path) -> Path:
-    """A supernet of TINY trained briefly on digits (the sandwich rule, a few steps); its path."""
+def train_tiny_supernet(run_dir: Path, spec: dict[str, Any] = TINY_SPEC) -> Path:
+    """A supernet of ``spec`` (default TINY) trained briefly on digits (the sandwich rule, a few
+    steps); its path."""
     from ofa_nni.app.runner import train
     from ofa_nni.training import load_config
 
     config = load_config({
         "seed": 0,
-        "space": {key: value for key, value in TINY_SPEC.items() if key != "num_classes"},
+        "space": {key: value for key, value in spec.items() if key != "num_classes"},
         "data": {"kind": "digits", "batch_size": 64},
         "strategy": {"name": "sandwich", "epochs": 1, "num_random": 1},
         "validation": {"random_subnets": 0, "calibration_batches": 1},
@@ -216,8 +219,10 @@ class FinishedExperiment:
     seconds: float  # from nnictl create to DONE
 
 
-def example_config(supernet: Path, root: Path, *, trials: int, population: int) -> tuple[Path, dict[str, Any]]:
-    """The example config, unchanged but for the locations and sizes, written to ``root/config.yml``
+def example_config(supernet: Path, root: Path, *, trials: int, population: int,
+                   spec: dict[str, Any] = TINY_SPEC) -> tuple[Path, dict[str, Any]]:
+    """The example config, unchanged but for the locations, sizes and space (``classArgs``' ``space``:
+    ``spec``, the supernet's), written to ``root/config.yml``
     next to a copy of ``supernet`` and the generated search space, the tuner registered (in
     ``root``'s NNI config directory); its path and content."""
     env = nni_environment(root)
@@ -232,7 +237,7 @@ def example_config(supernet: Path, root: Path, *, trials: int, population: int) 
         maxTrialNumber=trials,
         experimentWorkingDirectory=str(root / "experiments"),
     )
-    config["tuner"]["classArgs"].update(space=TINY_SPEC, population_size=population)
+    config["tuner"]["classArgs"].update(space=spec, population_size=population)
     config_path = root / "config.yml"
     config_path.write_text(yaml.safe_dump(config))
     cli = [sys.executable, "-m", "ofa_nni.cli", "nni"]
@@ -243,12 +248,12 @@ def example_config(supernet: Path, root: Path, *, trials: int, population: int) 
 
 
 @contextmanager
-def example_experiment(supernet: Path, root: Path, *, trials: int, population: int,
-                       timeout: float = 420.0) -> Iterator[FinishedExperiment]:
+def example_experiment(supernet: Path, root: Path, *, trials: int, population: int, timeout: float = 420.0,
+                       spec: dict[str, Any] = TINY_SPEC) -> Iterator[FinishedExperiment]:
     """Run the example config, unchanged but for the locations and sizes, under ``nnictl create``
     until it is DONE; yields it while NNI still serves it, then ``nnictl stop``."""
     env = nni_environment(root)
-    config_path, config = example_config(supernet, root, trials=trials, population=population)
+    config_path, config = example_config(supernet, root, trials=trials, population=population, spec=spec)
     cli = [sys.executable, "-m", "ofa_nni.cli", "nni"]
     port = free_port()
     started = time.monotonic()

@@ -21,6 +21,7 @@ from ofa_nni.app.demo import DemoSettings, _cost_summary
         (dict(latency_validation_subnets=2), "latency_validation_subnets must be at least 5"),
         (dict(scratch_epochs=0), "scratch_epochs must be >= 1"),
         (dict(train_epochs_factor=0), "train_epochs_factor must be positive"),
+        (dict(space="ofa-nasnet"), r"space must be one of \['ofa-mbv3', 'ofa-proxyless'.*got 'ofa-nasnet'"),
     ],
 )
 def test_invalid_settings(kwargs, message):
@@ -150,3 +151,41 @@ def test_quick_demo_on_a_users_npz(tmp_path):
     assert "earlier format (unbounded predictions): rebuilding it" in again.stdout
     with np.load(predictor) as archive:
         assert json.loads(str(archive["metadata"]))["format_version"] == 2
+
+
+def test_a_run_directory_of_another_space_is_refused(tmp_path):
+    """``ofa-nni demo --space ofa-proxyless`` on a run directory trained for ofa-mbv3 says so (exit 2)
+    before any step, instead of reusing the other space's supernet."""
+    from conftest import TINY_SPACE_KWARGS
+
+    from ofa_nni.app.cli import main
+    from search_spaces import OFAMobileNetV3Space
+
+    run_dir = tmp_path / "run"
+    (run_dir / "train").mkdir(parents=True)
+    OFAMobileNetV3Space(**{**TINY_SPACE_KWARGS, "num_classes": 10}).save(run_dir / "train" / "supernet.pt")
+    before = sorted(p.name for p in run_dir.rglob("*"))
+    assert main(["demo", "--quick", "--no-progress", "--space", "ofa-proxyless", "--run-dir", str(run_dir)]) == 2
+    assert sorted(p.name for p in run_dir.rglob("*")) == before
+
+
+@pytest.mark.slow  # not in CI's slow set: the README's main job (ofa-mbv3) runs there
+def test_small_demo_on_proxylessnas(tmp_path):
+    """The whole flow on OFA-ProxylessNAS's CPU preset (the Python API; fewer subnets and
+    generations than --quick): trained, measured, searched, exported, reported."""
+    from ofa_nni.app.demo import run_demo
+    from search_spaces import OFAProxylessNASSpace, load_supernet
+
+    settings = DemoSettings(space="ofa-proxyless", num_targets=2, accuracy_subnets=20, latency_validation_subnets=5,
+                            search_generations=5, population_size=20, train_epochs_factor=1 / 64, scratch_epochs=1,
+                            show_progress=False)
+    result = run_demo(tmp_path / "run", settings, say=lambda message: None)
+    supernet = load_supernet(tmp_path / "run" / "train" / "supernet.pt")
+    assert isinstance(supernet, OFAProxylessNASSpace)
+    assert len(result.targets) == 2
+    for target in result.targets:
+        assert supernet.arch_space.parse(target["arch"])  # an arch of the ProxylessNAS space
+        assert target["latency_predicted_ms"] <= target["budget_ms"] + 1e-9
+        assert 0.0 <= target["accuracy_measured"] <= 1.0
+        assert all(export["max_abs_diff"] <= 1e-4 for export in target["exports"].values())
+    assert result.report_path.is_file() and result.plot_path.is_file()

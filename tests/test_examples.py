@@ -26,16 +26,18 @@ def _load_example(relative: str):
 
 
 @pytest.mark.slow
-def test_nas_experiment_example_quick(tmp_path):
+@pytest.mark.parametrize("space", ["ofa-mbv3", "ofa-proxyless"])
+def test_nas_experiment_example_quick(tmp_path, space):
     """About two minutes on one CPU thread: 6 epochs of progressive shrinking, then ~90 evaluated subnets."""
     out = tmp_path / "nas"
     result = subprocess.run(
         [sys.executable, str(REPO / "examples" / "nni_python" / "nas_experiment.py"), "--quick", "--no-progress",
-         "--out", str(out)],
+         "--space", space, "--out", str(out)],
         capture_output=True, text=True, timeout=1200, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
+    assert results["space"] == space
     assert [row["phase"] for row in results["training"]] == ["full", "kernel", "depth1", "depth2", "expand1",
                                                              "expand2"]
     assert results["evaluations"] >= 24

@@ -21,7 +21,16 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from nnictl_experiment import EXAMPLE, TINY, TINY_SPEC, example_experiment, final_metric, train_tiny_supernet
+from nnictl_experiment import (
+    EXAMPLE,
+    TINY,
+    TINY_PROXYLESS_SPEC,
+    TINY_SPEC,
+    FinishedExperiment,
+    example_experiment,
+    final_metric,
+    train_tiny_supernet,
+)
 
 from ofa_nni.arch import ArchSpace
 from ofa_nni.costs import AnalyticCostModel
@@ -455,15 +464,33 @@ def test_nnictl_create_runs_the_example(trained_supernet: Path, tmp_path: Path) 
     trials, population = 4, 2  # two generations
     with example_experiment(trained_supernet, tmp_path, trials=trials, population=population) as run:
         pass
-    jobs, config = run.jobs, run.config
+    _check_example_run(run, TINY_SPEC, trials)
 
+
+@pytest.mark.slow
+@pytest.mark.nnictl
+def test_nnictl_create_runs_the_example_on_proxylessnas(tmp_path: Path) -> None:
+    """The same on an OFA-ProxylessNAS supernet: ``classArgs``' ``space`` names it."""
+    supernet = train_tiny_supernet(tmp_path / "supernet-run", TINY_PROXYLESS_SPEC)
+    trials, population = 4, 2
+    with example_experiment(supernet, tmp_path / "nni", trials=trials, population=population,
+                            spec=TINY_PROXYLESS_SPEC) as run:
+        pass
+    assert run.config["tuner"]["classArgs"]["space"]["name"] == "ofa-proxyless"
+    _check_example_run(run, TINY_PROXYLESS_SPEC, trials)
+
+
+def _check_example_run(run: FinishedExperiment, spec: dict[str, Any], trials: int) -> None:
+    """Every trial succeeded with a distinct subnet of ``spec``'s space, its metric's MACs its own,
+    and the tuner consumed exactly the archs the metrics carry."""
+    jobs, config, arch = run.jobs, run.config, arch_space_from_spec(spec)
     assert len(jobs) == trials
     assert [job["status"] for job in jobs] == ["SUCCEEDED"] * trials
-    costs = AnalyticCostModel(TINY)
+    costs = AnalyticCostModel(arch)
     reported = []
     for job in jobs:
         metric = final_metric(job)
-        sample = TINY.parse(metric["arch"])  # a valid arch of the space
+        sample = arch.parse(metric["arch"])  # a valid arch of the space
         assert metric["default"] == metric["accuracy"] and 0.0 <= metric["accuracy"] <= 1.0
         assert metric["macs"] == costs.macs(sample) and metric["latency_ms"] > 0
         reported.append(metric["arch"])
@@ -471,9 +498,9 @@ def test_nnictl_create_runs_the_example(trained_supernet: Path, tmp_path: Path) 
     log = (run.log_dir / "dispatcher.log").read_text()
     told = {line.split("told arch ")[1].split()[0] for line in log.splitlines() if "told arch " in line}
     proposed = {line.split("proposed arch ")[1].split()[0] for line in log.splitlines() if "proposed arch " in line}
-    tuner = OFAEvolutionTuner(space=TINY_SPEC)
+    tuner = OFAEvolutionTuner(space=spec)
     # The tuner consumed exactly the archs the metrics carry.
-    assert {tuner.canonical_arch(TINY.parse(arch)) for arch in reported} == told
+    assert {tuner.canonical_arch(arch.parse(reported_arch)) for reported_arch in reported} == told
     assert told <= proposed
     assert "ERROR" not in log and "not a subnet" not in log
     print(f"nnictl: {trials} trials (concurrency {config['trialConcurrency']}) done in {run.seconds:.0f} s")

@@ -16,11 +16,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import TINY_SPACE_KWARGS
+from conftest import TINY_PROXYLESS_KWARGS, TINY_SPACE_KWARGS
 
 from ofa_nni import ArchSpace, arch_to_ofa
 from ofa_nni.accuracy import AccuracyPredictor, MLPAccuracyPredictor
 from ofa_nni.app.cli import main
+from ofa_nni.arch import proxyless_arch_space
 from ofa_nni.errors import InvalidInputError
 from ofa_nni.ofa_released import (
     RESNET50_RESOLUTIONS,
@@ -272,6 +273,22 @@ def test_search_refuses_released_files_of_another_space(tmp_path, capsys, args, 
 
 
 # ------------------------------------------------------------------------------------ net.config
+def _assert_net_configs_equal_the_references(net, space, count):
+    """For ``count`` random subnets and the smallest and largest: our config equals what ``net`` (the
+    reference supernet) writes, and reading theirs gives the subnet back. Returns the last sample."""
+    rows = space.random_indices(count, 0)
+    rows = np.concatenate([rows, [space.to_indices(space.min_sample()), space.to_indices(space.max_sample())]])
+    for row in rows:
+        sample = space.from_indices(row)
+        arch = arch_to_ofa(sample, space=space)
+        net.set_active_subnet(ks=arch["ks"], e=arch["e"], d=arch["d"])
+        theirs = json.loads(json.dumps(net.get_active_net_config()))
+        assert json.loads(json.dumps(ofa_net_config(sample, space=space))) == theirs
+        read = sample_from_ofa_net_config(theirs, resolution=arch["r"], space=space)
+        np.testing.assert_array_equal(space.to_indices(read), canonical_indices(space, row[None])[0])
+    return sample
+
+
 def _reference_net(**kwargs):
     from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3
 
@@ -287,18 +304,8 @@ def _reference_net(**kwargs):
 ])
 def test_net_config_round_trips_with_the_reference(ofa_kwargs, space_kwargs, tmp_path):
     defaults = dict(ks_list=[3, 5, 7], expand_ratio_list=[3, 4, 6], depth_list=[2, 3, 4])
-    net = _reference_net(**{**defaults, **ofa_kwargs})
     space = ArchSpace(**space_kwargs)
-    rows = space.random_indices(40, 0)
-    rows = np.concatenate([rows, [space.to_indices(space.min_sample()), space.to_indices(space.max_sample())]])
-    for row in rows:
-        sample = space.from_indices(row)
-        arch = arch_to_ofa(sample, space=space)
-        net.set_active_subnet(ks=arch["ks"], e=arch["e"], d=arch["d"])
-        theirs = json.loads(json.dumps(net.get_active_net_config()))
-        assert json.loads(json.dumps(ofa_net_config(sample, space=space))) == theirs
-        read = sample_from_ofa_net_config(theirs, resolution=arch["r"], space=space)
-        np.testing.assert_array_equal(space.to_indices(read), canonical_indices(space, row[None])[0])
+    sample = _assert_net_configs_equal_the_references(_reference_net(**{**defaults, **ofa_kwargs}), space, 40)
     folder = tmp_path / "subnet"
     assert write_ofa_net_config(folder, sample, space=space) == [folder / "net.config", folder / "run.config"]
     assert json.loads((folder / "run.config").read_text()) == {"image_size": sample["resolution"]}
@@ -357,3 +364,75 @@ def test_export_writes_ofa_net_configs(tmp_path):
         json.dumps(ofa_net_config(sample, space=supernet)))
     assert read_ofa_net_config(out_dir / "subnet1", space=supernet) == sample
     assert json.loads((out_dir / "exports.json").read_text())["subnets"][0]["ofa_config"] == "subnet1/net.config"
+
+
+# ------------------------------------------------------------------------ net.config, ProxylessNAS
+def _reference_proxyless(**kwargs):
+    from ofa.imagenet_classification.elastic_nn.networks import OFAProxylessNASNets
+
+    return OFAProxylessNASNets(**kwargs)
+
+
+@pytest.mark.parametrize("ofa_kwargs, space_kwargs", [
+    (dict(width_mult=1.3), dict()),  # the released supernet
+    (dict(width_mult=1.0), dict(width_mult=1.0)),
+    (dict(n_classes=10, width_mult=0.5, ks_list=[3, 5], expand_ratio_list=[2, 3], depth_list=[1, 2]),
+     dict(num_classes=10, width_mult=0.5, kernel_sizes=(3, 5), expand_ratios=(2, 3), depths=(1, 2),
+          resolutions=(64, 96))),
+])
+def test_proxyless_net_config_round_trips_with_the_reference(ofa_kwargs, space_kwargs, tmp_path):
+    """What ``OFAProxylessNASNets.get_active_net_config()`` writes is read into our sample, and we
+    write the same config for it (equal as JSON)."""
+    defaults = dict(ks_list=[3, 5, 7], expand_ratio_list=[3, 4, 6], depth_list=[2, 3, 4])
+    space = proxyless_arch_space(**space_kwargs)
+    sample = _assert_net_configs_equal_the_references(_reference_proxyless(**{**defaults, **ofa_kwargs}), space, 30)
+    folder = tmp_path / "subnet"
+    write_ofa_net_config(folder, sample, space=space)
+    assert read_ofa_net_config(folder, space=space) == space.canonical_sample(sample)
+
+
+def test_proxyless_net_config_of_another_space_or_layout_names_the_first_mismatch():
+    released = proxyless_arch_space()
+    mbv3 = _reference_net(ks_list=[3, 5, 7], expand_ratio_list=[3, 4, 6], depth_list=[2, 3, 4])
+    with pytest.raises(InvalidInputError) as error:
+        sample_from_ofa_net_config(mbv3.get_active_net_config(), resolution=224, space=released, source="net.config")
+    assert str(error.value) == ("net.config: not a subnet of this space (expected an OFA-ProxylessNAS config of width "
+                                "1.3, 1000 classes): name is 'MobileNetV3', this space has 'ProxylessNASNets'")
+    narrow = _reference_proxyless(width_mult=1.0, ks_list=[3, 5, 7], expand_ratio_list=[3, 4, 6], depth_list=[2, 3, 4])
+    with pytest.raises(InvalidInputError, match="first_conv.out_channels is 32, this space has 40"):
+        sample_from_ofa_net_config(narrow.get_active_net_config(), resolution=224, space=released)
+    shallow = _reference_proxyless(width_mult=1.3, ks_list=[3, 5, 7], expand_ratio_list=[3, 4, 6],
+                                   depth_list=[1, 2, 3, 4])
+    shallow.set_active_subnet(d=[2, 1, 4, 4, 4, 1])
+    with pytest.raises(InvalidInputError, match=r"stage 2 depth \(active blocks\) is 1, this space allows \[2, 3, 4\]"):
+        sample_from_ofa_net_config(shallow.get_active_net_config(), resolution=224, space=released)
+    proxyless_config = ofa_net_config(released.max_sample(), space=released)
+    with pytest.raises(InvalidInputError, match="name is 'ProxylessNASNets', this space has 'MobileNetV3'"):
+        sample_from_ofa_net_config(proxyless_config, resolution=224, space=ArchSpace())
+    no_head = {key: value for key, value in proxyless_config.items() if key != "feature_mix_layer"}
+    with pytest.raises(InvalidInputError, match="the config has no 'feature_mix_layer'"):
+        sample_from_ofa_net_config(no_head, resolution=224, space=released)
+
+
+def test_export_writes_proxyless_net_configs(tmp_path):
+    from search_spaces import OFAProxylessNASSpace
+
+    torch.manual_seed(0)
+    supernet = OFAProxylessNASSpace(**{**TINY_PROXYLESS_KWARGS, "num_classes": 10})
+    supernet.save(tmp_path / "supernet.pt")
+    sample = supernet.arch_space.canonical_sample(supernet.arch_space.random_sample(1))
+    arch = supernet.arch_space.format(sample)
+    out_dir = tmp_path / "exports"
+    assert main(["export", "--supernet", str(tmp_path / "supernet.pt"), "--arch", arch, "--formats", "onnx",
+                 "--calibration-images", "50", "--no-evaluate", "--no-latency", "--ofa-config", "--quiet",
+                 "--out-dir", str(out_dir)]) == 0
+    written = json.loads((out_dir / "subnet1" / "net.config").read_text())
+    assert written["name"] == "ProxylessNASNets" and written["bn"]["eps"] == supernet.bn_settings[1]
+    assert written == json.loads(json.dumps(ofa_net_config(sample, space=supernet)))
+    assert read_ofa_net_config(out_dir / "subnet1", space=supernet) == sample
+    # the reference builds a network of the frozen subnet's size from it
+    from ofa.imagenet_classification.networks import ProxylessNASNets
+
+    reference = ProxylessNASNets.build_from_config(written)
+    subnet = supernet.freeze(sample)
+    assert sum(p.numel() for p in reference.parameters()) == sum(p.numel() for p in subnet.parameters())

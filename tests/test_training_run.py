@@ -314,16 +314,19 @@ def test_two_runs_into_one_run_directory_the_second_is_refused_at_once(tmp_path)
 
 
 @pytest.mark.slow
-def test_cli_data_parallel_two_cpu_processes_gloo(tmp_path):
+@pytest.mark.parametrize("space", ["ofa-mbv3", "ofa-proxyless"])
+def test_cli_data_parallel_two_cpu_processes_gloo(tmp_path, space):
     """``trainer.devices: 2`` with DDP on CPU (gloo): Lightning starts a second process; the
     subnets' gradients are all-reduced after each backward; rank 0 writes the run directory."""
     config = tmp_path / "train.yaml"
-    config.write_text(yaml.safe_dump(_config(trainer={"devices": 2, "strategy": "ddp_find_unused_parameters_true"})))
+    config.write_text(yaml.safe_dump(_config(space={"name": space},
+                                             trainer={"devices": 2, "strategy": "ddp_find_unused_parameters_true"})))
     process = _cli(["--config", str(config), "--run-dir", str(tmp_path / "run")])
     output, _ = process.communicate(timeout=900)
     assert process.returncode == 0, output
     assert "distributed_backend=gloo" in output and "Starting with 2 processes" in output
     assert output.count("trained in") == 1  # only rank 0 reports
     checkpoint = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert checkpoint["config"]["space"]["name"] == space
     assert [h["epoch"] for h in checkpoint["history"]] == list(range(6))
     assert checkpoint["steps_completed"] == 18  # 3 steps per epoch on each of the two processes

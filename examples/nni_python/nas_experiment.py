@@ -11,10 +11,12 @@
    Nothing is retrained. The same evaluator serves NNI's own strategies (``RegularizedEvolution``,
    ``Random``) on this space.
 
-Data: scikit-learn's digits (offline, real); space: the CPU preset of ``ofa-nni train``::
+Data: scikit-learn's digits (offline, real); space: the CPU preset of ``ofa-nni train`` of OFA-MobileNetV3
+or, with ``--space ofa-proxyless``, of OFA-ProxylessNAS::
 
     python examples/nni_python/nas_experiment.py --quick --out runs/nas-python   # about 2 minutes on a CPU
     python examples/nni_python/nas_experiment.py --out runs/nas-python           # the longer schedule
+    python examples/nni_python/nas_experiment.py --quick --space ofa-proxyless --out runs/nas-proxyless
 
 Writes ``results.json`` (each target's budget, subnet, held-out accuracy, MACs) and the trained
 supernet's checkpoints into ``--out``; NNI's experiment records go to ``--out/nni-experiments``.
@@ -38,6 +40,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="a short run (1 epoch per progressive-shrinking phase, a small search)")
     parser.add_argument("--targets", type=int, default=3, help="MACs budgets to specialize for (default 3)")
+    parser.add_argument("--space", default="ofa-mbv3", choices=["ofa-mbv3", "ofa-proxyless"],
+                        help="the search space whose CPU preset is trained (default ofa-mbv3)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true", help="no Lightning progress bars")
     return parser.parse_args(argv)
@@ -52,14 +56,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from nni.nas.experiment import NasExperiment
 
     from ofa_nni.data import calibration_loader, load_data
-    from ofa_nni.training.config import SPACE_PRESETS
-    from search_spaces import OFAMobileNetV3Space
+    from ofa_nni.training.config import PRESETS_BY_SPACE
+    from search_spaces import space_class
     from strategies import OFAEvolution, ProgressiveShrinking, RecalibratedEvaluator
 
     started = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
-    space = OFAMobileNetV3Space(**SPACE_PRESETS["cpu"], num_classes=10)
+    space = space_class(args.space)(**PRESETS_BY_SPACE[args.space]["cpu"], num_classes=10)
     data = load_data("digits", resolution=max(space.arch_space.resolutions))
     calibration = list(calibration_loader(data, batch_size=100))  # ~500 training images, for BN recalibration
     held_out = list(torch.utils.data.DataLoader(data.val, batch_size=256))
@@ -116,7 +120,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"best evaluated subnet: {space.arch_space.format(best)} "
           f"({sum(p.numel() for p in subnet.parameters())} parameters)")
 
-    results = {"targets": targets, "evaluations": search.search.evaluations,
+    results = {"space": args.space, "targets": targets, "evaluations": search.search.evaluations,
                "training": training.oneshot_module.history, "seconds": time.perf_counter() - started}
     (args.out / "results.json").write_text(json.dumps(results, indent=1, default=float))
     print(f"wrote {args.out / 'results.json'} ({results['seconds']:.0f} s)")

@@ -54,8 +54,16 @@ class DemoSettings:
     show_progress: bool = True
     data: str | None = None
     """An ``.npz`` of images and labels (``ofa_nni.data.NPZ_LAYOUT``) instead of digits."""
+    space: str = "ofa-mbv3"
+    """The search space, by its registered name: the demo trains that space's ``cpu`` preset."""
 
     def __post_init__(self) -> None:
+        from ofa_nni.training.config import PRESETS_BY_SPACE
+
+        with_cpu_preset = [name for name, presets in PRESETS_BY_SPACE.items() if "cpu" in presets]
+        if self.space not in with_cpu_preset:
+            raise InvalidInputError(f"space must be one of {with_cpu_preset} (the spaces with a CPU-sized preset), "
+                                    f"got {self.space!r}")
         if not 1 <= self.num_targets <= 20:
             raise InvalidInputError(f"num_targets must be between 1 and 20, got {self.num_targets}")
         if self.accuracy_subnets < 20:
@@ -168,6 +176,7 @@ def _run_demo(run_path: Path, settings: DemoSettings, say: Callable[[str], None]
 
     _quiet_libraries()
     config = demo_config(run_dir=str(run_path / "train"), seed=settings.seed)
+    config = config.replace(space=dataclasses.replace(config.space, name=settings.space, preset="cpu"))
     data_name = "digits"
     if settings.data is not None:
         data_path = Path(settings.data).expanduser().resolve()
@@ -186,7 +195,12 @@ def _run_demo(run_path: Path, settings: DemoSettings, say: Callable[[str], None]
         config = config.replace(strategy=dataclasses.replace(strategy, epochs_factor=settings.train_epochs_factor))
     config = config.replace(trainer=dataclasses.replace(config.trainer, progress_bar=settings.show_progress))
     supernet_path = run_path / "train" / "supernet.pt"
-    say(f"[1/5] train once: progressive shrinking on {data_name} -> {run_path / 'train'}")
+    if supernet_path.exists():  # a run directory is reused only for the same space
+        trained_space = getattr(load_supernet(supernet_path), "space_name", None)
+        if trained_space != settings.space:
+            raise InvalidInputError(f"{run_path}: this run directory holds a supernet of {trained_space}, not of "
+                                    f"{settings.space}; pass --space {trained_space} or another --run-dir")
+    say(f"[1/5] train once: progressive shrinking on {data_name} ({settings.space}) -> {run_path / 'train'}")
     with meter.phase("train once (progressive shrinking)") as step:
         step.reused = supernet_path.exists()
         if not step.reused:

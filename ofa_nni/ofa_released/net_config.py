@@ -3,7 +3,10 @@
 ``OFAMobileNetV3.get_active_net_config()`` describes a subnet as a ``MobileNetV3`` config: the
 stem (``first_conv``), the active blocks in order (``blocks``: the first block, then each stage's
 active blocks; a stage's first block has no ``shortcut`` unless it keeps size and width), and the
-head (``final_expand_layer``, ``feature_mix_layer``, ``classifier``). mit-han-lab published their
+head (``final_expand_layer``, ``feature_mix_layer``, ``classifier``). ``OFAProxylessNASNets``
+writes a ``ProxylessNASNets`` config of the same shape: relu6 throughout, no squeeze-and-excite, a
+first block without shortcut, a last stage of one block, and a head of ``feature_mix_layer`` (with
+BN) and ``classifier``. Both are read and written here, by the space's ``layout``. mit-han-lab published their
 specialized subnets as a folder with that ``net.config`` and a ``run.config`` whose ``image_size``
 is the input resolution (what ``ofa.model_zoo.ofa_specialized`` reads); older configs call the
 block's layer ``mobile_inverted_conv`` / ``MBInvertedConvLayer``.
@@ -33,19 +36,24 @@ from ofa_nni.ofa_weights import arch_from_ofa
 
 __all__ = ["ofa_net_config", "read_ofa_net_config", "sample_from_ofa_net_config", "write_ofa_net_config"]
 
-_ACTIVATION = {"relu": "relu", "hswish": "h_swish"}
+_ACTIVATION = {"relu": "relu", "hswish": "h_swish", "relu6": "relu6"}
+_NETWORK = {"mbv3": "MobileNetV3", "proxyless": "ProxylessNASNets"}
+"""The network class OFA's ``get_active_net_config()`` names, per layout."""
+_SPACE_NAME = {"mbv3": "OFA-MobileNetV3", "proxyless": "OFA-ProxylessNAS"}
 _BLOCK_LAYERS = ("MBConvLayer", "MBInvertedConvLayer")
 _ORDER = "weight_bn_act"
 
 
 def _settings(space: Any) -> tuple[ArchSpace, float, float, float]:
-    """The ArchSpace and (dropout, BN momentum, BN eps) of an ArchSpace or a built space."""
+    """The ArchSpace and (dropout, BN momentum, BN eps) of an ArchSpace (the reference network's
+    defaults: BN eps 1e-5 for MobileNetV3, 1e-3 for ProxylessNAS) or a built space."""
     if isinstance(space, ArchSpace):
-        return space, 0.1, 0.1, 1e-5
+        return space, 0.1, 0.1, 1e-3 if space.layout == "proxyless" else 1e-5
     arch = getattr(space, "arch_space", None)
     if not isinstance(arch, ArchSpace):
-        raise InvalidInputError(f"space must be an ArchSpace or an OFAMobileNetV3Space, got {type(space).__name__}")
-    momentum, eps = 0.1, 1e-5
+        raise InvalidInputError(f"space must be an ArchSpace or an OFA MobileNet space (OFAMobileNetV3Space, "
+                                f"OFAProxylessNASSpace), got {type(space).__name__}")
+    momentum, eps = 0.1, 1e-3 if arch.layout == "proxyless" else 1e-5
     for module in space.modules() if hasattr(space, "modules") else ():
         if type(module).__name__ == "BatchNorm2d":  # every BN of a space shares the settings
             momentum, eps = module.momentum, module.eps
@@ -66,22 +74,25 @@ def _identity(channels: int) -> dict[str, Any]:
 
 
 def ofa_net_config(sample: Mapping[str, Any] | str, *, space: Any = None) -> dict[str, Any]:
-    """The ``net.config`` of ``sample``'s subnet, as ``OFAMobileNetV3.get_active_net_config()`` writes it.
+    """The ``net.config`` of ``sample``'s subnet, as ``OFAMobileNetV3.get_active_net_config()`` (or
+    ``OFAProxylessNASNets``', for a ProxylessNAS space) writes it.
 
     Args:
         sample: A sample or an arch string of ``space``.
-        space: An ``OFAMobileNetV3Space`` (its dropout and BN settings are written too) or an
-            :class:`ArchSpace` (OFA's defaults: dropout 0.1, BN momentum 0.1, eps 1e-5); None: the
-            default space.
+        space: An ``OFAMobileNetV3Space`` or ``OFAProxylessNASSpace`` (its dropout and BN settings
+            are written too) or an :class:`ArchSpace` (the reference's defaults: dropout 0.1, BN
+            momentum 0.1, eps 1e-5 or, for ProxylessNAS, 1e-3); None: the default space.
     """
     arch, dropout, momentum, eps = _settings(ArchSpace() if space is None else space)
     sample = arch.parse(sample) if isinstance(sample, str) else arch.validate(sample)
-    stem, first = arch.stem_width, arch.first_block_width
+    stem, first, mbv3 = arch.stem_width, arch.first_block_width, arch.layout == "mbv3"
     blocks: list[dict[str, Any]] = [{
         "name": "ResidualBlock",
         "conv": {"name": "MBConvLayer", "in_channels": stem, "out_channels": first, "kernel_size": 3, "stride": 1,
-                 "expand_ratio": 1, "mid_channels": None, "act_func": "relu", "use_se": False, "groups": None},
-        "shortcut": _identity(first) if stem == first else None,
+                 "expand_ratio": 1, "mid_channels": None, "act_func": _ACTIVATION[arch.first_block_activation],
+                 "use_se": False, "groups": None},
+        # (ProxylessNAS's first block never has one, even where the stem and it have one width)
+        "shortcut": _identity(first) if mbv3 and stem == first else None,
     }]
     for s in range(arch.num_stages):
         for b in range(sample[arch.depth_label(s)]):
@@ -96,14 +107,18 @@ def ofa_net_config(sample: Mapping[str, Any] | str, *, space: Any = None) -> dic
                          "act_func": _ACTIVATION[arch.stage_activations[s]], "use_se": bool(arch.stage_se[s])},
                 "shortcut": _identity(c_out) if stride == 1 and c_in == c_out else None,
             })
-    final, mix = arch.final_expand_width, arch.feature_mix_width
+    final, mix, head_act = arch.final_expand_width, arch.feature_mix_width, _ACTIVATION[arch.head_activation]
+    if mbv3:
+        head = {"final_expand_layer": _conv(arch.stage_widths[-1], final, 1, 1, use_bn=True, act=head_act),
+                "feature_mix_layer": _conv(final, mix, 1, 1, use_bn=False, act=head_act)}
+    else:  # ProxylessNAS: the feature mix (with BN) comes before the pooling, no final expand
+        head = {"feature_mix_layer": _conv(arch.stage_widths[-1], mix, 1, 1, use_bn=True, act=head_act)}
     return {
-        "name": "MobileNetV3",
+        "name": _NETWORK[arch.layout],
         "bn": {"momentum": momentum, "eps": eps, "ws_eps": None},
-        "first_conv": _conv(3, stem, 3, 2, use_bn=True, act="h_swish"),
+        "first_conv": _conv(3, stem, 3, 2, use_bn=True, act=_ACTIVATION[arch.stem_activation]),
         "blocks": blocks,
-        "final_expand_layer": _conv(arch.stage_widths[-1], final, 1, 1, use_bn=True, act="h_swish"),
-        "feature_mix_layer": _conv(final, mix, 1, 1, use_bn=False, act="h_swish"),
+        **head,
         "classifier": {"name": "LinearLayer", "in_features": mix, "out_features": arch.num_classes, "bias": True,
                        "use_bn": False, "act_func": None, "dropout_rate": dropout, "ops_order": _ORDER},
     }
@@ -161,7 +176,7 @@ def _block_conv(block: Any, where: str) -> Mapping[str, Any]:
 
 
 def _match(config: Mapping[str, Any], arch: ArchSpace, resolution: int) -> Sample:
-    _expect("name", _field(config, "name", "the config"), "MobileNetV3")
+    _expect("name", _field(config, "name", "the config"), _NETWORK[arch.layout])
     _expect("first_conv.out_channels", _field(_field(config, "first_conv", "the config"), "out_channels",
                                                "first_conv"), arch.stem_width)
     blocks = _field(config, "blocks", "the config")
@@ -172,10 +187,11 @@ def _match(config: Mapping[str, Any], arch: ArchSpace, resolution: int) -> Sampl
     resolution = _expect_in("resolution", resolution, arch.resolutions)
     # OFA's set_active_subnet lists (inactive blocks at the first choice), turned into a sample at the end.
     ks, e, d = [arch.kernel_sizes[0]] * arch.num_blocks, [arch.expand_ratios[0]] * arch.num_blocks, []
+    block_at = {block: i for i, block in enumerate(arch.blocks)}  # (stage, block) -> position in ks and e
     position = 1
     for s in range(arch.num_stages):
         depth = 0
-        while position < len(blocks) and depth < arch.max_depth:
+        while position < len(blocks) and depth < arch.stage_num_blocks(s):
             conv = _block_conv(blocks[position], f"blocks[{position}]")
             if depth > 0 and _field(blocks[position], "shortcut", f"blocks[{position}]") is None:
                 break  # a block without a shortcut starts the next stage
@@ -191,16 +207,22 @@ def _match(config: Mapping[str, Any], arch: ArchSpace, resolution: int) -> Sampl
             expand = _expect_in(f"{where} expand_ratio", conv.get("expand_ratio"), arch.expand_ratios)
             if conv.get("mid_channels") is not None:
                 _expect(f"{where} mid_channels", conv.get("mid_channels"), arch.mid_channels(c_in, expand))
-            ks[s * arch.max_depth + depth], e[s * arch.max_depth + depth] = kernel, expand
+            ks[block_at[s, depth]], e[block_at[s, depth]] = kernel, expand
             depth += 1
             position += 1
-        d.append(_expect_in(f"stage {s + 1} depth (active blocks)", depth, arch.depths))
+        fixed = arch.fixed_depths[s] if arch.fixed_depths else None
+        if fixed is None:
+            d.append(_expect_in(f"stage {s + 1} depth (active blocks)", depth, arch.depths))
+        else:
+            _expect(f"stage {s + 1} blocks (a stage of fixed depth)", depth, fixed)
+            d.append(fixed)
     if position != len(blocks):
         raise _Mismatch(f"blocks[{position}] is beyond the last stage ({len(blocks)} blocks in the config; this "
                         f"space has {arch.num_stages} stages of at most {arch.max_depth})")
-    final = _field(config, "final_expand_layer", "the config")
-    _expect("final_expand_layer.out_channels", _field(final, "out_channels", "final_expand_layer"),
-            arch.final_expand_width)
+    if arch.layout == "mbv3":
+        final = _field(config, "final_expand_layer", "the config")
+        _expect("final_expand_layer.out_channels", _field(final, "out_channels", "final_expand_layer"),
+                arch.final_expand_width)
     mix = _field(config, "feature_mix_layer", "the config")
     _expect("feature_mix_layer.out_channels", _field(mix, "out_channels", "feature_mix_layer"), arch.feature_mix_width)
     classifier = _field(config, "classifier", "the config")
@@ -223,8 +245,8 @@ def sample_from_ofa_net_config(config: Mapping[str, Any], *, resolution: int, sp
     try:
         return _match(config, arch, resolution)
     except _Mismatch as mismatch:
-        raise InvalidInputError(f"{source}: not a subnet of this space (expected an OFA-MobileNetV3 config of width "
-                                f"{arch.width_mult:g}, {arch.num_classes} classes): {mismatch}") from None
+        raise InvalidInputError(f"{source}: not a subnet of this space (expected an {_SPACE_NAME[arch.layout]} config "
+                                f"of width {arch.width_mult:g}, {arch.num_classes} classes): {mismatch}") from None
 
 
 def _read_json(path: Path, what: str) -> Any:

@@ -7,8 +7,11 @@ more targets, :data:`MAX_EVOLVING_TARGETS` evolve per generation, in rotation th
 budget order, sharing :data:`SHARED_POPULATIONS` populations' worth of children; a target joins the
 rotation with the best subnets that meet its budgets among every target's best and the last
 generation's candidates (a short polish of what its neighbours found), and every target's result is
-the best scored subnet that meets its budgets. So a thousand latency budgets cost about what two
-populations do (``benchmarks/bench_many_targets.py``).
+the best scored subnet that meets its budgets. The rotation ends with a polish: for
+:data:`POLISH_SHARE` of the generations more, :data:`POLISH_TARGETS` targets spread evenly in budget
+order evolve a full population each, starting from the best scored subnets that meet their budgets,
+so that the search goes as deep as a single-target search where the rotation only skimmed. So a
+thousand latency budgets cost about what three populations do (``benchmarks/bench_many_targets.py``).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from ofa_nni.search.pareto import pareto_mask
 from ofa_nni.search.results import SearchResult, TargetResult
 from ofa_nni.search.settings import EvolutionSettings
 
-__all__ = ["EvolutionSearch", "MAX_EVOLVING_TARGETS", "SHARED_POPULATIONS"]
+__all__ = ["EvolutionSearch", "MAX_EVOLVING_TARGETS", "SHARED_POPULATIONS", "POLISH_TARGETS", "POLISH_SHARE"]
 
 MAX_EVOLVING_TARGETS = 8
 """Targets that evolve a population per generation when there are more (the first generation adds
@@ -36,6 +39,14 @@ any target whose budgets no other target's are all below, so that every target h
 SHARED_POPULATIONS = 2
 """Populations' worth of children scored per generation in all when more than
 :data:`MAX_EVOLVING_TARGETS` targets rotate (``benchmarks/bench_many_targets.py``)."""
+POLISH_TARGETS = 16
+"""Targets, spread evenly in budget order, that evolve a full population each in the polish that
+ends a rotating search. A rotating target evolves for only a few generations in all (1,000 targets,
+500 generations: 4), which left some targets below a single-target search for them."""
+POLISH_SHARE = 0.06
+"""The polish's generations as a share of ``generations`` (at least one): 30 of OFA's 500. With
+:data:`POLISH_TARGETS` populations per generation it scores about as many subnets as the rotation
+before it (``benchmarks/bench_many_targets.py``)."""
 
 
 def evolving_targets(budgets: np.ndarray, limit: int = MAX_EVOLVING_TARGETS) -> np.ndarray:
@@ -72,6 +83,8 @@ class EvolutionSearch(AskTellSearch):
             inactive blocks. All costs of every candidate are reported; only budgeted ones constrain.
         targets: One budget dict ``{cost name: maximum}`` or a list of them (one per deployment
             target, e.g. ten latency budgets). A cost a target does not name is unconstrained.
+            More than :data:`MAX_EVOLVING_TARGETS` targets rotate, and the search then runs
+            :attr:`polish_generations` more generations after ``generations`` (the module's docstring).
         settings: OFA's evolution settings (:class:`EvolutionSettings`; default: the paper's).
             ``mutation_prob`` is per block (kernel and expand together) and per stage depth. A
             generation is one batch for the predictor and the engine, so a larger population with
@@ -127,6 +140,8 @@ class EvolutionSearch(AskTellSearch):
         self._best_costs: np.ndarray = np.zeros((self.n_targets, n_costs))
         self._history: list[np.ndarray] = []
         self._contexts: dict[bool, ProposalContext] = {}
+        self._polish_from: int | None = None
+        """The generation after which the polish started (None: not started)."""
 
     @property
     def n_targets(self) -> int:
@@ -153,18 +168,54 @@ class EvolutionSearch(AskTellSearch):
         scored = np.nonzero(np.isfinite(pool_scores))[0]
         _, first = np.unique(self._canonical(pool_rows[scored])[1], return_index=True)
         scored = scored[first]
-        pool_rows, pool_scores, pool_costs = pool_rows[scored], pool_scores[scored], pool_costs[scored]
-        feasible = (pool_costs[None, :, :] <= self.budgets[targets][:, None, :]).all(axis=2)
-        masked = np.where(feasible, pool_scores[None, :], -np.inf)
+        self._evolve_from(targets, pool_rows[scored], pool_scores[scored], pool_costs[scored])
+
+    def _start_polish(self) -> None:
+        """The rotation is over: :data:`POLISH_TARGETS` targets spread evenly in budget order (the
+        smallest and the largest included) evolve a full population each, from the best scored
+        subnets that meet their budgets."""
+        self._polish_from = self._generation
+        self.children_per_target = self.population_size
+        spread = np.round(np.linspace(0, len(self._rotation) - 1, min(POLISH_TARGETS, len(self._rotation))))
+        archive = self._archive
+        scores = np.where(np.isnan(archive.scores), -np.inf, archive.scores)
+        self._evolve_from(np.sort(self._rotation[np.unique(spread).astype(np.int64)]), archive.rows, scores,
+                          archive.costs)
+
+    def _evolve_from(self, targets: np.ndarray, rows: np.ndarray, scores: np.ndarray, costs: np.ndarray) -> None:
+        """Make ``targets`` the evolving ones, each with the best ``parents_size`` of the distinct
+        scored subnets ``rows`` that meet its budgets as parents."""
+        feasible = (costs[None, :, :] <= self.budgets[targets][:, None, :]).all(axis=2)
+        masked = np.where(feasible, scores[None, :], -np.inf)
         p = self.parents_size
         if masked.shape[1] < p:
             masked = np.concatenate([masked, np.full((len(targets), p - masked.shape[1]), -np.inf)], axis=1)
-            pool_rows = np.concatenate([pool_rows, np.zeros((p, pool_rows.shape[1]), dtype=np.int64)])
-            pool_costs = np.concatenate([pool_costs, np.zeros((p, pool_costs.shape[1]))])
+            rows = np.concatenate([rows, np.zeros((p, rows.shape[1]), dtype=np.int64)])
+            costs = np.concatenate([costs, np.zeros((p, costs.shape[1]))])
         top = np.argsort(-masked, axis=1, kind="stable")[:, :p]
         self._evolve(targets)
-        self._parents, self._parent_costs = pool_rows[top], pool_costs[top]
+        self._parents, self._parent_costs = rows[top], costs[top]
         self._parent_scores = np.take_along_axis(masked, top, axis=1)
+
+    def _stop_after_generation(self) -> bool:
+        """A rotating search goes on with its polish (:meth:`_start_polish`) when its generations are
+        done, for ``POLISH_SHARE * generations`` more (fewer if ``max_evaluations`` runs out first)."""
+        left = self._budget_left()
+        if left is not None and left <= 0:
+            return True
+        if self._polish_from is not None:
+            return self._generation >= self._polish_from + self.polish_generations
+        if self._generation < self.generations:
+            return False
+        if self._rotating and self.polish_generations:
+            self._start_polish()
+            return False
+        return True
+
+    @property
+    def polish_generations(self) -> int:
+        """Generations of the polish that ends a rotating search (0 for a search without rotation)."""
+        return max(1, round(POLISH_SHARE * self.generations)) if self._rotating and self.generations else 0
 
     @property
     def _group_size(self) -> int:
@@ -181,7 +232,7 @@ class EvolutionSearch(AskTellSearch):
     def _propose(self) -> Proposals:
         rng, n_targets, n_labels = self._rng, len(self.evolving), len(self.space.labels)
         n_mut, n_cross = self._children()
-        if self._rotating and self._generation > 0:
+        if self._rotating and self._generation > 0 and self._polish_from is None:
             self._rotate()
             n_targets = len(self.evolving)
         if self._generation == 0 and not np.isfinite(self._parent_scores).any():
@@ -279,12 +330,16 @@ class EvolutionSearch(AskTellSearch):
             "recent": [self._recent[0].tolist(), [None if not np.isfinite(v) else float(v) for v in self._recent[1]],
                        self._recent[2].tolist()],
             "history": [[None if not np.isfinite(s) else float(s) for s in h] for h in self._history],
+            "polish_from": self._polish_from,
         }
 
     def _load_population_state(self, state: Mapping[str, Any]) -> None:
         def floats(values: Any) -> np.ndarray:
             return np.array([[-np.inf if v is None else v for v in row] for row in values], dtype=np.float64)
 
+        if state.get("polish_from") is not None:
+            self._polish_from = int(state["polish_from"])
+            self.children_per_target = self.population_size
         if "evolving" in state:
             self._evolve(np.asarray(state["evolving"], dtype=np.int64))
             rows, scores, costs = state["recent"]

@@ -32,6 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", type=Path, default=None, metavar="PATH.npz",
                         help="run on your images: an .npz with x_train, y_train (and optionally x_test, y_test); "
                              "see docs/data.md (default: scikit-learn's digits, offline)")
+    parser.add_argument("--space", default="ofa-mbv3", metavar="NAME",
+                        help="the search space whose CPU-sized preset is trained: ofa-mbv3 (default) or ofa-proxyless")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
 
@@ -44,9 +46,9 @@ def run(args: argparse.Namespace) -> int:
         settings = DemoSettings(num_targets=args.targets, accuracy_subnets=min(args.subnets, 40),
                                 latency_validation_subnets=8, search_generations=20, train_epochs_factor=1 / 64,
                                 scratch_epochs=2, seed=args.seed, show_progress=not args.no_progress,
-                                data=args.data)
+                                data=args.data, space=args.space)
     else:
         settings = DemoSettings(num_targets=args.targets, accuracy_subnets=args.subnets, seed=args.seed,
-                                show_progress=not args.no_progress, data=args.data)
+                                show_progress=not args.no_progress, data=args.data, space=args.space)
     run_demo(run_dir, settings)
     return 0
