@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up a fresh machine and run the test suite (the README's test command; .ci/run calls it).
-# Default run: everything but tests marked slow, then the slow tests of the integrations CI must
+# Default run (in parallel, see below): everything but tests marked slow, then the slow tests of the integrations CI must
 # cover too: demo (the README's main job, quick), browser (a real nnictl experiment in NNI's web UI),
 # postgres (4 Optuna workers on a real PostgreSQL server), kill (kill -9 of training in each phase,
 # a latency-table build, an Optuna worker and NNI experiments, then resume). The nnictl end-to-end
@@ -26,7 +26,10 @@ python3 -m venv .venv
 .venv/bin/pip install --quiet --upgrade pip
 .venv/bin/pip install --quiet -e '.[test]'
 if [ $# -eq 0 ]; then
-    .venv/bin/python -m pytest
-    exec .venv/bin/python -m pytest -m "slow and (demo or browser or postgres or kill)"
+    # On every core (pytest-xdist; at most 4 workers): each test file runs in one worker, so a file's
+    # module fixtures are built once. Tests are isolated (temporary directories, free ports, their own
+    # NNI home), and subprocesses they start run with one thread.
+    .venv/bin/python -m pytest -n auto --maxprocesses 4 --dist loadfile
+    exec .venv/bin/python -m pytest -n auto --maxprocesses 4 --dist load -m "slow and (demo or browser or postgres or kill)"
 fi
 exec .venv/bin/python -m pytest "$@"
