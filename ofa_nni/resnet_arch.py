@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from ofa_nni._utils import make_divisible
-from ofa_nni.arch import (
+from ofa_nni.arch_base import (
     DEFAULT_RESOLUTIONS,
     ChoiceSpace,
     Sample,
