@@ -221,3 +221,50 @@ def test_bad_checkpoints_and_settings_are_refused():
         ours.ofa_sample(dict(d=0, e=[0.2] * 3, w=0, r=64))
     with pytest.raises(InvalidInputError, match="unknown OFA setting"):
         ours.ofa_sample(dict(d=0, e=0.2, w=0, r=64, ks=3))
+
+
+# ------------------------------------------------------------------------------------ training
+def test_resnet_phases_shrink_depth_then_expand_then_width():
+    from ofa_nni.training import plan_step, progressive_shrinking, unlocked_choices
+
+    arch = OFAResNetSpace(**TINY_RESNET_KWARGS).arch_space
+    phases = progressive_shrinking(arch, epochs_factor=0.001)
+    assert [p.name for p in phases] == ["full", "depth1", "depth2", "expand1", "expand2", "width1", "width2"]
+    unlocked = [unlocked_choices(arch, phase) for phase in phases]
+    assert unlocked[0] == {label: arch.choices(label)[-1:] for label in arch.labels} | {"resolution": (28, 32)}
+    assert unlocked[1]["stage2.depth"] == (1, 2) and unlocked[1]["stem.depth"] == (2, 3)
+    assert unlocked[1]["stage1.block1.expand"] == (0.5,) and unlocked[3]["stage1.block1.expand"] == (0.25, 0.5)
+    assert unlocked[4]["stage1.width"] == (1,) and unlocked[5]["stem.width"] == (0.5, 1)
+    assert unlocked[-1] == {label: arch.choices(label) for label in arch.labels}
+    assert [p.keep_expand_ratios for p in phases] == [None, None, None, (0.5,), (0.25, 0.5), None, None]
+    assert "width_mults" not in progressive_shrinking(OFAMobileNetV3Space().arch_space)[0].to_dict()
+    rng = np.random.default_rng(0)
+    for phase in phases:
+        for sample in plan_step(arch, phase, rng).samples:
+            assert arch.validate(sample) == sample
+
+
+def test_progressive_shrinking_trains_the_resnet_space(tmp_path):
+    from nni.nas.experiment import NasExperiment
+    from test_training_strategies import _evaluator, _Recorder
+
+    from strategies import ProgressiveShrinking
+
+    torch.manual_seed(0)
+    space = OFAResNetSpace(**{**TINY_RESNET_KWARGS, "num_classes": 4})
+    recorder = _Recorder(space)
+    strategy = ProgressiveShrinking(epochs_factor=0.001, validation_random_subnets=1, calibration_batches=1,
+                                    checkpoint_dir=tmp_path / "ckpt")
+    experiment = NasExperiment(space, _evaluator([recorder.callback]), strategy)
+    experiment.config.experiment_working_directory = str(tmp_path / "nni")
+    before = {k: v.clone() for k, v in space.state_dict().items()}
+    experiment.run()
+    assert [p.name for p in strategy.phases] == ["full", "depth1", "depth2", "expand1", "expand2", "width1", "width2"]
+    # Middle channels re-ordered at the start of each expand phase, keeping the trained ratios.
+    assert recorder.sorts == [(3, (0.5,)), (4, (0.25, 0.5))]
+    assert all(activations == phase.subnets_per_step for (epoch, _, _, activations), phase in
+               zip(recorder.rows, [strategy.phases[row[0]] for row in recorder.rows], strict=True))
+    changed = [k for k, v in space.state_dict().items() if not torch.equal(v, before[k])]
+    assert any(k.startswith("stages.1.") for k in changed) and any(k.startswith("stem.") for k in changed)
+    final = load_supernet(tmp_path / "ckpt" / "last.pt")
+    assert type(final) is OFAResNetSpace and final.arch_space == space.arch_space
