@@ -20,7 +20,7 @@ from ofa_nni.arch import ArchSpace
 from ofa_nni.errors import InvalidInputError
 from ofa_nni.resnet_arch import ResNetArchSpace
 
-__all__ = ["AnalyticCostModel", "ResNetCostModel", "sum_active_blocks", "cost_model_for"]
+__all__ = ["AnalyticCostModel", "ResNetCostModel", "sum_active_blocks", "sum_resnet", "cost_model_for"]
 
 
 def _conv_out(size: int, stride: int) -> int:
@@ -220,22 +220,11 @@ class ResNetCostModel:
         self._tables["macs"][2][:] = last * space.num_classes
         self._tables["params"][2][:] = last * space.num_classes + space.num_classes
         # Per block, the index-row columns of its input width and output width.
-        # (columns: stem mid width, stem width, then one per stage; a stage's first block reads the
-        # width before it, the stem's for the first stage).
-        widths = space.width_columns.start
-        self._in_column = np.array([widths + 1 + s if b == 0 else widths + 2 + s for s, b in space.blocks])
-        self._out_column = np.array([widths + 2 + s for s, _ in space.blocks])
 
     def _total(self, kind: str, indices: np.ndarray) -> np.ndarray:
-        space = self.space
         blocks, stem, head = self._tables[kind]
-        n_blocks, widths = space.num_blocks, space.width_columns.start
-        r = indices[:, -1]
-        per_block = blocks[np.arange(n_blocks)[None, :], indices[:, self._in_column], indices[:, self._out_column],
-                           indices[:, :n_blocks], r[:, None]]
-        active = space.active_block_mask(indices)
-        total = stem[indices[:, widths], indices[:, widths + 1], indices[:, n_blocks], r]
-        return total + head[indices[:, space.width_columns.stop - 1]] + (per_block * active).sum(axis=1)
+        n_r = len(self.space.resolutions)
+        return sum_resnet(self.space, indices, (blocks, stem, np.broadcast_to(head[:, None], (len(head), n_r))))
 
     def _rows(self, samples: Any) -> tuple[np.ndarray, bool]:
         if isinstance(samples, Mapping):
@@ -255,6 +244,31 @@ class ResNetCostModel:
         indices, single = self._rows(samples)
         total = self._total("params", indices)
         return int(total[0]) if single else total
+
+
+def _resnet_width_columns(space: ResNetArchSpace) -> tuple[np.ndarray, np.ndarray]:
+    """Per block, the index-row columns of its input and output width (columns: stem mid width, stem
+    width, then one per stage; a stage's first block reads the width before it, the stem's for the
+    first stage)."""
+    widths = space.width_columns.start
+    return (np.array([widths + 1 + s if b == 0 else widths + 2 + s for s, b in space.blocks]),
+            np.array([widths + 2 + s for s, _ in space.blocks]))
+
+
+def sum_resnet(space: ResNetArchSpace, indices: np.ndarray, tables: tuple[np.ndarray, np.ndarray, np.ndarray]) -> (
+        np.ndarray):
+    """Per index row of an OFA-ResNet space: the stem's entry ``stem[mid width, width, depth, r]``, the
+    head's ``head[last stage width, r]`` and the sum over active blocks of ``blocks[block, in width, out
+    width, expand, r]``. Every per-op cost model of a ResNet space (MACs, params, latency) sums this way."""
+    blocks, stem, head = tables
+    n_blocks, widths = space.num_blocks, space.width_columns.start
+    in_column, out_column = _resnet_width_columns(space)
+    r = indices[:, -1]
+    per_block = blocks[np.arange(n_blocks)[None, :], indices[:, in_column], indices[:, out_column],
+                       indices[:, :n_blocks], r[:, None]]
+    total = stem[indices[:, widths], indices[:, widths + 1], indices[:, n_blocks], r]
+    return total + head[indices[:, space.width_columns.stop - 1], r] + (
+        per_block * space.active_block_mask(indices)).sum(axis=1)
 
 
 def cost_model_for(space: Any) -> AnalyticCostModel | ResNetCostModel:

@@ -268,3 +268,36 @@ def test_progressive_shrinking_trains_the_resnet_space(tmp_path):
     assert any(k.startswith("stages.1.") for k in changed) and any(k.startswith("stem.") for k in changed)
     final = load_supernet(tmp_path / "ckpt" / "last.pt")
     assert type(final) is OFAResNetSpace and final.arch_space == space.arch_space
+
+
+# ------------------------------------------------------------------------------- latency table
+def test_latency_table_sums_the_ops_of_each_subnet(tiny_resnet, tmp_path):
+    from ofa_nni.latency import LatencyTable, build_latency_table
+    from ofa_nni.latency.specs import resnet_op_specs
+
+    arch = tiny_resnet.arch_space
+    table = build_latency_table(arch, resolutions=(28,), warmup=0, repeats=1, rounds=1, num_threads=1,
+                                show_progress=False)
+    table.save(tmp_path / "lut.json")
+    loaded = LatencyTable.load(tmp_path / "lut.json", space=arch)
+    rows = arch.random_indices(40, 0)
+    predicted = loaded(rows)
+    for row, value in zip(rows, predicted, strict=True):
+        # The ops of this subnet, found one by one as its layers are (not by the table's gather).
+        sample = arch.from_indices(row)
+        blocks, stem, head = resnet_op_specs(arch, 28)
+        w = {label: arch.width_mults.index(sample[label]) for label in arch.labels if label.endswith("width")}
+        ops = [stem[(w["stem.mid_width"], w["stem.width"], arch.stem_depths.index(sample["stem.depth"]))],
+               head[(w[arch.width_label(arch.num_stages - 1)],)]]
+        previous = w["stem.width"]
+        for block, (s, b) in enumerate(arch.blocks):
+            if b < sample[arch.depth_label(s)]:
+                expand = arch.expand_ratios.index(sample[arch.expand_label(s, b)])
+                ops.append(blocks[(block, previous, w[arch.width_label(s)], expand)])
+            previous = w[arch.width_label(s)]
+        expected = sum(loaded.entries[op.key]["min_ms"] for op in ops)
+        if sample["resolution"] == 28:
+            assert value == pytest.approx(expected)
+        else:  # 32 is interpolated by image area from the one measured resolution
+            assert value == pytest.approx(expected * 32**2 / 28**2)
+    assert loaded(arch.max_sample()) > loaded(arch.min_sample())

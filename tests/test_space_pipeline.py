@@ -1,8 +1,7 @@
 """Every search space through the product, as a user drives it from the CLI on digits: training
 (progressive shrinking, ``space.name`` in the configuration), the accuracy predictor, the latency
 table, the search, export, NNI's search space JSON and the Optuna sampler. One small variant per
-space (``ofa-mbv3``, ``ofa-proxyless``, ``ofa-resnet50``; OFA-ResNet50 has no latency table yet, so
-its search budgets MACs)."""
+space (``ofa-mbv3``, ``ofa-proxyless``, ``ofa-resnet50``)."""
 
 from __future__ import annotations
 
@@ -35,7 +34,6 @@ PHASES = {
     # the reference's order for OFAResNets: depth, then expand, then width
     "ofa-resnet50": ["full", "depth1", "depth2", "expand1", "expand2", "width1", "width2"],
 }
-LATENCY_SPACES = ("ofa-mbv3", "ofa-proxyless")  # the spaces latency tables describe
 FAST_LUT = ["--warmup", "1", "--repeats", "2", "--rounds", "1", "--threads", "1", "--statistic", "min",
             "--validate", "0", "--quiet"]
 
@@ -59,8 +57,7 @@ def trained(request, tmp_path_factory):
     supernet = root / "run" / "supernet.pt"
     assert main(["predictor", "build", "--supernet", str(supernet), "--num-subnets", "10", "--calibration-images",
                  "100", "--kind", "ridge", "--quiet", "--out", str(root / "predictor.npz")]) == 0
-    if name in LATENCY_SPACES:
-        assert main(["lut", "build", "--supernet", str(supernet), *FAST_LUT, "--out", str(root / "lut.json")]) == 0
+    assert main(["lut", "build", "--supernet", str(supernet), *FAST_LUT, "--out", str(root / "lut.json")]) == 0
     return name, root, supernet
 
 
@@ -79,8 +76,6 @@ def test_training_writes_a_supernet_of_the_configured_space(trained):
 
 def test_latency_table_covers_the_space(trained):
     name, root, supernet_path = trained
-    if name not in LATENCY_SPACES:
-        pytest.skip(f"{name} has no latency table in this version")
     supernet = load_supernet(supernet_path)
     table = LatencyTable.load(root / "lut.json", space=supernet.arch_space)
     rng = np.random.default_rng(0)
@@ -94,25 +89,19 @@ def test_latency_table_covers_the_space(trained):
 def test_search_and_export_through_the_cli(trained, tmp_path):
     name, root, supernet_path = trained
     _, extra_arch = SPACES[name]
-    supernet_arch = load_supernet(supernet_path).arch_space
-    if name in LATENCY_SPACES:
-        table = LatencyTable.load(root / "lut.json")
-        arch, lut = table.space, ["--lut", str(root / "lut.json")]
-        costs = {"latency_ms": table, "macs": MacsModel(arch)}
-    else:
-        arch, lut, costs = supernet_arch, [], {"macs": MacsModel(supernet_arch)}
+    table = LatencyTable.load(root / "lut.json")
+    arch = table.space
+    costs = {"latency_ms": table, "macs": MacsModel(arch)}
     smallest = minimum_costs(arch, costs)
     budget = {key: smallest[key][0] + (fn(arch.max_sample()) - smallest[key][0]) / 2 for key, fn in costs.items()}
     out = tmp_path / "search.json"
-    targets = [arg for key, value in budget.items()
-               for arg in ("--target", f"{key}<={value:.4f}" if key == "latency_ms" else f"{key}<={value:.0f}")]
-    assert main(["search", "--predictor", str(root / "predictor.npz"), *lut, *targets,
+    assert main(["search", "--predictor", str(root / "predictor.npz"), "--lut", str(root / "lut.json"),
+                 "--target", f"latency_ms<={budget['latency_ms']:.4f}", "--target", f"macs<={budget['macs']:.0f}",
                  "--population", "16", "--generations", "6", "--quiet", "--out", str(out)]) == 0
     search = json.loads(out.read_text())
-    assert search["space"] == arch.signature() == supernet_arch.signature()
+    assert search["space"] == arch.signature() == load_supernet(supernet_path).arch_space.signature()
     assert all(arch.parse(target["arch"]) for target in search["targets"])
-    first = next(iter(costs))
-    assert costs[first](arch.parse(search["targets"][0]["arch"])) <= budget[first]
+    assert table(arch.parse(search["targets"][0]["arch"])) <= budget["latency_ms"]
 
     exports = tmp_path / "exports"
     assert main(["export", "--supernet", str(supernet_path), "--search", str(out), "--arch", extra_arch,
@@ -124,7 +113,7 @@ def test_search_and_export_through_the_cli(trained, tmp_path):
         assert 0.0 <= entry["accuracy"] <= 1.0
 
 
-@pytest.mark.parametrize("name", LATENCY_SPACES)
+@pytest.mark.parametrize("name", sorted(SPACES))
 def test_onnxruntime_latency_table_of_each_space(name, tmp_path):
     """``lut build --space NAME --preset cpu --backend onnxruntime``: every op of the space measured."""
     pytest.importorskip("onnxruntime")

@@ -356,12 +356,11 @@ def is_released_table_path(path: str | os.PathLike[str]) -> bool:
 def load_latency_table_file(path: str | os.PathLike[str], space: ArchSpace) -> Any:
     """The latency cost ``--lut PATH`` names for ``space``: released tables (a folder or a YAML file;
     the returned table's space may cover fewer resolutions) or an ofa-nni JSON table."""
-    if not isinstance(space, ArchSpace):  # the tables' op shapes are MobileNet blocks'
-        raise InvalidInputError(
-            f"{path}: latency tables describe OFA-MobileNetV3 and OFA-ProxylessNAS subnets; this is an "
-            f"{type(space).__name__} (OFA-ResNet50) space, which has no latency table in this version: budget "
-            "macs or params instead")
     if is_released_table_path(path):
+        if not isinstance(space, ArchSpace):  # their op shapes are MobileNet blocks'
+            raise InvalidInputError(
+                f"{path}: mit-han-lab's released latency tables describe OFA-MobileNetV3 and OFA-ProxylessNAS "
+                f"subnets, not this OFA-ResNet50 space ({type(space).__name__}): measure one with 'ofa-nni lut build'")
         return load_ofa_latency_table(path, space=space)
     from ofa_nni.latency import LatencyTable
 
