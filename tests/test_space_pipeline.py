@@ -225,3 +225,20 @@ def test_nni_tuner_on_the_proxyless_space():
     canonical = {tuner.canonical_arch(tuner.space.parse(arch)) for arch in proposed}
     assert len(canonical) == 30  # no subnet proposed twice
     assert all(arch.endswith(("_k3e2", "_k3e3", "_k5e2", "_k5e3")) for arch in proposed)
+
+
+def test_nni_tuner_on_the_resnet_space():
+    """OFAEvolutionTuner with ``classArgs.space`` naming the ResNet space, driven as NNI's dispatcher drives it."""
+    from test_nni_tuner import drive, macs_objective
+
+    from ofa_nni.nni_search_space import nni_search_space
+    from strategies.nni_tuner import OFAEvolutionTuner
+
+    tuner = OFAEvolutionTuner(space={"name": "ofa-resnet50", "preset": "cpu", **RESNET_CHOICES, "num_classes": 10},
+                              population_size=6, seed=0)
+    assert tuner.space.choices("stage1.width") == (0.65, 1)
+    tuner.update_search_space(nni_search_space(tuner.space))
+    proposed = drive(tuner, macs_objective(tuner.space), trials=30, concurrency=3)
+    assert len(proposed) == 30
+    canonical = {tuner.canonical_arch(tuner.space.parse(arch)) for arch in proposed}
+    assert len(canonical) == 30  # no subnet proposed twice
