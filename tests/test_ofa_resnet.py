@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import randomize_batchnorm_
+from conftest import TINY_RESNET_KWARGS, randomize_batchnorm_
 from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3, OFAResNets
 from test_ofa_proxyless import _check_subnets, _relative_error, _samples
 from test_ofa_reference import _randomized_ofa_net
@@ -18,19 +18,11 @@ from ofa_nni.runtime import recalibrate_batchnorm
 from search_spaces import OFAMobileNetV3Space, OFAResNetSpace, load_supernet, space_class
 
 RELATIVE_TOLERANCE = 1e-4
-TINY_RESNET_KWARGS = dict(depths=(0, 1), expand_ratios=(0.25, 0.5), width_mults=(0.5, 1.0), resolutions=(28, 32),
-                          base_depths=(1, 1), base_widths=(16, 32, 64), stage_strides=(1, 2), num_classes=10)
 RELEASED_OFA = dict(depth_list=[0, 1, 2], expand_ratio_list=[0.2, 0.25, 0.35], width_mult_list=[0.65, 0.8, 1.0])
 # The reference's stages are fixed to ResNet50's; a small variant narrows only the choices.
 SMALL_OFA = dict(n_classes=10, depth_list=[0, 1], expand_ratio_list=[0.2, 0.35], width_mult_list=[0.25, 0.5])
 SMALL_SPACE = dict(num_classes=10, depths=(0, 1), expand_ratios=(0.2, 0.35), width_mults=(0.25, 0.5),
                    resolutions=(64, 96))
-
-
-@pytest.fixture
-def tiny_resnet():
-    torch.manual_seed(0)
-    return OFAResNetSpace(**TINY_RESNET_KWARGS)
 
 
 # ------------------------------------------------------------------------------------ the space
