@@ -293,3 +293,15 @@ def test_latency_table_sums_the_ops_of_each_subnet(tiny_resnet, tmp_path):
         else:  # 32 is interpolated by image area from the one measured resolution
             assert value == pytest.approx(expected * 32**2 / 28**2)
     assert loaded(arch.max_sample()) > loaded(arch.min_sample())
+
+
+def test_info_describes_the_resnet_space(capsys):
+    from ofa_nni.app.cli import main
+
+    assert main(["info", "--space", "ofa-resnet50"]) == 0
+    printed = capsys.readouterr().out
+    space = OFAResNetSpace()
+    # 2 stem depths x 3^6 widths x (3^2 + 3^3 + 3^4)^3 x (3^4 + 3^5 + 3^6) expand settings
+    assert "4 stages of [4, 4, 6, 4] bottlenecks (18 in all), 30 labels" in printed
+    assert f"subnets: {2 * 3**6 * 117**3 * 1053:.3g} x 25 resolutions" in printed
+    assert f"{space.params(space.max_sample()) / 1e6:6.2f} M params" in printed
