@@ -54,7 +54,7 @@ from torch import nn
 
 from ofa_nni._artifacts import atomic_write, library_versions, require_same_space
 from ofa_nni._npz import check_npz_sizes
-from ofa_nni.arch import ArchSpace, Sample
+from ofa_nni.arch import ArchSpace, Sample, arch_space_from_signature
 from ofa_nni.efficiency import as_index_array
 from ofa_nni.errors import InvalidInputError, MissingInputError
 from ofa_nni.ridge import fit_ridge
@@ -193,7 +193,7 @@ class AccuracyDataset:
         """Read the evaluated subnets of a data-set file (in plan order); ``complete=True`` refuses a
         file whose plan is not fully evaluated yet."""
         header, records, _ = _read_dataset_file(Path(path))
-        stored_space = ArchSpace.from_signature(header["space"])
+        stored_space = arch_space_from_signature(header["space"])
         if space is not None:
             require_same_space(header["space"], space, artefact=f"accuracy data set {path}")
         by_arch = {record["arch"]: record for record in records}
@@ -507,7 +507,7 @@ class AccuracyPredictor(abc.ABC):
                                     "finite numbers)")
         try:
             kinds[kind].check_stored(settings, arrays)
-            predictor = kinds[kind](space=ArchSpace.from_signature(metadata["space"]), **settings)
+            predictor = kinds[kind](space=arch_space_from_signature(metadata["space"]), **settings)
             predictor.load_arrays(arrays)
             # One prediction checks that the arrays fit the space's features (shapes) and are finite.
             if not np.isfinite(predictor(predictor.space.random_indices(1, 0))).all():

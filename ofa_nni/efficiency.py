@@ -19,7 +19,7 @@ from typing import Any, overload
 import numpy as np
 
 from ofa_nni.arch import ArchSpace
-from ofa_nni.costs import AnalyticCostModel
+from ofa_nni.costs import AnalyticCostModel, ResNetCostModel, cost_model_for
 
 __all__ = [
     "EfficiencyModel",
@@ -84,9 +84,9 @@ class MacsModel(EfficiencyModel):
     name = "macs"
     unit = "MACs"
 
-    def __init__(self, space: ArchSpace, *, cost_model: AnalyticCostModel | None = None) -> None:
+    def __init__(self, space: ArchSpace, *, cost_model: AnalyticCostModel | ResNetCostModel | None = None) -> None:
         super().__init__(space)
-        self.cost_model = cost_model or AnalyticCostModel(space)
+        self.cost_model = cost_model or cost_model_for(space)
 
     def evaluate(self, indices: np.ndarray) -> np.ndarray:
         return self.cost_model.macs(indices).astype(np.float64)
@@ -98,9 +98,9 @@ class ParamsModel(EfficiencyModel):
     name = "params"
     unit = "parameters"
 
-    def __init__(self, space: ArchSpace, *, cost_model: AnalyticCostModel | None = None) -> None:
+    def __init__(self, space: ArchSpace, *, cost_model: AnalyticCostModel | ResNetCostModel | None = None) -> None:
         super().__init__(space)
-        self.cost_model = cost_model or AnalyticCostModel(space)
+        self.cost_model = cost_model or cost_model_for(space)
 
     def evaluate(self, indices: np.ndarray) -> np.ndarray:
         return self.cost_model.params(indices).astype(np.float64)

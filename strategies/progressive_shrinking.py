@@ -64,7 +64,7 @@ from ofa_nni.training.steps import (
     train_subnets,
     validation_subnets,
 )
-from search_spaces import OFAMobileSpace
+from search_spaces import OFASupernet
 
 __all__ = ["ProgressiveShrinking", "SandwichRule", "SupernetTrainingModule", "LAST_CHECKPOINT"]
 
@@ -154,11 +154,12 @@ class SupernetTrainingModule(BaseOneShotLightningModule):
 
     # ----------------------------------------------------------------- helpers
     @property
-    def supernet(self) -> OFAMobileSpace:
+    def supernet(self) -> OFASupernet:
         model = self.model
-        if not isinstance(model, OFAMobileSpace):
+        if not isinstance(model, OFASupernet):
             raise TypeError(
-                "ProgressiveShrinking/SandwichRule train an OFA space (OFAMobileNetV3Space, OFAProxylessNASSpace), "
+                "ProgressiveShrinking/SandwichRule train an OFA space (OFAMobileNetV3Space, OFAProxylessNASSpace, "
+                "OFAResNetSpace), "
                 f"got {type(model).__name__}"
             )
         return model
@@ -424,9 +425,9 @@ class _SupernetStrategy(OneShotStrategy):
         self.resume = resume
         self.run_config = run_config
         self.phases: tuple[Phase, ...] = ()
-        self._space: OFAMobileSpace | None = None
+        self._space: OFASupernet | None = None
 
-    def build_phases(self, space: OFAMobileSpace, evaluator: Lightning) -> tuple[Phase, ...]:
+    def build_phases(self, space: OFASupernet, evaluator: Lightning) -> tuple[Phase, ...]:
         raise NotImplementedError
 
     def default_mutation_hooks(self) -> list[Any]:
@@ -437,9 +438,9 @@ class _SupernetStrategy(OneShotStrategy):
         return [no_default_hook]
 
     def mutate_model(self, model: Any) -> Any:
-        if not isinstance(model, OFAMobileSpace):
-            raise TypeError(f"{type(self).__name__} trains an OFA space (OFAMobileNetV3Space, OFAProxylessNASSpace), "
-                            f"got {type(model).__name__}")
+        if not isinstance(model, OFASupernet):
+            raise TypeError(f"{type(self).__name__} trains an OFA space (OFAMobileNetV3Space, OFAProxylessNASSpace, "
+                            f"OFAResNetSpace), got {type(model).__name__}")
         self._space = model
         return super().mutate_model(model)
 
@@ -558,7 +559,7 @@ class ProgressiveShrinking(_SupernetStrategy):
         self.explicit_phases = None if phases is None else tuple(phases)
         self.lr_batch_size = lr_batch_size
 
-    def build_phases(self, space: OFAMobileSpace, evaluator: Lightning) -> tuple[Phase, ...]:
+    def build_phases(self, space: OFASupernet, evaluator: Lightning) -> tuple[Phase, ...]:
         if self.explicit_phases is not None:
             return self.explicit_phases
         batch_size = self.lr_batch_size or _global_batch_size(evaluator)
@@ -588,7 +589,7 @@ class SandwichRule(_SupernetStrategy):
         self.epochs, self.lr, self.num_random, self.warmup_epochs = epochs, lr, num_random, warmup_epochs
         self.lr_batch_size = lr_batch_size
 
-    def build_phases(self, space: OFAMobileSpace, evaluator: Lightning) -> tuple[Phase, ...]:
+    def build_phases(self, space: OFASupernet, evaluator: Lightning) -> tuple[Phase, ...]:
         lr = self.lr
         if lr is None:
             lr = 2.6 * (self.lr_batch_size or _global_batch_size(evaluator)) / PAPER_BATCH_SIZE

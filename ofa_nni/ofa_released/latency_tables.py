@@ -357,6 +357,10 @@ def load_latency_table_file(path: str | os.PathLike[str], space: ArchSpace) -> A
     """The latency cost ``--lut PATH`` names for ``space``: released tables (a folder or a YAML file;
     the returned table's space may cover fewer resolutions) or an ofa-nni JSON table."""
     if is_released_table_path(path):
+        if not isinstance(space, ArchSpace):  # their op shapes are MobileNet blocks'
+            raise InvalidInputError(
+                f"{path}: mit-han-lab's released latency tables describe OFA-MobileNetV3 and OFA-ProxylessNAS "
+                f"subnets, not this OFA-ResNet50 space ({type(space).__name__}): measure one with 'ofa-nni lut build'")
         return load_ofa_latency_table(path, space=space)
     from ofa_nni.latency import LatencyTable
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ofa_nni.arch import ArchSpace
+from ofa_nni.arch import ArchSpace, ChoiceSpace
 from ofa_nni.errors import InvalidInputError
 from ofa_nni.search.archive import Archive, RowKeys
 from ofa_nni.search.evaluation import ArrayFn, evaluate, evaluate_costs, format_cost
@@ -69,9 +69,9 @@ class AskTellSearch:
     """
 
     def __init__(self, *, space: ArchSpace, costs: Mapping[str, ArrayFn], settings: EvolutionSettings) -> None:
-        if not isinstance(space, ArchSpace):
+        if not isinstance(space, ChoiceSpace):
             raise InvalidInputError(
-                f"space must be an ArchSpace (e.g. OFAMobileNetV3Space(...).arch_space), got {space!r}"
+                f"space must be an arch space (e.g. OFAMobileNetV3Space(...).arch_space), got {space!r}"
             )
         if not isinstance(costs, Mapping):
             raise InvalidInputError(f"costs must be a dict {{name: callable}}, got {type(costs).__name__}")

@@ -148,8 +148,10 @@ def _module_for(space: ArchSpace) -> Any:
     """A supernet of ``space`` with random weights, whose ``freeze`` makes the validation models."""
     from search_spaces import space_class
 
-    cls = space_class("ofa-proxyless" if space.layout == "proxyless" else "ofa-mbv3")
-    kwargs: dict[str, Any] = {key: tuple(v) if isinstance(v, list) else v for key, v in space.signature().items()}
+    signature = space.signature()
+    cls = space_class({"proxyless": "ofa-proxyless", "resnet": "ofa-resnet50"}.get(signature.get("layout", ""),
+                                                                                  "ofa-mbv3"))
+    kwargs: dict[str, Any] = {key: tuple(v) if isinstance(v, list) else v for key, v in signature.items()}
     return cls(**cls.kwargs_from_arch_signature(kwargs))
 
 
