@@ -38,6 +38,7 @@ RandomOneShot always gets as many subnet-steps as the (overridden) schedule has.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import functools
@@ -161,6 +162,9 @@ def main() -> int:
     parser.add_argument("--markdown", type=Path, default=None)
     parser.add_argument("--data", type=Path, default=None, metavar="PATH.npz",
                         help="an .npz data set (docs/data.md) instead of digits")
+    parser.add_argument("--keep-runs", type=Path, default=None, metavar="DIR",
+                        help="keep each progressive-shrinking run (its supernet.pt, for bench_predictor_quality.py "
+                             "or ofa_vs_scratch.py) in DIR/RECIPE-seedS instead of a temporary directory")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -187,7 +191,11 @@ def main() -> int:
     for seed in args.seeds:
         added = 0
         if "ps" in args.trainings:
-            with tempfile.TemporaryDirectory() as run_dir:
+            with contextlib.ExitStack() as stack:
+                if args.keep_runs is None:
+                    run_dir = stack.enter_context(tempfile.TemporaryDirectory())
+                else:
+                    run_dir = str(args.keep_runs / f"{args.recipe}-seed{seed}")
                 cpu_started = time.process_time()
                 result = train(config.replace(seed=seed), run_dir=run_dir)
                 ps_seconds = (result.seconds, time.process_time() - cpu_started)
