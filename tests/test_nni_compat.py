@@ -358,9 +358,14 @@ def test_resume_after_a_manager_kill_waits_for_its_tuner(tmp_path):
         kill_manager(port)
         assert compat.orphaned_dispatchers(experiment_id)
         plain = nnictl(env, "resume", experiment_id, "--port", str(port), bound=False)  # NNI 3.0's own, at once
-        assert plain.returncode == 0, plain.stdout + plain.stderr
-        status = wait_for_status(port, ("ERROR",), timeout=60)
-        assert status["status"] == "ERROR" and "Dispatcher stream error" in " ".join(status["errors"]), status
+        if plain.returncode != 0:
+            # On a loaded machine (CI runs the slow tests side by side) NNI's own resume may not even
+            # start: its manager is given 3 s (workaround 13 is what gives ours 60/120 s). That too is
+            # NNI's resume failing after a kill; what it must never do is report a running experiment.
+            assert "Create experiment failed" in plain.stdout + plain.stderr, plain.stdout + plain.stderr
+        else:
+            status = wait_for_status(port, ("ERROR",), timeout=60)
+            assert status["status"] == "ERROR" and "Dispatcher stream error" in " ".join(status["errors"]), status
     finally:
         nnictl(env, "stop", "--port", str(port), bound=False)
 
