@@ -115,7 +115,7 @@ def run_ours(space: ArchSpace, predictor: Any, table: Any, targets: list[dict[st
              seed: int, population: int) -> dict[str, Any]:
     """Ask/tell until the query budget is spent, noting when each generation completed and the
     queries made by then."""
-    search = EvolutionSearch(space=space, costs={"latency_ms": table}, targets=targets, population_size=population,
+    search = EvolutionSearch(arch_space=space, costs={"latency_ms": table}, targets=targets, population_size=population,
                              generations=10**6, max_evaluations=max_evaluations, seed=seed)
     completed_at: list[float] = []  # completed_at[g]: seconds when generation g (0: initial) was complete
     queries_at: list[int] = []  # queries_at[g]: predictor queries made by then

@@ -173,7 +173,7 @@ class OFAEvolutionTuner(Tuner):
     @property
     def space(self) -> ArchSpace:
         """The search space (the supernet's)."""
-        return self.search.space
+        return self.search.arch_space
 
     @property
     def search(self) -> EvolutionSearch:
@@ -197,7 +197,7 @@ class OFAEvolutionTuner(Tuner):
         if unknown:
             hint = "" if self._latency_table is not None else " ('latency_ms' needs latency_table)"
             raise InvalidInputError(f"constraints: unknown cost {unknown[0]!r}; allowed: {list(costs)}{hint}")
-        return EvolutionSearch(space=space, costs=costs, targets=self._constraints, settings=self.settings)
+        return EvolutionSearch(arch_space=space, costs=costs, targets=self._constraints, settings=self.settings)
 
     def _resolve_space(self) -> ArchSpace:
         if self._supernet is None:

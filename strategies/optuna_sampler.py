@@ -589,7 +589,7 @@ class OFAEvolutionSampler(BaseSampler):
 
     def _engine(self, *, seed: int, batch: int) -> EvolutionSearch:
         return EvolutionSearch(
-            space=self.space,
+            arch_space=self.space,
             costs=self.costs,
             targets=self.budgets,
             settings=self.settings,

@@ -59,15 +59,15 @@ def test_keyword_arguments_map_onto_the_fields() -> None:
 
 def test_the_core_engines_take_the_settings_or_their_fields() -> None:
     settings = EvolutionSettings(population_size=12, generations=2, parent_ratio=0.5, seed=3)
-    by_object = EvolutionSearch(space=TINY, costs=COSTS, targets={"macs": 1e9}, settings=settings)
-    by_keyword = EvolutionSearch(space=TINY, costs=COSTS, targets={"macs": 1e9}, population_size=12,
+    by_object = EvolutionSearch(arch_space=TINY, costs=COSTS, targets={"macs": 1e9}, settings=settings)
+    by_keyword = EvolutionSearch(arch_space=TINY, costs=COSTS, targets={"macs": 1e9}, population_size=12,
                                  generations=2, parent_ratio=0.5, seed=3)
     assert by_object.settings == by_keyword.settings == settings
     assert by_object.parents_size == 6
-    pareto = ParetoSearch(space=TINY, costs=COSTS, settings=settings, generations=1)
+    pareto = ParetoSearch(arch_space=TINY, costs=COSTS, settings=settings, generations=1)
     assert pareto.settings == dataclasses.replace(settings, generations=1)
     with pytest.raises(InvalidInputError, match="mutation_prob must be in"):
-        EvolutionSearch(space=TINY, costs=COSTS, targets={"macs": 1e9}, settings=settings, mutation_prob=2)
+        EvolutionSearch(arch_space=TINY, costs=COSTS, targets={"macs": 1e9}, settings=settings, mutation_prob=2)
 
 
 def test_the_strategies_map_onto_the_same_settings() -> None:

@@ -16,15 +16,15 @@ REPAIR_TRIES = 4
 """Repairs tried at once per infeasible child, at growing strength (the gentlest feasible is kept)."""
 
 
-def _mutation_unit(space: ArchSpace) -> np.ndarray:
+def _mutation_unit(arch_space: ArchSpace) -> np.ndarray:
     """The mutation draw each gene follows: one per block (kernel and expand redrawn together), one
     per stage depth and one for the resolution."""
-    block = np.arange(space.num_blocks)
-    return np.concatenate([block, block, space.num_blocks + np.arange(space.num_stages + 1)])
+    block = np.arange(arch_space.num_blocks)
+    return np.concatenate([block, block, arch_space.num_blocks + np.arange(arch_space.num_stages + 1)])
 
 
 def mutate(
-    space: ArchSpace,
+    arch_space: ArchSpace,
     parents: np.ndarray,
     rng: np.random.Generator,
     mutation_prob: float,
@@ -34,16 +34,16 @@ def mutate(
     ``mutation_prob``, the resolution with ``resolution_prob``. A child whose *active* part came out
     equal to its parent (e.g. only inactive blocks were hit) gets one active gene changed, so no
     query is spent on a copy of the parent."""
-    n, card = len(parents), space.cardinalities
-    threshold = np.full(space.num_blocks + space.num_stages + 1, mutation_prob, dtype=np.float32)
+    n, card = len(parents), arch_space.cardinalities
+    threshold = np.full(arch_space.num_blocks + arch_space.num_stages + 1, mutation_prob, dtype=np.float32)
     threshold[-1] = resolution_prob
-    hit = (rng.random((n, len(threshold)), dtype=np.float32) < threshold)[:, _mutation_unit(space)]
+    hit = (rng.random((n, len(threshold)), dtype=np.float32) < threshold)[:, _mutation_unit(arch_space)]
     row, col = np.nonzero(hit)
     children = parents.copy()
     children[row, col] = (rng.random(len(row)) * card[col]).astype(np.int64)
     # A child equals its parent (as a subnet) iff no active gene changed; a changed depth is itself
     # an active change, so the parent's active mask decides.
-    active = space.active_gene_mask(parents)
+    active = arch_space.active_gene_mask(parents)
     changed = np.zeros(n, dtype=bool)
     changed[row[(children[row, col] != parents[row, col]) & active[row, col]]] = True
     same = np.nonzero(~changed)[0]
@@ -64,7 +64,7 @@ def crossover(parents_a: np.ndarray, parents_b: np.ndarray, rng: np.random.Gener
 
 
 def repair(
-    space: ArchSpace,
+    arch_space: ArchSpace,
     rows: np.ndarray,
     values: np.ndarray,
     costs: Mapping[str, ArrayFn],
@@ -92,13 +92,13 @@ def repair(
     bad = np.nonzero((values > budgets).any(axis=1))[0]
     tries = REPAIR_TRIES
     growth = 2.0 ** np.arange(tries)
-    for attempt in range(int((space.cardinalities - 1).sum()) + 1):
+    for attempt in range(int((arch_space.cardinalities - 1).sum()) + 1):
         if len(bad) == 0:
             break
         n = len(bad)
         sub, anchor = np.tile(rows[bad], (tries, 1)), np.tile(anchors[bad], (tries, 1))
         diff = sub - anchor
-        movable = (diff != 0) & space.active_gene_mask(sub)
+        movable = (diff != 0) & arch_space.active_gene_mask(sub)
         n_movable = movable.sum(axis=1)
         span = np.maximum(values[bad] - anchor_costs[bad], 1e-12)
         over = np.clip((values[bad] - budgets[bad]) / span, 0.0, 1.0).max(axis=1)
