@@ -30,7 +30,7 @@ corrupt checkpoint        checkpoint.load_torch_file (weights_only=True),       
 mismatched checkpoint     checkpoint.check_compatible (resume of another          test_mismatched_checkpoint
                           run); runner.load_supernet (other weights)
 corrupt predictor         accuracy.AccuracyPredictor.load                         test_corrupt_predictor
-mismatched predictor      AccuracyPredictor.load(space=...) ->                    test_mismatched_predictor
+mismatched predictor      AccuracyPredictor.load(arch_space=...) ->                    test_mismatched_predictor
                           _artifacts.require_same_space; nni_trial
 corrupt latency table     latency.LatencyTable.load; LatencyTable._entry_ms       test_corrupt_latency_table
 tampered latency table    LatencyTable.__init__ (times, statistic, clock,          test_tampered_latency_table
@@ -229,7 +229,7 @@ def _predictor_file(space: ArchSpace, path: Path) -> Path:
     """A real (ridge) predictor of ``space`` trained on an additive accuracy model."""
     rows = space.random_indices(40, 0)
     accuracies = 0.5 + 0.01 * rows.sum(axis=1)
-    dataset = AccuracyDataset(space=space, indices=rows, accuracies=accuracies)
+    dataset = AccuracyDataset(arch_space=space, indices=rows, accuracies=accuracies)
     build_accuracy_predictor(dataset, kind="ridge").save(path)
     return path
 
@@ -317,7 +317,7 @@ def test_wrong_type(tmp_path: Path) -> None:
         load_config({"data": {"batch_size": "64"}})
     costs = AnalyticCostModel(TINY)
     with pytest.raises(ValueError, match=r"budget for 'macs' must be a number, got '1e6'"):
-        EvolutionSearch(space=TINY, costs={"macs": costs.macs}, targets={"macs": "1e6"})
+        EvolutionSearch(arch_space=TINY, costs={"macs": costs.macs}, targets={"macs": "1e6"})
     with pytest.raises(ValueError, match=r"population_size must be an integer >= 2, got 2\.5"):
         OFAEvolutionSampler(space=TINY, population_size=2.5)
     with pytest.raises(ValueError, match=r"a space description must be a mapping such as \{'preset': 'cpu'"):
@@ -513,7 +513,7 @@ def test_mismatched_checkpoint(trained_run: Path, tmp_path: Path) -> None:
 
 def test_corrupt_predictor(tmp_path: Path) -> None:
     good = _predictor_file(TINY, tmp_path / "good.npz")
-    assert AccuracyPredictor.load(good, space=TINY).kind == "ridge"
+    assert AccuracyPredictor.load(good, arch_space=TINY).kind == "ridge"
     corrupt = tmp_path / "corrupt"
     corrupt.mkdir()
     (corrupt / "empty.npz").write_bytes(b"")
@@ -544,7 +544,7 @@ def test_mismatched_predictor(supernet_file: Path, run_space: ArchSpace, tmp_pat
     with pytest.raises(ValueError, match=r"accuracy predictor .*tiny\.npz was built for another search space "
                                          r"\(.*num_classes: file has 4, space has 10.*resolutions: file has "
                                          r"\[32, 40\], space has \[16, 20\]"):
-        AccuracyPredictor.load(other, space=run_space)
+        AccuracyPredictor.load(other, arch_space=run_space)
     # CLI: the NNI trial with --predictor of another space refuses before evaluating anything.
     arch = run_space.format(run_space.max_sample())
     code, out, err = run_cli(["--supernet", str(supernet_file), "--predictor", str(other), "--arch", arch], tmp_path,
@@ -714,13 +714,13 @@ def test_infeasible_constraint(tmp_path: Path) -> None:
     smallest = costs.macs(TINY.min_sample())
     message = rf"budget 1000 for 'macs' is infeasible: the smallest achievable macs is {smallest} \(subnet r32_k3e2"
     with pytest.raises(ValueError, match=message):
-        EvolutionSearch(space=TINY, costs={"macs": costs.macs}, targets={"macs": 1000})
+        EvolutionSearch(arch_space=TINY, costs={"macs": costs.macs}, targets={"macs": 1000})
     with pytest.raises(ValueError, match=message):
         specialize(TINY, lambda rows: np.zeros(len(rows)), {"macs": costs.macs}, [{"macs": 1e9}, {"macs": 1000}])
     with pytest.raises(ValueError, match=message):
         OFAEvolutionSampler(space=TINY, costs={"macs": costs.macs}, budgets={"macs": 1000})
     with pytest.raises(ValueError, match=r"budget for 'macs' is NaN"):
-        EvolutionSearch(space=TINY, costs={"macs": costs.macs}, targets={"macs": float("nan")})
+        EvolutionSearch(arch_space=TINY, costs={"macs": costs.macs}, targets={"macs": float("nan")})
     tuner = OFAEvolutionTuner(space=TUNER_SPACE, constraints={"macs": 1000})
     with pytest.raises(ValueError, match=r"budget 1000 for 'macs' is infeasible: the smallest achievable macs is"):
         tuner.update_search_space(nni_search_space(arch_space_of(TUNER_SPACE)))
@@ -768,7 +768,7 @@ def test_nan_metric_from_trial(caplog: pytest.LogCaptureFixture) -> None:
     suggest_sample(trial, TINY)
     assert study.tell(trial, float("nan")).state == optuna.trial.TrialState.FAIL
     # The search engine itself: a NaN score is a failed evaluation, archived and never chosen.
-    search = EvolutionSearch(space=TINY, costs={"macs": AnalyticCostModel(TINY).macs}, targets={"macs": 1e9},
+    search = EvolutionSearch(arch_space=TINY, costs={"macs": AnalyticCostModel(TINY).macs}, targets={"macs": 1e9},
                              population_size=4, generations=3, seed=0)
     rows = search.ask()
     search.tell(rows, np.where(np.arange(len(rows)) == 0, np.nan, 0.5))
@@ -895,7 +895,7 @@ def test_predictor_declaring_more_than_it_holds(tmp_path: Path) -> None:
     from ofa_nni.accuracy import MLPEnsemblePredictor
 
     good = tmp_path / "ensemble.npz"
-    ensemble = MLPEnsemblePredictor(space=TINY, num_models=2, steps=5)
+    ensemble = MLPEnsemblePredictor(arch_space=TINY, num_models=2, steps=5)
     rows = TINY.random_indices(20, 0)
     ensemble.fit(TINY.to_features(rows), 0.5 + 0.01 * rows.sum(axis=1))
     ensemble.save(good)
@@ -944,7 +944,7 @@ def test_accuracy_outside_0_1(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"has accuracy 50\.0; accuracies are fractions in \[0, 1\]"):
         AccuracyDataset.load(path)
     with pytest.raises(ValueError, match=r"accuracies must be fractions in \[0, 1\]"):
-        AccuracyDataset(space=TINY, indices=rows, accuracies=np.array([0.5, 0.5, 50.0, 0.5, 0.5, 0.5]))
+        AccuracyDataset(arch_space=TINY, indices=rows, accuracies=np.array([0.5, 0.5, 50.0, 0.5, 0.5, 0.5]))
     out = tmp_path / "out"
     code, _, err = run_cli(["predictor", "build", "--dataset", str(path), "--out", str(out / "p.npz")], tmp_path)
     assert_one_line_error(code, err, "ofa-nni predictor: error:", str(path), f"subnet {archs[2]!r} has accuracy 50.0")

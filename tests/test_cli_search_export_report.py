@@ -79,7 +79,7 @@ def test_search_finds_a_subnet_per_target_and_the_front(artefacts, tmp_path, cap
     printed = capsys.readouterr().out
     predictor = AccuracyPredictor.load(artefacts / "predictor.npz")
     table = LatencyTable.load(artefacts / "lut.json")
-    arch = predictor.space
+    arch = predictor.arch_space
     costs = {"macs": MacsModel(arch), "params": ParamsModel(arch), "latency_ms": table}
 
     assert document["kind"] == "ofa-nni/search" and document["format_version"] == 1
@@ -148,7 +148,7 @@ def test_search_refuses_bad_targets(artefacts, tmp_path, capsys, target, message
 
 def test_search_names_the_infeasible_target_and_the_smallest_value(artefacts, tmp_path, capsys):
     predictor = AccuracyPredictor.load(artefacts / "predictor.npz")
-    smallest = int(minimum_costs(predictor.space, {"macs": MacsModel(predictor.space)})["macs"][0])
+    smallest = int(minimum_costs(predictor.arch_space, {"macs": MacsModel(predictor.arch_space)})["macs"][0])
     out = tmp_path / "search.json"
     code = main(["search", "--predictor", str(artefacts / "predictor.npz"), "--target", "macs<=10M",
                  "--target", "params<=1M,macs<=1K", *FAST, "--out", str(out)])

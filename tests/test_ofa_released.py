@@ -84,11 +84,11 @@ def _ofa_spec(space: ArchSpace, row: np.ndarray) -> dict:
 @needs_released
 def test_tutorial_predictor_equals_the_reference_on_1000_subnets(reference_tutorial, tmp_path):
     ours = load_ofa_accuracy_predictor(MBV3_PREDICTOR)
-    assert isinstance(ours, MLPAccuracyPredictor) and ours.space == tutorial_space()
+    assert isinstance(ours, MLPAccuracyPredictor) and ours.arch_space == tutorial_space()
     reference = reference_tutorial.AccuracyPredictor(pretrained=False, device="cpu")
     reference.model.load_state_dict(torch.load(MBV3_PREDICTOR, map_location="cpu", weights_only=True))
-    rows = ours.space.random_indices(N_SUBNETS, 0)
-    theirs = reference.predict_accuracy([_ofa_spec(ours.space, row) for row in rows]).numpy().reshape(-1)
+    rows = ours.arch_space.random_indices(N_SUBNETS, 0)
+    theirs = reference.predict_accuracy([_ofa_spec(ours.arch_space, row) for row in rows]).numpy().reshape(-1)
     predicted = ours(rows)
     assert np.abs(predicted - theirs).max() <= 1e-6
     assert 0.6 < predicted.min() and predicted.max() < 0.85  # ImageNet top-1 fractions
