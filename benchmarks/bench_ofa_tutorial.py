@@ -163,7 +163,7 @@ def main() -> None:
     torch.set_num_threads(threads)
     predictor = load_ofa_accuracy_predictor(args.released / "ofa" / "acc_predictor.pth")
     table = load_ofa_latency_table(args.released / "ofa" / "note10")
-    space = table.space
+    space = table.arch_space
     their_acc, their_lat = reference(args.released)
     lines: list[str] = []
 

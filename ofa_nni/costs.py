@@ -15,6 +15,7 @@ from typing import Any, overload
 
 import numpy as np
 
+from ofa_nni._deprecation import RenamedAttribute, renamed_keywords
 from ofa_nni.arch import ArchSpace
 from ofa_nni.errors import InvalidInputError
 
@@ -27,7 +28,7 @@ def _conv_out(size: int, stride: int) -> int:
 
 
 def sum_active_blocks(
-    space: ArchSpace, indices: np.ndarray, block_table: np.ndarray, fixed_by_resolution: np.ndarray
+    arch_space: ArchSpace, indices: np.ndarray, block_table: np.ndarray, fixed_by_resolution: np.ndarray
 ) -> np.ndarray:
     """``fixed[r] + sum over active blocks of block_table[block, kernel, expand, r]`` per row.
 
@@ -35,7 +36,7 @@ def sum_active_blocks(
     ``fixed_by_resolution`` shape ``(len(resolutions),)``; one gather for the whole population.
     Every per-block cost model (MACs, params, latency tables) sums this way.
     """
-    n_blocks = space.num_blocks
+    n_blocks = arch_space.num_blocks
     _, n_k, n_e, n_r = block_table.shape
     # One flat gather with a single int32 index array: several times faster than four broadcast
     # int64 index arrays on (n, num_blocks) column slices.
@@ -45,12 +46,12 @@ def sum_active_blocks(
         resolution + np.arange(n_blocks, dtype=np.int32) * (n_k * n_e * n_r)
     )
     per_block = np.take(np.ravel(block_table), flat_index)
-    active = space.active_block_mask(small).astype(per_block.dtype)
+    active = arch_space.active_block_mask(small).astype(per_block.dtype)
     return np.take(fixed_by_resolution, resolution[:, 0]) + np.einsum("ij,ij->i", per_block, active)
 
 
 class AnalyticCostModel:
-    """MACs and parameters of subnets of ``space``.
+    """MACs and parameters of subnets of ``arch_space``.
 
     Example:
         >>> costs = AnalyticCostModel(ArchSpace())
@@ -58,44 +59,47 @@ class AnalyticCostModel:
         >>> costs.macs(indices)                   # (n, labels) int array -> (n,) int64 array
     """
 
-    def __init__(self, space: ArchSpace) -> None:
-        self.space = space
-        self._n_labels = len(space.labels)  # cached: the search calls macs() thousands of times
-        n_r = len(space.resolutions)
-        n_k, n_e = len(space.kernel_sizes), len(space.expand_ratios)
-        self.block_macs = np.zeros((space.num_blocks, n_k, n_e, n_r), dtype=np.int64)
-        self.block_params = np.zeros((space.num_blocks, n_k, n_e), dtype=np.int64)
-        self.fixed_macs = np.zeros(n_r, dtype=np.int64)
-        has_expand_conv = max(space.expand_ratios) != 1
+    space = RenamedAttribute("arch_space")  # the old name, for one release
 
-        for r_idx, resolution in enumerate(space.resolutions):
+    @renamed_keywords(space="arch_space")
+    def __init__(self, arch_space: ArchSpace) -> None:
+        self.arch_space = arch_space
+        self._n_labels = len(arch_space.labels)  # cached: the search calls macs() thousands of times
+        n_r = len(arch_space.resolutions)
+        n_k, n_e = len(arch_space.kernel_sizes), len(arch_space.expand_ratios)
+        self.block_macs = np.zeros((arch_space.num_blocks, n_k, n_e, n_r), dtype=np.int64)
+        self.block_params = np.zeros((arch_space.num_blocks, n_k, n_e), dtype=np.int64)
+        self.fixed_macs = np.zeros(n_r, dtype=np.int64)
+        has_expand_conv = max(arch_space.expand_ratios) != 1
+
+        for r_idx, resolution in enumerate(arch_space.resolutions):
             size = _conv_out(resolution, 2)
-            stem, first = space.stem_width, space.first_block_width
+            stem, first = arch_space.stem_width, arch_space.first_block_width
             macs = size * size * 3 * stem * 9  # stem conv 3x3 stride 2
             macs += size * size * stem * 9 + size * size * stem * first  # first block: dw 3x3 + project
-            for block, (s, b) in enumerate(space.blocks):
-                stride = space.stage_strides[s] if b == 0 else 1
+            for block, (s, b) in enumerate(arch_space.blocks):
+                stride = arch_space.stage_strides[s] if b == 0 else 1
                 out_size = _conv_out(size, stride)
-                c_in, c_out = space.block_in_channels(s, b), space.stage_widths[s]
-                for e_idx, expand in enumerate(space.expand_ratios):
-                    mid = space.mid_channels(c_in, expand)
-                    for k_idx, kernel in enumerate(space.kernel_sizes):
+                c_in, c_out = arch_space.block_in_channels(s, b), arch_space.stage_widths[s]
+                for e_idx, expand in enumerate(arch_space.expand_ratios):
+                    mid = arch_space.mid_channels(c_in, expand)
+                    for k_idx, kernel in enumerate(arch_space.kernel_sizes):
                         block_macs = out_size * out_size * mid * (kernel * kernel + c_out)
                         if has_expand_conv:
                             block_macs += size * size * c_in * mid
-                        if space.stage_se[s]:
-                            block_macs += 2 * mid * space.se_channels(mid)
+                        if arch_space.stage_se[s]:
+                            block_macs += 2 * mid * arch_space.se_channels(mid)
                         self.block_macs[block, k_idx, e_idx, r_idx] = block_macs
                 size = out_size
-            if space.layout == "mbv3":  # final expand at full size, feature mix after the pool
-                macs += size * size * space.stage_widths[-1] * space.final_expand_width
-                macs += space.final_expand_width * space.feature_mix_width
+            if arch_space.layout == "mbv3":  # final expand at full size, feature mix after the pool
+                macs += size * size * arch_space.stage_widths[-1] * arch_space.final_expand_width
+                macs += arch_space.final_expand_width * arch_space.feature_mix_width
             else:  # feature mix before the pool
-                macs += size * size * space.stage_widths[-1] * space.feature_mix_width
-            macs += space.feature_mix_width * space.num_classes
+                macs += size * size * arch_space.stage_widths[-1] * arch_space.feature_mix_width
+            macs += arch_space.feature_mix_width * arch_space.num_classes
             self.fixed_macs[r_idx] = macs
 
-        stem, first = space.stem_width, space.first_block_width
+        stem, first = arch_space.stem_width, arch_space.first_block_width
         self.fixed_params = (
             3 * stem * 9
             + 2 * stem  # stem conv + BN
@@ -103,39 +107,40 @@ class AnalyticCostModel:
             + 2 * stem
             + stem * first
             + 2 * first  # first block
-            + space.feature_mix_width * space.num_classes
-            + space.num_classes
+            + arch_space.feature_mix_width * arch_space.num_classes
+            + arch_space.num_classes
         )
-        if space.layout == "mbv3":
+        if arch_space.layout == "mbv3":
             self.fixed_params += (
-                space.stage_widths[-1] * space.final_expand_width
-                + 2 * space.final_expand_width
-                + space.final_expand_width * space.feature_mix_width  # feature mix: no bias, no BN
+                arch_space.stage_widths[-1] * arch_space.final_expand_width
+                + 2 * arch_space.final_expand_width
+                + arch_space.final_expand_width * arch_space.feature_mix_width  # feature mix: no bias, no BN
             )
         else:
-            self.fixed_params += space.stage_widths[-1] * space.feature_mix_width + 2 * space.feature_mix_width
-        for block, (s, b) in enumerate(space.blocks):
-            c_in, c_out = space.block_in_channels(s, b), space.stage_widths[s]
-            for e_idx, expand in enumerate(space.expand_ratios):
-                mid = space.mid_channels(c_in, expand)
-                for k_idx, kernel in enumerate(space.kernel_sizes):
+            self.fixed_params += (arch_space.stage_widths[-1] * arch_space.feature_mix_width
+                                  + 2 * arch_space.feature_mix_width)
+        for block, (s, b) in enumerate(arch_space.blocks):
+            c_in, c_out = arch_space.block_in_channels(s, b), arch_space.stage_widths[s]
+            for e_idx, expand in enumerate(arch_space.expand_ratios):
+                mid = arch_space.mid_channels(c_in, expand)
+                for k_idx, kernel in enumerate(arch_space.kernel_sizes):
                     params = mid * kernel * kernel + 2 * mid + mid * c_out + 2 * c_out
                     if has_expand_conv:
                         params += c_in * mid + 2 * mid
-                    if space.stage_se[s]:
-                        se = space.se_channels(mid)
+                    if arch_space.stage_se[s]:
+                        se = arch_space.se_channels(mid)
                         params += 2 * mid * se + se + mid
                     self.block_params[block, k_idx, e_idx] = params
 
     def _as_indices(self, samples: Any) -> tuple[np.ndarray, bool]:
         if isinstance(samples, Mapping):
-            return self.space.to_indices(samples)[None], True
+            return self.arch_space.to_indices(samples)[None], True
         if isinstance(samples, np.ndarray):
             if samples.ndim != 2 or samples.shape[1] != self._n_labels:
-                raise InvalidInputError(f"expected an index array of shape (n, {len(self.space.labels)}), got "
+                raise InvalidInputError(f"expected an index array of shape (n, {len(self.arch_space.labels)}), got "
                                         f"{samples.shape}")
             return samples.astype(np.int64, copy=False), False
-        return np.stack([self.space.to_indices(s) for s in samples]), False
+        return np.stack([self.arch_space.to_indices(s) for s in samples]), False
 
     @overload
     def macs(self, samples: Mapping[str, Any]) -> int: ...
@@ -145,7 +150,7 @@ class AnalyticCostModel:
     def macs(self, samples: Any) -> Any:
         """Multiply-accumulates of one sample (``int``) or of a population (``(n,)`` array)."""
         indices, single = self._as_indices(samples)
-        total = sum_active_blocks(self.space, indices, self.block_macs, self.fixed_macs)
+        total = sum_active_blocks(self.arch_space, indices, self.block_macs, self.fixed_macs)
         return int(total[0]) if single else total
 
     @overload
@@ -156,9 +161,9 @@ class AnalyticCostModel:
     def params(self, samples: Any) -> Any:
         """Parameters of the frozen subnet of one sample (``int``) or of a population (array)."""
         indices, single = self._as_indices(samples)
-        n_resolutions = len(self.space.resolutions)
+        n_resolutions = len(self.arch_space.resolutions)
         # Parameters do not depend on the resolution: broadcast (a view, no copy) along that axis.
         table = np.broadcast_to(self.block_params[..., None], (*self.block_params.shape, n_resolutions))
         fixed = np.full(n_resolutions, self.fixed_params, dtype=np.int64)
-        total = sum_active_blocks(self.space, indices, table, fixed)
+        total = sum_active_blocks(self.arch_space, indices, table, fixed)
         return int(total[0]) if single else total

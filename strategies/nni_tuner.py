@@ -192,7 +192,7 @@ class OFAEvolutionTuner(Tuner):
         if self._latency_table is not None:
             from ofa_nni.latency import LatencyTable
 
-            costs["latency_ms"] = LatencyTable.load(self._latency_table, space=space)
+            costs["latency_ms"] = LatencyTable.load(self._latency_table, arch_space=space)
         unknown = [name for name in self._constraints if name not in costs]
         if unknown:
             hint = "" if self._latency_table is not None else " ('latency_ms' needs latency_table)"

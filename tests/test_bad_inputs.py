@@ -37,7 +37,7 @@ tampered latency table    LatencyTable.__init__ (times, statistic, clock,       
                           resolutions, correction); lut show, search --lut
 damaged lut progress      latency.build._saved_progress; lut build                 test_damaged_lut_progress_file
 concurrent lut builds     _artifacts.exclusive_lock; lut build                      test_concurrent_lut_builds
-mismatched latency table  LatencyTable.load(space=...) ->                         test_mismatched_latency_table
+mismatched latency table  LatencyTable.load(arch_space=...) ->                         test_mismatched_latency_table
                           require_same_space; OFAEvolutionTuner; ofa-nni search
 infeasible constraint     search._AskTellSearch._anchors_for: EvolutionSearch,    test_infeasible_constraint
                           specialize, OFAEvolutionSampler, OFAEvolutionTuner,
@@ -687,7 +687,7 @@ def test_mismatched_latency_table(latency_table_file: Path, tmp_path: Path) -> N
     other = ArchSpace(**{**TINY_SPACE_KWARGS, "num_classes": 10})
     with pytest.raises(ValueError, match=r"latency table .*lut\.json was built for another search space \(num_classes: "
                                          r"file has 4, space has 10\)"):
-        LatencyTable.load(latency_table_file, space=other)
+        LatencyTable.load(latency_table_file, arch_space=other)
     # CLI: a search whose predictor and latency table belong to different spaces.
     predictor = _predictor_file(other, tmp_path / "predictor.npz")
     out = tmp_path / "out"

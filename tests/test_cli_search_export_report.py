@@ -50,7 +50,7 @@ def artefacts(tmp_path_factory):
 def _budgets(root: Path) -> dict[str, float]:
     """Feasible budgets: a third of the way from each cost's smallest achievable value to the largest subnet's."""
     table = LatencyTable.load(root / "lut.json")
-    arch = table.space
+    arch = table.arch_space
     costs = {"latency_ms": table, "macs": MacsModel(arch), "params": ParamsModel(arch)}
     smallest = minimum_costs(arch, costs)
     return {name: smallest[name][0] + (fn(arch.max_sample()) - smallest[name][0]) / 3 for name, fn in costs.items()}

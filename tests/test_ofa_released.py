@@ -155,18 +155,18 @@ def test_predictors_of_another_space_or_layout_are_refused(tmp_path):
 @needs_released
 def test_note10_tables_equal_the_reference_on_1000_subnets(reference_tutorial):
     table = load_ofa_latency_table(NOTE10)
-    assert isinstance(table, OFALatencyTable) and table.space == tutorial_space()
+    assert isinstance(table, OFALatencyTable) and table.arch_space == tutorial_space()
     estimators = {r: reference_tutorial.latency_table.LatencyEstimator(url=str(NOTE10 / f"{r}_lookup_table.yaml"))
                   for r in TUTORIAL_RESOLUTIONS}
-    rows = table.space.random_indices(N_SUBNETS, 0)
-    specs = [_ofa_spec(table.space, row) for row in rows]
+    rows = table.arch_space.random_indices(N_SUBNETS, 0)
+    specs = [_ofa_spec(table.arch_space, row) for row in rows]
     theirs = np.array([estimators[spec["r"][0]].predict_network_latency_given_spec(spec) for spec in specs])
     ours = table(rows)
     assert np.abs(ours / theirs - 1).max() <= 1e-9
     assert 5 < ours.min() and ours.max() < 100  # milliseconds on a phone
     # One file alone is a table of its resolution.
     single = load_ofa_latency_table(NOTE10 / "192_lookup_table.yaml")
-    assert single.space.resolutions == (192,)
+    assert single.arch_space.resolutions == (192,)
 
 
 @needs_released
@@ -177,9 +177,9 @@ def test_a_table_folder_with_some_resolutions_restricts_the_space(tmp_path):
         shutil.copy(NOTE10 / f"{r}_lookup_table.yaml", folder)
     table = load_ofa_latency_table(folder)
     full = load_ofa_latency_table(NOTE10)
-    assert table.space == tutorial_space(resolutions=(160, 224)) and table.dropped_resolutions == (176, 192, 208)
+    assert table.arch_space == tutorial_space(resolutions=(160, 224)) and table.dropped_resolutions == (176, 192, 208)
     assert "cover resolutions [160, 224]: the search is restricted to them" in table.coverage_note()
-    rows = table.space.random_indices(100, 0)
+    rows = table.arch_space.random_indices(100, 0)
     wide = rows.copy()
     wide[:, -1] = np.array([0, 4])[rows[:, -1]]
     np.testing.assert_array_equal(table(rows), full(wide))
@@ -222,12 +222,12 @@ def test_tables_of_another_space_or_layout_are_refused(tmp_path):
     assert "found an OFA-MobileNetV3 lookup table" in str(error.value)
     # The Note10 tables describe width 1.2: a width-1.0 space is refused, naming the first missing op.
     with pytest.raises(InvalidInputError) as error:
-        load_ofa_latency_table(NOTE10, space=ArchSpace(resolutions=TUTORIAL_RESOLUTIONS))
+        load_ofa_latency_table(NOTE10, arch_space=ArchSpace(resolutions=TUTORIAL_RESOLUTIONS))
     message = str(error.value)
     assert "160_lookup_table.yaml: this space (stem width 16, width_mult 1.0" in message
     assert "needs entry 'Conv-input:160x160x3-output:80x80x16'" in message and "the table has stem width 24" in message
     with pytest.raises(InvalidInputError, match=r"cover resolutions \[160, 176, 192, 208, 224\], none of"):
-        load_ofa_latency_table(NOTE10, space=tutorial_space(resolutions=(128, 144)))
+        load_ofa_latency_table(NOTE10, arch_space=tutorial_space(resolutions=(128, 144)))
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(InvalidInputError, match="no .yaml lookup tables in this folder"):

@@ -86,3 +86,28 @@ def test_predictors_and_accuracy_data_take_arch_space_and_the_old_keyword_for_on
     with pytest.deprecated_call(match=r"load\(\): the keyword space="):
         loaded = AccuracyPredictor.load(path, space=TINY)
     np.testing.assert_array_equal(loaded(rows), AccuracyPredictor.load(path, arch_space=TINY)(rows))
+
+
+def test_costs_and_latency_tables_take_arch_space_and_the_old_keyword_for_one_release(tmp_path):
+    from ofa_nni.efficiency import MacsModel
+    from ofa_nni.latency import LatencyTable, build_latency_table
+
+    rows = TINY.random_indices(5, np.random.default_rng(0))
+    costs = AnalyticCostModel(TINY)
+    with pytest.deprecated_call(match=r"AnalyticCostModel.space"):
+        assert costs.space is costs.arch_space is TINY
+    with pytest.deprecated_call(match="MacsModel"):
+        macs = MacsModel(space=TINY)
+    np.testing.assert_array_equal(macs(rows), costs.macs(rows))
+    with pytest.deprecated_call(match=r"MacsModel.space"):
+        assert macs.space is TINY
+    with pytest.deprecated_call(match="build_latency_table"):
+        table = build_latency_table(space=TINY, resolutions=(32,), warmup=0, repeats=1, rounds=1, num_threads=1,
+                                    show_progress=False)
+    with pytest.deprecated_call(match=r"LatencyTable.space"):
+        assert table.space is table.arch_space is TINY
+    path = tmp_path / "lut.json"
+    table.save(path)
+    with pytest.deprecated_call(match=r"load\(\): the keyword space="):
+        loaded = LatencyTable.load(path, space=TINY)
+    np.testing.assert_array_equal(loaded(rows), LatencyTable.load(path, arch_space=TINY)(rows))

@@ -67,7 +67,7 @@ def test_training_writes_a_supernet_of_the_configured_space(trained):
 def test_latency_table_covers_the_space(trained):
     name, root, supernet_path = trained
     supernet = load_supernet(supernet_path)
-    table = LatencyTable.load(root / "lut.json", space=supernet.arch_space)
+    table = LatencyTable.load(root / "lut.json", arch_space=supernet.arch_space)
     rng = np.random.default_rng(0)
     indices = supernet.arch_space.random_indices(50, rng)
     latencies = table(indices)
@@ -80,7 +80,7 @@ def test_search_and_export_through_the_cli(trained, tmp_path):
     name, root, supernet_path = trained
     _, extra_arch = SPACES[name]
     table = LatencyTable.load(root / "lut.json")
-    arch = table.space
+    arch = table.arch_space
     costs = {"latency_ms": table, "macs": MacsModel(arch)}
     smallest = minimum_costs(arch, costs)
     budget = {key: smallest[key][0] + (fn(arch.max_sample()) - smallest[key][0]) / 2 for key, fn in costs.items()}
@@ -111,9 +111,9 @@ def test_onnxruntime_latency_table_of_each_space(name, tmp_path):
     assert main(["lut", "build", "--space", name, "--preset", "cpu", "--num-classes", "10", "--backend",
                  "onnxruntime", "--resolutions", "28", *FAST_LUT, "--out", str(out)]) == 0
     table = LatencyTable.load(out)
-    assert table.space == arch_space_from_spec({"name": name, "preset": "cpu", "num_classes": 10})
+    assert table.arch_space == arch_space_from_spec({"name": name, "preset": "cpu", "num_classes": 10})
     assert table.measured_resolutions == (28,)
-    assert (table(table.space.random_indices(20, 0)) > 0).all()
+    assert (table(table.arch_space.random_indices(20, 0)) > 0).all()
 
 
 @pytest.mark.parametrize("name", sorted(SPACES))

@@ -248,7 +248,7 @@ def _run_demo(run_path: Path, settings: DemoSettings, say: Callable[[str], None]
     with meter.phase("measure: latency table") as step:
         step.reused = table_path.exists()
         if step.reused:
-            table = LatencyTable.load(table_path, space=arch)
+            table = LatencyTable.load(table_path, arch_space=arch)
         else:
             # One thread: batch-1 inference of a model this small runs faster on one core, and timings
             # of two threads on two cores swing with whatever else the machine runs (see ofa_nni.latency).

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from ofa_nni._deprecation import renamed_keywords
 from ofa_nni.arch import ArchSpace
 
 __all__ = ["OpSpec", "op_specs", "specs_by_key"]
@@ -69,44 +70,46 @@ class OpSpec:
         return build_op_module(self)
 
 
-def op_specs(space: ArchSpace, resolution: int) -> tuple[list[OpSpec], dict[tuple[int, int, int], OpSpec]]:
+@renamed_keywords(space="arch_space")
+def op_specs(arch_space: ArchSpace, resolution: int) -> tuple[list[OpSpec], dict[tuple[int, int, int], OpSpec]]:
     """The ops of every subnet at ``resolution``: the fixed ones (stem, first block, head) and one
     per (block index, kernel index, expand index) of the elastic blocks."""
-    has_expand_conv = max(space.expand_ratios) != 1
+    has_expand_conv = max(arch_space.expand_ratios) != 1
     size = _conv_out(resolution, 2)
-    stem = OpSpec("stem", resolution, 3, space.stem_width, kernel_size=3, stride=2,
-                  activation=space.stem_activation)
+    stem = OpSpec("stem", resolution, 3, arch_space.stem_width, kernel_size=3, stride=2,
+                  activation=arch_space.stem_activation)
     first = OpSpec(
-        "mbconv", size, space.stem_width, space.first_block_width, mid_channels=space.stem_width,
-        kernel_size=3, stride=1, activation=space.first_block_activation, has_expand_conv=False,
-        residual=space.layout == "mbv3",
+        "mbconv", size, arch_space.stem_width, arch_space.first_block_width, mid_channels=arch_space.stem_width,
+        kernel_size=3, stride=1, activation=arch_space.first_block_activation, has_expand_conv=False,
+        residual=arch_space.layout == "mbv3",
     )
     blocks: dict[tuple[int, int, int], OpSpec] = {}
-    for block, (s, b) in enumerate(space.blocks):
-        stride = space.stage_strides[s] if b == 0 else 1
-        c_in = space.block_in_channels(s, b)
-        for k_idx, kernel in enumerate(space.kernel_sizes):
-            for e_idx, expand in enumerate(space.expand_ratios):
-                mid = space.mid_channels(c_in, expand) if has_expand_conv else c_in
+    for block, (s, b) in enumerate(arch_space.blocks):
+        stride = arch_space.stage_strides[s] if b == 0 else 1
+        c_in = arch_space.block_in_channels(s, b)
+        for k_idx, kernel in enumerate(arch_space.kernel_sizes):
+            for e_idx, expand in enumerate(arch_space.expand_ratios):
+                mid = arch_space.mid_channels(c_in, expand) if has_expand_conv else c_in
                 blocks[(block, k_idx, e_idx)] = OpSpec(
-                    "mbconv", size, c_in, space.stage_widths[s], mid_channels=mid, kernel_size=kernel,
-                    stride=stride, activation=space.stage_activations[s],
-                    se_channels=space.se_channels(mid) if space.stage_se[s] else 0,
+                    "mbconv", size, c_in, arch_space.stage_widths[s], mid_channels=mid, kernel_size=kernel,
+                    stride=stride, activation=arch_space.stage_activations[s],
+                    se_channels=arch_space.se_channels(mid) if arch_space.stage_se[s] else 0,
                     has_expand_conv=has_expand_conv,
                 )
         size = _conv_out(size, stride)
     head = OpSpec(
-        "head", size, space.stage_widths[-1], space.num_classes, mid_channels=space.final_expand_width,
-        feature_mix_channels=space.feature_mix_width,
+        "head", size, arch_space.stage_widths[-1], arch_space.num_classes, mid_channels=arch_space.final_expand_width,
+        feature_mix_channels=arch_space.feature_mix_width,
     )
     return [stem, first, head], blocks
 
 
-def specs_by_key(space: ArchSpace, resolutions: Any) -> dict[str, OpSpec]:
-    """Every distinct op shape of ``space`` at ``resolutions``, by key (positions sharing a shape share it)."""
+@renamed_keywords(space="arch_space")
+def specs_by_key(arch_space: ArchSpace, resolutions: Any) -> dict[str, OpSpec]:
+    """Every distinct op shape of ``arch_space`` at ``resolutions``, by key (positions sharing a shape share it)."""
     specs: dict[str, OpSpec] = {}
     for resolution in resolutions:
-        fixed, blocks = op_specs(space, resolution)
+        fixed, blocks = op_specs(arch_space, resolution)
         for spec in [*fixed, *blocks.values()]:
             specs.setdefault(spec.key, spec)
     return specs

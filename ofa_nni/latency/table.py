@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from ofa_nni._artifacts import atomic_write_json, require_same_space
+from ofa_nni._deprecation import renamed_keywords
 from ofa_nni.arch import ArchSpace
 from ofa_nni.costs import sum_active_blocks
 from ofa_nni.efficiency import EfficiencyModel, as_index_array
@@ -78,19 +79,20 @@ class LatencyTable(EfficiencyModel):
     name = "latency"
     unit = "ms"
 
-    def __init__(self, *, space: ArchSpace, entries: Mapping[str, Mapping[str, Any]],
+    @renamed_keywords(space="arch_space")
+    def __init__(self, *, arch_space: ArchSpace, entries: Mapping[str, Mapping[str, Any]],
                  measured_resolutions: Sequence[int], metadata: Mapping[str, Any] | None = None,
                  validation: Mapping[str, Any] | None = None, correction: Mapping[str, Any] | None = None) -> None:
-        super().__init__(space)
+        super().__init__(arch_space)
         resolutions = list(measured_resolutions)
         if not all(isinstance(r, int) and not isinstance(r, bool) for r in resolutions):
             raise InvalidInputError(f"resolutions.measured {resolutions} must be integers")
-        unknown = sorted(set(resolutions) - set(space.resolutions))
+        unknown = sorted(set(resolutions) - set(arch_space.resolutions))
         repeated = sorted({r for r in resolutions if resolutions.count(r) > 1})
         if unknown or repeated or not resolutions:
             raise InvalidInputError(
                 f"resolutions.measured {resolutions} must be a non-empty set of distinct resolutions of the space's "
-                f"{list(space.resolutions)}" + (f" (not in the space: {unknown})" if unknown else "")
+                f"{list(arch_space.resolutions)}" + (f" (not in the space: {unknown})" if unknown else "")
                 + (f" (repeated: {repeated})" if repeated else "")
             )
         if not isinstance(entries, Mapping):
@@ -139,7 +141,7 @@ class LatencyTable(EfficiencyModel):
         if correction["scale"] <= 0:
             raise InvalidInputError(f"correction.scale is {correction['scale']}; an applied correction needs "
                                     "scale > 0 (a bigger subnet cannot be faster)")
-        cheapest = float(self.raw_sum(self.space.to_indices(self.space.min_sample())[None])[0])
+        cheapest = float(self.raw_sum(self.arch_space.to_indices(self.arch_space.min_sample())[None])[0])
         if correction["scale"] * cheapest + correction["offset_ms"] <= 0:
             raise InvalidInputError(
                 f"correction (scale {correction['scale']}, offset_ms {correction['offset_ms']}) predicts "
@@ -170,25 +172,25 @@ class LatencyTable(EfficiencyModel):
         if statistic not in STATISTICS:
             raise InvalidInputError(f"unknown statistic {statistic!r}; allowed: {', '.join(STATISTICS)}")
         metadata = {**self.metadata, "settings": {**self.metadata.get("settings", {}), "statistic": statistic}}
-        return LatencyTable(space=self.space, entries=self.entries, measured_resolutions=self.measured_resolutions,
-                            metadata=metadata)
+        return LatencyTable(arch_space=self.arch_space, entries=self.entries,
+                            measured_resolutions=self.measured_resolutions, metadata=metadata)
 
     @property
     def interpolated_resolutions(self) -> tuple[int, ...]:
-        return tuple(r for r in self.space.resolutions if r not in self.measured_resolutions)
+        return tuple(r for r in self.arch_space.resolutions if r not in self.measured_resolutions)
 
     def _tables(self) -> tuple[np.ndarray, np.ndarray]:
-        space = self.space
-        shape = (space.num_blocks, len(space.kernel_sizes), len(space.expand_ratios))
-        block_ms = np.zeros((*shape, len(space.resolutions)), dtype=np.float64)
-        fixed_ms = np.zeros(len(space.resolutions), dtype=np.float64)
-        measured_idx = [space.resolutions.index(r) for r in self.measured_resolutions]
+        arch_space = self.arch_space
+        shape = (arch_space.num_blocks, len(arch_space.kernel_sizes), len(arch_space.expand_ratios))
+        block_ms = np.zeros((*shape, len(arch_space.resolutions)), dtype=np.float64)
+        fixed_ms = np.zeros(len(arch_space.resolutions), dtype=np.float64)
+        measured_idx = [arch_space.resolutions.index(r) for r in self.measured_resolutions]
         for r_idx in measured_idx:
-            fixed, blocks = op_specs(space, space.resolutions[r_idx])
+            fixed, blocks = op_specs(arch_space, arch_space.resolutions[r_idx])
             fixed_ms[r_idx] = sum(self._entry_ms(spec) for spec in fixed)
             for (block, k_idx, e_idx), spec in blocks.items():
                 block_ms[block, k_idx, e_idx, r_idx] = self._entry_ms(spec)
-        areas = np.asarray(space.resolutions, dtype=np.float64) ** 2
+        areas = np.asarray(arch_space.resolutions, dtype=np.float64) ** 2
         known = areas[measured_idx]
         for r_idx, area in enumerate(areas):
             if r_idx in measured_idx:
@@ -213,11 +215,11 @@ class LatencyTable(EfficiencyModel):
     # ------------------------------------------------------------------ predict
     def raw_sum(self, population: Any) -> np.ndarray:
         """The plain sum of the table's entries (no correction), ``(n,)`` milliseconds."""
-        indices = as_index_array(self.space, population)
-        return sum_active_blocks(self.space, indices, self.block_ms, self.fixed_ms)
+        indices = as_index_array(self.arch_space, population)
+        return sum_active_blocks(self.arch_space, indices, self.block_ms, self.fixed_ms)
 
     def evaluate(self, indices: np.ndarray) -> np.ndarray:
-        total = sum_active_blocks(self.space, indices, self.block_ms, self.fixed_ms)
+        total = sum_active_blocks(self.arch_space, indices, self.block_ms, self.fixed_ms)
         if self.correction and self.correction.get("applied"):
             total = self.correction["scale"] * total + self.correction["offset_ms"]
         return total
@@ -228,7 +230,7 @@ class LatencyTable(EfficiencyModel):
         data.update(
             format=FORMAT,
             format_version=FORMAT_VERSION,
-            space=self.space.signature(),
+            space=self.arch_space.signature(),
             resolutions={
                 "measured": list(self.measured_resolutions),
                 "interpolated": list(self.interpolated_resolutions),
@@ -245,21 +247,22 @@ class LatencyTable(EfficiencyModel):
         atomic_write_json(path, self.to_dict())
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, space: ArchSpace | None = None) -> LatencyTable:
-        """Read a table; with ``space``, refuse a table measured for another space (ValueError naming
+    @renamed_keywords(space="arch_space")
+    def load(cls, path: str | os.PathLike[str], *, arch_space: ArchSpace | None = None) -> LatencyTable:
+        """Read a table; with ``arch_space``, refuse a table measured for another space (ValueError naming
         the differing fields)."""
         path = Path(path)
         data = read_document(path, what="latency table", format=FORMAT, version=FORMAT_VERSION,
                              missing="build one with 'ofa-nni lut build'")
         if not isinstance(data.get("space"), dict):
             raise InvalidInputError(f"{path}: damaged latency table (no space signature)")
-        if space is not None:
-            require_same_space(data["space"], space, artefact=f"latency table {path}")
+        if arch_space is not None:
+            require_same_space(data["space"], arch_space, artefact=f"latency table {path}")
         metadata = {key: value for key, value in data.items()
                     if key not in ("format", "format_version", "space", "resolutions", "entries", "validation",
                                    "correction")}
         try:
-            return cls(space=ArchSpace.from_signature(data["space"]), entries=data["entries"],
+            return cls(arch_space=ArchSpace.from_signature(data["space"]), entries=data["entries"],
                        measured_resolutions=data["resolutions"]["measured"], metadata=metadata,
                        validation=data.get("validation"), correction=data.get("correction"))
         except InvalidInputError as error:

@@ -125,7 +125,7 @@ def _costs(space: Any, lut: Path | None) -> tuple[dict[str, Any], Any]:
 
     table = None if lut is None else load_latency_table_file(lut, space)
     if table is not None:
-        space = table.space  # released tables may cover only some of the resolutions
+        space = table.arch_space  # released tables may cover only some of the resolutions
     costs: dict[str, Any] = {"macs": MacsModel(space), "params": ParamsModel(space)}
     if table is not None:
         costs["latency_ms"] = table
@@ -217,9 +217,9 @@ def run(args: argparse.Namespace) -> int:
     predictor = load_predictor_file(args.predictor)
     space = predictor.arch_space
     costs, table = _costs(space, args.lut)
-    if table is not None and table.space != space:
+    if table is not None and table.arch_space != space:
         print(f"note: {table.coverage_note(space.resolutions)}")
-        space, predictor = table.space, restrict_predictor(predictor, table.space)
+        space, predictor = table.arch_space, restrict_predictor(predictor, table.arch_space)
     targets = [parse_target(text, list(costs)) for text in args.target]
     names = [text.replace(" ", "") for text in args.target]
     pareto_cost = str(args.pareto_cost or (next(iter(targets[0])) if targets else ""))
