@@ -319,7 +319,7 @@ def test_wrong_type(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"budget for 'macs' must be a number, got '1e6'"):
         EvolutionSearch(arch_space=TINY, costs={"macs": costs.macs}, targets={"macs": "1e6"})
     with pytest.raises(ValueError, match=r"population_size must be an integer >= 2, got 2\.5"):
-        OFAEvolutionSampler(space=TINY, population_size=2.5)
+        OFAEvolutionSampler(arch_space=TINY, population_size=2.5)
     with pytest.raises(ValueError, match=r"a space description must be a mapping such as \{'preset': 'cpu'"):
         _ = OFAEvolutionTuner(space="cpu").search  # type: ignore[arg-type]
     # CLI: argparse refuses a wrong type before anything runs (usage line + the error line).
@@ -347,7 +347,7 @@ def test_unparsable_arch_string(tiny_space: Any, supernet_file: Path, tmp_path: 
         tiny_space.activate("r32_k3e2")
     # NNI tuner: a metric whose arch does not parse is logged and ignored, never raised.
     tuner = OFAEvolutionTuner(space=TUNER_SPACE, population_size=2, seed=0)
-    tuner.update_search_space(nni_search_space(tuner.space))
+    tuner.update_search_space(nni_search_space(tuner.arch_space))
     tuner.receive_trial_result(99, None, {"default": 0.5, "arch": "r16_garbage"})
     assert tuner.scores == {} and "has an invalid arch" in caplog.text
     # CLI: the NNI trial run by hand with a bad --arch.
@@ -718,7 +718,7 @@ def test_infeasible_constraint(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=message):
         specialize(TINY, lambda rows: np.zeros(len(rows)), {"macs": costs.macs}, [{"macs": 1e9}, {"macs": 1000}])
     with pytest.raises(ValueError, match=message):
-        OFAEvolutionSampler(space=TINY, costs={"macs": costs.macs}, budgets={"macs": 1000})
+        OFAEvolutionSampler(arch_space=TINY, costs={"macs": costs.macs}, budgets={"macs": 1000})
     with pytest.raises(ValueError, match=r"budget for 'macs' is NaN"):
         EvolutionSearch(arch_space=TINY, costs={"macs": costs.macs}, targets={"macs": float("nan")})
     tuner = OFAEvolutionTuner(space=TUNER_SPACE, constraints={"macs": 1000})
@@ -745,7 +745,7 @@ def test_nan_metric_from_trial(caplog: pytest.LogCaptureFixture) -> None:
     # proposes that subnet again and never breeds from it, and it is never the best trial.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     score = _macs_score(TINY)
-    sampler = OFAEvolutionSampler(space=TINY, seed=0, n_startup_trials=4, population_size=8, num_parents=2)
+    sampler = OFAEvolutionSampler(arch_space=TINY, seed=0, n_startup_trials=4, population_size=8, num_parents=2)
     study = optuna.create_study(direction="maximize", sampler=sampler)
 
     def objective(trial: optuna.Trial) -> float:
@@ -775,7 +775,7 @@ def test_nan_metric_from_trial(caplog: pytest.LogCaptureFixture) -> None:
     assert search.result()[0].score == 0.5
     # NNI: a NaN, a None, a non-number and a dict without 'default' all mean a failed evaluation.
     tuner = OFAEvolutionTuner(space=TUNER_SPACE, population_size=4, seed=0)
-    tuner.update_search_space(nni_search_space(tuner.space))
+    tuner.update_search_space(nni_search_space(tuner.arch_space))
     parameters = tuner.generate_multiple_parameters([0, 1, 2, 3])
     metrics = [{"default": float("nan")}, None, {"default": "0.9"}, {"accuracy": 0.9}]
     for parameter_id, (sample, metric) in enumerate(zip(parameters, metrics, strict=True)):
@@ -785,8 +785,8 @@ def test_nan_metric_from_trial(caplog: pytest.LogCaptureFixture) -> None:
     assert "reported no usable 'default'" in caplog.text
     for parameter_id in range(4, 12):  # the search goes on; failed subnets are never selected
         (sample,) = tuner.generate_multiple_parameters([parameter_id])
-        tuner.receive_trial_result(parameter_id, sample, {"default": _macs_score(tuner.space)(sample),
-                                                          "arch": tuner.space.format(sample)})
+        tuner.receive_trial_result(parameter_id, sample, {"default": _macs_score(tuner.arch_space)(sample),
+                                                          "arch": tuner.arch_space.format(sample)})
         tuner.trial_end(parameter_id, True)
     best = tuner.search.result()[0]
     assert not math.isnan(best.score) and not math.isnan(tuner.scores[tuner.canonical_arch(best.sample)])
@@ -797,7 +797,7 @@ def test_crashing_trial() -> None:
     # does not propose the crashed subnet again (it may crash again) and keeps evolving.
     optuna.logging.set_verbosity(optuna.logging.CRITICAL)
     score = _macs_score(TINY)
-    study = optuna.create_study(direction="maximize", sampler=OFAEvolutionSampler(space=TINY, seed=0,
+    study = optuna.create_study(direction="maximize", sampler=OFAEvolutionSampler(arch_space=TINY, seed=0,
                                                                                 n_startup_trials=4))
 
     def objective(trial: optuna.Trial) -> float:
@@ -817,7 +817,7 @@ def test_crashing_trial() -> None:
     # NNI: a trial that crashed ends with success=False and no metric. The tuner keeps serving trials;
     # the crashed subnet is recorded as failed (not lost) once no trial can still report it.
     tuner = OFAEvolutionTuner(space=TUNER_SPACE, population_size=4, seed=0)
-    tuner.update_search_space(nni_search_space(tuner.space))
+    tuner.update_search_space(nni_search_space(tuner.arch_space))
     handed: list[Any] = []
 
     def callback(parameter_id: int, parameters: Any) -> None:
@@ -828,14 +828,14 @@ def test_crashing_trial() -> None:
     tuner.trial_end(0, False)  # crashed: no metric
     assert crashed not in tuner.scores  # trial 1 still runs (under NNI's mix-ups it might report it)
     sample = handed[1][1]
-    tuner.receive_trial_result(1, sample, {"default": 0.5, "arch": tuner.space.format(sample)})
+    tuner.receive_trial_result(1, sample, {"default": 0.5, "arch": tuner.arch_space.format(sample)})
     tuner.trial_end(1, True)
     assert math.isnan(tuner.scores[crashed])
     next_id = 2
     while len(tuner.scores) < 12:
         handed.extend(zip([next_id], tuner.generate_multiple_parameters([next_id], st_callback=callback), strict=False))
         parameter_id, sample = handed[-1]
-        tuner.receive_trial_result(parameter_id, sample, {"default": 0.5, "arch": tuner.space.format(sample)})
+        tuner.receive_trial_result(parameter_id, sample, {"default": 0.5, "arch": tuner.arch_space.format(sample)})
         tuner.trial_end(parameter_id, True)
         next_id += 1
     assert len({tuner.canonical_arch(s) for _, s in handed}) == len(handed)  # nothing proposed twice

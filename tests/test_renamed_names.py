@@ -111,3 +111,27 @@ def test_costs_and_latency_tables_take_arch_space_and_the_old_keyword_for_one_re
     with pytest.deprecated_call(match=r"load\(\): the keyword space="):
         loaded = LatencyTable.load(path, space=TINY)
     np.testing.assert_array_equal(loaded(rows), LatencyTable.load(path, arch_space=TINY)(rows))
+
+
+def test_save_supernet_takes_the_supernet_and_the_old_keyword_for_one_release(tiny_space, tmp_path):
+    from search_spaces import load_supernet, save_supernet
+
+    with pytest.deprecated_call(match=r"save_supernet\(\): the keyword space= is deprecated .*; pass supernet="):
+        save_supernet(space=tiny_space, path=tmp_path / "old.pt")
+    save_supernet(supernet=tiny_space, path=tmp_path / "new.pt")
+    assert load_supernet(tmp_path / "old.pt").space_kwargs() == load_supernet(tmp_path / "new.pt").space_kwargs()
+
+
+def test_the_optuna_sampler_and_the_nni_tuner_hold_arch_space():
+    from strategies import OFAEvolutionSampler
+    from strategies.nni_tuner import OFAEvolutionTuner
+
+    with pytest.deprecated_call(match="OFAEvolutionSampler"):
+        sampler = OFAEvolutionSampler(space=TINY, seed=0)
+    with pytest.deprecated_call(match=r"OFAEvolutionSampler.space"):
+        assert sampler.space is sampler.arch_space is TINY
+    from nnictl_experiment import TINY_SPEC
+
+    tuner = OFAEvolutionTuner(space=TINY_SPEC)  # classArgs keep their key: "space" is a spec, not an ArchSpace
+    with pytest.deprecated_call(match=r"OFAEvolutionTuner.space"):
+        assert tuner.space == tuner.arch_space

@@ -172,7 +172,7 @@ def test_optuna_sampler_on_the_proxyless_space():
     space = OFAProxylessNASSpace(**{**TINY_CHOICES, "base_widths": (8, 8, 16, 24, 32, 48, 64),
                                     "stage_strides": (2, 2, 2, 1), "width_mult": 1.0, "num_classes": 4})
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(sampler=OFAEvolutionSampler(space=space, seed=0), direction="minimize")
+    study = optuna.create_study(sampler=OFAEvolutionSampler(arch_space=space, seed=0), direction="minimize")
     study.optimize(lambda trial: float(space.macs(suggest_sample(trial, space))), n_trials=30)
     samples = [trial_sample(trial, space) for trial in study.trials]
     assert all(sample["stage4.depth"] == 1 for sample in samples)
@@ -192,10 +192,10 @@ def test_nni_tuner_on_the_proxyless_space():
 
     tuner = OFAEvolutionTuner(space={"name": "ofa-proxyless", "preset": "cpu", **TINY_CHOICES, "num_classes": 10},
                               population_size=6, seed=0)
-    assert tuner.space.layout == "proxyless" and tuner.space.choices("stage4.depth") == (1,)
-    tuner.update_search_space(nni_search_space(tuner.space))
-    proposed = drive(tuner, macs_objective(tuner.space), trials=30, concurrency=3)
+    assert tuner.arch_space.layout == "proxyless" and tuner.arch_space.choices("stage4.depth") == (1,)
+    tuner.update_search_space(nni_search_space(tuner.arch_space))
+    proposed = drive(tuner, macs_objective(tuner.arch_space), trials=30, concurrency=3)
     assert len(proposed) == 30
-    canonical = {tuner.canonical_arch(tuner.space.parse(arch)) for arch in proposed}
+    canonical = {tuner.canonical_arch(tuner.arch_space.parse(arch)) for arch in proposed}
     assert len(canonical) == 30  # no subnet proposed twice
     assert all(arch.endswith(("_k3e2", "_k3e3", "_k5e2", "_k5e3")) for arch in proposed)
