@@ -135,3 +135,14 @@ def test_the_optuna_sampler_and_the_nni_tuner_hold_arch_space():
     tuner = OFAEvolutionTuner(space=TINY_SPEC)  # classArgs keep their key: "space" is a spec, not an ArchSpace
     with pytest.deprecated_call(match=r"OFAEvolutionTuner.space"):
         assert tuner.space == tuner.arch_space
+
+
+def test_nni_search_space_takes_arch_space_and_the_old_keyword_for_one_release():
+    from ofa_nni.nni_search_space import check_nni_search_space, dumps_nni_search_space, nni_search_space
+
+    with pytest.deprecated_call(match="nni_search_space"):
+        assert nni_search_space(space=TINY) == nni_search_space(arch_space=TINY)
+    with pytest.deprecated_call(match="dumps_nni_search_space"):
+        assert dumps_nni_search_space(space=TINY) == dumps_nni_search_space(TINY)
+    with pytest.deprecated_call(match="check_nni_search_space"):
+        check_nni_search_space(space=TINY, search_space=nni_search_space(TINY))
