@@ -7,7 +7,7 @@ in :mod:`ofa_nni.training`; here they are plugged into NNI's one-shot machinery
 :class:`~nni.nas.oneshot.pytorch.base_lightning.BaseOneShotLightningModule`, manual optimization),
 so that::
 
-    NasExperiment(space, evaluator, ProgressiveShrinking(epochs_factor=0.05)).run()
+    NasExperiment(supernet, evaluator, ProgressiveShrinking(epochs_factor=0.05)).run()
 
 trains the supernet with Lightning (progress bars, loggers, ``devices``/DDP) from the evaluator's
 trainer and data loaders. The strategy owns the optimizer (SGD, Nesterov momentum 0.9, weight
@@ -405,9 +405,9 @@ class _SupernetStrategy(OneShotStrategy):
         self.settings = TrainingSettings.build(settings, **{k: v for k, v in given.items() if v is not None})
         self.calibration_data = calibration_data
         self.phases: tuple[Phase, ...] = ()
-        self._space: OFAMobileSpace | None = None
+        self._supernet: OFAMobileSpace | None = None
 
-    def build_phases(self, space: OFAMobileSpace, evaluator: Lightning) -> tuple[Phase, ...]:
+    def build_phases(self, supernet: OFAMobileSpace, evaluator: Lightning) -> tuple[Phase, ...]:
         raise NotImplementedError
 
     def default_mutation_hooks(self) -> list[Any]:
@@ -421,17 +421,17 @@ class _SupernetStrategy(OneShotStrategy):
         if not isinstance(model, OFAMobileSpace):
             raise TypeError(f"{type(self).__name__} trains an OFA space (OFAMobileNetV3Space, OFAProxylessNASSpace), "
                             f"got {type(model).__name__}")
-        self._space = model
+        self._supernet = model
         return super().mutate_model(model)
 
     def mutate_evaluator(self, evaluator: Any) -> Any:
-        if self._space is None:
+        if self._supernet is None:
             raise RuntimeError("mutate_model must run before mutate_evaluator")
         if not isinstance(evaluator, Lightning):
             raise TypeError(
                 "the evaluator must be an NNI Lightning evaluator (e.g. nni.nas.evaluator.pytorch.Classification)"
             )
-        self.phases = self.build_phases(self._space, evaluator)
+        self.phases = self.build_phases(self._supernet, evaluator)
         mutated = super().mutate_evaluator(evaluator)
         mutated.trainer.fit_loop.max_epochs = sum(phase.epochs for phase in self.phases)
         return mutated
@@ -504,7 +504,7 @@ class ProgressiveShrinking(_SupernetStrategy):
 
     Example:
         >>> strategy = ProgressiveShrinking(epochs_factor=0.05, checkpoint_dir="runs/ps")
-        >>> NasExperiment(space, Classification(train_dataloaders=..., val_dataloaders=...), strategy).run()
+        >>> NasExperiment(supernet, Classification(train_dataloaders=..., val_dataloaders=...), strategy).run()
     """
 
     def __init__(
@@ -530,11 +530,11 @@ class ProgressiveShrinking(_SupernetStrategy):
         self.explicit_phases = None if phases is None else tuple(phases)
         self.lr_batch_size = lr_batch_size
 
-    def build_phases(self, space: OFAMobileSpace, evaluator: Lightning) -> tuple[Phase, ...]:
+    def build_phases(self, supernet: OFAMobileSpace, evaluator: Lightning) -> tuple[Phase, ...]:
         if self.explicit_phases is not None:
             return self.explicit_phases
         batch_size = self.lr_batch_size or _global_batch_size(evaluator)
-        return progressive_shrinking(space.arch_space, recipe=self.recipe, epochs_factor=self.epochs_factor,
+        return progressive_shrinking(supernet.arch_space, recipe=self.recipe, epochs_factor=self.epochs_factor,
                                      batch_size=batch_size, kd_ratio=self.kd_ratio, overrides=self.phase_overrides)
 
 
@@ -560,9 +560,9 @@ class SandwichRule(_SupernetStrategy):
         self.epochs, self.lr, self.num_random, self.warmup_epochs = epochs, lr, num_random, warmup_epochs
         self.lr_batch_size = lr_batch_size
 
-    def build_phases(self, space: OFAMobileSpace, evaluator: Lightning) -> tuple[Phase, ...]:
+    def build_phases(self, supernet: OFAMobileSpace, evaluator: Lightning) -> tuple[Phase, ...]:
         lr = self.lr
         if lr is None:
             lr = 2.6 * (self.lr_batch_size or _global_batch_size(evaluator)) / PAPER_BATCH_SIZE
-        return sandwich_rule(space.arch_space, epochs=self.epochs, lr=lr, num_random=self.num_random,
+        return sandwich_rule(supernet.arch_space, epochs=self.epochs, lr=lr, num_random=self.num_random,
                              warmup_epochs=self.warmup_epochs)
