@@ -237,7 +237,7 @@ def run_validate(args: argparse.Namespace) -> int:
         table = LatencyTable.load(args.table)
         before = dict(table.validation or {})
         load = retime_entries(table, seed=args.seed, show_progress=not args.quiet)
-        validate_latency_table(table, _module_for(table.space).freeze, num_subnets=args.validate,
+        validate_latency_table(table, _module_for(table.arch_space).freeze, num_subnets=args.validate,
                                calibration_subnets=args.calibration_subnets, seed=args.seed,
                                show_progress=not args.quiet)
         assert table.validation is not None
