@@ -77,7 +77,8 @@ def test_every_target_matches_its_single_target_search() -> None:
     budgets = np.linspace(100e6, 400e6, 100)
     settings = dict(population_size=20, generations=200, seed=0)
     objective = random_mlp(DEFAULT, seed=0)
-    search = EvolutionSearch(arch_space=DEFAULT, costs={"macs": macs}, targets=[{"macs": b} for b in budgets], **settings)
+    search = EvolutionSearch(arch_space=DEFAULT, costs={"macs": macs}, targets=[{"macs": b} for b in budgets],
+                             **settings)
     result = search.run(objective)
     assert search.polish_generations == round(POLISH_SHARE * 200)
     for t in range(0, 100, 8):
