@@ -55,7 +55,7 @@ from torch import nn
 from ofa_nni._artifacts import atomic_write, library_versions, require_same_space
 from ofa_nni._deprecation import RenamedAttribute, renamed_keywords
 from ofa_nni._npz import check_npz_sizes
-from ofa_nni.arch import ArchSpace, Sample
+from ofa_nni.arch import ArchSpace, Sample, arch_space_from_signature
 from ofa_nni.efficiency import as_index_array
 from ofa_nni.errors import InvalidInputError, MissingInputError
 from ofa_nni.ridge import fit_ridge
@@ -199,7 +199,7 @@ class AccuracyDataset:
         """Read the evaluated subnets of a data-set file (in plan order); ``complete=True`` refuses a
         file whose plan is not fully evaluated yet."""
         header, records, _ = _read_dataset_file(Path(path))
-        stored_space = ArchSpace.from_signature(header["space"])
+        stored_space = arch_space_from_signature(header["space"])
         if arch_space is not None:
             require_same_space(header["space"], arch_space, artefact=f"accuracy data set {path}")
         by_arch = {record["arch"]: record for record in records}
@@ -517,7 +517,7 @@ class AccuracyPredictor(abc.ABC):
                                     "finite numbers)")
         try:
             kinds[kind].check_stored(settings, arrays)
-            predictor = kinds[kind](arch_space=ArchSpace.from_signature(metadata["space"]), **settings)
+            predictor = kinds[kind](arch_space=arch_space_from_signature(metadata["space"]), **settings)
             predictor.load_arrays(arrays)
             # One prediction checks that the arrays fit the space's features (shapes) and are finite.
             if not np.isfinite(predictor(predictor.arch_space.random_indices(1, 0))).all():

@@ -27,60 +27,49 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from ofa_nni._utils import make_divisible
+from ofa_nni.arch_base import (
+    DEFAULT_RESOLUTIONS,
+    ChoiceSpace,
+    Sample,
+    _as_tuple,
+    _format_number,
+    _is_finite_number,
+    _join_stage,
+    _one_hot_rows,
+    _split_groups,
+    _split_stage,
+)
 from ofa_nni.errors import InvalidInputError
+from ofa_nni.resnet_arch import ResNetArchSpace
 
 __all__ = [
     "ArchSpace",
+    "ChoiceSpace",
     "Sample",
     "DEFAULT_RESOLUTIONS",
     "proxyless_arch_space",
     "SPACE_ARCHS",
     "arch_space_for",
+    "arch_space_from_signature",
+    "ResNetArchSpace",
     "space_arguments",
 ]
 
-Sample = dict[str, Any]
-"""A sample: ``{label: value}``, as NNI defines it."""
 
-DEFAULT_RESOLUTIONS: tuple[int, ...] = tuple(range(128, 225, 4))
-"""OFA's resolutions: every multiple of 4 in [128, 224] (25 sizes)."""
 
 _ACTIVATIONS = ("relu", "relu6", "hswish")
 _LAYOUTS = ("mbv3", "proxyless")
 _BLOCK_TOKEN = re.compile(r"^k(\d+)e(\d+(?:\.\d+)?)$")
 
 
-def _as_tuple(name: str, values: Iterable[Any]) -> tuple[Any, ...]:
-    try:
-        result = tuple(values)
-    except TypeError:
-        raise InvalidInputError(f"{name} must be a sequence, got {values!r}") from None
-    if not result:
-        raise InvalidInputError(f"{name} must not be empty")
-    return result
-
-
-def _is_finite_number(value: Any) -> bool:
-    """A real number (not a bool), finite."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        return False
-    if isinstance(value, (int, np.integer)):
-        return True  # whole numbers are finite; np.isfinite refuses Python ints beyond int64
-    return bool(np.isfinite(value))
-
-
-def _format_number(value: float) -> str:
-    return f"{value:g}"
-
-
 @dataclasses.dataclass(frozen=True)
-class ArchSpace:
+class ArchSpace(ChoiceSpace):
     """Shape and choices of an OFA-MobileNetV3 supernet (Cai et al., ICLR 2020, Sec. 3.1).
 
     The defaults reproduce the paper's space: 5 elastic stages of up to 4 blocks, kernel {3, 5, 7},
@@ -285,7 +274,20 @@ class ArchSpace:
     def depth_label(stage: int) -> str:
         return f"stage{stage + 1}.depth"
 
-    RESOLUTION_LABEL = "resolution"
+    def _label_hint(self) -> str:
+        return (f"'stage1.block1.kernel', 'stage1.block1.expand', 'stage1.depth', 'resolution' "
+                f"({self.num_stages} stages, {self.max_depth} blocks each)")
+
+    @property
+    def mutation_units(self) -> np.ndarray:
+        """One draw per block (kernel and expand redrawn together), one per stage depth and one for
+        the resolution."""
+        cached = self.__dict__.get("_mutation_units_cache")
+        if cached is None:  # cached: every mutation reads it
+            block = np.arange(self.num_blocks)
+            cached = np.concatenate([block, block, self.num_blocks + np.arange(self.num_stages + 1)])
+            object.__setattr__(self, "_mutation_units_cache", cached)
+        return cached
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -306,10 +308,6 @@ class ArchSpace:
             object.__setattr__(self, "_labels_cache", cached)
         return cached
 
-    def choices(self, label: str) -> tuple[Any, ...]:
-        """The allowed values of ``label``."""
-        return self._choices_by_label()[label]
-
     def _choices_by_label(self) -> dict[str, tuple[Any, ...]]:
         cached = self.__dict__.get("_choices_cache")
         if cached is None:
@@ -327,113 +325,8 @@ class ArchSpace:
             object.__setattr__(self, "_choices_cache", cached)
         return cached
 
-    @property
-    def cardinalities(self) -> np.ndarray:
-        """Number of choices per label, in :attr:`labels` order."""
-        cached = self.__dict__.get("_cardinalities_cache")
-        if cached is None:  # computed once: every index check reads it
-            cached = np.array([len(self.choices(label)) for label in self.labels], dtype=np.int64)
-            cached.flags.writeable = False
-            object.__setattr__(self, "_cardinalities_cache", cached)
-        return cached
-
-    # -------------------------------------------------------------- samples
-    def validate(self, sample: Mapping[str, Any]) -> Sample:
-        """Check ``sample`` and return a normalised copy (values as the choices spell them).
-
-        Raises:
-            ValueError: naming the label and the allowed values, for a missing or unknown label, a
-                value outside the choices or of the wrong type.
-        """
-        if not isinstance(sample, Mapping):
-            raise InvalidInputError(f"a sample must be a dict {{label: value}}, got {type(sample).__name__}")
-        choices = self._choices_by_label()
-        unknown = [label for label in sample if label not in choices]
-        if unknown:
-            raise InvalidInputError(
-                f"unknown label(s) {unknown}; allowed labels look like 'stage1.block1.kernel', "
-                f"'stage1.block1.expand', 'stage1.depth', 'resolution' "
-                f"({self.num_stages} stages, {self.max_depth} blocks each)"
-            )
-        missing = [label for label in choices if label not in sample]
-        if missing:
-            shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
-            raise InvalidInputError(f"sample is missing {len(missing)} label(s): {shown}")
-        result: Sample = {}
-        for label, allowed in choices.items():
-            result[label] = self._normalize_value(label, sample[label], allowed)
-        return result
-
-    @staticmethod
-    def _normalize_value(label: str, value: Any, allowed: tuple[Any, ...]) -> Any:
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-            raise InvalidInputError(
-                f"{label}: expected a number, one of {list(allowed)}; got {value!r} ({type(value).__name__})"
-            )
-        for choice in allowed:
-            if value == choice:
-                return choice
-        raise InvalidInputError(f"{label}: {value!r} is not allowed; allowed values: {list(allowed)}")
-
     def is_block_active(self, sample: Mapping[str, Any], stage: int, block: int) -> bool:
         return block < sample[self.depth_label(stage)]
-
-    def min_sample(self) -> Sample:
-        """The smallest subnet: smallest choice of every label."""
-        return {label: self.choices(label)[0] for label in self.labels}
-
-    def max_sample(self) -> Sample:
-        """The largest subnet: largest choice of every label."""
-        return {label: self.choices(label)[-1] for label in self.labels}
-
-    def random_sample(self, rng: np.random.Generator | int | None = None) -> Sample:
-        """A uniformly random sample (every label independently uniform over its choices)."""
-        return self.from_indices(self.random_indices(1, rng)[0])
-
-    def random_indices(self, n: int, rng: np.random.Generator | int | None = None) -> np.ndarray:
-        """``n`` uniformly random samples as an integer array of shape ``(n, len(labels))``."""
-        rng = np.random.default_rng(rng)
-        return rng.integers(0, self.cardinalities, size=(n, len(self.labels)))
-
-    # -------------------------------------------------------------- encodings
-    def to_indices(self, sample: Mapping[str, Any]) -> np.ndarray:
-        """Integer encoding: the index of each label's value among its choices (:attr:`labels` order)."""
-        sample = self.validate(sample)
-        return np.array([self.choices(label).index(sample[label]) for label in self.labels], dtype=np.int64)
-
-    def from_indices(self, indices: Sequence[int] | np.ndarray) -> Sample:
-        """Inverse of :meth:`to_indices` (the row is checked by :meth:`check_indices`)."""
-        row = np.asarray(indices)
-        if row.shape != (len(self.labels),):
-            raise InvalidInputError(f"expected {len(self.labels)} indices, got shape {row.shape}")
-        row = self.check_indices(row[None], "indices")[0]
-        return {label: self.choices(label)[index] for label, index in zip(self.labels, row.tolist(), strict=True)}
-
-    def check_indices(self, rows: Any, what: str = "index array") -> np.ndarray:
-        """``rows`` as a checked ``(n, len(labels))`` int64 array of choice indices (:meth:`to_indices`
-        order): the one check of index rows, used by the costs, the predictors and the search.
-
-        Raises:
-            InvalidInputError: for a wrong shape, a non-integer array, or an index outside a label's
-                choices (naming the row, the label and the allowed range).
-        """
-        array = np.asarray(rows)
-        if array.ndim != 2 or array.shape[1] != len(self.labels):
-            raise InvalidInputError(
-                f"{what} must have shape (n, {len(self.labels)}) (ArchSpace.to_indices order), got shape {array.shape}"
-            )
-        if array.size and array.dtype.kind not in "iu":
-            raise InvalidInputError(f"{what} must hold integer choice indices, got dtype {array.dtype}")
-        array = array.astype(np.int64, copy=False)
-        bad = (array < 0) | (array >= self.cardinalities)
-        if bad.any():
-            row, column = (int(i) for i in np.argwhere(bad)[0])
-            label = self.labels[column]
-            raise InvalidInputError(
-                f"{what}: row {row}: index {array[row, column]} of {label!r} is out of range; allowed "
-                f"0..{len(self.choices(label)) - 1} (choices {list(self.choices(label))})"
-            )
-        return array
 
     def _depth_patterns(self) -> np.ndarray:
         """``(len(depths), max_depth)`` bool: which block positions of a stage run at each depth
@@ -490,11 +383,6 @@ class ArchSpace:
         canonical[:, self.num_blocks : 2 * self.num_blocks] *= blocks
         return canonical
 
-    def canonical_sample(self, sample: Mapping[str, Any]) -> Sample:
-        """``sample`` with the kernels and expands of inactive blocks at their smallest choice (the
-        same subnet; equal canonical samples <=> the same subnet)."""
-        return self.from_indices(self.canonical_indices(self.to_indices(sample)[None])[0])
-
     @property
     def feature_dim(self) -> int:
         """Length of :meth:`to_features` vectors (145 in the default space)."""
@@ -532,10 +420,7 @@ class ArchSpace:
         columns[:, 1 : 1 + n_blocks] = np.where(active, offset + block_ids * n_k + kernels, dim)
         offset += n_blocks * n_k
         columns[:, 1 + n_blocks :] = np.where(active, offset + block_ids * n_e + expands, dim)
-        columns += np.arange(n)[:, None] * (dim + 1)
-        features = np.zeros((n, dim + 1), dtype=np.float32)
-        features.reshape(-1)[columns.reshape(-1)] = 1.0
-        return np.ascontiguousarray(features[:, :dim])
+        return _one_hot_rows(columns, dim)
 
     # ------------------------------------------------------------ arch strings
     def format(self, sample: Mapping[str, Any]) -> str:
@@ -547,41 +432,16 @@ class ArchSpace:
                 f"k{sample[self.kernel_label(s, b)]}e{_format_number(sample[self.expand_label(s, b)])}"
                 for b in range(self.stage_num_blocks(s))
             ]
-            depth = sample[self.depth_label(s)]
-            active, inactive = "-".join(tokens[:depth]), "-".join(tokens[depth:])
-            groups.append(active + ("|" + inactive if inactive else ""))
+            groups.append(_join_stage(tokens, sample[self.depth_label(s)]))
         return "_".join(groups)
 
     def parse(self, arch: str) -> Sample:
         """Parse an arch string written by :meth:`format` (raises ValueError saying what is wrong)."""
-        if not isinstance(arch, str):
-            raise InvalidInputError(f"an arch string must be a str, got {type(arch).__name__}")
-        example = f"'{self.format(self.max_sample())[:40]}...'"
-        groups = arch.strip().split("_")
-        if len(groups) != self.num_stages + 1:
-            raise InvalidInputError(
-                f"arch string {arch!r}: expected {self.num_stages + 1} '_'-separated groups "
-                f"(resolution + {self.num_stages} stages), got {len(groups)}; example {example}"
-            )
-        head = groups[0]
-        if not re.fullmatch(r"r\d+", head):
-            raise InvalidInputError(f"arch string {arch!r}: first group must be 'r<resolution>', got {head!r}")
-        sample: Sample = {self.RESOLUTION_LABEL: int(head[1:])}
+        example = f"'{self.format(self.max_sample())[:40]}...'" if isinstance(arch, str) else ""
+        groups = _split_groups(arch, self.num_stages + 1, f"resolution + {self.num_stages} stages", example)
+        sample: Sample = {self.RESOLUTION_LABEL: int(groups[0][1:])}
         for s, group in enumerate(groups[1:]):
-            parts = group.split("|")
-            if len(parts) > 2:
-                raise InvalidInputError(f"arch string {arch!r}: stage {s + 1} has more than one '|': {group!r}")
-            active = parts[0].split("-") if parts[0] else []
-            inactive = parts[1].split("-") if len(parts) == 2 and parts[1] else []
-            if len(parts) == 2 and not parts[1]:
-                raise InvalidInputError(f"arch string {arch!r}: stage {s + 1} has a '|' with no blocks after it")
-            tokens = active + inactive
-            if len(tokens) != self.stage_num_blocks(s):
-                raise InvalidInputError(
-                    f"arch string {arch!r}: stage {s + 1} must list {self.stage_num_blocks(s)} blocks "
-                    f"(active, then '|', then inactive), got {len(tokens)} in {group!r}"
-                )
-            sample[self.depth_label(s)] = len(active)
+            tokens, sample[self.depth_label(s)] = _split_stage(arch, s, group, self.stage_num_blocks(s))
             for b, token in enumerate(tokens):
                 match = _BLOCK_TOKEN.match(token)
                 if match is None:
@@ -646,7 +506,17 @@ def proxyless_arch_space(
     )
 
 
-SPACE_ARCHS: Mapping[str, Any] = {"ofa-mbv3": ArchSpace, "ofa-proxyless": proxyless_arch_space}
+def arch_space_from_signature(signature: Mapping[str, Any]) -> Any:
+    """The arch description a :meth:`signature` describes (a ResNet one by its ``layout``)."""
+    if not isinstance(signature, Mapping):
+        raise InvalidInputError(f"a space signature must be a dict, got {type(signature).__name__}")
+    if signature.get("layout") == "resnet":
+        return ResNetArchSpace.from_signature(signature)
+    return ArchSpace.from_signature(signature)
+
+
+SPACE_ARCHS: Mapping[str, Any] = {"ofa-mbv3": ArchSpace, "ofa-proxyless": proxyless_arch_space,
+                                  "ofa-resnet50": ResNetArchSpace}
 """The arch description of each registered search space, by its name, from the same keyword
 arguments as the space (without ``dropout`` and the BN settings)."""
 

@@ -10,6 +10,7 @@ the classifier count, batch norm, activations, pooling and the SE multiply do no
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any, overload
 
@@ -18,8 +19,9 @@ import numpy as np
 from ofa_nni._deprecation import RenamedAttribute, renamed_keywords
 from ofa_nni.arch import ArchSpace
 from ofa_nni.errors import InvalidInputError
+from ofa_nni.resnet_arch import ResNetArchSpace
 
-__all__ = ["AnalyticCostModel", "sum_active_blocks"]
+__all__ = ["AnalyticCostModel", "ResNetCostModel", "sum_active_blocks", "sum_resnet", "cost_model_for"]
 
 
 def _conv_out(size: int, stride: int) -> int:
@@ -167,3 +169,115 @@ class AnalyticCostModel:
         fixed = np.full(n_resolutions, self.fixed_params, dtype=np.int64)
         total = sum_active_blocks(self.arch_space, indices, table, fixed)
         return int(total[0]) if single else total
+
+
+class ResNetCostModel:
+    """MACs and parameters of OFA-ResNet subnets (:class:`~ofa_nni.resnet_arch.ResNetArchSpace`),
+    counted as :class:`AnalyticCostModel` counts (convolutions and the classifier; the shortcut's
+    average pool, BN, ReLU and pooling do not count).
+
+    Tables built once: per block ``(in width, out width, expand, resolution)``, the stem's ``(mid width,
+    width, depth, resolution)`` and the classifier's per last-stage width; a population costs one
+    gather per table and a masked sum over active blocks.
+    """
+
+    def __init__(self, arch_space: ResNetArchSpace) -> None:
+        self.arch_space = arch_space
+        n_w, n_e, n_r = len(arch_space.width_mults), len(arch_space.expand_ratios), len(arch_space.resolutions)
+        n_blocks, n_stages = arch_space.num_blocks, arch_space.num_stages
+        self._tables: dict[str, tuple[np.ndarray, ...]] = {}
+        for kind in ("macs", "params"):
+            blocks = np.zeros((n_blocks, n_w, n_w, n_e, n_r), dtype=np.int64)
+            stem = np.zeros((n_w, n_w, len(arch_space.stem_depths), n_r), dtype=np.int64)
+            head = np.zeros((n_w,), dtype=np.int64)
+            self._tables[kind] = (blocks, stem, head)
+        stem_widths, mid_widths = arch_space.stem_widths(), arch_space.stem_mid_widths()
+        for r_idx, resolution in enumerate(arch_space.resolutions):
+            size = _conv_out(resolution, 2)
+            for (m_idx, mid), (w_idx, out), (d_idx, depth) in itertools.product(
+                    enumerate(mid_widths), enumerate(stem_widths), enumerate(arch_space.stem_depths)):
+                residual = depth == 3  # the stem's residual conv runs
+                self._tables["macs"][1][m_idx, w_idx, d_idx, r_idx] = size * size * 9 * mid * (3 + residual * mid + out)
+                self._tables["params"][1][m_idx, w_idx, d_idx, r_idx] = (
+                    9 * mid * (3 + residual * mid + out) + 2 * mid * (1 + residual) + 2 * out)
+            size = _conv_out(size, 2)  # max pool 3x3/2
+            block = 0
+            for s in range(n_stages):
+                in_widths = arch_space.stage_widths(s - 1) if s else stem_widths
+                for b in range(arch_space.stage_num_blocks(s)):
+                    stride = arch_space.stage_strides[s] if b == 0 else 1
+                    out_size = _conv_out(size, stride)
+                    shortcut = b == 0 and not (stride == 1 and in_widths == arch_space.stage_widths(s))
+                    for (i_idx, c_in), (o_idx, c_out), (e_idx, expand) in itertools.product(
+                            enumerate(in_widths if b == 0 else arch_space.stage_widths(s)),
+                            enumerate(arch_space.stage_widths(s)), enumerate(arch_space.expand_ratios)):
+                        mid = arch_space.mid_channels(c_out, expand)
+                        macs = size * size * c_in * mid + out_size * out_size * mid * (9 * mid + c_out)
+                        params = c_in * mid + 9 * mid * mid + mid * c_out + 4 * mid + 2 * c_out
+                        if shortcut:
+                            macs += out_size * out_size * c_in * c_out
+                            params += c_in * c_out + 2 * c_out
+                        self._tables["macs"][0][block, i_idx, o_idx, e_idx, r_idx] = macs
+                        self._tables["params"][0][block, i_idx, o_idx, e_idx, r_idx] = params
+                    size = out_size
+                    block += 1
+        last = np.asarray(arch_space.stage_widths(n_stages - 1), dtype=np.int64)
+        self._tables["macs"][2][:] = last * arch_space.num_classes
+        self._tables["params"][2][:] = last * arch_space.num_classes + arch_space.num_classes
+        # Per block, the index-row columns of its input width and output width.
+
+    def _total(self, kind: str, indices: np.ndarray) -> np.ndarray:
+        blocks, stem, head = self._tables[kind]
+        n_r = len(self.arch_space.resolutions)
+        return sum_resnet(self.arch_space, indices, (blocks, stem, np.broadcast_to(head[:, None], (len(head), n_r))))
+
+    def _rows(self, samples: Any) -> tuple[np.ndarray, bool]:
+        if isinstance(samples, Mapping):
+            return self.arch_space.to_indices(samples)[None], True
+        if isinstance(samples, np.ndarray):
+            return self.arch_space.check_indices(samples), False
+        return np.stack([self.arch_space.to_indices(s) for s in samples]), False
+
+    def macs(self, samples: Any) -> Any:
+        """Multiply-accumulates of one sample (``int``) or of a population (``(n,)`` array)."""
+        indices, single = self._rows(samples)
+        total = self._total("macs", indices)
+        return int(total[0]) if single else total
+
+    def params(self, samples: Any) -> Any:
+        """Parameters of the frozen subnet of one sample (``int``) or of a population (array)."""
+        indices, single = self._rows(samples)
+        total = self._total("params", indices)
+        return int(total[0]) if single else total
+
+
+def _resnet_width_columns(arch_space: ResNetArchSpace) -> tuple[np.ndarray, np.ndarray]:
+    """Per block, the index-row columns of its input and output width (columns: stem mid width, stem
+    width, then one per stage; a stage's first block reads the width before it, the stem's for the
+    first stage)."""
+    widths = arch_space.width_columns.start
+    return (np.array([widths + 1 + s if b == 0 else widths + 2 + s for s, b in arch_space.blocks]),
+            np.array([widths + 2 + s for s, _ in arch_space.blocks]))
+
+
+def sum_resnet(arch_space: ResNetArchSpace, indices: np.ndarray,
+               tables: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+    """Per index row of an OFA-ResNet space: the stem's entry ``stem[mid width, width, depth, r]``, the
+    head's ``head[last stage width, r]`` and the sum over active blocks of ``blocks[block, in width, out
+    width, expand, r]``. Every per-op cost model of a ResNet space (MACs, params, latency) sums this way."""
+    blocks, stem, head = tables
+    n_blocks, widths = arch_space.num_blocks, arch_space.width_columns.start
+    in_column, out_column = _resnet_width_columns(arch_space)
+    r = indices[:, -1]
+    per_block = blocks[np.arange(n_blocks)[None, :], indices[:, in_column], indices[:, out_column],
+                       indices[:, :n_blocks], r[:, None]]
+    total = stem[indices[:, widths], indices[:, widths + 1], indices[:, n_blocks], r]
+    return total + head[indices[:, arch_space.width_columns.stop - 1], r] + (
+        per_block * arch_space.active_block_mask(indices)).sum(axis=1)
+
+
+def cost_model_for(arch_space: Any) -> AnalyticCostModel | ResNetCostModel:
+    """The analytic cost model of an arch description (MobileNet family or ResNet)."""
+    if isinstance(arch_space, ResNetArchSpace):
+        return ResNetCostModel(arch_space)
+    return AnalyticCostModel(arch_space)

@@ -20,7 +20,7 @@ import numpy as np
 
 from ofa_nni._deprecation import RenamedAttribute, renamed_keywords
 from ofa_nni.arch import ArchSpace
-from ofa_nni.costs import AnalyticCostModel
+from ofa_nni.costs import AnalyticCostModel, ResNetCostModel, cost_model_for
 
 __all__ = [
     "EfficiencyModel",
@@ -90,9 +90,9 @@ class MacsModel(EfficiencyModel):
     unit = "MACs"
 
     @renamed_keywords(space="arch_space")
-    def __init__(self, arch_space: ArchSpace, *, cost_model: AnalyticCostModel | None = None) -> None:
+    def __init__(self, arch_space: ArchSpace, *, cost_model: AnalyticCostModel | ResNetCostModel | None = None) -> None:
         super().__init__(arch_space)
-        self.cost_model = cost_model or AnalyticCostModel(arch_space)
+        self.cost_model = cost_model or cost_model_for(arch_space)
 
     def evaluate(self, indices: np.ndarray) -> np.ndarray:
         return self.cost_model.macs(indices).astype(np.float64)
@@ -105,9 +105,9 @@ class ParamsModel(EfficiencyModel):
     unit = "parameters"
 
     @renamed_keywords(space="arch_space")
-    def __init__(self, arch_space: ArchSpace, *, cost_model: AnalyticCostModel | None = None) -> None:
+    def __init__(self, arch_space: ArchSpace, *, cost_model: AnalyticCostModel | ResNetCostModel | None = None) -> None:
         super().__init__(arch_space)
-        self.cost_model = cost_model or AnalyticCostModel(arch_space)
+        self.cost_model = cost_model or cost_model_for(arch_space)
 
     def evaluate(self, indices: np.ndarray) -> np.ndarray:
         return self.cost_model.params(indices).astype(np.float64)

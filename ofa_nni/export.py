@@ -21,6 +21,7 @@ import torch
 from ofa_nni._artifacts import atomic_write_bytes
 from ofa_nni.errors import InvalidInputError
 from ofa_nni.layers import MobileNetV3Subnet
+from ofa_nni.resnet_layers import ResNetSubnet
 
 __all__ = ["ExportedModel", "ExportMismatchError", "export_subnet", "EXPORT_FORMATS"]
 
@@ -40,7 +41,7 @@ class ExportedModel:
     max_abs_diff: float
 
 
-def _export_torchscript(subnet: MobileNetV3Subnet, example: torch.Tensor, path: Path) -> None:
+def _export_torchscript(subnet: MobileNetV3Subnet | ResNetSubnet, example: torch.Tensor, path: Path) -> None:
     with warnings.catch_warnings():
         # The resize branch is traced away: exported models expect their own resolution.
         warnings.simplefilter("ignore")
@@ -50,7 +51,7 @@ def _export_torchscript(subnet: MobileNetV3Subnet, example: torch.Tensor, path: 
     atomic_write_bytes(path, buffer.getbuffer())
 
 
-def _export_onnx(subnet: MobileNetV3Subnet, example: torch.Tensor, path: Path, opset: int) -> None:
+def _export_onnx(subnet: MobileNetV3Subnet | ResNetSubnet, example: torch.Tensor, path: Path, opset: int) -> None:
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -81,7 +82,7 @@ def _run_onnx(path: Path, images: torch.Tensor) -> np.ndarray:
 
 
 def export_subnet(
-    subnet: MobileNetV3Subnet,
+    subnet: MobileNetV3Subnet | ResNetSubnet,
     directory: str | os.PathLike[str],
     *,
     name: str = "subnet",
@@ -101,7 +102,7 @@ def export_subnet(
     unknown = [f for f in formats if f not in EXPORT_FORMATS]
     if unknown or not formats:
         raise InvalidInputError(f"unknown export format(s) {unknown or list(formats)}; allowed: {list(EXPORT_FORMATS)}")
-    if not isinstance(subnet, MobileNetV3Subnet):
+    if not isinstance(subnet, (MobileNetV3Subnet, ResNetSubnet)):
         raise InvalidInputError(f"export_subnet needs a frozen subnet (space.freeze(sample)), got "
                                 f"{type(subnet).__name__}")
     subnet = subnet.eval().cpu()

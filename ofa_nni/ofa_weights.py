@@ -19,7 +19,7 @@ elastic blocks of our stages in order (``max(depths)`` per stage), ``first_conv`
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,7 +28,8 @@ import torch
 from ofa_nni.arch import ArchSpace, Sample
 from ofa_nni.errors import InvalidInputError
 
-__all__ = ["convert_ofa_state_dict", "arch_from_ofa", "arch_to_ofa", "sample_from_ofa_settings"]
+__all__ = ["convert_ofa_state_dict", "arch_from_ofa", "arch_to_ofa", "sample_from_ofa_settings", "read_ofa_tensors",
+           "match_to_target"]
 
 # OFA's sub-layer names inside an MBConv block -> our prefixes (``<prefix>_conv``, ``<prefix>_bn``).
 _BLOCK_PARTS = {"inverted_bottleneck": "expand", "depth_conv": "depthwise", "point_linear": "project"}
@@ -230,19 +231,7 @@ def convert_ofa_state_dict(
             disagree (ours vs theirs) and, from the checkpoint's shapes, which space settings
             (``num_classes``, ``width_mult``, ``depths``, ``kernel_sizes``) to pass.
     """
-    source = _unwrap(state_dict)
-    canonical: dict[str, Any] = {}
-    original_key: dict[str, str] = {}
-    for key, value in source.items():
-        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
-            raise InvalidInputError(
-                f"OFA state dict entry {key!r} is a {type(value).__name__}, expected a tensor "
-                "(pass the model's state_dict() or a checkpoint with a 'state_dict' entry)"
-            )
-        name = _canonical_ofa_key(key)
-        if name in canonical:
-            raise InvalidInputError(f"OFA state dict keys {original_key[name]!r} and {key!r} name the same tensor")
-        canonical[name], original_key[name] = value, key
+    canonical, original_key = read_ofa_tensors(state_dict, _canonical_ofa_key)
 
     theirs_layout = _ofa_layout(canonical)
     ours_layout = "mbv3" if "final_expand.conv.weight" in target_state_dict else "proxyless"
@@ -252,11 +241,47 @@ def convert_ofa_state_dict(
             f"{_LAYOUTS[ours_layout][0]}: load it with {_LAYOUTS[theirs_layout][1]}.from_ofa_state_dict"
         )
     slots = _block_slots(target_state_dict)
+    return match_to_target(canonical, original_key, target_state_dict, lambda name: _our_key(name, slots),
+                           lambda: _settings_hint(canonical, target_state_dict, len(slots), space_name))
+
+
+def read_ofa_tensors(state_dict: Mapping[str, Any], canonical_key: Callable[[str], str]) -> tuple[
+        dict[str, Any], dict[str, str]]:
+    """The tensors of an OFA state dict or checkpoint by their canonical key, and each one's original key.
+
+    Raises:
+        InvalidInputError: for an entry that is not a tensor, or two keys that name the same tensor.
+    """
+    canonical: dict[str, Any] = {}
+    original_key: dict[str, str] = {}
+    for key, value in _unwrap(state_dict).items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise InvalidInputError(
+                f"OFA state dict entry {key!r} is a {type(value).__name__}, expected a tensor "
+                "(pass the model's state_dict() or a checkpoint with a 'state_dict' entry)"
+            )
+        name = canonical_key(key)
+        if name in canonical:
+            raise InvalidInputError(f"OFA state dict keys {original_key[name]!r} and {key!r} name the same tensor")
+        canonical[name], original_key[name] = value, key
+    return canonical, original_key
+
+
+def match_to_target(canonical: Mapping[str, Any], original_key: Mapping[str, str],
+                    target_state_dict: Mapping[str, Any], our_key: Callable[[str], str | None],
+                    hint: Callable[[], str]) -> dict[str, torch.Tensor]:
+    """Place OFA's tensors (by canonical key) at our keys (``our_key``), checking that every key and
+    shape matches; ``hint()`` says which settings to pass when they do not.
+
+    Raises:
+        InvalidInputError: listing the missing keys (ours), the unexpected keys (theirs) and the shapes
+            that disagree (ours vs theirs), then the hint.
+    """
     converted: dict[str, torch.Tensor] = {}
     unexpected: list[str] = []
     mismatched: dict[str, str] = {}  # our key -> "ours (shape) vs theirs (shape)"
     for name, value in canonical.items():
-        ours = _our_key(name, slots)
+        ours = our_key(name)
         if ours is None or ours not in target_state_dict:
             unexpected.append(original_key[name])
         elif _shape(value) != _shape(target_state_dict[ours]):
@@ -282,8 +307,7 @@ def convert_ofa_state_dict(
         if mismatched:
             shapes = _listed(list(mismatched.values()))
             parts.append(f"shapes disagree (ours vs theirs): {len(mismatched)}: {shapes}")
-        hint = _settings_hint(canonical, target_state_dict, len(slots), space_name)
-        raise InvalidInputError("OFA state dict does not match this space; " + "; ".join(parts) + ". " + hint)
+        raise InvalidInputError("OFA state dict does not match this space; " + "; ".join(parts) + ". " + hint())
     return converted
 
 

@@ -28,9 +28,9 @@ from ofa_nni.elastic import ElasticMBConv
 from ofa_nni.errors import InvalidInputError
 from ofa_nni.layers import ConvBNAct, MBConvBlock, MobileNetV3Subnet, init_weights_, resize_to_resolution
 
-__all__ = ["OFAMobileSpace", "ElasticStage", "InputResolution"]
+__all__ = ["OFASupernet", "OFAMobileSpace", "ElasticStage", "InputResolution"]
 
-_Space = TypeVar("_Space", bound="OFAMobileSpace")
+_Space = TypeVar("_Space", bound="OFASupernet")
 
 
 class _ChoiceModule(BaseSuperNetModule):
@@ -120,7 +120,101 @@ def _keep_supernet_modules(module: nn.Module, name: str, memo: dict[str, Any], m
     return isinstance(module, _ChoiceModule)
 
 
-class OFAMobileSpace(ModelSpace):
+class OFASupernet(ModelSpace):
+    """What every OFA space's supernet shares (MobileNet family and ResNet): activation of samples,
+    samples, analytic costs, the supernet file and NNI's hooks. A subclass builds its modules, sets
+    :attr:`arch_space`, :attr:`cost_model` and :attr:`dropout_rate`, and lists its choice modules."""
+
+    space_name: str  # set by register_space
+    arch_space: Any  # an ofa_nni.arch.ChoiceSpace
+    cost_model: Any  # MACs and params of index rows and samples
+    dropout_rate: float
+
+    def _choice_modules(self) -> list[_ChoiceModule]:
+        raise NotImplementedError
+
+    @staticmethod
+    def _check_settings(*, dropout: float, bn_momentum: float, bn_eps: float) -> None:
+        if not 0.0 <= dropout < 1.0:
+            raise InvalidInputError(f"dropout must be in [0, 1), got {dropout}")
+        if not 0.0 <= bn_momentum <= 1.0:  # the weight of a new batch in BatchNorm's running statistics
+            raise InvalidInputError(f"bn_momentum must be in [0, 1], got {bn_momentum}")
+        if not (0.0 < bn_eps < 1.0):  # added to the variance: <= 0 divides by zero, >= 1 swamps it
+            raise InvalidInputError(f"bn_eps must be in (0, 1), got {bn_eps}")
+
+    def _initialize(self, bn_momentum: float, bn_eps: float) -> None:
+        """OFA's weight initialisation and the BN settings on every batch norm."""
+        init_weights_(self)
+        for module in self.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.momentum, module.eps = bn_momentum, bn_eps
+
+    def space_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments that rebuild this space (JSON-able; what supernet files record)."""
+        raise NotImplementedError
+
+    @classmethod
+    def kwargs_from_arch_signature(cls, signature: Mapping[str, Any]) -> dict[str, Any]:
+        """This class's keyword arguments for an :meth:`ArchSpace.signature` of one of its spaces (what
+        training checkpoints record); MobileNetV3's arguments are the signature's fields."""
+        return dict(signature)
+
+    def save(self, path: str | Path, *, history: Sequence[Mapping[str, Any]] = ()) -> Path:
+        """Write the supernet file (weights and arguments; :mod:`search_spaces.supernet_file`)."""
+        from search_spaces.supernet_file import save_supernet
+
+        return save_supernet(self, path, history=history)
+
+    @classmethod
+    def load(cls: type[_Space], path: str | Path, *, map_location: str | torch.device = "cpu") -> _Space:
+        """The space saved in ``path`` (a supernet file or a training checkpoint), in eval mode."""
+        from search_spaces.supernet_file import load_supernet
+
+        space = load_supernet(path, map_location=map_location)
+        if not isinstance(space, cls):
+            raise InvalidInputError(f"{str(path)!r} holds a {type(space).__name__} supernet, not {cls.__name__}")
+        return space
+
+    # ------------------------------------------------------------- the runtime
+    def activate(self, sample: Mapping[str, Any] | str) -> Sample:
+        """Make ``sample`` (a dict or an arch string) the active subnet; returns it validated."""
+        checked: Sample = self.arch_space.parse(sample) if isinstance(sample, str) else self.arch_space.validate(sample)
+        for module in self._choice_modules():
+            module.activate(checked)
+        return checked
+
+    def active_sample(self) -> Sample:
+        """The sample that is active now."""
+        sample: Sample = {}
+        for module in self._choice_modules():
+            sample.update(module.active_sample())
+        return {label: sample[label] for label in self.arch_space.labels}
+
+    def random_sample(self, rng: Any = None) -> Sample:
+        """A uniformly random sample (``rng``: a seed or ``numpy.random.Generator``)."""
+        return self.arch_space.random_sample(rng)
+
+    def min_sample(self) -> Sample:
+        return self.arch_space.min_sample()
+
+    def max_sample(self) -> Sample:
+        return self.arch_space.max_sample()
+
+    def macs(self, sample: Mapping[str, Any]) -> int:
+        """Multiply-accumulates of ``sample``'s subnet, computed analytically (no forward pass)."""
+        return self.cost_model.macs(self.arch_space.validate(sample))
+
+    def params(self, sample: Mapping[str, Any]) -> int:
+        """Parameters of ``sample``'s frozen subnet, computed analytically."""
+        return self.cost_model.params(self.arch_space.validate(sample))
+
+    # -------------------------------------------------------------- NNI hooks
+    def extra_oneshot_hooks(self, strategy: Any) -> list[Callable[..., Any]]:
+        """Called by NNI's one-shot strategies: keep our supernet modules as they are."""
+        return [_keep_supernet_modules]
+
+
+class OFAMobileSpace(OFASupernet):
     """Base of the OFA MobileNet-family spaces (MobileNetV3, ProxylessNAS): the runtime shared by both.
 
     Subclasses call :meth:`_build` in ``__init__`` and define :meth:`space_kwargs`.
@@ -134,12 +228,7 @@ class OFAMobileSpace(ModelSpace):
 
     def _build(self, arch: ArchSpace, *, dropout: float, bn_momentum: float, bn_eps: float) -> None:
         """Build the supernet of ``arch`` (modules in OFA's order: stem, first block, stages, head)."""
-        if not 0.0 <= dropout < 1.0:
-            raise InvalidInputError(f"dropout must be in [0, 1), got {dropout}")
-        if not 0.0 <= bn_momentum <= 1.0:  # the weight of a new batch in BatchNorm's running statistics
-            raise InvalidInputError(f"bn_momentum must be in [0, 1], got {bn_momentum}")
-        if not (0.0 < bn_eps < 1.0):  # added to the variance: <= 0 divides by zero, >= 1 swamps it
-            raise InvalidInputError(f"bn_eps must be in (0, 1), got {bn_eps}")
+        self._check_settings(dropout=dropout, bn_momentum=bn_momentum, bn_eps=bn_eps)
         self.arch_space = arch
         self.cost_model = AnalyticCostModel(arch)
         self.dropout_rate = dropout
@@ -185,36 +274,7 @@ class OFAMobileSpace(ModelSpace):
                                          activation=arch.head_activation)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(arch.feature_mix_width, arch.num_classes)
-        init_weights_(self)
-        for module in self.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.momentum, module.eps = bn_momentum, bn_eps
-
-    def space_kwargs(self) -> dict[str, Any]:
-        """The keyword arguments that rebuild this space (JSON-able; what supernet files record)."""
-        raise NotImplementedError
-
-    @classmethod
-    def kwargs_from_arch_signature(cls, signature: Mapping[str, Any]) -> dict[str, Any]:
-        """This class's keyword arguments for an :meth:`ArchSpace.signature` of one of its spaces (what
-        training checkpoints record); MobileNetV3's arguments are the signature's fields."""
-        return dict(signature)
-
-    def save(self, path: str | Path, *, history: Sequence[Mapping[str, Any]] = ()) -> Path:
-        """Write the supernet file (weights and arguments; :mod:`search_spaces.supernet_file`)."""
-        from search_spaces.supernet_file import save_supernet
-
-        return save_supernet(self, path, history=history)
-
-    @classmethod
-    def load(cls: type[_Space], path: str | Path, *, map_location: str | torch.device = "cpu") -> _Space:
-        """The space saved in ``path`` (a supernet file or a training checkpoint), in eval mode."""
-        from search_spaces.supernet_file import load_supernet
-
-        space = load_supernet(path, map_location=map_location)
-        if not isinstance(space, cls):
-            raise InvalidInputError(f"{str(path)!r} holds a {type(space).__name__} supernet, not {cls.__name__}")
-        return space
+        self._initialize(bn_momentum, bn_eps)
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -232,44 +292,12 @@ class OFAMobileSpace(ModelSpace):
     def elastic_stages(self) -> list[ElasticStage]:
         return [stage for stage in self.stages if isinstance(stage, ElasticStage)]
 
-    def elastic_blocks(self) -> list[ElasticMBConv]:
-        """Every elastic block of the supernet, active or not, in order."""
-        return [block for stage in self.elastic_stages() for block in stage.blocks if isinstance(block, ElasticMBConv)]
-
     def _choice_modules(self) -> list[_ChoiceModule]:
         return [self.input_resolution, *self.elastic_stages()]
 
-    def activate(self, sample: Mapping[str, Any] | str) -> Sample:
-        """Make ``sample`` (a dict or an arch string) the active subnet; returns it validated."""
-        sample = self.arch_space.parse(sample) if isinstance(sample, str) else self.arch_space.validate(sample)
-        for module in self._choice_modules():
-            module.activate(sample)
-        return sample
-
-    def active_sample(self) -> Sample:
-        """The sample that is active now."""
-        sample: Sample = {}
-        for module in self._choice_modules():
-            sample.update(module.active_sample())
-        return {label: sample[label] for label in self.arch_space.labels}
-
-    def random_sample(self, rng: Any = None) -> Sample:
-        """A uniformly random sample (``rng``: a seed or ``numpy.random.Generator``)."""
-        return self.arch_space.random_sample(rng)
-
-    def min_sample(self) -> Sample:
-        return self.arch_space.min_sample()
-
-    def max_sample(self) -> Sample:
-        return self.arch_space.max_sample()
-
-    def macs(self, sample: Mapping[str, Any]) -> int:
-        """Multiply-accumulates of ``sample``'s subnet, computed analytically (no forward pass)."""
-        return self.cost_model.macs(self.arch_space.validate(sample))
-
-    def params(self, sample: Mapping[str, Any]) -> int:
-        """Parameters of ``sample``'s frozen subnet, computed analytically."""
-        return self.cost_model.params(self.arch_space.validate(sample))
+    def elastic_blocks(self) -> list[ElasticMBConv]:
+        """Every elastic block of the supernet, active or not, in order."""
+        return [block for stage in self.elastic_stages() for block in stage.blocks if isinstance(block, ElasticMBConv)]
 
     def freeze(self, sample: Mapping[str, Any] | str) -> MobileNetV3Subnet:  # type: ignore[override]
         """A static :class:`~ofa_nni.layers.MobileNetV3Subnet` equal to the supernet with ``sample``
@@ -299,11 +327,6 @@ class OFAMobileSpace(ModelSpace):
         keeping the channel sets of ``trained_expand_ratios`` (default: the largest ratio)."""
         for block in self.elastic_blocks():
             block.sort_channels(trained_expand_ratios)
-
-    # -------------------------------------------------------------- NNI hooks
-    def extra_oneshot_hooks(self, strategy: Any) -> list[Callable[..., Any]]:
-        """Called by NNI's one-shot strategies: keep our supernet modules as they are."""
-        return [_keep_supernet_modules]
 
     # ------------------------------------------------------- mit-han-lab's OFA
     @classmethod

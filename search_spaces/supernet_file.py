@@ -47,6 +47,10 @@ def save_supernet(supernet: Any, path: str | Path, *, history: Sequence[Mapping[
     }, path)
 
 
+_LAYOUT_SPACES = {"mbv3": "ofa-mbv3", "proxyless": "ofa-proxyless", "resnet": "ofa-resnet50"}
+"""The space a training checkpoint's arch signature (its ``layout``) belongs to."""
+
+
 def load_supernet(path: str | Path, *, map_location: str | torch.device = "cpu") -> Any:
     """The trained space in ``path`` (a supernet file or a training checkpoint), in eval mode."""
     path = Path(path)
@@ -59,7 +63,9 @@ def load_supernet(path: str | Path, *, map_location: str | torch.device = "cpu")
         space_kwargs, state_dict = dict(data["space"]), data["supernet"]
         config = data.get("config") or {}
         space_config = config.get("space") or {}
-        name = space_config.get("name", DEFAULT_SPACE)
+        # A run without a configuration (an NNI strategy driven from Python) names no space: the
+        # signature's layout tells the MobileNet-family spaces and ResNet apart.
+        name = space_config.get("name") or _LAYOUT_SPACES.get(space_kwargs.get("layout", "mbv3"), DEFAULT_SPACE)
         if space_config.get("dropout") is not None:
             space_kwargs["dropout"] = space_config["dropout"]
     elif isinstance(data, dict) and data.get("format") == SUPERNET_FORMAT:

@@ -37,7 +37,7 @@ from nni.nas.space import ExecutableModelSpace, RawFormatModelSpace
 from nni.nas.strategy.base import Strategy
 from torch import nn
 
-from ofa_nni.arch import ArchSpace
+from ofa_nni.arch import ChoiceSpace
 from ofa_nni.errors import InvalidInputError
 from ofa_nni.runtime import recalibrate_batchnorm
 from ofa_nni.search import ArrayFn, EvolutionSearch, EvolutionSettings, SearchResult
@@ -174,13 +174,13 @@ class OFAEvolution(Strategy):
         arch_space = getattr(supernet, "arch_space", None)
         user_class = _user_space_class(model_space)
         ofa_classes = tuple(space_class(name) for name in space_names())
-        if not isinstance(arch_space, ArchSpace) and not issubclass(user_class, ofa_classes):
+        if not isinstance(arch_space, ChoiceSpace) and not issubclass(user_class, ofa_classes):
             raise InvalidInputError(
                 f"OFAEvolution searches only the OFA spaces ({', '.join(c.__name__ for c in ofa_classes)} of "
                 f"search_spaces, a trained supernet), got {user_class.__name__}; for other NNI spaces use NNI's "
                 "strategies (e.g. nni.nas.strategy.RegularizedEvolution)"
             )
-        if not isinstance(model_space, RawFormatModelSpace) or not isinstance(arch_space, ArchSpace):
+        if not isinstance(model_space, RawFormatModelSpace) or not isinstance(arch_space, ChoiceSpace):
             raise InvalidInputError(
                 f"OFAEvolution needs the {user_class.__name__} in NNI's 'raw' model format with the 'sequential' "
                 "engine, so that subnets inherit the supernet's weights (NNI infers both for a supernet when no "
@@ -190,7 +190,8 @@ class OFAEvolution(Strategy):
         if costs is None:
             cost_model = supernet.cost_model  # type: ignore[union-attr]
             costs = {"macs": cost_model.macs, "params": cost_model.params}
-        self.search = EvolutionSearch(arch_space=arch_space, costs=costs, targets=self.targets, settings=self.settings)
+        self.search = EvolutionSearch(arch_space=arch_space,  # type: ignore[arg-type]  # any ChoiceSpace serves
+                                      costs=costs, targets=self.targets, settings=self.settings)
         self._calibrated_space = CalibratedModelSpace(
             supernet, model_space.evaluator, self.calibration_data, self.calibration_batches
         )

@@ -186,11 +186,11 @@ class OFAEvolutionTuner(Tuner):
         return self._search
 
     def _build(self) -> EvolutionSearch:
-        from ofa_nni.costs import AnalyticCostModel
+        from ofa_nni.costs import cost_model_for
         from ofa_nni.search import EvolutionSearch
 
         space = self._resolve_space()
-        cost_model = AnalyticCostModel(space)
+        cost_model = cost_model_for(space)
         costs: dict[str, Callable[[np.ndarray], Any]] = {"macs": cost_model.macs, "params": cost_model.params}
         if self._latency_table is not None:
             from ofa_nni.latency import LatencyTable

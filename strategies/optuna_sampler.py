@@ -97,8 +97,8 @@ from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from ofa_nni._deprecation import RenamedAttribute, renamed_keywords
-from ofa_nni.arch import ArchSpace, Sample
-from ofa_nni.costs import AnalyticCostModel
+from ofa_nni.arch import ArchSpace, ChoiceSpace, Sample
+from ofa_nni.costs import cost_model_for
 from ofa_nni.errors import InvalidInputError
 from ofa_nni.plots import ParetoPanel, pareto_plot
 from ofa_nni.ridge import fit_ridge
@@ -143,13 +143,14 @@ _RANDOM_REFILL = 256
 
 
 def _as_arch_space(space: Any) -> ArchSpace:
-    """The :class:`ArchSpace` of ``space`` (an ``ArchSpace`` or a search space with ``.arch_space``)."""
+    """The arch description of ``space`` (an ``ArchSpace``/``ResNetArchSpace`` or a search space with
+    ``.arch_space``)."""
     arch = getattr(space, "arch_space", space)
-    if not isinstance(arch, ArchSpace):
+    if not isinstance(arch, ChoiceSpace):
         raise InvalidInputError(
             f"space must be an ArchSpace or an OFAMobileNetV3Space (anything with .arch_space), got {space!r}"
         )
-    return arch
+    return arch  # type: ignore[return-value]  # the engine uses the interface both share
 
 
 def optuna_search_space(space: Any) -> dict[str, CategoricalDistribution]:
@@ -944,7 +945,7 @@ def publish_to_dashboard(
                 f"trial {number} is not a COMPLETE trial of the space in study {study.study_name!r}"
             )
         chosen = matches[0]
-    cost_model = AnalyticCostModel(arch)
+    cost_model = cost_model_for(arch)
     macs = cost_model.macs(rows).astype(np.float64)
     params = cost_model.params(rows).astype(np.float64)
     at_chosen = [t.number for t in trials].index(chosen.number)

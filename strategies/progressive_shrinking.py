@@ -66,7 +66,7 @@ from ofa_nni.training.steps import (
     train_subnets,
     validation_subnets,
 )
-from search_spaces import OFAMobileSpace
+from search_spaces import OFASupernet
 
 __all__ = ["ProgressiveShrinking", "SandwichRule", "SupernetTrainingModule", "LAST_CHECKPOINT"]
 
@@ -140,11 +140,12 @@ class SupernetTrainingModule(BaseOneShotLightningModule):
 
     # ----------------------------------------------------------------- helpers
     @property
-    def supernet(self) -> OFAMobileSpace:
+    def supernet(self) -> OFASupernet:
         model = self.model
-        if not isinstance(model, OFAMobileSpace):
+        if not isinstance(model, OFASupernet):
             raise TypeError(
-                "ProgressiveShrinking/SandwichRule train an OFA space (OFAMobileNetV3Space, OFAProxylessNASSpace), "
+                "ProgressiveShrinking/SandwichRule train an OFA space (OFAMobileNetV3Space, OFAProxylessNASSpace, "
+                "OFAResNetSpace), "
                 f"got {type(model).__name__}"
             )
         return model
@@ -405,9 +406,9 @@ class _SupernetStrategy(OneShotStrategy):
         self.settings = TrainingSettings.build(settings, **{k: v for k, v in given.items() if v is not None})
         self.calibration_data = calibration_data
         self.phases: tuple[Phase, ...] = ()
-        self._supernet: OFAMobileSpace | None = None
+        self._supernet: OFASupernet | None = None
 
-    def build_phases(self, supernet: OFAMobileSpace, evaluator: Lightning) -> tuple[Phase, ...]:
+    def build_phases(self, supernet: OFASupernet, evaluator: Lightning) -> tuple[Phase, ...]:
         raise NotImplementedError
 
     def default_mutation_hooks(self) -> list[Any]:
@@ -418,9 +419,9 @@ class _SupernetStrategy(OneShotStrategy):
         return [no_default_hook]
 
     def mutate_model(self, model: Any) -> Any:
-        if not isinstance(model, OFAMobileSpace):
-            raise TypeError(f"{type(self).__name__} trains an OFA space (OFAMobileNetV3Space, OFAProxylessNASSpace), "
-                            f"got {type(model).__name__}")
+        if not isinstance(model, OFASupernet):
+            raise TypeError(f"{type(self).__name__} trains an OFA space (OFAMobileNetV3Space, OFAProxylessNASSpace, "
+                            f"OFAResNetSpace), got {type(model).__name__}")
         self._supernet = model
         return super().mutate_model(model)
 
@@ -530,7 +531,7 @@ class ProgressiveShrinking(_SupernetStrategy):
         self.explicit_phases = None if phases is None else tuple(phases)
         self.lr_batch_size = lr_batch_size
 
-    def build_phases(self, supernet: OFAMobileSpace, evaluator: Lightning) -> tuple[Phase, ...]:
+    def build_phases(self, supernet: OFASupernet, evaluator: Lightning) -> tuple[Phase, ...]:
         if self.explicit_phases is not None:
             return self.explicit_phases
         batch_size = self.lr_batch_size or _global_batch_size(evaluator)
@@ -560,7 +561,7 @@ class SandwichRule(_SupernetStrategy):
         self.epochs, self.lr, self.num_random, self.warmup_epochs = epochs, lr, num_random, warmup_epochs
         self.lr_batch_size = lr_batch_size
 
-    def build_phases(self, supernet: OFAMobileSpace, evaluator: Lightning) -> tuple[Phase, ...]:
+    def build_phases(self, supernet: OFASupernet, evaluator: Lightning) -> tuple[Phase, ...]:
         lr = self.lr
         if lr is None:
             lr = 2.6 * (self.lr_batch_size or _global_batch_size(evaluator)) / PAPER_BATCH_SIZE

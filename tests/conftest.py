@@ -127,6 +127,19 @@ def tiny_proxyless():
     return OFAProxylessNASSpace(**TINY_PROXYLESS_KWARGS)
 
 
+TINY_RESNET_KWARGS = dict(depths=(0, 1), expand_ratios=(0.25, 0.5), width_mults=(0.5, 1.0), resolutions=(28, 32),
+                          base_depths=(1, 1), base_widths=(16, 32, 64), stage_strides=(1, 2), num_classes=10)
+"""A CPU-sized OFA-ResNet space: two stages of 1 + {0, 1} bottlenecks, two choices per dimension."""
+
+
+@pytest.fixture
+def tiny_resnet():
+    from search_spaces import OFAResNetSpace
+
+    torch.manual_seed(0)
+    return OFAResNetSpace(**TINY_RESNET_KWARGS)
+
+
 @pytest.fixture
 def small_filesystem(tmp_path):
     """A folder on its own 256 KiB tmpfs, to fill up or to remount read-only (``mount``: needs root,

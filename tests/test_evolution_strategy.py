@@ -38,7 +38,7 @@ def random_predictor(space, seed: int = 0):
     return lambda indices: space.to_features(indices) @ weights
 
 
-@pytest.mark.parametrize("space_fixture", ["tiny_space", "tiny_proxyless"])  # OFA-MobileNetV3, OFA-ProxylessNAS
+@pytest.mark.parametrize("space_fixture", ["tiny_space", "tiny_proxyless", "tiny_resnet"])
 def test_predictor_mode_submits_each_targets_subnet_with_recalibrated_weights(space_fixture, request, tmp_path):
     tiny_space = request.getfixturevalue(space_fixture)
     EVALUATED.clear()
@@ -73,8 +73,8 @@ def test_predictor_mode_submits_each_targets_subnet_with_recalibrated_weights(sp
     recalibrate_batchnorm(reference, CALIBRATION)
     for (name, tensor), expected in zip(model.state_dict().items(), reference.state_dict().values(), strict=True):
         assert torch.allclose(tensor.float(), expected.float(), atol=1e-6), name
-    supernet_bns = [m for m in tiny_space.stem.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    subnet_bns = [m for m in model.stem.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    supernet_bns = [m for m in tiny_space.modules() if isinstance(m, torch.nn.BatchNorm2d)]  # the stem's first
+    subnet_bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert not torch.allclose(subnet_bns[0].running_mean, supernet_bns[0].running_mean)
 
 

@@ -33,7 +33,7 @@ from nnictl_experiment import (
 )
 
 from ofa_nni.arch import ArchSpace
-from ofa_nni.costs import AnalyticCostModel
+from ofa_nni.costs import AnalyticCostModel, cost_model_for
 from ofa_nni.nni_search_space import (
     arch_space_from_spec,
     check_nni_search_space,
@@ -45,7 +45,7 @@ from strategies.nni_tuner import OFAEvolutionTuner, canonical_arch, metric_score
 
 def macs_objective(space: ArchSpace) -> Callable[[dict[str, Any]], float]:
     """A deterministic score of a subnet (its MACs relative to the largest subnet's)."""
-    costs = AnalyticCostModel(space)
+    costs = cost_model_for(space)
     largest = costs.macs(space.max_sample())
     return lambda sample: costs.macs(sample) / largest
 

@@ -179,8 +179,7 @@ def _check_subnets(ofa_net, ours, samples, seed: int) -> None:
         settings = ours.ofa_settings(sample)
         ofa_net.set_active_subnet(**settings)
         _calibrate_reference_(ofa_net, resolution, generator)
-        ours.load_state_dict(OFAProxylessNASSpace.from_ofa_state_dict(
-            ofa_net.state_dict(), **ours.space_kwargs()).state_dict())
+        ours.load_state_dict(type(ours).from_ofa_state_dict(ofa_net.state_dict(), **ours.space_kwargs()).state_dict())
         ours.activate(sample)
         x = torch.randn(2, 3, resolution, resolution, generator=generator)
         with torch.no_grad():

@@ -27,17 +27,19 @@ from ofa_nni.ofa_released import (
     RESNET50_RESOLUTIONS,
     TUTORIAL_RESOLUTIONS,
     OFALatencyTable,
-    OFAResNet50AccuracyPredictor,
     ProxylessNASLatencyLUT,
     load_ofa_accuracy_predictor,
     load_ofa_latency_table,
     load_predictor_file,
     ofa_net_config,
     read_ofa_net_config,
+    resnet50_space,
     sample_from_ofa_net_config,
     tutorial_space,
     write_ofa_net_config,
 )
+from ofa_nni.resnet_arch import ResNetArchSpace
+from ofa_nni.resnet_weights import resnet_ofa_settings
 from ofa_nni.search import canonical_indices
 
 REPO = Path(__file__).resolve().parents[1]
@@ -104,33 +106,62 @@ def test_tutorial_predictor_equals_the_reference_on_1000_subnets(reference_tutor
     assert np.abs(sub(sub_rows) - theirs).max() <= 1e-6
 
 
+def _resnet_arch_dict(space: ResNetArchSpace, row) -> dict:
+    """The reference encoder's arch dict of an index row (``ofa_settings`` with ``image_size``)."""
+    settings = resnet_ofa_settings(space.from_indices(row), space)
+    return {"d": settings["d"], "e": settings["e"], "w": settings["w"], "image_size": settings["r"]}
+
+
 @needs_released
-def test_resnet50_predictor_equals_the_reference_on_1000_archs(capsys):
+def test_resnet50_predictor_equals_the_reference_on_1000_subnets(capsys, tmp_path):
     from ofa.nas.accuracy_predictor import AccuracyPredictor as ReferencePredictor
     from ofa.nas.accuracy_predictor import ResNetArchEncoder
 
     encoder = ResNetArchEncoder(image_size_list=list(RESNET50_RESOLUTIONS))
     reference = ReferencePredictor(encoder, 400, 3, checkpoint_path=str(RESNET50_PREDICTOR), device="cpu")
     assert "Loaded checkpoint" in capsys.readouterr().out  # not a silently random reference
-    random.seed(0)
-    archs = [{**encoder.random_sample_arch()} for _ in range(N_SUBNETS)]
     ours = load_ofa_accuracy_predictor(RESNET50_PREDICTOR)
-    assert isinstance(ours, OFAResNet50AccuracyPredictor) and ours.feature_dim == encoder.n_dim == 82
-    np.testing.assert_array_equal(ours.features(archs), np.array([encoder.arch2feature(a) for a in archs]))
+    assert isinstance(ours, MLPAccuracyPredictor) and ours.space == resnet50_space()
+    # no subnormal weights (the file has 154,761; they slow every product ~25x and change nothing)
+    tiny = np.finfo(np.float32).tiny
+    assert not any(((weight != 0) & (np.abs(weight) < tiny)).any() for weight in ours.weights)
+    assert ours.space.feature_dim == encoder.n_dim == 82
+    rows = ours.space.random_indices(N_SUBNETS, 0)
+    archs = [_resnet_arch_dict(ours.space, row) for row in rows]
+    np.testing.assert_array_equal(ours.space.to_features(rows), np.array([encoder.arch2feature(a) for a in archs]))
     with torch.no_grad():
         theirs = reference.predict_acc(archs).numpy()
-    assert np.abs(ours.predict_archs(archs) - theirs).max() <= 1e-6
-    with pytest.raises(InvalidInputError, match=r"arch 0: image_size 208 is not one the predictor encodes"):
-        ours.predict_archs([{**archs[0], "image_size": 208}])
+    assert np.abs(ours(rows) - theirs).max() <= 1e-6
+    # on a space of fewer resolutions (the columns of the others dropped), and saved as ours
+    smaller = ResNetArchSpace(resolutions=(160, 224))
+    sub = load_ofa_accuracy_predictor(RESNET50_PREDICTOR, space=smaller)
+    sub_rows = smaller.random_indices(100, 1)
+    with torch.no_grad():
+        theirs = reference.predict_acc([_resnet_arch_dict(smaller, row) for row in sub_rows]).numpy()
+    assert np.abs(sub(sub_rows) - theirs).max() <= 1e-6
+    sub.save(tmp_path / "resnet.npz")
+    assert np.array_equal(AccuracyPredictor.load(tmp_path / "resnet.npz")(sub_rows), sub(sub_rows))
+
+
+@needs_released
+def test_resnet50_predictor_refuses_other_spaces():
+    with pytest.raises(InvalidInputError) as error:
+        load_ofa_accuracy_predictor(RESNET50_PREDICTOR, space=ResNetArchSpace())  # 128..224 step 4
+    message = str(error.value)
+    assert str(RESNET50_PREDICTOR) in message
+    assert "resolutions within [128, 144, 160, 176, 192, 224, 240, 256]" in message
+    assert "found a space with resolutions [128, 132," in message
+    with pytest.raises(InvalidInputError, match=r"found a space with depths \[0, 1\]"):
+        load_ofa_accuracy_predictor(RESNET50_PREDICTOR, space=resnet50_space(depths=(0, 1)))
+    with pytest.raises(InvalidInputError, match="found OFA.s ResNet50 predictor .*; this ArchSpace space expects"):
+        load_ofa_accuracy_predictor(RESNET50_PREDICTOR, space=tutorial_space())
+    with pytest.raises(InvalidInputError, match="found the OFA tutorial's MobileNetV3 predictor.*ResNetArchSpace"):
+        load_ofa_accuracy_predictor(MBV3_PREDICTOR, space=resnet50_space())
 
 
 @needs_released
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_predictors_of_another_space_or_layout_are_refused(tmp_path):
-    with pytest.raises(InvalidInputError) as error:
-        load_predictor_file(RESNET50_PREDICTOR)
-    assert str(RESNET50_PREDICTOR) in str(error.value) and "found OFA's ResNet50 predictor" in str(error.value)
-    assert "expects the OFA tutorial's MobileNetV3 predictor" in str(error.value)
     # The MobileNetV3 predictor cannot describe resolutions it has no input for.
     with pytest.raises(InvalidInputError) as error:
         load_ofa_accuracy_predictor(MBV3_PREDICTOR, space=ArchSpace())
@@ -259,9 +290,25 @@ def test_search_with_the_released_predictor_and_note10_tables(tmp_path, capsys):
 
 
 @needs_released
+def test_search_with_the_released_resnet50_predictor(tmp_path):
+    out = tmp_path / "search.json"
+    assert main(["search", "--predictor", str(RESNET50_PREDICTOR), "--target", "macs<=2000M", "--target",
+                 "params<=15M", "--population", "30", "--generations", "5", "--quiet", "--out", str(out)]) == 0
+    document = json.loads(out.read_text())
+    space = resnet50_space()
+    assert document["space"] == space.signature()
+    predictor = load_ofa_accuracy_predictor(RESNET50_PREDICTOR)
+    macs = [target["costs"]["macs"] for target in document["targets"]]
+    assert macs[0] <= 2e9 and document["targets"][1]["costs"]["params"] <= 15e6
+    for target in document["targets"]:
+        sample = space.parse(target["arch"])
+        assert target["score"] == pytest.approx(predictor(sample), abs=1e-6)
+
+
+@needs_released
 @pytest.mark.parametrize("args, found", [
-    (["--predictor", str(RESNET50_PREDICTOR)], "found OFA's ResNet50 predictor"),
     (["--predictor", str(MBV3_PREDICTOR), "--lut", str(PROXYLESS_TABLE)], "found a ProxylessNAS lookup table"),
+    (["--predictor", str(RESNET50_PREDICTOR), "--lut", str(NOTE10)], "OFA-ResNet50"),
 ])
 def test_search_refuses_released_files_of_another_space(tmp_path, capsys, args, found):
     out = tmp_path / "search.json"

@@ -1,7 +1,7 @@
 """Every search space through the product, as a user drives it from the CLI on digits: training
 (progressive shrinking, ``space.name`` in the configuration), the accuracy predictor, the latency
 table, the search, export, NNI's search space JSON and the Optuna sampler. One small variant per
-space (``ofa-mbv3``, ``ofa-proxyless``)."""
+space (``ofa-mbv3``, ``ofa-proxyless``, ``ofa-resnet50``)."""
 
 from __future__ import annotations
 
@@ -17,14 +17,23 @@ from ofa_nni.efficiency import MacsModel
 from ofa_nni.latency import LatencyTable
 from ofa_nni.nni_search_space import arch_space_from_spec, check_nni_search_space
 from ofa_nni.search import minimum_costs
-from search_spaces import OFAMobileNetV3Space, OFAProxylessNASSpace, load_supernet
+from search_spaces import OFAMobileNetV3Space, OFAProxylessNASSpace, OFAResNetSpace, load_supernet
 
 SPACES = {
     # The CPU presets, cut down further: 2 choices per dimension, resolutions 16 and 20.
     "ofa-mbv3": (OFAMobileNetV3Space, "r20_k5e3-k5e3_k5e3-k5e3_k5e3-k5e3"),
     "ofa-proxyless": (OFAProxylessNASSpace, "r20_k5e3-k5e3_k5e3-k5e3_k5e3-k5e3_k5e3"),
+    "ofa-resnet50": (OFAResNetSpace, "r20_d3w1w0.65_w1:e0.35-e0.25_w0.65:e0.35|e0.25"),
 }
 TINY_CHOICES = {"kernel_sizes": [3, 5], "expand_ratios": [2, 3], "depths": [1, 2], "resolutions": [16, 20]}
+RESNET_CHOICES = {"depths": [0, 1], "expand_ratios": [0.25, 0.35], "width_mults": [0.65, 1.0], "resolutions": [16, 20]}
+CHOICES = {"ofa-mbv3": TINY_CHOICES, "ofa-proxyless": TINY_CHOICES, "ofa-resnet50": RESNET_CHOICES}
+PHASES = {
+    "ofa-mbv3": ["full", "kernel", "depth1", "depth2", "expand1", "expand2"],
+    "ofa-proxyless": ["full", "kernel", "depth1", "depth2", "expand1", "expand2"],
+    # the reference's order for OFAResNets: depth, then expand, then width
+    "ofa-resnet50": ["full", "depth1", "depth2", "expand1", "expand2", "width1", "width2"],
+}
 FAST_LUT = ["--warmup", "1", "--repeats", "2", "--rounds", "1", "--threads", "1", "--statistic", "min",
             "--validate", "0", "--quiet"]
 
@@ -37,7 +46,7 @@ def trained(request, tmp_path_factory):
     root = tmp_path_factory.mktemp(name)
     config = {
         "seed": 0,
-        "space": {"name": name, "preset": "cpu", **TINY_CHOICES},
+        "space": {"name": name, "preset": "cpu", **CHOICES[name]},
         "data": {"kind": "digits", "batch_size": 32, "calibration_images": 64},
         "strategy": {"name": "progressive_shrinking", "epochs_factor": 0.001},
         "validation": {"random_subnets": 1, "calibration_batches": 1},
@@ -57,11 +66,12 @@ def test_training_writes_a_supernet_of_the_configured_space(trained):
     cls, _ = SPACES[name]
     supernet = load_supernet(supernet_path)
     assert type(supernet) is cls and supernet.space_name == name
-    assert supernet.arch_space.kernel_sizes == (3, 5) and supernet.arch_space.resolutions == (16, 20)
+    assert supernet.arch_space.expand_ratios == tuple(CHOICES[name]["expand_ratios"])
+    assert supernet.arch_space.resolutions == (16, 20)
     checkpoint = load_supernet(root / "run" / "checkpoints" / "last.pt")
     assert type(checkpoint) is cls and checkpoint.arch_space == supernet.arch_space
     metrics = json.loads((root / "run" / "metrics.json").read_text())
-    assert [p["name"] for p in metrics["phases"]] == ["full", "kernel", "depth1", "depth2", "expand1", "expand2"]
+    assert [p["name"] for p in metrics["phases"]] == PHASES[name]
 
 
 def test_latency_table_covers_the_space(trained):
@@ -121,7 +131,7 @@ def test_sandwich_rule_trains_each_space(name, tmp_path):
     from ofa_nni.app.runner import train
 
     config = {
-        "seed": 0, "space": {"name": name, "preset": "cpu", **TINY_CHOICES},
+        "seed": 0, "space": {"name": name, "preset": "cpu", **CHOICES[name]},
         "data": {"kind": "digits", "batch_size": 32, "calibration_images": 64},
         "strategy": {"name": "sandwich", "epochs": 1, "num_random": 1},
         "validation": {"random_subnets": 1, "calibration_batches": 1},
@@ -148,7 +158,7 @@ def test_nni_search_space_of_each_space(name, tmp_path, capsys):
 
 def test_space_name_and_arguments_are_checked():
     with pytest.raises(ValueError, match=r"space\.name: 'ofa-resnet' is not a search space; allowed: \['ofa-mbv3', "
-                                         r"'ofa-proxyless'\]"):
+                                         r"'ofa-proxyless', 'ofa-resnet50'\]"):
         main_config({"name": "ofa-resnet"})
     with pytest.raises(ValueError, match="space 'ofa-proxyless' has no argument 'stage_se'"):
         main_config({"name": "ofa-proxyless", "stage_se": [False, False, False, False]})
@@ -183,6 +193,22 @@ def test_optuna_sampler_on_the_proxyless_space():
     assert torch.isfinite(frozen(torch.randn(1, 3, 20, 20))).all()
 
 
+def test_optuna_sampler_on_the_resnet_space():
+    optuna = pytest.importorskip("optuna")
+    from strategies.optuna_sampler import OFAEvolutionSampler, suggest_sample, trial_sample
+
+    space = OFAResNetSpace(**{**RESNET_CHOICES, "base_depths": (1, 1), "base_widths": (16, 32, 64),
+                              "stage_strides": (1, 2), "num_classes": 4})
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=OFAEvolutionSampler(space=space, seed=0), direction="minimize")
+    study.optimize(lambda trial: float(space.macs(suggest_sample(trial, space))), n_trials=30)
+    samples = [trial_sample(trial, space) for trial in study.trials]
+    assert len({space.arch_space.format(space.arch_space.canonical_sample(s)) for s in samples}) == 30
+    assert study.best_value < np.median([trial.value for trial in study.trials[:8]])
+    frozen = space.freeze(trial_sample(study.best_trial, space)).eval()
+    assert torch.isfinite(frozen(torch.randn(1, 3, 20, 20))).all()
+
+
 def test_nni_tuner_on_the_proxyless_space():
     """OFAEvolutionTuner with ``classArgs.space`` naming the space, driven as NNI's dispatcher drives it."""
     from test_nni_tuner import drive, macs_objective
@@ -199,3 +225,20 @@ def test_nni_tuner_on_the_proxyless_space():
     canonical = {tuner.canonical_arch(tuner.arch_space.parse(arch)) for arch in proposed}
     assert len(canonical) == 30  # no subnet proposed twice
     assert all(arch.endswith(("_k3e2", "_k3e3", "_k5e2", "_k5e3")) for arch in proposed)
+
+
+def test_nni_tuner_on_the_resnet_space():
+    """OFAEvolutionTuner with ``classArgs.space`` naming the ResNet space, driven as NNI's dispatcher drives it."""
+    from test_nni_tuner import drive, macs_objective
+
+    from ofa_nni.nni_search_space import nni_search_space
+    from strategies.nni_tuner import OFAEvolutionTuner
+
+    tuner = OFAEvolutionTuner(space={"name": "ofa-resnet50", "preset": "cpu", **RESNET_CHOICES, "num_classes": 10},
+                              population_size=6, seed=0)
+    assert tuner.space.choices("stage1.width") == (0.65, 1)
+    tuner.update_search_space(nni_search_space(tuner.space))
+    proposed = drive(tuner, macs_objective(tuner.space), trials=30, concurrency=3)
+    assert len(proposed) == 30
+    canonical = {tuner.canonical_arch(tuner.space.parse(arch)) for arch in proposed}
+    assert len(canonical) == 30  # no subnet proposed twice

@@ -146,5 +146,6 @@ def test_explicit_phases_and_argument_errors(tiny_space):
         ProgressiveShrinking(resume=True)
     with pytest.raises(ValueError, match="label_smoothing"):
         SandwichRule(epochs=1, label_smoothing=1.5)
-    with pytest.raises(TypeError, match=r"trains an OFA space \(OFAMobileNetV3Space, OFAProxylessNASSpace\), got"):
+    with pytest.raises(TypeError, match=r"trains an OFA space \(OFAMobileNetV3Space, OFAProxylessNASSpace, "
+                                        r"OFAResNetSpace\), got"):
         ProgressiveShrinking().mutate_model(torch.nn.Linear(2, 2))

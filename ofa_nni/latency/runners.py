@@ -17,6 +17,7 @@ from ofa_nni._artifacts import cpu_description
 from ofa_nni.errors import InvalidInputError
 from ofa_nni.latency.protocol import BACKENDS, CLOCK_CHOICES, CLOCKS, DEVICES
 from ofa_nni.layers import ConvBNAct, MBConvBlock, init_weights_
+from ofa_nni.resnet_layers import Bottleneck, stem_forward
 
 __all__ = [
     "Runner",
@@ -57,6 +58,30 @@ class _Head(nn.Module):
         return self.classifier(torch.flatten(x, 1))
 
 
+class _ResNetStem(nn.Module):
+    """The input stem of :class:`~ofa_nni.resnet_layers.ResNetSubnet` (with its max pool)."""
+
+    def __init__(self, mid_channels: int, out_channels: int, residual: bool) -> None:
+        super().__init__()
+        self.conv1 = ConvBNAct(3, mid_channels, 3, stride=2, activation="relu")
+        self.conv2 = ConvBNAct(mid_channels, mid_channels, 3, activation="relu") if residual else None
+        self.conv3 = ConvBNAct(mid_channels, out_channels, 3, activation="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return stem_forward(x, self.conv1, self.conv2, self.conv3)
+
+
+class _PoolHead(nn.Module):
+    """The tail of :class:`~ofa_nni.resnet_layers.ResNetSubnet`: global pool, classifier."""
+
+    def __init__(self, in_channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.classifier = nn.Linear(in_channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(x.mean((2, 3)))
+
+
 def build_op_module(spec: Any) -> nn.Module:
     """A randomly initialised module of an :class:`~ofa_nni.latency.specs.OpSpec`'s shape."""
     module: nn.Module
@@ -77,8 +102,16 @@ def build_op_module(spec: Any) -> nn.Module:
         )
     elif spec.kind == "head":
         module = _Head(spec.in_channels, spec.mid_channels, spec.feature_mix_channels, spec.out_channels)
+    elif spec.kind == "resnet_stem":
+        module = _ResNetStem(spec.mid_channels, spec.out_channels, spec.residual)
+    elif spec.kind == "bottleneck":
+        module = Bottleneck(spec.in_channels, spec.mid_channels, spec.out_channels, spec.stride,
+                            identity_shortcut=spec.residual)
+    elif spec.kind == "pool_head":
+        module = _PoolHead(spec.in_channels, spec.out_channels)
     else:
-        raise InvalidInputError(f"unknown op kind {spec.kind!r}; allowed: 'stem', 'mbconv', 'head'")
+        raise InvalidInputError(f"unknown op kind {spec.kind!r}; allowed: 'stem', 'mbconv', 'head', 'resnet_stem', "
+                                "'bottleneck', 'pool_head'")
     init_weights_(module)
     return module.eval()
 

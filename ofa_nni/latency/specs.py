@@ -8,8 +8,9 @@ from typing import Any
 
 from ofa_nni._deprecation import renamed_keywords
 from ofa_nni.arch import ArchSpace
+from ofa_nni.resnet_arch import ResNetArchSpace
 
-__all__ = ["OpSpec", "op_specs", "specs_by_key"]
+__all__ = ["OpSpec", "op_specs", "resnet_op_specs", "specs_by_key"]
 
 
 def _conv_out(size: int, stride: int) -> int:
@@ -18,7 +19,10 @@ def _conv_out(size: int, stride: int) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class OpSpec:
-    """The shape of one measured op: ``kind`` is ``stem``, ``mbconv`` or ``head``.
+    """The shape of one measured op: ``kind`` is ``stem``, ``mbconv`` or ``head`` (MobileNet family), or
+    ``resnet_stem``, ``bottleneck`` or ``pool_head`` (OFA-ResNet: the stem with its max pool, the
+    stem's residual conv run iff ``residual``; a bottleneck, ``residual`` False for the ResNet-D
+    downsampling shortcut; global pool and classifier).
 
     For ``head``, ``mid_channels`` is the final-expand width (0: ProxylessNAS's head, feature mix
     with BN before the pool) and ``out_channels`` the number of classes (the feature-mix width is
@@ -48,11 +52,19 @@ class OpSpec:
                 f"_s{self.stride}_{self.activation}_se{self.se_channels}" + ("" if self.has_expand_conv else "_noexp")
                 + ("" if self.residual else "_noskip")
             )
-        else:
+        elif self.kind == "head":
             shape = (
                 f"in{self.in_channels}_exp{self.mid_channels}_mix{self.feature_mix_channels}"
                 f"_cls{self.out_channels}"
             )
+        elif self.kind == "resnet_stem":
+            shape = f"in{self.in_channels}_mid{self.mid_channels}_out{self.out_channels}" + (
+                "" if self.residual else "_skip")
+        elif self.kind == "bottleneck":
+            shape = f"in{self.in_channels}_out{self.out_channels}_mid{self.mid_channels}_s{self.stride}" + (
+                "" if self.residual else "_down")
+        else:  # pool_head
+            shape = f"in{self.in_channels}_cls{self.out_channels}"
         return f"{self.kind}_{shape}_h{self.input_size}"
 
     @property
@@ -104,12 +116,48 @@ def op_specs(arch_space: ArchSpace, resolution: int) -> tuple[list[OpSpec], dict
     return [stem, first, head], blocks
 
 
+def resnet_op_specs(arch_space: ResNetArchSpace, resolution: int) -> tuple[
+        dict[tuple[int, ...], OpSpec], dict[tuple[int, ...], OpSpec], dict[tuple[int, ...], OpSpec]]:
+    """The ops of every OFA-ResNet subnet at ``resolution``, by their index in the cost tables of
+    :func:`~ofa_nni.costs.sum_resnet`, in its order: each bottleneck per (block, in width, out width,
+    expand) -- a stage's later blocks only with equal widths, the only ones a subnet has --, the stem per
+    (mid width, width, depth) and the head per last-stage width."""
+    mids, stems = arch_space.stem_mid_widths(), arch_space.stem_widths()
+    size = _conv_out(resolution, 2)
+    stem: dict[tuple[int, ...], OpSpec] = {
+        (m, w, d): OpSpec("resnet_stem", resolution, 3, stems[w], mid_channels=mids[m], residual=depth == 3)
+        for m in range(len(mids)) for w in range(len(stems)) for d, depth in enumerate(arch_space.stem_depths)
+    }
+    size = _conv_out(size, 2)  # the stem's max pool
+    blocks: dict[tuple[int, ...], OpSpec] = {}
+    for block, (s, b) in enumerate(arch_space.blocks):
+        stride = arch_space.stage_strides[s] if b == 0 else 1
+        outs = arch_space.stage_widths(s)
+        ins = (arch_space.stage_widths(s - 1) if s else stems) if b == 0 else outs
+        identity = stride == 1 and ins == outs
+        for (i, c_in), (o, c_out), (e, expand) in ((x, y, z) for x in enumerate(ins) for y in enumerate(outs)
+                                                   for z in enumerate(arch_space.expand_ratios)):
+            if b and i != o:
+                continue
+            blocks[(block, i, o, e)] = OpSpec("bottleneck", size, c_in, c_out,
+                                              mid_channels=arch_space.mid_channels(c_out, expand), kernel_size=3,
+                                              stride=stride, residual=identity)
+        size = _conv_out(size, stride)
+    head: dict[tuple[int, ...], OpSpec] = {(w,): OpSpec("pool_head", size, width, arch_space.num_classes)
+            for w, width in enumerate(arch_space.stage_widths(arch_space.num_stages - 1))}
+    return blocks, stem, head
+
+
 @renamed_keywords(space="arch_space")
-def specs_by_key(arch_space: ArchSpace, resolutions: Any) -> dict[str, OpSpec]:
+def specs_by_key(arch_space: Any, resolutions: Any) -> dict[str, OpSpec]:
     """Every distinct op shape of ``arch_space`` at ``resolutions``, by key (positions sharing a shape share it)."""
     specs: dict[str, OpSpec] = {}
     for resolution in resolutions:
-        fixed, blocks = op_specs(arch_space, resolution)
-        for spec in [*fixed, *blocks.values()]:
+        if isinstance(arch_space, ResNetArchSpace):
+            found = [spec for table in resnet_op_specs(arch_space, resolution) for spec in table.values()]
+        else:
+            fixed, blocks = op_specs(arch_space, resolution)
+            found = [*fixed, *blocks.values()]
+        for spec in found:
             specs.setdefault(spec.key, spec)
     return specs

@@ -35,8 +35,8 @@ import numpy as np
 
 from ofa_nni._artifacts import atomic_write_json, require_same_space
 from ofa_nni._deprecation import renamed_keywords
-from ofa_nni.arch import ArchSpace
-from ofa_nni.costs import sum_active_blocks
+from ofa_nni.arch import ArchSpace, arch_space_from_signature
+from ofa_nni.costs import sum_active_blocks, sum_resnet
 from ofa_nni.efficiency import EfficiencyModel, as_index_array
 from ofa_nni.errors import InvalidInputError, MissingInputError
 from ofa_nni.latency.protocol import (
@@ -48,7 +48,8 @@ from ofa_nni.latency.protocol import (
     SPEARMAN_TARGET,
     STATISTICS,
 )
-from ofa_nni.latency.specs import OpSpec, op_specs
+from ofa_nni.latency.specs import OpSpec, op_specs, resnet_op_specs
+from ofa_nni.resnet_arch import ResNetArchSpace
 
 __all__ = ["LatencyTable", "read_document"]
 
@@ -116,7 +117,9 @@ class LatencyTable(EfficiencyModel):
         if validation is not None and not isinstance(validation, Mapping):
             raise InvalidInputError(f"validation must be an object or null, got {validation!r}")
         self.validation = dict(validation) if validation else None
-        self.block_ms, self.fixed_ms = self._tables()
+        self.resnet_ms = self._resnet_tables() if isinstance(arch_space, ResNetArchSpace) else None
+        if self.resnet_ms is None:
+            self.block_ms, self.fixed_ms = self._tables()
         self.correction = self._checked_correction(correction)
 
     def _checked_correction(self, correction: Any) -> dict[str, Any] | None:
@@ -179,17 +182,26 @@ class LatencyTable(EfficiencyModel):
     def interpolated_resolutions(self) -> tuple[int, ...]:
         return tuple(r for r in self.arch_space.resolutions if r not in self.measured_resolutions)
 
-    def _tables(self) -> tuple[np.ndarray, np.ndarray]:
+    def _resnet_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The tables of :func:`~ofa_nni.costs.sum_resnet` for an OFA-ResNet space (an op a subnet never
+        has stays 0), unmeasured resolutions interpolated as in :meth:`_tables`."""
+        arch_space: Any = self.arch_space
+        n_w, n_r = len(arch_space.width_mults), len(arch_space.resolutions)
+        tables = (np.zeros((arch_space.num_blocks, n_w, n_w, len(arch_space.expand_ratios), n_r)),
+                  np.zeros((n_w, n_w, len(arch_space.stem_depths), n_r)), np.zeros((n_w, n_r)))
+        for r_idx in [arch_space.resolutions.index(r) for r in self.measured_resolutions]:
+            for table, specs in zip(tables, resnet_op_specs(arch_space, arch_space.resolutions[r_idx]), strict=True):
+                for position, spec in specs.items():
+                    table[position + (r_idx,)] = self._entry_ms(spec)
+        for table in tables:
+            self._interpolate(table)
+        return tables
+
+    def _interpolate(self, table: np.ndarray) -> None:
+        """Fill the unmeasured resolutions (the last axis) of ``table`` in place, linearly in the
+        image area between the nearest measured ones (proportionally to the area beyond them)."""
         arch_space = self.arch_space
-        shape = (arch_space.num_blocks, len(arch_space.kernel_sizes), len(arch_space.expand_ratios))
-        block_ms = np.zeros((*shape, len(arch_space.resolutions)), dtype=np.float64)
-        fixed_ms = np.zeros(len(arch_space.resolutions), dtype=np.float64)
         measured_idx = [arch_space.resolutions.index(r) for r in self.measured_resolutions]
-        for r_idx in measured_idx:
-            fixed, blocks = op_specs(arch_space, arch_space.resolutions[r_idx])
-            fixed_ms[r_idx] = sum(self._entry_ms(spec) for spec in fixed)
-            for (block, k_idx, e_idx), spec in blocks.items():
-                block_ms[block, k_idx, e_idx, r_idx] = self._entry_ms(spec)
         areas = np.asarray(arch_space.resolutions, dtype=np.float64) ** 2
         known = areas[measured_idx]
         for r_idx, area in enumerate(areas):
@@ -202,9 +214,23 @@ class LatencyTable(EfficiencyModel):
                 w = (area - known[lo]) / (known[lo + 1] - known[lo])
                 weights = {measured_idx[lo]: 1.0 - w, measured_idx[lo + 1]: w}
             for source, weight in weights.items():
-                block_ms[..., r_idx] += weight * block_ms[..., source]
-                fixed_ms[r_idx] += weight * fixed_ms[source]
-        return np.maximum(block_ms, 0.0), np.maximum(fixed_ms, 0.0)
+                table[..., r_idx] += weight * table[..., source]
+        np.maximum(table, 0.0, out=table)
+
+    def _tables(self) -> tuple[np.ndarray, np.ndarray]:
+        arch_space = self.arch_space
+        shape = (arch_space.num_blocks, len(arch_space.kernel_sizes), len(arch_space.expand_ratios))
+        block_ms = np.zeros((*shape, len(arch_space.resolutions)), dtype=np.float64)
+        fixed_ms = np.zeros(len(arch_space.resolutions), dtype=np.float64)
+        measured_idx = [arch_space.resolutions.index(r) for r in self.measured_resolutions]
+        for r_idx in measured_idx:
+            fixed, blocks = op_specs(arch_space, arch_space.resolutions[r_idx])
+            fixed_ms[r_idx] = sum(self._entry_ms(spec) for spec in fixed)
+            for (block, k_idx, e_idx), spec in blocks.items():
+                block_ms[block, k_idx, e_idx, r_idx] = self._entry_ms(spec)
+        self._interpolate(block_ms)
+        self._interpolate(fixed_ms)
+        return block_ms, fixed_ms
 
     def _entry_ms(self, spec: OpSpec) -> float:
         entry = self.entries.get(spec.key)
@@ -215,11 +241,15 @@ class LatencyTable(EfficiencyModel):
     # ------------------------------------------------------------------ predict
     def raw_sum(self, population: Any) -> np.ndarray:
         """The plain sum of the table's entries (no correction), ``(n,)`` milliseconds."""
-        indices = as_index_array(self.arch_space, population)
+        return self._sum(as_index_array(self.arch_space, population))
+
+    def _sum(self, indices: np.ndarray) -> np.ndarray:
+        if self.resnet_ms is not None:
+            return sum_resnet(self.arch_space, indices, self.resnet_ms)
         return sum_active_blocks(self.arch_space, indices, self.block_ms, self.fixed_ms)
 
     def evaluate(self, indices: np.ndarray) -> np.ndarray:
-        total = sum_active_blocks(self.arch_space, indices, self.block_ms, self.fixed_ms)
+        total = self._sum(indices)
         if self.correction and self.correction.get("applied"):
             total = self.correction["scale"] * total + self.correction["offset_ms"]
         return total
@@ -262,7 +292,7 @@ class LatencyTable(EfficiencyModel):
                     if key not in ("format", "format_version", "space", "resolutions", "entries", "validation",
                                    "correction")}
         try:
-            return cls(arch_space=ArchSpace.from_signature(data["space"]), entries=data["entries"],
+            return cls(arch_space=arch_space_from_signature(data["space"]), entries=data["entries"],
                        measured_resolutions=data["resolutions"]["measured"], metadata=metadata,
                        validation=data.get("validation"), correction=data.get("correction"))
         except InvalidInputError as error:

@@ -36,17 +36,16 @@ from ofa_nni.ofa_released.net_config import (
 from ofa_nni.ofa_released.predictors import (
     RESNET50_RESOLUTIONS,
     TUTORIAL_RESOLUTIONS,
-    OFAResNet50AccuracyPredictor,
     ResolutionSubsetPredictor,
     load_ofa_accuracy_predictor,
     load_predictor_file,
+    resnet50_space,
     restrict_predictor,
     tutorial_space,
 )
 
 __all__ = [
     "OFALatencyTable",
-    "OFAResNet50AccuracyPredictor",
     "ProxylessNASLatencyLUT",
     "RESNET50_RESOLUTIONS",
     "ResolutionSubsetPredictor",
@@ -57,6 +56,7 @@ __all__ = [
     "load_predictor_file",
     "ofa_net_config",
     "read_ofa_net_config",
+    "resnet50_space",
     "restrict_predictor",
     "sample_from_ofa_net_config",
     "tutorial_space",

@@ -361,6 +361,11 @@ def load_latency_table_file(path: str | os.PathLike[str], arch_space: ArchSpace)
     """The latency cost ``--lut PATH`` names for ``arch_space``: released tables (a folder or a YAML file;
     the returned table's space may cover fewer resolutions) or an ofa-nni JSON table."""
     if is_released_table_path(path):
+        if not isinstance(arch_space, ArchSpace):  # their op shapes are MobileNet blocks'
+            raise InvalidInputError(
+                f"{path}: mit-han-lab's released latency tables describe OFA-MobileNetV3 and OFA-ProxylessNAS "
+                f"subnets, not this OFA-ResNet50 space ({type(arch_space).__name__}): measure one with "
+                "'ofa-nni lut build'")
         return load_ofa_latency_table(path, arch_space=arch_space)
     from ofa_nni.latency import LatencyTable
 

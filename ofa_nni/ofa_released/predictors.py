@@ -12,16 +12,16 @@
 * ``ofa_resnet50_acc_predictor.pth`` (``ofa.nas.accuracy_predictor.AccuracyPredictor`` with a
   ``ResNetArchEncoder``; keys ``layers.*`` and ``base_acc``): 82 inputs -- resolution one-hot over
   128, 144, 160, 176, 192, 224, 240, 256, input-stem depth, width index of the stem and each stage,
-  expand ratio per block. No OFA-ResNet50 space exists in ofa-nni yet, so
-  :class:`OFAResNet50AccuracyPredictor` works on the reference's arch dicts
-  (``{"d", "e", "w", "image_size"}``).
+  expand ratio per block: :meth:`~ofa_nni.resnet_arch.ResNetArchSpace.to_features`'s layout, so
+  the file becomes an :class:`~ofa_nni.accuracy.MLPAccuracyPredictor` of an OFA-ResNet50 space
+  (the resolution columns selected, ``base_acc`` as the base) that scores
+  :class:`search_spaces.OFAResNetSpace` subnets.
 
 Nothing here imports ``ofa``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import pickle
 import zipfile
@@ -36,16 +36,17 @@ from ofa_nni.accuracy import AccuracyPredictor, MLPAccuracyPredictor
 from ofa_nni.arch import ArchSpace
 from ofa_nni.efficiency import as_index_array
 from ofa_nni.errors import InvalidInputError, MissingInputError
+from ofa_nni.resnet_arch import ResNetArchSpace
 
 __all__ = [
     "RESNET50_RESOLUTIONS",
     "TUTORIAL_RESOLUTIONS",
-    "OFAResNet50AccuracyPredictor",
     "ResolutionSubsetPredictor",
     "load_ofa_accuracy_predictor",
     "load_predictor_file",
     "restrict_predictor",
     "tutorial_space",
+    "resnet50_space",
 ]
 
 TUTORIAL_RESOLUTIONS: tuple[int, ...] = (160, 176, 192, 208, 224)
@@ -171,6 +172,9 @@ def _found_layout(arrays: Mapping[str, np.ndarray]) -> str:
 
 # ------------------------------------------------------------------------ MobileNetV3 (tutorial)
 def _check_tutorial_space(space: ArchSpace, path: Path) -> None:
+    if not isinstance(space, ArchSpace):
+        raise InvalidInputError(f"{path}: found {_TUTORIAL_LAYOUT}; this {type(space).__name__} space expects "
+                                f"{_RESNET50_LAYOUT} (the MobileNetV3 predictor scores OFA-MobileNetV3 subnets)")
     found = []
     if (space.num_stages, space.max_depth) != (_TUTORIAL_STAGES, _TUTORIAL_DEPTH):
         found.append(f"{space.num_stages} stages x {space.max_depth} blocks")
@@ -203,121 +207,83 @@ def _tutorial_predictor(path: Path, layers: tuple[list[np.ndarray], list[np.ndar
     space = tutorial_space() if space is None else space
     _check_tutorial_space(space, path)
     weights, biases = layers
-    predictor = MLPAccuracyPredictor(arch_space=space, hidden_size=weights[0].shape[1], num_layers=len(weights) - 1,
-                                     output="accuracy")
-    arrays = {f"weight{i}": weight for i, weight in enumerate(weights)}
-    arrays["weight0"] = weights[0][_tutorial_columns(space)]
-    arrays.update({f"bias{i}": bias for i, bias in enumerate(biases[:-1])})
     # The output layer's bias is a constant added to every prediction: OFA's base accuracy.
-    arrays["base_logit"] = np.array(float(biases[-1][0]))  # with output="accuracy": OFA's base accuracy
-    predictor.load_arrays(arrays)
-    predictor.info = {
+    return _released_mlp(space, weights, biases[:-1], float(biases[-1][0]), _tutorial_columns(space), {
         "source": f"mit-han-lab's released OFA-MobileNetV3 accuracy predictor {path.name}",
         "path": str(path),
         "trained_on": "ImageNet top-1 of OFA-MobileNetV3 w1.2 subnets, resolutions 160-224 step 16",
-    }
+    })
+
+
+def _released_mlp(space: Any, weights: Sequence[np.ndarray], hidden_biases: Sequence[np.ndarray], base: float,
+                  columns: np.ndarray, info: dict[str, Any]) -> MLPAccuracyPredictor:
+    """A released MLP as our predictor of ``space``: the first layer's rows reordered to ``columns``
+    (the released encoding's column of each of our features), ``base`` the constant output term."""
+    predictor = MLPAccuracyPredictor(arch_space=space, hidden_size=weights[0].shape[1], num_layers=len(weights) - 1,
+                                     output="accuracy")
+    # The released weights hold subnormal floats (e.g. 154,761 in the ResNet50 predictor's second layer),
+    # which make a CPU's matrix products ~100x slower; below float32's smallest normal number they add
+    # nothing a prediction can show, so they are zeroed.
+    tiny = np.finfo(np.float32).tiny
+    weights = [np.where(np.abs(weight) < tiny, np.float32(0), weight).astype(np.float32) for weight in weights]
+    arrays = {f"weight{i}": weight for i, weight in enumerate(weights)}
+    arrays["weight0"] = weights[0][columns]
+    arrays.update({f"bias{i}": bias for i, bias in enumerate(hidden_biases)})
+    arrays["base_logit"] = np.array(base)  # with output="accuracy": the reference's base accuracy
+    predictor.load_arrays(arrays)
+    predictor.info = info
     return predictor
 
 
 # ------------------------------------------------------------------------------------ ResNet50
-def _mlp_forward(weights: Sequence[np.ndarray], biases: Sequence[np.ndarray], features: np.ndarray) -> np.ndarray:
-    h = np.asarray(features, dtype=np.float32)
-    for weight, bias in zip(weights[:-1], biases, strict=True):
-        h = np.maximum(h @ weight + bias, 0.0)
-    return (h @ weights[-1])[:, 0].astype(np.float64)
+def resnet50_space(**overrides: Any) -> ResNetArchSpace:
+    """The space of mit-han-lab's OFA-ResNet50 predictor: the released ``ofa_resnet50`` at the
+    resolutions the predictor encodes (:data:`RESNET50_RESOLUTIONS`)."""
+    settings: dict[str, Any] = {"resolutions": RESNET50_RESOLUTIONS, **overrides}
+    return ResNetArchSpace(**settings)
 
 
-@dataclasses.dataclass
-class OFAResNet50AccuracyPredictor:
-    """mit-han-lab's OFA-ResNet50 ImageNet predictor on the reference's arch dicts.
+def _check_resnet50_space(space: Any, path: Path) -> None:
+    if not isinstance(space, ResNetArchSpace):
+        raise InvalidInputError(f"{path}: found {_RESNET50_LAYOUT}; this {type(space).__name__} space expects "
+                                f"{_TUTORIAL_LAYOUT} (the ResNet50 predictor scores OFAResNetSpace subnets)")
+    found = [f"{name} {list(getattr(space, name))}" for name, allowed in (
+        ("depths", _RESNET50_DEPTHS), ("expand_ratios", _RESNET50_EXPANDS), ("width_mults", _RESNET50_WIDTH_MULTS),
+        ("base_depths", _RESNET50_BASE_DEPTHS)) if tuple(getattr(space, name)) != allowed]
+    if not set(space.resolutions) <= set(RESNET50_RESOLUTIONS):
+        found.append(f"resolutions {list(space.resolutions)}")
+    if found:
+        raise InvalidInputError(
+            f"{path}: {_RESNET50_LAYOUT} expects the released OFA-ResNet50 space (depths {list(_RESNET50_DEPTHS)}, "
+            f"expand_ratios {list(_RESNET50_EXPANDS)}, width_mults {list(_RESNET50_WIDTH_MULTS)}, base_depths "
+            f"{list(_RESNET50_BASE_DEPTHS)}, resolutions within {list(RESNET50_RESOLUTIONS)}); found a space with "
+            + "; ".join(found))
 
-    An arch dict is what ``OFAResNets.sample_active_subnet()`` returns plus ``image_size``:
-    ``{"d": [input stem 0|2, then one extra depth per stage], "e": [one expand ratio per block
-    slot, 18], "w": [width index of the two stem layers and each stage, 6], "image_size": r}``;
-    features are ``ResNetArchEncoder.arch2feature``'s. Predictions are fractions.
-    """
 
-    weights: list[np.ndarray]
-    biases: list[np.ndarray]
-    base_accuracy: float
-    path: str = ""
-    image_sizes: tuple[int, ...] = RESNET50_RESOLUTIONS
-    depths: tuple[int, ...] = _RESNET50_DEPTHS
-    expand_ratios: tuple[float, ...] = _RESNET50_EXPANDS
-    width_mults: tuple[float, ...] = _RESNET50_WIDTH_MULTS
-    base_depths: tuple[int, ...] = _RESNET50_BASE_DEPTHS
-    kind = "ofa-resnet50"
-
-    @property
-    def num_stages(self) -> int:
-        return len(self.base_depths)
-
-    @property
-    def num_block_slots(self) -> int:
-        return sum(self.base_depths) + self.num_stages * max(self.depths)
-
-    @property
-    def feature_dim(self) -> int:
-        return (len(self.image_sizes) + 2 + (self.num_stages + 2) * len(self.width_mults)
-                + self.num_block_slots * len(self.expand_ratios))
-
-    def features(self, archs: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        """``(n, feature_dim)`` float32 features of arch dicts (checked: a bad value names the arch,
-        the key and the allowed values)."""
-        n_r, n_w, n_e = len(self.image_sizes), len(self.width_mults), len(self.expand_ratios)
-        width_offset = n_r + 2
-        expand_offset = width_offset + (self.num_stages + 2) * n_w
-        features = np.zeros((len(archs), self.feature_dim), dtype=np.float32)
-        for row, arch in enumerate(archs):
-            d, e, w, r = self._checked(row, arch)
-            features[row, self.image_sizes.index(r)] = 1.0
-            features[row, n_r + (1 if d[0] > 0 else 0)] = 1.0
-            for i, width in enumerate(w):
-                features[row, width_offset + i * n_w + width] = 1.0
-            start = 0
-            for stage, base in enumerate(self.base_depths):
-                for slot in range(start, start + base + d[stage + 1]):
-                    features[row, expand_offset + slot * n_e + self.expand_ratios.index(e[slot])] = 1.0
-                start += base + max(self.depths)
-        return features
-
-    def _checked(self, row: int, arch: Mapping[str, Any]) -> tuple[list[int], list[float], list[int], int]:
-        if not isinstance(arch, Mapping) or not {"d", "e", "w", "image_size"} <= set(arch):
-            raise InvalidInputError(f"arch {row}: expected a dict with keys d, e, w, image_size (OFAResNets' "
-                                    f"sample_active_subnet() plus image_size); got {arch!r}")
-        checks = (
-            ("d", [0, 2], 1), ("d[1:]", list(self.depths), self.num_stages),
-            ("e", list(self.expand_ratios), self.num_block_slots),
-            ("w", list(range(len(self.width_mults))), self.num_stages + 2),
-        )
-        values = {"d": list(arch["d"])[:1], "d[1:]": list(arch["d"])[1:], "e": list(arch["e"]), "w": list(arch["w"])}
-        for key, allowed, length in checks:
-            if len(values[key]) != length:
-                raise InvalidInputError(f"arch {row}: {key} must hold {length} values, got {len(values[key])}")
-            bad = [v for v in values[key] if v not in allowed]
-            if bad:
-                raise InvalidInputError(f"arch {row}: {key} value {bad[0]!r} is not allowed; allowed: {allowed}")
-        if arch["image_size"] not in self.image_sizes:
-            raise InvalidInputError(f"arch {row}: image_size {arch['image_size']!r} is not one the predictor "
-                                    f"encodes; allowed: {list(self.image_sizes)}")
-        return values["d"] + values["d[1:]"], values["e"], values["w"], int(arch["image_size"])
-
-    def predict_features(self, features: np.ndarray) -> np.ndarray:
-        return _mlp_forward(self.weights, self.biases, features) + self.base_accuracy
-
-    def predict_archs(self, archs: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        """Predicted top-1 (fractions) of the reference's arch dicts, ``(n,)``."""
-        return self.predict_features(self.features(archs))
+def _resnet50_predictor(path: Path, layers: tuple[list[np.ndarray], list[np.ndarray], float],
+                        space: Any) -> MLPAccuracyPredictor:
+    """The released predictor as an MLP on ``space``'s features: :meth:`ResNetArchSpace.to_features` is
+    ``ResNetArchEncoder.arch2feature``'s layout, so only the resolution columns are selected."""
+    space = resnet50_space() if space is None else space
+    _check_resnet50_space(space, path)
+    weights, biases, base = layers
+    n_slots = len(RESNET50_RESOLUTIONS)
+    columns = [RESNET50_RESOLUTIONS.index(r) for r in space.resolutions]
+    columns += list(range(n_slots, weights[0].shape[0]))
+    return _released_mlp(space, weights, biases, base, np.asarray(columns, dtype=np.int64), {
+        "source": f"mit-han-lab's released OFA-ResNet50 accuracy predictor {path.name}",
+        "path": str(path),
+        "trained_on": "ImageNet top-1 of OFA-ResNet50 subnets",
+    })
 
 
 # --------------------------------------------------------------------------------- public API
-def load_ofa_accuracy_predictor(path: str | os.PathLike[str], *,
-                                space: ArchSpace | None = None) -> MLPAccuracyPredictor | OFAResNet50AccuracyPredictor:
+def load_ofa_accuracy_predictor(path: str | os.PathLike[str], *, space: Any = None) -> MLPAccuracyPredictor:
     """Read a predictor mit-han-lab released.
 
-    Returns an :class:`~ofa_nni.accuracy.MLPAccuracyPredictor` of ``space`` (default
-    :func:`tutorial_space`) for the tutorial's ``acc_predictor.pth``, an
-    :class:`OFAResNet50AccuracyPredictor` for ``ofa_resnet50_acc_predictor.pth``.
+    Returns an :class:`~ofa_nni.accuracy.MLPAccuracyPredictor` of ``space``: for the tutorial's
+    ``acc_predictor.pth`` an OFA-MobileNetV3 space (default :func:`tutorial_space`), for
+    ``ofa_resnet50_acc_predictor.pth`` an OFA-ResNet50 one (default :func:`resnet50_space`).
 
     Raises:
         InvalidInputError: naming the file, the layouts it accepts and the one it found, for any other
@@ -332,12 +298,7 @@ def load_ofa_accuracy_predictor(path: str | os.PathLike[str], *,
         return _tutorial_predictor(path, tutorial, space)
     nas = _nas_layers(arrays)
     if nas is not None and nas[0][0].shape[0] == 82:
-        if space is not None:
-            raise InvalidInputError(
-                f"{path}: found {_RESNET50_LAYOUT}; this OFA-MobileNetV3 space expects {_TUTORIAL_LAYOUT} "
-                "(there is no OFA-ResNet50 space in this version: use the predictor on the reference's arch dicts)")
-        weights, biases, base = nas
-        return OFAResNet50AccuracyPredictor(weights=weights, biases=biases, base_accuracy=base, path=str(path))
+        return _resnet50_predictor(path, nas, space)
     raise InvalidInputError(f"{path}: expected {_TUTORIAL_LAYOUT} or {_RESNET50_LAYOUT}; found {_found_layout(arrays)}")
 
 
@@ -351,13 +312,7 @@ def load_predictor_file(path: str | os.PathLike[str]) -> AccuracyPredictor:
             "mit-han-lab's acc_predictor.pth)")
     if not _is_torch_file(path):
         return AccuracyPredictor.load(path)
-    predictor = load_ofa_accuracy_predictor(path)
-    if isinstance(predictor, OFAResNet50AccuracyPredictor):
-        raise InvalidInputError(
-            f"{path}: found {_RESNET50_LAYOUT}, but the only space here is OFA-MobileNetV3 (expects "
-            f"{_TUTORIAL_LAYOUT}); load it in Python with load_ofa_accuracy_predictor to score the reference's "
-            "ResNet50 arch dicts")
-    return predictor
+    return load_ofa_accuracy_predictor(path)
 
 
 # -------------------------------------------------------------------- a subset of resolutions

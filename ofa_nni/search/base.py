@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ofa_nni._deprecation import RenamedAttribute
-from ofa_nni.arch import ArchSpace
+from ofa_nni.arch import ArchSpace, ChoiceSpace
 from ofa_nni.errors import InvalidInputError
 from ofa_nni.search.archive import Archive, RowKeys
 from ofa_nni.search.evaluation import ArrayFn, evaluate, evaluate_costs, format_cost
@@ -72,9 +72,9 @@ class AskTellSearch:
     space = RenamedAttribute("arch_space")
 
     def __init__(self, *, arch_space: ArchSpace, costs: Mapping[str, ArrayFn], settings: EvolutionSettings) -> None:
-        if not isinstance(arch_space, ArchSpace):
+        if not isinstance(arch_space, ChoiceSpace):
             raise InvalidInputError(
-                f"arch_space must be an ArchSpace (e.g. OFAMobileNetV3Space(...).arch_space), got {arch_space!r}"
+                f"arch_space must be an arch space (e.g. OFAMobileNetV3Space(...).arch_space), got {arch_space!r}"
             )
         if not isinstance(costs, Mapping):
             raise InvalidInputError(f"costs must be a dict {{name: callable}}, got {type(costs).__name__}")

@@ -16,13 +16,6 @@ REPAIR_TRIES = 4
 """Repairs tried at once per infeasible child, at growing strength (the gentlest feasible is kept)."""
 
 
-def _mutation_unit(arch_space: ArchSpace) -> np.ndarray:
-    """The mutation draw each gene follows: one per block (kernel and expand redrawn together), one
-    per stage depth and one for the resolution."""
-    block = np.arange(arch_space.num_blocks)
-    return np.concatenate([block, block, arch_space.num_blocks + np.arange(arch_space.num_stages + 1)])
-
-
 def mutate(
     arch_space: ArchSpace,
     parents: np.ndarray,
@@ -35,9 +28,10 @@ def mutate(
     equal to its parent (e.g. only inactive blocks were hit) gets one active gene changed, so no
     query is spent on a copy of the parent."""
     n, card = len(parents), arch_space.cardinalities
-    threshold = np.full(arch_space.num_blocks + arch_space.num_stages + 1, mutation_prob, dtype=np.float32)
+    units = arch_space.mutation_units  # genes redrawn together share a unit; the resolution's is the last
+    threshold = np.full(int(units.max()) + 1, mutation_prob, dtype=np.float32)
     threshold[-1] = resolution_prob
-    hit = (rng.random((n, len(threshold)), dtype=np.float32) < threshold)[:, _mutation_unit(arch_space)]
+    hit = (rng.random((n, len(threshold)), dtype=np.float32) < threshold)[:, units]
     row, col = np.nonzero(hit)
     children = parents.copy()
     children[row, col] = (rng.random(len(row)) * card[col]).astype(np.int64)

@@ -21,7 +21,14 @@ import yaml
 from ofa_nni.arch import ArchSpace, arch_space_for
 from ofa_nni.data import DATA_KINDS
 from ofa_nni.errors import InvalidInputError, MissingInputError
-from ofa_nni.training.schedule import PHASE_NAMES, PHASE_OVERRIDE_FIELDS, RECIPES, Phase, progressive_shrinking
+from ofa_nni.training.schedule import (
+    PHASE_NAMES,
+    PHASE_OVERRIDE_FIELDS,
+    RECIPES,
+    RESNET_PHASE_NAMES,
+    Phase,
+    progressive_shrinking,
+)
 from ofa_nni.training.settings import TrainingSettings, check_training_setting, require_in_range
 
 __all__ = [
@@ -87,9 +94,24 @@ PROXYLESS_PRESETS: Mapping[str, Mapping[str, Any]] = {
 }
 """Named OFA-ProxylessNAS spaces for ``space.preset`` (with ``space.name: ofa-proxyless``)."""
 
+RESNET_PRESETS: Mapping[str, Mapping[str, Any]] = {
+    # The released OFA-ResNet50 space (OFAResNetSpace's defaults).
+    "ofa-resnet50": {},
+    # A CPU-sized ResNet-D: two stages of 1 + {0, 1, 2} bottlenecks, narrow widths, resolutions
+    # 24-32 (digits are 8x8 upscaled), the released choices otherwise.
+    "cpu": {
+        "resolutions": (24, 28, 32),
+        "base_depths": (1, 1),
+        "base_widths": (16, 32, 64),
+        "stage_strides": (1, 2),
+    },
+}
+"""Named OFA-ResNet50 spaces for ``space.preset`` (with ``space.name: ofa-resnet50``)."""
+
 PRESETS_BY_SPACE: Mapping[str, Mapping[str, Mapping[str, Any]]] = {
     "ofa-mbv3": SPACE_PRESETS,
     "ofa-proxyless": PROXYLESS_PRESETS,
+    "ofa-resnet50": RESNET_PRESETS,
 }
 """The presets of each search space, by the space's registered name (``space.name``)."""
 
@@ -110,6 +132,8 @@ class SpaceConfig:
     stage_activations: list[str] | None = None
     stage_se: list[bool] | None = None
     width_mult: float | None = None
+    width_mults: list[float] | None = None  # OFA-ResNet50's
+    base_depths: list[int] | None = None  # OFA-ResNet50's
     dropout: float | None = None
 
     def __post_init__(self) -> None:
@@ -178,8 +202,9 @@ class ProgressiveShrinkingConfig:
         allowed_fields = PHASE_OVERRIDE_FIELDS
         lowest = {"epochs": 1, "warmup_epochs": 0, "lr": 0.0, "subnets_per_step": 1, "kd_ratio": 0.0}
         for name, fields in (self.phases or {}).items():
-            if name not in PHASE_NAMES:
-                raise ConfigError(f"strategy.phases: unknown phase {name!r}; allowed: {list(PHASE_NAMES)}")
+            if name not in PHASE_NAMES and name not in RESNET_PHASE_NAMES:
+                raise ConfigError(f"strategy.phases: unknown phase {name!r}; allowed: {list(PHASE_NAMES)} "
+                                  f"(OFA-ResNet50: {list(RESNET_PHASE_NAMES)})")
             if not isinstance(fields, dict):
                 raise ConfigError(f"strategy.phases.{name}: expected a mapping of {list(allowed_fields)}")
             for key, value in fields.items():

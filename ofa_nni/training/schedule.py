@@ -16,6 +16,10 @@ Progressive shrinking (Cai et al., ICLR 2020, Sec. 3.2 and Fig. 3/4)::
     expand1    E top two               4    (channels re-ordered by importance first)
     expand2    E all                   4    (channels re-ordered again, keeping trained sets)
 
+OFA-ResNet50 (no elastic kernel) shrinks depth, then expand ratio, then width (the reference's
+order for ``OFAResNets``): ``full, depth1, depth2, expand1, expand2, width1, width2``, the width phases
+at the expand phases' settings (mit-han-lab published no separate ResNet recipe).
+
 Resolution is elastic in every phase (one random resolution per step). From the kernel phase on,
 the loss adds knowledge distillation from the full network trained in phase one (the teacher).
 """
@@ -31,11 +35,14 @@ import numpy as np
 
 from ofa_nni.arch import ArchSpace, Sample
 from ofa_nni.errors import InvalidInputError
+from ofa_nni.resnet_arch import ResNetArchSpace
 
 __all__ = [
     "Phase",
     "SubnetStep",
     "PHASE_NAMES",
+    "RESNET_PHASE_NAMES",
+    "phase_names",
     "PAPER_RECIPE",
     "SHORT_RECIPE",
     "RECIPES",
@@ -52,6 +59,17 @@ __all__ = [
 
 PHASE_NAMES = ("full", "kernel", "depth1", "depth2", "expand1", "expand2")
 """Progressive-shrinking phases, in order."""
+
+RESNET_PHASE_NAMES = ("full", "depth1", "depth2", "expand1", "expand2", "width1", "width2")
+"""Progressive-shrinking phases of an OFA-ResNet space, in order."""
+
+_RECIPE_OF = {"width1": "expand1", "width2": "expand2"}  # the recipe entry a ResNet width phase uses
+_RESNET_KERNELS = (3,)  # a ResNet's fixed 3x3 (the reference's ks_list)
+
+
+def phase_names(arch: Any) -> tuple[str, ...]:
+    """The progressive-shrinking phases of ``arch``'s kind of space, in order."""
+    return RESNET_PHASE_NAMES if isinstance(arch, ResNetArchSpace) else PHASE_NAMES
 
 PAPER_BATCH_SIZE = 2048
 """Batch size the paper's learning rates belong to (32 GPUs x 64 images)."""
@@ -109,6 +127,7 @@ class Phase:
             that use it (borrowed from BigNAS's sandwich rule; needs ``subnets_per_step >= 2``).
         keep_expand_ratios: If set, channels are re-ordered by importance at the start of the phase,
             keeping the channel sets of these (already trained) expand ratios.
+        width_mults: The width multipliers unlocked (OFA-ResNet spaces; empty for the others).
     """
 
     name: str
@@ -124,6 +143,7 @@ class Phase:
     sandwich: bool = False
     include_smallest: bool = False
     keep_expand_ratios: tuple[float, ...] | None = None
+    width_mults: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
@@ -161,6 +181,8 @@ class Phase:
         data = dataclasses.asdict(self)
         if not self.include_smallest:
             del data["include_smallest"]  # the form checkpoints had before the option existed
+        if not self.width_mults:
+            del data["width_mults"]  # MobileNet phases: the form their checkpoints always had
         return {key: list(value) if isinstance(value, tuple) else value for key, value in data.items()}
 
 
@@ -188,7 +210,7 @@ def _top(values: Sequence[Any], count: int) -> tuple[Any, ...]:
 
 
 def progressive_shrinking(
-    arch: ArchSpace,
+    arch: ArchSpace | ResNetArchSpace,
     *,
     recipe: str = "paper",
     epochs_factor: float = 1.0,
@@ -217,11 +239,14 @@ def progressive_shrinking(
         raise InvalidInputError(f"epochs_factor must be a positive number, got {epochs_factor!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InvalidInputError(f"batch_size must be a positive int, got {batch_size!r}")
-    unknown = [name for name in phases if name not in PHASE_NAMES]
+    names = phase_names(arch)
+    if isinstance(arch, ResNetArchSpace) and tuple(phases) == PHASE_NAMES:
+        phases = names  # the default: every phase of this kind of space
+    unknown = [name for name in phases if name not in names]
     if unknown:
-        raise InvalidInputError(f"unknown phase(s) {unknown}; allowed: {list(PHASE_NAMES)}")
-    if list(phases) != [name for name in PHASE_NAMES if name in phases]:
-        raise InvalidInputError(f"phases must keep the order {list(PHASE_NAMES)}, got {list(phases)}")
+        raise InvalidInputError(f"unknown phase(s) {unknown}; allowed: {list(names)}")
+    if list(phases) != [name for name in names if name in phases]:
+        raise InvalidInputError(f"phases must keep the order {list(names)}, got {list(phases)}")
     overrides = dict(overrides or {})
     for name, changes in overrides.items():
         if name not in phases:
@@ -231,19 +256,36 @@ def progressive_shrinking(
             raise InvalidInputError(f"overrides[{name!r}]: unknown field(s) {bad}; allowed: "
                                     f"{list(PHASE_OVERRIDE_FIELDS)}")
 
-    kernels, expands, depths = arch.kernel_sizes, arch.expand_ratios, arch.depths
-    unlocked = {
-        "full": (_top(kernels, 1), _top(expands, 1), _top(depths, 1)),
-        "kernel": (kernels, _top(expands, 1), _top(depths, 1)),
-        "depth1": (kernels, _top(expands, 1), _top(depths, 2)),
-        "depth2": (kernels, _top(expands, 1), depths),
-        "expand1": (kernels, _top(expands, 2), depths),
-        "expand2": (kernels, expands, depths),
-    }
+    expands, depths = arch.expand_ratios, arch.depths
+    widths: dict[str, tuple[float, ...]] = {}
+    if isinstance(arch, ResNetArchSpace):
+        kernels: tuple[int, ...] = _RESNET_KERNELS
+        all_widths = arch.width_mults
+        unlocked = {
+            "full": (kernels, _top(expands, 1), _top(depths, 1)),
+            "depth1": (kernels, _top(expands, 1), _top(depths, 2)),
+            "depth2": (kernels, _top(expands, 1), depths),
+            "expand1": (kernels, _top(expands, 2), depths),
+            "expand2": (kernels, expands, depths),
+            "width1": (kernels, expands, depths),
+            "width2": (kernels, expands, depths),
+        }
+        widths = {name: _top(all_widths, 1) for name in unlocked}
+        widths.update(width1=_top(all_widths, 2), width2=all_widths)
+    else:
+        kernels = arch.kernel_sizes
+        unlocked = {
+            "full": (_top(kernels, 1), _top(expands, 1), _top(depths, 1)),
+            "kernel": (kernels, _top(expands, 1), _top(depths, 1)),
+            "depth1": (kernels, _top(expands, 1), _top(depths, 2)),
+            "depth2": (kernels, _top(expands, 1), depths),
+            "expand1": (kernels, _top(expands, 2), depths),
+            "expand2": (kernels, expands, depths),
+        }
     keep = {"expand1": _top(expands, 1), "expand2": _top(expands, 2)}
     result = []
     for name in phases:
-        settings = RECIPES[recipe][name]
+        settings = RECIPES[recipe][_RECIPE_OF.get(name, name)]
         epochs = max(1, round(settings["epochs"] * epochs_factor))
         warmup = min(round(settings["warmup_epochs"] * epochs_factor), epochs - 1)
         fields: dict[str, Any] = {
@@ -263,13 +305,14 @@ def progressive_shrinking(
             depths=tuple(depth_choices),
             resolutions=arch.resolutions,
             keep_expand_ratios=keep.get(name),
+            width_mults=widths.get(name, ()),
             **fields,
         ))
     return tuple(result)
 
 
 def sandwich_rule(
-    arch: ArchSpace,
+    arch: ArchSpace | ResNetArchSpace,
     *,
     epochs: int,
     lr: float,
@@ -288,18 +331,39 @@ def sandwich_rule(
         epochs=epochs,
         lr=lr,
         subnets_per_step=2 + num_random,
-        kernel_sizes=arch.kernel_sizes,
+        kernel_sizes=_RESNET_KERNELS if isinstance(arch, ResNetArchSpace) else arch.kernel_sizes,
         expand_ratios=arch.expand_ratios,
         depths=arch.depths,
         resolutions=arch.resolutions,
+        width_mults=arch.width_mults if isinstance(arch, ResNetArchSpace) else (),
         warmup_epochs=warmup_epochs,
         kd_ratio=1.0,
         sandwich=True,
     ),)
 
 
-def unlocked_choices(arch: ArchSpace, phase: Phase) -> dict[str, tuple[Any, ...]]:
+def _resnet_unlocked(arch: ResNetArchSpace, phase: Phase) -> dict[str, tuple[Any, ...]]:
+    """:func:`unlocked_choices` of a ResNet space: its depth labels count blocks (base + extra) and the
+    stem's residual conv is elastic once more than one depth is unlocked."""
+    stages = range(arch.num_stages)
+    choices: dict[str, tuple[Any, ...]] = {arch.expand_label(s, b): phase.expand_ratios for s, b in arch.blocks}
+    choices[arch.STEM_DEPTH_LABEL] = arch.stem_depths if len(phase.depths) > 1 else arch.stem_depths[-1:]
+    choices.update({arch.depth_label(s): tuple(arch.base_depths[s] + d for d in phase.depths) for s in stages})
+    widths = {arch.STEM_MID_WIDTH_LABEL, arch.STEM_WIDTH_LABEL} | {arch.width_label(s) for s in stages}
+    choices.update({label: phase.width_mults for label in widths})
+    choices[arch.RESOLUTION_LABEL] = phase.resolutions
+    for label in arch.labels:
+        outside = [value for value in choices[label] if value not in arch.choices(label)]
+        if outside or not choices[label]:
+            raise InvalidInputError(f"phase {phase.name!r} unlocks {outside or 'nothing'} for {label!r}; the space's "
+                                    f"choices are {list(arch.choices(label))}")
+    return {label: choices[label] for label in arch.labels}
+
+
+def unlocked_choices(arch: ArchSpace | ResNetArchSpace, phase: Phase) -> dict[str, tuple[Any, ...]]:
     """Per label of ``arch``, the choices ``phase`` samples from."""
+    if isinstance(arch, ResNetArchSpace):
+        return _resnet_unlocked(arch, phase)
     by_kind = {
         ".kernel": phase.kernel_sizes,
         ".expand": phase.expand_ratios,
@@ -333,7 +397,7 @@ def _draw(choices: Mapping[str, tuple[Any, ...]], rng: np.random.Generator) -> S
     return {label: values[int(rng.integers(len(values)))] for label, values in choices.items()}
 
 
-def plan_step(arch: ArchSpace, phase: Phase, rng: np.random.Generator) -> SubnetStep:
+def plan_step(arch: ArchSpace | ResNetArchSpace, phase: Phase, rng: np.random.Generator) -> SubnetStep:
     """The subnets one step of ``phase`` trains (see :class:`SubnetStep`)."""
     choices = unlocked_choices(arch, phase)
     if phase.sandwich:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import math
+from typing import Any
 
 from ofa_nni.arch import SPACE_ARCHS, arch_space_for
-from ofa_nni.costs import AnalyticCostModel
+from ofa_nni.costs import cost_model_for
+from ofa_nni.resnet_arch import ResNetArchSpace
 
-_TITLES = {"ofa-mbv3": "OFA-MobileNetV3", "ofa-proxyless": "OFA-ProxylessNAS"}
+_TITLES = {"ofa-mbv3": "OFA-MobileNetV3", "ofa-proxyless": "OFA-ProxylessNAS", "ofa-resnet50": "OFA-ResNet50"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,13 +26,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    space = arch_space_for(args.space, num_classes=args.num_classes)
-    costs = AnalyticCostModel(space)
-    blocks = len(space.kernel_sizes) * len(space.expand_ratios)
-    subnets = math.prod(sum(blocks**d for d in space.stage_depths(s)) for s in range(space.num_stages))
-    print(f"{_TITLES.get(args.space, args.space)}: {space.num_stages} stages x up to {space.max_depth} blocks "
-          f"({space.num_blocks} in all), {len(space.labels)} labels")
-    print(f"  kernel {list(space.kernel_sizes)}  expand {list(space.expand_ratios)}  depth {list(space.depths)}")
+    space: Any = arch_space_for(args.space, num_classes=args.num_classes)
+    costs = cost_model_for(space)
+    title = _TITLES.get(args.space, args.space)
+    if isinstance(space, ResNetArchSpace):
+        n_e, stages = len(space.expand_ratios), range(space.num_stages)
+        subnets = len(space.stem_depths) * len(space.width_mults) ** (space.num_stages + 2) * math.prod(
+            sum(n_e**d for d in space.stage_depths(s)) for s in stages)
+        print(f"{title}: {space.num_stages} stages of {[space.stage_num_blocks(s) for s in stages]} bottlenecks "
+              f"({space.num_blocks} in all), {len(space.labels)} labels")
+        print(f"  expand {list(space.expand_ratios)}  depth +{list(space.depths)}  width {list(space.width_mults)}")
+    else:
+        blocks = len(space.kernel_sizes) * len(space.expand_ratios)
+        subnets = math.prod(sum(blocks**d for d in space.stage_depths(s)) for s in range(space.num_stages))
+        print(f"{title}: {space.num_stages} stages x up to {space.max_depth} blocks "
+              f"({space.num_blocks} in all), {len(space.labels)} labels")
+        print(f"  kernel {list(space.kernel_sizes)}  expand {list(space.expand_ratios)}  depth {list(space.depths)}")
     print(f"  resolution {space.resolutions[0]}..{space.resolutions[-1]} ({len(space.resolutions)} sizes)")
     print(f"  subnets: {subnets:.3g} x {len(space.resolutions)} resolutions (10^{math.log10(subnets):.1f})")
     for name, sample in (("smallest", space.min_sample()), ("largest", space.max_sample())):

@@ -148,8 +148,10 @@ def _module_for(space: ArchSpace) -> Any:
     """A supernet of ``space`` with random weights, whose ``freeze`` makes the validation models."""
     from search_spaces import space_class
 
-    cls = space_class("ofa-proxyless" if space.layout == "proxyless" else "ofa-mbv3")
-    kwargs: dict[str, Any] = {key: tuple(v) if isinstance(v, list) else v for key, v in space.signature().items()}
+    signature = space.signature()
+    cls = space_class({"proxyless": "ofa-proxyless", "resnet": "ofa-resnet50"}.get(signature.get("layout", ""),
+                                                                                  "ofa-mbv3"))
+    kwargs: dict[str, Any] = {key: tuple(v) if isinstance(v, list) else v for key, v in signature.items()}
     return cls(**cls.kwargs_from_arch_signature(kwargs))
 
 
@@ -157,9 +159,10 @@ def _space_source_arguments(parser: argparse.ArgumentParser) -> None:
     """Where ``build`` and ``bundle`` take their space from: a trained supernet, or a space by name and
     preset (either alone: ``--space`` gives the space's released preset, ``--preset`` the default space)."""
     parser.add_argument("--supernet", type=Path, help="trained supernet (supernet.pt or a training checkpoint)")
-    parser.add_argument("--space", default=None, help="the search space (ofa-mbv3, the default, or ofa-proxyless)")
-    parser.add_argument("--preset", help="the space's preset (ofa-mbv3: cpu, ofa-mobilenetv3; ofa-proxyless: cpu, "
-                        "ofa-proxylessnas; default: the released one)")
+    parser.add_argument("--space", default=None,
+                        help="the search space (ofa-mbv3, the default; ofa-proxyless; ofa-resnet50)")
+    parser.add_argument("--preset", help="the space's preset: cpu or the released one, the default (ofa-mobilenetv3, "
+                        "ofa-proxylessnas, ofa-resnet50)")
     parser.add_argument("--num-classes", type=int, default=None, help="with --space/--preset: classifier outputs")
 
 
