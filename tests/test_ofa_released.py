@@ -121,14 +121,14 @@ def test_resnet50_predictor_equals_the_reference_on_1000_subnets(capsys, tmp_pat
     reference = ReferencePredictor(encoder, 400, 3, checkpoint_path=str(RESNET50_PREDICTOR), device="cpu")
     assert "Loaded checkpoint" in capsys.readouterr().out  # not a silently random reference
     ours = load_ofa_accuracy_predictor(RESNET50_PREDICTOR)
-    assert isinstance(ours, MLPAccuracyPredictor) and ours.space == resnet50_space()
+    assert isinstance(ours, MLPAccuracyPredictor) and ours.arch_space == resnet50_space()
     # no subnormal weights (the file has 154,761; they slow every product ~25x and change nothing)
     tiny = np.finfo(np.float32).tiny
     assert not any(((weight != 0) & (np.abs(weight) < tiny)).any() for weight in ours.weights)
-    assert ours.space.feature_dim == encoder.n_dim == 82
-    rows = ours.space.random_indices(N_SUBNETS, 0)
-    archs = [_resnet_arch_dict(ours.space, row) for row in rows]
-    np.testing.assert_array_equal(ours.space.to_features(rows), np.array([encoder.arch2feature(a) for a in archs]))
+    assert ours.arch_space.feature_dim == encoder.n_dim == 82
+    rows = ours.arch_space.random_indices(N_SUBNETS, 0)
+    archs = [_resnet_arch_dict(ours.arch_space, row) for row in rows]
+    np.testing.assert_array_equal(ours.arch_space.to_features(rows), np.array([encoder.arch2feature(a) for a in archs]))
     with torch.no_grad():
         theirs = reference.predict_acc(archs).numpy()
     assert np.abs(ours(rows) - theirs).max() <= 1e-6

@@ -200,7 +200,7 @@ def test_optuna_sampler_on_the_resnet_space():
     space = OFAResNetSpace(**{**RESNET_CHOICES, "base_depths": (1, 1), "base_widths": (16, 32, 64),
                               "stage_strides": (1, 2), "num_classes": 4})
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(sampler=OFAEvolutionSampler(space=space, seed=0), direction="minimize")
+    study = optuna.create_study(sampler=OFAEvolutionSampler(arch_space=space, seed=0), direction="minimize")
     study.optimize(lambda trial: float(space.macs(suggest_sample(trial, space))), n_trials=30)
     samples = [trial_sample(trial, space) for trial in study.trials]
     assert len({space.arch_space.format(space.arch_space.canonical_sample(s)) for s in samples}) == 30
@@ -236,9 +236,9 @@ def test_nni_tuner_on_the_resnet_space():
 
     tuner = OFAEvolutionTuner(space={"name": "ofa-resnet50", "preset": "cpu", **RESNET_CHOICES, "num_classes": 10},
                               population_size=6, seed=0)
-    assert tuner.space.choices("stage1.width") == (0.65, 1)
-    tuner.update_search_space(nni_search_space(tuner.space))
-    proposed = drive(tuner, macs_objective(tuner.space), trials=30, concurrency=3)
+    assert tuner.arch_space.choices("stage1.width") == (0.65, 1)
+    tuner.update_search_space(nni_search_space(tuner.arch_space))
+    proposed = drive(tuner, macs_objective(tuner.arch_space), trials=30, concurrency=3)
     assert len(proposed) == 30
-    canonical = {tuner.canonical_arch(tuner.space.parse(arch)) for arch in proposed}
+    canonical = {tuner.canonical_arch(tuner.arch_space.parse(arch)) for arch in proposed}
     assert len(canonical) == 30  # no subnet proposed twice
