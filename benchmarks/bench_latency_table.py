@@ -42,12 +42,21 @@ from ofa_nni.latency import build_latency_table, validate_latency_table
 from ofa_nni.nni_search_space import arch_space_from_spec
 from search_spaces import OFAMobileNetV3Space
 
-_CPU_HOG = "while True:\n    pass\n"
+# Each competitor stops once the benchmark is gone (its parent changes), also after a kill -9 of
+# the benchmark, which leaves no chance to stop them.
+_CPU_HOG = (
+    "import os\n"
+    "parent = os.getppid()\n"
+    "while os.getppid() == parent:\n"
+    "    for _ in range(100_000):\n"
+    "        pass\n"
+)
 _MEMORY_HOG = (
-    "import threading, numpy as np\n"
+    "import os, threading, numpy as np\n"
+    "parent = os.getppid()\n"
     "def work():\n"
     "    a = np.ones(16_000_000); b = np.empty_like(a); m = np.ones((512, 512))\n"
-    "    while True:\n"
+    "    while os.getppid() == parent:\n"
     "        np.copyto(b, a); np.copyto(a, b); m @ m\n"
     "threads = [threading.Thread(target=work, daemon=True) for _ in range(2)]\n"
     "[t.start() for t in threads]; [t.join() for t in threads]\n"

@@ -19,6 +19,7 @@ that rebuilds numpy arrays and nothing else (any other global in the stream is r
 file cannot run code). Nothing else in the repository reads a pickle.
 
     python benchmarks/data.py --cache ~/.cache/ofa-nni/data      # writes mnist.npz, animal-mnist.npz
+    python benchmarks/data.py --cache ~/.cache/ofa-nni/data --animal-train-subset 2000  # + animal-mnist-2000.npz
 
 The ``.npz`` files have the layout ``ofa_nni.data.NPZ_LAYOUT`` reads (``x_train``, ``y_train``,
 ``x_test``, ``y_test``, uint8 images ``(N, 28, 28)``); MNIST's validation split is kept as
@@ -143,12 +144,37 @@ def prepare(cache: Path) -> dict[str, Path]:
     return out
 
 
+def animal_train_subset(source: Path, size: int) -> Path:
+    """``animal-mnist-SIZE.npz`` next to ``source``: a stratified ``size``-image subset of its training
+    split (:func:`ofa_nni.data.stratified_split`, seed :data:`ANIMAL_SPLIT_SEED`), the test split unchanged;
+    for benchmarks whose runs do not fit on the whole split."""
+    from ofa_nni.data import stratified_split
+
+    with np.load(source) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    total = len(arrays["y_train"])
+    if not 0 < size < total:
+        raise SystemExit(f"--animal-train-subset: {size} is not between 1 and {total - 1} (the training split's size)")
+    _, keep = stratified_split(arrays["y_train"], size / total, ANIMAL_SPLIT_SEED)
+    path = source.with_name(f"{source.stem}-{len(keep)}.npz")
+    arrays["x_train"], arrays["y_train"] = arrays["x_train"][keep], arrays["y_train"][keep]
+    np.savez_compressed(path.with_suffix(".partial.npz"), **arrays)
+    path.with_suffix(".partial.npz").replace(path)
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"where to keep wheels and .npz files "
                                                                           f"(default {DEFAULT_CACHE})")
+    parser.add_argument("--animal-train-subset", type=int, default=None, metavar="N",
+                        help="also write animal-mnist-N.npz: a stratified N-image subset of the training split "
+                             "(seed 0; rounding per class may change N slightly), the same test split")
     args = parser.parse_args()
-    for name, path in prepare(args.cache.expanduser()).items():
+    written = prepare(args.cache.expanduser())
+    if args.animal_train_subset is not None:
+        written["animal-mnist subset"] = animal_train_subset(written["animal-mnist"], args.animal_train_subset)
+    for name, path in written.items():
         with np.load(path) as archive:
             shapes = {key: archive[key].shape for key in archive.files}
         print(f"{name}: {path} {shapes}")

@@ -38,6 +38,7 @@ RandomOneShot always gets as many subnet-steps as the (overridden) schedule has.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import functools
@@ -57,14 +58,15 @@ import numpy as np
 import torch
 
 from ofa_nni.app.runner import build_space, train
-from ofa_nni.data import calibration_loader, digits_split_digest, load_data
+from ofa_nni.data import digits_split_digest, load_data
 from ofa_nni.runtime import recalibrate_batchnorm
 from ofa_nni.training import RECIPES, demo_config, median_sample, progressive_shrinking
 from ofa_nni.training.config import ConfigError, ProgressiveShrinkingConfig, TrainerConfig, ValidationConfig
-from search_spaces import load_supernet
+from search_spaces import load_supernet, save_supernet
 
 RANDOM_SUBNETS = 10
 CALIBRATION_BATCHES = 4
+CALIBRATION_SEED = 0
 
 
 def _loaders(config: Any, data: Any) -> tuple[Any, Any]:
@@ -117,7 +119,11 @@ def _train_random_oneshot(config: Any, data: Any, subnet_steps: int, seed: int) 
 @torch.no_grad()
 def _evaluate(space: Any, data: Any, seed: int) -> dict[str, float]:
     arch = space.arch_space
-    calibration = list(calibration_loader(data, batch_size=64))[:CALIBRATION_BATCHES]
+    # A fixed random draw of the calibration subset, not its first batches: that subset is kept in file order,
+    # and a file sorted by class (Animal-MNIST from benchmarks/data.py) gave BN statistics of two classes of ten.
+    draw = np.random.default_rng(CALIBRATION_SEED).permutation(len(data.calibration))[:CALIBRATION_BATCHES * 64]
+    calibration = list(torch.utils.data.DataLoader(torch.utils.data.Subset(data.calibration, draw.tolist()),
+                                                   batch_size=64))
     images = torch.stack([data.val[i][0] for i in range(len(data.val))])
     labels = torch.tensor([data.val[i][1] for i in range(len(data.val))])
     rng = np.random.default_rng([1234, seed])
@@ -161,6 +167,13 @@ def main() -> int:
     parser.add_argument("--markdown", type=Path, default=None)
     parser.add_argument("--data", type=Path, default=None, metavar="PATH.npz",
                         help="an .npz data set (docs/data.md) instead of digits")
+    parser.add_argument("--keep-runs", type=Path, default=None, metavar="DIR",
+                        help="keep each progressive-shrinking run (its supernet.pt, for bench_predictor_quality.py "
+                             "or ofa_vs_scratch.py) in DIR/RECIPE-seedS instead of a temporary directory, and "
+                             "RandomOneShot's supernet as DIR/random-seedS.pt")
+    parser.add_argument("--evaluate", type=Path, nargs="+", default=None, metavar="SUPERNET",
+                        help="train nothing: evaluate these supernet files (e.g. kept with --keep-runs) as the "
+                             "trained ones are, with the evaluation seed --seeds (one)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -180,6 +193,14 @@ def main() -> int:
     data = load_data(config.data.kind, root=config.data.root, resolution=resolution,
                      calibration_images=config.data.calibration_images)
     space_for_size = build_space(config, num_classes=data.num_classes)
+    if args.evaluate is not None:
+        if len(args.seeds) != 1:
+            parser.error("--evaluate takes one --seeds (the seed of the random subnets drawn)")
+        for path in args.evaluate:
+            accuracy = _evaluate(load_supernet(path), data, args.seeds[0])
+            print(f"| {path} | " + " | ".join(f"{accuracy[k]:.3f}" for k in ("smallest", "median", "largest",
+                                                                           "random_mean")) + " |", flush=True)
+        return 0
     rows = []
     phases = strategy.schedule(space_for_size.arch_space, batch_size=config.data.batch_size)
     steps_per_epoch = len(data.train) // config.data.batch_size
@@ -187,7 +208,11 @@ def main() -> int:
     for seed in args.seeds:
         added = 0
         if "ps" in args.trainings:
-            with tempfile.TemporaryDirectory() as run_dir:
+            with contextlib.ExitStack() as stack:
+                if args.keep_runs is None:
+                    run_dir = stack.enter_context(tempfile.TemporaryDirectory())
+                else:
+                    run_dir = str(args.keep_runs / f"{args.recipe}-seed{seed}")
                 cpu_started = time.process_time()
                 result = train(config.replace(seed=seed), run_dir=run_dir)
                 ps_seconds = (result.seconds, time.process_time() - cpu_started)
@@ -196,6 +221,8 @@ def main() -> int:
             added += 1
         if "random" in args.trainings:
             random_space, random_seconds, random_steps = _train_random_oneshot(config, data, subnet_steps, seed)
+            if args.keep_runs is not None:
+                save_supernet(random_space, args.keep_runs / f"random-seed{seed}.pt")
             random_accuracy = _evaluate(random_space, data, seed)
             rows.append((seed, "RandomOneShot (NNI)", random_steps, random_seconds, random_accuracy))
             added += 1
@@ -218,7 +245,8 @@ def main() -> int:
         f"space preset `cpu`; schedule: the {args.recipe!r} recipe x {args.epochs_factor:.4g} "
         f"({'+'.join(str(p.epochs) for p in phases)} epochs), batch {config.data.batch_size}; "
         f"per-phase overrides: {json.dumps(args.phases) if args.phases else 'none'}.",
-        "Held-out top-1 after BN recalibration (256 training images); median = middle choice of every label; "
+        "Held-out top-1 after BN recalibration (256 training images, a fixed random draw); "
+        "median = middle choice of every label; "
         f"random = mean of {RANDOM_SUBNETS} fixed random subnets. Training time only: wall and CPU (all threads) "
         "seconds; progressive shrinking's include loading the data and its teacher's forward passes.",
         "",

@@ -558,12 +558,14 @@ def _check_resolution(resolution: int) -> None:
 
 
 def _fixed_subset(dataset: Dataset, size: int) -> Dataset:
-    """The first ``size`` items of a fixed permutation of ``dataset`` (the same on every run)."""
+    """The first ``size`` items of a fixed permutation of ``dataset`` (the same on every run), in
+    that permuted order: training's validation recalibrates on the first few batches only, and a
+    file sorted by class would otherwise give them a few classes."""
     length = len(dataset)  # type: ignore[arg-type]
     if size <= 0:
         raise InvalidInputError(f"calibration_images must be positive, got {size}")
     order = np.random.default_rng(_DIGITS_SPLIT_SEED).permutation(length)[: min(size, length)]
-    return Subset(dataset, np.sort(order).tolist())
+    return Subset(dataset, order.tolist())
 
 
 def load_data(kind: str, *, root: str | Path | None = None, resolution: int,

@@ -158,6 +158,20 @@ def test_npz_any_layout_and_size_becomes_3_channels_at_the_resolution(tmp_path, 
     assert train_image.shape == (3, 16, 16)
 
 
+def test_the_first_calibration_batches_of_a_class_sorted_file_hold_every_class(tmp_path):
+    """Training's per-epoch validation recalibrates BN on the first ``calibration_batches`` batches
+    of the calibration subset. It used to keep the file's order: on a class-sorted .npz (Animal-MNIST
+    as benchmarks/data.py writes it) the first 4 batches of 64 held 2 of the 10 classes."""
+    rng = np.random.default_rng(2)
+    labels = np.repeat(np.arange(10), 60)  # sorted by class
+    np.savez(tmp_path / "d.npz", x_train=_images(rng, labels, (8, 8)), y_train=labels)
+    data = load_data("npz", root=tmp_path / "d.npz", resolution=8, calibration_images=400)
+    first_batches = {int(data.calibration[i][1]) for i in range(64)}
+    assert first_batches == set(range(10))
+    again = load_data("npz", root=tmp_path / "d.npz", resolution=8, calibration_images=400)
+    assert [int(again.calibration[i][1]) for i in range(64)] == [int(data.calibration[i][1]) for i in range(64)]
+
+
 def test_npz_without_a_test_split_holds_out_a_seeded_stratified_fifth(tmp_path):
     rng = np.random.default_rng(1)
     labels = np.repeat(np.arange(3), 20)
