@@ -74,7 +74,7 @@ def main() -> None:
     runs = {}
     for count in counts:
         targets = [{"macs": float(b)} for b in budgets_for(count)]
-        search = EvolutionSearch(space=space, costs={"macs": macs}, targets=targets, **settings)
+        search = EvolutionSearch(arch_space=space, costs={"macs": macs}, targets=targets, **settings)
         start, cpu = time.perf_counter(), time.process_time()
         result = search.run(objective)
         runs[count] = (time.perf_counter() - start, time.process_time() - cpu, result)
@@ -94,7 +94,7 @@ def main() -> None:
         worse, single_seconds = 0, []
         for i in at:
             start = time.perf_counter()
-            single = EvolutionSearch(space=space, costs={"macs": macs}, targets={"macs": float(budgets[i])},
+            single = EvolutionSearch(arch_space=space, costs={"macs": macs}, targets={"macs": float(budgets[i])},
                                      **settings).run(objective)[0]
             single_seconds.append(time.perf_counter() - start)
             shared = runs[largest][2][int(i)]

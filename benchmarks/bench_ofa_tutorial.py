@@ -115,7 +115,7 @@ def run_ours(space: ArchSpace, predictor: Any, table: Any, targets: list[dict[st
              seed: int, population: int) -> dict[str, Any]:
     """Ask/tell until the query budget is spent, noting when each generation completed and the
     queries made by then."""
-    search = EvolutionSearch(space=space, costs={"latency_ms": table}, targets=targets, population_size=population,
+    search = EvolutionSearch(arch_space=space, costs={"latency_ms": table}, targets=targets, population_size=population,
                              generations=10**6, max_evaluations=max_evaluations, seed=seed)
     completed_at: list[float] = []  # completed_at[g]: seconds when generation g (0: initial) was complete
     queries_at: list[int] = []  # queries_at[g]: predictor queries made by then
@@ -163,7 +163,7 @@ def main() -> None:
     torch.set_num_threads(threads)
     predictor = load_ofa_accuracy_predictor(args.released / "ofa" / "acc_predictor.pth")
     table = load_ofa_latency_table(args.released / "ofa" / "note10")
-    space = table.space
+    space = table.arch_space
     their_acc, their_lat = reference(args.released)
     lines: list[str] = []
 

@@ -113,10 +113,10 @@ def run_optuna(name: str, seed: int, n_trials: int, budget_m: float) -> dict[str
     choices = [space.choices(label) for label in labels]
     index_of = [{v: i for i, v in enumerate(c)} for c in choices]
     samplers: dict[str, Callable[[], Any]] = {
-        "ofa": lambda: OFAEvolutionSampler(space=space, seed=seed, predictor=None),
-        "ofa+ridge": lambda: OFAEvolutionSampler(space=space, seed=seed, predictor="ridge"),
+        "ofa": lambda: OFAEvolutionSampler(arch_space=space, seed=seed, predictor=None),
+        "ofa+ridge": lambda: OFAEvolutionSampler(arch_space=space, seed=seed, predictor="ridge"),
         "ofa+costs": lambda: OFAEvolutionSampler(
-            space=space, seed=seed, predictor=None, costs={"macs": problem.macs},
+            arch_space=space, seed=seed, predictor=None, costs={"macs": problem.macs},
             budgets={"macs": budget_m * 1e6},
         ),
         "TPE": lambda: optuna.samplers.TPESampler(seed=seed),

@@ -157,7 +157,7 @@ def run_ours(
     timing; theirs runs ~50 s and averages such noise out by itself)."""
     walls, cpus, result, search = [], [], None, None
     for _ in range(repeats):
-        search = EvolutionSearch(space=space, costs={"macs": macs}, targets=targets, **settings)
+        search = EvolutionSearch(arch_space=space, costs={"macs": macs}, targets=targets, **settings)
         start, cpu = time.perf_counter(), time.process_time()
         run = search.run(objective)
         walls.append(time.perf_counter() - start)

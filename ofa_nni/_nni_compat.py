@@ -147,7 +147,6 @@ TRAINING_SERVICE_WARNING = "`training_service` will be ignored for sequential ex
 """NNI's self-inflicted warning (workaround 4)."""
 NAS_CONFIG_LOGGER = "nni.nas.experiment.config.experiment"
 
-_applied = False
 original_mixed_operation_freeze: Any = None
 """NNI's own ``MixedOperation.freeze``, kept so tests can show the patch is still needed."""
 original_nas_checkpointing: dict[str, Any] = {}
@@ -198,17 +197,44 @@ class _DropTrainingServiceWarning(logging.Filter):
 TRAINING_SERVICE_FILTER = _DropTrainingServiceWarning()
 
 
+_WORKAROUND_MARK = "_ofa_nni_workaround"
+"""Attribute set on every replacement this module installs (and on its logging filters): a target
+that holds one is patched already, whichever copy of this module patched it."""
+
+
+def _patch(owner: Any, name: str, replacement: Any) -> Any | None:
+    """Replace ``owner.name`` by ``replacement`` unless one of our workarounds is there already.
+
+    Returns what was there (NNI's original), or None when it was patched already: how every
+    workaround stays applied once, however often :func:`apply` runs, with no flag to keep.
+    """
+    current = getattr(owner, name)
+    if getattr(current, _WORKAROUND_MARK, False):
+        return None
+    setattr(replacement, _WORKAROUND_MARK, True)
+    setattr(owner, name, replacement)
+    return current
+
+
+def _add_filter_once(logger: logging.Logger, log_filter: logging.Filter) -> None:
+    """Add ``log_filter`` to ``logger`` unless a filter of ours of the same kind is there already."""
+    kind = type(log_filter).__name__
+    if not any(getattr(f, _WORKAROUND_MARK, False) and type(f).__name__ == kind for f in logger.filters):
+        setattr(log_filter, _WORKAROUND_MARK, True)
+        logger.addFilter(log_filter)
+
+
 def apply() -> None:
-    """Apply the workarounds (idempotent)."""
-    global _applied, original_mixed_operation_freeze
-    if _applied:
-        return
+    """Apply the workarounds (idempotent: each one is installed once, see :func:`_patch`)."""
+    global original_mixed_operation_freeze
+    # ``filterwarnings`` replaces an identical filter rather than adding a second one.
     warnings.filterwarnings("ignore", message=NON_MODULE_WARNING, category=RuntimeWarning)
     from nni.nas.oneshot.pytorch.supermodule.operation import MixedOperation
 
-    original_mixed_operation_freeze = MixedOperation.freeze
-    MixedOperation.freeze = _mixed_operation_freeze  # type: ignore[method-assign]
-    logging.getLogger(NAS_CONFIG_LOGGER).addFilter(TRAINING_SERVICE_FILTER)
+    original = _patch(MixedOperation, "freeze", _mixed_operation_freeze)
+    if original is not None:
+        original_mixed_operation_freeze = original
+    _add_filter_once(logging.getLogger(NAS_CONFIG_LOGGER), TRAINING_SERVICE_FILTER)
     _import_nni_strategies_first()
     _checkpoint_after_every_model()
     _start_nni_manager_on_bind_host()
@@ -216,7 +242,6 @@ def apply() -> None:
     _warn_when_evaluated_without_recalibration()
     report_dispatcher_errors()
     prepare_nnictl()
-    _applied = True
 
 
 def _import_nni_strategies_first() -> None:
@@ -228,12 +253,11 @@ def _import_nni_strategies_first() -> None:
 def _checkpoint_after_every_model() -> None:
     from nni.nas.experiment import NasExperiment
 
-    original_nas_checkpointing.update(
-        save_checkpoint=NasExperiment.save_checkpoint,
-        execution_engine_factory=NasExperiment.execution_engine_factory,
-    )
-    NasExperiment.save_checkpoint = _save_checkpoint_atomically  # type: ignore[method-assign]
-    NasExperiment.execution_engine_factory = _engine_checkpointing_every_model  # type: ignore[method-assign]
+    for name, replacement in (("save_checkpoint", _save_checkpoint_atomically),
+                              ("execution_engine_factory", _engine_checkpointing_every_model)):
+        original = _patch(NasExperiment, name, replacement)
+        if original is not None:
+            original_nas_checkpointing[name] = original
 
 
 def _engine_checkpointing_every_model(self: Any, config: Any) -> Any:
@@ -315,14 +339,12 @@ def prepare_nnictl() -> None:
 def _wait_longer_for_the_manager() -> None:
     from nni.experiment import launcher
 
-    if "check_rest_server" in original_launcher_methods:
-        return
-    original = original_launcher_methods["check_rest_server"] = launcher._check_rest_server
-
     def check_rest_server(port: int, retry: int = 3, url_prefix: str | None = None) -> None:
-        original(port, max(retry, MANAGER_START_TRIES), url_prefix)
+        original_launcher_methods["check_rest_server"](port, max(retry, MANAGER_START_TRIES), url_prefix)
 
-    launcher._check_rest_server = check_rest_server
+    original = _patch(launcher, "_check_rest_server", check_rest_server)
+    if original is not None:
+        original_launcher_methods["check_rest_server"] = original
 
 
 original_launcher_methods: dict[str, Any] = {}
@@ -361,8 +383,7 @@ class _ReachableUrlsOnly(logging.Filter):
 def show_reachable_urls() -> None:
     """Make NNI's experiment banner list only the web UI addresses that work (idempotent)."""
     logger = logging.getLogger("nni.experiment")
-    if not any(isinstance(f, _ReachableUrlsOnly) for f in logger.filters):
-        logger.addFilter(_ReachableUrlsOnly())
+    _add_filter_once(logger, _ReachableUrlsOnly())
 
 
 def _popen_nni_manager(*args: Any, **kwargs: Any) -> subprocess.Popen[Any]:
@@ -375,8 +396,9 @@ def _start_nni_manager_on_bind_host() -> None:
     global original_launcher_popen
     from nni.experiment import launcher
 
-    original_launcher_popen = launcher.Popen
-    launcher.Popen = _popen_nni_manager  # type: ignore[assignment,misc]
+    original = _patch(launcher, "Popen", _popen_nni_manager)
+    if original is not None:
+        original_launcher_popen = original
 
 
 # ------------------------------------------------------------------ 8. the tuner of a killed manager
@@ -488,8 +510,9 @@ def _take_over_resumed_trials(dispatcher: Any) -> None:
 def _process_resumed_commands_in_order() -> None:
     from nni.runtime.msg_dispatcher import MsgDispatcher
 
-    original_dispatcher_methods["process_command"] = MsgDispatcher.process_command
-    MsgDispatcher.process_command = _process_command_in_resume_order  # type: ignore[method-assign]
+    original = _patch(MsgDispatcher, "process_command", _process_command_in_resume_order)
+    if original is not None:
+        original_dispatcher_methods["process_command"] = original
 
 
 # ------------------------------------------------------------------ 12. OFA subnets evaluated without recalibration
@@ -514,8 +537,9 @@ def _warn_when_evaluated_without_recalibration() -> None:
     global original_evaluator_execute
     from nni.nas.evaluator import Evaluator
 
-    original_evaluator_execute = Evaluator._execute
-    Evaluator._execute = _execute_warning_without_recalibration  # type: ignore[method-assign]
+    original = _patch(Evaluator, "_execute", _execute_warning_without_recalibration)
+    if original is not None:
+        original_evaluator_execute = original
 
 
 # ------------------------------------------------------------------ 10. a tuner's error ends the experiment
@@ -551,7 +575,6 @@ def report_dispatcher_errors() -> None:
     """Apply workaround 10 (idempotent; light: NNI's dispatcher modules only)."""
     from nni.runtime.msg_dispatcher_base import MsgDispatcherBase
 
-    if "command_queue_worker" in original_dispatcher_methods:
-        return
-    original_dispatcher_methods["command_queue_worker"] = MsgDispatcherBase.command_queue_worker
-    MsgDispatcherBase.command_queue_worker = _command_queue_worker_reporting_errors  # type: ignore[method-assign]
+    original = _patch(MsgDispatcherBase, "command_queue_worker", _command_queue_worker_reporting_errors)
+    if original is not None:
+        original_dispatcher_methods["command_queue_worker"] = original

@@ -53,6 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ofa_nni._artifacts import atomic_write, library_versions, require_same_space
+from ofa_nni._deprecation import RenamedAttribute, renamed_keywords
 from ofa_nni._npz import check_npz_sizes
 from ofa_nni.arch import ArchSpace, Sample, arch_space_from_signature
 from ofa_nni.efficiency import as_index_array
@@ -97,7 +98,8 @@ class OutdatedPredictorError(InvalidInputError):
 
 
 # --------------------------------------------------------------------------- which subnets
-def plan_subnets(space: ArchSpace, num_subnets: int, seed: int = 0) -> np.ndarray:
+@renamed_keywords(space="arch_space")
+def plan_subnets(arch_space: ArchSpace, num_subnets: int, seed: int = 0) -> np.ndarray:
     """The subnets a data set of ``num_subnets`` evaluates, as an ``(n, L)`` index array.
 
     The smallest and the largest subnet come first; then resolutions are stratified (every run of
@@ -108,13 +110,13 @@ def plan_subnets(space: ArchSpace, num_subnets: int, seed: int = 0) -> np.ndarra
     if int(num_subnets) != num_subnets or num_subnets < 1:
         raise InvalidInputError(f"num_subnets must be a positive integer, got {num_subnets!r}")
     rng = np.random.default_rng(seed)
-    index_of = {label: i for i, label in enumerate(space.labels)}
-    rows = [space.to_indices(space.min_sample()), space.to_indices(space.max_sample())]
+    index_of = {label: i for i, label in enumerate(arch_space.labels)}
+    rows = [arch_space.to_indices(arch_space.min_sample()), arch_space.to_indices(arch_space.max_sample())]
     seen: set[bytes] = set()
     plan: list[np.ndarray] = []
 
     def add(row: np.ndarray) -> None:
-        key = space.to_features(row[None]).tobytes()
+        key = arch_space.to_features(row[None]).tobytes()
         if key not in seen:
             seen.add(key)
             plan.append(row)
@@ -122,10 +124,10 @@ def plan_subnets(space: ArchSpace, num_subnets: int, seed: int = 0) -> np.ndarra
     for row in rows:
         add(row)
     resolution_column = index_of[ArchSpace.RESOLUTION_LABEL]
-    n_res = len(space.resolutions)
+    n_res = len(arch_space.resolutions)
     attempts = 0
     while len(plan) < num_subnets:
-        block = rng.integers(0, space.cardinalities, size=(n_res, len(space.labels)))
+        block = rng.integers(0, arch_space.cardinalities, size=(n_res, len(arch_space.labels)))
         block[:, resolution_column] = rng.permutation(n_res)
         for row in block:
             add(row)
@@ -168,15 +170,18 @@ def evaluate_subnet(model: nn.Module, batches: Iterable[Any]) -> dict[str, float
 class AccuracyDataset:
     """Evaluated subnets: ``indices`` (n, L) int64, ``accuracies`` (n,) fractions, and the file header."""
 
-    def __init__(self, *, space: ArchSpace, indices: np.ndarray, accuracies: np.ndarray,
+    space = RenamedAttribute("arch_space")  # the old name, for one release
+
+    @renamed_keywords(space="arch_space")
+    def __init__(self, *, arch_space: ArchSpace, indices: np.ndarray, accuracies: np.ndarray,
                  header: Mapping[str, Any] | None = None) -> None:
-        indices = as_index_array(space, np.asarray(indices))
+        indices = as_index_array(arch_space, np.asarray(indices))
         accuracies = np.asarray(accuracies, dtype=np.float64)
         if accuracies.shape != (len(indices),):
             raise InvalidInputError(f"need one accuracy per subnet: {len(indices)} subnets, accuracies "
                                     f"{accuracies.shape}")
         _check_fractions(accuracies, "accuracies")
-        self.space, self.indices, self.accuracies = space, indices, accuracies
+        self.arch_space, self.indices, self.accuracies = arch_space, indices, accuracies
         self.header = dict(header or {})
 
     def __len__(self) -> int:
@@ -184,18 +189,19 @@ class AccuracyDataset:
 
     def take(self, rows: Sequence[int] | np.ndarray | slice) -> AccuracyDataset:
         """The subset at ``rows`` (same header)."""
-        return AccuracyDataset(space=self.space, indices=self.indices[rows], accuracies=self.accuracies[rows],
+        return AccuracyDataset(arch_space=self.arch_space, indices=self.indices[rows], accuracies=self.accuracies[rows],
                                header=self.header)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, space: ArchSpace | None = None,
+    @renamed_keywords(space="arch_space")
+    def load(cls, path: str | os.PathLike[str], *, arch_space: ArchSpace | None = None,
              complete: bool = False) -> AccuracyDataset:
         """Read the evaluated subnets of a data-set file (in plan order); ``complete=True`` refuses a
         file whose plan is not fully evaluated yet."""
         header, records, _ = _read_dataset_file(Path(path))
         stored_space = arch_space_from_signature(header["space"])
-        if space is not None:
-            require_same_space(header["space"], space, artefact=f"accuracy data set {path}")
+        if arch_space is not None:
+            require_same_space(header["space"], arch_space, artefact=f"accuracy data set {path}")
         by_arch = {record["arch"]: record for record in records}
         for record in records:
             accuracy = record.get("accuracy")
@@ -209,7 +215,7 @@ class AccuracyDataset:
         indices = np.array([by_arch[arch]["indices"] for arch in done], dtype=np.int64).reshape(
             len(done), len(stored_space.labels))
         accuracies = np.array([by_arch[arch]["accuracy"] for arch in done], dtype=np.float64)
-        return cls(space=stored_space, indices=indices, accuracies=accuracies, header=header)
+        return cls(arch_space=stored_space, indices=indices, accuracies=accuracies, header=header)
 
 
 def _read_dataset_file(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]], int]:
@@ -277,15 +283,15 @@ def collect_accuracy_dataset(
     Raises:
         ValueError: if ``path`` belongs to another space, seed or data description.
     """
-    space: ArchSpace = supernet.arch_space
+    arch_space: ArchSpace = supernet.arch_space
     path = Path(path)
-    plan = plan_subnets(space, num_subnets, seed)
-    archs = [space.format(space.from_indices(row)) for row in plan]
+    plan = plan_subnets(arch_space, num_subnets, seed)
+    archs = [arch_space.format(arch_space.from_indices(row)) for row in plan]
     records: list[dict[str, Any]] = []
     calibration = {"num_batches": num_calibration_batches}
     if path.exists():
         header, records, valid_length = _read_dataset_file(path)
-        require_same_space(header["space"], space, artefact=f"accuracy data set {path}")
+        require_same_space(header["space"], arch_space, artefact=f"accuracy data set {path}")
         for name, wanted in (("seed", seed), ("data", data_description), ("calibration", calibration)):
             if header.get(name) != wanted:
                 raise InvalidInputError(f"{path} was collected with {name}={header.get(name)!r}, this run asks for "
@@ -301,7 +307,7 @@ def collect_accuracy_dataset(
                 file.truncate(valid_length)
     else:
         header = {
-            "format": DATASET_FORMAT, "format_version": DATASET_FORMAT_VERSION, "space": space.signature(),
+            "format": DATASET_FORMAT, "format_version": DATASET_FORMAT_VERSION, "space": arch_space.signature(),
             "seed": seed,
             "num_subnets": len(archs), "archs": archs, "data": data_description, "calibration": calibration,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -318,7 +324,7 @@ def collect_accuracy_dataset(
                                          dynamic_ncols=True) as bar:
         for arch, row in todo:
             started = time.perf_counter()
-            sample: Sample = space.from_indices(row)
+            sample: Sample = arch_space.from_indices(row)
             subnet = supernet.freeze(sample)
             recalibrate_batchnorm(subnet, calibration_batches, num_calibration_batches)
             result = evaluate_subnet(subnet, eval_batches)
@@ -331,7 +337,7 @@ def collect_accuracy_dataset(
             bar.set_postfix(acc=f"{result['accuracy']:.4f}")
             if on_record is not None:
                 on_record(record)
-    dataset = AccuracyDataset.load(path, space=space)
+    dataset = AccuracyDataset.load(path, arch_space=arch_space)
     n = min(num_subnets, len(dataset))
     return dataset.take(slice(0, n))
 
@@ -374,7 +380,7 @@ def logit_to_accuracy(logits: np.ndarray) -> np.ndarray:
 
 
 class AccuracyPredictor(abc.ABC):
-    """Predicts the accuracy (a fraction) of subnets of :attr:`space` from their one-hot encoding.
+    """Predicts the accuracy (a fraction) of subnets of :attr:`arch_space` from their one-hot encoding.
 
     Call it on an ``(n, L)`` index array (or sample dicts) to get an ``(n,)`` float64 array.
     :attr:`metrics` holds the held-out figures measured when it was built.
@@ -382,8 +388,11 @@ class AccuracyPredictor(abc.ABC):
 
     kind: ClassVar[str] = ""
 
-    def __init__(self, space: ArchSpace) -> None:
-        self.space = space
+    space = RenamedAttribute("arch_space")  # the old name, for one release
+
+    @renamed_keywords(space="arch_space")
+    def __init__(self, arch_space: ArchSpace) -> None:
+        self.arch_space = arch_space
         self.metrics: dict[str, Any] = {}
         self.info: dict[str, Any] = {}
 
@@ -429,8 +438,8 @@ class AccuracyPredictor(abc.ABC):
         return logit_to_accuracy(self.predict_logits(features))
 
     def __call__(self, population: Any) -> Any:
-        indices = as_index_array(self.space, population)
-        values = self.predict_features(self.space.to_features(indices)).astype(np.float64)
+        indices = as_index_array(self.arch_space, population)
+        values = self.predict_features(self.arch_space.to_features(indices)).astype(np.float64)
         return float(values[0]) if isinstance(population, Mapping) else values
 
     def evaluate(self, dataset: AccuracyDataset) -> dict[str, float]:
@@ -442,8 +451,8 @@ class AccuracyPredictor(abc.ABC):
         """Write an ``.npz``: the arrays plus a JSON ``metadata`` string (no pickled objects)."""
         metadata = {
             "format": PREDICTOR_FORMAT, "format_version": PREDICTOR_FORMAT_VERSION, "kind": self.kind,
-            "settings": self.settings(), "space": self.space.signature(),
-            "encoding": {"name": ENCODING, "feature_dim": self.space.feature_dim},
+            "settings": self.settings(), "space": self.arch_space.signature(),
+            "encoding": {"name": ENCODING, "feature_dim": self.arch_space.feature_dim},
             "metrics": self.metrics, "info": self.info,
         }
         arrays = {f"array.{name}": value for name, value in self.arrays().items()}
@@ -452,8 +461,9 @@ class AccuracyPredictor(abc.ABC):
         atomic_write(path, lambda file: file.write(buffer.getvalue()))
 
     @staticmethod
-    def load(path: str | os.PathLike[str], *, space: ArchSpace | None = None) -> AccuracyPredictor:
-        """Read a predictor saved by :meth:`save`; with ``space``, refuse one built for another space
+    @renamed_keywords(space="arch_space")
+    def load(path: str | os.PathLike[str], *, arch_space: ArchSpace | None = None) -> AccuracyPredictor:
+        """Read a predictor saved by :meth:`save`; with ``arch_space``, refuse one built for another space
         (ValueError naming the differing fields)."""
         path = Path(path)
         if not path.is_file():
@@ -491,8 +501,8 @@ class AccuracyPredictor(abc.ABC):
             raise InvalidInputError(f"{path}: unknown feature encoding {encoding!r}; expected {ENCODING!r}")
         if not isinstance(metadata.get("space"), dict):
             raise InvalidInputError(f"{path}: damaged accuracy predictor (no space signature in its metadata)")
-        if space is not None:
-            require_same_space(metadata["space"], space, artefact=f"accuracy predictor {path}")
+        if arch_space is not None:
+            require_same_space(metadata["space"], arch_space, artefact=f"accuracy predictor {path}")
         kinds = {cls.kind: cls for cls in PREDICTOR_CLASSES}
         kind = metadata.get("kind")
         if not isinstance(kind, str) or kind not in kinds:
@@ -507,10 +517,10 @@ class AccuracyPredictor(abc.ABC):
                                     "finite numbers)")
         try:
             kinds[kind].check_stored(settings, arrays)
-            predictor = kinds[kind](space=arch_space_from_signature(metadata["space"]), **settings)
+            predictor = kinds[kind](arch_space=arch_space_from_signature(metadata["space"]), **settings)
             predictor.load_arrays(arrays)
             # One prediction checks that the arrays fit the space's features (shapes) and are finite.
-            if not np.isfinite(predictor(predictor.space.random_indices(1, 0))).all():
+            if not np.isfinite(predictor(predictor.arch_space.random_indices(1, 0))).all():
                 raise InvalidInputError("it predicts a non-finite accuracy")
         except (KeyError, TypeError, ValueError) as error:
             raise InvalidInputError(f"{path}: damaged accuracy predictor ({type(error).__name__}: {error})") from None
@@ -537,10 +547,11 @@ class MLPAccuracyPredictor(AccuracyPredictor):
     kind = "mlp"
     OUTPUTS = ("logit", "accuracy")
 
-    def __init__(self, *, space: ArchSpace, hidden_size: int = 400, num_layers: int = 3, steps: int = 1000,
+    @renamed_keywords(space="arch_space")
+    def __init__(self, *, arch_space: ArchSpace, hidden_size: int = 400, num_layers: int = 3, steps: int = 1000,
                  batch_size: int = 128, learning_rate: float = 1e-3, weight_decay: float = 1e-4,
                  seed: int = 0, output: str = "logit") -> None:
-        super().__init__(space)
+        super().__init__(arch_space)
         if output not in self.OUTPUTS:
             raise InvalidInputError(f"MLP predictor output {output!r} is not known; allowed: {list(self.OUTPUTS)}")
         self.output = output
@@ -624,12 +635,14 @@ class MLPEnsemblePredictor(AccuracyPredictor):
 
     kind = "mlp-ensemble"
 
-    def __init__(self, *, space: ArchSpace, num_models: int = 5, steps: int = 1000, seed: int = 0) -> None:
-        super().__init__(space)
+    @renamed_keywords(space="arch_space")
+    def __init__(self, *, arch_space: ArchSpace, num_models: int = 5, steps: int = 1000, seed: int = 0) -> None:
+        super().__init__(arch_space)
         if num_models < 1:
             raise InvalidInputError(f"num_models must be >= 1, got {num_models}")
         self.num_models, self.steps, self.seed = num_models, steps, seed
-        self.members = [MLPAccuracyPredictor(space=space, steps=steps, seed=seed + i) for i in range(num_models)]
+        self.members = [MLPAccuracyPredictor(arch_space=arch_space, steps=steps, seed=seed + i)
+                        for i in range(num_models)]
 
     def settings(self) -> dict[str, Any]:
         return {"num_models": self.num_models, "steps": self.steps, "seed": self.seed}
@@ -666,10 +679,12 @@ class RidgeAccuracyPredictor(AccuracyPredictor):
 
     kind = "ridge"
 
-    def __init__(self, *, space: ArchSpace, alphas: Sequence[float] = tuple(10.0 ** np.arange(-3, 3.5, 0.5))) -> None:
-        super().__init__(space)
+    @renamed_keywords(space="arch_space")
+    def __init__(self, *, arch_space: ArchSpace,
+                 alphas: Sequence[float] = tuple(10.0 ** np.arange(-3, 3.5, 0.5))) -> None:
+        super().__init__(arch_space)
         self.alphas = tuple(float(a) for a in alphas)
-        self.coef = np.zeros(space.feature_dim)
+        self.coef = np.zeros(arch_space.feature_dim)
         self.intercept = 0.0
         self.alpha = float("nan")
 
@@ -707,13 +722,13 @@ def _split(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndar
     return np.sort(order[n_test:]), np.sort(order[:n_test])
 
 
-def _new_predictor(kind: str, space: ArchSpace, seed: int, steps: int) -> AccuracyPredictor:
+def _new_predictor(kind: str, arch_space: ArchSpace, seed: int, steps: int) -> AccuracyPredictor:
     if kind == MLPAccuracyPredictor.kind:
-        return MLPAccuracyPredictor(space=space, steps=steps, seed=seed)
+        return MLPAccuracyPredictor(arch_space=arch_space, steps=steps, seed=seed)
     if kind == MLPEnsemblePredictor.kind:
-        return MLPEnsemblePredictor(space=space, steps=steps, seed=seed)
+        return MLPEnsemblePredictor(arch_space=arch_space, steps=steps, seed=seed)
     if kind == RidgeAccuracyPredictor.kind:
-        return RidgeAccuracyPredictor(space=space)
+        return RidgeAccuracyPredictor(arch_space=arch_space)
     raise InvalidInputError(f"unknown predictor kind {kind!r}; allowed: {', '.join(PREDICTOR_KINDS)}")
 
 
@@ -737,7 +752,7 @@ def build_accuracy_predictor(
     if kind not in PREDICTOR_KINDS:
         raise InvalidInputError(f"unknown predictor kind {kind!r}; allowed: {', '.join(PREDICTOR_KINDS)}")
     train_rows, test_rows = _split(len(dataset), test_fraction, seed)
-    features = dataset.space.to_features(dataset.indices)
+    features = dataset.arch_space.to_features(dataset.indices)
     accuracies = dataset.accuracies
     info: dict[str, Any] = {"num_train": int(len(train_rows)), "num_test": int(len(test_rows)),
                             "test_fraction": test_fraction, "split_seed": seed}
@@ -747,14 +762,14 @@ def build_accuracy_predictor(
         fit_rows, val_rows = train_rows[fit_rows], train_rows[val_rows]
         selection = {}
         for candidate in PREDICTOR_KINDS[:-1]:
-            model = _new_predictor(candidate, dataset.space, seed, steps)
+            model = _new_predictor(candidate, dataset.arch_space, seed, steps)
             model.fit(features[fit_rows], accuracies[fit_rows])
             selection[candidate] = predictor_metrics(model.predict_features(features[val_rows]), accuracies[val_rows])
         kind = max(selection, key=lambda k: (np.nan_to_num(selection[k]["kendall"], nan=-1.0),
                                              -selection[k]["rmse_percent"]))
         info["selection"] = {"criterion": "validation Kendall tau (inner 20% of the training split)",
                              "chosen": kind, "validation": selection}
-    predictor = _new_predictor(kind, dataset.space, seed, steps)
+    predictor = _new_predictor(kind, dataset.arch_space, seed, steps)
     predictor.fit(features[train_rows], accuracies[train_rows])
     info["train_seconds"] = round(time.perf_counter() - started, 2)
     predictor.metrics = predictor_metrics(predictor.predict_features(features[test_rows]), accuracies[test_rows])

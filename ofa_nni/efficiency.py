@@ -18,6 +18,7 @@ from typing import Any, overload
 
 import numpy as np
 
+from ofa_nni._deprecation import RenamedAttribute, renamed_keywords
 from ofa_nni.arch import ArchSpace
 from ofa_nni.costs import AnalyticCostModel, ResNetCostModel, cost_model_for
 
@@ -29,7 +30,8 @@ __all__ = [
 ]
 
 
-def as_index_array(space: ArchSpace, population: Any) -> np.ndarray:
+@renamed_keywords(space="arch_space")
+def as_index_array(arch_space: ArchSpace, population: Any) -> np.ndarray:
     """``population`` (an ``(n, L)`` index array, or a list of sample dicts) as a checked int64 array.
 
     Raises:
@@ -37,15 +39,15 @@ def as_index_array(space: ArchSpace, population: Any) -> np.ndarray:
             (naming the label and the allowed range).
     """
     if isinstance(population, Mapping):
-        return space.to_indices(population)[None]
+        return arch_space.to_indices(population)[None]
     if not isinstance(population, np.ndarray):
         population = list(population)
         if not population:
-            return np.zeros((0, len(space.labels)), dtype=np.int64)
+            return np.zeros((0, len(arch_space.labels)), dtype=np.int64)
         if isinstance(population[0], Mapping):
-            return np.stack([space.to_indices(sample) for sample in population])
+            return np.stack([arch_space.to_indices(sample) for sample in population])
         population = np.asarray(population)
-    return space.check_indices(population)
+    return arch_space.check_indices(population)
 
 
 class EfficiencyModel(abc.ABC):
@@ -58,8 +60,11 @@ class EfficiencyModel(abc.ABC):
     name: str = ""
     unit: str = ""
 
-    def __init__(self, space: ArchSpace) -> None:
-        self.space = space
+    space = RenamedAttribute("arch_space")  # the old name, for one release
+
+    @renamed_keywords(space="arch_space")
+    def __init__(self, arch_space: ArchSpace) -> None:
+        self.arch_space = arch_space
 
     @abc.abstractmethod
     def evaluate(self, indices: np.ndarray) -> np.ndarray:
@@ -71,7 +76,7 @@ class EfficiencyModel(abc.ABC):
     def __call__(self, population: np.ndarray | Sequence[Mapping[str, Any]]) -> np.ndarray: ...
 
     def __call__(self, population: Any) -> Any:
-        values = np.asarray(self.evaluate(as_index_array(self.space, population)), dtype=np.float64)
+        values = np.asarray(self.evaluate(as_index_array(self.arch_space, population)), dtype=np.float64)
         return float(values[0]) if isinstance(population, Mapping) else values
 
     def __repr__(self) -> str:
@@ -84,9 +89,10 @@ class MacsModel(EfficiencyModel):
     name = "macs"
     unit = "MACs"
 
-    def __init__(self, space: ArchSpace, *, cost_model: AnalyticCostModel | ResNetCostModel | None = None) -> None:
-        super().__init__(space)
-        self.cost_model = cost_model or cost_model_for(space)
+    @renamed_keywords(space="arch_space")
+    def __init__(self, arch_space: ArchSpace, *, cost_model: AnalyticCostModel | ResNetCostModel | None = None) -> None:
+        super().__init__(arch_space)
+        self.cost_model = cost_model or cost_model_for(arch_space)
 
     def evaluate(self, indices: np.ndarray) -> np.ndarray:
         return self.cost_model.macs(indices).astype(np.float64)
@@ -98,9 +104,10 @@ class ParamsModel(EfficiencyModel):
     name = "params"
     unit = "parameters"
 
-    def __init__(self, space: ArchSpace, *, cost_model: AnalyticCostModel | ResNetCostModel | None = None) -> None:
-        super().__init__(space)
-        self.cost_model = cost_model or cost_model_for(space)
+    @renamed_keywords(space="arch_space")
+    def __init__(self, arch_space: ArchSpace, *, cost_model: AnalyticCostModel | ResNetCostModel | None = None) -> None:
+        super().__init__(arch_space)
+        self.cost_model = cost_model or cost_model_for(arch_space)
 
     def evaluate(self, indices: np.ndarray) -> np.ndarray:
         return self.cost_model.params(indices).astype(np.float64)

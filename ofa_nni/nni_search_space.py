@@ -20,6 +20,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from ofa_nni._deprecation import renamed_keywords
 from ofa_nni.arch import ArchSpace, arch_space_for, space_arguments
 from ofa_nni.errors import InvalidInputError
 
@@ -33,21 +34,26 @@ __all__ = [
 _REGENERATE_HINT = "regenerate the search space file with 'ofa-nni nni search-space'"
 
 
-def nni_search_space(space: ArchSpace) -> dict[str, dict[str, Any]]:
-    """NNI's search space of ``space``: ``{label: {"_type": "choice", "_value": [choices...]}}``."""
-    return {label: {"_type": "choice", "_value": list(space.choices(label))} for label in space.labels}
+@renamed_keywords(space="arch_space")
+def nni_search_space(arch_space: ArchSpace) -> dict[str, dict[str, Any]]:
+    """NNI's search space of ``arch_space``: ``{label: {"_type": "choice", "_value": [choices...]}}``."""
+    return {label: {"_type": "choice", "_value": list(arch_space.choices(label))}
+            for label in arch_space.labels}
 
 
-def dumps_nni_search_space(space: ArchSpace) -> str:
+@renamed_keywords(space="arch_space")
+def dumps_nni_search_space(arch_space: ArchSpace) -> str:
     """The search space as the JSON text written to ``search_space.json`` (stable formatting, so a
     checked-in file can be compared with a freshly generated one byte for byte)."""
-    lines = [f"  {json.dumps(label)}: {json.dumps(entry)}" for label, entry in nni_search_space(space).items()]
+    entries = nni_search_space(arch_space).items()
+    lines = [f"  {json.dumps(label)}: {json.dumps(entry)}" for label, entry in entries]
     return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
-def check_nni_search_space(space: ArchSpace, search_space: Any) -> None:
+@renamed_keywords(space="arch_space")
+def check_nni_search_space(arch_space: ArchSpace, search_space: Any) -> None:
     """Raise ``ValueError`` naming the first label where ``search_space`` (NNI's JSON, parsed)
-    differs from ``space``: a missing or unknown label, a type other than ``choice``, or other values.
+    differs from ``arch_space``: a missing or unknown label, a type other than ``choice``, or other values.
 
     The order of a label's values does not matter (NNI's ``choice`` is unordered); the set does.
     """
@@ -56,8 +62,8 @@ def check_nni_search_space(space: ArchSpace, search_space: Any) -> None:
             f"the NNI search space must be a JSON object {{label: {{'_type': 'choice', '_value': [...]}}}}, "
             f"got {type(search_space).__name__}; {_REGENERATE_HINT}"
         )
-    for label in space.labels:
-        allowed = list(space.choices(label))
+    for label in arch_space.labels:
+        allowed = list(arch_space.choices(label))
         if label not in search_space:
             raise InvalidInputError(f"the NNI search space lacks label {label!r} (choices {allowed}); "
                                     f"{_REGENERATE_HINT}")
@@ -74,12 +80,12 @@ def check_nni_search_space(space: ArchSpace, search_space: Any) -> None:
                 f"the NNI search space gives {label!r} the values {values!r}, but the space's choices are "
                 f"{allowed}; {_REGENERATE_HINT}"
             )
-    labels = set(space.labels)
+    labels = set(arch_space.labels)
     unknown = [label for label in search_space if label not in labels]
     if unknown:
         raise InvalidInputError(
             f"the NNI search space has label {unknown[0]!r}, which the space does not have "
-            f"({space.num_stages} stages of up to {space.max_depth} blocks); {_REGENERATE_HINT}"
+            f"({arch_space.num_stages} stages of up to {arch_space.max_depth} blocks); {_REGENERATE_HINT}"
         )
 
 

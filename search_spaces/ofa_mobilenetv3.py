@@ -16,14 +16,18 @@ Layout (defaults = the paper's space, 7,678,880 parameters at 1000 classes)::
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from ofa_nni.arch import DEFAULT_RESOLUTIONS, ArchSpace
+from ofa_nni.arch import ArchSpace
 from search_spaces.elastic_mobile import ElasticStage, InputResolution, OFAMobileSpace
 from search_spaces.registry import register_space
 
 __all__ = ["OFAMobileNetV3Space", "ElasticStage", "InputResolution"]
+
+# The defaults' one home is the arch description (the paper's space); the module reads them.
+_ARCH_DEFAULTS: dict[str, Any] = {field.name: field.default for field in dataclasses.fields(ArchSpace)}
 
 
 @register_space("ofa-mbv3")
@@ -47,16 +51,16 @@ class OFAMobileNetV3Space(OFAMobileSpace):
     def __init__(
         self,
         *,
-        kernel_sizes: Sequence[int] = (3, 5, 7),
-        expand_ratios: Sequence[float] = (3, 4, 6),
-        depths: Sequence[int] = (2, 3, 4),
-        resolutions: Sequence[int] = DEFAULT_RESOLUTIONS,
-        base_widths: Sequence[int] = (16, 16, 24, 40, 80, 112, 160, 960, 1280),
-        stage_strides: Sequence[int] = (2, 2, 2, 1, 2),
-        stage_activations: Sequence[str] = ("relu", "relu", "hswish", "hswish", "hswish"),
-        stage_se: Sequence[bool] = (False, True, False, True, True),
-        width_mult: float = 1.0,
-        num_classes: int = 1000,
+        kernel_sizes: Sequence[int] = _ARCH_DEFAULTS["kernel_sizes"],
+        expand_ratios: Sequence[float] = _ARCH_DEFAULTS["expand_ratios"],
+        depths: Sequence[int] = _ARCH_DEFAULTS["depths"],
+        resolutions: Sequence[int] = _ARCH_DEFAULTS["resolutions"],
+        base_widths: Sequence[int] = _ARCH_DEFAULTS["base_widths"],
+        stage_strides: Sequence[int] = _ARCH_DEFAULTS["stage_strides"],
+        stage_activations: Sequence[str] = _ARCH_DEFAULTS["stage_activations"],
+        stage_se: Sequence[bool] = _ARCH_DEFAULTS["stage_se"],
+        width_mult: float = _ARCH_DEFAULTS["width_mult"],
+        num_classes: int = _ARCH_DEFAULTS["num_classes"],
         dropout: float = 0.1,
         bn_momentum: float = 0.1,
         bn_eps: float = 1e-5,

@@ -19,13 +19,17 @@ import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ofa_nni.arch import DEFAULT_RESOLUTIONS, proxyless_arch_space
+from ofa_nni.arch import proxyless_arch_space
 from search_spaces.elastic_mobile import OFAMobileSpace
 from search_spaces.registry import register_space
 
 __all__ = ["OFAProxylessNASSpace"]
 
-_ARCH_ARGUMENTS = tuple(inspect.signature(proxyless_arch_space).parameters)
+# The defaults' one home is the arch description (the released supernet's); the module reads them.
+_ARCH_DEFAULTS: dict[str, Any] = {
+    name: parameter.default for name, parameter in inspect.signature(proxyless_arch_space).parameters.items()
+}
+_ARCH_ARGUMENTS = tuple(_ARCH_DEFAULTS)
 
 
 @register_space("ofa-proxyless")
@@ -51,14 +55,14 @@ class OFAProxylessNASSpace(OFAMobileSpace):
     def __init__(
         self,
         *,
-        kernel_sizes: Sequence[int] = (3, 5, 7),
-        expand_ratios: Sequence[float] = (3, 4, 6),
-        depths: Sequence[int] = (2, 3, 4),
-        resolutions: Sequence[int] = DEFAULT_RESOLUTIONS,
-        base_widths: Sequence[int] = (32, 16, 24, 40, 80, 96, 192, 320, 1280),
-        stage_strides: Sequence[int] = (2, 2, 2, 1, 2, 1),
-        width_mult: float = 1.3,
-        num_classes: int = 1000,
+        kernel_sizes: Sequence[int] = _ARCH_DEFAULTS["kernel_sizes"],
+        expand_ratios: Sequence[float] = _ARCH_DEFAULTS["expand_ratios"],
+        depths: Sequence[int] = _ARCH_DEFAULTS["depths"],
+        resolutions: Sequence[int] = _ARCH_DEFAULTS["resolutions"],
+        base_widths: Sequence[int] = _ARCH_DEFAULTS["base_widths"],
+        stage_strides: Sequence[int] = _ARCH_DEFAULTS["stage_strides"],
+        width_mult: float = _ARCH_DEFAULTS["width_mult"],
+        num_classes: int = _ARCH_DEFAULTS["num_classes"],
         dropout: float = 0.1,
         bn_momentum: float = 0.1,
         bn_eps: float = 1e-3,

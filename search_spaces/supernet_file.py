@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from ofa_nni._deprecation import renamed_keywords
 from ofa_nni.errors import MissingInputError
 from ofa_nni.training.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -33,14 +34,15 @@ SUPERNET_FORMAT = "ofa-nni-supernet"
 SUPERNET_VERSION = 2
 
 
-def save_supernet(space: Any, path: str | Path, *, history: Sequence[Mapping[str, Any]] = ()) -> Path:
-    """Write ``space`` (weights and construction arguments) to ``path`` atomically."""
+@renamed_keywords(space="supernet")
+def save_supernet(supernet: Any, path: str | Path, *, history: Sequence[Mapping[str, Any]] = ()) -> Path:
+    """Write ``supernet`` (weights and construction arguments) to ``path`` atomically."""
     return atomic_torch_save({
         "format": SUPERNET_FORMAT,
         "version": SUPERNET_VERSION,
-        "space_name": space.space_name,
-        "space": space.space_kwargs(),
-        "state_dict": space.state_dict(),
+        "space_name": supernet.space_name,
+        "space": supernet.space_kwargs(),
+        "state_dict": supernet.state_dict(),
         "history": [dict(record) for record in history],
     }, path)
 
@@ -98,20 +100,20 @@ def load_supernet(path: str | Path, *, map_location: str | torch.device = "cpu")
     # by the shape check instead of allocating 256 GB.
     try:
         with torch.device("meta"):
-            space = cls(**kwargs)
+            supernet = cls(**kwargs)
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"{str(path)!r}: its space description is invalid ({error})") from None
-    _load_weights(space, state_dict, path)
-    unset = [name for name, tensor in [*space.named_parameters(), *space.named_buffers()] if tensor.is_meta]
+    _load_weights(supernet, state_dict, path)
+    unset = [name for name, tensor in [*supernet.named_parameters(), *supernet.named_buffers()] if tensor.is_meta]
     if unset:
         raise CheckpointError(f"{str(path)!r}: its weights lack {unset[:3]} ({len(unset)} tensors); the file was "
                               "edited or assembled from another run")
-    return space.eval()
+    return supernet.eval()
 
 
-def _load_weights(space: Any, state_dict: Any, path: Path) -> None:
+def _load_weights(supernet: Any, state_dict: Any, path: Path) -> None:
     try:
-        space.load_state_dict(state_dict, assign=True)
+        supernet.load_state_dict(state_dict, assign=True)
     except (RuntimeError, TypeError, AttributeError) as error:  # weights of another space, or not a state dict
         details = [line.strip() for line in str(error).splitlines()[1:] if line.strip()]
         shown = "; ".join(details[:2]) + (f"; ... ({len(details)} problems)" if len(details) > 2 else "")

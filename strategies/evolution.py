@@ -190,7 +190,7 @@ class OFAEvolution(Strategy):
         if costs is None:
             cost_model = supernet.cost_model  # type: ignore[union-attr]
             costs = {"macs": cost_model.macs, "params": cost_model.params}
-        self.search = EvolutionSearch(space=arch_space,  # type: ignore[arg-type]  # any ChoiceSpace serves
+        self.search = EvolutionSearch(arch_space=arch_space,  # type: ignore[arg-type]  # any ChoiceSpace serves
                                       costs=costs, targets=self.targets, settings=self.settings)
         self._calibrated_space = CalibratedModelSpace(
             supernet, model_space.evaluator, self.calibration_data, self.calibration_batches
@@ -201,7 +201,7 @@ class OFAEvolution(Strategy):
         """The subnet of ``row`` as an NNI model; its sample is canonical (inactive blocks at their
         smallest choice), so the same subnet always has the same sample and arch string."""
         assert self.search is not None and self._calibrated_space is not None
-        space = self.search.space
+        space = self.search.arch_space
         canonical = space.canonical_indices(space.check_indices(row[None]))[0]
         return self._calibrated_space.freeze(space.from_indices(canonical))
 
@@ -265,7 +265,7 @@ class OFAEvolution(Strategy):
         scored: list[list[Any]] = []
         if self.predictor is not None:
             assert self.search is not None
-            finals += [arch for arch in (self.search.space.format(model.sample) for _, model in finished)
+            finals += [arch for arch in (self.search.arch_space.format(model.sample) for _, model in finished)
                        if arch not in finals]
         else:
             scored = [[[int(i) for i in row], _score(model.metric)] for row, model in finished]

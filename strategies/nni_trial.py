@@ -107,7 +107,7 @@ def evaluate_trial(args: argparse.Namespace, parameters: Any) -> dict[str, Any]:
             raise InvalidInputError("no subnet to evaluate: run this under nnictl (OFAEvolutionTuner) or pass --arch")
         sample = space.validate(parameters)
     arch = canonical_arch(space, sample)
-    predictor = AccuracyPredictor.load(args.predictor, space=space) if args.predictor else None
+    predictor = AccuracyPredictor.load(args.predictor, arch_space=space) if args.predictor else None
 
     data = load_data(args.data, root=args.data_root, resolution=max(space.resolutions),
                      calibration_images=args.calibration_images)

@@ -63,6 +63,7 @@ import nni
 import numpy as np
 from nni.tuner import Tuner
 
+from ofa_nni._deprecation import RenamedAttribute
 from ofa_nni._nni_compat import report_dispatcher_errors
 from ofa_nni.errors import InvalidInputError, MissingInputError
 from ofa_nni.search.settings import EvolutionSettings
@@ -171,9 +172,11 @@ class OFAEvolutionTuner(Tuner):
         """Every arch scored so far (arch string -> score as reported, NaN for a failed trial)."""
 
     @property
-    def space(self) -> ArchSpace:
+    def arch_space(self) -> ArchSpace:
         """The search space (the supernet's)."""
-        return self.search.space
+        return self.search.arch_space
+
+    space = RenamedAttribute("arch_space")  # the old name, for one release
 
     @property
     def search(self) -> EvolutionSearch:
@@ -192,12 +195,12 @@ class OFAEvolutionTuner(Tuner):
         if self._latency_table is not None:
             from ofa_nni.latency import LatencyTable
 
-            costs["latency_ms"] = LatencyTable.load(self._latency_table, space=space)
+            costs["latency_ms"] = LatencyTable.load(self._latency_table, arch_space=space)
         unknown = [name for name in self._constraints if name not in costs]
         if unknown:
             hint = "" if self._latency_table is not None else " ('latency_ms' needs latency_table)"
             raise InvalidInputError(f"constraints: unknown cost {unknown[0]!r}; allowed: {list(costs)}{hint}")
-        return EvolutionSearch(space=space, costs=costs, targets=self._constraints, settings=self.settings)
+        return EvolutionSearch(arch_space=space, costs=costs, targets=self._constraints, settings=self.settings)
 
     def _resolve_space(self) -> ArchSpace:
         if self._supernet is None:
@@ -214,8 +217,8 @@ class OFAEvolutionTuner(Tuner):
     def update_search_space(self, search_space: Any) -> None:
         from ofa_nni.nni_search_space import check_nni_search_space
 
-        check_nni_search_space(self.space, search_space)
-        _logger.info("OFAEvolutionTuner: search space matches the space (%d labels)", len(self.space.labels))
+        check_nni_search_space(self.arch_space, search_space)
+        _logger.info("OFAEvolutionTuner: search space matches the space (%d labels)", len(self.arch_space.labels))
 
     def generate_multiple_parameters(self, parameter_id_list: list[int], **kwargs: Any) -> list[Sample]:
         if "st_callback" in kwargs:
@@ -247,7 +250,7 @@ class OFAEvolutionTuner(Tuner):
         if math.isnan(score):
             _logger.warning("OFAEvolutionTuner: trial of parameter id %s reported no usable 'default' (%r); "
                             "its subnet counts as failed", parameter_id, value)
-        self._tell(self.canonical_arch(sample), self.space.to_indices(sample), score, parameter_id)
+        self._tell(self.canonical_arch(sample), self.arch_space.to_indices(sample), score, parameter_id)
         self._serve_owed()
 
     def trial_end(self, parameter_id: int, success: bool, **kwargs: Any) -> None:
@@ -286,7 +289,7 @@ class OFAEvolutionTuner(Tuner):
         for parameter_id, parameters in trials.items():
             self._running.add(parameter_id)  # it ends (trial_end) whether or not it reports
             try:
-                sample = self.space.validate(parameters)
+                sample = self.arch_space.validate(parameters)
             except ValueError as error:
                 _logger.warning("OFAEvolutionTuner: resumed trial of parameter id %s has no subnet of the space: %s",
                                 parameter_id, error)
@@ -295,7 +298,7 @@ class OFAEvolutionTuner(Tuner):
             self._handed_out[parameter_id] = sample
             self._resumed[parameter_id] = arch
             if arch not in self.scores:
-                self._unscored[arch] = (self.space.to_indices(sample), parameter_id)
+                self._unscored[arch] = (self.arch_space.to_indices(sample), parameter_id)
             _logger.info("OFAEvolutionTuner: resumed trial of parameter id %s runs %s again%s", parameter_id, arch,
                          " (scored before: its result will be ignored)" if arch in self.scores else "")
 
@@ -305,8 +308,8 @@ class OFAEvolutionTuner(Tuner):
         for entry in data:
             sample = self._sample_of_metric(None, entry.get("parameter"), entry.get("value"))
             if sample is not None:
-                self._tell(self.canonical_arch(sample), self.space.to_indices(sample), metric_score(entry.get("value")),
-                           None)
+                self._tell(self.canonical_arch(sample), self.arch_space.to_indices(sample),
+                           metric_score(entry.get("value")), None)
                 told += 1
         _logger.info("OFAEvolutionTuner: imported %d of %d earlier results", told, len(data))
         self._serve_owed()
@@ -317,7 +320,7 @@ class OFAEvolutionTuner(Tuner):
             # ask() repeats this generation's subnets not scored yet: skip the running ones (handed
             # out, or resumed from before a restart), so that none is proposed twice.
             self._queue.extend(row for row in self.search.ask()
-                               if self.canonical_arch(self.space.from_indices(row)) not in self._unscored)
+                               if self.canonical_arch(self.arch_space.from_indices(row)) not in self._unscored)
         return self._queue.popleft() if self._queue else None
 
     def _serve_owed(self) -> None:
@@ -333,8 +336,8 @@ class OFAEvolutionTuner(Tuner):
     def _hand_out(self, parameter_id: int, row: np.ndarray) -> Sample:
         # Canonical, so that NNI's record of the parameters (web UI, exported data), this log and the
         # trial's metric write the subnet the same way.
-        arch = self.canonical_arch(self.space.from_indices(row))
-        sample = self.space.parse(arch)
+        arch = self.canonical_arch(self.arch_space.from_indices(row))
+        sample = self.arch_space.parse(arch)
         self._handed_out[parameter_id] = sample
         self._unscored[arch] = (row, parameter_id)
         self._running.add(parameter_id)
@@ -361,7 +364,7 @@ class OFAEvolutionTuner(Tuner):
         if from_parameters is None and parameters is not None:
             # NNI's own record; it can be clobbered ('' after a partly served request), hence ours first.
             try:
-                from_parameters = self.space.validate(parameters)
+                from_parameters = self.arch_space.validate(parameters)
             except ValueError as error:
                 _logger.warning("OFAEvolutionTuner: parameters of id %s are not a subnet of the space: %s",
                                 parameter_id, error)
@@ -375,7 +378,7 @@ class OFAEvolutionTuner(Tuner):
                               "subnet; ignored", parameter_id)
             return from_parameters
         try:
-            sample = self.space.parse(arch)
+            sample = self.arch_space.parse(arch)
         except ValueError as error:
             _logger.error("OFAEvolutionTuner: metric of parameter id %s has an invalid arch (%s); %s", parameter_id,
                           error, "crediting the subnet of its id" if from_parameters is not None else "ignored")
@@ -383,12 +386,12 @@ class OFAEvolutionTuner(Tuner):
         if from_parameters is not None and self.canonical_arch(from_parameters) != self.canonical_arch(sample):
             _logger.warning("OFAEvolutionTuner: parameter id %s was given %s but its trial ran %s (NNI mixed up "
                             "parameters under concurrency); crediting the arch the trial reports",
-                            parameter_id, self.space.format(from_parameters), arch)
+                            parameter_id, self.arch_space.format(from_parameters), arch)
         return sample
 
     def canonical_arch(self, sample: Sample) -> str:
         """:func:`canonical_arch` of ``sample`` in the tuner's space: the key of :attr:`scores`."""
-        return canonical_arch(self.space, sample)
+        return canonical_arch(self.arch_space, sample)
 
 
 def canonical_arch(space: ArchSpace, sample: Mapping[str, Any]) -> str:

@@ -14,7 +14,7 @@ categorical parameters; :func:`suggest_sample` suggests them all::
         set_constraints(trial, {"macs": cost_model.macs(sample) - 300e6})   # <= 0 is feasible
         return evaluate(space.freeze(sample))
 
-    study = optuna.create_study(direction="maximize", sampler=OFAEvolutionSampler(space=space, seed=0))
+    study = optuna.create_study(direction="maximize", sampler=OFAEvolutionSampler(arch_space=space, seed=0))
     study.optimize(objective, n_trials=200)
 
 The sampler keeps Optuna's sampler contract (``tests/test_optuna_sampler.py`` runs Optuna's shared
@@ -96,6 +96,7 @@ from optuna.samplers import BaseSampler, RandomSampler
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from ofa_nni._deprecation import RenamedAttribute, renamed_keywords
 from ofa_nni.arch import ArchSpace, ChoiceSpace, Sample
 from ofa_nni.costs import cost_model_for
 from ofa_nni.errors import InvalidInputError
@@ -238,8 +239,8 @@ class OFAEvolutionSampler(BaseSampler):
     """Optuna sampler running OFA's evolutionary search over a whole OFA search space.
 
     Args:
-        space: The search space: an :class:`~ofa_nni.arch.ArchSpace` or an
-            ``OFAMobileNetV3Space`` (its ``arch_space`` is used).
+        arch_space: The search space: an :class:`~ofa_nni.arch.ArchSpace`, or a supernet such as
+            ``OFAMobileNetV3Space`` (its ``arch_space`` is used). ``space=`` is its old name.
         population_size: Candidates bred per proposal (mutation and crossover children).
         num_parents: How many of the best trials so far are parents (OFA: a quarter of a population
             of 100); maps onto ``parent_ratio = num_parents / population_size``.
@@ -251,7 +252,7 @@ class OFAEvolutionSampler(BaseSampler):
             arguments above; default :data:`SAMPLER_SETTINGS` (population 64, 12 parents, OFA's
             mutation settings). ``seed`` maps onto ``settings.seed``.
         costs: Optional cost callables known in advance ``{name: fn}`` on ``(n, L)`` index arrays
-            (e.g. ``{"macs": AnalyticCostModel(space).macs}``).
+            (e.g. ``{"macs": AnalyticCostModel(arch_space).macs}``).
         budgets: ``{cost name: maximum}`` for ``costs``; proposals meet them by construction
             (repair). Report them to Optuna as well (``set_constraints``) so every tool sees them.
         predictor: ``"ridge"`` (default): a surrogate fitted on the finished trials at every
@@ -266,10 +267,13 @@ class OFAEvolutionSampler(BaseSampler):
             labels); with a seed a sequential study is reproducible, until ``reseed_rng()``.
     """
 
+    space = RenamedAttribute("arch_space")  # the old name, for one release
+
+    @renamed_keywords(space="arch_space")
     def __init__(
         self,
         *,
-        space: Any,
+        arch_space: Any,
         population_size: int | None = None,
         num_parents: int | None = None,
         n_startup_trials: int = 16,
@@ -284,7 +288,7 @@ class OFAEvolutionSampler(BaseSampler):
         seed: int | None = None,
         settings: EvolutionSettings | None = None,
     ) -> None:
-        self.space = _as_arch_space(space)
+        self.arch_space = _as_arch_space(arch_space)
         self.settings = _sampler_settings(
             settings,
             population_size=population_size,
@@ -315,8 +319,9 @@ class OFAEvolutionSampler(BaseSampler):
         self.constraints_func = constraints_func
         self._seed = seed
         self._rng = np.random.default_rng(seed)
-        self._distributions = optuna_search_space(self.space)
-        self._index_of = [{v: i for i, v in enumerate(self.space.choices(label))} for label in self.space.labels]
+        self._distributions = optuna_search_space(self.arch_space)
+        self._index_of = [{v: i for i, v in enumerate(self.arch_space.choices(label))}
+                          for label in self.arch_space.labels]
         self._random_sampler = RandomSampler(seed=seed)
         self._decoded: dict[tuple[Any, ...], _Decoded] = {}
         # The subnet of each trial this process is running, once proposed ((study id, trial id) ->
@@ -362,13 +367,13 @@ class OFAEvolutionSampler(BaseSampler):
         probe = self._probes.get(trial._trial_id)
         if probe is not None:  # a wrapping sampler asked about this label hands it to this sampler
             probe.append(param_name)
-            return self.space.choices(param_name)[0]
+            return self.arch_space.choices(param_name)[0]
         self._check_same_choices(study, trial, param_name)
         # A label outside the relative search space (the first trials of a study, before any is
         # complete; or one a partial trial left out): from the trial's subnet all the same, so that
         # it is deduplicated and claimed like every other.
         row = self._trial_row(study, trial, free={param_name})
-        return self.space.choices(param_name)[int(row[self.space.labels.index(param_name)])]
+        return self.arch_space.choices(param_name)[int(row[self.arch_space.labels.index(param_name)])]
 
     def _check_same_choices(self, study: Study, trial: FrozenTrial, label: str) -> None:
         """A label outside the relative search space may be one the study has with other choices (it
@@ -386,7 +391,7 @@ class OFAEvolutionSampler(BaseSampler):
             number, other = foreign[label]
             raise InvalidInputError(
                 f"trial {number}: parameter {label!r} has {_described(other)} but the sampler's space has "
-                f"{self.space.choices(label)}; the study was run on another search space"
+                f"{self.arch_space.choices(label)}; the study was run on another search space"
             )
 
     def sample_relative(
@@ -395,7 +400,7 @@ class OFAEvolutionSampler(BaseSampler):
         labels = [name for name, d in search_space.items() if self._distributions.get(name) == d]
         params: dict[str, Any] = {}
         if labels:
-            sample = self.space.from_indices(self._trial_row(study, trial, free=set(labels)))
+            sample = self.arch_space.from_indices(self._trial_row(study, trial, free=set(labels)))
             params = {label: sample[label] for label in labels}
         # Anything else in a search space handed in (the inferred one holds only labels): the fallback's.
         for name, distribution in search_space.items():
@@ -424,7 +429,7 @@ class OFAEvolutionSampler(BaseSampler):
         enqueued = trial.system_attrs.get("fixed_params") or {}
         wrapper = study.sampler if study.sampler is not self else None
         pinned: dict[int, int] = {}
-        for col, label in enumerate(self.space.labels):
+        for col, label in enumerate(self.arch_space.labels):
             if len(self._index_of[col]) == 1:  # Optuna sets a single choice itself
                 continue
             distribution = self._distributions[label]
@@ -469,7 +474,7 @@ class OFAEvolutionSampler(BaseSampler):
 
     def _claim(self, study: Study, trial: FrozenTrial, row: np.ndarray) -> None:
         study._storage.set_trial_system_attr(
-            trial._trial_id, _PROPOSAL_ATTR, self.space.format(self.space.from_indices(row))
+            trial._trial_id, _PROPOSAL_ATTR, self.arch_space.format(self.arch_space.from_indices(row))
         )
 
     def _claimed_elsewhere(self, study: Study, trial: FrozenTrial, row: np.ndarray) -> bool:
@@ -479,8 +484,8 @@ class OFAEvolutionSampler(BaseSampler):
         the newer trial gives way if it saw this trial's claim (its claim moves on) and keeps the
         subnet otherwise (its parameters appear). Were both to give way, two workers could propose
         the same next subnet again, in lockstep; were both to keep it, it would run twice."""
-        mine = canonical_indices(self.space, row[None])
-        labels = self.space.labels
+        mine = canonical_indices(self.arch_space, row[None])
+        labels = self.arch_space.labels
         deadline = time.monotonic() + _CLAIM_WAIT_SECONDS
         while True:
             others = [
@@ -490,7 +495,7 @@ class OFAEvolutionSampler(BaseSampler):
             ]
             if not others:
                 return False
-            same = (canonical_indices(self.space, np.stack([r for _, r in others])) == mine).all(axis=1)
+            same = (canonical_indices(self.arch_space, np.stack([r for _, r in others])) == mine).all(axis=1)
             holders = [frozen for (frozen, _), match in zip(others, same, strict=True) if match]
             for frozen in holders:
                 decided = frozen.state != TrialState.RUNNING or all(label in frozen.params for label in labels)
@@ -538,7 +543,7 @@ class OFAEvolutionSampler(BaseSampler):
         if pinned:
             candidates = self._pinned_candidates(candidates, pinned, np.concatenate([done_rows, tried_rows]), rng)
         if len(candidates) == 0:  # every subnet the operators reach was tried: a random one
-            return self._with_pinned(self.space.random_indices(1, rng), pinned or {})[0]
+            return self._with_pinned(self.arch_space.random_indices(1, rng), pinned or {})[0]
         if self.predictor is not None and n_done >= self.n_startup_trials and len(candidates) > 1:
             merit = self._predict(candidates, done_rows, done_values, done_constraints, directions)
             return candidates[int(np.argmax(merit))]
@@ -549,7 +554,7 @@ class OFAEvolutionSampler(BaseSampler):
         rows = rows.copy()
         for col, index in pinned.items():
             rows[:, col] = index
-        return canonical_indices(self.space, rows)
+        return canonical_indices(self.arch_space, rows)
 
     def _pinned_candidates(
         self, candidates: np.ndarray, pinned: Mapping[int, int], known: np.ndarray, rng: np.random.Generator
@@ -558,9 +563,9 @@ class OFAEvolutionSampler(BaseSampler):
         ``known`` subnets or of each other, within the budgets where any is; when pinning leaves
         none new (the engine bred them with other values there), random subnets with the pinned
         genes."""
-        seen = {row.tobytes() for row in canonical_indices(self.space, known)} if len(known) else set()
+        seen = {row.tobytes() for row in canonical_indices(self.arch_space, known)} if len(known) else set()
         rows = candidates[:0]
-        for pool in (candidates, self.space.random_indices(_RANDOM_REFILL, rng)):
+        for pool in (candidates, self.arch_space.random_indices(_RANDOM_REFILL, rng)):
             rows = self._with_pinned(pool, pinned)
             fresh = []
             for i, row in enumerate(rows):
@@ -590,7 +595,7 @@ class OFAEvolutionSampler(BaseSampler):
 
     def _engine(self, *, seed: int, batch: int) -> EvolutionSearch:
         return EvolutionSearch(
-            space=self.space,
+            arch_space=self.arch_space,
             costs=self.costs,
             targets=self.budgets,
             settings=self.settings,
@@ -605,7 +610,7 @@ class OFAEvolutionSampler(BaseSampler):
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Finished trials with values (rows, values, constraint values -- a column per constraint
         name, 0 where a trial lacks it) and every other subnet already tried or in flight (rows)."""
-        n_labels = len(self.space.labels)
+        n_labels = len(self.arch_space.labels)
         done_rows, done_values, tried_rows = [], [], []
         done_constraints: list[dict[str, float]] = []
         n_objectives = len(study.directions)
@@ -646,17 +651,17 @@ class OFAEvolutionSampler(BaseSampler):
         if frozen.state == TrialState.WAITING:  # enqueued: what was given to enqueue_trial (no distributions)
             params, distributions = frozen.system_attrs.get("fixed_params") or {}, None
         indices = self._label_indices(params, distributions)
-        labels = frozenset(self.space.labels[col] for col in indices)
+        labels = frozenset(self.arch_space.labels[col] for col in indices)
         foreign = {  # parameters named like a label with another distribution
             name: d for name, d in (distributions or {}).items()
             if name in self._distributions and d != self._distributions[name]
         }
         row = None
-        if len(indices) == len(self.space.labels):
-            row = np.array([indices[col] for col in range(len(self.space.labels))], dtype=np.int64)
+        if len(indices) == len(self.arch_space.labels):
+            row = np.array([indices[col] for col in range(len(self.arch_space.labels))], dtype=np.int64)
         elif frozen.state == TrialState.RUNNING and _PROPOSAL_ATTR in frozen.system_attrs:
             # Another worker's proposal whose parameters are not stored yet.
-            row = self.space.to_indices(self.space.parse(frozen.system_attrs[_PROPOSAL_ATTR]))
+            row = self.arch_space.to_indices(self.arch_space.parse(frozen.system_attrs[_PROPOSAL_ATTR]))
         elif frozen.state == TrialState.COMPLETE and labels:
             self._warn_partial(frozen, len(labels))
         decoded = _Decoded(row, labels, foreign)
@@ -670,7 +675,7 @@ class OFAEvolutionSampler(BaseSampler):
         """{column: choice index} of the labels among ``params`` suggested with the space's choices
         (``distributions=None``: values only, as ``enqueue_trial`` records them)."""
         indices: dict[int, int] = {}
-        for col, label in enumerate(self.space.labels):
+        for col, label in enumerate(self.arch_space.labels):
             if label not in params:
                 continue
             if distributions is not None and distributions.get(label) != self._distributions[label]:
@@ -686,16 +691,17 @@ class OFAEvolutionSampler(BaseSampler):
             return
         self._warned_partial = True
         detail = "a value outside the space's choices"
-        for label in self.space.labels:
+        for label in self.arch_space.labels:
             distribution = frozen.distributions.get(label)
             if distribution is None:
                 detail = f"no {label!r}"
                 break
             if distribution != self._distributions[label]:
-                detail = f"{label!r} with {_described(distribution)} where the space has {self.space.choices(label)}"
+                detail = (f"{label!r} with {_described(distribution)} where the space has "
+                          f"{self.arch_space.choices(label)}")
                 break
         warnings.warn(
-            f"trial {frozen.number} suggested {n_labels} of the space's {len(self.space.labels)} labels with "
+            f"trial {frozen.number} suggested {n_labels} of the space's {len(self.arch_space.labels)} labels with "
             f"the space's choices ({detail}): the sampler skips it (not a parent, not in the surrogate's data, "
             "not deduplicated against), and other such trials without a further warning. Suggest every "
             "label, e.g. with suggest_sample(trial, space)",
@@ -738,7 +744,8 @@ class OFAEvolutionSampler(BaseSampler):
     ) -> np.ndarray:
         """Higher-is-better predicted merit of each candidate."""
         if self.predictor == "ridge":
-            predicted, violation = _ridge_predictions(self.space, done_rows, done_values, done_constraints, candidates)
+            predicted, violation = _ridge_predictions(self.arch_space, done_rows, done_values, done_constraints,
+                                                      candidates)
         else:
             assert callable(self.predictor)
             raw = np.asarray(self.predictor(candidates), dtype=np.float64)

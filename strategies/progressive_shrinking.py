@@ -7,7 +7,7 @@ in :mod:`ofa_nni.training`; here they are plugged into NNI's one-shot machinery
 :class:`~nni.nas.oneshot.pytorch.base_lightning.BaseOneShotLightningModule`, manual optimization),
 so that::
 
-    NasExperiment(space, evaluator, ProgressiveShrinking(epochs_factor=0.05)).run()
+    NasExperiment(supernet, evaluator, ProgressiveShrinking(epochs_factor=0.05)).run()
 
 trains the supernet with Lightning (progress bars, loggers, ``devices``/DDP) from the evaluator's
 trainer and data loaders. The strategy owns the optimizer (SGD, Nesterov momentum 0.9, weight
@@ -23,6 +23,7 @@ checkpoint is written atomically (``last.pt``, and ``phase<k>-<name>.pt`` when a
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import time
@@ -58,6 +59,7 @@ from ofa_nni.training.schedule import (
     sandwich_rule,
     step_seed,
 )
+from ofa_nni.training.settings import TrainingSettings
 from ofa_nni.training.steps import (
     batchnorm_buffers,
     load_batchnorm_buffers,
@@ -118,29 +120,13 @@ class SupernetTrainingModule(BaseOneShotLightningModule):
         training_module: LightningModule,
         *,
         phases: Sequence[Phase],
-        seed: int,
-        label_smoothing: float,
-        momentum: float,
-        nesterov: bool,
-        weight_decay: float,
-        validation_random_subnets: int,
-        calibration_data: Iterable[Any] | None,
-        calibration_batches: int,
-        checkpoint_dir: Path | None,
-        resume: bool,
-        run_config: Mapping[str, Any] | None = None,
+        settings: TrainingSettings,
+        calibration_data: Iterable[Any] | None = None,
     ) -> None:
         super().__init__(training_module)
         self.phases = tuple(phases)
-        self.seed = int(seed)
-        self.label_smoothing = label_smoothing
-        self.momentum, self.nesterov, self.weight_decay = momentum, nesterov, weight_decay
-        self.validation_random_subnets = validation_random_subnets
+        self.settings = settings
         self.calibration_data = calibration_data
-        self.calibration_batches = calibration_batches
-        self.checkpoint_dir = checkpoint_dir
-        self.resume = resume
-        self.run_config = dict(run_config) if run_config is not None else None
         self.teacher: nn.Module | None = None
         self.history: list[dict[str, Any]] = []
         self._phase_index = -1
@@ -173,7 +159,7 @@ class SupernetTrainingModule(BaseOneShotLightningModule):
         return {
             "space": self.supernet.arch_space.signature(),
             "schedule": [phase.to_dict() for phase in self.phases],
-            "seed": self.seed,
+            "seed": self.settings.seed,
             "epochs_completed": self.trainer.current_epoch + 1,
             "steps_completed": int(self.trainer.global_step),
             "phase_index": self._phase_index,
@@ -183,7 +169,7 @@ class SupernetTrainingModule(BaseOneShotLightningModule):
             "optimizer": cast(Any, optimizer).optimizer.state_dict(),
             "rng": {"torch": torch.get_rng_state()},
             "history": self.history,
-            "config": self.run_config,
+            "config": self.settings.run_config,
         }
 
     def _build_teacher(self) -> nn.Module:
@@ -196,23 +182,24 @@ class SupernetTrainingModule(BaseOneShotLightningModule):
     # ------------------------------------------------------------------- setup
     def configure_optimizers(self) -> Any:
         return torch.optim.SGD(
-            _optimizer_groups(self.supernet, self.weight_decay),
+            _optimizer_groups(self.supernet, self.settings.weight_decay),
             lr=self.phases[0].lr,
-            momentum=self.momentum,
-            nesterov=self.nesterov and self.momentum > 0,
+            momentum=self.settings.momentum,
+            nesterov=self.settings.nesterov and self.settings.momentum > 0,
         )
 
     def on_train_start(self) -> None:
         super().on_train_start()
-        path = None if self.checkpoint_dir is None else self.checkpoint_dir / LAST_CHECKPOINT
-        if not self.resume or path is None:
+        checkpoint_dir = self.settings.checkpoint_dir
+        path = None if checkpoint_dir is None else checkpoint_dir / LAST_CHECKPOINT
+        if not self.settings.resume or path is None:
             return
         if not path.exists():
             _logger.info("no checkpoint at %s: starting from scratch", path)
             return
         state = load_checkpoint(path, map_location=self.device)
         check_compatible(state, space=self.supernet.arch_space.signature(),
-                         schedule=[phase.to_dict() for phase in self.phases], seed=self.seed, path=path)
+                         schedule=[phase.to_dict() for phase in self.phases], seed=self.settings.seed, path=path)
         try:
             self.supernet.load_state_dict(state["supernet"])
             cast(Any, self.optimizers()).optimizer.load_state_dict(state["optimizer"])
@@ -239,7 +226,8 @@ class SupernetTrainingModule(BaseOneShotLightningModule):
             self._enter_phase(phase_index)
         # Augmentation, dropout and the loader's shuffle draw from torch's global RNG: seeding it
         # per epoch makes every epoch reproducible on its own, so a resumed run repeats nothing.
-        torch.manual_seed(int(np.random.SeedSequence([self.seed, epoch, self.global_rank]).generate_state(1)[0]))
+        seeds = np.random.SeedSequence([self.settings.seed, epoch, self.global_rank])
+        torch.manual_seed(int(seeds.generate_state(1)[0]))
         self._epoch_started = time.perf_counter()
         self._epoch_loss = (0.0, 0)
         super().on_train_epoch_start()
@@ -261,7 +249,8 @@ class SupernetTrainingModule(BaseOneShotLightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         images, labels = batch[0], batch[1]
         phase = self.phase
-        step = plan_step(self.supernet.arch_space, phase, step_seed(self.seed, self.trainer.current_epoch, batch_idx))
+        seed = step_seed(self.settings.seed, self.trainer.current_epoch, batch_idx)
+        step = plan_step(self.supernet.arch_space, phase, seed)
         steps_per_epoch = int(self.trainer.num_training_batches)
         lr = learning_rate(phase, self._epoch_in_phase, batch_idx, steps_per_epoch)
         optimizer = cast(Any, self.optimizers())
@@ -275,7 +264,7 @@ class SupernetTrainingModule(BaseOneShotLightningModule):
             activate=self.supernet.activate,
             backward=self.manual_backward,
             teacher=self.teacher,
-            label_smoothing=self.label_smoothing,
+            label_smoothing=self.settings.label_smoothing,
         )
         if not np.isfinite(metrics["loss"]):
             self._diverged(f"the training loss is {metrics['loss']} at step {batch_idx + 1}")
@@ -299,10 +288,12 @@ class SupernetTrainingModule(BaseOneShotLightningModule):
         self._training_sample = supernet.active_sample()
         self._training_buffers = batchnorm_buffers(supernet)
         self._validation_buffers = {}
-        subnets = validation_subnets(supernet.arch_space, num_random=self.validation_random_subnets, seed=self.seed)
+        subnets = validation_subnets(supernet.arch_space, num_random=self.settings.validation_random_subnets,
+                                     seed=self.settings.seed)
         for name, sample in subnets.items():
             supernet.activate(sample)
-            recalibrate_batchnorm(supernet, self._calibration_batches(), num_batches=self.calibration_batches)
+            recalibrate_batchnorm(supernet, self._calibration_batches(),
+                                  num_batches=self.settings.calibration_batches)
             self._validation_buffers[name] = batchnorm_buffers(supernet)
         self._validation_samples = subnets
         load_batchnorm_buffers(supernet, self._training_buffers)
@@ -348,11 +339,12 @@ class SupernetTrainingModule(BaseOneShotLightningModule):
             self._diverged(f"{bad:,} of {total:,} weights are not finite (in {names[0]}"
                            f"{f' and {len(names) - 1} more tensors' if len(names) > 1 else ''})")
         self.history.append(record)
-        if self.checkpoint_dir is None or not self.trainer.is_global_zero:
+        checkpoint_dir = self.settings.checkpoint_dir
+        if checkpoint_dir is None or not self.trainer.is_global_zero:
             return
-        last = save_checkpoint(self.checkpoint_dir / LAST_CHECKPOINT, self._state())
+        last = save_checkpoint(checkpoint_dir / LAST_CHECKPOINT, self._state())
         if self._epoch_in_phase == self.phase.epochs - 1:  # phase boundary: keep a copy
-            boundary = self.checkpoint_dir / f"phase{self._phase_index + 1}-{self.phase.name}.pt"
+            boundary = checkpoint_dir / f"phase{self._phase_index + 1}-{self.phase.name}.pt"
             temporary = boundary.with_name(f".{boundary.name}.tmp")
             shutil.copyfile(last, temporary)
             temporary.replace(boundary)
@@ -360,8 +352,9 @@ class SupernetTrainingModule(BaseOneShotLightningModule):
     def _diverged(self, what: str) -> None:
         """Stop a run that diverged before it writes a checkpoint of it: the last checkpoint (the last
         finite weights) stays what --resume and the supernet loaders find."""
-        kept = ("the last finite checkpoint, " + str(self.checkpoint_dir / LAST_CHECKPOINT) + ", is kept"
-                if self.checkpoint_dir is not None and (self.checkpoint_dir / LAST_CHECKPOINT).exists()
+        checkpoint_dir = self.settings.checkpoint_dir
+        kept = ("the last finite checkpoint, " + str(checkpoint_dir / LAST_CHECKPOINT) + ", is kept"
+                if checkpoint_dir is not None and (checkpoint_dir / LAST_CHECKPOINT).exists()
                 else "no checkpoint was written")
         raise TrainingDivergedError(
             f"training diverged in epoch {self.trainer.current_epoch + 1} (phase {self.phase.name!r}): {what}; "
@@ -389,45 +382,33 @@ class _SupernetStrategy(OneShotStrategy):
     def __init__(
         self,
         *,
-        seed: int = 0,
-        label_smoothing: float = 0.1,
-        momentum: float = 0.9,
-        nesterov: bool = True,
-        weight_decay: float = 3e-5,
-        validation_random_subnets: int = 2,
+        settings: TrainingSettings | None = None,
         calibration_data: Iterable[Any] | None = None,
-        calibration_batches: int = 10,
+        seed: int | None = None,
+        label_smoothing: float | None = None,
+        momentum: float | None = None,
+        nesterov: bool | None = None,
+        weight_decay: float | None = None,
+        validation_random_subnets: int | None = None,
+        calibration_batches: int | None = None,
         checkpoint_dir: str | Path | None = None,
-        resume: bool = False,
+        resume: bool | None = None,
         run_config: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if not 0.0 <= label_smoothing < 1.0:
-            raise InvalidInputError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
-        if not 0.0 <= momentum < 1.0:
-            raise InvalidInputError(f"momentum must be in [0, 1), got {momentum!r}")
-        if weight_decay < 0:
-            raise InvalidInputError(f"weight_decay must be >= 0, got {weight_decay!r}")
-        if validation_random_subnets < 0:
-            raise InvalidInputError(f"validation_random_subnets must be >= 0, got {validation_random_subnets!r}")
-        if calibration_batches < 1:
-            raise InvalidInputError(f"calibration_batches must be >= 1, got {calibration_batches!r}")
-        if resume and checkpoint_dir is None:
-            raise InvalidInputError("resume=True needs checkpoint_dir (where the run's checkpoints are)")
-        self.seed = seed
-        self.label_smoothing = label_smoothing
-        self.momentum, self.nesterov, self.weight_decay = momentum, nesterov, weight_decay
-        self.validation_random_subnets = validation_random_subnets
+        # The keyword arguments map one to one onto the settings' fields; those not given (None)
+        # keep the values of ``settings`` (default: OFA's). The settings check them, once.
+        given = {"seed": seed, "label_smoothing": label_smoothing, "momentum": momentum, "nesterov": nesterov,
+                 "weight_decay": weight_decay, "validation_random_subnets": validation_random_subnets,
+                 "calibration_batches": calibration_batches, "checkpoint_dir": checkpoint_dir, "resume": resume,
+                 "run_config": run_config}
+        self.settings = TrainingSettings.build(settings, **{k: v for k, v in given.items() if v is not None})
         self.calibration_data = calibration_data
-        self.calibration_batches = calibration_batches
-        self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
-        self.resume = resume
-        self.run_config = run_config
         self.phases: tuple[Phase, ...] = ()
-        self._space: OFASupernet | None = None
+        self._supernet: OFASupernet | None = None
 
-    def build_phases(self, space: OFASupernet, evaluator: Lightning) -> tuple[Phase, ...]:
+    def build_phases(self, supernet: OFASupernet, evaluator: Lightning) -> tuple[Phase, ...]:
         raise NotImplementedError
 
     def default_mutation_hooks(self) -> list[Any]:
@@ -441,17 +422,17 @@ class _SupernetStrategy(OneShotStrategy):
         if not isinstance(model, OFASupernet):
             raise TypeError(f"{type(self).__name__} trains an OFA space (OFAMobileNetV3Space, OFAProxylessNASSpace, "
                             f"OFAResNetSpace), got {type(model).__name__}")
-        self._space = model
+        self._supernet = model
         return super().mutate_model(model)
 
     def mutate_evaluator(self, evaluator: Any) -> Any:
-        if self._space is None:
+        if self._supernet is None:
             raise RuntimeError("mutate_model must run before mutate_evaluator")
         if not isinstance(evaluator, Lightning):
             raise TypeError(
                 "the evaluator must be an NNI Lightning evaluator (e.g. nni.nas.evaluator.pytorch.Classification)"
             )
-        self.phases = self.build_phases(self._space, evaluator)
+        self.phases = self.build_phases(self._supernet, evaluator)
         mutated = super().mutate_evaluator(evaluator)
         mutated.trainer.fit_loop.max_epochs = sum(phase.epochs for phase in self.phases)
         return mutated
@@ -459,33 +440,21 @@ class _SupernetStrategy(OneShotStrategy):
     def state_dict(self) -> dict:
         """For ``NasExperiment``'s own checkpoints: where this strategy's checkpoints are (NNI's
         default looks for a Lightning ModelCheckpoint callback, which our runs do not use)."""
-        return {} if self.checkpoint_dir is None else {"checkpoint_dir": str(self.checkpoint_dir)}
+        checkpoint_dir = self.settings.checkpoint_dir
+        return {} if checkpoint_dir is None else {"checkpoint_dir": str(checkpoint_dir)}
 
     def load_state_dict(self, state_dict: dict) -> None:
         """``NasExperiment.resume``: continue from the checkpoints the experiment recorded."""
         if state_dict.get("checkpoint_dir"):
-            self.checkpoint_dir = Path(state_dict["checkpoint_dir"])
-            self.resume = True
+            self.settings = dataclasses.replace(self.settings, checkpoint_dir=Path(state_dict["checkpoint_dir"]),
+                                                resume=True)
             module = self.oneshot_module
             if isinstance(module, SupernetTrainingModule):
-                module.checkpoint_dir, module.resume = self.checkpoint_dir, True
+                module.settings = self.settings
 
     def configure_oneshot_module(self, training_module: LightningModule) -> SupernetTrainingModule:
-        return SupernetTrainingModule(
-            training_module,
-            phases=self.phases,
-            seed=self.seed,
-            label_smoothing=self.label_smoothing,
-            momentum=self.momentum,
-            nesterov=self.nesterov,
-            weight_decay=self.weight_decay,
-            validation_random_subnets=self.validation_random_subnets,
-            calibration_data=self.calibration_data,
-            calibration_batches=self.calibration_batches,
-            checkpoint_dir=self.checkpoint_dir,
-            resume=self.resume,
-            run_config=self.run_config,
-        )
+        return SupernetTrainingModule(training_module, phases=self.phases, settings=self.settings,
+                                      calibration_data=self.calibration_data)
 
 
 def _global_batch_size(evaluator: Lightning) -> int:
@@ -523,17 +492,20 @@ class ProgressiveShrinking(_SupernetStrategy):
             and ``phase_overrides`` must then be left at their defaults).
         lr_batch_size: Global batch size the recipe's learning rates are scaled to (default: the
             training loader's batch size times devices).
-        seed, label_smoothing, momentum, nesterov, weight_decay: Training settings (OFA's defaults).
-        validation_random_subnets: Random subnets validated every epoch, besides the smallest,
-            median and largest.
+        settings: The run's :class:`ofa_nni.training.TrainingSettings` (default: OFA's).
+        seed, label_smoothing, momentum, nesterov, weight_decay, validation_random_subnets,
+            calibration_batches, checkpoint_dir, resume, run_config: The fields of ``settings`` by
+            keyword, one to one (a value given here replaces the one in ``settings``):
+            ``validation_random_subnets`` random subnets are validated every epoch besides the
+            smallest, median and largest, after recalibrating their batch norms on
+            ``calibration_batches`` batches; checkpoints go to ``checkpoint_dir`` (none if
+            ``None``); ``resume`` continues from ``checkpoint_dir/last.pt`` if it exists.
         calibration_data: Batches for BN recalibration before validation (default: the training
-            loader); ``calibration_batches`` of them are used.
-        checkpoint_dir: Where to write checkpoints (none if ``None``).
-        resume: Continue from ``checkpoint_dir/last.pt`` if it exists.
+            loader).
 
     Example:
         >>> strategy = ProgressiveShrinking(epochs_factor=0.05, checkpoint_dir="runs/ps")
-        >>> NasExperiment(space, Classification(train_dataloaders=..., val_dataloaders=...), strategy).run()
+        >>> NasExperiment(supernet, Classification(train_dataloaders=..., val_dataloaders=...), strategy).run()
     """
 
     def __init__(
@@ -559,11 +531,11 @@ class ProgressiveShrinking(_SupernetStrategy):
         self.explicit_phases = None if phases is None else tuple(phases)
         self.lr_batch_size = lr_batch_size
 
-    def build_phases(self, space: OFASupernet, evaluator: Lightning) -> tuple[Phase, ...]:
+    def build_phases(self, supernet: OFASupernet, evaluator: Lightning) -> tuple[Phase, ...]:
         if self.explicit_phases is not None:
             return self.explicit_phases
         batch_size = self.lr_batch_size or _global_batch_size(evaluator)
-        return progressive_shrinking(space.arch_space, recipe=self.recipe, epochs_factor=self.epochs_factor,
+        return progressive_shrinking(supernet.arch_space, recipe=self.recipe, epochs_factor=self.epochs_factor,
                                      batch_size=batch_size, kd_ratio=self.kd_ratio, overrides=self.phase_overrides)
 
 
@@ -589,9 +561,9 @@ class SandwichRule(_SupernetStrategy):
         self.epochs, self.lr, self.num_random, self.warmup_epochs = epochs, lr, num_random, warmup_epochs
         self.lr_batch_size = lr_batch_size
 
-    def build_phases(self, space: OFASupernet, evaluator: Lightning) -> tuple[Phase, ...]:
+    def build_phases(self, supernet: OFASupernet, evaluator: Lightning) -> tuple[Phase, ...]:
         lr = self.lr
         if lr is None:
             lr = 2.6 * (self.lr_batch_size or _global_batch_size(evaluator)) / PAPER_BATCH_SIZE
-        return sandwich_rule(space.arch_space, epochs=self.epochs, lr=lr, num_random=self.num_random,
+        return sandwich_rule(supernet.arch_space, epochs=self.epochs, lr=lr, num_random=self.num_random,
                              warmup_epochs=self.warmup_epochs)

@@ -64,7 +64,7 @@ def _additive_dataset(space: ArchSpace, n: int, noise: float, seed: int = 0) -> 
     weights = rng.normal(0, 0.004, space.feature_dim)
     indices = plan_subnets(space, n, seed)
     accuracies = 0.7 + space.to_features(indices) @ weights + rng.normal(0, noise, n)
-    return AccuracyDataset(space=space, indices=indices, accuracies=accuracies)
+    return AccuracyDataset(arch_space=space, indices=indices, accuracies=accuracies)
 
 
 @pytest.mark.parametrize("kind", ["mlp", "ridge"])
@@ -106,7 +106,7 @@ def test_save_load_round_trip_without_pickle(tmp_path, kind):
     assert metadata["format_version"] == 2 and metadata["kind"] == kind
     assert metadata["encoding"] == {"name": "ofa-onehot", "feature_dim": space.feature_dim}
     assert metadata["space"] == space.signature() and metadata["metrics"] == predictor.metrics
-    loaded = AccuracyPredictor.load(path, space=space)
+    loaded = AccuracyPredictor.load(path, arch_space=space)
     assert type(loaded) is type(predictor) and loaded.metrics == predictor.metrics
     population = space.random_indices(50, 1)
     np.testing.assert_allclose(loaded(population), predictor(population), rtol=1e-6)
@@ -120,7 +120,7 @@ def test_load_refuses_another_space_and_other_files(tmp_path):
     other = ArchSpace(**{**TINY_SPACE_KWARGS, "resolutions": (32, 36, 40)})
     with pytest.raises(ValueError, match=r"another search space \(resolutions: file has \[32, 40\], space has "
                                          r"\[32, 36, 40\]\)"):
-        AccuracyPredictor.load(path, space=other)
+        AccuracyPredictor.load(path, arch_space=other)
     np.save(tmp_path / "plain.npy", np.zeros(3))
     (tmp_path / "plain.npz").write_bytes((tmp_path / "plain.npy").read_bytes())
     with pytest.raises(ValueError, match="not an ofa-nni accuracy predictor"):
@@ -306,7 +306,7 @@ def _saturated_dataset(space: ArchSpace, n: int = 200, seed: int = 0) -> Accurac
     raw = 0.98 + 0.012 * (additive - additive.mean()) / additive.std() + rng.normal(0, 0.003, n)
     accuracies = np.clip(np.round(raw * 359) / 359, 0.0, 1.0)  # counted on 359 held-out images
     assert (accuracies == 1.0).sum() >= 5  # the ceiling is reached, as on digits
-    return AccuracyDataset(space=space, indices=indices, accuracies=accuracies)
+    return AccuracyDataset(arch_space=space, indices=indices, accuracies=accuracies)
 
 
 @pytest.mark.parametrize("kind", ["mlp", "mlp-ensemble", "ridge", "auto"])
@@ -319,7 +319,7 @@ def test_predictions_stay_in_range_on_the_demos_files(kind, tmp_path):
     space = _demo_space()
     predictor = build_accuracy_predictor(_saturated_dataset(space), kind=kind, steps=FAST_STEPS)
     predictor.save(tmp_path / "accuracy_predictor.npz")
-    loaded = AccuracyPredictor.load(tmp_path / "accuracy_predictor.npz", space=space)
+    loaded = AccuracyPredictor.load(tmp_path / "accuracy_predictor.npz", arch_space=space)
     predicted = loaded(space.random_indices(100_000, 1))
     assert ((predicted >= 0.0) & (predicted <= 1.0)).all(), predicted.max()
     scored: list[np.ndarray] = []
@@ -329,7 +329,7 @@ def test_predictions_stay_in_range_on_the_demos_files(kind, tmp_path):
         scored.append(values)
         return values
 
-    front = ParetoSearch(space=space, costs={"macs": AnalyticCostModel(space).macs}, population_size=100,
+    front = ParetoSearch(arch_space=space, costs={"macs": AnalyticCostModel(space).macs}, population_size=100,
                          generations=10, seed=0).run(objective)
     searched = np.concatenate(scored)
     assert len(searched) >= 1000
@@ -346,7 +346,7 @@ def test_a_tampered_weight_cannot_push_a_prediction_past_100_percent(tmp_path, c
     arrays["array.weight3"] = arrays["array.weight3"].copy()
     arrays["array.weight3"][0, 0] = 30.0  # one weight, as a tampered file holds it
     np.savez(path, **arrays)
-    predicted = AccuracyPredictor.load(path, space=space)(space.random_indices(10_000, 0))
+    predicted = AccuracyPredictor.load(path, arch_space=space)(space.random_indices(10_000, 0))
     assert ((predicted >= 0.0) & (predicted <= 1.0)).all()
 
 
@@ -369,4 +369,4 @@ def test_an_accuracy_data_set_holds_fractions():
     rows = space.random_indices(3, 0)
     for bad in ([0.5, 50.0, 0.7], [0.5, -0.1, 0.7], [0.5, float("nan"), 0.7]):
         with pytest.raises(ValueError, match=r"accuracies must be fractions in \[0, 1\]"):
-            AccuracyDataset(space=space, indices=rows, accuracies=np.array(bad))
+            AccuracyDataset(arch_space=space, indices=rows, accuracies=np.array(bad))

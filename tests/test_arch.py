@@ -44,32 +44,23 @@ def test_arch_string_round_trip(sample):
     assert SPACE.format(SPACE.parse(text)) == text
 
 
-@settings(max_examples=100, deadline=None)
-@given(
-    samples(
-        ArchSpace(
-            expand_ratios=(2.5, 4),
-            kernel_sizes=(3, 5),
-            depths=(1, 3),
-            resolutions=(32, 48),
-            base_widths=(8, 8, 16, 24, 32, 64),
-            stage_strides=(2, 2),
-            stage_activations=("relu", "hswish"),
-            stage_se=(False, True),
-        )
-    )
+CUSTOM = ArchSpace(
+    expand_ratios=(2.5, 4),
+    kernel_sizes=(3, 5),
+    depths=(1, 3),
+    resolutions=(32, 48),
+    base_widths=(8, 8, 16, 24, 32, 64),
+    stage_strides=(2, 2),
+    stage_activations=("relu", "hswish"),
+    stage_se=(False, True),
 )
+"""A space unlike the default: non-integer expand ratios, two stages of one or three blocks."""
+
+
+@settings(max_examples=100, deadline=None)
+@given(samples(CUSTOM))
 def test_arch_string_round_trip_custom_space(sample):
-    space = ArchSpace(
-        expand_ratios=(2.5, 4),
-        kernel_sizes=(3, 5),
-        depths=(1, 3),
-        resolutions=(32, 48),
-        base_widths=(8, 8, 16, 24, 32, 64),
-        stage_strides=(2, 2),
-        stage_activations=("relu", "hswish"),
-        stage_se=(False, True),
-    )
+    space = CUSTOM
     assert space.parse(space.format(sample)) == sample
 
 

@@ -30,14 +30,14 @@ corrupt checkpoint        checkpoint.load_torch_file (weights_only=True),       
 mismatched checkpoint     checkpoint.check_compatible (resume of another          test_mismatched_checkpoint
                           run); runner.load_supernet (other weights)
 corrupt predictor         accuracy.AccuracyPredictor.load                         test_corrupt_predictor
-mismatched predictor      AccuracyPredictor.load(space=...) ->                    test_mismatched_predictor
+mismatched predictor      AccuracyPredictor.load(arch_space=...) ->                    test_mismatched_predictor
                           _artifacts.require_same_space; nni_trial
 corrupt latency table     latency.LatencyTable.load; LatencyTable._entry_ms       test_corrupt_latency_table
 tampered latency table    LatencyTable.__init__ (times, statistic, clock,          test_tampered_latency_table
                           resolutions, correction); lut show, search --lut
 damaged lut progress      latency.build._saved_progress; lut build                 test_damaged_lut_progress_file
 concurrent lut builds     _artifacts.exclusive_lock; lut build                      test_concurrent_lut_builds
-mismatched latency table  LatencyTable.load(space=...) ->                         test_mismatched_latency_table
+mismatched latency table  LatencyTable.load(arch_space=...) ->                         test_mismatched_latency_table
                           require_same_space; OFAEvolutionTuner; ofa-nni search
 infeasible constraint     search._AskTellSearch._anchors_for: EvolutionSearch,    test_infeasible_constraint
                           specialize, OFAEvolutionSampler, OFAEvolutionTuner,
@@ -229,7 +229,7 @@ def _predictor_file(space: ArchSpace, path: Path) -> Path:
     """A real (ridge) predictor of ``space`` trained on an additive accuracy model."""
     rows = space.random_indices(40, 0)
     accuracies = 0.5 + 0.01 * rows.sum(axis=1)
-    dataset = AccuracyDataset(space=space, indices=rows, accuracies=accuracies)
+    dataset = AccuracyDataset(arch_space=space, indices=rows, accuracies=accuracies)
     build_accuracy_predictor(dataset, kind="ridge").save(path)
     return path
 
@@ -317,9 +317,9 @@ def test_wrong_type(tmp_path: Path) -> None:
         load_config({"data": {"batch_size": "64"}})
     costs = AnalyticCostModel(TINY)
     with pytest.raises(ValueError, match=r"budget for 'macs' must be a number, got '1e6'"):
-        EvolutionSearch(space=TINY, costs={"macs": costs.macs}, targets={"macs": "1e6"})
+        EvolutionSearch(arch_space=TINY, costs={"macs": costs.macs}, targets={"macs": "1e6"})
     with pytest.raises(ValueError, match=r"population_size must be an integer >= 2, got 2\.5"):
-        OFAEvolutionSampler(space=TINY, population_size=2.5)
+        OFAEvolutionSampler(arch_space=TINY, population_size=2.5)
     with pytest.raises(ValueError, match=r"a space description must be a mapping such as \{'preset': 'cpu'"):
         _ = OFAEvolutionTuner(space="cpu").search  # type: ignore[arg-type]
     # CLI: argparse refuses a wrong type before anything runs (usage line + the error line).
@@ -347,7 +347,7 @@ def test_unparsable_arch_string(tiny_space: Any, supernet_file: Path, tmp_path: 
         tiny_space.activate("r32_k3e2")
     # NNI tuner: a metric whose arch does not parse is logged and ignored, never raised.
     tuner = OFAEvolutionTuner(space=TUNER_SPACE, population_size=2, seed=0)
-    tuner.update_search_space(nni_search_space(tuner.space))
+    tuner.update_search_space(nni_search_space(tuner.arch_space))
     tuner.receive_trial_result(99, None, {"default": 0.5, "arch": "r16_garbage"})
     assert tuner.scores == {} and "has an invalid arch" in caplog.text
     # CLI: the NNI trial run by hand with a bad --arch.
@@ -513,7 +513,7 @@ def test_mismatched_checkpoint(trained_run: Path, tmp_path: Path) -> None:
 
 def test_corrupt_predictor(tmp_path: Path) -> None:
     good = _predictor_file(TINY, tmp_path / "good.npz")
-    assert AccuracyPredictor.load(good, space=TINY).kind == "ridge"
+    assert AccuracyPredictor.load(good, arch_space=TINY).kind == "ridge"
     corrupt = tmp_path / "corrupt"
     corrupt.mkdir()
     (corrupt / "empty.npz").write_bytes(b"")
@@ -544,7 +544,7 @@ def test_mismatched_predictor(supernet_file: Path, run_space: ArchSpace, tmp_pat
     with pytest.raises(ValueError, match=r"accuracy predictor .*tiny\.npz was built for another search space "
                                          r"\(.*num_classes: file has 4, space has 10.*resolutions: file has "
                                          r"\[32, 40\], space has \[16, 20\]"):
-        AccuracyPredictor.load(other, space=run_space)
+        AccuracyPredictor.load(other, arch_space=run_space)
     # CLI: the NNI trial with --predictor of another space refuses before evaluating anything.
     arch = run_space.format(run_space.max_sample())
     code, out, err = run_cli(["--supernet", str(supernet_file), "--predictor", str(other), "--arch", arch], tmp_path,
@@ -687,7 +687,7 @@ def test_mismatched_latency_table(latency_table_file: Path, tmp_path: Path) -> N
     other = ArchSpace(**{**TINY_SPACE_KWARGS, "num_classes": 10})
     with pytest.raises(ValueError, match=r"latency table .*lut\.json was built for another search space \(num_classes: "
                                          r"file has 4, space has 10\)"):
-        LatencyTable.load(latency_table_file, space=other)
+        LatencyTable.load(latency_table_file, arch_space=other)
     # CLI: a search whose predictor and latency table belong to different spaces.
     predictor = _predictor_file(other, tmp_path / "predictor.npz")
     out = tmp_path / "out"
@@ -714,13 +714,13 @@ def test_infeasible_constraint(tmp_path: Path) -> None:
     smallest = costs.macs(TINY.min_sample())
     message = rf"budget 1000 for 'macs' is infeasible: the smallest achievable macs is {smallest} \(subnet r32_k3e2"
     with pytest.raises(ValueError, match=message):
-        EvolutionSearch(space=TINY, costs={"macs": costs.macs}, targets={"macs": 1000})
+        EvolutionSearch(arch_space=TINY, costs={"macs": costs.macs}, targets={"macs": 1000})
     with pytest.raises(ValueError, match=message):
         specialize(TINY, lambda rows: np.zeros(len(rows)), {"macs": costs.macs}, [{"macs": 1e9}, {"macs": 1000}])
     with pytest.raises(ValueError, match=message):
-        OFAEvolutionSampler(space=TINY, costs={"macs": costs.macs}, budgets={"macs": 1000})
+        OFAEvolutionSampler(arch_space=TINY, costs={"macs": costs.macs}, budgets={"macs": 1000})
     with pytest.raises(ValueError, match=r"budget for 'macs' is NaN"):
-        EvolutionSearch(space=TINY, costs={"macs": costs.macs}, targets={"macs": float("nan")})
+        EvolutionSearch(arch_space=TINY, costs={"macs": costs.macs}, targets={"macs": float("nan")})
     tuner = OFAEvolutionTuner(space=TUNER_SPACE, constraints={"macs": 1000})
     with pytest.raises(ValueError, match=r"budget 1000 for 'macs' is infeasible: the smallest achievable macs is"):
         tuner.update_search_space(nni_search_space(arch_space_of(TUNER_SPACE)))
@@ -745,7 +745,7 @@ def test_nan_metric_from_trial(caplog: pytest.LogCaptureFixture) -> None:
     # proposes that subnet again and never breeds from it, and it is never the best trial.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     score = _macs_score(TINY)
-    sampler = OFAEvolutionSampler(space=TINY, seed=0, n_startup_trials=4, population_size=8, num_parents=2)
+    sampler = OFAEvolutionSampler(arch_space=TINY, seed=0, n_startup_trials=4, population_size=8, num_parents=2)
     study = optuna.create_study(direction="maximize", sampler=sampler)
 
     def objective(trial: optuna.Trial) -> float:
@@ -768,14 +768,14 @@ def test_nan_metric_from_trial(caplog: pytest.LogCaptureFixture) -> None:
     suggest_sample(trial, TINY)
     assert study.tell(trial, float("nan")).state == optuna.trial.TrialState.FAIL
     # The search engine itself: a NaN score is a failed evaluation, archived and never chosen.
-    search = EvolutionSearch(space=TINY, costs={"macs": AnalyticCostModel(TINY).macs}, targets={"macs": 1e9},
+    search = EvolutionSearch(arch_space=TINY, costs={"macs": AnalyticCostModel(TINY).macs}, targets={"macs": 1e9},
                              population_size=4, generations=3, seed=0)
     rows = search.ask()
     search.tell(rows, np.where(np.arange(len(rows)) == 0, np.nan, 0.5))
     assert search.result()[0].score == 0.5
     # NNI: a NaN, a None, a non-number and a dict without 'default' all mean a failed evaluation.
     tuner = OFAEvolutionTuner(space=TUNER_SPACE, population_size=4, seed=0)
-    tuner.update_search_space(nni_search_space(tuner.space))
+    tuner.update_search_space(nni_search_space(tuner.arch_space))
     parameters = tuner.generate_multiple_parameters([0, 1, 2, 3])
     metrics = [{"default": float("nan")}, None, {"default": "0.9"}, {"accuracy": 0.9}]
     for parameter_id, (sample, metric) in enumerate(zip(parameters, metrics, strict=True)):
@@ -785,8 +785,8 @@ def test_nan_metric_from_trial(caplog: pytest.LogCaptureFixture) -> None:
     assert "reported no usable 'default'" in caplog.text
     for parameter_id in range(4, 12):  # the search goes on; failed subnets are never selected
         (sample,) = tuner.generate_multiple_parameters([parameter_id])
-        tuner.receive_trial_result(parameter_id, sample, {"default": _macs_score(tuner.space)(sample),
-                                                          "arch": tuner.space.format(sample)})
+        tuner.receive_trial_result(parameter_id, sample, {"default": _macs_score(tuner.arch_space)(sample),
+                                                          "arch": tuner.arch_space.format(sample)})
         tuner.trial_end(parameter_id, True)
     best = tuner.search.result()[0]
     assert not math.isnan(best.score) and not math.isnan(tuner.scores[tuner.canonical_arch(best.sample)])
@@ -797,7 +797,7 @@ def test_crashing_trial() -> None:
     # does not propose the crashed subnet again (it may crash again) and keeps evolving.
     optuna.logging.set_verbosity(optuna.logging.CRITICAL)
     score = _macs_score(TINY)
-    study = optuna.create_study(direction="maximize", sampler=OFAEvolutionSampler(space=TINY, seed=0,
+    study = optuna.create_study(direction="maximize", sampler=OFAEvolutionSampler(arch_space=TINY, seed=0,
                                                                                 n_startup_trials=4))
 
     def objective(trial: optuna.Trial) -> float:
@@ -817,7 +817,7 @@ def test_crashing_trial() -> None:
     # NNI: a trial that crashed ends with success=False and no metric. The tuner keeps serving trials;
     # the crashed subnet is recorded as failed (not lost) once no trial can still report it.
     tuner = OFAEvolutionTuner(space=TUNER_SPACE, population_size=4, seed=0)
-    tuner.update_search_space(nni_search_space(tuner.space))
+    tuner.update_search_space(nni_search_space(tuner.arch_space))
     handed: list[Any] = []
 
     def callback(parameter_id: int, parameters: Any) -> None:
@@ -828,14 +828,14 @@ def test_crashing_trial() -> None:
     tuner.trial_end(0, False)  # crashed: no metric
     assert crashed not in tuner.scores  # trial 1 still runs (under NNI's mix-ups it might report it)
     sample = handed[1][1]
-    tuner.receive_trial_result(1, sample, {"default": 0.5, "arch": tuner.space.format(sample)})
+    tuner.receive_trial_result(1, sample, {"default": 0.5, "arch": tuner.arch_space.format(sample)})
     tuner.trial_end(1, True)
     assert math.isnan(tuner.scores[crashed])
     next_id = 2
     while len(tuner.scores) < 12:
         handed.extend(zip([next_id], tuner.generate_multiple_parameters([next_id], st_callback=callback), strict=False))
         parameter_id, sample = handed[-1]
-        tuner.receive_trial_result(parameter_id, sample, {"default": 0.5, "arch": tuner.space.format(sample)})
+        tuner.receive_trial_result(parameter_id, sample, {"default": 0.5, "arch": tuner.arch_space.format(sample)})
         tuner.trial_end(parameter_id, True)
         next_id += 1
     assert len({tuner.canonical_arch(s) for _, s in handed}) == len(handed)  # nothing proposed twice
@@ -895,7 +895,7 @@ def test_predictor_declaring_more_than_it_holds(tmp_path: Path) -> None:
     from ofa_nni.accuracy import MLPEnsemblePredictor
 
     good = tmp_path / "ensemble.npz"
-    ensemble = MLPEnsemblePredictor(space=TINY, num_models=2, steps=5)
+    ensemble = MLPEnsemblePredictor(arch_space=TINY, num_models=2, steps=5)
     rows = TINY.random_indices(20, 0)
     ensemble.fit(TINY.to_features(rows), 0.5 + 0.01 * rows.sum(axis=1))
     ensemble.save(good)
@@ -944,7 +944,7 @@ def test_accuracy_outside_0_1(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"has accuracy 50\.0; accuracies are fractions in \[0, 1\]"):
         AccuracyDataset.load(path)
     with pytest.raises(ValueError, match=r"accuracies must be fractions in \[0, 1\]"):
-        AccuracyDataset(space=TINY, indices=rows, accuracies=np.array([0.5, 0.5, 50.0, 0.5, 0.5, 0.5]))
+        AccuracyDataset(arch_space=TINY, indices=rows, accuracies=np.array([0.5, 0.5, 50.0, 0.5, 0.5, 0.5]))
     out = tmp_path / "out"
     code, _, err = run_cli(["predictor", "build", "--dataset", str(path), "--out", str(out / "p.npz")], tmp_path)
     assert_one_line_error(code, err, "ofa-nni predictor: error:", str(path), f"subnet {archs[2]!r} has accuracy 50.0")

@@ -50,7 +50,7 @@ def artefacts(tmp_path_factory):
 def _budgets(root: Path) -> dict[str, float]:
     """Feasible budgets: a third of the way from each cost's smallest achievable value to the largest subnet's."""
     table = LatencyTable.load(root / "lut.json")
-    arch = table.space
+    arch = table.arch_space
     costs = {"latency_ms": table, "macs": MacsModel(arch), "params": ParamsModel(arch)}
     smallest = minimum_costs(arch, costs)
     return {name: smallest[name][0] + (fn(arch.max_sample()) - smallest[name][0]) / 3 for name, fn in costs.items()}
@@ -79,7 +79,7 @@ def test_search_finds_a_subnet_per_target_and_the_front(artefacts, tmp_path, cap
     printed = capsys.readouterr().out
     predictor = AccuracyPredictor.load(artefacts / "predictor.npz")
     table = LatencyTable.load(artefacts / "lut.json")
-    arch = predictor.space
+    arch = predictor.arch_space
     costs = {"macs": MacsModel(arch), "params": ParamsModel(arch), "latency_ms": table}
 
     assert document["kind"] == "ofa-nni/search" and document["format_version"] == 1
@@ -148,7 +148,7 @@ def test_search_refuses_bad_targets(artefacts, tmp_path, capsys, target, message
 
 def test_search_names_the_infeasible_target_and_the_smallest_value(artefacts, tmp_path, capsys):
     predictor = AccuracyPredictor.load(artefacts / "predictor.npz")
-    smallest = int(minimum_costs(predictor.space, {"macs": MacsModel(predictor.space)})["macs"][0])
+    smallest = int(minimum_costs(predictor.arch_space, {"macs": MacsModel(predictor.arch_space)})["macs"][0])
     out = tmp_path / "search.json"
     code = main(["search", "--predictor", str(artefacts / "predictor.npz"), "--target", "macs<=10M",
                  "--target", "params<=1M,macs<=1K", *FAST, "--out", str(out)])

@@ -62,16 +62,21 @@ def test_cost_summary_amortises_training_over_targets():
     assert "5 epochs" in summary["note"] and summary["method"].startswith("estimate")
 
 
+def _quick_demo(run_dir, *, timeout):
+    """``ofa-nni demo --quick`` into ``run_dir``: the finished process and its wall time."""
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "ofa_nni.cli", "demo", "--quick", "--no-progress", "--run-dir", str(run_dir)],
+        capture_output=True, text=True, timeout=timeout,
+    )
+    return result, time.perf_counter() - started
+
+
 @pytest.mark.slow
 @pytest.mark.demo
 def test_quick_demo_end_to_end(tmp_path):
     run_dir = tmp_path / "run"
-    started = time.perf_counter()
-    result = subprocess.run(
-        [sys.executable, "-m", "ofa_nni.cli", "demo", "--quick", "--no-progress", "--run-dir", str(run_dir)],
-        capture_output=True, text=True, timeout=1500,
-    )
-    first_seconds = time.perf_counter() - started
+    result, first_seconds = _quick_demo(run_dir, timeout=1500)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "report:" in result.stdout and str(run_dir) in result.stdout
     report = json.loads((run_dir / "results.json").read_text())
@@ -100,12 +105,7 @@ def test_quick_demo_end_to_end(tmp_path):
     assert (tmp_path / "again" / "pareto.png").stat().st_size > 10_000
     # Re-running reuses the finished training, predictor and latency table, and reports the cost each
     # reused step had when it was measured (the run directory's ledger), so the comparison stays true.
-    started = time.perf_counter()
-    again = subprocess.run(
-        [sys.executable, "-m", "ofa_nni.cli", "demo", "--quick", "--no-progress", "--run-dir", str(run_dir)],
-        capture_output=True, text=True, timeout=900,
-    )
-    rerun_seconds = time.perf_counter() - started
+    again, rerun_seconds = _quick_demo(run_dir, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
     rerun = json.loads((run_dir / "results.json").read_text())
     first, second = report["costs"]["train_once"], rerun["costs"]["train_once"]

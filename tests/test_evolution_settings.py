@@ -59,15 +59,15 @@ def test_keyword_arguments_map_onto_the_fields() -> None:
 
 def test_the_core_engines_take_the_settings_or_their_fields() -> None:
     settings = EvolutionSettings(population_size=12, generations=2, parent_ratio=0.5, seed=3)
-    by_object = EvolutionSearch(space=TINY, costs=COSTS, targets={"macs": 1e9}, settings=settings)
-    by_keyword = EvolutionSearch(space=TINY, costs=COSTS, targets={"macs": 1e9}, population_size=12,
+    by_object = EvolutionSearch(arch_space=TINY, costs=COSTS, targets={"macs": 1e9}, settings=settings)
+    by_keyword = EvolutionSearch(arch_space=TINY, costs=COSTS, targets={"macs": 1e9}, population_size=12,
                                  generations=2, parent_ratio=0.5, seed=3)
     assert by_object.settings == by_keyword.settings == settings
     assert by_object.parents_size == 6
-    pareto = ParetoSearch(space=TINY, costs=COSTS, settings=settings, generations=1)
+    pareto = ParetoSearch(arch_space=TINY, costs=COSTS, settings=settings, generations=1)
     assert pareto.settings == dataclasses.replace(settings, generations=1)
     with pytest.raises(InvalidInputError, match="mutation_prob must be in"):
-        EvolutionSearch(space=TINY, costs=COSTS, targets={"macs": 1e9}, settings=settings, mutation_prob=2)
+        EvolutionSearch(arch_space=TINY, costs=COSTS, targets={"macs": 1e9}, settings=settings, mutation_prob=2)
 
 
 def test_the_strategies_map_onto_the_same_settings() -> None:
@@ -88,12 +88,12 @@ def test_the_strategies_map_onto_the_same_settings() -> None:
     with pytest.raises(InvalidInputError, match="unknown evolution setting"):
         OFAEvolutionTuner(space=TINY_SPEC, population=8)
     # Optuna keyword arguments: num_parents is parent_ratio * population_size.
-    sampler = OFAEvolutionSampler(space=TINY, population_size=40, num_parents=10, mutation_prob=0.2, seed=5)
+    sampler = OFAEvolutionSampler(arch_space=TINY, population_size=40, num_parents=10, mutation_prob=0.2, seed=5)
     assert sampler.settings == dataclasses.replace(SAMPLER_SETTINGS, population_size=40, parent_ratio=0.25,
                                                    mutation_prob=0.2, seed=5)
     assert sampler.num_parents == 10
-    assert OFAEvolutionSampler(space=TINY).settings == SAMPLER_SETTINGS
+    assert OFAEvolutionSampler(arch_space=TINY).settings == SAMPLER_SETTINGS
     assert SAMPLER_SETTINGS.num_parents == 12 and SAMPLER_SETTINGS.population_size == 64
-    assert OFAEvolutionSampler(space=TINY, settings=PAPER_SETTINGS).settings == PAPER_SETTINGS
+    assert OFAEvolutionSampler(arch_space=TINY, settings=PAPER_SETTINGS).settings == PAPER_SETTINGS
     with pytest.raises(InvalidInputError, match="num_parents must be a positive integer"):
-        OFAEvolutionSampler(space=TINY, num_parents=0)
+        OFAEvolutionSampler(arch_space=TINY, num_parents=0)

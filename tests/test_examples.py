@@ -96,7 +96,7 @@ def test_released_weights_example(tmp_path, capsys):
     assert supernet.arch_space.kernel_sizes == (3, 5, 7) and supernet.arch_space.num_classes == 4
     reference = torch.load(checkpoint, weights_only=True)["state_dict"]
     assert torch.equal(supernet.state_dict()["classifier.weight"], reference["classifier.linear.weight"])
-    assert AccuracyPredictor.load(out / "predictor.npz", space=supernet.arch_space).kind == "mlp"
+    assert AccuracyPredictor.load(out / "predictor.npz", arch_space=supernet.arch_space).kind == "mlp"
     budgets = [{"macs": 150e6}, {"macs": 300e6, "params": 5e6}]
     for target, budget in zip(result["targets"], budgets, strict=True):
         sample = supernet.arch_space.parse(target["arch"])

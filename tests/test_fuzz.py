@@ -339,7 +339,7 @@ def test_fuzz_tuner_results(reports: list[tuple[int, Any, Any]]) -> None:
     """Whatever parameters and metrics NNI delivers, the tuner never raises and records only NaN
     (failed) or finite scores, and keeps proposing subnets of its space."""
     tuner = OFAEvolutionTuner(space=TUNER_SPACE, population_size=4, seed=0)
-    tuner.update_search_space(nni_search_space(tuner.space))
+    tuner.update_search_space(nni_search_space(tuner.arch_space))
     handed = tuner.generate_multiple_parameters([0, 1])
     for parameter_id, parameters, value in reports:
         score = metric_score(value)
@@ -349,4 +349,4 @@ def test_fuzz_tuner_results(reports: list[tuple[int, Any, Any]]) -> None:
     assert all(math.isnan(s) or math.isfinite(s) for s in tuner.scores.values())
     event(f"{sum(not math.isnan(s) for s in tuner.scores.values())} scored subnets")
     for sample in handed + tuner.generate_multiple_parameters([100]):
-        assert tuner.space.validate(sample) == sample
+        assert tuner.arch_space.validate(sample) == sample

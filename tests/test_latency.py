@@ -75,7 +75,7 @@ def _synthetic_table(space: ArchSpace, measured: tuple[int, ...], ms_of) -> Late
         for spec in [*fixed, *blocks.values()]:
             value = ms_of(spec)
             entries[spec.key] = {"ms": value, "min_ms": value, "iqr_ms": 0.0, "samples": 1}
-    return LatencyTable(space=space, entries=entries, measured_resolutions=measured)
+    return LatencyTable(arch_space=space, entries=entries, measured_resolutions=measured)
 
 
 def test_prediction_is_the_sum_of_the_entries_and_vectorized():
@@ -119,12 +119,12 @@ def test_table_file_round_trip_and_refusals(tmp_path):
     assert data["resolutions"] == {"measured": [32], "interpolated": [40], "interpolation": data["resolutions"][
         "interpolation"]} and "resolution^2" in data["resolutions"]["interpolation"]
     assert {"torch", "numpy", "python"} <= set(data["libraries"]) and data["device"]["num_threads"] == 1
-    loaded = LatencyTable.load(path, space=space)
+    loaded = LatencyTable.load(path, arch_space=space)
     population = space.random_indices(10, 0)
     np.testing.assert_allclose(loaded(population), table(population))
     other = ArchSpace(**{**TINY_SPACE_KWARGS, "num_classes": 7})
     with pytest.raises(ValueError, match="num_classes: file has 4, space has 7"):
-        LatencyTable.load(path, space=other)
+        LatencyTable.load(path, arch_space=other)
     data["format_version"] = 99
     path.write_text(json.dumps(data))
     with pytest.raises(ValueError, match="format_version 99"):
@@ -279,7 +279,7 @@ def test_help_and_reading_a_table_load_no_torch(tmp_path):
         "    main(['--help'])\n"
         "from ofa_nni.latency import LatencyTable\n"
         f"table = LatencyTable.load({str(path)!r})\n"
-        "table(table.space.max_sample())\n"
+        "table(table.arch_space.max_sample())\n"
         "print(sorted(m for m in ('torch', 'scipy', 'onnxruntime', 'nni') if m in sys.modules))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
@@ -329,7 +329,7 @@ def test_deployment_check_names_subnets_over_target_and_a_load_change(tiny_space
                                        "target of 0.000 ms") for line in lines)
     assert not any("small" in line for line in lines)
     # A table whose entries are 4x too fast for the machine as it is now: the re-timing says the load changed.
-    stale = LatencyTable(space=space, measured_resolutions=table.measured_resolutions, metadata=table.metadata,
+    stale = LatencyTable(arch_space=space, measured_resolutions=table.measured_resolutions, metadata=table.metadata,
                          entries={key: {**entry, "ms": entry["ms"] / 4, "min_ms": entry["min_ms"] / 4}
                                   for key, entry in table.entries.items()})
     load = retime_entries(stale, count=6)

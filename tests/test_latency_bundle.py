@@ -72,7 +72,7 @@ def test_runner_needs_neither_torch_nor_ofa_nni_and_its_results_import(bundle, t
     assert table.validation is not None and table.validation["num_subnets"] == 5
     assert table.validation["calibration_subnets"] == 3
     assert table.protocol["repeats"] == 3 and table.protocol["statistic"] == "min"
-    assert np.all(table(table.space.random_indices(20, 0)) > 0)
+    assert np.all(table(table.arch_space.random_indices(20, 0)) > 0)
     # Damaged results: one clear error naming the file.
     broken = tmp_path / "broken.json"
     broken.write_text(json.dumps({**data, "subnets": {"not": "a list"}}))
@@ -100,9 +100,9 @@ def test_runner_in_a_fresh_venv_agrees_with_a_table_built_through_onnxruntime(bu
                          capture_output=True, text=True, timeout=1800, cwd=tmp_path, env={"PATH": os.environ["PATH"]})
     assert run.returncode == 0, run.stderr
     imported = import_results(results)
-    direct = build_latency_table(imported.space, backend="onnxruntime", warmup=3, repeats=30, rounds=3, num_threads=1,
-                                 show_progress=False)
-    population = imported.space.random_indices(200, 1)
+    direct = build_latency_table(imported.arch_space, backend="onnxruntime", warmup=3, repeats=30, rounds=3,
+                                 num_threads=1, show_progress=False)
+    population = imported.arch_space.random_indices(200, 1)
     rho = stats.spearmanr(imported.raw_sum(population), direct.raw_sum(population)).statistic
     assert rho >= 0.95, rho
 

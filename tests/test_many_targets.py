@@ -27,7 +27,8 @@ def test_a_thousand_targets_score_two_populations_per_generation() -> None:
     budgets = np.linspace(100e6, 400e6, 1000)
     settings = dict(population_size=40, generations=12, seed=0)
     objective = random_mlp(DEFAULT)
-    search = EvolutionSearch(space=DEFAULT, costs={"macs": macs}, targets=[{"macs": b} for b in budgets], **settings)
+    search = EvolutionSearch(arch_space=DEFAULT, costs={"macs": macs}, targets=[{"macs": b} for b in budgets],
+                             **settings)
     asked = []
     while not search.done:
         rows = search.ask()
@@ -43,7 +44,7 @@ def test_a_thousand_targets_score_two_populations_per_generation() -> None:
     assert polish == 1 and len(asked) == 13 + polish
     assert max(asked[1:13]) <= SHARED_POPULATIONS * 40 + MAX_EVOLVING_TARGETS
     assert max(asked[13:]) <= POLISH_TARGETS * 40
-    single = EvolutionSearch(space=DEFAULT, costs={"macs": macs}, targets={"macs": 250e6}, **settings)
+    single = EvolutionSearch(arch_space=DEFAULT, costs={"macs": macs}, targets={"macs": 250e6}, **settings)
     single.run(objective)
     shared_share = (SHARED_POPULATIONS + POLISH_TARGETS * polish / 12 + 0.25)
     assert result.evaluations <= shared_share * single.evaluations
@@ -60,7 +61,7 @@ def test_every_target_gets_the_best_scored_subnet_that_meets_its_budgets() -> No
     lo, hi = costs.macs(rows).min(), costs.macs(rows).max()
     budgets = np.linspace(lo, hi, 50)
     objective = random_mlp(TINY, seed=1)
-    search = EvolutionSearch(space=TINY, costs={"macs": costs.macs, "params": costs.params},
+    search = EvolutionSearch(arch_space=TINY, costs={"macs": costs.macs, "params": costs.params},
                              targets=[{"macs": b} for b in budgets], population_size=16, generations=15, seed=2)
     result = search.run(objective)
     archive = search._archive
@@ -76,11 +77,12 @@ def test_every_target_matches_its_single_target_search() -> None:
     budgets = np.linspace(100e6, 400e6, 100)
     settings = dict(population_size=20, generations=200, seed=0)
     objective = random_mlp(DEFAULT, seed=0)
-    search = EvolutionSearch(space=DEFAULT, costs={"macs": macs}, targets=[{"macs": b} for b in budgets], **settings)
+    search = EvolutionSearch(arch_space=DEFAULT, costs={"macs": macs}, targets=[{"macs": b} for b in budgets],
+                             **settings)
     result = search.run(objective)
     assert search.polish_generations == round(POLISH_SHARE * 200)
     for t in range(0, 100, 8):
-        single = EvolutionSearch(space=DEFAULT, costs={"macs": macs}, targets={"macs": budgets[t]}, **settings)
+        single = EvolutionSearch(arch_space=DEFAULT, costs={"macs": macs}, targets={"macs": budgets[t]}, **settings)
         theirs = single.run(objective)[0]
         # scored side by side, so that the same subnet compares equal
         ours_score, theirs_score = objective(np.stack([result[t].indices, theirs.indices]))
@@ -90,7 +92,7 @@ def test_every_target_matches_its_single_target_search() -> None:
 def test_the_rotation_evolves_every_target() -> None:
     macs = AnalyticCostModel(TINY).macs
     budgets = np.linspace(3e5, 1e6, 30)
-    search = EvolutionSearch(space=TINY, costs={"macs": macs}, targets=[{"macs": b} for b in budgets],
+    search = EvolutionSearch(arch_space=TINY, costs={"macs": macs}, targets=[{"macs": b} for b in budgets],
                              population_size=16, generations=10, seed=0)
     evolved: set[int] = set()
     objective = random_mlp(TINY)
@@ -109,6 +111,6 @@ def test_the_rotation_evolves_every_target() -> None:
 def test_few_targets_keep_a_population_each() -> None:
     """Up to MAX_EVOLVING_TARGETS targets: each evolves its own full population, as before."""
     macs = AnalyticCostModel(TINY).macs
-    search = EvolutionSearch(space=TINY, costs={"macs": macs}, targets=[{"macs": 5e5}, {"macs": 9e5}],
+    search = EvolutionSearch(arch_space=TINY, costs={"macs": macs}, targets=[{"macs": 5e5}, {"macs": 9e5}],
                              population_size=12, generations=2, seed=0)
     assert search.children_per_target == 12 and search.evolving.tolist() == [0, 1]

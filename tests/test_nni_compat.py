@@ -80,6 +80,31 @@ def test_setuptools_pin_is_needed_and_works():
     assert "create" in result.stdout
 
 
+def _patched_targets() -> dict[str, object]:
+    """What every workaround replaces, as it is now."""
+    from nni.experiment import launcher
+    from nni.nas.evaluator import Evaluator
+    from nni.nas.experiment import NasExperiment
+    from nni.nas.oneshot.pytorch.supermodule.operation import MixedOperation
+    from nni.runtime.msg_dispatcher import MsgDispatcher
+    from nni.runtime.msg_dispatcher_base import MsgDispatcherBase
+
+    return {
+        "freeze": MixedOperation.freeze, "save_checkpoint": NasExperiment.save_checkpoint,
+        "execution_engine_factory": NasExperiment.execution_engine_factory, "Popen": launcher.Popen,
+        "check_rest_server": launcher._check_rest_server, "process_command": MsgDispatcher.process_command,
+        "command_queue_worker": MsgDispatcherBase.command_queue_worker, "_execute": Evaluator._execute,
+        "nas_config_filters": tuple(logging.getLogger(compat.NAS_CONFIG_LOGGER).filters),
+        "experiment_filters": tuple(logging.getLogger("nni.experiment").filters),
+    }
+
+
+def _originals(module) -> list[object]:
+    return [module.original_mixed_operation_freeze, module.original_launcher_popen, module.original_evaluator_execute,
+            *module.original_nas_checkpointing.values(), *module.original_dispatcher_methods.values(),
+            *module.original_launcher_methods.values()]
+
+
 def test_apply_is_idempotent():
     from nni.nas.oneshot.pytorch.supermodule.operation import MixedOperation
 
@@ -87,6 +112,27 @@ def test_apply_is_idempotent():
     compat.apply()
     assert MixedOperation.freeze is compat._mixed_operation_freeze
     assert compat.original_mixed_operation_freeze is not compat._mixed_operation_freeze
+
+
+def test_apply_twice_patches_once_even_from_a_second_copy_of_the_module():
+    """No flag says "applied": each workaround sees its own mark on what it replaces. So a second
+    copy of this module (imported under another name, or reloaded) applying them again changes
+    nothing, and NNI's originals stay NNI's (a workaround wrapping another would call itself)."""
+    import importlib.util
+
+    compat.apply()
+    before = _patched_targets()
+    originals = _originals(compat)
+    assert len(originals) == 8 and not any(getattr(o, "_ofa_nni_workaround", False) for o in originals)
+    compat.apply()
+    assert _patched_targets() == before and _originals(compat) == originals
+
+    spec = importlib.util.spec_from_file_location("ofa_nni_compat_copy", compat.__file__)
+    copy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(copy)
+    copy.apply()
+    assert _patched_targets() == before  # nothing replaced, no filter added
+    assert _originals(copy) == [None, None, None]  # the copy found every target patched already
 
 
 class _Collect(logging.Handler):

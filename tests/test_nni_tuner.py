@@ -53,7 +53,7 @@ def macs_objective(space: ArchSpace) -> Callable[[dict[str, Any]], float]:
 def make_tuner(**kwargs: Any) -> OFAEvolutionTuner:
     settings: dict[str, Any] = {"space": TINY_SPEC, "population_size": 6, "seed": 0, **kwargs}
     tuner = OFAEvolutionTuner(**settings)
-    tuner.update_search_space(nni_search_space(tuner.space))
+    tuner.update_search_space(nni_search_space(tuner.arch_space))
     return tuner
 
 
@@ -76,7 +76,7 @@ def drive(
     trial later reports this one's. ``fail_every``: every k-th trial ends FAILED without a metric.
     """
     rng = np.random.default_rng(seed)
-    space = tuner.space
+    space = tuner.arch_space
     waiting: deque[tuple[int, dict[str, Any]]] = deque()
     running: list[list[Any]] = []  # [parameter id, parameters, sample the trial really runs, fails]
     proposed: list[str] = []

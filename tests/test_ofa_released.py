@@ -86,11 +86,11 @@ def _ofa_spec(space: ArchSpace, row: np.ndarray) -> dict:
 @needs_released
 def test_tutorial_predictor_equals_the_reference_on_1000_subnets(reference_tutorial, tmp_path):
     ours = load_ofa_accuracy_predictor(MBV3_PREDICTOR)
-    assert isinstance(ours, MLPAccuracyPredictor) and ours.space == tutorial_space()
+    assert isinstance(ours, MLPAccuracyPredictor) and ours.arch_space == tutorial_space()
     reference = reference_tutorial.AccuracyPredictor(pretrained=False, device="cpu")
     reference.model.load_state_dict(torch.load(MBV3_PREDICTOR, map_location="cpu", weights_only=True))
-    rows = ours.space.random_indices(N_SUBNETS, 0)
-    theirs = reference.predict_accuracy([_ofa_spec(ours.space, row) for row in rows]).numpy().reshape(-1)
+    rows = ours.arch_space.random_indices(N_SUBNETS, 0)
+    theirs = reference.predict_accuracy([_ofa_spec(ours.arch_space, row) for row in rows]).numpy().reshape(-1)
     predicted = ours(rows)
     assert np.abs(predicted - theirs).max() <= 1e-6
     assert 0.6 < predicted.min() and predicted.max() < 0.85  # ImageNet top-1 fractions
@@ -121,14 +121,14 @@ def test_resnet50_predictor_equals_the_reference_on_1000_subnets(capsys, tmp_pat
     reference = ReferencePredictor(encoder, 400, 3, checkpoint_path=str(RESNET50_PREDICTOR), device="cpu")
     assert "Loaded checkpoint" in capsys.readouterr().out  # not a silently random reference
     ours = load_ofa_accuracy_predictor(RESNET50_PREDICTOR)
-    assert isinstance(ours, MLPAccuracyPredictor) and ours.space == resnet50_space()
+    assert isinstance(ours, MLPAccuracyPredictor) and ours.arch_space == resnet50_space()
     # no subnormal weights (the file has 154,761; they slow every product ~25x and change nothing)
     tiny = np.finfo(np.float32).tiny
     assert not any(((weight != 0) & (np.abs(weight) < tiny)).any() for weight in ours.weights)
-    assert ours.space.feature_dim == encoder.n_dim == 82
-    rows = ours.space.random_indices(N_SUBNETS, 0)
-    archs = [_resnet_arch_dict(ours.space, row) for row in rows]
-    np.testing.assert_array_equal(ours.space.to_features(rows), np.array([encoder.arch2feature(a) for a in archs]))
+    assert ours.arch_space.feature_dim == encoder.n_dim == 82
+    rows = ours.arch_space.random_indices(N_SUBNETS, 0)
+    archs = [_resnet_arch_dict(ours.arch_space, row) for row in rows]
+    np.testing.assert_array_equal(ours.arch_space.to_features(rows), np.array([encoder.arch2feature(a) for a in archs]))
     with torch.no_grad():
         theirs = reference.predict_acc(archs).numpy()
     assert np.abs(ours(rows) - theirs).max() <= 1e-6
@@ -186,18 +186,18 @@ def test_predictors_of_another_space_or_layout_are_refused(tmp_path):
 @needs_released
 def test_note10_tables_equal_the_reference_on_1000_subnets(reference_tutorial):
     table = load_ofa_latency_table(NOTE10)
-    assert isinstance(table, OFALatencyTable) and table.space == tutorial_space()
+    assert isinstance(table, OFALatencyTable) and table.arch_space == tutorial_space()
     estimators = {r: reference_tutorial.latency_table.LatencyEstimator(url=str(NOTE10 / f"{r}_lookup_table.yaml"))
                   for r in TUTORIAL_RESOLUTIONS}
-    rows = table.space.random_indices(N_SUBNETS, 0)
-    specs = [_ofa_spec(table.space, row) for row in rows]
+    rows = table.arch_space.random_indices(N_SUBNETS, 0)
+    specs = [_ofa_spec(table.arch_space, row) for row in rows]
     theirs = np.array([estimators[spec["r"][0]].predict_network_latency_given_spec(spec) for spec in specs])
     ours = table(rows)
     assert np.abs(ours / theirs - 1).max() <= 1e-9
     assert 5 < ours.min() and ours.max() < 100  # milliseconds on a phone
     # One file alone is a table of its resolution.
     single = load_ofa_latency_table(NOTE10 / "192_lookup_table.yaml")
-    assert single.space.resolutions == (192,)
+    assert single.arch_space.resolutions == (192,)
 
 
 @needs_released
@@ -208,9 +208,9 @@ def test_a_table_folder_with_some_resolutions_restricts_the_space(tmp_path):
         shutil.copy(NOTE10 / f"{r}_lookup_table.yaml", folder)
     table = load_ofa_latency_table(folder)
     full = load_ofa_latency_table(NOTE10)
-    assert table.space == tutorial_space(resolutions=(160, 224)) and table.dropped_resolutions == (176, 192, 208)
+    assert table.arch_space == tutorial_space(resolutions=(160, 224)) and table.dropped_resolutions == (176, 192, 208)
     assert "cover resolutions [160, 224]: the search is restricted to them" in table.coverage_note()
-    rows = table.space.random_indices(100, 0)
+    rows = table.arch_space.random_indices(100, 0)
     wide = rows.copy()
     wide[:, -1] = np.array([0, 4])[rows[:, -1]]
     np.testing.assert_array_equal(table(rows), full(wide))
@@ -253,12 +253,12 @@ def test_tables_of_another_space_or_layout_are_refused(tmp_path):
     assert "found an OFA-MobileNetV3 lookup table" in str(error.value)
     # The Note10 tables describe width 1.2: a width-1.0 space is refused, naming the first missing op.
     with pytest.raises(InvalidInputError) as error:
-        load_ofa_latency_table(NOTE10, space=ArchSpace(resolutions=TUTORIAL_RESOLUTIONS))
+        load_ofa_latency_table(NOTE10, arch_space=ArchSpace(resolutions=TUTORIAL_RESOLUTIONS))
     message = str(error.value)
     assert "160_lookup_table.yaml: this space (stem width 16, width_mult 1.0" in message
     assert "needs entry 'Conv-input:160x160x3-output:80x80x16'" in message and "the table has stem width 24" in message
     with pytest.raises(InvalidInputError, match=r"cover resolutions \[160, 176, 192, 208, 224\], none of"):
-        load_ofa_latency_table(NOTE10, space=tutorial_space(resolutions=(128, 144)))
+        load_ofa_latency_table(NOTE10, arch_space=tutorial_space(resolutions=(128, 144)))
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(InvalidInputError, match="no .yaml lookup tables in this folder"):

@@ -271,7 +271,7 @@ def test_latency_table_sums_the_ops_of_each_subnet(tiny_resnet, tmp_path):
     table = build_latency_table(arch, resolutions=(28,), warmup=0, repeats=1, rounds=1, num_threads=1,
                                 show_progress=False)
     table.save(tmp_path / "lut.json")
-    loaded = LatencyTable.load(tmp_path / "lut.json", space=arch)
+    loaded = LatencyTable.load(tmp_path / "lut.json", arch_space=arch)
     rows = arch.random_indices(40, 0)
     predicted = loaded(rows)
     for row, value in zip(rows, predicted, strict=True):

@@ -62,7 +62,7 @@ def test_search_space_and_suggest_sample():
     distributions = optuna_search_space(SPACE)
     assert list(distributions) == list(SPACE.labels)
     assert distributions["resolution"].choices == SPACE.choices("resolution")
-    study = optuna.create_study(sampler=OFAEvolutionSampler(space=SPACE, seed=0))
+    study = optuna.create_study(sampler=OFAEvolutionSampler(arch_space=SPACE, seed=0))
     study.optimize(lambda t: accuracy(suggest_sample(t, SPACE)), n_trials=3)
     trial = study.trials[-1]
     assert trial.user_attrs[ARCH_ATTR] == SPACE.format(trial_sample(trial, SPACE))
@@ -74,7 +74,7 @@ def test_improves_over_random_search_on_a_fixed_budget():
     and by a clear margin on average."""
     gaps = []
     for seed in range(3):
-        ours = optuna.create_study(direction="maximize", sampler=OFAEvolutionSampler(space=SPACE, seed=seed))
+        ours = optuna.create_study(direction="maximize", sampler=OFAEvolutionSampler(arch_space=SPACE, seed=seed))
         ours.optimize(objective, n_trials=120)
         rand = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=seed))
         rand.optimize(objective, n_trials=120)
@@ -86,7 +86,7 @@ def test_minimize_and_maximize_are_mirror_images():
     """Minimising -f must propose exactly the subnets that maximising f does."""
     runs = []
     for direction, sign in (("maximize", 1.0), ("minimize", -1.0)):
-        study = optuna.create_study(direction=direction, sampler=OFAEvolutionSampler(space=SPACE, seed=3))
+        study = optuna.create_study(direction=direction, sampler=OFAEvolutionSampler(arch_space=SPACE, seed=3))
         study.optimize(lambda t, s=sign: s * objective(t), n_trials=40)
         runs.append([t.user_attrs[ARCH_ATTR] for t in study.trials])
     assert runs[0] == runs[1]
@@ -95,7 +95,7 @@ def test_minimize_and_maximize_are_mirror_images():
 def test_deterministic_for_a_seed():
     def archs(seed: int, predictor=None) -> list[str]:
         study = optuna.create_study(
-            direction="maximize", sampler=OFAEvolutionSampler(space=SPACE, seed=seed, predictor=predictor)
+            direction="maximize", sampler=OFAEvolutionSampler(arch_space=SPACE, seed=seed, predictor=predictor)
         )
         study.optimize(objective, n_trials=30)
         return [t.user_attrs[ARCH_ATTR] for t in study.trials]
@@ -114,7 +114,7 @@ def test_set_constraint_is_honoured_and_learned():
         set_constraints(trial, {"macs": COSTS.macs(sample) / 1e6 - tight / 1e6})
         return accuracy(sample)
 
-    study = optuna.create_study(direction="maximize", sampler=OFAEvolutionSampler(space=SPACE, seed=0))
+    study = optuna.create_study(direction="maximize", sampler=OFAEvolutionSampler(arch_space=SPACE, seed=0))
     study.optimize(tight_objective, n_trials=100)
     feasible = [all(v <= 0 for v in t.constraints.values()) for t in study.trials]
     assert sum(feasible[:16]) <= 6  # random start
@@ -134,7 +134,8 @@ def test_constraints_func_is_supported():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         sampler = OFAEvolutionSampler(
-            space=SPACE, seed=0, constraints_func=lambda t: [COSTS.macs(trial_sample(t, SPACE)) / 1e6 - tight / 1e6]
+            arch_space=SPACE, seed=0,
+            constraints_func=lambda t: [COSTS.macs(trial_sample(t, SPACE)) / 1e6 - tight / 1e6],
         )
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.optimize(lambda t: accuracy(suggest_sample(t, SPACE)), n_trials=80)
@@ -146,7 +147,7 @@ def test_constraints_func_is_supported():
 
 def test_known_costs_make_every_proposal_feasible():
     budget = 120e6
-    sampler = OFAEvolutionSampler(space=SPACE, seed=0, costs={"macs": COSTS.macs}, budgets={"macs": budget})
+    sampler = OFAEvolutionSampler(arch_space=SPACE, seed=0, costs={"macs": COSTS.macs}, budgets={"macs": budget})
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.optimize(lambda t: accuracy(suggest_sample(t, SPACE)), n_trials=40)
     assert max(COSTS.macs(trial_sample(t, SPACE)) for t in study.trials) <= budget
@@ -162,7 +163,7 @@ def test_predictor_prescreening_uses_the_predictor():
     results = {}
     for name, kwargs in (("plain", {"predictor": None}), ("predictor", {"predictor": predictor})):
         sampler = OFAEvolutionSampler(
-            space=SPACE, seed=0, costs={"macs": COSTS.macs}, budgets={"macs": BUDGET}, **kwargs
+            arch_space=SPACE, seed=0, costs={"macs": COSTS.macs}, budgets={"macs": BUDGET}, **kwargs
         )
         study = optuna.create_study(direction="maximize", sampler=sampler)
         study.optimize(objective, n_trials=40)
@@ -176,7 +177,7 @@ def test_multi_objective_returns_non_dominated_best_trials():
         return accuracy(sample), COSTS.macs(sample) / 1e6
 
     study = optuna.create_study(
-        directions=["maximize", "minimize"], sampler=OFAEvolutionSampler(space=SPACE, seed=0)
+        directions=["maximize", "minimize"], sampler=OFAEvolutionSampler(arch_space=SPACE, seed=0)
     )
     study.optimize(two_objectives, n_trials=80)
     front = np.array([t.values for t in study.best_trials])
@@ -198,7 +199,7 @@ def test_multi_objective_returns_non_dominated_best_trials():
 def test_no_subnet_twice_until_the_space_is_exhausted_even_while_running():
     """TINY has 8 subnets: 8 trials asked before any is told (all RUNNING) are 8 distinct
     subnets; the 9th, with the space exhausted, is still proposed (a repeat)."""
-    study = optuna.create_study(sampler=OFAEvolutionSampler(space=TINY, seed=0, n_startup_trials=2))
+    study = optuna.create_study(sampler=OFAEvolutionSampler(arch_space=TINY, seed=0, n_startup_trials=2))
     running = [study.ask() for _ in range(8)]
     keys = {subnet_key(suggest_sample(t, TINY), TINY) for t in running}
     assert len(keys) == 8
@@ -209,7 +210,7 @@ def test_no_subnet_twice_until_the_space_is_exhausted_even_while_running():
 
 
 def test_enqueued_trials_are_not_proposed_again():
-    study = optuna.create_study(sampler=OFAEvolutionSampler(space=TINY, seed=0))
+    study = optuna.create_study(sampler=OFAEvolutionSampler(arch_space=TINY, seed=0))
     queued = [TINY.from_indices(TINY.to_indices(TINY.min_sample())), TINY.max_sample()]
     for sample in queued:
         study.enqueue_trial(sample)
@@ -258,7 +259,7 @@ WORKER = textwrap.dedent(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage, name, worker, trials = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     study = optuna.load_study(study_name=name, storage=storage,
-                              sampler=OFAEvolutionSampler(space=CONCURRENT_SPACE, seed=worker, n_startup_trials=8))
+                              sampler=OFAEvolutionSampler(arch_space=CONCURRENT_SPACE, seed=worker, n_startup_trials=8))
     study.optimize(predicted_accuracy_and_mega_macs, n_trials=trials)
     """
 )
@@ -313,7 +314,7 @@ def test_four_worker_processes_share_one_storage(shared_storage: str, tmp_path: 
     sequential = []
     for seed in range(3):
         alone = optuna.create_study(directions=["maximize", "minimize"],
-                                    sampler=OFAEvolutionSampler(space=space, seed=seed, n_startup_trials=8))
+                                    sampler=OFAEvolutionSampler(arch_space=space, seed=seed, n_startup_trials=8))
         alone.optimize(predicted_accuracy_and_mega_macs, n_trials=4 * per_worker)
         sequential.append(hypervolume(np.array([t.values for t in alone.trials]), reference))
     concurrent = hypervolume(np.array([t.values for t in trials]), reference)
@@ -325,7 +326,7 @@ def test_four_worker_processes_share_one_storage(shared_storage: str, tmp_path: 
 def test_dashboard_artifacts_and_notes_are_stored(tmp_path):
     # In memory: the artifact metadata and notes are study/trial system attributes in any storage
     # (examples/optuna/ serves an SQLite study with optuna-dashboard).
-    sampler = OFAEvolutionSampler(space=SPACE, seed=0)
+    sampler = OFAEvolutionSampler(arch_space=SPACE, seed=0)
     study = optuna.create_study(study_name="ofa", direction="maximize", sampler=sampler)
     storage = study._storage
 
@@ -368,9 +369,9 @@ def test_publish_errors_are_clear(tmp_path):
 
 def test_space_mismatch_gives_a_clear_error():
     small = ArchSpace(kernel_sizes=(3, 5))
-    study = optuna.create_study(sampler=OFAEvolutionSampler(space=small, seed=0))
+    study = optuna.create_study(sampler=OFAEvolutionSampler(arch_space=small, seed=0))
     study.optimize(lambda t: accuracy(suggest_sample(t, small)), n_trials=3)
-    study.sampler = OFAEvolutionSampler(space=SPACE, seed=0)
+    study.sampler = OFAEvolutionSampler(arch_space=SPACE, seed=0)
     with pytest.raises(ValueError, match=r"kernel.*choices \(3, 5\).*\(3, 5, 7\)"):
         study.optimize(lambda t: accuracy(suggest_sample(t, SPACE)), n_trials=1)
 
@@ -389,13 +390,13 @@ class TestOptunaSharedSamplerCases(
 
     @pytest.fixture
     def sampler(self):
-        return lambda: OFAEvolutionSampler(space=SPACE, seed=0)
+        return lambda: OFAEvolutionSampler(arch_space=SPACE, seed=0)
 
 
 def test_sample_relative_over_the_labels_gives_whole_distinct_subnets_of_python_values():
     """The shared ``test_sample_relative_categorical`` over the space's own labels: each call on a new
     trial returns every label, as a plain Python value among the label's choices, and a new subnet."""
-    sampler = OFAEvolutionSampler(space=SPACE, seed=0)
+    sampler = OFAEvolutionSampler(arch_space=SPACE, seed=0)
     study = optuna.create_study(sampler=sampler)
     study.optimize(objective, n_trials=2)
     search_space = sampler.infer_relative_search_space(study, study.trials[-1])
@@ -437,7 +438,7 @@ def test_a_study_without_the_labels_behaves_like_the_fallback_sampler(objective)
     """Issue 15, item 7: a study that does not suggest the space's labels (none at all, or a parameter
     that only shares a label's name: ``resolution`` as an int or with other choices) gets exactly
     RandomSampler's values for the same seed, no proposal and no ``ofa_nni:arch`` claim."""
-    ours, claims = _params_and_claims(OFAEvolutionSampler(space=SPACE, seed=5), objective)
+    ours, claims = _params_and_claims(OFAEvolutionSampler(arch_space=SPACE, seed=5), objective)
     random_params, _ = _params_and_claims(optuna.samplers.RandomSampler(seed=5), objective)
     assert ours == random_params
     assert claims == [None] * len(claims)
@@ -446,7 +447,7 @@ def test_a_study_without_the_labels_behaves_like_the_fallback_sampler(objective)
 def test_the_relative_search_space_is_the_labels_the_study_suggests():
     """Issue 15, item 7: the relative search space is inferred from the completed trials, as Optuna's
     relative samplers do: only the labels suggested there with the space's choices."""
-    sampler = OFAEvolutionSampler(space=SPACE, seed=0)
+    sampler = OFAEvolutionSampler(arch_space=SPACE, seed=0)
     study = optuna.create_study(sampler=sampler)
     assert sampler.infer_relative_search_space(study, study.ask()._cached_frozen_trial) == {}
     study = optuna.create_study(sampler=sampler)
@@ -480,7 +481,7 @@ def test_partial_fixed_sampler_never_repeats_a_subnet(fixed):
     claim is the subnet the trial ran."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        sampler = optuna.samplers.PartialFixedSampler(fixed, OFAEvolutionSampler(space=SPACE, seed=0))
+        sampler = optuna.samplers.PartialFixedSampler(fixed, OFAEvolutionSampler(arch_space=SPACE, seed=0))
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.optimize(objective, n_trials=40)
     keys = [subnet_key(trial_sample(t, SPACE)) for t in study.trials]
@@ -493,7 +494,7 @@ def test_partial_fixed_sampler_never_repeats_a_subnet(fixed):
 
 def test_partial_fixed_sampler_after_a_free_start_keeps_finding_new_subnets():
     """The usual PartialFixedSampler recipe: search, then fix the best trial's resolution and go on."""
-    inner = OFAEvolutionSampler(space=SPACE, seed=1)
+    inner = OFAEvolutionSampler(arch_space=SPACE, seed=1)
     study = optuna.create_study(direction="maximize", sampler=inner)
     study.optimize(objective, n_trials=20)
     fixed = {"resolution": study.best_params["resolution"]}
@@ -510,7 +511,7 @@ def test_enqueued_partial_parameters_are_kept_and_the_rest_never_repeats():
     """Issue 15, item 8 (the same rule for ``enqueue_trial`` with some labels): 8 trials enqueued with
     resolution 32 get the 8 distinct subnets that have it."""
     space = TINY_TWO_RESOLUTIONS
-    study = optuna.create_study(sampler=OFAEvolutionSampler(space=space, seed=0, n_startup_trials=2))
+    study = optuna.create_study(sampler=OFAEvolutionSampler(arch_space=space, seed=0, n_startup_trials=2))
     for _ in range(8):
         study.enqueue_trial({"resolution": 32})
     study.optimize(lambda t: float(len(suggest_sample(t, space))), n_trials=8)
@@ -523,7 +524,7 @@ def test_a_complete_trial_with_part_of_the_labels_is_skipped_with_one_warning():
     """Issue 15, item 9: COMPLETE trials that suggested only some labels (here added by hand, one with
     one label, one with all but one) are skipped by the surrogate and the population, with one
     warning; the study goes on."""
-    sampler = OFAEvolutionSampler(space=SPACE, seed=0, n_startup_trials=4)
+    sampler = OFAEvolutionSampler(arch_space=SPACE, seed=0, n_startup_trials=4)
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.optimize(objective, n_trials=6)
     distributions = optuna_search_space(SPACE)
@@ -551,9 +552,9 @@ def _archs_and_lrs(sampler: OFAEvolutionSampler) -> tuple[list[str], list[float]
 def test_reseed_rng_reseeds_the_proposals_and_the_fallback():
     """Issue 15, item 10: after ``reseed_rng()`` a seeded sampler no longer repeats its seeded run,
     neither the subnets it proposes nor the parameters outside the space."""
-    seeded = _archs_and_lrs(OFAEvolutionSampler(space=SPACE, seed=0))
-    assert _archs_and_lrs(OFAEvolutionSampler(space=SPACE, seed=0)) == seeded
-    reseeded_sampler = OFAEvolutionSampler(space=SPACE, seed=0)
+    seeded = _archs_and_lrs(OFAEvolutionSampler(arch_space=SPACE, seed=0))
+    assert _archs_and_lrs(OFAEvolutionSampler(arch_space=SPACE, seed=0)) == seeded
+    reseeded_sampler = OFAEvolutionSampler(arch_space=SPACE, seed=0)
     reseeded_sampler.reseed_rng()
     archs, lrs = _archs_and_lrs(reseeded_sampler)
     assert not set(archs) & set(seeded[0])
@@ -562,16 +563,16 @@ def test_reseed_rng_reseeds_the_proposals_and_the_fallback():
 
 def test_bad_arguments_are_rejected():
     with pytest.raises(ValueError, match="space must be an ArchSpace"):
-        OFAEvolutionSampler(space="mobilenet")
+        OFAEvolutionSampler(arch_space="mobilenet")
     with pytest.raises(ValueError, match="without costs"):
-        OFAEvolutionSampler(space=SPACE, budgets={"macs": 1e8})
+        OFAEvolutionSampler(arch_space=SPACE, budgets={"macs": 1e8})
     with pytest.raises(ValueError, match="infeasible"):
-        OFAEvolutionSampler(space=SPACE, costs={"macs": COSTS.macs}, budgets={"macs": 1.0})
+        OFAEvolutionSampler(arch_space=SPACE, costs={"macs": COSTS.macs}, budgets={"macs": 1.0})
     with pytest.raises(ValueError, match="predictor"):
-        OFAEvolutionSampler(space=SPACE, predictor="mlp")
+        OFAEvolutionSampler(arch_space=SPACE, predictor="mlp")
     with pytest.raises(ValueError, match="population_size"):
-        OFAEvolutionSampler(space=SPACE, population_size=0)
-    sampler = OFAEvolutionSampler(space=SPACE, seed=0, predictor=lambda rows: np.zeros(3), n_startup_trials=1)
+        OFAEvolutionSampler(arch_space=SPACE, population_size=0)
+    sampler = OFAEvolutionSampler(arch_space=SPACE, seed=0, predictor=lambda rows: np.zeros(3), n_startup_trials=1)
     study = optuna.create_study(sampler=sampler)
     with pytest.raises(ValueError, match="predictor must return shape"):
         study.optimize(lambda t: accuracy(suggest_sample(t, SPACE)), n_trials=3)

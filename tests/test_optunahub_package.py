@@ -46,7 +46,7 @@ def test_load_local_module_offline_and_run_a_study():
         module.set_constraints(trial, {"macs": macs(sample) / 1e6 - 250})
         return float(space.to_features([sample])[0] @ weights)
 
-    study = optuna.create_study(direction="maximize", sampler=module.OFAEvolutionSampler(space=space, seed=0))
+    study = optuna.create_study(direction="maximize", sampler=module.OFAEvolutionSampler(arch_space=space, seed=0))
     study.optimize(objective, n_trials=30)
     assert len(study.trials) == 30
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)

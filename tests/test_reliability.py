@@ -67,7 +67,7 @@ weights = np.random.default_rng(0).normal(scale=0.01, size=space.feature_dim)
 storage = RDBStorage(url, heartbeat_interval=1, grace_period=2,
                      heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
 study = optuna.load_study(study_name="killed", storage=storage,
-                          sampler=OFAEvolutionSampler(space=space, seed=0, n_startup_trials=4))
+                          sampler=OFAEvolutionSampler(arch_space=space, seed=0, n_startup_trials=4))
 
 
 def objective(trial):

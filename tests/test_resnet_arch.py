@@ -102,7 +102,7 @@ def test_search_engine_runs_on_the_resnet_space():
     def size(rows):
         return arch.to_features(rows)[:, -arch.num_blocks * 2:].sum(axis=1)
 
-    search = EvolutionSearch(space=arch, costs={"size": size}, targets={"size": 3.0},
+    search = EvolutionSearch(arch_space=arch, costs={"size": size}, targets={"size": 3.0},
                              population_size=20, generations=5, seed=0)
     result = search.run(accuracy)[0]
     assert size(result.indices[None])[0] <= 3.0

@@ -60,7 +60,7 @@ def test_the_optuna_sampler_and_the_predictor_use_it() -> None:
     from ofa_nni.accuracy import accuracy_to_logit, logit_to_accuracy
 
     accuracies = rng.uniform(0.5, 0.99, size=40)
-    predictor = RidgeAccuracyPredictor(space=space)
+    predictor = RidgeAccuracyPredictor(arch_space=space)
     predictor.fit(space.to_features(rows), accuracies)
     direct = fit_ridge(space.to_features(rows), accuracy_to_logit(accuracies), predictor.alphas)
     assert predictor.alpha == direct.alpha

@@ -85,7 +85,7 @@ def test_result_fields_and_determinism():
 
 def test_every_asked_candidate_is_new_and_feasible():
     search = EvolutionSearch(
-        space=DEFAULT, costs={"macs": DEFAULT_COSTS.macs}, targets={"macs": 80e6}, generations=15, seed=0
+        arch_space=DEFAULT, costs={"macs": DEFAULT_COSTS.macs}, targets={"macs": 80e6}, generations=15, seed=0
     )
     objective = random_mlp(DEFAULT)
     seen: set[bytes] = set()
@@ -110,7 +110,8 @@ def test_every_asked_candidate_is_new_and_feasible():
 def test_constraints_always_met(macs, params, seed):
     budgets = {"macs": macs} if params is None else {"macs": macs, "params": params}
     costs = {"macs": DEFAULT_COSTS.macs, "params": DEFAULT_COSTS.params}
-    search = EvolutionSearch(space=DEFAULT, costs=costs, targets=budgets, generations=3, population_size=30, seed=seed)
+    search = EvolutionSearch(arch_space=DEFAULT, costs=costs, targets=budgets, generations=3, population_size=30,
+                             seed=seed)
     objective = size_aware(DEFAULT, seed)
     while not search.done:
         rows = search.ask()
@@ -128,12 +129,12 @@ def test_infeasible_budget_states_the_smallest_value():
     with pytest.raises(
         ValueError, match=rf"budget {smallest - 1} for 'macs' .* smallest achievable macs is {smallest} "
     ):
-        EvolutionSearch(space=DEFAULT, costs={"macs": DEFAULT_COSTS.macs}, targets={"macs": smallest - 1})
-    EvolutionSearch(space=DEFAULT, costs={"macs": DEFAULT_COSTS.macs}, targets={"macs": smallest})
+        EvolutionSearch(arch_space=DEFAULT, costs={"macs": DEFAULT_COSTS.macs}, targets={"macs": smallest - 1})
+    EvolutionSearch(arch_space=DEFAULT, costs={"macs": DEFAULT_COSTS.macs}, targets={"macs": smallest})
     smallest_params = DEFAULT_COSTS.params(DEFAULT.min_sample())
     with pytest.raises(ValueError, match=rf"target 1 budget 1000000 for 'params' .* params is {smallest_params} "):
         EvolutionSearch(
-            space=DEFAULT,
+            arch_space=DEFAULT,
             costs={"macs": DEFAULT_COSTS.macs, "params": DEFAULT_COSTS.params},
             targets=[{"params": 5e6}, {"params": 1e6}],
         )
@@ -164,16 +165,16 @@ def test_minimum_costs_match_exhaustive_search():
 def test_bad_arguments_name_the_culprit():
     costs = {"macs": DEFAULT_COSTS.macs}
     with pytest.raises(ValueError, match="unknown cost 'latency'"):
-        EvolutionSearch(space=DEFAULT, costs=costs, targets={"latency": 3.0})
+        EvolutionSearch(arch_space=DEFAULT, costs=costs, targets={"latency": 3.0})
     with pytest.raises(ValueError, match="population_size"):
-        EvolutionSearch(space=DEFAULT, costs=costs, targets={"macs": 3e8}, population_size=1)
+        EvolutionSearch(arch_space=DEFAULT, costs=costs, targets={"macs": 3e8}, population_size=1)
     with pytest.raises(ValueError, match="mutation_prob"):
-        EvolutionSearch(space=DEFAULT, costs=costs, targets={"macs": 3e8}, mutation_prob=1.5)
+        EvolutionSearch(arch_space=DEFAULT, costs=costs, targets={"macs": 3e8}, mutation_prob=1.5)
     with pytest.raises(ValueError, match="at least one"):
-        EvolutionSearch(space=DEFAULT, costs=costs, targets=[])
+        EvolutionSearch(arch_space=DEFAULT, costs=costs, targets=[])
     with pytest.raises(ValueError, match="must be a number"):
-        EvolutionSearch(space=DEFAULT, costs=costs, targets={"macs": "big"})
-    search = EvolutionSearch(space=DEFAULT, costs=costs, targets={"macs": 3e8}, generations=1)
+        EvolutionSearch(arch_space=DEFAULT, costs=costs, targets={"macs": "big"})
+    search = EvolutionSearch(arch_space=DEFAULT, costs=costs, targets={"macs": 3e8}, generations=1)
     with pytest.raises(ValueError, match="no candidate has been scored"):
         search.result()
     rows = search.ask()
@@ -184,7 +185,7 @@ def test_bad_arguments_name_the_culprit():
     with pytest.raises(ValueError, match="one number per row"):
         search.run(lambda x: np.zeros((len(x), 2)))
     with pytest.raises(ValueError, match="cost 'macs' must return one number per row"):
-        EvolutionSearch(space=DEFAULT, costs={"macs": lambda x: np.zeros(3)}, targets={"macs": 1.0})
+        EvolutionSearch(arch_space=DEFAULT, costs={"macs": lambda x: np.zeros(3)}, targets={"macs": 1.0})
 
 
 # ------------------------------------------------------------------------ many targets
@@ -273,7 +274,7 @@ def test_pareto_search_recovers_the_exhaustive_front_of_a_tiny_space():
     keep = pareto_mask(np.c_[-scores, macs])
     true_front = {(round(s, 9), m) for s, m in zip(scores[keep], macs[keep], strict=True)}
     assert len(true_front) > 10
-    search = ParetoSearch(space=TINY, costs={"macs": TINY_COSTS.macs}, generations=60, population_size=100, seed=0)
+    search = ParetoSearch(arch_space=TINY, costs={"macs": TINY_COSTS.macs}, generations=60, population_size=100, seed=0)
     front = search.run(objective)
     found = {(round(s, 9), m) for s, m in zip(front.scores, front.costs["macs"], strict=True)}
     assert found == true_front
@@ -284,7 +285,7 @@ def test_pareto_search_recovers_the_exhaustive_front_of_a_tiny_space():
 
 def test_pareto_search_with_two_costs_and_a_budget():
     costs = {"macs": DEFAULT_COSTS.macs, "params": DEFAULT_COSTS.params}
-    front = ParetoSearch(space=DEFAULT, costs=costs, budgets={"macs": 150e6}, generations=10, seed=0).run(
+    front = ParetoSearch(arch_space=DEFAULT, costs=costs, budgets={"macs": 150e6}, generations=10, seed=0).run(
         random_mlp(DEFAULT)
     )
     assert (front.costs["macs"] <= 150e6).all()
@@ -302,7 +303,7 @@ def test_pareto_search_with_two_costs_and_a_budget():
 def test_resume_from_state_dict_gives_the_same_result(targets, completed):
     objective = random_mlp(DEFAULT)
     kwargs = dict(
-        space=DEFAULT,
+        arch_space=DEFAULT,
         costs={"macs": DEFAULT_COSTS.macs},
         targets=targets,
         generations=12,
@@ -328,12 +329,12 @@ def test_resume_from_state_dict_gives_the_same_result(targets, completed):
     with pytest.raises(ValueError, match="different settings"):
         EvolutionSearch(**{**kwargs, "generations": 3}).load_state_dict(state)
     with pytest.raises(ValueError, match="not a ParetoSearch state"):
-        ParetoSearch(space=DEFAULT, costs={"macs": DEFAULT_COSTS.macs}).load_state_dict(state)
+        ParetoSearch(arch_space=DEFAULT, costs={"macs": DEFAULT_COSTS.macs}).load_state_dict(state)
 
 
 def test_pareto_resume():
     objective = random_mlp(DEFAULT)
-    kwargs = dict(space=DEFAULT, costs={"macs": DEFAULT_COSTS.macs}, generations=6, seed=1)
+    kwargs = dict(arch_space=DEFAULT, costs={"macs": DEFAULT_COSTS.macs}, generations=6, seed=1)
     uninterrupted = ParetoSearch(**kwargs).run(objective)
     search = ParetoSearch(**kwargs)
     for _ in range(3):
@@ -348,14 +349,14 @@ def test_pareto_resume():
 def test_tell_accepts_outside_results_and_failures():
     objective = size_aware(DEFAULT)
     search = EvolutionSearch(
-        space=DEFAULT, costs={"macs": DEFAULT_COSTS.macs}, targets={"macs": 1e8}, generations=2, seed=0
+        arch_space=DEFAULT, costs={"macs": DEFAULT_COSTS.macs}, targets={"macs": 1e8}, generations=2, seed=0
     )
     rows = search.ask()
     scores = objective(rows)
     scores[0] = np.nan  # a failed evaluation: archived, never chosen
     search.tell(rows[::-1], scores[::-1])  # any order
     # a subnet evaluated elsewhere, better than anything found: it must win
-    outside = search.space.to_indices(search.space.min_sample())[None]
+    outside = search.arch_space.to_indices(search.arch_space.min_sample())[None]
     outside[0, -1] = 3
     search.tell(outside, [100.0])
     assert search.result()[0].score == 100.0
@@ -366,7 +367,7 @@ def test_tell_accepts_outside_results_and_failures():
 
 def test_max_evaluations_is_the_query_budget():
     search = EvolutionSearch(
-        space=DEFAULT,
+        arch_space=DEFAULT,
         costs={"macs": DEFAULT_COSTS.macs},
         targets={"macs": 1e8},
         generations=1000,

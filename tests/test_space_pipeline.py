@@ -77,7 +77,7 @@ def test_training_writes_a_supernet_of_the_configured_space(trained):
 def test_latency_table_covers_the_space(trained):
     name, root, supernet_path = trained
     supernet = load_supernet(supernet_path)
-    table = LatencyTable.load(root / "lut.json", space=supernet.arch_space)
+    table = LatencyTable.load(root / "lut.json", arch_space=supernet.arch_space)
     rng = np.random.default_rng(0)
     indices = supernet.arch_space.random_indices(50, rng)
     latencies = table(indices)
@@ -90,7 +90,7 @@ def test_search_and_export_through_the_cli(trained, tmp_path):
     name, root, supernet_path = trained
     _, extra_arch = SPACES[name]
     table = LatencyTable.load(root / "lut.json")
-    arch = table.space
+    arch = table.arch_space
     costs = {"latency_ms": table, "macs": MacsModel(arch)}
     smallest = minimum_costs(arch, costs)
     budget = {key: smallest[key][0] + (fn(arch.max_sample()) - smallest[key][0]) / 2 for key, fn in costs.items()}
@@ -121,9 +121,9 @@ def test_onnxruntime_latency_table_of_each_space(name, tmp_path):
     assert main(["lut", "build", "--space", name, "--preset", "cpu", "--num-classes", "10", "--backend",
                  "onnxruntime", "--resolutions", "28", *FAST_LUT, "--out", str(out)]) == 0
     table = LatencyTable.load(out)
-    assert table.space == arch_space_from_spec({"name": name, "preset": "cpu", "num_classes": 10})
+    assert table.arch_space == arch_space_from_spec({"name": name, "preset": "cpu", "num_classes": 10})
     assert table.measured_resolutions == (28,)
-    assert (table(table.space.random_indices(20, 0)) > 0).all()
+    assert (table(table.arch_space.random_indices(20, 0)) > 0).all()
 
 
 @pytest.mark.parametrize("name", sorted(SPACES))
@@ -182,7 +182,7 @@ def test_optuna_sampler_on_the_proxyless_space():
     space = OFAProxylessNASSpace(**{**TINY_CHOICES, "base_widths": (8, 8, 16, 24, 32, 48, 64),
                                     "stage_strides": (2, 2, 2, 1), "width_mult": 1.0, "num_classes": 4})
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(sampler=OFAEvolutionSampler(space=space, seed=0), direction="minimize")
+    study = optuna.create_study(sampler=OFAEvolutionSampler(arch_space=space, seed=0), direction="minimize")
     study.optimize(lambda trial: float(space.macs(suggest_sample(trial, space))), n_trials=30)
     samples = [trial_sample(trial, space) for trial in study.trials]
     assert all(sample["stage4.depth"] == 1 for sample in samples)
@@ -200,7 +200,7 @@ def test_optuna_sampler_on_the_resnet_space():
     space = OFAResNetSpace(**{**RESNET_CHOICES, "base_depths": (1, 1), "base_widths": (16, 32, 64),
                               "stage_strides": (1, 2), "num_classes": 4})
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(sampler=OFAEvolutionSampler(space=space, seed=0), direction="minimize")
+    study = optuna.create_study(sampler=OFAEvolutionSampler(arch_space=space, seed=0), direction="minimize")
     study.optimize(lambda trial: float(space.macs(suggest_sample(trial, space))), n_trials=30)
     samples = [trial_sample(trial, space) for trial in study.trials]
     assert len({space.arch_space.format(space.arch_space.canonical_sample(s)) for s in samples}) == 30
@@ -218,11 +218,11 @@ def test_nni_tuner_on_the_proxyless_space():
 
     tuner = OFAEvolutionTuner(space={"name": "ofa-proxyless", "preset": "cpu", **TINY_CHOICES, "num_classes": 10},
                               population_size=6, seed=0)
-    assert tuner.space.layout == "proxyless" and tuner.space.choices("stage4.depth") == (1,)
-    tuner.update_search_space(nni_search_space(tuner.space))
-    proposed = drive(tuner, macs_objective(tuner.space), trials=30, concurrency=3)
+    assert tuner.arch_space.layout == "proxyless" and tuner.arch_space.choices("stage4.depth") == (1,)
+    tuner.update_search_space(nni_search_space(tuner.arch_space))
+    proposed = drive(tuner, macs_objective(tuner.arch_space), trials=30, concurrency=3)
     assert len(proposed) == 30
-    canonical = {tuner.canonical_arch(tuner.space.parse(arch)) for arch in proposed}
+    canonical = {tuner.canonical_arch(tuner.arch_space.parse(arch)) for arch in proposed}
     assert len(canonical) == 30  # no subnet proposed twice
     assert all(arch.endswith(("_k3e2", "_k3e3", "_k5e2", "_k5e3")) for arch in proposed)
 
@@ -236,9 +236,9 @@ def test_nni_tuner_on_the_resnet_space():
 
     tuner = OFAEvolutionTuner(space={"name": "ofa-resnet50", "preset": "cpu", **RESNET_CHOICES, "num_classes": 10},
                               population_size=6, seed=0)
-    assert tuner.space.choices("stage1.width") == (0.65, 1)
-    tuner.update_search_space(nni_search_space(tuner.space))
-    proposed = drive(tuner, macs_objective(tuner.space), trials=30, concurrency=3)
+    assert tuner.arch_space.choices("stage1.width") == (0.65, 1)
+    tuner.update_search_space(nni_search_space(tuner.arch_space))
+    proposed = drive(tuner, macs_objective(tuner.arch_space), trials=30, concurrency=3)
     assert len(proposed) == 30
-    canonical = {tuner.canonical_arch(tuner.space.parse(arch)) for arch in proposed}
+    canonical = {tuner.canonical_arch(tuner.arch_space.parse(arch)) for arch in proposed}
     assert len(canonical) == 30  # no subnet proposed twice

@@ -54,7 +54,7 @@ def test_optuna_dashboard_shows_trials_archs_and_artifacts(tmp_path: Path) -> No
 
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     study = optuna.create_study(study_name="ofa-web-ui", storage=storage, direction="maximize",
-                                sampler=OFAEvolutionSampler(space=TINY, population_size=4, num_parents=2,
+                                sampler=OFAEvolutionSampler(arch_space=TINY, population_size=4, num_parents=2,
                                                             n_startup_trials=3, seed=0))
     study.optimize(objective, n_trials=6)
     published = publish_to_dashboard(study, TINY, tmp_path / "artifacts")

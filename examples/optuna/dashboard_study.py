@@ -60,7 +60,7 @@ def main() -> None:
         study_name=f"ofa-mobilenetv3-macs{args.macs:g}M",
         storage=storage,
         direction="maximize",
-        sampler=OFAEvolutionSampler(space=space, seed=0),
+        sampler=OFAEvolutionSampler(arch_space=space, seed=0),
         load_if_exists=True,
     )
     study.set_metric_names(["predicted accuracy"])

@@ -100,14 +100,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         calibration = list(calibration_loader(data, batch_size=args.batch_size))
         held_out = torch.utils.data.DataLoader(data.val, batch_size=args.batch_size)
     if args.predictor is not None:
-        predictor = AccuracyPredictor.load(args.predictor, space=arch)
+        predictor = AccuracyPredictor.load(args.predictor, arch_space=arch)
     else:
         assert calibration is not None  # --data-root is given (checked above)
         dataset_path = args.out / "accuracy_dataset.jsonl"
         collect_accuracy_dataset(supernet, path=dataset_path, num_subnets=args.num_subnets,
                                  calibration_batches=calibration, eval_batches=held_out, seed=args.seed,
                                  data_description=f"imagefolder {args.data_root.resolve()}")
-        predictor = build_accuracy_predictor(AccuracyDataset.load(dataset_path, space=arch, complete=True),
+        predictor = build_accuracy_predictor(AccuracyDataset.load(dataset_path, arch_space=arch, complete=True),
                                              kind="mlp", seed=args.seed)
         predictor.save(args.out / "predictor.npz")
         print(f"predictor from {args.num_subnets} subnets: held-out RMSE {predictor.metrics['rmse_percent']:.2f} "

@@ -222,12 +222,12 @@ def _run_demo(run_path: Path, settings: DemoSettings, say: Callable[[str], None]
             eval_batches=held_out, seed=settings.seed, data_description=f"{data_name} held-out split",
             show_progress=settings.show_progress,
         )
-        dataset = AccuracyDataset.load(dataset_path, space=arch, complete=True)
+        dataset = AccuracyDataset.load(dataset_path, arch_space=arch, complete=True)
         predictor_path = run_path / "accuracy_predictor.npz"
         predictor = None
         if predictor_path.exists():
             try:
-                predictor = AccuracyPredictor.load(predictor_path, space=arch)
+                predictor = AccuracyPredictor.load(predictor_path, arch_space=arch)
             except OutdatedPredictorError:
                 say("  the predictor file is of an earlier format (unbounded predictions): rebuilding it")
             if predictor is not None and (predictor.info.get("num_train", 0) + predictor.info.get("num_test", 0)
@@ -248,7 +248,7 @@ def _run_demo(run_path: Path, settings: DemoSettings, say: Callable[[str], None]
     with meter.phase("measure: latency table") as step:
         step.reused = table_path.exists()
         if step.reused:
-            table = LatencyTable.load(table_path, space=arch)
+            table = LatencyTable.load(table_path, arch_space=arch)
         else:
             # One thread: batch-1 inference of a model this small runs faster on one core, and timings
             # of two threads on two cores swing with whatever else the machine runs (see ofa_nni.latency).
@@ -275,7 +275,7 @@ def _run_demo(run_path: Path, settings: DemoSettings, say: Callable[[str], None]
         result = specialize(arch, predictor, {"latency_ms": table}, [{"latency_ms": b} for b in budgets],
                             population_size=settings.population_size, generations=settings.search_generations,
                             seed=settings.seed)
-        front = ParetoSearch(space=arch, costs={"latency_ms": table}, population_size=settings.population_size,
+        front = ParetoSearch(arch_space=arch, costs={"latency_ms": table}, population_size=settings.population_size,
                              generations=settings.search_generations, seed=settings.seed).run(predictor)
     say(_phase_line(meter.phases[-1]) + f" ({result.evaluations} predictor queries)")
 

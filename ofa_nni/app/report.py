@@ -191,7 +191,7 @@ def write_demo_report(result: Mapping[str, Any], run_dir: str | os.PathLike[str]
     dataset_path, table_path = run_path / "accuracy_dataset.jsonl", run_path / "latency_table.json"
     if dataset_path.is_file() and table_path.is_file():
         table = LatencyTable.load(table_path)
-        dataset = AccuracyDataset.load(dataset_path, space=table.space)
+        dataset = AccuracyDataset.load(dataset_path, arch_space=table.arch_space)
         sampled = (table(dataset.indices), dataset.accuracies)
     demo_pareto_plot(plot_path, result, sampled)
     _write_text(report_path, demo_report_markdown(result))

@@ -88,25 +88,15 @@ def _phase_summary(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _strategy(config: TrainConfig, data: ImageData, checkpoint_dir: Path, resume: bool) -> Any:
-    common: dict[str, Any] = {
-        "seed": config.seed,
-        "label_smoothing": config.optimizer.label_smoothing,
-        "momentum": config.optimizer.momentum,
-        "nesterov": config.optimizer.nesterov,
-        "weight_decay": config.optimizer.weight_decay,
-        "validation_random_subnets": config.validation.random_subnets,
-        "calibration_data": calibration_loader(data, batch_size=config.data.batch_size),
-        "calibration_batches": config.validation.calibration_batches,
-        "checkpoint_dir": checkpoint_dir,
-        "resume": resume,
-        "run_config": config.to_dict(),
-    }
+    settings = config.training_settings(checkpoint_dir=checkpoint_dir, resume=resume)
+    calibration_data = calibration_loader(data, batch_size=config.data.batch_size)
     strategy = config.strategy
     if isinstance(strategy, ProgressiveShrinkingConfig):
         return ProgressiveShrinking(recipe=strategy.recipe, epochs_factor=strategy.epochs_factor,
-                                    kd_ratio=strategy.kd_ratio, phase_overrides=strategy.phases, **common)
+                                    kd_ratio=strategy.kd_ratio, phase_overrides=strategy.phases,
+                                    settings=settings, calibration_data=calibration_data)
     return SandwichRule(epochs=strategy.epochs, lr=strategy.lr, num_random=strategy.num_random,
-                        warmup_epochs=strategy.warmup_epochs, **common)
+                        warmup_epochs=strategy.warmup_epochs, settings=settings, calibration_data=calibration_data)
 
 
 def _steps_per_epoch(batches: int, limit: int | float) -> int:

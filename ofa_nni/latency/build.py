@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ofa_nni._artifacts import atomic_write_json, library_versions
+from ofa_nni._deprecation import renamed_keywords
 from ofa_nni.arch import ArchSpace
 from ofa_nni.errors import InvalidInputError
 from ofa_nni.latency.protocol import FORMAT, ORDERS, STATISTICS
@@ -71,8 +72,9 @@ def _saved_progress(progress_path: Path, settings: Mapping[str, Any], keys: Any)
     return resumed
 
 
+@renamed_keywords(space="arch_space")
 def build_latency_table(
-    space: ArchSpace,
+    arch_space: ArchSpace,
     *,
     backend: str = "torch",
     device: str = "cpu",
@@ -90,7 +92,7 @@ def build_latency_table(
     checkpoint_seconds: float = 5.0,
     show_progress: bool = True,
 ) -> LatencyTable:
-    """Measure a latency table of ``space`` on this machine (see the module docstring).
+    """Measure a latency table of ``arch_space`` on this machine (see the module docstring).
 
     Args:
         backend: ``"torch"`` (eager) or ``"onnxruntime"``.
@@ -124,19 +126,19 @@ def build_latency_table(
                                  ("rounds", rounds, 1)):
         if int(value) != value or value < minimum:
             raise InvalidInputError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    measured = tuple(sorted(set(space.resolutions if resolutions is None else (int(r) for r in resolutions))))
-    unknown = [r for r in measured if r not in space.resolutions]
+    measured = tuple(sorted(set(arch_space.resolutions if resolutions is None else (int(r) for r in resolutions))))
+    unknown = [r for r in measured if r not in arch_space.resolutions]
     if unknown or not measured:
         raise InvalidInputError(
-            f"resolutions {unknown or list(measured)} not in the space; allowed: {list(space.resolutions)}")
+            f"resolutions {unknown or list(measured)} not in the space; allowed: {list(arch_space.resolutions)}")
     num_threads = int(num_threads or torch.get_num_threads())
     clock = resolve_clock(clock, num_threads, device)
     timer_for(clock, num_threads, device)  # refuses a clock that does not fit before anything is measured
     if order not in ORDERS:
         raise InvalidInputError(f"unknown order {order!r}; allowed: {', '.join(ORDERS)}")
-    specs = specs_by_key(space, measured)
+    specs = specs_by_key(arch_space, measured)
     settings = {
-        "space": space.signature(), "backend": backend, "device": device, "batch_size": batch_size,
+        "space": arch_space.signature(), "backend": backend, "device": device, "batch_size": batch_size,
         "measured_resolutions": list(measured), "warmup": warmup, "repeats": repeats, "rounds": rounds,
         "num_threads": num_threads, "seed": seed, "clock": clock,
         "order": order,
@@ -181,7 +183,7 @@ def build_latency_table(
         "load": {"loadavg_start": list(load_start), "loadavg_end": list(os.getloadavg())},
         "build_seconds": round(time.perf_counter() - started, 2),
     }
-    return LatencyTable(space=space, entries=entries, measured_resolutions=measured, metadata=metadata)
+    return LatencyTable(arch_space=arch_space, entries=entries, measured_resolutions=measured, metadata=metadata)
 
 
 

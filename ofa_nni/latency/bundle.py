@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ofa_nni._artifacts import atomic_write, atomic_write_json, library_versions, require_same_space
+from ofa_nni._deprecation import renamed_keywords
 from ofa_nni.arch import ArchSpace, Sample
 from ofa_nni.errors import InvalidInputError
 from ofa_nni.latency.specs import specs_by_key
@@ -33,8 +34,9 @@ FORMAT_VERSION = 1
 RUNNER_NAME = "run_latency.py"
 
 
+@renamed_keywords(space="arch_space")
 def write_bundle(
-    space: ArchSpace,
+    arch_space: ArchSpace,
     out_dir: str | Path,
     freeze: Callable[[Sample], Any],
     *,
@@ -44,7 +46,7 @@ def write_bundle(
     calibration_subnets: int = 20,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Write the bundle of ``space`` into ``out_dir`` (see the module docstring); returns its manifest.
+    """Write the bundle of ``arch_space`` into ``out_dir`` (see the module docstring); returns its manifest.
 
     ``freeze`` turns a sample into a static model (e.g. ``OFAMobileNetV3Space(...).freeze``; weights do
     not matter for latency). Files are written next to their final names and renamed into place,
@@ -56,11 +58,11 @@ def write_bundle(
     if validation_subnets < 3 or calibration_subnets < 2:
         raise InvalidInputError(f"need validation_subnets >= 3 and calibration_subnets >= 2, got "
                                 f"{validation_subnets}, {calibration_subnets}")
-    measured = tuple(sorted(set(space.resolutions if resolutions is None else resolutions)))
-    unknown = [r for r in measured if r not in space.resolutions]
+    measured = tuple(sorted(set(arch_space.resolutions if resolutions is None else resolutions)))
+    unknown = [r for r in measured if r not in arch_space.resolutions]
     if unknown or not measured:
         raise InvalidInputError(f"resolutions {unknown or list(measured)} not in the space; "
-                                f"allowed: {list(space.resolutions)}")
+                                f"allowed: {list(arch_space.resolutions)}")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise InvalidInputError(f"--out {str(out)!r} exists and is not a directory")
@@ -68,29 +70,29 @@ def write_bundle(
     (out / "subnets").mkdir(exist_ok=True)
     (out / "manifest.json").unlink(missing_ok=True)  # the old manifest must not describe new files
     entries, written = [], set()
-    for key, spec in sorted(specs_by_key(space, measured).items()):
+    for key, spec in sorted(specs_by_key(arch_space, measured).items()):
         model = f"ops/{spec.module_key}.onnx"
         if model not in written:
             data = onnx_bytes(spec.build(), torch.zeros(spec.input_shape(batch_size)), dynamic_size=True)
             _write_bytes(out / model, data)
             written.add(model)
         entries.append({"key": key, "model": model, "input_shape": list(spec.input_shape(batch_size))})
-    indices = space.random_indices(validation_subnets + calibration_subnets, seed)
+    indices = arch_space.random_indices(validation_subnets + calibration_subnets, seed)
     subnets = []
     for i, row in enumerate(indices):
-        sample = space.from_indices(row)
+        sample = arch_space.from_indices(row)
         resolution = int(sample[ArchSpace.RESOLUTION_LABEL])
         shape = [batch_size, 3, resolution, resolution]
         model = f"subnets/subnet{i:03d}.onnx"
         data = onnx_bytes(freeze(sample).eval(), torch.zeros(shape), dynamic_size=False)
         _write_bytes(out / model, data)
-        subnets.append({"arch": space.format(sample), "role": "validation" if i < validation_subnets else "calibration",
-                        "model": model, "input_shape": shape})
+        role = "validation" if i < validation_subnets else "calibration"
+        subnets.append({"arch": arch_space.format(sample), "role": role, "model": model, "input_shape": shape})
     shutil.copyfile(Path(__file__).with_name("onnx_runner.py"), out / RUNNER_NAME)
     manifest = {
         "format": BUNDLE_FORMAT, "format_version": FORMAT_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "space": space.signature(), "batch_size": batch_size, "measured_resolutions": list(measured),
+        "space": arch_space.signature(), "batch_size": batch_size, "measured_resolutions": list(measured),
         "validation_subnets": validation_subnets, "calibration_subnets": calibration_subnets, "seed": seed,
         "libraries": library_versions("torch", "onnx", "ofa_nni"),
         "entries": entries, "subnets": subnets,
@@ -113,7 +115,8 @@ def _read_results(path: Path) -> dict[str, Any]:
     return data
 
 
-def import_results(path: str | Path, *, space: ArchSpace | None = None) -> LatencyTable:
+@renamed_keywords(space="arch_space")
+def import_results(path: str | Path, *, arch_space: ArchSpace | None = None) -> LatencyTable:
     """The latency table of a bundle's ``results.json``, validated on the bundle's end-to-end subnets
     (Spearman, MAPE and the fitted correction, as ``ofa-nni lut build`` stores them)."""
     from ofa_nni.latency.validation import validate_latency_table
@@ -123,8 +126,8 @@ def import_results(path: str | Path, *, space: ArchSpace | None = None) -> Laten
     manifest = data["manifest"]
     try:
         table_space = ArchSpace.from_signature(manifest["space"])
-        if space is not None:
-            require_same_space(manifest["space"], space, artefact=f"latency results {path}")
+        if arch_space is not None:
+            require_same_space(manifest["space"], arch_space, artefact=f"latency results {path}")
         device, settings = data["device"], data["settings"]
         first_provider = (device.get("providers_used") or device.get("providers_requested") or ["?"])[0]
         metadata = {
@@ -140,7 +143,7 @@ def import_results(path: str | Path, *, space: ArchSpace | None = None) -> Laten
             "source": {"results": str(path), "runner": RUNNER_NAME, "device": device,
                        "bundle_libraries": manifest.get("libraries")},
         }
-        table = LatencyTable(space=table_space, entries=data["entries"],
+        table = LatencyTable(arch_space=table_space, entries=data["entries"],
                              measured_resolutions=manifest["measured_resolutions"], metadata=metadata)
         subnets = data["subnets"]
         reuse = {

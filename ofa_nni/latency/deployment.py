@@ -41,7 +41,7 @@ def retime_entries(table: LatencyTable, *, count: int = 12, seed: int = 0, show_
     if count < 1:
         raise InvalidInputError(f"count must be >= 1, got {count}")
     protocol = table.protocol
-    specs = specs_by_key(table.space, table.measured_resolutions)
+    specs = specs_by_key(table.arch_space, table.measured_resolutions)
     keys = sorted(key for key in specs if key in table.entries)
     chosen = sorted(np.random.default_rng(seed).choice(keys, size=min(count, len(keys)), replace=False).tolist())
     started = time.perf_counter()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from ofa_nni._deprecation import renamed_keywords
 from ofa_nni.arch import ArchSpace
 from ofa_nni.resnet_arch import ResNetArchSpace
 
@@ -81,79 +82,81 @@ class OpSpec:
         return build_op_module(self)
 
 
-def op_specs(space: ArchSpace, resolution: int) -> tuple[list[OpSpec], dict[tuple[int, int, int], OpSpec]]:
+@renamed_keywords(space="arch_space")
+def op_specs(arch_space: ArchSpace, resolution: int) -> tuple[list[OpSpec], dict[tuple[int, int, int], OpSpec]]:
     """The ops of every subnet at ``resolution``: the fixed ones (stem, first block, head) and one
     per (block index, kernel index, expand index) of the elastic blocks."""
-    has_expand_conv = max(space.expand_ratios) != 1
+    has_expand_conv = max(arch_space.expand_ratios) != 1
     size = _conv_out(resolution, 2)
-    stem = OpSpec("stem", resolution, 3, space.stem_width, kernel_size=3, stride=2,
-                  activation=space.stem_activation)
+    stem = OpSpec("stem", resolution, 3, arch_space.stem_width, kernel_size=3, stride=2,
+                  activation=arch_space.stem_activation)
     first = OpSpec(
-        "mbconv", size, space.stem_width, space.first_block_width, mid_channels=space.stem_width,
-        kernel_size=3, stride=1, activation=space.first_block_activation, has_expand_conv=False,
-        residual=space.layout == "mbv3",
+        "mbconv", size, arch_space.stem_width, arch_space.first_block_width, mid_channels=arch_space.stem_width,
+        kernel_size=3, stride=1, activation=arch_space.first_block_activation, has_expand_conv=False,
+        residual=arch_space.layout == "mbv3",
     )
     blocks: dict[tuple[int, int, int], OpSpec] = {}
-    for block, (s, b) in enumerate(space.blocks):
-        stride = space.stage_strides[s] if b == 0 else 1
-        c_in = space.block_in_channels(s, b)
-        for k_idx, kernel in enumerate(space.kernel_sizes):
-            for e_idx, expand in enumerate(space.expand_ratios):
-                mid = space.mid_channels(c_in, expand) if has_expand_conv else c_in
+    for block, (s, b) in enumerate(arch_space.blocks):
+        stride = arch_space.stage_strides[s] if b == 0 else 1
+        c_in = arch_space.block_in_channels(s, b)
+        for k_idx, kernel in enumerate(arch_space.kernel_sizes):
+            for e_idx, expand in enumerate(arch_space.expand_ratios):
+                mid = arch_space.mid_channels(c_in, expand) if has_expand_conv else c_in
                 blocks[(block, k_idx, e_idx)] = OpSpec(
-                    "mbconv", size, c_in, space.stage_widths[s], mid_channels=mid, kernel_size=kernel,
-                    stride=stride, activation=space.stage_activations[s],
-                    se_channels=space.se_channels(mid) if space.stage_se[s] else 0,
+                    "mbconv", size, c_in, arch_space.stage_widths[s], mid_channels=mid, kernel_size=kernel,
+                    stride=stride, activation=arch_space.stage_activations[s],
+                    se_channels=arch_space.se_channels(mid) if arch_space.stage_se[s] else 0,
                     has_expand_conv=has_expand_conv,
                 )
         size = _conv_out(size, stride)
     head = OpSpec(
-        "head", size, space.stage_widths[-1], space.num_classes, mid_channels=space.final_expand_width,
-        feature_mix_channels=space.feature_mix_width,
+        "head", size, arch_space.stage_widths[-1], arch_space.num_classes, mid_channels=arch_space.final_expand_width,
+        feature_mix_channels=arch_space.feature_mix_width,
     )
     return [stem, first, head], blocks
 
 
-def resnet_op_specs(space: ResNetArchSpace, resolution: int) -> tuple[
+def resnet_op_specs(arch_space: ResNetArchSpace, resolution: int) -> tuple[
         dict[tuple[int, ...], OpSpec], dict[tuple[int, ...], OpSpec], dict[tuple[int, ...], OpSpec]]:
     """The ops of every OFA-ResNet subnet at ``resolution``, by their index in the cost tables of
     :func:`~ofa_nni.costs.sum_resnet`, in its order: each bottleneck per (block, in width, out width,
     expand) -- a stage's later blocks only with equal widths, the only ones a subnet has --, the stem per
     (mid width, width, depth) and the head per last-stage width."""
-    mids, stems = space.stem_mid_widths(), space.stem_widths()
+    mids, stems = arch_space.stem_mid_widths(), arch_space.stem_widths()
     size = _conv_out(resolution, 2)
     stem: dict[tuple[int, ...], OpSpec] = {
         (m, w, d): OpSpec("resnet_stem", resolution, 3, stems[w], mid_channels=mids[m], residual=depth == 3)
-        for m in range(len(mids)) for w in range(len(stems)) for d, depth in enumerate(space.stem_depths)
+        for m in range(len(mids)) for w in range(len(stems)) for d, depth in enumerate(arch_space.stem_depths)
     }
     size = _conv_out(size, 2)  # the stem's max pool
     blocks: dict[tuple[int, ...], OpSpec] = {}
-    for block, (s, b) in enumerate(space.blocks):
-        stride = space.stage_strides[s] if b == 0 else 1
-        outs = space.stage_widths(s)
-        ins = (space.stage_widths(s - 1) if s else stems) if b == 0 else outs
+    for block, (s, b) in enumerate(arch_space.blocks):
+        stride = arch_space.stage_strides[s] if b == 0 else 1
+        outs = arch_space.stage_widths(s)
+        ins = (arch_space.stage_widths(s - 1) if s else stems) if b == 0 else outs
         identity = stride == 1 and ins == outs
         for (i, c_in), (o, c_out), (e, expand) in ((x, y, z) for x in enumerate(ins) for y in enumerate(outs)
-                                                   for z in enumerate(space.expand_ratios)):
+                                                   for z in enumerate(arch_space.expand_ratios)):
             if b and i != o:
                 continue
             blocks[(block, i, o, e)] = OpSpec("bottleneck", size, c_in, c_out,
-                                              mid_channels=space.mid_channels(c_out, expand), kernel_size=3,
+                                              mid_channels=arch_space.mid_channels(c_out, expand), kernel_size=3,
                                               stride=stride, residual=identity)
         size = _conv_out(size, stride)
-    head: dict[tuple[int, ...], OpSpec] = {(w,): OpSpec("pool_head", size, width, space.num_classes)
-            for w, width in enumerate(space.stage_widths(space.num_stages - 1))}
+    head: dict[tuple[int, ...], OpSpec] = {(w,): OpSpec("pool_head", size, width, arch_space.num_classes)
+            for w, width in enumerate(arch_space.stage_widths(arch_space.num_stages - 1))}
     return blocks, stem, head
 
 
-def specs_by_key(space: Any, resolutions: Any) -> dict[str, OpSpec]:
-    """Every distinct op shape of ``space`` at ``resolutions``, by key (positions sharing a shape share it)."""
+@renamed_keywords(space="arch_space")
+def specs_by_key(arch_space: Any, resolutions: Any) -> dict[str, OpSpec]:
+    """Every distinct op shape of ``arch_space`` at ``resolutions``, by key (positions sharing a shape share it)."""
     specs: dict[str, OpSpec] = {}
     for resolution in resolutions:
-        if isinstance(space, ResNetArchSpace):
-            found = [spec for table in resnet_op_specs(space, resolution) for spec in table.values()]
+        if isinstance(arch_space, ResNetArchSpace):
+            found = [spec for table in resnet_op_specs(arch_space, resolution) for spec in table.values()]
         else:
-            fixed, blocks = op_specs(space, resolution)
+            fixed, blocks = op_specs(arch_space, resolution)
             found = [*fixed, *blocks.values()]
         for spec in found:
             specs.setdefault(spec.key, spec)

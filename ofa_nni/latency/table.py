@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from ofa_nni._artifacts import atomic_write_json, require_same_space
+from ofa_nni._deprecation import renamed_keywords
 from ofa_nni.arch import ArchSpace, arch_space_from_signature
 from ofa_nni.costs import sum_active_blocks, sum_resnet
 from ofa_nni.efficiency import EfficiencyModel, as_index_array
@@ -79,19 +80,20 @@ class LatencyTable(EfficiencyModel):
     name = "latency"
     unit = "ms"
 
-    def __init__(self, *, space: ArchSpace, entries: Mapping[str, Mapping[str, Any]],
+    @renamed_keywords(space="arch_space")
+    def __init__(self, *, arch_space: ArchSpace, entries: Mapping[str, Mapping[str, Any]],
                  measured_resolutions: Sequence[int], metadata: Mapping[str, Any] | None = None,
                  validation: Mapping[str, Any] | None = None, correction: Mapping[str, Any] | None = None) -> None:
-        super().__init__(space)
+        super().__init__(arch_space)
         resolutions = list(measured_resolutions)
         if not all(isinstance(r, int) and not isinstance(r, bool) for r in resolutions):
             raise InvalidInputError(f"resolutions.measured {resolutions} must be integers")
-        unknown = sorted(set(resolutions) - set(space.resolutions))
+        unknown = sorted(set(resolutions) - set(arch_space.resolutions))
         repeated = sorted({r for r in resolutions if resolutions.count(r) > 1})
         if unknown or repeated or not resolutions:
             raise InvalidInputError(
                 f"resolutions.measured {resolutions} must be a non-empty set of distinct resolutions of the space's "
-                f"{list(space.resolutions)}" + (f" (not in the space: {unknown})" if unknown else "")
+                f"{list(arch_space.resolutions)}" + (f" (not in the space: {unknown})" if unknown else "")
                 + (f" (repeated: {repeated})" if repeated else "")
             )
         if not isinstance(entries, Mapping):
@@ -115,7 +117,7 @@ class LatencyTable(EfficiencyModel):
         if validation is not None and not isinstance(validation, Mapping):
             raise InvalidInputError(f"validation must be an object or null, got {validation!r}")
         self.validation = dict(validation) if validation else None
-        self.resnet_ms = self._resnet_tables() if isinstance(space, ResNetArchSpace) else None
+        self.resnet_ms = self._resnet_tables() if isinstance(arch_space, ResNetArchSpace) else None
         if self.resnet_ms is None:
             self.block_ms, self.fixed_ms = self._tables()
         self.correction = self._checked_correction(correction)
@@ -142,7 +144,7 @@ class LatencyTable(EfficiencyModel):
         if correction["scale"] <= 0:
             raise InvalidInputError(f"correction.scale is {correction['scale']}; an applied correction needs "
                                     "scale > 0 (a bigger subnet cannot be faster)")
-        cheapest = float(self.raw_sum(self.space.to_indices(self.space.min_sample())[None])[0])
+        cheapest = float(self.raw_sum(self.arch_space.to_indices(self.arch_space.min_sample())[None])[0])
         if correction["scale"] * cheapest + correction["offset_ms"] <= 0:
             raise InvalidInputError(
                 f"correction (scale {correction['scale']}, offset_ms {correction['offset_ms']}) predicts "
@@ -173,22 +175,22 @@ class LatencyTable(EfficiencyModel):
         if statistic not in STATISTICS:
             raise InvalidInputError(f"unknown statistic {statistic!r}; allowed: {', '.join(STATISTICS)}")
         metadata = {**self.metadata, "settings": {**self.metadata.get("settings", {}), "statistic": statistic}}
-        return LatencyTable(space=self.space, entries=self.entries, measured_resolutions=self.measured_resolutions,
-                            metadata=metadata)
+        return LatencyTable(arch_space=self.arch_space, entries=self.entries,
+                            measured_resolutions=self.measured_resolutions, metadata=metadata)
 
     @property
     def interpolated_resolutions(self) -> tuple[int, ...]:
-        return tuple(r for r in self.space.resolutions if r not in self.measured_resolutions)
+        return tuple(r for r in self.arch_space.resolutions if r not in self.measured_resolutions)
 
     def _resnet_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The tables of :func:`~ofa_nni.costs.sum_resnet` for an OFA-ResNet space (an op a subnet never
         has stays 0), unmeasured resolutions interpolated as in :meth:`_tables`."""
-        space: Any = self.space
-        n_w, n_r = len(space.width_mults), len(space.resolutions)
-        tables = (np.zeros((space.num_blocks, n_w, n_w, len(space.expand_ratios), n_r)),
-                  np.zeros((n_w, n_w, len(space.stem_depths), n_r)), np.zeros((n_w, n_r)))
-        for r_idx in [space.resolutions.index(r) for r in self.measured_resolutions]:
-            for table, specs in zip(tables, resnet_op_specs(space, space.resolutions[r_idx]), strict=True):
+        arch_space: Any = self.arch_space
+        n_w, n_r = len(arch_space.width_mults), len(arch_space.resolutions)
+        tables = (np.zeros((arch_space.num_blocks, n_w, n_w, len(arch_space.expand_ratios), n_r)),
+                  np.zeros((n_w, n_w, len(arch_space.stem_depths), n_r)), np.zeros((n_w, n_r)))
+        for r_idx in [arch_space.resolutions.index(r) for r in self.measured_resolutions]:
+            for table, specs in zip(tables, resnet_op_specs(arch_space, arch_space.resolutions[r_idx]), strict=True):
                 for position, spec in specs.items():
                     table[position + (r_idx,)] = self._entry_ms(spec)
         for table in tables:
@@ -198,9 +200,9 @@ class LatencyTable(EfficiencyModel):
     def _interpolate(self, table: np.ndarray) -> None:
         """Fill the unmeasured resolutions (the last axis) of ``table`` in place, linearly in the
         image area between the nearest measured ones (proportionally to the area beyond them)."""
-        space = self.space
-        measured_idx = [space.resolutions.index(r) for r in self.measured_resolutions]
-        areas = np.asarray(space.resolutions, dtype=np.float64) ** 2
+        arch_space = self.arch_space
+        measured_idx = [arch_space.resolutions.index(r) for r in self.measured_resolutions]
+        areas = np.asarray(arch_space.resolutions, dtype=np.float64) ** 2
         known = areas[measured_idx]
         for r_idx, area in enumerate(areas):
             if r_idx in measured_idx:
@@ -216,13 +218,13 @@ class LatencyTable(EfficiencyModel):
         np.maximum(table, 0.0, out=table)
 
     def _tables(self) -> tuple[np.ndarray, np.ndarray]:
-        space = self.space
-        shape = (space.num_blocks, len(space.kernel_sizes), len(space.expand_ratios))
-        block_ms = np.zeros((*shape, len(space.resolutions)), dtype=np.float64)
-        fixed_ms = np.zeros(len(space.resolutions), dtype=np.float64)
-        measured_idx = [space.resolutions.index(r) for r in self.measured_resolutions]
+        arch_space = self.arch_space
+        shape = (arch_space.num_blocks, len(arch_space.kernel_sizes), len(arch_space.expand_ratios))
+        block_ms = np.zeros((*shape, len(arch_space.resolutions)), dtype=np.float64)
+        fixed_ms = np.zeros(len(arch_space.resolutions), dtype=np.float64)
+        measured_idx = [arch_space.resolutions.index(r) for r in self.measured_resolutions]
         for r_idx in measured_idx:
-            fixed, blocks = op_specs(space, space.resolutions[r_idx])
+            fixed, blocks = op_specs(arch_space, arch_space.resolutions[r_idx])
             fixed_ms[r_idx] = sum(self._entry_ms(spec) for spec in fixed)
             for (block, k_idx, e_idx), spec in blocks.items():
                 block_ms[block, k_idx, e_idx, r_idx] = self._entry_ms(spec)
@@ -239,12 +241,12 @@ class LatencyTable(EfficiencyModel):
     # ------------------------------------------------------------------ predict
     def raw_sum(self, population: Any) -> np.ndarray:
         """The plain sum of the table's entries (no correction), ``(n,)`` milliseconds."""
-        return self._sum(as_index_array(self.space, population))
+        return self._sum(as_index_array(self.arch_space, population))
 
     def _sum(self, indices: np.ndarray) -> np.ndarray:
         if self.resnet_ms is not None:
-            return sum_resnet(self.space, indices, self.resnet_ms)
-        return sum_active_blocks(self.space, indices, self.block_ms, self.fixed_ms)
+            return sum_resnet(self.arch_space, indices, self.resnet_ms)
+        return sum_active_blocks(self.arch_space, indices, self.block_ms, self.fixed_ms)
 
     def evaluate(self, indices: np.ndarray) -> np.ndarray:
         total = self._sum(indices)
@@ -258,7 +260,7 @@ class LatencyTable(EfficiencyModel):
         data.update(
             format=FORMAT,
             format_version=FORMAT_VERSION,
-            space=self.space.signature(),
+            space=self.arch_space.signature(),
             resolutions={
                 "measured": list(self.measured_resolutions),
                 "interpolated": list(self.interpolated_resolutions),
@@ -275,21 +277,22 @@ class LatencyTable(EfficiencyModel):
         atomic_write_json(path, self.to_dict())
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, space: ArchSpace | None = None) -> LatencyTable:
-        """Read a table; with ``space``, refuse a table measured for another space (ValueError naming
+    @renamed_keywords(space="arch_space")
+    def load(cls, path: str | os.PathLike[str], *, arch_space: ArchSpace | None = None) -> LatencyTable:
+        """Read a table; with ``arch_space``, refuse a table measured for another space (ValueError naming
         the differing fields)."""
         path = Path(path)
         data = read_document(path, what="latency table", format=FORMAT, version=FORMAT_VERSION,
                              missing="build one with 'ofa-nni lut build'")
         if not isinstance(data.get("space"), dict):
             raise InvalidInputError(f"{path}: damaged latency table (no space signature)")
-        if space is not None:
-            require_same_space(data["space"], space, artefact=f"latency table {path}")
+        if arch_space is not None:
+            require_same_space(data["space"], arch_space, artefact=f"latency table {path}")
         metadata = {key: value for key, value in data.items()
                     if key not in ("format", "format_version", "space", "resolutions", "entries", "validation",
                                    "correction")}
         try:
-            return cls(space=arch_space_from_signature(data["space"]), entries=data["entries"],
+            return cls(arch_space=arch_space_from_signature(data["space"]), entries=data["entries"],
                        measured_resolutions=data["resolutions"]["measured"], metadata=metadata,
                        validation=data.get("validation"), correction=data.get("correction"))
         except InvalidInputError as error:

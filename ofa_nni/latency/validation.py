@@ -116,21 +116,21 @@ def validate_latency_table(
             f"need num_subnets >= 3 and calibration_subnets >= 2, got {num_subnets}, {calibration_subnets}")
     meta = table.metadata
     settings = meta.get("settings", {})
-    space = table.space
+    arch_space = table.arch_space
     started = time.perf_counter()
     load_start = os.getloadavg()
     if reuse is not None:
         subnets = [dict(subnet) for subnet in reuse["subnets"]]
         num_subnets, calibration_subnets, seed = reuse["num_subnets"], reuse["calibration_subnets"], reuse["seed"]
-        samples = [space.parse(subnet["arch"]) for subnet in subnets]
-        indices = np.stack([space.to_indices(sample) for sample in samples])
+        samples = [arch_space.parse(subnet["arch"]) for subnet in subnets]
+        indices = np.stack([arch_space.to_indices(sample) for sample in samples])
         measurements = {name: np.array([subnet[f"measured_{name}_ms"] for subnet in subnets]) for name in STATISTICS}
     else:
         if freeze is None:
             raise InvalidInputError(
                 "validate_latency_table needs freeze (e.g. supernet.freeze) unless it reuses measurements")
-        indices = space.random_indices(num_subnets + calibration_subnets, seed)
-        samples = [space.from_indices(row) for row in indices]
+        indices = arch_space.random_indices(num_subnets + calibration_subnets, seed)
+        samples = [arch_space.from_indices(row) for row in indices]
         models = [(freeze(sample).eval(), int(sample[ArchSpace.RESOLUTION_LABEL])) for sample in samples]
         measurements = measure_end_to_end(
             models,
@@ -155,7 +155,7 @@ def validate_latency_table(
     corrected_metrics = rank_metrics(corrected[held_out], measured[held_out])
     # A correction that predicts a non-positive time for the cheapest subnet is a bad fit (a busy
     # machine's outliers), not a faster network: keep the plain sum then.
-    cheapest = float(table.raw_sum(space.to_indices(space.min_sample())[None])[0])
+    cheapest = float(table.raw_sum(arch_space.to_indices(arch_space.min_sample())[None])[0])
     sane = scale > 0 and scale * cheapest + offset > 0
     applied = sane and corrected_metrics["mape_percent"] < raw_metrics["mape_percent"]
     best = corrected_metrics if applied else raw_metrics
@@ -172,7 +172,7 @@ def validate_latency_table(
         "load": {"loadavg_start": list(load_start), "loadavg_end": list(os.getloadavg())}
         if reuse is None else reuse.get("load"),
         "subnets": [
-            {"arch": space.format(sample), "role": "validation" if i < num_subnets else "calibration",
+            {"arch": arch_space.format(sample), "role": "validation" if i < num_subnets else "calibration",
              "predicted_ms": round(float(predicted[i]), 6), "measured_ms": round(float(measured[i]), 6),
              **{f"measured_{name}_ms": round(float(values[i]), 6) for name, values in measurements.items()}}
             for i, sample in enumerate(samples)

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from ofa_nni._deprecation import renamed_keywords
 from ofa_nni.arch import ArchSpace
 from ofa_nni.costs import sum_active_blocks
 from ofa_nni.efficiency import EfficiencyModel, as_index_array
@@ -128,36 +129,36 @@ def _table_files(path: Path) -> list[Path]:
 
 
 # ----------------------------------------------------------------------- MobileNetV3 (Note10)
-def _mbv3_keys(space: ArchSpace, resolution: int) -> tuple[list[str], dict[tuple[int, int, int], str]]:
-    """The keys of every op of ``space``'s subnets at ``resolution``: the fixed ones (stem, first
+def _mbv3_keys(arch_space: ArchSpace, resolution: int) -> tuple[list[str], dict[tuple[int, int, int], str]]:
+    """The keys of every op of ``arch_space``'s subnets at ``resolution``: the fixed ones (stem, first
     block, head) and one per (block, kernel index, expand index), spelled as the reference's
     ``predict_network_latency_given_spec`` (and ``predict_network_latency``) spells them."""
     size = _conv_out(resolution, 2)
-    stem, first = space.stem_width, space.first_block_width
+    stem, first = arch_space.stem_width, arch_space.first_block_width
     fixed = [
         _op_key("Conv", resolution, 3, size, stem),
         _op_key("expanded_conv", size, stem, size, first, expand=stem, kernel=3, stride=1,
                 idskip=int(stem == first), se=0, hs=0),
     ]
     blocks: dict[tuple[int, int, int], str] = {}
-    for s in range(space.num_stages):
-        for b in range(space.max_depth):
-            stride = space.stage_strides[s] if b == 0 else 1
-            c_in, c_out = space.block_in_channels(s, b), space.stage_widths[s]
+    for s in range(arch_space.num_stages):
+        for b in range(arch_space.max_depth):
+            stride = arch_space.stage_strides[s] if b == 0 else 1
+            c_in, c_out = arch_space.block_in_channels(s, b), arch_space.stage_widths[s]
             out_size = _conv_out(size, stride)
-            for k_idx, kernel in enumerate(space.kernel_sizes):
-                for e_idx, expand in enumerate(space.expand_ratios):
-                    blocks[(s * space.max_depth + b, k_idx, e_idx)] = _op_key(
-                        "expanded_conv", size, c_in, out_size, c_out, expand=space.mid_channels(c_in, expand),
+            for k_idx, kernel in enumerate(arch_space.kernel_sizes):
+                for e_idx, expand in enumerate(arch_space.expand_ratios):
+                    blocks[(s * arch_space.max_depth + b, k_idx, e_idx)] = _op_key(
+                        "expanded_conv", size, c_in, out_size, c_out, expand=arch_space.mid_channels(c_in, expand),
                         kernel=kernel, stride=stride, idskip=int(stride == 1 and c_in == c_out),
-                        se=int(space.stage_se[s]), hs=int(space.stage_activations[s] == "hswish"))
+                        se=int(arch_space.stage_se[s]), hs=int(arch_space.stage_activations[s] == "hswish"))
             size = out_size
-    last, final, mix = space.stage_widths[-1], space.final_expand_width, space.feature_mix_width
+    last, final, mix = arch_space.stage_widths[-1], arch_space.final_expand_width, arch_space.feature_mix_width
     fixed += [
         _op_key("Conv_1", size, last, size, final),
         _op_key("AvgPool2D", size, final, 1, final),
         _op_key("Conv_2", 1, final, 1, mix),
-        f"Logits-input:{_shape(1, 1, mix)}-output:{space.num_classes}",
+        f"Logits-input:{_shape(1, 1, mix)}-output:{arch_space.num_classes}",
     ]
     return fixed, blocks
 
@@ -174,9 +175,10 @@ class OFALatencyTable(EfficiencyModel):
     statistic = "mean"
     """The tables store the mean of their measurements (and std, count): the mean is what OFA sums."""
 
-    def __init__(self, *, space: ArchSpace, block_ms: np.ndarray, fixed_ms: np.ndarray, sources: Mapping[int, str],
+    @renamed_keywords(space="arch_space")
+    def __init__(self, *, arch_space: ArchSpace, block_ms: np.ndarray, fixed_ms: np.ndarray, sources: Mapping[int, str],
                  dropped_resolutions: Sequence[int] = (), device: str = "") -> None:
-        super().__init__(space)
+        super().__init__(arch_space)
         self.block_ms, self.fixed_ms = block_ms, fixed_ms
         self.sources = dict(sources)
         self.dropped_resolutions = tuple(dropped_resolutions)
@@ -189,17 +191,17 @@ class OFALatencyTable(EfficiencyModel):
         }
 
     def evaluate(self, indices: np.ndarray) -> np.ndarray:
-        return sum_active_blocks(self.space, indices, self.block_ms, self.fixed_ms)
+        return sum_active_blocks(self.arch_space, indices, self.block_ms, self.fixed_ms)
 
     def raw_sum(self, population: Any) -> np.ndarray:
         """The sum of the table entries, ``(n,)`` ms (the same as calling it: nothing is corrected)."""
-        return self.evaluate(as_index_array(self.space, population))
+        return self.evaluate(as_index_array(self.arch_space, population))
 
     def coverage_note(self, wanted: Sequence[int] | None = None) -> str:
         """One line saying which resolutions the tables cover, and which of ``wanted`` they drop."""
         dropped = [r for r in (wanted if wanted is not None else self.dropped_resolutions)
-                   if r not in self.space.resolutions]
-        note = f"latency tables cover resolutions {list(self.space.resolutions)}"
+                   if r not in self.arch_space.resolutions]
+        note = f"latency tables cover resolutions {list(self.arch_space.resolutions)}"
         if dropped:
             note += f": the search is restricted to them ({len(dropped)} of the space's resolutions have no table: " \
                     f"{dropped})"
@@ -218,13 +220,14 @@ def _guess_device(files: Sequence[Path]) -> str:
     return files[0].parent.name if files else ""
 
 
-def load_ofa_latency_table(path: str | os.PathLike[str], *, space: ArchSpace | None = None) -> OFALatencyTable:
+@renamed_keywords(space="arch_space")
+def load_ofa_latency_table(path: str | os.PathLike[str], *, arch_space: ArchSpace | None = None) -> OFALatencyTable:
     """Read mit-han-lab's per-resolution MobileNetV3 lookup tables (a folder of them, or one file).
 
     Args:
         path: A folder of ``<r>_lookup_table.yaml`` files (e.g. ``ofa/note10``) or one such file. Each
             file's resolution is read from its stem entry (``Conv-input:RxRx3-...``).
-        space: The space to price (default: :func:`~ofa_nni.ofa_released.predictors.tutorial_space`,
+        arch_space: The space to price (default: :func:`~ofa_nni.ofa_released.predictors.tutorial_space`,
             OFA-MobileNetV3 w1.2 at 160-224 step 16, the network the Note10 tables measured). The
             returned table's space keeps only the resolutions that have a table.
 
@@ -237,7 +240,7 @@ def load_ofa_latency_table(path: str | os.PathLike[str], *, space: ArchSpace | N
     from ofa_nni.ofa_released.predictors import tutorial_space
 
     path = Path(path)
-    space = tutorial_space() if space is None else space
+    arch_space = tutorial_space() if arch_space is None else arch_space
     files = _table_files(path)
     tables: dict[int, tuple[Path, dict[str, float]]] = {}
     for file in files:
@@ -251,37 +254,37 @@ def load_ofa_latency_table(path: str | os.PathLike[str], *, space: ArchSpace | N
             raise InvalidInputError(f"{path}: two tables for resolution {resolution}: {tables[resolution][0].name} and "
                                     f"{file.name}")
         tables[resolution] = (file, means)
-    covered = tuple(r for r in space.resolutions if r in tables)
+    covered = tuple(r for r in arch_space.resolutions if r in tables)
     if not covered:
         raise InvalidInputError(f"{path}: the tables cover resolutions {sorted(tables)}, none of the space's "
-                                f"{list(space.resolutions)}")
-    table_space = dataclasses.replace(space, resolutions=covered)
-    shape = (space.num_blocks, len(space.kernel_sizes), len(space.expand_ratios), len(covered))
+                                f"{list(arch_space.resolutions)}")
+    table_space = dataclasses.replace(arch_space, resolutions=covered)
+    shape = (arch_space.num_blocks, len(arch_space.kernel_sizes), len(arch_space.expand_ratios), len(covered))
     block_ms, fixed_ms = np.zeros(shape), np.zeros(len(covered))
     for r_idx, resolution in enumerate(covered):
         file, means = tables[resolution]
-        fixed, blocks = _mbv3_keys(space, resolution)
+        fixed, blocks = _mbv3_keys(arch_space, resolution)
 
         def look_up(key: str, file: Path = file, means: Mapping[str, float] = means) -> float:
             if key not in means:
-                raise InvalidInputError(_missing_key_message(file, key, means, space))
+                raise InvalidInputError(_missing_key_message(file, key, means, arch_space))
             return means[key]
 
         fixed_ms[r_idx] = sum(look_up(key) for key in fixed)
         for (block, k_idx, e_idx), key in blocks.items():
             block_ms[block, k_idx, e_idx, r_idx] = look_up(key)
-    return OFALatencyTable(space=table_space, block_ms=block_ms, fixed_ms=fixed_ms,
+    return OFALatencyTable(arch_space=table_space, block_ms=block_ms, fixed_ms=fixed_ms,
                            sources={r: str(tables[r][0]) for r in covered},
-                           dropped_resolutions=[r for r in space.resolutions if r not in covered],
+                           dropped_resolutions=[r for r in arch_space.resolutions if r not in covered],
                            device=_guess_device(files))
 
 
-def _missing_key_message(file: Path, key: str, means: Mapping[str, float], space: ArchSpace) -> str:
+def _missing_key_message(file: Path, key: str, means: Mapping[str, float], arch_space: ArchSpace) -> str:
     stem = next((m for k in means if (m := _STEM_KEY.match(k))), None)
     found = f"stem width {stem.group(5)}" if stem else "no stem entry"
     classes = [k.rsplit(":", 1)[1] for k in means if k.startswith("Logits-")]
-    return (f"{file}: this space (stem width {space.stem_width}, width_mult {space.width_mult}, "
-            f"{space.num_classes} classes) needs entry {key!r}, which the table lacks; the table has {found}"
+    return (f"{file}: this space (stem width {arch_space.stem_width}, width_mult {arch_space.width_mult}, "
+            f"{arch_space.num_classes} classes) needs entry {key!r}, which the table lacks; the table has {found}"
             + (f", {classes[0]} classes" if classes else "")
             + " (the Note10 tables describe OFA-MobileNetV3 w1.2, 1000 classes: tutorial_space())")
 
@@ -353,15 +356,17 @@ def is_released_table_path(path: str | os.PathLike[str]) -> bool:
     return path.is_dir() or path.suffix in _YAML_SUFFIXES
 
 
-def load_latency_table_file(path: str | os.PathLike[str], space: ArchSpace) -> Any:
-    """The latency cost ``--lut PATH`` names for ``space``: released tables (a folder or a YAML file;
+@renamed_keywords(space="arch_space")
+def load_latency_table_file(path: str | os.PathLike[str], arch_space: ArchSpace) -> Any:
+    """The latency cost ``--lut PATH`` names for ``arch_space``: released tables (a folder or a YAML file;
     the returned table's space may cover fewer resolutions) or an ofa-nni JSON table."""
     if is_released_table_path(path):
-        if not isinstance(space, ArchSpace):  # their op shapes are MobileNet blocks'
+        if not isinstance(arch_space, ArchSpace):  # their op shapes are MobileNet blocks'
             raise InvalidInputError(
                 f"{path}: mit-han-lab's released latency tables describe OFA-MobileNetV3 and OFA-ProxylessNAS "
-                f"subnets, not this OFA-ResNet50 space ({type(space).__name__}): measure one with 'ofa-nni lut build'")
-        return load_ofa_latency_table(path, space=space)
+                f"subnets, not this OFA-ResNet50 space ({type(arch_space).__name__}): measure one with "
+                "'ofa-nni lut build'")
+        return load_ofa_latency_table(path, arch_space=arch_space)
     from ofa_nni.latency import LatencyTable
 
-    return LatencyTable.load(path, space=space)
+    return LatencyTable.load(path, arch_space=arch_space)

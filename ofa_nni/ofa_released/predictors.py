@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from ofa_nni._deprecation import RenamedAttribute
 from ofa_nni.accuracy import AccuracyPredictor, MLPAccuracyPredictor
 from ofa_nni.arch import ArchSpace
 from ofa_nni.efficiency import as_index_array
@@ -218,7 +219,7 @@ def _released_mlp(space: Any, weights: Sequence[np.ndarray], hidden_biases: Sequ
                   columns: np.ndarray, info: dict[str, Any]) -> MLPAccuracyPredictor:
     """A released MLP as our predictor of ``space``: the first layer's rows reordered to ``columns``
     (the released encoding's column of each of our features), ``base`` the constant output term."""
-    predictor = MLPAccuracyPredictor(space=space, hidden_size=weights[0].shape[1], num_layers=len(weights) - 1,
+    predictor = MLPAccuracyPredictor(arch_space=space, hidden_size=weights[0].shape[1], num_layers=len(weights) - 1,
                                      output="accuracy")
     # The released weights hold subnormal floats (e.g. 154,761 in the ResNet50 predictor's second layer),
     # which make a CPU's matrix products ~100x slower; below float32's smallest normal number they add
@@ -320,22 +321,24 @@ class ResolutionSubsetPredictor:
     resolutions (e.g. when a latency table covers only some of them): index rows are mapped onto the
     wider space's resolution indices, and the wider predictor scores them."""
 
+    space = RenamedAttribute("arch_space")  # the old name, for one release
+
     def __init__(self, predictor: Any, space: ArchSpace) -> None:
-        wider: ArchSpace = predictor.space
+        wider: ArchSpace = predictor.arch_space
         others = {k: v for k, v in space.signature().items() if k != "resolutions"}
         if others != {k: v for k, v in wider.signature().items() if k != "resolutions"} or not set(
                 space.resolutions) <= set(wider.resolutions):
             raise InvalidInputError(
                 f"a predictor of resolutions {list(wider.resolutions)} cannot score a space that differs in more "
                 f"than having fewer resolutions ({list(space.resolutions)})")
-        self.inner, self.space = predictor, space
+        self.inner, self.arch_space = predictor, space
         self.kind = getattr(predictor, "kind", "")
         self.metrics = getattr(predictor, "metrics", {})
         self.info = {**getattr(predictor, "info", {}), "resolutions_of_the_predictor": list(wider.resolutions)}
         self._to_wider = np.array([wider.resolutions.index(r) for r in space.resolutions], dtype=np.int64)
 
     def __call__(self, population: Any) -> Any:
-        indices = as_index_array(self.space, population).copy()
+        indices = as_index_array(self.arch_space, population).copy()
         indices[:, -1] = self._to_wider[indices[:, -1]]
         values = np.asarray(self.inner(indices), dtype=np.float64)
         return float(values[0]) if isinstance(population, Mapping) else values
@@ -343,6 +346,6 @@ class ResolutionSubsetPredictor:
 
 def restrict_predictor(predictor: Any, space: ArchSpace) -> Any:
     """``predictor`` on ``space``, a subset of its space's resolutions (itself when they are equal)."""
-    if predictor.space == space:
+    if predictor.arch_space == space:
         return predictor
     return ResolutionSubsetPredictor(predictor, space)

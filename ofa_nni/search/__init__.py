@@ -26,7 +26,7 @@ throughput and for many targets at once:
 Both searches follow an ask-and-tell protocol so that other drivers (NNI strategies, Optuna
 samplers, NNI tuners, real evaluation of subnets) can run them::
 
-    search = EvolutionSearch(space=space, costs={"macs": cost_model.macs},
+    search = EvolutionSearch(arch_space=arch_space, costs={"macs": cost_model.macs},
                              targets=[{"macs": 200e6}, {"macs": 300e6}], seed=0)
     while not search.done:
         candidates = search.ask()                 # (m, L) int64, new subnets only

@@ -21,15 +21,15 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
 
 
 class RowKeys:
-    """One uint64 key per canonical index row of ``space`` (:meth:`ArchSpace.canonical_indices`).
+    """One uint64 key per canonical index row of ``arch_space`` (:meth:`ArchSpace.canonical_indices`).
 
     Each row's mixed-radix code is computed exactly in float64 words (< 2**53 each, one small matrix
     product) and folded into one uint64 by splitmix64. Exact when one word suffices (small spaces);
     otherwise a 64-bit hash, and every archive hit is confirmed on the rows.
     """
 
-    def __init__(self, space: ArchSpace) -> None:
-        cardinalities = space.cardinalities.tolist()
+    def __init__(self, arch_space: ArchSpace) -> None:
+        cardinalities = arch_space.cardinalities.tolist()
         word_of_label = np.zeros(len(cardinalities), dtype=np.int64)
         multiplier = np.ones(len(cardinalities))
         word, product = 0, 1
@@ -56,8 +56,8 @@ class Archive:
     array when it reaches an eighth of it, so archiving a generation costs O(generation) amortised,
     not O(archive)."""
 
-    def __init__(self, space: ArchSpace, keys: RowKeys, n_costs: int) -> None:
-        self.space = space
+    def __init__(self, arch_space: ArchSpace, keys: RowKeys, n_costs: int) -> None:
+        self.arch_space = arch_space
         self.keys = keys
         self.n_costs = n_costs
         self.clear()
@@ -66,8 +66,8 @@ class Archive:
         self.size = 0
         # Rows in the smallest integer type that holds every choice index: the archive is copied
         # when it grows, and int64 rows made that copy a quarter of a large search's own time.
-        row_type = np.int8 if self.space.cardinalities.max() <= 127 else np.int64
-        self._rows = np.zeros((1024, len(self.space.labels)), dtype=row_type)
+        row_type = np.int8 if self.arch_space.cardinalities.max() <= 127 else np.int64
+        self._rows = np.zeros((1024, len(self.arch_space.labels)), dtype=row_type)
         self._scores = np.zeros(1024)
         self._costs = np.zeros((1024, self.n_costs))
         # sorted keys and the archive position of each: a large main index and a small recent one
@@ -130,7 +130,7 @@ class Archive:
 
     def load(self, state: Mapping[str, Any]) -> None:
         self.clear()
-        rows = np.asarray(state["rows"], dtype=np.int64).reshape(-1, len(self.space.labels))
+        rows = np.asarray(state["rows"], dtype=np.int64).reshape(-1, len(self.arch_space.labels))
         if len(rows):
             self.add(
                 rows,

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ofa_nni._deprecation import RenamedAttribute
 from ofa_nni.arch import ArchSpace, ChoiceSpace
 from ofa_nni.errors import InvalidInputError
 from ofa_nni.search.archive import Archive, RowKeys
@@ -68,23 +69,25 @@ class AskTellSearch:
     state; the settings are one :class:`EvolutionSettings`.
     """
 
-    def __init__(self, *, space: ArchSpace, costs: Mapping[str, ArrayFn], settings: EvolutionSettings) -> None:
-        if not isinstance(space, ChoiceSpace):
+    space = RenamedAttribute("arch_space")
+
+    def __init__(self, *, arch_space: ArchSpace, costs: Mapping[str, ArrayFn], settings: EvolutionSettings) -> None:
+        if not isinstance(arch_space, ChoiceSpace):
             raise InvalidInputError(
-                f"space must be an arch space (e.g. OFAMobileNetV3Space(...).arch_space), got {space!r}"
+                f"arch_space must be an arch space (e.g. OFAMobileNetV3Space(...).arch_space), got {arch_space!r}"
             )
         if not isinstance(costs, Mapping):
             raise InvalidInputError(f"costs must be a dict {{name: callable}}, got {type(costs).__name__}")
         for name, fn in costs.items():
             if not isinstance(name, str) or not callable(fn):
                 raise InvalidInputError(f"costs must map names to callables on index arrays; got {name!r}: {fn!r}")
-        self.space = space
+        self.arch_space = arch_space
         self.settings = settings
         self.costs: dict[str, ArrayFn] = dict(costs)
         self.cost_names = tuple(self.costs)
-        self._keys = RowKeys(space)
+        self._keys = RowKeys(arch_space)
         self._rng = np.random.default_rng(settings.seed)
-        self._archive = Archive(space, self._keys, len(self.costs))
+        self._archive = Archive(arch_space, self._keys, len(self.costs))
         self._generation = -1  # 0 is the initial population
         self._generation_open = False
         self._finished = False
@@ -136,7 +139,7 @@ class AskTellSearch:
         raise NotImplementedError
 
     def _canonical(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        canonical = self.space.canonical_indices(rows)
+        canonical = self.arch_space.canonical_indices(rows)
         return canonical, self._keys(canonical)
 
     def _feasible_proposals(self, rows: np.ndarray, context: ProposalContext) -> Proposals:
@@ -178,7 +181,7 @@ class AskTellSearch:
             at = np.nonzero(infeasible)[0]
             source = order[at]
             rows[at], values[at] = repair(
-                self.space,
+                self.arch_space,
                 rows[at],
                 values[at],
                 self.costs,
@@ -202,7 +205,7 @@ class AskTellSearch:
 
     def _config(self) -> dict[str, Any]:
         return {
-            "space": self.space.signature(),
+            "space": self.arch_space.signature(),
             "costs": list(self.cost_names),
             "population_size": self.population_size,
             "generations": self.generations,
@@ -229,7 +232,7 @@ class AskTellSearch:
         return self._finished and not self._has_pending()
 
     def _clear_pending(self) -> None:
-        n = len(self.space.labels)
+        n = len(self.arch_space.labels)
         self._pending_rows = np.zeros((0, n), dtype=np.int64)
         self._pending_canonical = self._pending_rows
         self._pending_keys = np.zeros(0, dtype=np.uint64)
@@ -286,7 +289,7 @@ class AskTellSearch:
             if len(new):
                 return self._pending_rows.copy()
             self._complete_generation()  # every child was scored before: nothing to ask
-        return np.zeros((0, len(self.space.labels)), dtype=np.int64)
+        return np.zeros((0, len(self.arch_space.labels)), dtype=np.int64)
 
     def tell(self, rows: Any, scores: Any) -> None:
         """Report objective values (higher is better) for ``rows``.
@@ -295,7 +298,7 @@ class AskTellSearch:
         elsewhere) are archived and offered to the population too. NaN marks a failed evaluation:
         archived, never selected. Rows scored before are ignored.
         """
-        rows = self.space.check_indices(rows, "tell(rows)")
+        rows = self.arch_space.check_indices(rows, "tell(rows)")
         scores = np.asarray(scores, dtype=np.float64).reshape(-1)
         if scores.shape != (len(rows),):
             raise InvalidInputError(f"tell: {len(rows)} rows but {scores.size} scores")
@@ -412,7 +415,7 @@ class AskTellSearch:
         differing = sorted(key for key in set(mine) | set(theirs) if mine.get(key) != theirs.get(key))
         if differing:
             raise InvalidInputError(f"state was saved by a search with different settings: {differing}")
-        n, k = len(self.space.labels), len(self.costs)
+        n, k = len(self.arch_space.labels), len(self.costs)
 
         def floats(values: Sequence[Any]) -> np.ndarray:
             return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
@@ -450,7 +453,7 @@ class AskTellSearch:
 
     def _anchors_for(self, budgets: np.ndarray, minima: dict[str, tuple[float, np.ndarray]]) -> np.ndarray:
         """A feasible subnet per budget row to repair towards (InvalidInputError if a budget is unreachable)."""
-        space, names = self.space, self.cost_names
+        arch_space, names = self.arch_space, self.cost_names
         for t, row in enumerate(budgets):
             for k, name in enumerate(names):
                 smallest, at = minima[name]
@@ -458,10 +461,11 @@ class AskTellSearch:
                     which = f"target {t} " if len(budgets) > 1 else ""
                     raise InvalidInputError(
                         f"{which}budget {format_cost(row[k])} for {name!r} is infeasible: the smallest "
-                        f"achievable {name} is {format_cost(smallest)} (subnet {space.format(space.from_indices(at))})"
+                        f"achievable {name} is {format_cost(smallest)} "
+                        f"(subnet {arch_space.format(arch_space.from_indices(at))})"
                     )
         # Candidates: the smallest subnet, then each cost's minimiser; the first meeting every budget.
-        candidates = np.stack([np.zeros(len(space.labels), dtype=np.int64)] + [at for _, at in minima.values()])
+        candidates = np.stack([np.zeros(len(arch_space.labels), dtype=np.int64)] + [at for _, at in minima.values()])
         values = evaluate_costs(self.costs, candidates)
         feasible: np.ndarray = np.asarray(
             (values[None, :, :] <= budgets[:, None, :]).all(axis=2)

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ofa_nni._deprecation import renamed_keywords
 from ofa_nni.arch import ArchSpace
 from ofa_nni.errors import InvalidInputError
 
@@ -43,7 +44,8 @@ def format_cost(value: float) -> str:
     return str(int(value)) if float(value).is_integer() and abs(value) < 1e18 else f"{value:.6g}"
 
 
-def minimum_costs(space: ArchSpace, costs: Mapping[str, ArrayFn]) -> dict[str, tuple[float, np.ndarray]]:
+@renamed_keywords(space="arch_space")
+def minimum_costs(arch_space: ArchSpace, costs: Mapping[str, ArrayFn]) -> dict[str, tuple[float, np.ndarray]]:
     """The smallest achievable value of each cost, with the subnet (index row) that achieves it.
 
     Starts at the smallest subnet (index 0 everywhere) and evaluates, in one batch, every subnet that
@@ -54,10 +56,10 @@ def minimum_costs(space: ArchSpace, costs: Mapping[str, ArrayFn]) -> dict[str, t
     """
     result: dict[str, tuple[float, np.ndarray]] = {}
     for name, fn in costs.items():
-        current = np.zeros(len(space.labels), dtype=np.int64)
+        current = np.zeros(len(arch_space.labels), dtype=np.int64)
         value = float(evaluate(fn, current[None], f"cost {name!r}")[0])
         for _ in range(10_000):
-            neighbours = _single_changes(space, current)
+            neighbours = _single_changes(arch_space, current)
             values = evaluate(fn, neighbours, f"cost {name!r}")
             best = int(values.argmin())
             if not values[best] < value:
@@ -67,9 +69,9 @@ def minimum_costs(space: ArchSpace, costs: Mapping[str, ArrayFn]) -> dict[str, t
     return result
 
 
-def _single_changes(space: ArchSpace, row: np.ndarray) -> np.ndarray:
+def _single_changes(arch_space: ArchSpace, row: np.ndarray) -> np.ndarray:
     """Every row that differs from ``row`` in exactly one gene."""
-    cardinalities = space.cardinalities
+    cardinalities = arch_space.cardinalities
     cols = np.repeat(np.arange(len(cardinalities)), cardinalities)
     values = np.concatenate([np.arange(c) for c in cardinalities.tolist()])
     keep = values != row[cols]

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ofa_nni._deprecation import renamed_keywords
 from ofa_nni.arch import ArchSpace
 from ofa_nni.errors import InvalidInputError
 from ofa_nni.search.base import PROPOSALS_PER_SLOT, AskTellSearch, ProposalContext, Proposals
@@ -77,9 +78,9 @@ class EvolutionSearch(AskTellSearch):
     """OFA's regularised evolution for one or many deployment targets at once (ask/tell).
 
     Args:
-        space: The search space (``OFAMobileNetV3Space(...).arch_space``).
+        arch_space: The search space (``OFAMobileNetV3Space(...).arch_space``).
         costs: ``{name: callable}``; each maps an ``(n, L)`` index array to ``(n,)`` costs (e.g.
-            ``AnalyticCostModel(space).macs``, a latency table). Costs must ignore the genes of
+            ``AnalyticCostModel(arch_space).macs``, a latency table). Costs must ignore the genes of
             inactive blocks. All costs of every candidate are reported; only budgeted ones constrain.
         targets: One budget dict ``{cost name: maximum}`` or a list of them (one per deployment
             target, e.g. ten latency budgets). A cost a target does not name is unconstrained.
@@ -99,23 +100,24 @@ class EvolutionSearch(AskTellSearch):
             an unknown cost name, or settings out of range.
     """
 
+    @renamed_keywords(space="arch_space")
     def __init__(
         self,
         *,
-        space: ArchSpace,
+        arch_space: ArchSpace,
         costs: Mapping[str, ArrayFn],
         targets: Mapping[str, float] | Sequence[Mapping[str, float]],
         settings: EvolutionSettings | None = None,
         **overrides: Any,
     ) -> None:
-        super().__init__(space=space, costs=costs, settings=EvolutionSettings.build(settings, **overrides))
+        super().__init__(arch_space=arch_space, costs=costs, settings=EvolutionSettings.build(settings, **overrides))
         self.parent_ratio = self.settings.parent_ratio
         self.parents_size = self.settings.num_parents
         target_list = [targets] if isinstance(targets, Mapping) else list(targets)
         if not target_list:
             raise InvalidInputError("targets must hold at least one budget dict")
         self.budgets = np.stack([self._parse_budgets(t, f"targets[{i}]") for i, t in enumerate(target_list)])
-        minima = minimum_costs(space, self.costs)
+        minima = minimum_costs(arch_space, self.costs)
         self._rotating = self.n_targets > MAX_EVOLVING_TARGETS
         self._all_anchors = self._anchors_for(self.budgets, minima)
         self._all_anchor_costs = evaluate_costs(self.costs, self._all_anchors)
@@ -127,7 +129,7 @@ class EvolutionSearch(AskTellSearch):
         self.children_per_target = max(2, math.ceil(self.population_size * SHARED_POPULATIONS / MAX_EVOLVING_TARGETS)) \
             if self._rotating else self.population_size
         """New subnets scored per evolving target and generation."""
-        n_labels, n_costs = len(space.labels), len(self.costs)
+        n_labels, n_costs = len(arch_space.labels), len(self.costs)
         self._recent = (np.zeros((0, n_labels), dtype=np.int64), np.zeros(0), np.zeros((0, n_costs)))
         self._evolve(evolving_targets(self.budgets, MAX_EVOLVING_TARGETS))
         n_evolving = len(self.evolving)
@@ -230,7 +232,7 @@ class EvolutionSearch(AskTellSearch):
         return {**super()._config(), "parent_ratio": self.parent_ratio, "budgets": self.budgets.tolist()}
 
     def _propose(self) -> Proposals:
-        rng, n_targets, n_labels = self._rng, len(self.evolving), len(self.space.labels)
+        rng, n_targets, n_labels = self._rng, len(self.evolving), len(self.arch_space.labels)
         n_mut, n_cross = self._children()
         if self._rotating and self._generation > 0 and self._polish_from is None:
             self._rotate()
@@ -239,7 +241,7 @@ class EvolutionSearch(AskTellSearch):
             # One random population shared by every target, repaired to each target's budgets.
             # (Candidates told before the first ask() -- a warm start, as the Optuna sampler
             # replays its trials -- are parents instead.)
-            rows = np.tile(self.space.random_indices(n_mut + n_cross, rng), (n_targets, 1))
+            rows = np.tile(self.arch_space.random_indices(n_mut + n_cross, rng), (n_targets, 1))
             context = self._context(initial=True)
         else:
             valid = np.isfinite(self._parent_scores).sum(axis=1)  # parents are sorted best first
@@ -250,7 +252,7 @@ class EvolutionSearch(AskTellSearch):
                 return self._parents[target_of, chosen]  # (targets, count, L)
 
             mutated = mutate(
-                self.space,
+                self.arch_space,
                 pick(n_mut).reshape(-1, n_labels),
                 rng,
                 self.mutation_prob,
@@ -343,11 +345,11 @@ class EvolutionSearch(AskTellSearch):
         if "evolving" in state:
             self._evolve(np.asarray(state["evolving"], dtype=np.int64))
             rows, scores, costs = state["recent"]
-            self._recent = (np.asarray(rows, dtype=np.int64).reshape(-1, len(self.space.labels)),
+            self._recent = (np.asarray(rows, dtype=np.int64).reshape(-1, len(self.arch_space.labels)),
                             floats([scores]).reshape(-1),
                             np.asarray(costs, dtype=np.float64).reshape(-1, len(self.costs)))
         parents = np.asarray(state["parents"], dtype=np.int64)
-        shape = (len(self.evolving), self.parents_size, len(self.space.labels))
+        shape = (len(self.evolving), self.parents_size, len(self.arch_space.labels))
         if parents.shape != shape:
             raise InvalidInputError(
                 f"state holds parents of {len(parents)} targets but this search evolves {len(self.evolving)} of its "
@@ -369,11 +371,11 @@ class EvolutionSearch(AskTellSearch):
         """The best subnet per target: the best scored subnet that meets its budgets."""
         if not np.isfinite(self._best_scores).all():
             raise InvalidInputError("no candidate has been scored yet: call ask()/tell() (or run()) first")
-        best_rows = self.space.canonical_indices(self._best_rows)
+        best_rows = self.arch_space.canonical_indices(self._best_rows)
         results = []
         for t in range(self.n_targets):
             row = best_rows[t]
-            sample = self.space.from_indices(row)
+            sample = self.arch_space.from_indices(row)
             results.append(
                 TargetResult(
                     budgets={
@@ -381,7 +383,7 @@ class EvolutionSearch(AskTellSearch):
                     },
                     indices=row,
                     sample=sample,
-                    arch=self.space.format(sample),
+                    arch=self.arch_space.format(sample),
                     score=float(self._best_scores[t]),
                     costs={n: float(c) for n, c in zip(self.cost_names, self._best_costs[t], strict=True)},
                 )

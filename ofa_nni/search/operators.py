@@ -17,7 +17,7 @@ REPAIR_TRIES = 4
 
 
 def mutate(
-    space: ArchSpace,
+    arch_space: ArchSpace,
     parents: np.ndarray,
     rng: np.random.Generator,
     mutation_prob: float,
@@ -27,8 +27,8 @@ def mutate(
     ``mutation_prob``, the resolution with ``resolution_prob``. A child whose *active* part came out
     equal to its parent (e.g. only inactive blocks were hit) gets one active gene changed, so no
     query is spent on a copy of the parent."""
-    n, card = len(parents), space.cardinalities
-    units = space.mutation_units  # genes redrawn together share a unit; the resolution's is the last
+    n, card = len(parents), arch_space.cardinalities
+    units = arch_space.mutation_units  # genes redrawn together share a unit; the resolution's is the last
     threshold = np.full(int(units.max()) + 1, mutation_prob, dtype=np.float32)
     threshold[-1] = resolution_prob
     hit = (rng.random((n, len(threshold)), dtype=np.float32) < threshold)[:, units]
@@ -37,7 +37,7 @@ def mutate(
     children[row, col] = (rng.random(len(row)) * card[col]).astype(np.int64)
     # A child equals its parent (as a subnet) iff no active gene changed; a changed depth is itself
     # an active change, so the parent's active mask decides.
-    active = space.active_gene_mask(parents)
+    active = arch_space.active_gene_mask(parents)
     changed = np.zeros(n, dtype=bool)
     changed[row[(children[row, col] != parents[row, col]) & active[row, col]]] = True
     same = np.nonzero(~changed)[0]
@@ -58,7 +58,7 @@ def crossover(parents_a: np.ndarray, parents_b: np.ndarray, rng: np.random.Gener
 
 
 def repair(
-    space: ArchSpace,
+    arch_space: ArchSpace,
     rows: np.ndarray,
     values: np.ndarray,
     costs: Mapping[str, ArrayFn],
@@ -86,13 +86,13 @@ def repair(
     bad = np.nonzero((values > budgets).any(axis=1))[0]
     tries = REPAIR_TRIES
     growth = 2.0 ** np.arange(tries)
-    for attempt in range(int((space.cardinalities - 1).sum()) + 1):
+    for attempt in range(int((arch_space.cardinalities - 1).sum()) + 1):
         if len(bad) == 0:
             break
         n = len(bad)
         sub, anchor = np.tile(rows[bad], (tries, 1)), np.tile(anchors[bad], (tries, 1))
         diff = sub - anchor
-        movable = (diff != 0) & space.active_gene_mask(sub)
+        movable = (diff != 0) & arch_space.active_gene_mask(sub)
         n_movable = movable.sum(axis=1)
         span = np.maximum(values[bad] - anchor_costs[bad], 1e-12)
         over = np.clip((values[bad] - budgets[bad]) / span, 0.0, 1.0).max(axis=1)

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ofa_nni._deprecation import renamed_keywords
 from ofa_nni.arch import ArchSpace
 from ofa_nni.errors import InvalidInputError
 from ofa_nni.search.base import PROPOSALS_PER_SLOT, AskTellSearch, ProposalContext, Proposals
@@ -29,22 +30,23 @@ class ParetoSearch(AskTellSearch):
     tournament on (front rank, crowding distance), so ``parent_ratio`` is not used.
     """
 
+    @renamed_keywords(space="arch_space")
     def __init__(
         self,
         *,
-        space: ArchSpace,
+        arch_space: ArchSpace,
         costs: Mapping[str, ArrayFn],
         budgets: Mapping[str, float] | None = None,
         settings: EvolutionSettings | None = None,
         **overrides: Any,
     ) -> None:
-        super().__init__(space=space, costs=costs, settings=EvolutionSettings.build(settings, **overrides))
+        super().__init__(arch_space=arch_space, costs=costs, settings=EvolutionSettings.build(settings, **overrides))
         if not self.costs:
             raise InvalidInputError("ParetoSearch needs at least one cost to trade the objective against")
         self.budgets = self._parse_budgets(budgets or {}, "budgets")
-        self._anchor = self._anchors_for(self.budgets[None], minimum_costs(space, self.costs))[0]
+        self._anchor = self._anchors_for(self.budgets[None], minimum_costs(arch_space, self.costs))[0]
         self._anchor_costs = evaluate_costs(self.costs, self._anchor[None])[0]
-        self._population = np.zeros((0, len(space.labels)), dtype=np.int64)
+        self._population = np.zeros((0, len(arch_space.labels)), dtype=np.int64)
         self._objectives = np.zeros((0, 1 + len(self.costs)))
         self._rank = np.zeros(0, dtype=np.int64)
         self._crowding = np.zeros(0)
@@ -53,11 +55,11 @@ class ParetoSearch(AskTellSearch):
         return {**super()._config(), "budgets": self.budgets.tolist()}
 
     def _propose(self) -> Proposals:
-        rng, space = self._rng, self.space
+        rng, arch_space = self._rng, self.arch_space
         n_mut = PROPOSALS_PER_SLOT * self.n_mutations
         n_cross = PROPOSALS_PER_SLOT * self.population_size - n_mut
         if self._generation == 0 or len(self._population) == 0:
-            rows = space.random_indices(n_mut + n_cross, rng)
+            rows = arch_space.random_indices(n_mut + n_cross, rng)
             position = np.arange(len(rows)) / len(rows)
         else:
 
@@ -68,7 +70,7 @@ class ParetoSearch(AskTellSearch):
                 )
                 return self._population[np.where(a_wins, a, b)]
 
-            mutated = mutate(space, tournament(n_mut), rng, self.mutation_prob, self.resolution_mutation_prob)
+            mutated = mutate(arch_space, tournament(n_mut), rng, self.mutation_prob, self.resolution_mutation_prob)
             rows = np.concatenate([mutated, crossover(tournament(n_cross), tournament(n_cross), rng)])
             position = np.concatenate([np.arange(n_mut) / n_mut, np.arange(n_cross) / n_cross])
         n = len(rows)
@@ -95,7 +97,7 @@ class ParetoSearch(AskTellSearch):
         return {"rows": self._population.tolist(), "objectives": self._objectives.tolist()}
 
     def _load_population_state(self, state: Mapping[str, Any]) -> None:
-        self._population = np.asarray(state["rows"], dtype=np.int64).reshape(-1, len(self.space.labels))
+        self._population = np.asarray(state["rows"], dtype=np.int64).reshape(-1, len(self.arch_space.labels))
         self._objectives = np.asarray(state["objectives"], dtype=np.float64).reshape(-1, 1 + len(self.costs))
         self._rank, self._crowding = rank_and_crowding(self._objectives)
 
@@ -108,7 +110,7 @@ class ParetoSearch(AskTellSearch):
         rows, scores, costs = rows[mask], scores[mask], costs[mask]
         order = np.lexsort((-scores, costs[:, 0]))
         return ParetoFront(
-            space=self.space,
+            arch_space=self.arch_space,
             indices=rows[order],
             scores=scores[order],
             costs={name: costs[order, k] for k, name in enumerate(self.cost_names)},

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from ofa_nni._deprecation import RenamedAttribute
 from ofa_nni.arch import ArchSpace, Sample
 
 __all__ = ["TargetResult", "SearchResult", "ParetoFront"]
@@ -56,18 +57,19 @@ class SearchResult:
 class ParetoFront:
     """Non-dominated subnets: objective (maximised) against every cost (minimised)."""
 
-    space: ArchSpace
+    arch_space: ArchSpace
     indices: np.ndarray
     """``(F, L)`` index rows, sorted by the first cost."""
     scores: np.ndarray
     costs: dict[str, np.ndarray]
     evaluations: int
+    space = RenamedAttribute("arch_space")  # the old name, for one release
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def samples(self) -> list[Sample]:
-        return [self.space.from_indices(row) for row in self.indices]
+        return [self.arch_space.from_indices(row) for row in self.indices]
 
     def archs(self) -> list[str]:
-        return [self.space.format(sample) for sample in self.samples()]
+        return [self.arch_space.format(sample) for sample in self.samples()]

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ofa_nni._utils import replace_settings
 from ofa_nni.errors import InvalidInputError
 
 __all__ = ["EvolutionSettings", "PAPER_SETTINGS"]
@@ -111,14 +112,7 @@ class EvolutionSettings:
     def build(cls, settings: EvolutionSettings | None = None, **overrides: Any) -> EvolutionSettings:
         """``settings`` (default: the paper's) with keyword ``overrides`` of its fields: how the entry
         points map their keyword arguments (and NNI ``classArgs``) onto one settings object."""
-        base = cls() if settings is None else settings
-        if not isinstance(base, cls):
-            raise InvalidInputError(f"settings must be an EvolutionSettings, got {type(base).__name__}")
-        fields = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(overrides) - fields)
-        if unknown:
-            raise InvalidInputError(f"unknown evolution setting(s) {unknown}; allowed: {sorted(fields)}")
-        return dataclasses.replace(base, **overrides) if overrides else base
+        return replace_settings(cls, settings, overrides, what="evolution")
 
     def as_dict(self) -> dict[str, Any]:
         """The fields as plain JSON-able values (what a search's state records)."""

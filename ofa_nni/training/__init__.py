@@ -25,6 +25,7 @@ from ofa_nni.training.schedule import (
     step_seed,
     unlocked_choices,
 )
+from ofa_nni.training.settings import TrainingSettings
 from ofa_nni.training.steps import (
     distillation_loss,
     median_sample,
@@ -60,6 +61,7 @@ __all__ = [
     "atomic_torch_save",
     "ConfigError",
     "TrainConfig",
+    "TrainingSettings",
     "load_config",
     "demo_config",
 ]

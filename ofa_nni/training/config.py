@@ -8,6 +8,7 @@ allowed. ``examples/train_digits.yaml`` shows every key.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import types
 import typing
@@ -28,6 +29,7 @@ from ofa_nni.training.schedule import (
     Phase,
     progressive_shrinking,
 )
+from ofa_nni.training.settings import TrainingSettings, check_training_setting, require_in_range
 
 __all__ = [
     "ConfigError",
@@ -51,16 +53,8 @@ class ConfigError(InvalidInputError):
     """An invalid training configuration (the message names the key and what is allowed)."""
 
 
-def _require(key: str, value: Any, low: float, high: float = math.inf, *, low_open: bool = False,
-             high_open: bool = False) -> None:
-    """Raise a ConfigError naming ``key`` and the allowed interval unless ``value`` lies in it."""
-    if value is None:
-        return
-    above = value > low if low_open else value >= low
-    below = value < high if high_open else value <= high
-    if not (above and below):
-        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open or high == math.inf else ']'}"
-        raise ConfigError(f"{key}: {value!r} is out of range; allowed: {interval}")
+# Range checks name the YAML key and raise ConfigError; the rules are the training settings' own.
+_require = functools.partial(require_in_range, error=ConfigError)
 
 
 SPACE_PRESETS: Mapping[str, Mapping[str, Any]] = {
@@ -261,9 +255,8 @@ class OptimizerConfig:
     label_smoothing: float = 0.1
 
     def __post_init__(self) -> None:
-        _require("optimizer.momentum", self.momentum, 0.0, 1.0, high_open=True)
-        _require("optimizer.weight_decay", self.weight_decay, 0.0)
-        _require("optimizer.label_smoothing", self.label_smoothing, 0.0, 1.0, high_open=True)
+        for name in ("momentum", "nesterov", "weight_decay", "label_smoothing"):
+            check_training_setting(name, getattr(self, name), key=f"optimizer.{name}", error=ConfigError)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -275,8 +268,10 @@ class ValidationConfig:
     every_n_epochs: int = 1
 
     def __post_init__(self) -> None:
-        _require("validation.random_subnets", self.random_subnets, 0)
-        _require("validation.calibration_batches", self.calibration_batches, 1)
+        check_training_setting("validation_random_subnets", self.random_subnets, key="validation.random_subnets",
+                               error=ConfigError)
+        check_training_setting("calibration_batches", self.calibration_batches, key="validation.calibration_batches",
+                               error=ConfigError)
         _require("validation.every_n_epochs", self.every_n_epochs, 1)
 
 
@@ -331,6 +326,23 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
+
+    def training_settings(self, *, checkpoint_dir: str | Path | None = None, resume: bool = False) -> TrainingSettings:
+        """The settings the one-shot training module runs with: this configuration's seed,
+        ``optimizer:`` and ``validation:`` values unchanged, where checkpoints go, and the whole
+        configuration (stored in every checkpoint)."""
+        return TrainingSettings(
+            seed=self.seed,
+            label_smoothing=self.optimizer.label_smoothing,
+            momentum=self.optimizer.momentum,
+            nesterov=self.optimizer.nesterov,
+            weight_decay=self.optimizer.weight_decay,
+            validation_random_subnets=self.validation.random_subnets,
+            calibration_batches=self.validation.calibration_batches,
+            checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir),
+            resume=resume,
+            run_config=self.to_dict(),
+        )
 
 
 def demo_config(*, run_dir: str | None = None, seed: int = 0) -> TrainConfig:

@@ -287,7 +287,7 @@ def _latency_table(space: Any, args: argparse.Namespace, search: Any) -> Any:
         recorded = (search["latency_table"] or {}).get("path")
         # Released tables (mit-han-lab's YAML, another device's timings) have no protocol to measure with here.
         path = Path(recorded) if recorded and Path(recorded).is_file() and Path(recorded).suffix == ".json" else None
-    return None if path is None else LatencyTable.load(path, space=space)
+    return None if path is None else LatencyTable.load(path, arch_space=space)
 
 
 def _measure_latency(models: list[Any], subnets: list[dict[str, Any]], args: argparse.Namespace,

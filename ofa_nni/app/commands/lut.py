@@ -159,7 +159,8 @@ def _space_source_arguments(parser: argparse.ArgumentParser) -> None:
     """Where ``build`` and ``bundle`` take their space from: a trained supernet, or a space by name and
     preset (either alone: ``--space`` gives the space's released preset, ``--preset`` the default space)."""
     parser.add_argument("--supernet", type=Path, help="trained supernet (supernet.pt or a training checkpoint)")
-    parser.add_argument("--space", default=None, help="the search space (ofa-mbv3, the default; ofa-proxyless; ofa-resnet50)")
+    parser.add_argument("--space", default=None,
+                        help="the search space (ofa-mbv3, the default; ofa-proxyless; ofa-resnet50)")
     parser.add_argument("--preset", help="the space's preset: cpu or the released one, the default (ofa-mobilenetv3, "
                         "ofa-proxylessnas, ofa-resnet50)")
     parser.add_argument("--num-classes", type=int, default=None, help="with --space/--preset: classifier outputs")
@@ -239,7 +240,7 @@ def run_validate(args: argparse.Namespace) -> int:
         table = LatencyTable.load(args.table)
         before = dict(table.validation or {})
         load = retime_entries(table, seed=args.seed, show_progress=not args.quiet)
-        validate_latency_table(table, _module_for(table.space).freeze, num_subnets=args.validate,
+        validate_latency_table(table, _module_for(table.arch_space).freeze, num_subnets=args.validate,
                                calibration_subnets=args.calibration_subnets, seed=args.seed,
                                show_progress=not args.quiet)
         assert table.validation is not None

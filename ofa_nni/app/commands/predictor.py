@@ -150,7 +150,7 @@ def run_show(args: argparse.Namespace) -> int:
     from ofa_nni.accuracy import AccuracyPredictor
 
     predictor = AccuracyPredictor.load(args.predictor)
-    space = predictor.space
+    space = predictor.arch_space
     print(f"accuracy predictor {predictor.kind} ({predictor.settings()})")
     print(f"  space: {space.num_stages} stages x {space.max_depth} blocks, kernels {list(space.kernel_sizes)}, "
           f"expands {list(space.expand_ratios)}, depths {list(space.depths)}, resolutions {list(space.resolutions)}, "

@@ -125,7 +125,7 @@ def _costs(space: Any, lut: Path | None) -> tuple[dict[str, Any], Any]:
 
     table = None if lut is None else load_latency_table_file(lut, space)
     if table is not None:
-        space = table.space  # released tables may cover only some of the resolutions
+        space = table.arch_space  # released tables may cover only some of the resolutions
     costs: dict[str, Any] = {"macs": MacsModel(space), "params": ParamsModel(space)}
     if table is not None:
         costs["latency_ms"] = table
@@ -139,7 +139,7 @@ def _infeasible_target(error: ValueError, space: Any, costs: Mapping[str, Any], 
 
     for name, budgets in zip(names, targets, strict=True):
         try:
-            EvolutionSearch(space=space, costs=costs, targets=budgets, generations=0)
+            EvolutionSearch(arch_space=space, costs=costs, targets=budgets, generations=0)
         except ValueError as alone:
             return InvalidInputError(f"--target {name!r}: {alone}")
     return error  # only the combination fails (not expected for costs that grow with every choice)
@@ -165,7 +165,7 @@ def _run_search(space: Any, predictor: Any, costs: Mapping[str, Any], names: Seq
     from ofa_nni.search import EvolutionSearch
 
     try:
-        search = EvolutionSearch(space=space, costs=costs, targets=list(targets), population_size=args.population,
+        search = EvolutionSearch(arch_space=space, costs=costs, targets=list(targets), population_size=args.population,
                                  generations=args.generations, seed=args.seed)
     except ValueError as error:
         raise _infeasible_target(error, space, costs, names, targets) from None
@@ -178,7 +178,7 @@ def _pareto(space: Any, predictor: Any, costs: Mapping[str, Any], cost: str,
 
     from ofa_nni.search import ParetoSearch
 
-    search = ParetoSearch(space=space, costs={cost: costs[cost]}, population_size=args.population,
+    search = ParetoSearch(arch_space=space, costs={cost: costs[cost]}, population_size=args.population,
                           generations=args.generations, seed=args.seed)
     front = _drive(search, predictor, f"Pareto front ({cost})", args)
     return {
@@ -215,11 +215,11 @@ def run(args: argparse.Namespace) -> int:
 
     _check_settings(args)
     predictor = load_predictor_file(args.predictor)
-    space = predictor.space
+    space = predictor.arch_space
     costs, table = _costs(space, args.lut)
-    if table is not None and table.space != space:
+    if table is not None and table.arch_space != space:
         print(f"note: {table.coverage_note(space.resolutions)}")
-        space, predictor = table.space, restrict_predictor(predictor, table.space)
+        space, predictor = table.arch_space, restrict_predictor(predictor, table.arch_space)
     targets = [parse_target(text, list(costs)) for text in args.target]
     names = [text.replace(" ", "") for text in args.target]
     pareto_cost = str(args.pareto_cost or (next(iter(targets[0])) if targets else ""))
@@ -255,7 +255,7 @@ def _document(args: argparse.Namespace, predictor: Any, table: Any, cost_names: 
     from ofa_nni.app.report import COST_UNITS
 
     return SearchDocument.create(
-        space=predictor.space.signature(),
+        space=predictor.arch_space.signature(),
         predictor={"path": str(args.predictor), "kind": predictor.kind, "metrics": predictor.metrics},
         latency_table=None if table is None else {"path": str(args.lut), "description": _table_description(table),
                                                   "statistic": table.statistic},

@@ -26,7 +26,7 @@ def objective(trial: optuna.Trial) -> float:
     return float(space.to_features([sample])[0] @ weights + 0.03 * np.log(macs / 176e6))
 
 
-sampler = OFAEvolutionSampler(space=space, seed=0)
+sampler = OFAEvolutionSampler(arch_space=space, seed=0)
 study = optuna.create_study(direction="maximize", sampler=sampler)
 study.optimize(objective, n_trials=100)
 print(study.best_trial.number, study.best_value, study.best_trial.user_attrs["arch"])
