@@ -100,10 +100,13 @@ def test_tutorial_predictor_equals_the_reference_on_1000_subnets(reference_tutor
     np.testing.assert_array_equal(AccuracyPredictor.load(tmp_path / "released.npz")(rows), predicted)
     # A space with a subset of the tutorial's choices reads the same file (columns are matched).
     smaller = tutorial_space(resolutions=(176, 224), kernel_sizes=(3, 7))
-    sub = load_ofa_accuracy_predictor(MBV3_PREDICTOR, space=smaller)
+    sub = load_ofa_accuracy_predictor(MBV3_PREDICTOR, arch_space=smaller)
     sub_rows = smaller.random_indices(50, 1)
     theirs = reference.predict_accuracy([_ofa_spec(smaller, row) for row in sub_rows]).numpy().reshape(-1)
     assert np.abs(sub(sub_rows) - theirs).max() <= 1e-6
+    with pytest.deprecated_call(match=r"load_ofa_accuracy_predictor\(\): the keyword space="):  # one release
+        np.testing.assert_array_equal(load_ofa_accuracy_predictor(MBV3_PREDICTOR, space=smaller)(sub_rows),
+                                      sub(sub_rows))
 
 
 def _resnet_arch_dict(space: ResNetArchSpace, row) -> dict:
@@ -134,7 +137,7 @@ def test_resnet50_predictor_equals_the_reference_on_1000_subnets(capsys, tmp_pat
     assert np.abs(ours(rows) - theirs).max() <= 1e-6
     # on a space of fewer resolutions (the columns of the others dropped), and saved as ours
     smaller = ResNetArchSpace(resolutions=(160, 224))
-    sub = load_ofa_accuracy_predictor(RESNET50_PREDICTOR, space=smaller)
+    sub = load_ofa_accuracy_predictor(RESNET50_PREDICTOR, arch_space=smaller)
     sub_rows = smaller.random_indices(100, 1)
     with torch.no_grad():
         theirs = reference.predict_acc([_resnet_arch_dict(smaller, row) for row in sub_rows]).numpy()
@@ -146,17 +149,17 @@ def test_resnet50_predictor_equals_the_reference_on_1000_subnets(capsys, tmp_pat
 @needs_released
 def test_resnet50_predictor_refuses_other_spaces():
     with pytest.raises(InvalidInputError) as error:
-        load_ofa_accuracy_predictor(RESNET50_PREDICTOR, space=ResNetArchSpace())  # 128..224 step 4
+        load_ofa_accuracy_predictor(RESNET50_PREDICTOR, arch_space=ResNetArchSpace())  # 128..224 step 4
     message = str(error.value)
     assert str(RESNET50_PREDICTOR) in message
     assert "resolutions within [128, 144, 160, 176, 192, 224, 240, 256]" in message
     assert "found a space with resolutions [128, 132," in message
     with pytest.raises(InvalidInputError, match=r"found a space with depths \[0, 1\]"):
-        load_ofa_accuracy_predictor(RESNET50_PREDICTOR, space=resnet50_space(depths=(0, 1)))
+        load_ofa_accuracy_predictor(RESNET50_PREDICTOR, arch_space=resnet50_space(depths=(0, 1)))
     with pytest.raises(InvalidInputError, match="found OFA.s ResNet50 predictor .*; this ArchSpace space expects"):
-        load_ofa_accuracy_predictor(RESNET50_PREDICTOR, space=tutorial_space())
+        load_ofa_accuracy_predictor(RESNET50_PREDICTOR, arch_space=tutorial_space())
     with pytest.raises(InvalidInputError, match="found the OFA tutorial's MobileNetV3 predictor.*ResNetArchSpace"):
-        load_ofa_accuracy_predictor(MBV3_PREDICTOR, space=resnet50_space())
+        load_ofa_accuracy_predictor(MBV3_PREDICTOR, arch_space=resnet50_space())
 
 
 @needs_released
@@ -164,7 +167,7 @@ def test_resnet50_predictor_refuses_other_spaces():
 def test_predictors_of_another_space_or_layout_are_refused(tmp_path):
     # The MobileNetV3 predictor cannot describe resolutions it has no input for.
     with pytest.raises(InvalidInputError) as error:
-        load_ofa_accuracy_predictor(MBV3_PREDICTOR, space=ArchSpace())
+        load_ofa_accuracy_predictor(MBV3_PREDICTOR, arch_space=ArchSpace())
     message = str(error.value)
     assert str(MBV3_PREDICTOR) in message and "resolutions within [160, 176, 192, 208, 224]" in message
     assert "found a space with resolutions [128, 132," in message

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ofa_nni._deprecation import RenamedAttribute
+from ofa_nni._deprecation import RenamedAttribute, renamed_keywords
 from ofa_nni.accuracy import AccuracyPredictor, MLPAccuracyPredictor
 from ofa_nni.arch import ArchSpace
 from ofa_nni.efficiency import as_index_array
@@ -171,19 +171,19 @@ def _found_layout(arrays: Mapping[str, np.ndarray]) -> str:
 
 
 # ------------------------------------------------------------------------ MobileNetV3 (tutorial)
-def _check_tutorial_space(space: ArchSpace, path: Path) -> None:
-    if not isinstance(space, ArchSpace):
-        raise InvalidInputError(f"{path}: found {_TUTORIAL_LAYOUT}; this {type(space).__name__} space expects "
+def _check_tutorial_space(arch_space: ArchSpace, path: Path) -> None:
+    if not isinstance(arch_space, ArchSpace):
+        raise InvalidInputError(f"{path}: found {_TUTORIAL_LAYOUT}; this {type(arch_space).__name__} space expects "
                                 f"{_RESNET50_LAYOUT} (the MobileNetV3 predictor scores OFA-MobileNetV3 subnets)")
     found = []
-    if (space.num_stages, space.max_depth) != (_TUTORIAL_STAGES, _TUTORIAL_DEPTH):
-        found.append(f"{space.num_stages} stages x {space.max_depth} blocks")
-    if not set(space.kernel_sizes) <= set(_TUTORIAL_KERNELS):
-        found.append(f"kernel sizes {list(space.kernel_sizes)}")
-    if not set(space.expand_ratios) <= set(_TUTORIAL_EXPANDS):
-        found.append(f"expand ratios {list(space.expand_ratios)}")
-    if not set(space.resolutions) <= set(TUTORIAL_RESOLUTIONS):
-        found.append(f"resolutions {list(space.resolutions)}")
+    if (arch_space.num_stages, arch_space.max_depth) != (_TUTORIAL_STAGES, _TUTORIAL_DEPTH):
+        found.append(f"{arch_space.num_stages} stages x {arch_space.max_depth} blocks")
+    if not set(arch_space.kernel_sizes) <= set(_TUTORIAL_KERNELS):
+        found.append(f"kernel sizes {list(arch_space.kernel_sizes)}")
+    if not set(arch_space.expand_ratios) <= set(_TUTORIAL_EXPANDS):
+        found.append(f"expand ratios {list(arch_space.expand_ratios)}")
+    if not set(arch_space.resolutions) <= set(TUTORIAL_RESOLUTIONS):
+        found.append(f"resolutions {list(arch_space.resolutions)}")
     if found:
         raise InvalidInputError(
             f"{path}: {_TUTORIAL_LAYOUT} expects an OFA-MobileNetV3 space of {_TUTORIAL_STAGES} stages x "
@@ -193,34 +193,35 @@ def _check_tutorial_space(space: ArchSpace, path: Path) -> None:
         )
 
 
-def _tutorial_columns(space: ArchSpace) -> np.ndarray:
-    """For each column of ``space.to_features``, the column of ``spec2feats`` holding the same bit."""
-    n_blocks = space.num_blocks
-    columns = [120 + _TUTORIAL_SLOTS.index(r) for r in space.resolutions]
-    columns += [3 * block + _TUTORIAL_KERNELS.index(k) for block in range(n_blocks) for k in space.kernel_sizes]
-    columns += [60 + 3 * block + _TUTORIAL_EXPANDS.index(e) for block in range(n_blocks) for e in space.expand_ratios]
+def _tutorial_columns(arch_space: ArchSpace) -> np.ndarray:
+    """For each column of ``arch_space.to_features``, the column of ``spec2feats`` holding the same bit."""
+    n_blocks = arch_space.num_blocks
+    columns = [120 + _TUTORIAL_SLOTS.index(r) for r in arch_space.resolutions]
+    columns += [3 * block + _TUTORIAL_KERNELS.index(k) for block in range(n_blocks) for k in arch_space.kernel_sizes]
+    columns += [60 + 3 * block + _TUTORIAL_EXPANDS.index(e)
+                for block in range(n_blocks) for e in arch_space.expand_ratios]
     return np.asarray(columns, dtype=np.int64)
 
 
 def _tutorial_predictor(path: Path, layers: tuple[list[np.ndarray], list[np.ndarray]],
-                        space: ArchSpace | None) -> MLPAccuracyPredictor:
-    space = tutorial_space() if space is None else space
-    _check_tutorial_space(space, path)
+                        arch_space: ArchSpace | None) -> MLPAccuracyPredictor:
+    arch_space = tutorial_space() if arch_space is None else arch_space
+    _check_tutorial_space(arch_space, path)
     weights, biases = layers
     # The output layer's bias is a constant added to every prediction: OFA's base accuracy.
-    return _released_mlp(space, weights, biases[:-1], float(biases[-1][0]), _tutorial_columns(space), {
+    return _released_mlp(arch_space, weights, biases[:-1], float(biases[-1][0]), _tutorial_columns(arch_space), {
         "source": f"mit-han-lab's released OFA-MobileNetV3 accuracy predictor {path.name}",
         "path": str(path),
         "trained_on": "ImageNet top-1 of OFA-MobileNetV3 w1.2 subnets, resolutions 160-224 step 16",
     })
 
 
-def _released_mlp(space: Any, weights: Sequence[np.ndarray], hidden_biases: Sequence[np.ndarray], base: float,
+def _released_mlp(arch_space: Any, weights: Sequence[np.ndarray], hidden_biases: Sequence[np.ndarray], base: float,
                   columns: np.ndarray, info: dict[str, Any]) -> MLPAccuracyPredictor:
-    """A released MLP as our predictor of ``space``: the first layer's rows reordered to ``columns``
+    """A released MLP as our predictor of ``arch_space``: the first layer's rows reordered to ``columns``
     (the released encoding's column of each of our features), ``base`` the constant output term."""
-    predictor = MLPAccuracyPredictor(arch_space=space, hidden_size=weights[0].shape[1], num_layers=len(weights) - 1,
-                                     output="accuracy")
+    predictor = MLPAccuracyPredictor(arch_space=arch_space, hidden_size=weights[0].shape[1],
+                                     num_layers=len(weights) - 1, output="accuracy")
     # The released weights hold subnormal floats (e.g. 154,761 in the ResNet50 predictor's second layer),
     # which make a CPU's matrix products ~100x slower; below float32's smallest normal number they add
     # nothing a prediction can show, so they are zeroed.
@@ -243,15 +244,15 @@ def resnet50_space(**overrides: Any) -> ResNetArchSpace:
     return ResNetArchSpace(**settings)
 
 
-def _check_resnet50_space(space: Any, path: Path) -> None:
-    if not isinstance(space, ResNetArchSpace):
-        raise InvalidInputError(f"{path}: found {_RESNET50_LAYOUT}; this {type(space).__name__} space expects "
+def _check_resnet50_space(arch_space: Any, path: Path) -> None:
+    if not isinstance(arch_space, ResNetArchSpace):
+        raise InvalidInputError(f"{path}: found {_RESNET50_LAYOUT}; this {type(arch_space).__name__} space expects "
                                 f"{_TUTORIAL_LAYOUT} (the ResNet50 predictor scores OFAResNetSpace subnets)")
-    found = [f"{name} {list(getattr(space, name))}" for name, allowed in (
+    found = [f"{name} {list(getattr(arch_space, name))}" for name, allowed in (
         ("depths", _RESNET50_DEPTHS), ("expand_ratios", _RESNET50_EXPANDS), ("width_mults", _RESNET50_WIDTH_MULTS),
-        ("base_depths", _RESNET50_BASE_DEPTHS)) if tuple(getattr(space, name)) != allowed]
-    if not set(space.resolutions) <= set(RESNET50_RESOLUTIONS):
-        found.append(f"resolutions {list(space.resolutions)}")
+        ("base_depths", _RESNET50_BASE_DEPTHS)) if tuple(getattr(arch_space, name)) != allowed]
+    if not set(arch_space.resolutions) <= set(RESNET50_RESOLUTIONS):
+        found.append(f"resolutions {list(arch_space.resolutions)}")
     if found:
         raise InvalidInputError(
             f"{path}: {_RESNET50_LAYOUT} expects the released OFA-ResNet50 space (depths {list(_RESNET50_DEPTHS)}, "
@@ -261,16 +262,16 @@ def _check_resnet50_space(space: Any, path: Path) -> None:
 
 
 def _resnet50_predictor(path: Path, layers: tuple[list[np.ndarray], list[np.ndarray], float],
-                        space: Any) -> MLPAccuracyPredictor:
-    """The released predictor as an MLP on ``space``'s features: :meth:`ResNetArchSpace.to_features` is
+                        arch_space: Any) -> MLPAccuracyPredictor:
+    """The released predictor as an MLP on ``arch_space``'s features: :meth:`ResNetArchSpace.to_features` is
     ``ResNetArchEncoder.arch2feature``'s layout, so only the resolution columns are selected."""
-    space = resnet50_space() if space is None else space
-    _check_resnet50_space(space, path)
+    arch_space = resnet50_space() if arch_space is None else arch_space
+    _check_resnet50_space(arch_space, path)
     weights, biases, base = layers
     n_slots = len(RESNET50_RESOLUTIONS)
-    columns = [RESNET50_RESOLUTIONS.index(r) for r in space.resolutions]
+    columns = [RESNET50_RESOLUTIONS.index(r) for r in arch_space.resolutions]
     columns += list(range(n_slots, weights[0].shape[0]))
-    return _released_mlp(space, weights, biases, base, np.asarray(columns, dtype=np.int64), {
+    return _released_mlp(arch_space, weights, biases, base, np.asarray(columns, dtype=np.int64), {
         "source": f"mit-han-lab's released OFA-ResNet50 accuracy predictor {path.name}",
         "path": str(path),
         "trained_on": "ImageNet top-1 of OFA-ResNet50 subnets",
@@ -278,10 +279,11 @@ def _resnet50_predictor(path: Path, layers: tuple[list[np.ndarray], list[np.ndar
 
 
 # --------------------------------------------------------------------------------- public API
-def load_ofa_accuracy_predictor(path: str | os.PathLike[str], *, space: Any = None) -> MLPAccuracyPredictor:
+@renamed_keywords(space="arch_space")
+def load_ofa_accuracy_predictor(path: str | os.PathLike[str], *, arch_space: Any = None) -> MLPAccuracyPredictor:
     """Read a predictor mit-han-lab released.
 
-    Returns an :class:`~ofa_nni.accuracy.MLPAccuracyPredictor` of ``space``: for the tutorial's
+    Returns an :class:`~ofa_nni.accuracy.MLPAccuracyPredictor` of ``arch_space``: for the tutorial's
     ``acc_predictor.pth`` an OFA-MobileNetV3 space (default :func:`tutorial_space`), for
     ``ofa_resnet50_acc_predictor.pth`` an OFA-ResNet50 one (default :func:`resnet50_space`).
 
@@ -295,10 +297,10 @@ def load_ofa_accuracy_predictor(path: str | os.PathLike[str], *, space: Any = No
     arrays = _read_state_dict(path)
     tutorial = _tutorial_layers(arrays)
     if tutorial is not None:
-        return _tutorial_predictor(path, tutorial, space)
+        return _tutorial_predictor(path, tutorial, arch_space)
     nas = _nas_layers(arrays)
     if nas is not None and nas[0][0].shape[0] == 82:
-        return _resnet50_predictor(path, nas, space)
+        return _resnet50_predictor(path, nas, arch_space)
     raise InvalidInputError(f"{path}: expected {_TUTORIAL_LAYOUT} or {_RESNET50_LAYOUT}; found {_found_layout(arrays)}")
 
 
@@ -317,25 +319,25 @@ def load_predictor_file(path: str | os.PathLike[str]) -> AccuracyPredictor:
 
 # -------------------------------------------------------------------- a subset of resolutions
 class ResolutionSubsetPredictor:
-    """A predictor of ``space`` read through one of a space that differs only in having more
+    """A predictor of ``arch_space`` read through one of a space that differs only in having more
     resolutions (e.g. when a latency table covers only some of them): index rows are mapped onto the
     wider space's resolution indices, and the wider predictor scores them."""
 
     space = RenamedAttribute("arch_space")  # the old name, for one release
 
-    def __init__(self, predictor: Any, space: ArchSpace) -> None:
+    def __init__(self, predictor: Any, arch_space: ArchSpace) -> None:
         wider: ArchSpace = predictor.arch_space
-        others = {k: v for k, v in space.signature().items() if k != "resolutions"}
+        others = {k: v for k, v in arch_space.signature().items() if k != "resolutions"}
         if others != {k: v for k, v in wider.signature().items() if k != "resolutions"} or not set(
-                space.resolutions) <= set(wider.resolutions):
+                arch_space.resolutions) <= set(wider.resolutions):
             raise InvalidInputError(
                 f"a predictor of resolutions {list(wider.resolutions)} cannot score a space that differs in more "
-                f"than having fewer resolutions ({list(space.resolutions)})")
-        self.inner, self.arch_space = predictor, space
+                f"than having fewer resolutions ({list(arch_space.resolutions)})")
+        self.inner, self.arch_space = predictor, arch_space
         self.kind = getattr(predictor, "kind", "")
         self.metrics = getattr(predictor, "metrics", {})
         self.info = {**getattr(predictor, "info", {}), "resolutions_of_the_predictor": list(wider.resolutions)}
-        self._to_wider = np.array([wider.resolutions.index(r) for r in space.resolutions], dtype=np.int64)
+        self._to_wider = np.array([wider.resolutions.index(r) for r in arch_space.resolutions], dtype=np.int64)
 
     def __call__(self, population: Any) -> Any:
         indices = as_index_array(self.arch_space, population).copy()
@@ -344,8 +346,8 @@ class ResolutionSubsetPredictor:
         return float(values[0]) if isinstance(population, Mapping) else values
 
 
-def restrict_predictor(predictor: Any, space: ArchSpace) -> Any:
-    """``predictor`` on ``space``, a subset of its space's resolutions (itself when they are equal)."""
-    if predictor.arch_space == space:
+def restrict_predictor(predictor: Any, arch_space: ArchSpace) -> Any:
+    """``predictor`` on ``arch_space``, a subset of its space's resolutions (itself when they are equal)."""
+    if predictor.arch_space == arch_space:
         return predictor
-    return ResolutionSubsetPredictor(predictor, space)
+    return ResolutionSubsetPredictor(predictor, arch_space)
