@@ -133,10 +133,10 @@ def train_subnet(
         return evaluate_subnet(subnet, DataLoader(data.val, batch_size=256))["accuracy"]
 
 
-def _latency_targets(table: Any, space: Any, count: int) -> list[float]:
+def _latency_targets(table: Any, supernet: Any, count: int) -> list[float]:
     """Budgets spread over the table's range, from just above the smallest subnet to below the largest."""
-    low = float(table(space.min_sample()))
-    high = float(table(space.max_sample()))
+    low = float(table(supernet.min_sample()))
+    high = float(table(supernet.max_sample()))
     fractions = np.linspace(0.15, 0.75, count) if count > 1 else np.array([0.5])
     return [round(low + f * (high - low), 4) for f in fractions]
 
@@ -208,8 +208,8 @@ def _run_demo(run_path: Path, settings: DemoSettings, say: Callable[[str], None]
             trained = train(config, resume=resume)
             supernet_path = trained.supernet_path
     say(_phase_line(meter.phases[-1]))
-    space = load_supernet(supernet_path)
-    arch = space.arch_space
+    supernet = load_supernet(supernet_path)
+    arch = supernet.arch_space
     calibration = calibration_loader(data, batch_size=100)
     held_out = DataLoader(data.val, batch_size=256)
 
@@ -218,7 +218,7 @@ def _run_demo(run_path: Path, settings: DemoSettings, say: Callable[[str], None]
     with meter.phase("measure: accuracy data set + predictor") as step:
         dataset_path = run_path / "accuracy_dataset.jsonl"
         dataset = collect_accuracy_dataset(
-            space, path=dataset_path, num_subnets=settings.accuracy_subnets, calibration_batches=calibration,
+            supernet, path=dataset_path, num_subnets=settings.accuracy_subnets, calibration_batches=calibration,
             eval_batches=held_out, seed=settings.seed, data_description=f"{data_name} held-out split",
             show_progress=settings.show_progress,
         )
@@ -256,7 +256,7 @@ def _run_demo(run_path: Path, settings: DemoSettings, say: Callable[[str], None]
                                         seed=settings.seed,
                                         progress_path=run_path / "latency_table.progress.json",
                                         show_progress=settings.show_progress)
-            validate_latency_table(table, space.freeze, num_subnets=settings.latency_validation_subnets,
+            validate_latency_table(table, supernet.freeze, num_subnets=settings.latency_validation_subnets,
                                    calibration_subnets=settings.latency_validation_subnets, seed=settings.seed,
                                    show_progress=settings.show_progress)
             table.save(table_path)
@@ -269,7 +269,7 @@ def _run_demo(run_path: Path, settings: DemoSettings, say: Callable[[str], None]
         + (" (with the fitted correction)" if corrected else ""))
 
     # 3. Specialize ------------------------------------------------------------------------------
-    budgets = _latency_targets(table, space, settings.num_targets)
+    budgets = _latency_targets(table, supernet, settings.num_targets)
     say(f"[4/5] specialize: {len(budgets)} latency targets in one search: {', '.join(f'{b:.3f} ms' for b in budgets)}")
     with meter.phase("specialize (search)"):
         result = specialize(arch, predictor, {"latency_ms": table}, [{"latency_ms": b} for b in budgets],
@@ -285,7 +285,7 @@ def _run_demo(run_path: Path, settings: DemoSettings, say: Callable[[str], None]
     with meter.phase("deploy (freeze, export, measure)"):
         subnets = []
         for index, target in enumerate(result.targets):
-            evaluation = evaluate_frozen_subnet(space, target.sample, calibration, held_out)
+            evaluation = evaluate_frozen_subnet(supernet, target.sample, calibration, held_out)
             subnet = evaluation.model
             exports = export_subnet(subnet, run_path / "exports", name=f"target{index + 1}")
             subnets.append((subnet, target.sample[arch.RESOLUTION_LABEL]))
@@ -317,7 +317,7 @@ def _run_demo(run_path: Path, settings: DemoSettings, say: Callable[[str], None]
     say(f"[cost] train one network from scratch ({scratch_epochs} epochs, the middle target's subnet) for comparison")
     with meter.phase("baseline: one network trained from scratch"):
         scratch_accuracy = train_subnet(
-            space.freeze(middle.sample), data, epochs=scratch_epochs, batch_size=config.data.batch_size,
+            supernet.freeze(middle.sample), data, epochs=scratch_epochs, batch_size=config.data.batch_size,
             lr=full_phase.lr, seed=settings.seed,
         )
     say(_phase_line(meter.phases[-1]) + f", held-out accuracy {100 * scratch_accuracy:.1f}%")

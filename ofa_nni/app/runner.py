@@ -208,7 +208,7 @@ def _train_locked(config: TrainConfig, run_path: Path, data: ImageData, resume: 
         raise CheckpointError(f"--resume: {str(run_path)!r} holds no checkpoint to continue ({last} does not exist); "
                               "run without --resume to start a new run there")
     torch.manual_seed(config.seed)  # the initial weights: a resumed run must rebuild the same supernet
-    space = build_space(config, num_classes=data.num_classes)
+    supernet = build_space(config, num_classes=data.num_classes)
     train_loader = DataLoader(data.train, batch_size=config.data.batch_size, shuffle=True, drop_last=True,
                               num_workers=config.data.num_workers)
     val_loader = DataLoader(data.val, batch_size=max(config.data.batch_size, 128), shuffle=False,
@@ -230,14 +230,14 @@ def _train_locked(config: TrainConfig, run_path: Path, data: ImageData, resume: 
     evaluator = Lightning(ClassificationModule(num_classes=data.num_classes), trainer,
                           train_dataloaders=train_loader, val_dataloaders=val_loader)
     strategy = _strategy(config, data, checkpoint_dir, resume)
-    strategy.initialize(RawFormatModelSpace(space, evaluator), SequentialExecutionEngine())
+    strategy.initialize(RawFormatModelSpace(supernet, evaluator), SequentialExecutionEngine())
     strategy.run()
 
     module = strategy.oneshot_module
     history = list(module.history)
     supernet_path = run_path / "supernet.pt"
     if trainer.is_global_zero:
-        save_supernet(space, supernet_path, history=history)
+        save_supernet(supernet, supernet_path, history=history)
         phases = _phase_summary(history)
         _atomic_write_text(run_path / "metrics.json", json.dumps({"phases": phases, "history": history}, indent=2))
     return TrainResult(run_dir=run_path, checkpoint=last, supernet_path=supernet_path,

@@ -60,15 +60,15 @@ class DeferredChoices(Sequence[str]):
         return value in self._values()
 
 
-def load_supernet_data(args: argparse.Namespace, space: Any) -> Any:
+def load_supernet_data(args: argparse.Namespace, arch_space: Any) -> Any:
     """The ``--data`` / ``--data-root`` / ``--calibration-images`` data set at the largest resolution of
     ``space`` (an :class:`~ofa_nni.arch.ArchSpace`), refused if its classes are not the supernet's."""
     from ofa_nni.data import load_data
     from ofa_nni.errors import InvalidInputError
 
-    data = load_data(args.data, root=args.data_root, resolution=max(space.resolutions),
+    data = load_data(args.data, root=args.data_root, resolution=max(arch_space.resolutions),
                      calibration_images=args.calibration_images)
-    if data.num_classes != space.num_classes:
-        raise InvalidInputError(f"the supernet has {space.num_classes} classes but --data {args.data} has "
+    if data.num_classes != arch_space.num_classes:
+        raise InvalidInputError(f"the supernet has {arch_space.num_classes} classes but --data {args.data} has "
                                 f"{data.num_classes}")
     return data

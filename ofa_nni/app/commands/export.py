@@ -97,28 +97,28 @@ def _formats(text: str | None) -> list[str]:
     return list(dict.fromkeys(formats))
 
 
-def _subnets(space: Any, args: argparse.Namespace, search: Any) -> list[dict[str, Any]]:
+def _subnets(arch_space: Any, args: argparse.Namespace, search: Any) -> list[dict[str, Any]]:
     """What to export: ``{"name", "arch", "sample", ["target", "predicted_accuracy"]}`` per subnet
     (``search``: the loaded ``--search`` document, or None)."""
     from ofa_nni._artifacts import require_same_space
 
     subnets: list[dict[str, Any]] = []
     if search is not None:
-        require_same_space(search["space"], space, artefact=f"search results {args.search} (against the supernet)")
+        require_same_space(search["space"], arch_space, artefact=f"search results {args.search} (against the supernet)")
         if not search["targets"]:
             raise InvalidInputError(f"{args.search} has no targets (only a Pareto front): pass --arch strings from it")
         for index, target in enumerate(search["targets"]):
-            sample = space.validate(target["sample"])
-            subnets.append({"name": f"target{index + 1}", "arch": space.format(sample), "sample": sample,
+            sample = arch_space.validate(target["sample"])
+            subnets.append({"name": f"target{index + 1}", "arch": arch_space.format(sample), "sample": sample,
                             "target": target["name"], "predicted_accuracy": target["score"],
                             "latency_target_ms": target["budgets"].get("latency_ms"),
                             "latency_predicted_ms": target["costs"].get("latency_ms")})
     for index, text in enumerate(args.arch):
         try:
-            sample = space.parse(text)
+            sample = arch_space.parse(text)
         except ValueError as error:
             raise InvalidInputError(f"--arch: {error}") from None
-        subnets.append({"name": f"subnet{index + 1}", "arch": space.format(sample), "sample": sample})
+        subnets.append({"name": f"subnet{index + 1}", "arch": arch_space.format(sample), "sample": sample})
     if not subnets:
         raise InvalidInputError("nothing to export: give --search search.json and/or --arch ARCH")
     return subnets
@@ -200,8 +200,8 @@ def _export(args: argparse.Namespace, supernet: Any, subnets: list[dict[str, Any
     from ofa_nni.evaluation import evaluate_frozen_subnet
     from ofa_nni.export import export_subnet
 
-    space = supernet.arch_space
-    data = load_supernet_data(args, space)
+    arch_space = supernet.arch_space
+    data = load_supernet_data(args, arch_space)
     calibration = list(calibration_loader(data, batch_size=args.batch_size))
     held_out = None if args.no_evaluate else DataLoader(data.val, batch_size=args.batch_size)
     created = not args.out_dir.exists()
@@ -236,7 +236,7 @@ def _export(args: argparse.Namespace, supernet: Any, subnets: list[dict[str, Any
                 write_ofa_net_config(staging / entry["name"], entry["sample"], space=supernet)
                 entry["ofa_config"] = f"{entry['name']}/net.config"
         ExportsDocument.create(
-            space=space.signature(),
+            space=arch_space.signature(),
             supernet=str(args.supernet),
             search=None if args.search is None else str(args.search),
             data=None if args.no_evaluate else _data_description(args, data),
@@ -278,7 +278,7 @@ def _move_into_place(staging: Path, out_dir: Path) -> list[Path]:
     return [out_dir / name for name in names]
 
 
-def _latency_table(space: Any, args: argparse.Namespace, search: Any) -> Any:
+def _latency_table(arch_space: Any, args: argparse.Namespace, search: Any) -> Any:
     """The table whose protocol measures the deployments: --lut, else the search's (if still there)."""
     from ofa_nni.latency import LatencyTable
 
@@ -287,7 +287,7 @@ def _latency_table(space: Any, args: argparse.Namespace, search: Any) -> Any:
         recorded = (search["latency_table"] or {}).get("path")
         # Released tables (mit-han-lab's YAML, another device's timings) have no protocol to measure with here.
         path = Path(recorded) if recorded and Path(recorded).is_file() and Path(recorded).suffix == ".json" else None
-    return None if path is None else LatencyTable.load(path, arch_space=space)
+    return None if path is None else LatencyTable.load(path, arch_space=arch_space)
 
 
 def _measure_latency(models: list[Any], subnets: list[dict[str, Any]], args: argparse.Namespace,

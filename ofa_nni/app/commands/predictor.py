@@ -114,8 +114,8 @@ def run_build(args: argparse.Namespace) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise InvalidInputError("--device cuda requested but torch sees no CUDA GPU here; use --device cpu")
     supernet = load_supernet(args.supernet).to(args.device)
-    space = supernet.arch_space
-    data = load_supernet_data(args, space)
+    arch_space = supernet.arch_space
+    data = load_supernet_data(args, arch_space)
     description = f"{args.data}" + (f" split {digits_split_digest()}" if args.data == "digits" else
                                     f" at {args.data_root.resolve() if args.data_root else ''}")
     description += (f"; held-out {len(data.val)} images; "  # type: ignore[arg-type]
@@ -150,11 +150,11 @@ def run_show(args: argparse.Namespace) -> int:
     from ofa_nni.accuracy import AccuracyPredictor
 
     predictor = AccuracyPredictor.load(args.predictor)
-    space = predictor.arch_space
+    arch = predictor.arch_space
     print(f"accuracy predictor {predictor.kind} ({predictor.settings()})")
-    print(f"  space: {space.num_stages} stages x {space.max_depth} blocks, kernels {list(space.kernel_sizes)}, "
-          f"expands {list(space.expand_ratios)}, depths {list(space.depths)}, resolutions {list(space.resolutions)}, "
-          f"{space.num_classes} classes; {space.feature_dim} features")
+    print(f"  space: {arch.num_stages} stages x {arch.max_depth} blocks, kernels {list(arch.kernel_sizes)}, "
+          f"expands {list(arch.expand_ratios)}, depths {list(arch.depths)}, resolutions {list(arch.resolutions)}, "
+          f"{arch.num_classes} classes; {arch.feature_dim} features")
     if predictor.metrics:
         print("\n".join(_metrics_lines(predictor.metrics, predictor.info)))
     return 0

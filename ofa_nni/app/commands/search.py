@@ -119,27 +119,27 @@ def _show_cost(name: str, value: float) -> str:
     return f"{value:.3f}" if name == "latency_ms" else _human(value)
 
 
-def _costs(space: Any, lut: Path | None) -> tuple[dict[str, Any], Any]:
+def _costs(arch_space: Any, lut: Path | None) -> tuple[dict[str, Any], Any]:
     from ofa_nni.efficiency import MacsModel, ParamsModel
     from ofa_nni.ofa_released import load_latency_table_file
 
-    table = None if lut is None else load_latency_table_file(lut, space)
+    table = None if lut is None else load_latency_table_file(lut, arch_space)
     if table is not None:
-        space = table.arch_space  # released tables may cover only some of the resolutions
-    costs: dict[str, Any] = {"macs": MacsModel(space), "params": ParamsModel(space)}
+        arch_space = table.arch_space  # released tables may cover only some of the resolutions
+    costs: dict[str, Any] = {"macs": MacsModel(arch_space), "params": ParamsModel(arch_space)}
     if table is not None:
         costs["latency_ms"] = table
     return costs, table
 
 
-def _infeasible_target(error: ValueError, space: Any, costs: Mapping[str, Any], names: Sequence[str],
+def _infeasible_target(error: ValueError, arch_space: Any, costs: Mapping[str, Any], names: Sequence[str],
                        targets: Sequence[Mapping[str, float]]) -> ValueError:
     """The engine's message for the first target that fails on its own, naming the --target."""
     from ofa_nni.search import EvolutionSearch
 
     for name, budgets in zip(names, targets, strict=True):
         try:
-            EvolutionSearch(arch_space=space, costs=costs, targets=budgets, generations=0)
+            EvolutionSearch(arch_space=arch_space, costs=costs, targets=budgets, generations=0)
         except ValueError as alone:
             return InvalidInputError(f"--target {name!r}: {alone}")
     return error  # only the combination fails (not expected for costs that grow with every choice)
@@ -160,25 +160,25 @@ def _drive(search: Any, predictor: Any, description: str, args: argparse.Namespa
     return search.result()
 
 
-def _run_search(space: Any, predictor: Any, costs: Mapping[str, Any], names: Sequence[str],
+def _run_search(arch_space: Any, predictor: Any, costs: Mapping[str, Any], names: Sequence[str],
                 targets: Sequence[Mapping[str, float]], args: argparse.Namespace) -> Any:
     from ofa_nni.search import EvolutionSearch
 
     try:
-        search = EvolutionSearch(arch_space=space, costs=costs, targets=list(targets), population_size=args.population,
-                                 generations=args.generations, seed=args.seed)
+        search = EvolutionSearch(arch_space=arch_space, costs=costs, targets=list(targets),
+                                 population_size=args.population, generations=args.generations, seed=args.seed)
     except ValueError as error:
-        raise _infeasible_target(error, space, costs, names, targets) from None
+        raise _infeasible_target(error, arch_space, costs, names, targets) from None
     return _drive(search, predictor, f"search ({len(targets)} targets)", args)
 
 
-def _pareto(space: Any, predictor: Any, costs: Mapping[str, Any], cost: str,
+def _pareto(arch_space: Any, predictor: Any, costs: Mapping[str, Any], cost: str,
             args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
 
     from ofa_nni.search import ParetoSearch
 
-    search = ParetoSearch(arch_space=space, costs={cost: costs[cost]}, population_size=args.population,
+    search = ParetoSearch(arch_space=arch_space, costs={cost: costs[cost]}, population_size=args.population,
                           generations=args.generations, seed=args.seed)
     front = _drive(search, predictor, f"Pareto front ({cost})", args)
     return {
@@ -215,11 +215,11 @@ def run(args: argparse.Namespace) -> int:
 
     _check_settings(args)
     predictor = load_predictor_file(args.predictor)
-    space = predictor.arch_space
-    costs, table = _costs(space, args.lut)
-    if table is not None and table.arch_space != space:
-        print(f"note: {table.coverage_note(space.resolutions)}")
-        space, predictor = table.arch_space, restrict_predictor(predictor, table.arch_space)
+    arch_space = predictor.arch_space
+    costs, table = _costs(arch_space, args.lut)
+    if table is not None and table.arch_space != arch_space:
+        print(f"note: {table.coverage_note(arch_space.resolutions)}")
+        arch_space, predictor = table.arch_space, restrict_predictor(predictor, table.arch_space)
     targets = [parse_target(text, list(costs)) for text in args.target]
     names = [text.replace(" ", "") for text in args.target]
     pareto_cost = str(args.pareto_cost or (next(iter(targets[0])) if targets else ""))
@@ -227,8 +227,8 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInputError(f"--pareto-cost {pareto_cost}: latency_ms needs --lut")
 
     started = time.perf_counter()
-    result = _run_search(space, predictor, costs, names, targets, args) if targets else None
-    front = _pareto(space, predictor, costs, pareto_cost, args) if args.pareto else None
+    result = _run_search(arch_space, predictor, costs, names, targets, args) if targets else None
+    front = _pareto(arch_space, predictor, costs, pareto_cost, args) if args.pareto else None
     seconds = time.perf_counter() - started
 
     cost_names = list(costs)
