@@ -370,3 +370,23 @@ def test_an_accuracy_data_set_holds_fractions():
     for bad in ([0.5, 50.0, 0.7], [0.5, -0.1, 0.7], [0.5, float("nan"), 0.7]):
         with pytest.raises(ValueError, match=r"accuracies must be fractions in \[0, 1\]"):
             AccuracyDataset(arch_space=space, indices=rows, accuracies=np.array(bad))
+
+
+def test_show_describes_a_predictor_of_any_space(tmp_path, capsys):
+    """``ofa-nni predictor show`` on an OFA-ResNet predictor used to crash (AttributeError: no
+    ``max_depth``): it described every space as a MobileNet one. It prints the space's own summary."""
+    from conftest import TINY_RESNET_KWARGS
+
+    from ofa_nni.accuracy import RidgeAccuracyPredictor
+    from ofa_nni.resnet_arch import ResNetArchSpace
+
+    spaces = [(ResNetArchSpace(**TINY_RESNET_KWARGS), "resnet"), (ArchSpace(**TINY_SPACE_KWARGS), "mbv3")]
+    for arch_space, layout in spaces:
+        rows = arch_space.random_indices(20, 0)
+        predictor = RidgeAccuracyPredictor(arch_space=arch_space)
+        predictor.fit(arch_space.to_features(rows), np.linspace(0.3, 0.7, len(rows)))
+        path = predictor.save(tmp_path / f"{layout}.npz") or tmp_path / f"{layout}.npz"
+        assert main(["predictor", "show", str(path)]) == 0
+        out = capsys.readouterr().out
+        assert f"space: {layout}, {len(arch_space.labels)} labels" in out, out
+        assert f"resolutions {list(arch_space.resolutions)}" in out and f"{arch_space.feature_dim} features" in out

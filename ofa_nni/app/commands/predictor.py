@@ -150,11 +150,18 @@ def run_show(args: argparse.Namespace) -> int:
     from ofa_nni.accuracy import AccuracyPredictor
 
     predictor = AccuracyPredictor.load(args.predictor)
+    from ofa_nni.arch import ArchSpace
+
     arch = predictor.arch_space
     print(f"accuracy predictor {predictor.kind} ({predictor.settings()})")
-    print(f"  space: {arch.num_stages} stages x {arch.max_depth} blocks, kernels {list(arch.kernel_sizes)}, "
-          f"expands {list(arch.expand_ratios)}, depths {list(arch.depths)}, resolutions {list(arch.resolutions)}, "
-          f"{arch.num_classes} classes; {arch.feature_dim} features")
+    # Every arch space has labels, resolutions and features; the stage/block choices differ by family.
+    print(f"  space: {arch.signature().get('layout', 'mbv3')}, {len(arch.labels)} labels, resolutions "
+          f"{list(arch.resolutions)}, {arch.num_classes} classes; {arch.feature_dim} features")
+    if isinstance(arch, ArchSpace):
+        print(f"    {arch.num_stages} stages x {arch.max_depth} blocks, kernels {list(arch.kernel_sizes)}, "
+              f"expands {list(arch.expand_ratios)}, depths {list(arch.depths)}")
+    else:
+        print(f"    depths {list(arch.depths)}, expands {list(arch.expand_ratios)}, widths {list(arch.width_mults)}")
     if predictor.metrics:
         print("\n".join(_metrics_lines(predictor.metrics, predictor.info)))
     return 0
