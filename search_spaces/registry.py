@@ -12,11 +12,13 @@ from typing import Any, TypeVar
 
 from ofa_nni.errors import InvalidInputError
 
-__all__ = ["register_space", "space_class", "space_names", "DEFAULT_SPACE"]
+__all__ = ["register_space", "space_class", "space_names", "space_name_for_layout", "DEFAULT_SPACE"]
 
 DEFAULT_SPACE = "ofa-mbv3"
 
 _SPACES: dict[str, type[Any]] = {}
+_LAYOUT_SPACES = {"mbv3": "ofa-mbv3", "proxyless": "ofa-proxyless", "resnet": "ofa-resnet50"}
+"""The space an arch signature's ``layout`` belongs to (a signature without one is OFA-MobileNetV3's)."""
 _Space = TypeVar("_Space", bound=type)
 
 
@@ -44,3 +46,8 @@ def space_class(name: str) -> type[Any]:
         return _SPACES[name]
     except KeyError:
         raise InvalidInputError(f"unknown search space {name!r}; known: {', '.join(space_names())}") from None
+
+
+def space_name_for_layout(layout: str | None) -> str:
+    """The registered name of the space whose arch signature has ``layout`` (None: the default)."""
+    return _LAYOUT_SPACES.get(layout or "mbv3", DEFAULT_SPACE)

@@ -26,7 +26,7 @@ from ofa_nni.training.checkpoint import (
     load_torch_file,
     non_finite_weights,
 )
-from search_spaces.registry import DEFAULT_SPACE, space_class
+from search_spaces.registry import DEFAULT_SPACE, space_class, space_name_for_layout
 
 __all__ = ["SUPERNET_FORMAT", "SUPERNET_VERSION", "save_supernet", "load_supernet"]
 
@@ -47,10 +47,6 @@ def save_supernet(supernet: Any, path: str | Path, *, history: Sequence[Mapping[
     }, path)
 
 
-_LAYOUT_SPACES = {"mbv3": "ofa-mbv3", "proxyless": "ofa-proxyless", "resnet": "ofa-resnet50"}
-"""The space a training checkpoint's arch signature (its ``layout``) belongs to."""
-
-
 def load_supernet(path: str | Path, *, map_location: str | torch.device = "cpu") -> Any:
     """The trained space in ``path`` (a supernet file or a training checkpoint), in eval mode."""
     path = Path(path)
@@ -65,7 +61,7 @@ def load_supernet(path: str | Path, *, map_location: str | torch.device = "cpu")
         space_config = config.get("space") or {}
         # A run without a configuration (an NNI strategy driven from Python) names no space: the
         # signature's layout tells the MobileNet-family spaces and ResNet apart.
-        name = space_config.get("name") or _LAYOUT_SPACES.get(space_kwargs.get("layout", "mbv3"), DEFAULT_SPACE)
+        name = space_config.get("name") or space_name_for_layout(space_kwargs.get("layout"))
         if space_config.get("dropout") is not None:
             space_kwargs["dropout"] = space_config["dropout"]
     elif isinstance(data, dict) and data.get("format") == SUPERNET_FORMAT:

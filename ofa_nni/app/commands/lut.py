@@ -146,11 +146,10 @@ def _resolutions(space: ArchSpace, args: argparse.Namespace) -> list[int] | None
 
 def _module_for(space: ArchSpace) -> Any:
     """A supernet of ``space`` with random weights, whose ``freeze`` makes the validation models."""
-    from search_spaces import space_class
+    from search_spaces.registry import space_class, space_name_for_layout
 
     signature = space.signature()
-    cls = space_class({"proxyless": "ofa-proxyless", "resnet": "ofa-resnet50"}.get(signature.get("layout", ""),
-                                                                                  "ofa-mbv3"))
+    cls = space_class(space_name_for_layout(signature.get("layout")))
     kwargs: dict[str, Any] = {key: tuple(v) if isinstance(v, list) else v for key, v in signature.items()}
     return cls(**cls.kwargs_from_arch_signature(kwargs))
 
