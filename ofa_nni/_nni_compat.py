@@ -119,17 +119,14 @@ __all__ = [
     "apply",
     "NON_MODULE_WARNING",
     "TRAINING_SERVICE_WARNING",
-    "original_mixed_operation_freeze",
-    "original_nas_checkpointing",
-    "original_launcher_popen",
+    "NNI_ORIGINALS",
+    "nni_original",
     "BIND_HOST_ENV",
     "BIND_LOOPBACK_SCRIPT",
     "nni_manager_environment",
     "orphaned_dispatchers",
     "wait_for_orphaned_dispatchers",
     "RESUMED_TRIALS_METHOD",
-    "original_dispatcher_methods",
-    "original_evaluator_execute",
     "UNRECALIBRATED_WARNING",
     "MANAGER_FIXES_SCRIPT",
     "report_dispatcher_errors",
@@ -147,16 +144,10 @@ TRAINING_SERVICE_WARNING = "`training_service` will be ignored for sequential ex
 """NNI's self-inflicted warning (workaround 4)."""
 NAS_CONFIG_LOGGER = "nni.nas.experiment.config.experiment"
 
-original_mixed_operation_freeze: Any = None
-"""NNI's own ``MixedOperation.freeze``, kept so tests can show the patch is still needed."""
-original_nas_checkpointing: dict[str, Any] = {}
-"""NNI's own ``NasExperiment.save_checkpoint`` and ``execution_engine_factory`` (workaround 6)."""
-original_launcher_popen: Any = None
-"""The ``Popen`` that ``nni.experiment.launcher`` starts NNI's node manager with (workaround 7)."""
-original_dispatcher_methods: dict[str, Any] = {}
-"""NNI's own ``MsgDispatcher.process_command`` (workaround 9)."""
-original_evaluator_execute: Any = None
-"""NNI's own ``Evaluator._execute`` (workaround 12)."""
+NNI_ORIGINALS: dict[str, Any] = {}
+"""What each workaround replaced, by ``"Owner.name"`` (e.g. ``"MixedOperation.freeze"``,
+``"nni.experiment.launcher.Popen"``): NNI's own code, which the replacements call and tests run to
+show a workaround is still needed. Filled by :func:`_patch` only; a record, not a switch."""
 UNRECALIBRATED_WARNING = (
     "NNI evaluated a subnet of the OFA supernet {space} with the supernet's batch-norm statistics, which fit "
     "no subnet (its accuracy reads far too low). Evaluate with strategies.RecalibratedEvaluator(calibration_data, "
@@ -164,7 +155,8 @@ UNRECALIBRATED_WARNING = (
     "in your evaluation function."
 )
 """The warning of workaround 12 (``{space}``: the space's class name)."""
-_warned_unrecalibrated = False
+_WARNED_UNRECALIBRATED = "_ofa_nni_warned_unrecalibrated"
+"""Attribute set on a supernet once workaround 12 has warned about it: one warning per supernet."""
 RESUMED_TRIALS_METHOD = "resumed_trials"
 """The tuner method a resumed dispatcher calls with the trials NNI runs again (workaround 9)."""
 
@@ -202,18 +194,24 @@ _WORKAROUND_MARK = "_ofa_nni_workaround"
 that holds one is patched already, whichever copy of this module patched it."""
 
 
-def _patch(owner: Any, name: str, replacement: Any) -> Any | None:
-    """Replace ``owner.name`` by ``replacement`` unless one of our workarounds is there already.
+def _patch(owner: Any, name: str, replacement: Any) -> None:
+    """Replace ``owner.name`` by ``replacement`` unless one of our workarounds is there already, and
+    record what was there (NNI's original) in :data:`NNI_ORIGINALS`.
 
-    Returns what was there (NNI's original), or None when it was patched already: how every
-    workaround stays applied once, however often :func:`apply` runs, with no flag to keep.
+    How every workaround stays applied once, however often :func:`apply` runs (or a second copy of
+    this module applies it), with no flag to keep.
     """
     current = getattr(owner, name)
     if getattr(current, _WORKAROUND_MARK, False):
-        return None
+        return
     setattr(replacement, _WORKAROUND_MARK, True)
+    NNI_ORIGINALS[f"{owner.__name__}.{name}"] = current
     setattr(owner, name, replacement)
-    return current
+
+
+def nni_original(key: str) -> Any:
+    """NNI's own code that the workaround at ``key`` (``"Owner.name"``) replaced."""
+    return NNI_ORIGINALS[key]
 
 
 def _add_filter_once(logger: logging.Logger, log_filter: logging.Filter) -> None:
@@ -226,14 +224,11 @@ def _add_filter_once(logger: logging.Logger, log_filter: logging.Filter) -> None
 
 def apply() -> None:
     """Apply the workarounds (idempotent: each one is installed once, see :func:`_patch`)."""
-    global original_mixed_operation_freeze
     # ``filterwarnings`` replaces an identical filter rather than adding a second one.
     warnings.filterwarnings("ignore", message=NON_MODULE_WARNING, category=RuntimeWarning)
     from nni.nas.oneshot.pytorch.supermodule.operation import MixedOperation
 
-    original = _patch(MixedOperation, "freeze", _mixed_operation_freeze)
-    if original is not None:
-        original_mixed_operation_freeze = original
+    _patch(MixedOperation, "freeze", _mixed_operation_freeze)
     _add_filter_once(logging.getLogger(NAS_CONFIG_LOGGER), TRAINING_SERVICE_FILTER)
     _import_nni_strategies_first()
     _checkpoint_after_every_model()
@@ -255,9 +250,7 @@ def _checkpoint_after_every_model() -> None:
 
     for name, replacement in (("save_checkpoint", _save_checkpoint_atomically),
                               ("execution_engine_factory", _engine_checkpointing_every_model)):
-        original = _patch(NasExperiment, name, replacement)
-        if original is not None:
-            original_nas_checkpointing[name] = original
+        _patch(NasExperiment, name, replacement)
 
 
 def _engine_checkpointing_every_model(self: Any, config: Any) -> Any:
@@ -265,7 +258,7 @@ def _engine_checkpointing_every_model(self: Any, config: Any) -> Any:
     from nni.nas.execution import SequentialExecutionEngine
     from nni.nas.execution.event import ModelEventType
 
-    engine = original_nas_checkpointing["execution_engine_factory"](self, config)
+    engine = nni_original("NasExperiment.execution_engine_factory")(self, config)
     if isinstance(engine, SequentialExecutionEngine):
         # Runs before the model's status is updated but after its final metric arrived: strategies
         # that keep finished-but-untold models in their state (OFAEvolution) lose nothing.
@@ -339,16 +332,12 @@ def prepare_nnictl() -> None:
 def _wait_longer_for_the_manager() -> None:
     from nni.experiment import launcher
 
-    def check_rest_server(port: int, retry: int = 3, url_prefix: str | None = None) -> None:
-        original_launcher_methods["check_rest_server"](port, max(retry, MANAGER_START_TRIES), url_prefix)
-
-    original = _patch(launcher, "_check_rest_server", check_rest_server)
-    if original is not None:
-        original_launcher_methods["check_rest_server"] = original
+    _patch(launcher, "_check_rest_server", _check_rest_server_longer)
 
 
-original_launcher_methods: dict[str, Any] = {}
-"""NNI's own ``launcher._check_rest_server`` (workaround 13)."""
+def _check_rest_server_longer(port: int, retry: int = 3, url_prefix: str | None = None) -> None:
+    """``launcher._check_rest_server``, waiting at least :data:`MANAGER_START_TRIES` tries."""
+    nni_original("nni.experiment.launcher._check_rest_server")(port, max(retry, MANAGER_START_TRIES), url_prefix)
 
 
 def reachable_urls(urls: list[str], environ: Mapping[str, str] | None = None) -> list[str]:
@@ -388,17 +377,14 @@ def show_reachable_urls() -> None:
 
 def _popen_nni_manager(*args: Any, **kwargs: Any) -> subprocess.Popen[Any]:
     kwargs["env"] = nni_manager_environment(kwargs.get("env"))
-    process: subprocess.Popen[Any] = original_launcher_popen(*args, **kwargs)
+    process: subprocess.Popen[Any] = nni_original("nni.experiment.launcher.Popen")(*args, **kwargs)
     return process
 
 
 def _start_nni_manager_on_bind_host() -> None:
-    global original_launcher_popen
     from nni.experiment import launcher
 
-    original = _patch(launcher, "Popen", _popen_nni_manager)
-    if original is not None:
-        original_launcher_popen = original
+    _patch(launcher, "Popen", _popen_nni_manager)
 
 
 # ------------------------------------------------------------------ 8. the tuner of a killed manager
@@ -469,7 +455,7 @@ def _process_command_in_resume_order(self: Any, command: Any, data: Any) -> None
     requests until it has processed ``ADD_CUSTOMIZED_TRIAL_JOB`` (the resume data), then processes them."""
     from nni.runtime.tuner_command_channel import CommandType
 
-    process = original_dispatcher_methods["process_command"]
+    process = nni_original("MsgDispatcher.process_command")
     order = _resume_order(self)
     if order is None:
         process(self, command, data)
@@ -510,36 +496,31 @@ def _take_over_resumed_trials(dispatcher: Any) -> None:
 def _process_resumed_commands_in_order() -> None:
     from nni.runtime.msg_dispatcher import MsgDispatcher
 
-    original = _patch(MsgDispatcher, "process_command", _process_command_in_resume_order)
-    if original is not None:
-        original_dispatcher_methods["process_command"] = original
+    _patch(MsgDispatcher, "process_command", _process_command_in_resume_order)
 
 
 # ------------------------------------------------------------------ 12. OFA subnets evaluated without recalibration
 def _execute_warning_without_recalibration(self: Any, model: Any) -> Any:
     """``Evaluator._execute``: evaluate the model's executable model; warn (once) if it is a frozen OFA
     subnet whose batch norms nobody recalibrated."""
-    global _warned_unrecalibrated
     supernet = getattr(model, "model_space", None)
-    if getattr(supernet, "arch_space", None) is None or _warned_unrecalibrated:
-        return original_evaluator_execute(self, model)
+    if getattr(supernet, "arch_space", None) is None or vars(supernet).get(_WARNED_UNRECALIBRATED):
+        return nni_original("Evaluator._execute")(self, model)
     from ofa_nni.runtime import is_recalibrated
 
     executable = model.executable_model()
     result = self.evaluate(executable)
-    if not is_recalibrated(executable) and not _warned_unrecalibrated:
-        _warned_unrecalibrated = True
+    if not is_recalibrated(executable) and not vars(supernet).get(_WARNED_UNRECALIBRATED):
+        # Remembered on the supernet, not in a module flag: each supernet warns once.
+        vars(supernet)[_WARNED_UNRECALIBRATED] = True
         warnings.warn(UNRECALIBRATED_WARNING.format(space=type(supernet).__name__), UserWarning, stacklevel=2)
     return result
 
 
 def _warn_when_evaluated_without_recalibration() -> None:
-    global original_evaluator_execute
     from nni.nas.evaluator import Evaluator
 
-    original = _patch(Evaluator, "_execute", _execute_warning_without_recalibration)
-    if original is not None:
-        original_evaluator_execute = original
+    _patch(Evaluator, "_execute", _execute_warning_without_recalibration)
 
 
 # ------------------------------------------------------------------ 10. a tuner's error ends the experiment
@@ -560,7 +541,7 @@ def dispatcher_error_message(dispatcher: Any, error: BaseException) -> str:
 def _command_queue_worker_reporting_errors(self: Any, command_queue: Any) -> None:
     """``MsgDispatcherBase.command_queue_worker``; when a command raised, the first exception is
     reported to NNI's manager at once, which ends the experiment in ERROR (workaround 10)."""
-    original_dispatcher_methods["command_queue_worker"](self, command_queue)
+    nni_original("MsgDispatcherBase.command_queue_worker")(self, command_queue)
     with _report_lock:
         if not self.worker_exceptions or vars(self).get("_ofa_nni_error_reported"):
             return
@@ -575,6 +556,4 @@ def report_dispatcher_errors() -> None:
     """Apply workaround 10 (idempotent; light: NNI's dispatcher modules only)."""
     from nni.runtime.msg_dispatcher_base import MsgDispatcherBase
 
-    original = _patch(MsgDispatcherBase, "command_queue_worker", _command_queue_worker_reporting_errors)
-    if original is not None:
-        original_dispatcher_methods["command_queue_worker"] = original
+    _patch(MsgDispatcherBase, "command_queue_worker", _command_queue_worker_reporting_errors)

@@ -46,7 +46,7 @@ def test_mixed_operation_freeze_patch_is_needed_and_works(nni_mobilenet_supernet
     sample = {label: mutable.default() for label, mutable in space.simplify().items()}
     conv = next(m for m in space.modules() if isinstance(m, MixedConv2d) and m.bias is None)
     with pytest.raises(RuntimeError, match='Unexpected key.*"bias"'):
-        compat.original_mixed_operation_freeze(conv, sample)  # NNI 3.0's own freeze still fails
+        compat.nni_original("MixedOperation.freeze")(conv, sample)  # NNI 3.0's own freeze still fails
     frozen = conv.freeze(sample)  # patched
     out_channels, in_channels = frozen.weight.shape[:2]
     kernel = frozen.weight.shape[-1]
@@ -99,10 +99,8 @@ def _patched_targets() -> dict[str, object]:
     }
 
 
-def _originals(module) -> list[object]:
-    return [module.original_mixed_operation_freeze, module.original_launcher_popen, module.original_evaluator_execute,
-            *module.original_nas_checkpointing.values(), *module.original_dispatcher_methods.values(),
-            *module.original_launcher_methods.values()]
+def _originals(module) -> dict[str, object]:
+    return dict(module.NNI_ORIGINALS)
 
 
 def test_apply_is_idempotent():
@@ -111,7 +109,7 @@ def test_apply_is_idempotent():
     compat.apply()
     compat.apply()
     assert MixedOperation.freeze is compat._mixed_operation_freeze
-    assert compat.original_mixed_operation_freeze is not compat._mixed_operation_freeze
+    assert compat.nni_original("MixedOperation.freeze") is not compat._mixed_operation_freeze
 
 
 def test_apply_twice_patches_once_even_from_a_second_copy_of_the_module():
@@ -123,7 +121,7 @@ def test_apply_twice_patches_once_even_from_a_second_copy_of_the_module():
     compat.apply()
     before = _patched_targets()
     originals = _originals(compat)
-    assert len(originals) == 8 and not any(getattr(o, "_ofa_nni_workaround", False) for o in originals)
+    assert len(originals) == 8 and not any(getattr(o, "_ofa_nni_workaround", False) for o in originals.values())
     compat.apply()
     assert _patched_targets() == before and _originals(compat) == originals
 
@@ -132,7 +130,7 @@ def test_apply_twice_patches_once_even_from_a_second_copy_of_the_module():
     spec.loader.exec_module(copy)
     copy.apply()
     assert _patched_targets() == before  # nothing replaced, no filter added
-    assert _originals(copy) == [None, None, None]  # the copy found every target patched already
+    assert _originals(copy) == {}  # the copy found every target patched already
 
 
 class _Collect(logging.Handler):
@@ -218,8 +216,8 @@ def test_nas_checkpoint_after_every_model_is_needed_and_works(tiny_space, tmp_pa
 
     from nni.nas.experiment import NasExperiment
 
-    for name, original in compat.original_nas_checkpointing.items():
-        monkeypatch.setattr(NasExperiment, name, original)
+    for name in ("save_checkpoint", "execution_engine_factory"):
+        monkeypatch.setattr(NasExperiment, name, compat.nni_original(f"NasExperiment.{name}"))
     # NNI 3.0 alone: only the checkpoint of the start exists while models run, so a kill -9 loses them all.
     assert _checkpoint_progress_seen_by_each_model(tiny_space, tmp_path / "nni") == [(0, 0)] * len(seen)
 
@@ -241,7 +239,7 @@ def test_nas_checkpoint_is_replaced_atomically(tiny_space, tmp_path, monkeypatch
     # A save that fails half-way (here: an object torch.save cannot pickle; in life, a kill).
     monkeypatch.setattr(experiment, "state_dict", lambda: {"version": 1, "strategy": {"broken": lambda: None}})
 
-    compat.original_nas_checkpointing["save_checkpoint"](experiment)  # NNI 3.0 writes in place
+    compat.nni_original("NasExperiment.save_checkpoint")(experiment)  # NNI 3.0 writes in place
     with pytest.raises(Exception):  # noqa: B017  (whatever torch raises for a truncated file)
         torch.load(path, weights_only=True)
 
@@ -496,7 +494,7 @@ def test_resumed_dispatcher_order_is_needed_and_works(monkeypatch):
     # earlier trials and with parameter id 0 again, whose metric then crashes the dispatcher.
     tuner = _RecordingTuner(told_resumed=True)
     with pytest.raises(KeyError):
-        _resume(tuner, compat.original_dispatcher_methods["process_command"], monkeypatch)
+        _resume(tuner, compat.nni_original("MsgDispatcher.process_command"), monkeypatch)
     assert tuner.calls == [("initialize",), ("end", 3), ("generate", [0]), ("import", ["arch0", "arch1"]),
                            ("generate", [4, 5])]
 
@@ -562,7 +560,7 @@ def test_tuner_error_report_is_needed_and_works():
 
     compat.report_dispatcher_errors()
     # NNI 3.0: the exception is logged, nothing reaches the manager (the experiment stays RUNNING).
-    assert _sent_after_a_failing_initialize(compat.original_dispatcher_methods["command_queue_worker"]) == []
+    assert _sent_after_a_failing_initialize(compat.nni_original("MsgDispatcherBase.command_queue_worker")) == []
     sent = _sent_after_a_failing_initialize(lambda dispatcher, queue: dispatcher.command_queue_worker(queue))
     assert sent == [(CommandType.Error, "_RefusingTuner: constraints: unknown cost 'latency_ms'; allowed: "
                                         "['macs', 'params'] (detail)")]
@@ -584,8 +582,8 @@ def test_manager_preload_still_meets_nni_3_0():
     assert "Tuner did not connect in 10 seconds" in tuner_channel and "}, 10000);" in tuner_channel  # 13
     from nni.experiment import launcher
 
-    assert "retry: int = 3" in inspect.getsource(compat.original_launcher_methods.get(
-        "check_rest_server", launcher._check_rest_server))  # 13: NNI's own ~3 s for the manager to start
+    nni_check = compat.NNI_ORIGINALS.get("nni.experiment.launcher._check_rest_server", launcher._check_rest_server)
+    assert "retry: int = 3" in inspect.getsource(nni_check)  # 13: NNI's own ~3 s for the manager to start
     env = compat.nni_manager_environment({"PATH": "/usr/bin:/bin"})
     assert str(compat.MANAGER_FIXES_SCRIPT) in env["NODE_OPTIONS"] and compat.MANAGER_FIXES_SCRIPT.is_file()
 

@@ -17,7 +17,6 @@ from nni.nas.strategy import Random, RegularizedEvolution
 from nnictl_experiment import train_tiny_supernet
 from torch.utils.data import DataLoader
 
-import ofa_nni._nni_compat as compat
 from ofa_nni.accuracy import evaluate_subnet
 from ofa_nni.data import calibration_loader, load_data
 from ofa_nni.evaluation import evaluate_frozen_subnet
@@ -58,7 +57,6 @@ def held_out_accuracy(model: torch.nn.Module, batches: list[Any]) -> None:
                                       Random(seed=0)], ids=["RegularizedEvolution", "Random"])
 def test_nni_strategy_scores_subnets_like_the_recalibrated_evaluation(trained, strategy, tmp_path, monkeypatch):
     space, calibration, held_out = trained
-    monkeypatch.setattr(compat, "_warned_unrecalibrated", False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         scores = run_experiment(space, RecalibratedEvaluator(calibration, held_out), strategy, tmp_path, trials=6)
@@ -71,7 +69,6 @@ def test_nni_strategy_scores_subnets_like_the_recalibrated_evaluation(trained, s
 
 def test_evaluation_without_recalibration_scores_wrong_and_warns_once(trained, tmp_path, monkeypatch):
     space, calibration, held_out = trained
-    monkeypatch.setattr(compat, "_warned_unrecalibrated", False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         scores = run_experiment(space, FunctionalEvaluator(held_out_accuracy, batches=held_out),

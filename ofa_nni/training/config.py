@@ -57,6 +57,16 @@ class ConfigError(InvalidInputError):
 _require = functools.partial(require_in_range, error=ConfigError)
 
 
+_CPU_SIZES: Mapping[str, Any] = {
+    "kernel_sizes": (3, 5, 7),
+    "expand_ratios": (2, 3, 4),
+    "depths": (1, 2, 3),
+    "resolutions": (24, 28, 32),
+    "base_widths": (8, 8, 16, 24, 32, 48, 64),
+}
+"""The choices and widths the ``cpu`` presets of both MobileNet layouts share (one home: the demo's
+MobileNetV3 and ProxylessNAS spaces differ only in their stages' strides, activations and SE)."""
+
 SPACE_PRESETS: Mapping[str, Mapping[str, Any]] = {
     # The paper's OFA-MobileNetV3 space (OFAMobileNetV3Space's defaults).
     "ofa-mobilenetv3": {},
@@ -65,11 +75,7 @@ SPACE_PRESETS: Mapping[str, Mapping[str, Any]] = {
     # widths, resolutions 24-32 (digits are 8x8 upscaled). ~125K parameters at 10 classes; the
     # largest subnet costs 1.6M MACs at 32x32, the smallest 0.14M.
     "cpu": {
-        "kernel_sizes": (3, 5, 7),
-        "expand_ratios": (2, 3, 4),
-        "depths": (1, 2, 3),
-        "resolutions": (24, 28, 32),
-        "base_widths": (8, 8, 16, 24, 32, 48, 64),
+        **_CPU_SIZES,
         "stage_strides": (2, 2, 2),
         "stage_activations": ("relu", "hswish", "hswish"),
         "stage_se": (False, True, True),
@@ -83,11 +89,7 @@ PROXYLESS_PRESETS: Mapping[str, Mapping[str, Any]] = {
     # The CPU preset's sizes in ProxylessNAS's layout: 3 elastic stages of up to 3 blocks, then the
     # single-block stage; width 1.0.
     "cpu": {
-        "kernel_sizes": (3, 5, 7),
-        "expand_ratios": (2, 3, 4),
-        "depths": (1, 2, 3),
-        "resolutions": (24, 28, 32),
-        "base_widths": (8, 8, 16, 24, 32, 48, 64),
+        **_CPU_SIZES,
         "stage_strides": (2, 2, 2, 1),
         "width_mult": 1.0,
     },
