@@ -9,6 +9,7 @@ import numpy as np
 
 from ofa_nni._deprecation import renamed_keywords
 from ofa_nni.arch import ArchSpace
+from ofa_nni.efficiency import EfficiencyModel
 from ofa_nni.errors import InvalidInputError
 
 __all__ = ["ArrayFn", "evaluate", "evaluate_costs", "minimum_costs", "format_cost"]
@@ -30,10 +31,12 @@ def evaluate(fn: ArrayFn, rows: np.ndarray, what: str) -> np.ndarray:
 
 
 def evaluate_costs(costs: Mapping[str, ArrayFn], rows: np.ndarray) -> np.ndarray:
-    """Every cost of every row, ``(n, len(costs))`` (InvalidInputError for a NaN)."""
+    """Every cost of every row, ``(n, len(costs))`` (InvalidInputError for a NaN). ``rows`` are checked
+    index rows (the search makes them), so an :class:`~ofa_nni.efficiency.EfficiencyModel` is asked
+    through :meth:`~ofa_nni.efficiency.EfficiencyModel.evaluate`, without a second check of every row."""
     out = np.empty((len(rows), len(costs)), dtype=np.float64)
     for k, (name, fn) in enumerate(costs.items()):
-        out[:, k] = evaluate(fn, rows, f"cost {name!r}")
+        out[:, k] = evaluate(fn.evaluate if isinstance(fn, EfficiencyModel) else fn, rows, f"cost {name!r}")
     if np.isnan(out).any():
         raise InvalidInputError(f"a cost returned NaN (costs: {list(costs)})")
     return out

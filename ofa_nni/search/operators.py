@@ -90,24 +90,31 @@ def repair(
         if len(bad) == 0:
             break
         n = len(bad)
-        sub, anchor = np.tile(rows[bad], (tries, 1)), np.tile(anchors[bad], (tries, 1))
+        # What does not depend on the try is computed once per row, not once per try.
+        sub, anchor = rows[bad], anchors[bad]
         diff = sub - anchor
         movable = (diff != 0) & arch_space.active_gene_mask(sub)
-        n_movable = movable.sum(axis=1)
+        has_movable = movable.any(axis=1)
         span = np.maximum(values[bad] - anchor_costs[bad], 1e-12)
         over = np.clip((values[bad] - budgets[bad]) / span, 0.0, 1.0).max(axis=1)
         scale = growth * float(2 * tries) ** min(attempt, 10)
-        share = np.sqrt(np.minimum(scale[:, None] * over[None, :], 1.0)).reshape(-1)
-        draw = np.where(movable, rng.random(sub.shape, dtype=np.float32), 2.0)
+        share = np.sqrt(np.minimum(scale[:, None] * over[None, :], 1.0)).reshape(-1)  # try-major: row t*n + i
+        draw = np.where(np.tile(movable, (tries, 1)), rng.random((tries * n, sub.shape[1]), dtype=np.float32),
+                        np.float32(2.0))
         move = draw < share[:, None]  # each differing gene with probability sqrt(f)...
-        move[np.arange(len(sub)), draw.argmin(axis=1)] |= n_movable > 0  # ...and at least one
-        distance = np.abs(diff)
-        step = np.minimum(np.ceil(share[:, None] * distance), distance).astype(np.int64)
-        tried = sub - np.sign(diff) * step * move
-        stuck = n_movable == 0  # differs only in genes the costs should ignore: take the anchor
-        tried[stuck] = anchor[stuck]
+        move[np.arange(tries * n), draw.argmin(axis=1)] |= np.tile(has_movable, tries)  # ...and at least one
+        # Only the moved genes are computed (flat positions: cheaper than 2-d fancy indexing).
+        n_labels = sub.shape[1]
+        moved = np.flatnonzero(move)
+        in_diff = moved % (n * n_labels)  # the same gene of the untiled row
+        distance = np.abs(diff.reshape(-1)[in_diff])
+        step = np.minimum(np.ceil(share[moved // n_labels] * distance), distance).astype(np.int64)
+        tried = np.tile(sub, (tries, 1))
+        tried.reshape(-1)[moved] -= np.sign(diff.reshape(-1)[in_diff]) * step
+        stuck = np.tile(~has_movable, tries)  # differs only in genes the costs should ignore: take the anchor
+        tried[stuck] = np.tile(anchor, (tries, 1))[stuck]
         tried_values = evaluate_costs(costs, tried)
-        ok = (tried_values <= np.tile(budgets[bad], (tries, 1))).all(axis=1).reshape(tries, n)
+        ok = (tried_values.reshape(tries, n, -1) <= budgets[bad][None]).all(axis=2)
         feasible = ok.any(axis=0)
         chosen = np.where(feasible, ok.argmax(axis=0), tries - 1) * n + np.arange(n)
         rows[bad], values[bad] = tried[chosen], tried_values[chosen]
