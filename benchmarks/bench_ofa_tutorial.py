@@ -19,7 +19,10 @@ tables, running ``EvolutionFinder`` once per latency constraint at its defaults 
 
 Reported per constraint and seed: best predicted top-1 of each side (ours re-scored by their
 predictor, in one batch with theirs), whether ours >= theirs, wall times, the wall-time ratios, and
-the time our one call took to first reach their final best. The file paths default to
+the time our one call took to first reach their final best. Per seed also the **floor**: the released
+MLP alone (our float32 numpy implementation) on as many random subnets in the same batches as our
+call -- no search making that many queries with this predictor can be faster, so their time over it
+bounds the ratio any search can reach at equal query budget -- and the ratios in CPU seconds. The file paths default to
 ``../shared/ofa-released`` (they are not part of the project).
 
 Usage::
@@ -104,10 +107,11 @@ def run_theirs(their_acc: Any, their_lat: Any, constraint: float, generations: i
     np.random.seed(seed)
     finder = EvolutionFinder("note10", constraint, their_lat, their_acc, population_size=POPULATION,
                              max_time_budget=generations)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), torch.no_grad():
         _, best = finder.run_evolution_search()
-    return {"seconds": time.perf_counter() - started, "queries": POPULATION * (generations + 1),
+    return {"seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - cpu,
+            "queries": POPULATION * (generations + 1),
             "accuracy": float(best[0]), "spec": best[1], "latency": float(best[2])}
 
 
@@ -119,18 +123,33 @@ def run_ours(space: ArchSpace, predictor: Any, table: Any, targets: list[dict[st
                              generations=10**6, max_evaluations=max_evaluations, seed=seed)
     completed_at: list[float] = []  # completed_at[g]: seconds when generation g (0: initial) was complete
     queries_at: list[int] = []  # queries_at[g]: predictor queries made by then
-    started = time.perf_counter()
+    batches: list[int] = []  # the size of every predictor call, for the floor (mlp_alone)
+    started, cpu = time.perf_counter(), time.process_time()
     while True:
         rows = search.ask()
         if len(rows) == 0:
             break
+        batches.append(len(rows))
         search.tell(rows, predictor(rows))
         now = time.perf_counter() - started
         missing = search.generation + 1 - len(completed_at)
         completed_at.extend([now] * missing)
         queries_at.extend([search.evaluations] * missing)
-    seconds = time.perf_counter() - started
-    return {"seconds": seconds, "result": search.result(), "completed_at": completed_at, "queries_at": queries_at}
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
+    return {"seconds": seconds, "cpu_seconds": cpu_seconds, "result": search.result(), "completed_at": completed_at,
+            "queries_at": queries_at, "batches": batches}
+
+
+def mlp_alone(space: ArchSpace, predictor: Any, batches: list[int]) -> tuple[float, float]:
+    """Wall and CPU seconds the predictor's MLP alone takes on as many random subnets, in the same
+    batches as our call (features encoded beforehand, not timed): the floor of any search that makes
+    these queries with this predictor."""
+    features = space.to_features(space.random_indices(sum(batches), np.random.default_rng(7)))
+    ends = np.cumsum(batches)
+    started, cpu = time.perf_counter(), time.process_time()
+    for start, end in zip(ends - batches, ends, strict=True):
+        predictor.predict_features(features[start:end])
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
 def first_time_reaching(run: dict[str, Any], target: int, score: float) -> float | None:
@@ -194,6 +213,7 @@ def main() -> None:
         budget = sum(t["queries"] for t in theirs)
         multi = run_ours(space, predictor, table, targets, budget, seed, args.population)
         early, early_seconds, early_queries = best_within(multi, one_run)
+        floor, floor_cpu = mlp_alone(space, predictor, multi["batches"])
         singles = [run_ours(space, predictor, table, [t], one_run, seed, POPULATION) for t in targets]
         for i, (constraint, their) in enumerate(zip(CONSTRAINTS, theirs, strict=True)):
             ours = multi["result"].targets[i]
@@ -220,8 +240,15 @@ def main() -> None:
             f"ratio {their_total / multi['seconds']:.0f}x | {early_seconds:.2f} s ({early_queries:,} queries) "
             f"| ratio {their_total / early_seconds:.0f}x | singles together: "
             f"{sum(s['seconds'] for s in singles):.2f} s | |")
+        say(f"| {seed} | floor | | | | the MLP alone on {sum(multi['batches']):,} random subnets in our call's "
+            f"{len(multi['batches'])} batches: {floor:.2f} s ({100 * floor / multi['seconds']:.0f}% of our call) | | "
+            f"| floor ratio {their_total / floor:.0f}x | | | | |")
         summary[-1]["ratio"] = their_total / multi["seconds"]
         summary[-1]["early_ratio"] = their_total / early_seconds
+        summary[-1]["floor_ratio"] = their_total / floor
+        their_cpu = sum(t["cpu_seconds"] for t in theirs)
+        summary[-1]["cpu_ratio"] = their_cpu / multi["cpu_seconds"]
+        summary[-1]["floor_cpu_ratio"] = their_cpu / floor_cpu
     say()
     met_all = all(row["met"] for row in summary)
     ratios = [row["ratio"] for row in summary if "ratio" in row]
@@ -234,8 +261,14 @@ def main() -> None:
     say(f"ours (same call after {one_run:,} queries) >= theirs: {sum(r['early_met'] for r in summary)} of "
         f"{len(summary)}; ours single-target at their settings >= theirs: {sum(r['single_met'] for r in summary)} "
         f"of {len(summary)}")
+    floor_ratios = [row["floor_ratio"] for row in summary if "floor_ratio" in row]
     say(f"wall-time ratio (their four runs / our one call), per seed: {', '.join(f'{r:.0f}x' for r in ratios)}; "
         f"to our best after {one_run:,} queries: {', '.join(f'{r:.0f}x' for r in early_ratios)}")
+    say(f"floor ratio (their four runs / the MLP alone on our call's {4 * one_run:,} queries, the most any search "
+        f"making them could reach here), per seed: {', '.join(f'{r:.0f}x' for r in floor_ratios)}")
+    say("the same in CPU seconds (less sensitive to other processes' load): ratio "
+        + ", ".join(f"{row['cpu_ratio']:.0f}x" for row in summary if "cpu_ratio" in row) + "; floor ratio "
+        + ", ".join(f"{row['floor_cpu_ratio']:.0f}x" for row in summary if "floor_cpu_ratio" in row))
     if all(r is not None for r in reach):
         say(f"time for our one call to first reach their final best: max {max(reach):.2f} s, "
             f"median {float(np.median(reach)):.2f} s over the {len(reach)} (seed, constraint) pairs")
