@@ -94,6 +94,28 @@ def test_mlp_is_ofas_architecture_and_deterministic():
     assert not np.array_equal(a(dataset.indices), c(dataset.indices))
 
 
+@pytest.mark.parametrize("bias_type", [np.float32, np.float64])
+def test_mlp_prediction_is_the_plain_forward_pass(bias_type):
+    """predict_logits adds bias and ReLU in place (speed): the same numbers as the plain formula,
+    bit for bit, and float64 biases (an older file) still make the sum float64 as they did."""
+    space = ArchSpace(**TINY_SPACE_KWARGS)
+    rng = np.random.default_rng(3)
+    predictor = MLPAccuracyPredictor(arch_space=space, hidden_size=16, num_layers=2)
+    sizes = [space.feature_dim, 16, 16, 1]
+    predictor.load_arrays({
+        **{f"weight{i}": rng.normal(size=(a, b)).astype(np.float32) for i, (a, b) in enumerate(zip(sizes, sizes[1:]))},
+        **{f"bias{i}": rng.normal(size=16).astype(bias_type) for i in range(2)},
+        "base_logit": np.array(0.25),
+    })
+    features = space.to_features(space.random_indices(50, rng))
+    h = features
+    for weight, bias in zip(predictor.weights[:-1], predictor.biases, strict=True):
+        h = np.maximum(h @ weight + bias, 0.0)
+    expected = (h @ predictor.weights[-1])[:, 0].astype(np.float64) + 0.25
+    assert h.dtype == bias_type
+    np.testing.assert_array_equal(predictor.predict_logits(features), expected)
+
+
 @pytest.mark.parametrize("kind", ["mlp", "mlp-ensemble", "ridge"])
 def test_save_load_round_trip_without_pickle(tmp_path, kind):
     space = ArchSpace(**TINY_SPACE_KWARGS)
