@@ -102,8 +102,9 @@ def test_mlp_prediction_is_the_plain_forward_pass(bias_type):
     rng = np.random.default_rng(3)
     predictor = MLPAccuracyPredictor(arch_space=space, hidden_size=16, num_layers=2)
     sizes = [space.feature_dim, 16, 16, 1]
+    shapes = list(zip(sizes[:-1], sizes[1:], strict=True))
     predictor.load_arrays({
-        **{f"weight{i}": rng.normal(size=(a, b)).astype(np.float32) for i, (a, b) in enumerate(zip(sizes, sizes[1:]))},
+        **{f"weight{i}": rng.normal(size=shape).astype(np.float32) for i, shape in enumerate(shapes)},
         **{f"bias{i}": rng.normal(size=16).astype(bias_type) for i in range(2)},
         "base_logit": np.array(0.25),
     })
