@@ -99,20 +99,21 @@ def repair(
         over = np.clip((values[bad] - budgets[bad]) / span, 0.0, 1.0).max(axis=1)
         scale = growth * float(2 * tries) ** min(attempt, 10)
         share = np.sqrt(np.minimum(scale[:, None] * over[None, :], 1.0)).reshape(-1)  # try-major: row t*n + i
-        draw = np.where(np.tile(movable, (tries, 1)), rng.random((tries * n, sub.shape[1]), dtype=np.float32),
-                        np.float32(2.0))
-        move = draw < share[:, None]  # each differing gene with probability sqrt(f)...
-        move[np.arange(tries * n), draw.argmin(axis=1)] |= np.tile(has_movable, tries)  # ...and at least one
-        # Only the moved genes are computed (flat positions: cheaper than 2-d fancy indexing).
         n_labels = sub.shape[1]
+        draw = rng.random((tries, n, n_labels), dtype=np.float32)  # (tries, rows, genes): one draw per try
+        np.copyto(draw, np.float32(2.0), where=~movable)
+        move = (draw < share.reshape(tries, n, 1)).reshape(tries * n, n_labels)  # each differing gene w.p. sqrt(f)...
+        move[np.arange(tries * n), draw.argmin(axis=2).reshape(-1)] |= np.tile(has_movable, tries)  # ...at least one
+        # Only the moved genes are computed (flat positions: cheaper than 2-d fancy indexing).
         moved = np.flatnonzero(move)
         in_diff = moved % (n * n_labels)  # the same gene of the untiled row
         distance = np.abs(diff.reshape(-1)[in_diff])
         step = np.minimum(np.ceil(share[moved // n_labels] * distance), distance).astype(np.int64)
         tried = np.tile(sub, (tries, 1))
         tried.reshape(-1)[moved] -= np.sign(diff.reshape(-1)[in_diff]) * step
-        stuck = np.tile(~has_movable, tries)  # differs only in genes the costs should ignore: take the anchor
-        tried[stuck] = np.tile(anchor, (tries, 1))[stuck]
+        if not has_movable.all():  # a row that differs only in genes the costs should ignore: take the anchor
+            stuck = np.tile(~has_movable, tries)
+            tried[stuck] = np.tile(anchor, (tries, 1))[stuck]
         tried_values = evaluate_costs(costs, tried)
         ok = (tried_values.reshape(tries, n, -1) <= budgets[bad][None]).all(axis=2)
         feasible = ok.any(axis=0)
