@@ -11,6 +11,7 @@ __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "MAPE_TARGET_PERCENT",
+    "NORMALISATIONS",
     "ORDERS",
     "SPEARMAN_TARGET",
     "STATISTICS",
@@ -31,5 +32,11 @@ DEVICES = ("cpu", "cuda")
 ORDERS = ("interleaved", "block")
 """``interleaved``: every round visits all entries in a fresh random order (a burst of load spreads
 over many entries); ``block``: each entry gets all its rounds back to back."""
+NORMALISATIONS = ("none", "reference")
+"""``none``: timings as the clock read them; ``reference``: each visit's timings divided by how much
+slower than its quiet speed a fixed reference op of the space ran at that moment
+(:mod:`ofa_nni.latency.reference`), so a slow phase of the machine during the build (memory-bandwidth
+contention, a frequency drop: what the CPU clock does not hide) scales out. A table without the
+setting (written before it existed) reads as ``none``."""
 SPEARMAN_TARGET = 0.95
 MAPE_TARGET_PERCENT = 10.0
