@@ -28,6 +28,14 @@ device and backend:
   competitors on 2 cores (benchmarks/results/latency_table.md, with the limits: the CPU clock
   leaves out time spent waiting for a core, not slowdowns while running, such as memory-bandwidth
   contention; a table so measured predicts the latency on a core of one's own).
+  ``normalise="reference"`` (:mod:`~ofa_nni.latency.reference`) goes for what the CPU clock
+  leaves: a mid-sized block of the space is timed between the entries at least every 0.1 s, and
+  each visit's timings are divided by how much slower than its quiet speed it ran at that moment,
+  so slow phases during a build (memory-bandwidth contention, a frequency drop) scale out.
+  Its limits: load that changes faster than the reference visits (a few ms) is not tracked, a
+  slowdown that hits the entries and the reference unequally (a neighbour evicting a big op's
+  working set, not a small one's) is divided out only in part, and a load that lasts the whole
+  build is not divided out at all (there is no quieter phase to scale to).
 * **Resolutions**: a subset may be measured; the others are interpolated linearly in r² (latency
   ≈ overhead + cost x pixels) between the two nearest measured resolutions, and the file says
   which are which (:mod:`~ofa_nni.latency.table`, which also defines the file format).
@@ -53,7 +61,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ofa_nni.latency.protocol import BACKENDS, CLOCKS, DEVICES, FORMAT_VERSION, ORDERS, STATISTICS
+from ofa_nni.latency.protocol import BACKENDS, CLOCKS, DEVICES, FORMAT_VERSION, NORMALISATIONS, ORDERS, STATISTICS
 from ofa_nni.latency.specs import OpSpec, op_specs
 from ofa_nni.latency.table import LatencyTable
 
@@ -68,6 +76,7 @@ __all__ = [
     "DEVICES",
     "FORMAT_VERSION",
     "LatencyTable",
+    "NORMALISATIONS",
     "ORDERS",
     "OpSpec",
     "STATISTICS",

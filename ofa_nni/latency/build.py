@@ -19,7 +19,8 @@ from ofa_nni._artifacts import atomic_write_json, library_versions
 from ofa_nni._deprecation import renamed_keywords
 from ofa_nni.arch import ArchSpace
 from ofa_nni.errors import InvalidInputError
-from ofa_nni.latency.protocol import FORMAT, ORDERS, STATISTICS
+from ofa_nni.latency.protocol import FORMAT, NORMALISATIONS, ORDERS, STATISTICS
+from ofa_nni.latency.reference import ReferenceLog, reference_spec
 from ofa_nni.latency.runners import (
     Runner,
     check_backend,
@@ -42,9 +43,11 @@ def _settings_differences(stored: Mapping[str, Any], wanted: Mapping[str, Any]) 
             for key in wanted if stored.get(key) != wanted.get(key)]
 
 
-def _saved_progress(progress_path: Path, settings: Mapping[str, Any], keys: Any) -> dict[str, list[float]]:
-    """The timings of an interrupted build with the same settings (a damaged or foreign file is an
-    error naming it and the field, not a traceback)."""
+def _saved_progress(progress_path: Path, settings: Mapping[str, Any], keys: Any
+                    ) -> tuple[dict[str, list[float]], Any]:
+    """The timings of an interrupted build with the same settings, and its reference log (``None``
+    without normalisation; a damaged or foreign file is an error naming it and the field, not a
+    traceback)."""
     try:
         saved = json.loads(progress_path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -55,7 +58,8 @@ def _saved_progress(progress_path: Path, settings: Mapping[str, Any], keys: Any)
     stored, timings = saved.get("settings"), saved.get("timings")
     if not isinstance(stored, dict) or not isinstance(timings, dict):
         raise InvalidInputError(f"{progress_path}: settings and timings must be objects; delete the file")
-    stored = {"order": "interleaved", **stored}  # progress files written before 'order' existed stay resumable
+    # Progress files written before 'order' and 'normalise' existed stay resumable.
+    stored = {"order": "interleaved", "normalise": "none", **stored}
     differences = _settings_differences(stored, settings)
     if differences:
         raise InvalidInputError(
@@ -69,7 +73,7 @@ def _saved_progress(progress_path: Path, settings: Mapping[str, Any], keys: Any)
                     isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in values):
                 raise InvalidInputError(f"{progress_path}: timings.{key} must be a list of times >= 0; delete the file")
             resumed[key] = [float(v) for v in values]
-    return resumed
+    return resumed, saved.get("reference")
 
 
 @renamed_keywords(space="arch_space")
@@ -87,6 +91,7 @@ def build_latency_table(
     statistic: str = "min",
     clock: str = "auto",
     order: str = "interleaved",
+    normalise: str = "none",
     seed: int = 0,
     progress_path: str | os.PathLike[str] | None = None,
     checkpoint_seconds: float = 5.0,
@@ -114,6 +119,11 @@ def build_latency_table(
         order: ``"interleaved"`` (default: each round visits every entry, in a fresh random order, so a
             burst of load from another process spreads over many entries) or ``"block"`` (each entry's
             rounds back to back).
+        normalise: ``"none"`` (default) or ``"reference"``: a mid-sized block of the space is timed at
+            least every 0.1 s between the entries' visits, and each visit's timings are divided by
+            how much slower than its quiet speed it ran at that moment (:mod:`~ofa_nni.latency.reference`),
+            so a slow phase of the machine (memory-bandwidth contention, a frequency drop) scales out.
+            The table records the reference op; validation and deployment checks time it too.
         statistic: What the table predicts with: ``"min"`` (default) or ``"median"`` of each entry's
             timings (both are stored; :meth:`LatencyTable.with_statistic` switches).
         progress_path: Where to keep resumable progress (e.g. ``<out>.partial.json``); a build with
@@ -136,20 +146,32 @@ def build_latency_table(
     timer_for(clock, num_threads, device)  # refuses a clock that does not fit before anything is measured
     if order not in ORDERS:
         raise InvalidInputError(f"unknown order {order!r}; allowed: {', '.join(ORDERS)}")
+    if normalise not in NORMALISATIONS:
+        raise InvalidInputError(f"unknown normalise {normalise!r}; allowed: {', '.join(NORMALISATIONS)}")
     specs = specs_by_key(arch_space, measured)
+    reference = reference_spec(specs) if normalise == "reference" else None
     settings = {
         "space": arch_space.signature(), "backend": backend, "device": device, "batch_size": batch_size,
         "measured_resolutions": list(measured), "warmup": warmup, "repeats": repeats, "rounds": rounds,
         "num_threads": num_threads, "seed": seed, "clock": clock,
-        "order": order,
+        "order": order, "normalise": normalise,
     }
     timings: dict[str, list[float]] = {key: [] for key in specs}
+    saved_reference = None
     if progress_path is not None and Path(progress_path).is_file():
-        timings.update(_saved_progress(Path(progress_path), settings, specs))
+        resumed, saved_reference = _saved_progress(Path(progress_path), settings, specs)
+        timings.update(resumed)
+    log = None
+    if reference is not None:
+        log = (ReferenceLog() if saved_reference is None and not any(timings.values())
+               else ReferenceLog.from_dict(saved_reference, timings, repeats, str(progress_path)))
 
     def save_progress() -> None:
         if progress_path is not None:
-            atomic_write_json(progress_path, {"format": FORMAT + "-progress", "settings": settings, "timings": timings})
+            progress = {"format": FORMAT + "-progress", "settings": settings, "timings": timings}
+            if log is not None:
+                progress["reference"] = log.to_dict()
+            atomic_write_json(progress_path, progress)
 
     load_start = os.getloadavg()
     started = time.perf_counter()
@@ -161,14 +183,15 @@ def build_latency_table(
             save_progress()
             last_save = time.monotonic()
 
-    time_entries(specs, timings, backend=backend, device=device, batch_size=batch_size, warmup=warmup,
-                 repeats=repeats, rounds=rounds, num_threads=num_threads, clock=clock, order=order, seed=seed,
-                 after_visit=after_visit, show_progress=show_progress)
+    used = time_entries(specs, timings, backend=backend, device=device, batch_size=batch_size, warmup=warmup,
+                        repeats=repeats, rounds=rounds, num_threads=num_threads, clock=clock, order=order,
+                        seed=seed, reference=reference, log=log, after_visit=after_visit,
+                        show_progress=show_progress)
     save_progress()
 
     entries = {}
     for key in sorted(specs):
-        values = np.asarray(timings[key])
+        values = np.asarray(used[key])
         q25, q50, q75 = np.percentile(values, [25, 50, 75])
         entries[key] = {"ms": round(float(q50), 6), "min_ms": round(float(values.min()), 6),
                         "iqr_ms": round(float(q75 - q25), 6), "samples": int(values.size)}
@@ -179,10 +202,12 @@ def build_latency_table(
         "libraries": library_versions("torch", "onnxruntime", "numpy", "ofa_nni"),
         "batch_size": batch_size,
         "settings": {"warmup": warmup, "repeats": repeats, "rounds": rounds, "statistic": statistic, "clock": clock,
-                     "order": order, "unit": "ms", "seed": seed},
+                     "order": order, "normalise": normalise, "unit": "ms", "seed": seed},
         "load": {"loadavg_start": list(load_start), "loadavg_end": list(os.getloadavg())},
         "build_seconds": round(time.perf_counter() - started, 2),
     }
+    if reference is not None and log is not None:
+        metadata["reference"] = log.summary(reference.key)
     return LatencyTable(arch_space=arch_space, entries=entries, measured_resolutions=measured, metadata=metadata)
 
 
@@ -201,13 +226,22 @@ def time_entries(
     clock: str,
     order: str,
     seed: int,
+    reference: OpSpec | None = None,
+    log: ReferenceLog | None = None,
     after_visit: Callable[[], None] | None = None,
     show_progress: bool = False,
 ) -> dict[str, list[float]]:
     """Time every op of ``specs`` with one protocol, appending milliseconds to ``timings[key]``;
     visits an earlier (interrupted) run already made are skipped. Ops of one module share its
-    weights and, with ONNX Runtime, one session with a dynamic input size."""
+    weights and, with ONNX Runtime, one session with a dynamic input size.
+
+    With a ``reference`` op, it is timed between the visits and every visit's time is kept in
+    ``log`` (a fresh one if ``None``; a build passes the one it keeps in its progress file):
+    ``timings`` keeps the raw milliseconds, the returned timings are normalised
+    (:mod:`~ofa_nni.latency.reference`). Without, the returned timings are ``timings``."""
     timer = timer_for(clock, num_threads, device)
+    if reference is not None and log is None:
+        log = ReferenceLog()
     visits = _visit_order(sorted(specs), rounds, order, np.random.default_rng(seed))
     done_visits = sum(min(len(timings.get(key, [])) // repeats, rounds) for key in specs)
     modules: dict[str, nn.Module] = {}
@@ -230,17 +264,30 @@ def time_entries(
                                        num_threads=num_threads, session=session)
         return runners[spec.key]
 
+    def time_reference() -> list[float]:
+        assert reference is not None
+        return time_runs(runner_for(reference), warmup=warmup, repeats=repeats, clock=timer)
+
+    measured_now = False
     bar = progress_bar(len(specs) * rounds, done_visits, f"lut {backend}/{device}", show_progress)
     with torch_threads(num_threads), bar:
         for key, visit in visits:
             values = timings.setdefault(key, [])
             if len(values) >= (visit + 1) * repeats:
                 continue
-            values.extend(time_runs(runner_for(specs[key]), warmup=warmup, repeats=repeats, clock=timer))
+            runner = runner_for(specs[key])
+
+            def run(runner: Runner = runner) -> list[float]:
+                return time_runs(runner, warmup=warmup, repeats=repeats, clock=timer)
+
+            values.extend(run() if log is None else log.visit(key, run, time_reference))
+            measured_now = True
             bar.update(1)
             if after_visit is not None:
                 after_visit()
-    return timings
+        if log is not None and measured_now:
+            log.time_reference_if_due(time_reference, force=True)  # the last visits get a reference after them
+    return timings if log is None else log.normalise({key: timings.get(key, []) for key in specs}, repeats)
 
 
 def _visit_order(keys: Sequence[str], rounds: int, order: str, rng: np.random.Generator) -> list[tuple[str, int]]:

@@ -3,10 +3,12 @@
 A subnet the search chose under a budget of ``t`` ms can still run slower than ``t`` once deployed:
 the table's prediction has an error (its validation MAPE), and the machine may be busier (or
 quieter) than when the table was built. :func:`check_deployments` measures the subnets end to end
-with the table's protocol (backend, threads, clock, order, warm-up/repeats/rounds, statistic),
-compares each with its target, and re-times a few of the table's own entries: if those now take
-noticeably longer (or shorter) than the table says, the machine's load has changed since the table
-was built, and the advice is to rebuild or re-validate the table rather than to distrust the search.
+with the table's protocol (backend, threads, clock, order, warm-up/repeats/rounds, statistic; a
+table normalised by a reference op: normalised the same way, to the check's own quiet speed, so a
+machine that is slower for the whole check still shows), compares each with its target, and
+re-times a few of the table's own entries: if those now take noticeably longer (or shorter) than
+the table says, the machine's load has changed since the table was built, and the advice is to
+rebuild or re-validate the table rather than to distrust the search.
 :func:`deployment_lines` words the verdict for the terminal and ``report.md``.
 """
 
@@ -49,7 +51,7 @@ def retime_entries(table: LatencyTable, *, count: int = 12, seed: int = 0, show_
         {key: specs[key] for key in chosen}, {}, backend=protocol["backend"], device=protocol["device"],
         batch_size=protocol["batch_size"], warmup=protocol["warmup"], repeats=protocol["repeats"],
         rounds=protocol["rounds"], num_threads=protocol["num_threads"], clock=protocol["clock"],
-        order=protocol["order"], seed=seed, show_progress=show_progress,
+        order=protocol["order"], seed=seed, reference=table.reference_op, show_progress=show_progress,
     )
     field, reduce = ("min_ms", np.min) if table.statistic == "min" else ("ms", np.median)
     ratios = [float(reduce(timings[key])) / max(float(table.entries[key][field]), 1e-9) for key in chosen]
@@ -89,8 +91,8 @@ def check_deployments(
     timings = measure_end_to_end(
         models, backend=protocol["backend"], device=protocol["device"], batch_size=protocol["batch_size"],
         warmup=protocol["warmup"], repeats=protocol["repeats"], rounds=protocol["rounds"],
-        num_threads=protocol["num_threads"], clock=protocol["clock"], order=protocol["order"], seed=seed,
-        show_progress=show_progress,
+        num_threads=protocol["num_threads"], clock=protocol["clock"], order=protocol["order"],
+        reference=table.reference_op, seed=seed, show_progress=show_progress,
     )
     rows = []
     for index, (name, target) in enumerate(zip(names, targets_ms, strict=True)):
@@ -141,8 +143,10 @@ def deployment_lines(record: Mapping[str, Any]) -> list[str]:
     """The verdict in words (terminal, report.md): one line per subnet over target, then cause and advice."""
     protocol = record["protocol"]
     lines = [f"deployment check ({protocol['backend']}/{protocol['device']}, {protocol['num_threads']} thread(s), "
-             f"{protocol['statistic']} of {protocol['rounds']} x {protocol['repeats']} {protocol['clock']}-clock "
-             f"timings, as the latency table): {record['verdict']}"]
+             f"{protocol['statistic']} of {protocol['rounds']} x {protocol['repeats']} "
+             f"{protocol['clock']}-clock timings"
+             + (" normalised by a reference op" if protocol.get("normalise") == "reference" else "")
+             + f", as the latency table): {record['verdict']}"]
     for row in record["subnets"]:
         if row["over_target"]:
             lines.append(f"  OVER TARGET: {row['name']} measured {row['measured_ms']:.3f} ms against a target of "

@@ -9,7 +9,11 @@ File format::
     backend: "torch" | "onnxruntime"; device: {type, name, num_threads}
     libraries: {python, torch, onnxruntime, numpy, ofa_nni}
     batch_size; settings: {warmup, repeats, rounds, statistic: "median" | "min", clock: "wall" | "cpu",
-                           order: "interleaved" | "block" (absent: interleaved), unit: "ms", seed}
+                           order: "interleaved" | "block" (absent: interleaved),
+                           normalise: "none" | "reference" (absent: none), unit: "ms", seed}
+    reference: {op (an entry's key), baseline_ms, visits, interval_s, factor_min, factor_max}
+               (only with normalise "reference": the op timed between the entries, its quiet
+               timing and how far the slowdowns that were divided out ranged)
     resolutions: {measured: [...], interpolated: [...], interpolation: "..."}
     entries: {key: {ms (median), min_ms, iqr_ms, samples}}     measured shapes only
     load: {loadavg_start, loadavg_end}, build_seconds
@@ -44,11 +48,12 @@ from ofa_nni.latency.protocol import (
     FORMAT,
     FORMAT_VERSION,
     MAPE_TARGET_PERCENT,
+    NORMALISATIONS,
     ORDERS,
     SPEARMAN_TARGET,
     STATISTICS,
 )
-from ofa_nni.latency.specs import OpSpec, op_specs, resnet_op_specs
+from ofa_nni.latency.specs import OpSpec, op_specs, resnet_op_specs, specs_by_key
 from ofa_nni.resnet_arch import ResNetArchSpace
 
 __all__ = ["LatencyTable", "read_document"]
@@ -111,9 +116,11 @@ class LatencyTable(EfficiencyModel):
         if not isinstance(settings, Mapping):
             raise InvalidInputError(f"settings must be an object, got {settings!r}")
         for field, allowed, default in (("statistic", STATISTICS, "min"), ("clock", CLOCKS, "wall"),
-                                        ("order", ORDERS, "interleaved")):
+                                        ("order", ORDERS, "interleaved"), ("normalise", NORMALISATIONS, "none")):
             if settings.get(field, default) not in allowed:
                 raise InvalidInputError(f"settings.{field} is {settings.get(field)!r}; allowed: {', '.join(allowed)}")
+        if settings.get("normalise", "none") == "reference":
+            self._check_reference(self.metadata.get("reference"))
         if validation is not None and not isinstance(validation, Mapping):
             raise InvalidInputError(f"validation must be an object or null, got {validation!r}")
         self.validation = dict(validation) if validation else None
@@ -121,6 +128,18 @@ class LatencyTable(EfficiencyModel):
         if self.resnet_ms is None:
             self.block_ms, self.fixed_ms = self._tables()
         self.correction = self._checked_correction(correction)
+
+    def _check_reference(self, reference: Any) -> None:
+        """The reference op of a normalised table: an entry of it (validation and deployment checks
+        time it again), with a positive baseline."""
+        if not isinstance(reference, Mapping) or not isinstance(reference.get("op"), str):
+            raise InvalidInputError(f"settings.normalise is 'reference', so reference must be an object with op (an "
+                                    f"entry's key) and baseline_ms, got {reference!r}")
+        if reference["op"] not in self.entries:
+            raise InvalidInputError(f"reference.op {reference['op']!r} is not an entry of the table")
+        baseline: Any = reference.get("baseline_ms")
+        if not _is_number(baseline) or not (math.isfinite(baseline) and baseline > 0):
+            raise InvalidInputError(f"reference.baseline_ms is {baseline!r}; a time must be a finite number > 0")
 
     def _checked_correction(self, correction: Any) -> dict[str, Any] | None:
         """A correction of the file: all keys, a positive slope, a positive time for the smallest subnet."""
@@ -155,7 +174,8 @@ class LatencyTable(EfficiencyModel):
     @property
     def protocol(self) -> dict[str, Any]:
         """How the entries were timed: what a measurement comparable with the table must use
-        (backend, device, threads, batch size, warm-up/repeats/rounds, clock, order, statistic)."""
+        (backend, device, threads, batch size, warm-up/repeats/rounds, clock, order, normalisation and
+        its reference op's key, statistic)."""
         meta = self.metadata
         settings = meta.get("settings", {})
         device = meta.get("device", {})
@@ -163,7 +183,17 @@ class LatencyTable(EfficiencyModel):
                 "num_threads": device.get("num_threads", 1), "batch_size": meta.get("batch_size", 1),
                 "warmup": settings.get("warmup", 3), "repeats": settings.get("repeats", 30),
                 "rounds": settings.get("rounds", 3), "clock": settings.get("clock", "wall"),
-                "order": settings.get("order", "interleaved"), "statistic": self.statistic}
+                "order": settings.get("order", "interleaved"), "normalise": settings.get("normalise", "none"),
+                "reference_op": (meta.get("reference") or {}).get("op") if settings.get("normalise") == "reference"
+                else None,
+                "statistic": self.statistic}
+
+    @property
+    def reference_op(self) -> OpSpec | None:
+        """The op a ``normalise="reference"`` table was normalised with (``None`` without normalisation):
+        what a measurement comparable with the table times between its visits."""
+        key = self.protocol["reference_op"]
+        return None if key is None else specs_by_key(self.arch_space, self.measured_resolutions)[key]
 
     @property
     def statistic(self) -> str:
@@ -311,6 +341,11 @@ class LatencyTable(EfficiencyModel):
             f"  {len(self.entries)} measured entries; resolutions measured {list(self.measured_resolutions)}"
             + (f", {len(self.interpolated_resolutions)} interpolated" if self.interpolated_resolutions else ""),
         ]
+        if self.protocol["normalise"] == "reference":
+            reference = meta["reference"]
+            lines.append(f"  timings normalised by the reference op {reference['op']} (baseline "
+                         f"{reference['baseline_ms']:.4f} ms; slowdowns divided out: "
+                         f"{reference.get('factor_min', 1):.2f}x-{reference.get('factor_max', 1):.2f}x)")
         if meta.get("build_seconds") is not None:
             lines.append(f"  built in {meta['build_seconds']:.1f} s")
         if self.validation:

@@ -15,7 +15,9 @@ from torch import nn
 from ofa_nni.arch import ArchSpace, Sample
 from ofa_nni.errors import InvalidInputError
 from ofa_nni.latency.protocol import MAPE_TARGET_PERCENT, ORDERS, SPEARMAN_TARGET, STATISTICS
+from ofa_nni.latency.reference import ReferenceLog
 from ofa_nni.latency.runners import Runner, check_backend, progress_bar, time_runs, timer_for, torch_threads
+from ofa_nni.latency.specs import OpSpec
 from ofa_nni.latency.table import LatencyTable
 
 __all__ = ["measure_end_to_end", "rank_metrics", "validate_latency_table"]
@@ -34,6 +36,8 @@ def measure_end_to_end(
     group_size: int = 8,
     clock: str = "wall",
     order: str = "interleaved",
+    reference: OpSpec | None = None,
+    log: ReferenceLog | None = None,
     seed: int = 0,
     show_progress: bool = False,
 ) -> dict[str, np.ndarray]:
@@ -42,7 +46,10 @@ def measure_end_to_end(
 
     Models are measured in groups of ``group_size`` (bounded memory), each group in ``rounds``
     rounds in random order (``order="interleaved"``) or each model's rounds back to back
-    (``"block"``), the same order the table's entries got.
+    (``"block"``), the same order the table's entries got. With a ``reference`` op (a table's
+    :attr:`~LatencyTable.reference_op`), it is timed between the visits and the timings are
+    normalised as the table's were (:mod:`~ofa_nni.latency.reference`), to this run's own baseline;
+    ``log`` (if given) receives the visits' and the reference's times.
     """
     if order not in ORDERS:
         raise InvalidInputError(f"unknown order {order!r}; allowed: {', '.join(ORDERS)}")
@@ -50,7 +57,17 @@ def measure_end_to_end(
     num_threads = int(num_threads or torch.get_num_threads())
     timer = timer_for(clock, num_threads, device)
     rng = np.random.default_rng(seed)
-    result = {name: np.zeros(len(models)) for name in STATISTICS}
+    if reference is not None and log is None:
+        log = ReferenceLog()
+    reference_runner = None if reference is None else Runner(
+        reference.build(), reference.input_shape(batch_size), backend=backend, device=device, num_threads=num_threads)
+
+    def time_reference() -> list[float]:
+        assert reference_runner is not None
+        return time_runs(reference_runner, warmup=warmup, repeats=repeats, clock=timer)
+
+    # Kept for all models until the end: normalising needs the whole run's reference baseline.
+    timings: dict[str, list[float]] = {}
     bar = progress_bar(len(models) * rounds, 0, f"end-to-end {backend}/{device}", show_progress)
     with torch_threads(num_threads), bar:
         for start in range(0, len(models), group_size):
@@ -60,18 +77,22 @@ def measure_end_to_end(
                            num_threads=num_threads)
                 for i in group
             }
-            timings: dict[int, list[float]] = {i: [] for i in group}
             if order == "block":
                 visits = [int(i) for i in rng.permutation(list(group)) for _ in range(rounds)]
             else:
                 visits = [int(i) for _ in range(rounds) for i in rng.permutation(list(group))]
             for i in visits:
-                timings[i].extend(time_runs(runners[i], warmup=warmup, repeats=repeats, clock=timer))
+                def run(runner: Runner = runners[i]) -> list[float]:
+                    return time_runs(runner, warmup=warmup, repeats=repeats, clock=timer)
+
+                key = str(i)
+                timings.setdefault(key, []).extend(run() if log is None else log.visit(key, run, time_reference))
                 bar.update(1)
-            for i in group:
-                result["median"][i] = float(np.median(timings[i]))
-                result["min"][i] = float(np.min(timings[i]))
-    return result
+        if log is not None and timings:
+            log.time_reference_if_due(time_reference, force=True)  # the last visits get a reference after them
+    used = timings if log is None else log.normalise(timings, repeats)
+    return {"median": np.array([float(np.median(used[str(i)])) for i in range(len(models))]),
+            "min": np.array([float(np.min(used[str(i)])) for i in range(len(models))])}
 
 
 def rank_metrics(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
@@ -132,6 +153,8 @@ def validate_latency_table(
         indices = arch_space.random_indices(num_subnets + calibration_subnets, seed)
         samples = [arch_space.from_indices(row) for row in indices]
         models = [(freeze(sample).eval(), int(sample[ArchSpace.RESOLUTION_LABEL])) for sample in samples]
+        reference = table.reference_op
+        log = None if reference is None else ReferenceLog()
         measurements = measure_end_to_end(
             models,
             backend=meta["backend"], device=meta["device"]["type"], batch_size=meta["batch_size"],
@@ -139,7 +162,7 @@ def validate_latency_table(
             repeats=repeats if repeats is not None else settings.get("repeats", 10),
             rounds=rounds if rounds is not None else settings.get("rounds", 3),
             num_threads=meta["device"]["num_threads"], clock=settings.get("clock", "wall"),
-            order=settings.get("order", "interleaved"), seed=seed,
+            order=settings.get("order", "interleaved"), reference=reference, log=log, seed=seed,
             show_progress=show_progress,
         )
     measured = measurements[table.statistic]
@@ -169,6 +192,10 @@ def validate_latency_table(
         "targets": {"spearman": SPEARMAN_TARGET, "mape_percent": MAPE_TARGET_PERCENT},
         "meets_targets": bool(best["spearman"] >= SPEARMAN_TARGET and best["mape_percent"] <= MAPE_TARGET_PERCENT),
         "seconds": round(time.perf_counter() - started, 2) if reuse is None else reuse.get("seconds"),
+        # This run's own reference (its baseline next to the table's says whether the machine's quiet
+        # speed moved between build and validation).
+        "reference": (log.summary(reference.key) if reuse is None and reference is not None and log is not None
+                      else (reuse or {}).get("reference")),
         "load": {"loadavg_start": list(load_start), "loadavg_end": list(os.getloadavg())}
         if reuse is None else reuse.get("load"),
         "subnets": [

@@ -26,7 +26,7 @@ from typing import Any
 from ofa_nni.app.commands import seed as seed_type
 from ofa_nni.arch import ArchSpace
 from ofa_nni.errors import InvalidInputError
-from ofa_nni.latency.protocol import BACKENDS, CLOCK_CHOICES, DEVICES, ORDERS, STATISTICS
+from ofa_nni.latency.protocol import BACKENDS, CLOCK_CHOICES, DEVICES, NORMALISATIONS, ORDERS, STATISTICS
 
 __all__ = ["register"]
 
@@ -66,6 +66,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--order", choices=ORDERS, default="interleaved",
                        help="interleaved (default: every round visits all entries in a fresh random order, so a "
                             "burst of load spreads over many) or block (each entry's rounds back to back)")
+    build.add_argument("--normalise", choices=NORMALISATIONS, default="none",
+                       help="none (default) or reference: time a mid-sized block of the space at least every 0.1 s "
+                            "between the entries and divide each entry's timings by how much slower than its quiet "
+                            "speed it ran then, so slow phases of the machine (memory-bandwidth contention, which "
+                            "the cpu clock does not hide; a frequency drop) scale out; recorded in the table, and "
+                            "validation and deployment checks normalise the same way")
     build.add_argument("--statistic", choices=STATISTICS, default="min",
                        help="sum the minimum (default) or the median of each entry's timings (the minimum "
                             "reproduces between runs; timings above it come from other processes)")
@@ -78,9 +84,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "validate",
         help="re-check a table on this machine as it is now (end to end, the table's protocol)",
         description="Measure random frozen subnets end to end with the table's own protocol (backend, threads, "
-                    "clock, order, repeats, statistic), store the new Spearman/MAPE and correction in the table, "
-                    "and re-time a few of its entries to tell whether the machine's load has changed since it was "
-                    "built. The space comes from the table (weights do not matter for latency).",
+                    "clock, order, normalisation, repeats, statistic), store the new Spearman/MAPE and correction in "
+                    "the table, and re-time a few of its entries to tell whether the machine's load has changed "
+                    "since it was built. The space comes from the table (weights do not matter for latency).",
     )
     validate.add_argument("table", type=Path, help="latency table (JSON) to re-check")
     _validation_arguments(validate, 30, seed=1)
@@ -211,7 +217,8 @@ def run_build(args: argparse.Namespace) -> int:
         table = build_latency_table(
             space, backend=args.backend, device=args.device, batch_size=args.batch_size,
             resolutions=resolutions, warmup=args.warmup, repeats=args.repeats, rounds=args.rounds,
-            num_threads=args.threads, statistic=args.statistic, clock=args.clock, order=args.order, seed=args.seed,
+            num_threads=args.threads, statistic=args.statistic, clock=args.clock, order=args.order,
+            normalise=args.normalise, seed=args.seed,
             progress_path=partial, show_progress=not args.quiet,
         )
         table.save(args.out)
