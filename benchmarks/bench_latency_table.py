@@ -14,9 +14,12 @@ Stress kinds (N processes each):
   mixed    processes started and stopped as a test suite or a training run does: each a fresh
            interpreter importing numpy and working 0.5-3 s, N alive at a time, gaps of 0-1 s
 
-Protocols (``--protocols``, comma-separated clock/order pairs): wall/interleaved (the default),
-cpu/interleaved (the thread's CPU time: preemption does not count), wall/block (each entry's
-rounds back to back). Targets (issue 17): Spearman >= 0.95 and MAPE <= 10% at N = 1 and 2.
+Protocols (``--protocols``, comma-separated clock/order[/normalise]): wall/interleaved,
+cpu/interleaved (the thread's CPU time: preemption does not count; the library's default),
+wall/block (each entry's rounds back to back); a third part ``reference`` adds the reference-op
+normalisation (``cpu/interleaved/reference``: a mid-sized block timed between the entries, each
+visit divided by its slowdown then; validation normalises the same way). Targets (issue 17):
+Spearman >= 0.95 and MAPE <= 10% at N = 1 and 2.
 
     .venv/bin/python benchmarks/bench_latency_table.py --threads 1 --stress none:0 --stress cpu:1 \\
         --stress cpu:2 --markdown benchmarks/results/latency_table_stress.md
@@ -38,7 +41,7 @@ from typing import Any
 
 import torch
 
-from ofa_nni.latency import build_latency_table, validate_latency_table
+from ofa_nni.latency import CLOCKS, NORMALISATIONS, ORDERS, build_latency_table, validate_latency_table
 from ofa_nni.nni_search_space import arch_space_from_spec
 from search_spaces import OFAMobileNetV3Space
 
@@ -110,6 +113,17 @@ def stress(kind: str, count: int) -> Iterator[None]:
             p.wait()
 
 
+def _protocol(text: str) -> tuple[str, str, str]:
+    """``clock/order`` or ``clock/order/normalise`` -> (clock, order, normalise)."""
+    parts = text.strip().split("/")
+    if len(parts) == 2:
+        parts.append("none")
+    if len(parts) != 3 or parts[0] not in CLOCKS or parts[1] not in ORDERS or parts[2] not in NORMALISATIONS:
+        raise SystemExit(f"--protocols: {text!r} is not clock/order[/normalise] with clock in {', '.join(CLOCKS)}, "
+                         f"order in {', '.join(ORDERS)}, normalise in {', '.join(NORMALISATIONS)}")
+    return parts[0], parts[1], parts[2]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="ofa-mobilenetv3",
@@ -127,7 +141,7 @@ def main() -> None:
     parser.add_argument("--stress", action="append", default=None, metavar="KIND:N",
                         help="competing load: none:0, cpu:N, memory:N, mixed:N (repeatable; default none:0)")
     parser.add_argument("--protocols", default="wall/interleaved,cpu/interleaved,wall/block",
-                        help="comma-separated clock/order pairs")
+                        help="comma-separated clock/order[/normalise], e.g. cpu/interleaved,cpu/interleaved/reference")
     parser.add_argument("--out-dir", type=Path, default=Path("runs/bench-latency"))
     parser.add_argument("--markdown", type=Path, default=None)
     args = parser.parse_args()
@@ -138,9 +152,10 @@ def main() -> None:
     supernet = OFAMobileNetV3Space(**{k: tuple(v) if isinstance(v, list) else v for k, v in signature.items()})
     space = supernet.arch_space
     measured = sorted(set(space.resolutions[:: args.measure_every]) | {space.resolutions[-1]})
-    protocols = [tuple(p.split("/")) for p in args.protocols.split(",")]
+    protocols = [_protocol(text) for text in args.protocols.split(",")]
     levels = [(text.split(":")[0], int(text.split(":")[1])) for text in (args.stress or ["none:0"])]
     lines: list[str] = []
+    notes: list[str] = []  # the reference op's slowdowns, said after the table (a row holds the same columns)
 
     def say(text: str = "") -> None:
         print(text, flush=True)
@@ -154,18 +169,18 @@ def main() -> None:
         f"{len(space.resolutions) - len(measured)} interpolated). Validation: {args.validate} random subnets, "
         f"correction fitted on {args.calibration_subnets} others. Started {time.strftime('%Y-%m-%d %H:%M:%S')}.")
     say()
-    say("| stress | protocol (clock/order/statistic) | build s | validation s | subnets ms | Spearman | MAPE % "
-        "| used | targets | load avg start / end |")
+    say("| stress | protocol (clock/order[/normalise]/statistic) | build s | validation s | subnets ms | Spearman "
+        "| MAPE % | used | targets | load avg start / end |")
     say("|---|---|---:|---:|---|---:|---:|---|---|---|")
     for kind, count in levels:
         with stress(kind, count):
-            for clock, order in protocols:
+            for clock, order, normalise in protocols:
                 load_start = os.getloadavg()[0]
                 started = time.perf_counter()
                 table = build_latency_table(space, backend=args.backend, batch_size=args.batch_size,
                                             resolutions=measured, warmup=args.warmup, repeats=args.repeats,
                                             rounds=args.rounds, num_threads=args.threads, clock=clock, order=order,
-                                            show_progress=False)
+                                            normalise=normalise, show_progress=False)
                 build_s = time.perf_counter() - started
                 started = time.perf_counter()
                 validation = validate_latency_table(table, supernet.freeze, num_subnets=args.validate,
@@ -176,16 +191,29 @@ def main() -> None:
                 other = table.with_statistic("median")
                 validate_latency_table(other, reuse=validation)
                 args.out_dir.mkdir(parents=True, exist_ok=True)
-                table.save(args.out_dir / f"lut_{kind}{count}_{clock}_{order}.json")
+                named = f"{clock}/{order}" + ("" if normalise == "none" else f"/{normalise}")
+                table.save(args.out_dir / f"lut_{kind}{count}_{named.replace('/', '_')}.json")
                 for variant in (table, other):
                     assert variant.validation is not None and variant.correction is not None
                     v, applied = variant.validation, variant.correction["applied"]
                     best = v["corrected"] if applied else v["raw"]
                     held = [s["measured_ms"] for s in v["subnets"] if s["role"] == "validation"]
-                    say(f"| {kind}:{count} | {clock}/{order}/{variant.statistic} | {build_s:.0f} | {validate_s:.0f} "
+                    say(f"| {kind}:{count} | {named}/{variant.statistic} | {build_s:.0f} | {validate_s:.0f} "
                         f"| {min(held):.2f}-{max(held):.2f} | {best['spearman']:.3f} | {best['mape_percent']:.1f} "
                         f"| {'corrected' if applied else 'sum'} | {'met' if v['meets_targets'] else 'NOT met'} "
                         f"| {load_start:.1f} / {load_end:.1f} |")
+                if normalise == "reference":
+                    built, checked = table.metadata["reference"], validation["reference"]
+                    notes.append(f"- {kind}:{count} {named}: reference op `{built['op']}`, baseline "
+                                 f"{built['baseline_ms']:.4f} ms over {built['visits']} visits in the build, slowdowns "
+                                 f"divided out {built['factor_min']:.2f}x-{built['factor_max']:.2f}x; validation's "
+                                 f"baseline {checked['baseline_ms']:.4f} ms, {checked['factor_min']:.2f}x-"
+                                 f"{checked['factor_max']:.2f}x")
+    if notes:
+        say()
+        say("Reference-op normalisation (factor: the reference's timing at a visit over its quiet timing):")
+        for note in notes:
+            say(note)
     say()
     say(f"torch {torch.__version__}; tables in `{args.out_dir}`; finished {time.strftime('%Y-%m-%d %H:%M:%S')}.")
     if args.markdown:
