@@ -5,6 +5,9 @@ with it. Its *quality* under load is measured in benchmarks/bench_latency_table.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -14,6 +17,7 @@ from ofa_nni.app.cli import main
 from ofa_nni.arch import ArchSpace
 from ofa_nni.errors import InvalidInputError
 from ofa_nni.latency import LatencyTable, build_latency_table, check_deployments, validate_latency_table
+from ofa_nni.latency.bundle import RUNNER_NAME, import_results, write_bundle
 from ofa_nni.latency.reference import normalise_visits, reference_factors, reference_spec
 from ofa_nni.latency.specs import specs_by_key
 
@@ -163,3 +167,43 @@ def test_cli_builds_a_reference_normalised_table(tmp_path, capsys):
     assert table.protocol["normalise"] == "reference" and table.validation is not None
     assert main(["lut", "validate", str(out), "--validate", "3", "--calibration-subnets", "2", "--quiet"]) == 0
     assert LatencyTable.load(out).validation["reference"]["op"] == table.protocol["reference_op"]  # type: ignore[index]
+
+
+def test_bundle_runner_times_the_reference_and_the_import_normalises(tmp_path):
+    """The single-file runner (numpy + onnxruntime only) keeps raw visits with --normalise reference;
+    'ofa-nni lut import' normalises them into a table of that protocol; a bundle that names no
+    reference op is refused by the runner in one line."""
+    pytest.importorskip("onnxruntime")
+    from search_spaces import OFAMobileNetV3Space
+
+    supernet = OFAMobileNetV3Space(**{**TINY_SPACE_KWARGS, "resolutions": (32,)})
+    bundle = tmp_path / "bundle"
+    manifest = write_bundle(supernet.arch_space, bundle, supernet.freeze, validation_subnets=3,
+                            calibration_subnets=2)
+    assert manifest["reference"]["op"] == reference_spec(specs_by_key(supernet.arch_space, (32,))).key
+    results = tmp_path / "results.json"
+
+    def run_runner(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, str(bundle / RUNNER_NAME), "--out", str(results), "--warmup", "1",
+                               "--repeats", "2", "--rounds", "2", "--quiet", *extra], capture_output=True, text=True,
+                              timeout=600, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+
+    run = run_runner("--normalise", "reference")
+    assert run.returncode == 0, run.stderr
+    data = json.loads(results.read_text())
+    assert data["settings"]["normalise"] == "reference" and data["reference"]["op"] == manifest["reference"]["op"]
+    assert all(len(visit["at"]) == 2 and len(visit["timings"]) == 4 for visit in data["visits"].values())
+    table = import_results(results)
+    assert table.protocol["normalise"] == "reference" and table.protocol["reference_op"] == manifest["reference"]["op"]
+    assert table.metadata["reference"]["visits"] >= 2 and table.validation is not None
+    assert table.validation["reference"]["op"] == manifest["reference"]["op"]
+    assert all(entry["samples"] == 4 and entry["min_ms"] > 0 for entry in table.entries.values())
+    # Without the option, the results hold no raw visits and import as before.
+    assert run_runner().returncode == 0
+    plain = json.loads(results.read_text())
+    assert "visits" not in plain and import_results(results).protocol["normalise"] == "none"
+    # A bundle written before the reference op existed.
+    del manifest["reference"]
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    refused = run_runner("--normalise", "reference")
+    assert refused.returncode == 2 and "this bundle names no reference op" in refused.stderr

@@ -33,7 +33,7 @@ from ofa_nni.latency.runners import (
     torch_threads,
 )
 from ofa_nni.latency.specs import OpSpec, specs_by_key
-from ofa_nni.latency.table import LatencyTable
+from ofa_nni.latency.table import LatencyTable, entry_summary
 
 __all__ = ["build_latency_table", "time_entries"]
 
@@ -189,12 +189,7 @@ def build_latency_table(
                         show_progress=show_progress)
     save_progress()
 
-    entries = {}
-    for key in sorted(specs):
-        values = np.asarray(used[key])
-        q25, q50, q75 = np.percentile(values, [25, 50, 75])
-        entries[key] = {"ms": round(float(q50), 6), "min_ms": round(float(values.min()), 6),
-                        "iqr_ms": round(float(q75 - q25), 6), "samples": int(values.size)}
+    entries = {key: entry_summary(used[key]) for key in sorted(specs)}
     metadata = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "backend": backend,

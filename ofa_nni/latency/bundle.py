@@ -6,7 +6,10 @@ subnets (validation and calibration, as :func:`~ofa_nni.latency.validation.valid
 uses), ``manifest.json``, and ``run_latency.py`` (a copy of :mod:`ofa_nni.latency.onnx_runner`, which
 needs only Python, numpy and onnxruntime). Run it on the device; its ``results.json`` comes back
 to :func:`import_results`, which makes a :class:`~ofa_nni.latency.table.LatencyTable` (backend
-``onnxruntime``) with the validation of the end-to-end subnets in it.
+``onnxruntime``) with the validation of the end-to-end subnets in it. The manifest names the
+space's reference op (:mod:`~ofa_nni.latency.reference`); with ``--normalise reference`` the runner
+times it between the visits and keeps the raw timings, and the import normalises them as
+``ofa-nni lut build --normalise reference`` does.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ from ofa_nni._artifacts import atomic_write, atomic_write_json, library_versions
 from ofa_nni._deprecation import renamed_keywords
 from ofa_nni.arch import ArchSpace, Sample
 from ofa_nni.errors import InvalidInputError
+from ofa_nni.latency.reference import REFERENCE_INTERVAL_S, ReferenceLog, reference_spec
 from ofa_nni.latency.specs import specs_by_key
-from ofa_nni.latency.table import LatencyTable, read_document
+from ofa_nni.latency.table import LatencyTable, entry_summary, read_document
 
 __all__ = ["BUNDLE_FORMAT", "RESULTS_FORMAT", "RUNNER_NAME", "import_results", "write_bundle"]
 
@@ -70,7 +74,8 @@ def write_bundle(
     (out / "subnets").mkdir(exist_ok=True)
     (out / "manifest.json").unlink(missing_ok=True)  # the old manifest must not describe new files
     entries, written = [], set()
-    for key, spec in sorted(specs_by_key(arch_space, measured).items()):
+    specs = specs_by_key(arch_space, measured)
+    for key, spec in sorted(specs.items()):
         model = f"ops/{spec.module_key}.onnx"
         if model not in written:
             data = onnx_bytes(spec.build(), torch.zeros(spec.input_shape(batch_size)), dynamic_size=True)
@@ -96,6 +101,7 @@ def write_bundle(
         "validation_subnets": validation_subnets, "calibration_subnets": calibration_subnets, "seed": seed,
         "libraries": library_versions("torch", "onnx", "ofa_nni"),
         "entries": entries, "subnets": subnets,
+        "reference": {"op": reference_spec(specs).key, "interval_s": REFERENCE_INTERVAL_S},
     }
     atomic_write_json(out / "manifest.json", manifest)
     return manifest
@@ -103,6 +109,25 @@ def write_bundle(
 
 def _write_bytes(path: Path, data: bytes) -> None:
     atomic_write(path, lambda file: file.write(data))
+
+
+def _normalised(data: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+    """The entries and subnets of results timed with ``--normalise reference``, each visit divided by
+    the reference's slowdown then (ops and subnets each to their own run's baseline, as ``ofa-nni lut
+    build`` and its validation do), and the two runs' reference summaries."""
+    repeats, reference, visits = data["settings"]["repeats"], data["reference"], data["visits"]
+    ops = ReferenceLog(at=reference["ops"]["at"], ms=reference["ops"]["ms"],
+                       visit_at={key: visit["at"] for key, visit in visits.items()})
+    entries = {key: entry_summary(values)
+               for key, values in ops.normalise({k: v["timings"] for k, v in visits.items()}, repeats).items()}
+    runs = ReferenceLog(at=reference["subnets"]["at"], ms=reference["subnets"]["ms"],
+                        visit_at={str(i): subnet["visit_at"] for i, subnet in enumerate(data["subnets"])})
+    normalised = runs.normalise({str(i): subnet["timings"] for i, subnet in enumerate(data["subnets"])}, repeats)
+    subnets = [{"arch": subnet["arch"], "role": subnet["role"],
+                "measured_min_ms": round(min(normalised[str(i)]), 6),
+                "measured_median_ms": round(float(np.median(normalised[str(i)])), 6)}
+               for i, subnet in enumerate(data["subnets"])]
+    return entries, subnets, {"ops": ops.summary(reference["op"]), "subnets": runs.summary(reference["op"])}
 
 
 def _read_results(path: Path) -> dict[str, Any]:
@@ -143,14 +168,18 @@ def import_results(path: str | Path, *, arch_space: ArchSpace | None = None) -> 
             "source": {"results": str(path), "runner": RUNNER_NAME, "device": device,
                        "bundle_libraries": manifest.get("libraries")},
         }
-        table = LatencyTable(arch_space=table_space, entries=data["entries"],
+        entries, subnets, reference = data["entries"], data["subnets"], None
+        if settings.get("normalise", "none") == "reference":
+            entries, subnets, reference = _normalised(data)
+            metadata["reference"] = reference["ops"]
+        table = LatencyTable(arch_space=table_space, entries=entries,
                              measured_resolutions=manifest["measured_resolutions"], metadata=metadata)
-        subnets = data["subnets"]
         reuse = {
             "subnets": sorted(subnets, key=lambda s: s["role"] != "validation"),  # validation first
             "num_subnets": sum(s["role"] == "validation" for s in subnets),
             "calibration_subnets": sum(s["role"] == "calibration" for s in subnets),
             "seed": manifest.get("seed"), "seconds": data.get("seconds"), "load": data.get("load"),
+            "reference": None if reference is None else reference["subnets"],
         }
         for subnet in reuse["subnets"]:
             for field in ("measured_min_ms", "measured_median_ms"):

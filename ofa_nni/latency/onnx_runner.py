@@ -21,6 +21,12 @@ The protocol is the one ``ofa-nni lut build`` uses: every op is visited ``--roun
 fresh random order each round, or each op's rounds back to back with ``--order block``), each visit
 ``--warmup`` untimed and ``--repeats`` timed calls; the table keeps the minimum and the median of
 each op's timings. The end-to-end subnets are timed the same way, for the table's validation.
+
+``--normalise reference`` also times the bundle's reference op (a mid-sized block of the space,
+named in the manifest) at least every ``interval_s`` seconds between the visits, and keeps every
+visit's raw timings and time in results.json: ``ofa-nni lut import`` then divides each visit by how
+much slower than its quiet speed the reference ran at that moment (ofa_nni.latency.reference has
+the arithmetic and the reasons; this file only measures, so that it needs no ofa-nni).
 """
 
 from __future__ import annotations
@@ -64,6 +70,28 @@ def _time(session: onnxruntime.InferenceSession, feed: dict, warmup: int, repeat
     return times
 
 
+class _ReferenceVisits:
+    """The reference op timed when due (the rule of ofa_nni.latency.reference.ReferenceLog, which
+    this standalone file cannot import): its visits' times and medians."""
+
+    def __init__(self, session: onnxruntime.InferenceSession, feed: dict, interval_s: float, time_visit) -> None:
+        self.session, self.feed, self.interval_s, self.time_visit = session, feed, interval_s, time_visit
+        self.at: list[float] = []
+        self.ms: list[float] = []
+        self.last_start = float("-inf")
+
+    def time_if_due(self, force: bool = False) -> None:
+        now = time.time()
+        if force or now - self.last_start >= self.interval_s:
+            self.last_start = now
+            timings = self.time_visit(self.session, self.feed)
+            self.at.append((now + time.time()) / 2)
+            self.ms.append(float(np.median(timings)))
+
+    def record(self) -> dict:
+        return {"at": self.at, "ms": self.ms}
+
+
 def _visits(count: int, rounds: int, order: str, rng: np.random.Generator) -> list[tuple[int, int]]:
     if order == "block":
         return [(int(i), visit) for i in rng.permutation(count) for visit in range(rounds)]
@@ -97,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="auto (default: cpu with --threads 1 on the CPU provider, else wall), wall, or cpu: "
                              "the thread's CPU time, which other processes taking the core do not inflate")
     parser.add_argument("--order", choices=("interleaved", "block"), default="interleaved")
+    parser.add_argument("--normalise", choices=("none", "reference"), default="none",
+                        help="reference: time the bundle's reference op between the visits and keep every visit's "
+                             "timings, so that 'ofa-nni lut import' scales out slow phases of the device (see the "
+                             "module docstring)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
@@ -120,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.clock == "cpu" and (args.threads != 1 or providers[0] != "CPUExecutionProvider"):
         parser.error("--clock cpu needs --threads 1 and the CPU provider")
     clock = time.thread_time if args.clock == "cpu" else time.perf_counter
+    reference = manifest.get("reference") if args.normalise == "reference" else None
+    if args.normalise == "reference" and not (isinstance(reference, dict) and isinstance(reference.get("op"), str)):
+        parser.error("--normalise reference: this bundle names no reference op (written by an older ofa-nni); "
+                     "write it again with 'ofa-nni lut bundle'")
     rng = np.random.default_rng(args.seed)
     loadavg_start = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     started = time.perf_counter()
@@ -134,14 +170,34 @@ def main(argv: list[str] | None = None) -> int:
             used_providers.update(sessions[entry["model"]].get_providers())
         feeds.append({"input": rng.standard_normal(entry["input_shape"]).astype(np.float32)})
     timings: list[list[float]] = [[] for _ in entries]
+    visit_at: list[list[float]] = [[] for _ in entries]
+
+    def time_visit(session: onnxruntime.InferenceSession, feed: dict) -> list[float]:
+        return _time(session, feed, args.warmup, args.repeats, clock)
+
+    def reference_visits() -> _ReferenceVisits | None:
+        if reference is None:
+            return None
+        index = [entry["key"] for entry in entries].index(reference["op"])
+        return _ReferenceVisits(sessions[entries[index]["model"]], feeds[index], float(reference["interval_s"]),
+                                time_visit)
+
+    op_references = reference_visits()
     visits = _visits(len(entries), args.rounds, args.order, rng)
     for done, (index, _) in enumerate(visits, 1):
-        timings[index] += _time(sessions[entries[index]["model"]], feeds[index], args.warmup, args.repeats, clock)
+        if op_references is not None:
+            op_references.time_if_due()
+        visit_started = time.time()
+        timings[index] += time_visit(sessions[entries[index]["model"]], feeds[index])
+        visit_at[index].append((visit_started + time.time()) / 2)
         _progress(done, len(visits), "ops", args.quiet)
+    if op_references is not None:
+        op_references.time_if_due(force=True)  # the last visits get a reference after them
     build_seconds = time.perf_counter() - started
 
     subnets = manifest["subnets"]
     measured: list[dict] = []
+    subnet_references = reference_visits()  # its own baseline, as ofa-nni's end-to-end measurements
     group = 8  # sessions alive at a time: bounded memory on a small device
     for start in range(0, len(subnets), group):
         members = list(range(start, min(start + group, len(subnets))))
@@ -152,14 +208,23 @@ def main(argv: list[str] | None = None) -> int:
         group_feeds = {i: {"input": rng.standard_normal(subnets[i]["input_shape"]).astype(np.float32)}
                        for i in members}
         values: dict[int, list[float]] = {i: [] for i in members}
+        subnet_at: dict[int, list[float]] = {i: [] for i in members}
         for position, _ in _visits(len(members), args.rounds, args.order, rng):
             i = members[position]
-            values[i] += _time(group_sessions[i], group_feeds[i], args.warmup, args.repeats, clock)
+            if subnet_references is not None:
+                subnet_references.time_if_due()
+            visit_started = time.time()
+            values[i] += time_visit(group_sessions[i], group_feeds[i])
+            subnet_at[i].append((visit_started + time.time()) / 2)
         for i in members:
             measured.append({"arch": subnets[i]["arch"], "role": subnets[i]["role"],
                              "measured_min_ms": round(float(np.min(values[i])), 6),
                              "measured_median_ms": round(float(np.median(values[i])), 6)})
+            if subnet_references is not None:  # raw, for the import to normalise
+                measured[-1].update(timings=values[i], visit_at=subnet_at[i])
         _progress(len(measured), len(subnets), "subnets", args.quiet)
+    if subnet_references is not None:
+        subnet_references.time_if_due(force=True)
 
     results = {
         "format": RESULTS_FORMAT,
@@ -172,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         "libraries": {"python": platform.python_version(), "numpy": np.__version__,
                       "onnxruntime": onnxruntime.__version__},
         "settings": {"warmup": args.warmup, "repeats": args.repeats, "rounds": args.rounds, "clock": args.clock,
-                     "order": args.order, "seed": args.seed, "unit": "ms"},
+                     "order": args.order, "normalise": args.normalise, "seed": args.seed, "unit": "ms"},
         "entries": {entry["key"]: _summary(timings[i]) for i, entry in enumerate(entries)},
         "subnets": measured,
         "load": {"loadavg_start": loadavg_start,
@@ -180,6 +245,13 @@ def main(argv: list[str] | None = None) -> int:
         "build_seconds": round(build_seconds, 2),
         "seconds": round(time.perf_counter() - started, 2),
     }
+    if op_references is not None and subnet_references is not None:
+        # Raw timings and times of every visit: the import normalises them (and the entries' summaries
+        # above are of the raw timings).
+        results["reference"] = {"op": manifest["reference"]["op"], "ops": op_references.record(),
+                                "subnets": subnet_references.record()}
+        results["visits"] = {entry["key"]: {"timings": timings[i], "at": visit_at[i]}
+                             for i, entry in enumerate(entries)}
     out = args.out or args.bundle / "results.json"
     temporary = out.with_name(f".{out.name}.tmp")
     temporary.write_text(json.dumps(results, indent=1) + "\n")

@@ -56,7 +56,7 @@ from ofa_nni.latency.protocol import (
 from ofa_nni.latency.specs import OpSpec, op_specs, resnet_op_specs, specs_by_key
 from ofa_nni.resnet_arch import ResNetArchSpace
 
-__all__ = ["LatencyTable", "read_document"]
+__all__ = ["LatencyTable", "entry_summary", "read_document"]
 
 _INTERPOLATION = "linear in resolution^2 between the two nearest measured resolutions (extrapolated beyond)"
 _CORRECTION_KEYS = ("kind", "scale", "offset_ms", "applied")
@@ -65,6 +65,14 @@ _CORRECTION_KEYS = ("kind", "scale", "offset_ms", "applied")
 def _is_number(value: Any) -> bool:
     """A JSON number: ``True`` and ``"1.5"`` are not (``float()`` would take both)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def entry_summary(values: Sequence[float]) -> dict[str, Any]:
+    """A table entry of an op's timings (ms): median, minimum, interquartile range, count."""
+    array = np.asarray(values, dtype=np.float64)
+    q25, q50, q75 = np.percentile(array, [25, 50, 75])
+    return {"ms": round(float(q50), 6), "min_ms": round(float(array.min()), 6), "iqr_ms": round(float(q75 - q25), 6),
+            "samples": int(array.size)}
 
 
 def _check_time(value: Any, where: str) -> float:
