@@ -33,6 +33,16 @@ Why these choices:
   interrupted and resumed build; an entry visited just before an interruption is nearest in time
   to the reference visit just before it.
 
+Limits:
+
+* A load that lasts the whole run is not divided out (there is no quieter phase to scale to): a
+  table built entirely under a memory-heavy neighbour still predicts the latency beside it.
+* A slowdown that hits the reference and an entry unequally is divided out only in part: a
+  neighbour evicting the caches slows a big op (whose weights and activations no longer fit)
+  more than a small one, and the reference is one size.
+* Load that changes within less than the interval between reference visits is not tracked.
+* The reference visits cost time: about one visit of a mid-sized op per 0.1 s of measuring.
+
 numpy only: reading and normalising load no torch.
 """
 
