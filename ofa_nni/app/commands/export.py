@@ -312,8 +312,9 @@ def _measure_latency(models: list[Any], subnets: list[dict[str, Any]], args: arg
             entry["latency_ms"] = entry[f"latency_{statistic}_ms"]
             entry["latency_over_target"], entry["latency_over_by_ms"] = row["over_target"], row["over_by_ms"]
         return {"description": f"{p['backend']}, {p['device']}, {p['num_threads']} thread(s), batch {p['batch_size']}, "
-                               f"{statistic} of {p['rounds']} x {p['repeats']} {p['clock']}-clock timed calls "
-                               "(the latency table's protocol)", **p, "statistic": statistic, "check": check}
+                               f"{statistic} of {p['rounds']} x {p['repeats']} {p['clock']}-clock timed calls"
+                               + (" normalised by a reference op" if p.get("normalise") == "reference" else "")
+                               + " (the latency table's protocol)", **p, "statistic": statistic, "check": check}
     import torch
 
     from ofa_nni.latency import measure_end_to_end
