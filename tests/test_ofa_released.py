@@ -541,6 +541,9 @@ def test_resnet_net_config_round_trips_with_the_reference(ofa_kwargs, space, tmp
         assert json.loads(json.dumps(ofa_net_config(sample, space=space))) == theirs
         read = sample_from_ofa_net_config(theirs, resolution=sample["resolution"], space=space)
         assert read == _first_equal_widths(sample, arch)
+    # the reference's dict itself (its stem shortcut an IdentityLayer module) reads alike
+    raw = net.get_active_net_config()
+    assert sample_from_ofa_net_config(raw, resolution=sample["resolution"], space=space) == read
     folder = tmp_path / "subnet"
     assert write_ofa_net_config(folder, sample, space=space) == [folder / "net.config", folder / "run.config"]
     assert json.loads((folder / "run.config").read_text()) == {"image_size": sample["resolution"]}

@@ -94,8 +94,8 @@ def ofa_net_config(sample: Mapping[str, Any] | str, *, space: Any = None) -> dic
     Args:
         sample: A sample or an arch string of ``space``.
         space: An ``OFAMobileNetV3Space``, ``OFAProxylessNASSpace`` or ``OFAResNetSpace`` (its dropout
-            and BN settings are written too) or an :class:`ArchSpace` / :class:`ResNetArchSpace` (the
-            reference's defaults: dropout 0.1, BN momentum 0.1, eps 1e-5 or, for ProxylessNAS, 1e-3);
+            and BN settings are written too) or an :class:`ArchSpace` / :class:`ResNetArchSpace` (our
+            spaces' defaults: dropout 0.1, BN momentum 0.1, eps 1e-5 or, for ProxylessNAS, 1e-3);
             None: the default space.
 
     Raises:
