@@ -631,6 +631,10 @@ def test_resnet_stem_depth_and_resolution_are_checked():
         sample_from_ofa_net_config(config, resolution=224, space=fixed_depth)
     with pytest.raises(InvalidInputError, match=r"resolution is 202, this space allows \[128, 132"):
         sample_from_ofa_net_config(config, resolution=202, space=ResNetArchSpace())
+    from ofa.imagenet_classification.networks import ResNet50  # (not -D: one 7x7 conv as its stem)
+
+    with pytest.raises(InvalidInputError, match=r"input_stem is 1 layer, this space has 2 or 3 \(conv 3x3/2"):
+        sample_from_ofa_net_config(json.loads(json.dumps(ResNet50().config)), resolution=224, space=ResNetArchSpace())
 
 
 def test_resnet_subnet_that_ofa_would_build_otherwise_is_not_written():

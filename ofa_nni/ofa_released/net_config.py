@@ -340,7 +340,10 @@ def _match_resnet_stem(config: Mapping[str, Any], arch: ResNetArchSpace) -> tupl
     """The stem's genes and its output channels."""
     stem = _field(config, "input_stem", "the config")
     if not isinstance(stem, list) or len(stem) not in (2, 3):
-        raise _Mismatch("input_stem is not a list of 2 or 3 layers (conv, the residual conv unless skipped, conv)")
+        layers = (f"{len(stem)} layer{'' if len(stem) == 1 else 's'}" if isinstance(stem, list)
+                  else f"a {type(stem).__name__}")
+        raise _Mismatch(f"input_stem is {layers}, this space has 2 or 3 (conv 3x3/2, the residual conv unless "
+                        f"skipped, conv 3x3)")
     if len(stem) not in arch.stem_depths:
         raise _Mismatch(f"input_stem depth is {len(stem)}{' (its residual conv skipped)' if len(stem) == 2 else ''}, "
                         f"this space allows {list(arch.stem_depths)}")
