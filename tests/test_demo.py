@@ -62,11 +62,11 @@ def test_cost_summary_amortises_training_over_targets():
     assert "5 epochs" in summary["note"] and summary["method"].startswith("estimate")
 
 
-def _quick_demo(run_dir, *, timeout):
-    """``ofa-nni demo --quick`` into ``run_dir``: the finished process and its wall time."""
+def _quick_demo(run_dir, *, timeout, options=()):
+    """``ofa-nni demo --quick [options]`` into ``run_dir``: the finished process and its wall time."""
     started = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "ofa_nni.cli", "demo", "--quick", "--no-progress", "--run-dir", str(run_dir)],
+        [sys.executable, "-m", "ofa_nni.cli", "demo", "--quick", "--no-progress", *options, "--run-dir", str(run_dir)],
         capture_output=True, text=True, timeout=timeout,
     )
     return result, time.perf_counter() - started
@@ -189,3 +189,30 @@ def test_small_demo_on_proxylessnas(tmp_path):
         assert 0.0 <= target["accuracy_measured"] <= 1.0
         assert all(export["max_abs_diff"] <= 1e-4 for export in target["exports"].values())
     assert result.report_path.is_file() and result.plot_path.is_file()
+
+
+@pytest.mark.slow  # not in CI's slow set: the pipeline tests cover ResNet's integrations (4 min at load 2 here)
+def test_quick_demo_on_resnet50(tmp_path):
+    """``ofa-nni demo --quick --space ofa-resnet50`` end to end on the command line: the ResNet CPU
+    preset trained (depth, expand, width phases), measured, searched, exported and reported."""
+    from search_spaces import OFAResNetSpace, load_supernet
+
+    run_dir = tmp_path / "run"
+    result, _ = _quick_demo(run_dir, timeout=2400, options=["--space", "ofa-resnet50"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "report:" in result.stdout and "(ofa-resnet50)" in result.stdout
+    supernet = load_supernet(run_dir / "train" / "supernet.pt")
+    assert isinstance(supernet, OFAResNetSpace)
+    report = json.loads((run_dir / "results.json").read_text())
+    assert len(report["targets"]) == 3
+    for target in report["targets"]:
+        assert supernet.arch_space.format(supernet.arch_space.parse(target["arch"])) == target["arch"]
+        assert target["latency_predicted_ms"] <= target["budget_ms"] + 1e-9
+        assert 0.0 <= target["accuracy_measured"] <= 1.0
+        assert sorted(target["exports"]) == ["onnx", "torchscript"]
+        for export in target["exports"].values():
+            assert export["max_abs_diff"] <= 1e-4
+    exports = sorted(p.name for p in (run_dir / "exports").iterdir())
+    assert exports == ["target1.onnx", "target1.pt", "target2.onnx", "target2.pt", "target3.onnx", "target3.pt"]
+    assert (run_dir / "pareto.png").stat().st_size > 10_000
+    assert "## Cost: train once vs train per target" in (run_dir / "report.md").read_text()

@@ -486,3 +486,220 @@ def test_export_writes_proxyless_net_configs(tmp_path):
     reference = ProxylessNASNets.build_from_config(written)
     subnet = supernet.freeze(sample)
     assert sum(p.numel() for p in reference.parameters()) == sum(p.numel() for p in subnet.parameters())
+
+
+# ------------------------------------------------------------------------------- net.config, ResNet
+RESNET_RELEASED_OFA = dict(depth_list=[0, 1, 2], expand_ratio_list=[0.2, 0.25, 0.35], width_mult_list=[0.65, 0.8, 1.0])
+RESNET_SMALL_OFA = dict(n_classes=10, depth_list=[0, 1], expand_ratio_list=[0.2, 0.35], width_mult_list=[0.25, 0.5])
+RESNET_SMALL_SPACE = dict(num_classes=10, depths=(0, 1), expand_ratios=(0.2, 0.35), width_mults=(0.25, 0.5),
+                          resolutions=(32, 48))
+
+
+def _reference_resnet(**kwargs):
+    from ofa.imagenet_classification.elastic_nn.networks import OFAResNets
+
+    return OFAResNets(**kwargs)
+
+
+def _first_equal_widths(sample, arch: ResNetArchSpace) -> dict:
+    """``sample`` with each width multiplier replaced by the smallest one of the same channel count
+    (the released space's stem convs have 24 channels at 0.65 and at 0.8): a net.config holds channel
+    counts, so that is the multiplier a reader can give back."""
+    sample = dict(sample)
+    widths_by_label = [(arch.STEM_MID_WIDTH_LABEL, arch.stem_mid_widths()), (arch.STEM_WIDTH_LABEL, arch.stem_widths())]
+    widths_by_label += [(arch.width_label(s), arch.stage_widths(s)) for s in range(arch.num_stages)]
+    for label, widths in widths_by_label:
+        sample[label] = arch.width_mults[widths.index(widths[arch.width_mults.index(sample[label])])]
+    return sample
+
+
+def _reference_resnet_config(net, settings) -> dict:
+    """``net.get_active_net_config()`` after ``set_active_subnet(**settings)``, as JSON: the reference
+    puts the input stem's ``IdentityLayer`` itself, not its config, in the residual block (neither
+    ``json.dump`` nor ``ResNets.build_from_config`` take it), so it is written as its ``.config``."""
+    net.set_active_subnet(**{key: value for key, value in settings.items() if key != "r"})
+    return json.loads(json.dumps(net.get_active_net_config(), default=lambda layer: layer.config))
+
+
+@pytest.mark.parametrize("ofa_kwargs, space", [
+    (dict(RESNET_RELEASED_OFA, dropout_rate=0.1), ResNetArchSpace()),  # the released supernet
+    (dict(RESNET_SMALL_OFA, bn_param=(0.05, 1e-3), dropout_rate=0), "small"),
+])
+def test_resnet_net_config_round_trips_with_the_reference(ofa_kwargs, space, tmp_path):
+    """For random, smallest and largest subnets, our config equals what ``OFAResNets`` writes after
+    ``set_active_subnet(**our ofa settings)``, and reading theirs gives our sample back."""
+    if space == "small":  # a built space: its dropout and BN settings are written
+        from search_spaces import OFAResNetSpace
+
+        space = OFAResNetSpace(**RESNET_SMALL_SPACE, dropout=0, bn_momentum=0.05, bn_eps=1e-3)
+    net, arch = _reference_resnet(**ofa_kwargs), getattr(space, "arch_space", space)
+    rows = np.concatenate([arch.random_indices(30, 0), [arch.to_indices(arch.min_sample()),
+                                                        arch.to_indices(arch.max_sample())]])
+    for row in rows:
+        sample = arch.canonical_sample(arch.from_indices(row))
+        theirs = _reference_resnet_config(net, resnet_ofa_settings(sample, arch))
+        assert json.loads(json.dumps(ofa_net_config(sample, space=space))) == theirs
+        read = sample_from_ofa_net_config(theirs, resolution=sample["resolution"], space=space)
+        assert read == _first_equal_widths(sample, arch)
+    # the reference's dict itself (its stem shortcut an IdentityLayer module) reads alike
+    raw = net.get_active_net_config()
+    assert sample_from_ofa_net_config(raw, resolution=sample["resolution"], space=space) == read
+    folder = tmp_path / "subnet"
+    assert write_ofa_net_config(folder, sample, space=space) == [folder / "net.config", folder / "run.config"]
+    assert json.loads((folder / "run.config").read_text()) == {"image_size": sample["resolution"]}
+    assert read_ofa_net_config(folder, space=space) == _first_equal_widths(sample, arch)
+
+
+def test_resnet_static_config_spelling_is_read():
+    """A static network's ``.config`` (what ``ofa.model_zoo.ofa_specialized`` builds from: every layer
+    field written, the stem's shortcut as a config) is read too: ``ResNet50D`` is the released space's
+    subnet of widths 1.0, depths 3, 4, 6, 3 and ratio 0.25; our config of it builds the same network."""
+    from ofa.imagenet_classification.networks import ResNet50D, ResNets
+
+    space = ResNetArchSpace()
+    static = json.loads(json.dumps(ResNet50D().config))
+    sample = sample_from_ofa_net_config(static, resolution=224, space=space)
+    expected = {label: 1.0 for label in (space.STEM_MID_WIDTH_LABEL, space.STEM_WIDTH_LABEL)}
+    expected.update({space.width_label(s): 1.0 for s in range(space.num_stages)})
+    expected.update({space.depth_label(s): depth for s, depth in enumerate((3, 4, 6, 3))})
+    expected.update({space.expand_label(s, b): 0.25 for s, b in space.blocks}, resolution=224)
+    expected[space.STEM_DEPTH_LABEL] = 3
+    assert sample == space.canonical_sample(expected)
+    ours = ResNets.build_from_config(ofa_net_config(sample, space=space))
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {
+        k: v.shape for k, v in ResNet50D().state_dict().items()}
+
+
+def test_resnet_and_mobilenet_configs_are_refused_by_each_others_spaces(tmp_path):
+    """A config of the other layout is refused naming the file, the layout expected and found."""
+    resnet, mbv3 = ResNetArchSpace(), ArchSpace()
+    resnet_config = ofa_net_config(resnet.max_sample(), space=resnet)
+    (tmp_path / "net.config").write_text(json.dumps(resnet_config))
+    (tmp_path / "run.config").write_text(json.dumps({"image_size": 224}))
+    with pytest.raises(InvalidInputError) as error:
+        read_ofa_net_config(tmp_path, space=mbv3)
+    assert str(error.value) == (f"{tmp_path / 'net.config'}: not a subnet of this space (expected an OFA-MobileNetV3 "
+                                "config of width 1, 1000 classes): name is 'ResNets', this space has 'MobileNetV3'")
+    with pytest.raises(InvalidInputError, match="name is 'ResNets', this space has 'ProxylessNASNets'"):
+        sample_from_ofa_net_config(resnet_config, resolution=224, space=proxyless_arch_space())
+    mbv3_net = _reference_net(ks_list=[3, 5, 7], expand_ratio_list=[3, 4, 6], depth_list=[2, 3, 4])
+    with pytest.raises(InvalidInputError) as error:
+        sample_from_ofa_net_config(mbv3_net.get_active_net_config(), resolution=224, space=resnet,
+                                   source="net.config")
+    assert str(error.value) == ("net.config: not a subnet of this space (expected an OFA-ResNet50 config of width "
+                                "0.65/0.8/1, 1000 classes): name is 'MobileNetV3', this space has 'ResNets'")
+
+
+@pytest.mark.parametrize("ofa_kwargs, settings, change, message", [
+    (dict(width_mult_list=[0.5]), dict(), None,
+     r"input_stem\[0\].out_channels \(stem mid width\) is 16, this space allows \[24, 32\]"),
+    (dict(width_mult_list=[0.65, 1.2]), dict(w=[0, 1, 0, 0, 0, 0]), None,
+     r"input_stem\[2\].out_channels \(stem width\) is 80, this space allows \[40, 48, 64\]"),
+    (dict(expand_ratio_list=[0.5]), dict(), None,
+     r"blocks\[0\] \(stage 1 block 1\) mid_channels is 128, this space allows \[48, 64, 88\] \(expand ratios "
+     r"0.2, 0.25, 0.35 of 256 channels\)"),
+    (dict(depth_list=[0, 1, 2, 3]), dict(d=[2, 0, 3, 0, 0]), None,
+     r"stage 2 depth \(active blocks\) is 5, this space allows \[2, 3, 4\]"),
+    (dict(), dict(), lambda c: c["blocks"][1].update(mid_channels=72),
+     r"blocks\[1\] \(stage 1 block 2\) mid_channels is 72, this space allows \[48, 64, 88\] \(expand ratios 0.2, "
+     r"0.25, 0.35 of 256 channels\)"),
+    (dict(), dict(), lambda c: c["blocks"][4].update(downsample_mode="conv"),
+     r"blocks\[4\] \(stage 2 block 1\) downsample_mode is 'conv', this space has 'avgpool_conv'"),
+    (dict(), dict(), lambda c: c["blocks"][2].update(kernel_size=5),
+     r"blocks\[2\] \(stage 1 block 3\) kernel_size is 5, this space has 3"),
+    (dict(n_classes=10), dict(), None, r"classifier.out_features \(classes\) is 10, this space has 1000"),
+    (dict(), dict(), lambda c: c["input_stem"][1].update(shortcut=None),
+     r"input_stem\[1\] \(the residual conv\) has shortcut None, this space has an 'IdentityLayer'"),
+])
+def test_resnet_net_config_mismatch_names_the_first(ofa_kwargs, settings, change, message):
+    net = _reference_resnet(**{**RESNET_RELEASED_OFA, **ofa_kwargs})
+    net.set_max_net()
+    config = _reference_resnet_config(net, settings)
+    if change is not None:
+        change(config)
+    with pytest.raises(InvalidInputError, match=r"^net.config: not a subnet of this space \(expected an OFA-ResNet50 "
+                                               r"config of width 0.65/0.8/1, 1000 classes\): " + message + "$"):
+        sample_from_ofa_net_config(config, resolution=224, space=ResNetArchSpace(), source="net.config")
+
+
+def test_resnet_stem_depth_and_resolution_are_checked():
+    fixed_depth = ResNetArchSpace(depths=(1,))  # one depth choice: the stem's residual conv always runs
+    net = _reference_resnet(**RESNET_RELEASED_OFA)
+    config = _reference_resnet_config(net, dict(d=[0, 1, 1, 1, 1], e=0.25, w=2))
+    with pytest.raises(InvalidInputError, match=r"input_stem depth is 2 \(its residual conv skipped\), this space "
+                                                r"allows \[3\]"):
+        sample_from_ofa_net_config(config, resolution=224, space=fixed_depth)
+    with pytest.raises(InvalidInputError, match=r"resolution is 202, this space allows \[128, 132"):
+        sample_from_ofa_net_config(config, resolution=202, space=ResNetArchSpace())
+    from ofa.imagenet_classification.networks import ResNet50  # (not -D: one 7x7 conv as its stem)
+
+    with pytest.raises(InvalidInputError, match=r"input_stem is 1 layer, this space has 2 or 3 \(conv 3x3/2"):
+        sample_from_ofa_net_config(json.loads(json.dumps(ResNet50().config)), resolution=224, space=ResNetArchSpace())
+
+
+def test_resnet_subnet_that_ofa_would_build_otherwise_is_not_written():
+    """A stage whose first block keeps stride 1 and its width, in a space where that block has a shortcut
+    conv (its widths differ from the previous stage's at other multipliers): OFA's
+    ``ResNetBottleneckBlock`` would build an identity shortcut, another network; refused."""
+    space = ResNetArchSpace(depths=(0,), expand_ratios=(0.25,), width_mults=(0.5, 1.0), base_depths=(1, 1),
+                            base_widths=(32, 64, 128), stage_strides=(1, 2), resolutions=(32,), num_classes=10)
+    sample = space.canonical_sample({**space.max_sample(), space.width_label(0): 0.5})
+    with pytest.raises(InvalidInputError, match=r"stage 1 block 1 keeps stride 1 and 32 channels: OFA's "
+                                                r"ResNetBottleneckBlock would have an identity shortcut there, this "
+                                                r"space's block has a shortcut conv"):
+        ofa_net_config(sample, space=space)
+    assert ofa_net_config(space.max_sample(), space=space)["name"] == "ResNets"
+
+
+def test_export_writes_resnet_net_configs_the_reference_builds(tmp_path):
+    """``ofa-nni export --ofa-config`` on a ResNet supernet holding a reference ``OFAResNets``'
+    (random) weights: the reference builds a network from our net.config that loads its own subnet's
+    weights (same names and shapes) and computes what our frozen subnet computes."""
+    from ofa.imagenet_classification.elastic_nn.networks import OFAResNets
+    from ofa.imagenet_classification.networks import ResNets
+    from test_ofa_reference import _randomized_ofa_net
+
+    from search_spaces import OFAResNetSpace
+
+    reference = _randomized_ofa_net(3, OFAResNets, **RESNET_SMALL_OFA).eval()
+    supernet = OFAResNetSpace.from_ofa_state_dict(reference.state_dict(), **RESNET_SMALL_SPACE, dropout=0).eval()
+    supernet.save(tmp_path / "supernet.pt")
+    arch = supernet.arch_space
+    samples = [arch.min_sample(), arch.max_sample(), arch.canonical_sample(arch.random_sample(1))]
+    out_dir = tmp_path / "exports"
+    command = ["export", "--supernet", str(tmp_path / "supernet.pt"), "--formats", "torchscript",
+               "--calibration-images", "20", "--no-evaluate", "--no-latency", "--ofa-config", "--quiet",
+               "--out-dir", str(out_dir)]
+    for sample in samples:
+        command += ["--arch", arch.format(sample)]
+    assert main(command) == 0
+    x = torch.randn(2, 3, 48, 48, generator=torch.Generator().manual_seed(0))
+    for index, sample in enumerate(samples):
+        folder = out_dir / f"subnet{index + 1}"
+        written = json.loads((folder / "net.config").read_text())
+        assert written == _reference_resnet_config(reference, supernet.ofa_settings(sample))
+        assert read_ofa_net_config(folder, space=supernet) == sample
+        built = ResNets.build_from_config(written).eval()
+        built.load_state_dict(reference.get_active_subnet().state_dict())  # strict: same names and shapes
+        resolution = json.loads((folder / "run.config").read_text())["image_size"]
+        inputs = torch.nn.functional.interpolate(x, size=resolution, mode="bilinear", align_corners=False)
+        with torch.no_grad():
+            theirs, ours = built(inputs), supernet.freeze(sample).eval()(inputs)
+        assert float((ours - theirs).abs().max() / theirs.abs().max()) <= 1e-4
+    assert json.loads((out_dir / "exports.json").read_text())["subnets"][0]["ofa_config"] == "subnet1/net.config"
+
+
+def test_export_refuses_an_unwritable_resnet_config_before_any_work(tmp_path, capsys):
+    """Refused before the data are read (7 classes: digits' 10 would be refused there) and nothing written."""
+    from search_spaces import OFAResNetSpace
+
+    supernet = OFAResNetSpace(depths=(0,), expand_ratios=(0.25,), width_mults=(0.5, 1.0), base_depths=(1, 1),
+                              base_widths=(32, 64, 128), stage_strides=(1, 2), resolutions=(32,), num_classes=7)
+    supernet.save(tmp_path / "supernet.pt")
+    arch = supernet.arch_space.format({**supernet.arch_space.max_sample(), supernet.arch_space.width_label(0): 0.5})
+    out_dir = tmp_path / "exports"
+    assert main(["export", "--supernet", str(tmp_path / "supernet.pt"), "--arch", arch, "--formats", "onnx",
+                 "--no-evaluate", "--no-latency", "--ofa-config", "--quiet", "--out-dir", str(out_dir)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "identity shortcut" in lines[0] and arch in lines[0]
+    assert not out_dir.exists()

@@ -105,12 +105,37 @@ def test_search_and_export_through_the_cli(trained, tmp_path):
 
     exports = tmp_path / "exports"
     assert main(["export", "--supernet", str(supernet_path), "--search", str(out), "--arch", extra_arch,
-                 "--out-dir", str(exports), "--calibration-images", "100", "--no-latency", "--quiet"]) == 0
+                 "--out-dir", str(exports), "--calibration-images", "100", "--no-latency", "--ofa-config",
+                 "--quiet"]) == 0
     document = json.loads((exports / "exports.json").read_text())
     assert [entry["arch"] for entry in document["subnets"]][-1] == extra_arch
     for entry in document["subnets"]:
         assert all(f["max_abs_diff"] <= 1e-4 for f in entry["files"].values())
         assert 0.0 <= entry["accuracy"] <= 1.0
+        _assert_reference_builds_the_export(exports, entry, load_supernet(supernet_path))
+
+
+def _assert_reference_builds_the_export(exports, entry, supernet):
+    """The reference (PyPI ``ofa``) builds a network from the exported subnet's net.config that takes
+    its weights (same tensors in the same order and shapes) and computes what it computes; reading the
+    net.config gives the subnet back."""
+    from ofa.imagenet_classification.networks import get_net_by_name
+
+    from ofa_nni.ofa_released import ofa_net_config, read_ofa_net_config
+
+    config = json.loads((exports / entry["ofa_config"]).read_text())
+    read = read_ofa_net_config(exports / entry["name"], space=supernet)
+    assert ofa_net_config(read, space=supernet) == ofa_net_config(entry["sample"], space=supernet) == config
+    subnet = torch.jit.load(str(exports / entry["files"]["torchscript"]["path"])).eval()
+    reference = get_net_by_name(config["name"]).build_from_config(config).eval()
+    ours, theirs = list(subnet.state_dict().values()), list(reference.state_dict())
+    assert [tuple(t.shape) for t in ours] == [tuple(t.shape) for t in reference.state_dict().values()]
+    reference.load_state_dict(dict(zip(theirs, ours, strict=True)))
+    resolution = read["resolution"]
+    x = torch.randn(4, 3, resolution, resolution, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = reference(x)
+        assert float((subnet(x) - expected).abs().max() / expected.abs().max()) <= 1e-4
 
 
 @pytest.mark.parametrize("name", sorted(SPACES))

@@ -147,6 +147,11 @@ def run(args: argparse.Namespace) -> int:
     supernet = load_supernet(args.supernet)
     search = None if args.search is None else SearchDocument.load(args.search)
     subnets = _subnets(supernet.arch_space, args, search)
+    if args.ofa_config:  # a subnet OFA's format cannot describe is refused before any work
+        from ofa_nni.ofa_released import ofa_net_config
+
+        for entry in subnets:
+            ofa_net_config(entry["sample"], space=supernet)
     # The table is read before any work: a bad --lut is refused at once, not after the exports.
     table = _latency_table(supernet.arch_space, args, search)
     _check_out_dir(args.out_dir, [f"{entry['name']}{_SUFFIXES[fmt]}" for entry in subnets for fmt in formats])
