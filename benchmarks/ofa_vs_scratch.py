@@ -77,19 +77,21 @@ def main() -> int:
         recalibrate_batchnorm(subnet, calibration)
         inherited = evaluate_subnet(subnet, held_out)["accuracy"]
         inherited_s = time.perf_counter() - started
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         finetuned = train_subnet(subnet, data, epochs=args.finetune_epochs, batch_size=batch_size,
                                  lr=args.finetune_lr, seed=0, from_scratch=False) if args.finetune_epochs else None
-        finetune_s = time.perf_counter() - started
-        scratch, scratch_s = [], []
+        finetune_s, finetune_cpu_s = time.perf_counter() - started, time.process_time() - started_cpu
+        scratch, scratch_s, scratch_cpu_s = [], [], []
         for seed in args.seeds:
-            started = time.perf_counter()
+            started, started_cpu = time.perf_counter(), time.process_time()
             scratch.append(train_subnet(supernet.freeze(sample), data, epochs=args.scratch_epochs,
                                         batch_size=batch_size, lr=full_lr, seed=seed))
             scratch_s.append(time.perf_counter() - started)
+            scratch_cpu_s.append(time.process_time() - started_cpu)
         row = {"name": name, "arch": arch.format(sample), "macs": int(macs(sample)), "inherited": inherited,
-               "inherited_s": inherited_s, "finetuned": finetuned, "finetune_s": finetune_s, "scratch": scratch,
-               "scratch_s": statistics.fmean(scratch_s)}
+               "inherited_s": inherited_s, "finetuned": finetuned, "finetune_s": finetune_s,
+               "finetune_cpu_s": finetune_cpu_s, "scratch": scratch, "scratch_s": statistics.fmean(scratch_s),
+               "scratch_cpu_s": statistics.fmean(scratch_cpu_s)}
         rows.append(row)
         print(f"{name}: inherited {inherited:.4f}, fine-tuned {finetuned}, scratch {scratch}", flush=True)
 
@@ -105,14 +107,15 @@ def main() -> int:
         f"epochs from lr {full_lr} (cosine), batch {batch_size}, seeds {args.seeds}.",
         "",
         "| subnet | MACs | from supernet (BN recal.) | OFA + fine-tune | from scratch (mean of seeds) | scratch seeds "
-        "| fine-tune s | scratch s per seed |",
-        "|---|---:|---:|---:|---:|---|---:|---:|",
+        "| fine-tune s | scratch s per seed | fine-tune CPU s | scratch CPU s per seed |",
+        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     for row in rows:
         finetuned = "-" if row["finetuned"] is None else f"{row['finetuned']:.4f}"
         lines.append(f"| {row['name']} | {row['macs'] / 1e6:.2f}M | {row['inherited']:.4f} | {finetuned} | "
                      f"{statistics.fmean(row['scratch']):.4f} | {', '.join(f'{a:.4f}' for a in row['scratch'])} | "
-                     f"{row['finetune_s']:.0f} | {row['scratch_s']:.0f} |")
+                     f"{row['finetune_s']:.0f} | {row['scratch_s']:.0f} | {row['finetune_cpu_s']:.0f} | "
+                     f"{row['scratch_cpu_s']:.0f} |")
     print("\n".join(lines))
     if args.markdown is not None:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
