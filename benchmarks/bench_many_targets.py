@@ -49,6 +49,9 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=12,
                         help="targets of the largest run compared with a single-target search each (default 12)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--single-seeds", type=int, default=1,
+                        help="single-target searches per sampled target, seeds --seed, --seed+1, ... (default 1): "
+                             "how much a single-target search's own result moves with its seed")
     parser.add_argument("--out", type=Path, default=None, help="also write the output here")
     args = parser.parse_args()
     counts = [int(c) for c in args.counts.split(",")]
@@ -89,23 +92,37 @@ def main() -> None:
     if args.sample:
         at = np.unique(np.round(np.linspace(0, largest - 1, min(args.sample, largest))).astype(np.int64))
         say()
-        say(f"| MACs budget (M) | {largest}-target search: acc | single-target search: acc | difference |")
-        say("|---|---|---|---|")
-        worse, single_seconds = 0, []
+        seeds = [args.seed + k for k in range(args.single_seeds)]
+        singles_header = " | ".join(f"single, seed {seed}" for seed in seeds)
+        say(f"| MACs budget (M) | {largest}-target search: acc | {singles_header} | difference to seed {args.seed} |"
+            + (" spread of the singles |" if len(seeds) > 1 else ""))
+        say("|---|---|" + "---|" * len(seeds) + "---|" + ("---|" if len(seeds) > 1 else ""))
+        worse, worse_than_all, single_seconds, spreads = 0, 0, [], []
         for i in at:
-            start = time.perf_counter()
-            single = EvolutionSearch(arch_space=space, costs={"macs": macs}, targets={"macs": float(budgets[i])},
-                                     **settings).run(objective)[0]
-            single_seconds.append(time.perf_counter() - start)
+            singles = []
+            for seed in seeds:
+                start = time.perf_counter()
+                singles.append(EvolutionSearch(arch_space=space, costs={"macs": macs},
+                                               targets={"macs": float(budgets[i])},
+                                               **{**settings, "seed": seed}).run(objective)[0])
+                single_seconds.append(time.perf_counter() - start)
             shared = runs[largest][2][int(i)]
             # scored again side by side: the predictor's float32 batches give the same subnet
             # slightly different scores in batches of other sizes
-            ours, theirs = objective(np.stack([shared.indices, single.indices]))
-            worse += ours < theirs
-            say(f"| {budgets[i] / 1e6:.1f} | {ours:.5f} | {theirs:.5f} | {ours - theirs:+.5f} |")
+            ours, *theirs = objective(np.stack([shared.indices, *(single.indices for single in singles)]))
+            worse += ours < theirs[0]
+            worse_than_all += ours < min(theirs)
+            spreads.append(max(theirs) - min(theirs))
+            cells = " | ".join(f"{t:.5f}" for t in theirs)
+            say(f"| {budgets[i] / 1e6:.1f} | {ours:.5f} | {cells} | {ours - theirs[0]:+.5f} |"
+                + (f" {max(theirs) - min(theirs):.5f} |" if len(seeds) > 1 else ""))
         say()
-        say(f"sampled targets worse than their single-target search: {worse} of {len(at)}; a single-target "
-            f"search took {np.median(single_seconds):.2f} s (median)")
+        say(f"sampled targets worse than their single-target search (seed {args.seed}): {worse} of {len(at)}; a "
+            f"single-target search took {np.median(single_seconds):.2f} s (median)")
+        if len(seeds) > 1:
+            say(f"worse than every one of the {len(seeds)} single-target seeds: {worse_than_all} of {len(at)}; "
+                f"the singles' own spread (best - worst seed): median {np.median(spreads):.5f}, "
+                f"max {max(spreads):.5f}")
     say(f"load average at end: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     if args.out:
         args.out.write_text("\n".join(lines) + "\n")

@@ -43,6 +43,13 @@ Limits:
 * Load that changes within less than the interval between reference visits is not tracked.
 * The reference visits cost time: about one visit of a mid-sized op per 0.1 s of measuring.
 
+Measured (``benchmarks/results/latency_table.md``, 2026-12-07): on a 2-core CPU under the
+benchmark's stress kinds it did no better than the default and, with the minimum statistic, worse
+(8 of 11 runs missed the quality targets the default met): the reference's own timing moved up to
+1.75x from visit to visit even where the CPU clock already hid the competitor, so the division added
+noise, and the minimum then picks the luckiest quotient. Hence the default is ``none``; this stays
+for a device whose speed really drifts during a build.
+
 numpy only: reading and normalising load no torch.
 """
 
