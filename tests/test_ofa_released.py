@@ -28,6 +28,7 @@ from ofa_nni.ofa_released import (
     TUTORIAL_RESOLUTIONS,
     OFALatencyTable,
     ProxylessNASLatencyLUT,
+    load_latency_table_file,
     load_ofa_accuracy_predictor,
     load_ofa_latency_table,
     load_predictor_file,
@@ -221,8 +222,8 @@ def test_a_table_folder_with_some_resolutions_restricts_the_space(tmp_path):
 
 @needs_released
 def test_proxylessnas_table_equals_the_reference_on_1000_net_configs(monkeypatch):
-    """No ProxylessNAS space exists here yet: the reader is checked on the reference's own inputs,
-    net configs of ``OFAProxylessNASNets`` at the mobile table's width (1.0) and choices."""
+    """:class:`ProxylessNASLatencyLUT` prices the reference's own inputs, net configs of
+    ``OFAProxylessNASNets`` at the mobile table's width (1.0) and choices."""
     from ofa.imagenet_classification.elastic_nn.networks import OFAProxylessNASNets
     from ofa.nas.efficiency_predictor import ProxylessNASLatencyTable
 
@@ -243,10 +244,100 @@ def test_proxylessnas_table_equals_the_reference_on_1000_net_configs(monkeypatch
         ours.predict_net_config(config, 192)
 
 
+MOBILE_TRIM_SPACE = dict(width_mult=1.0, expand_ratios=(3, 6), resolutions=(224,))
+"""The OFA-ProxylessNAS space ``mobile_trim.yaml`` covers: width 1.0, kernels {3, 5, 7}, expand
+ratios {3, 6}, depths {2, 3, 4}, 224 pixels, 1000 classes."""
+
+
+def _reference_proxyless_latencies(space, rows, monkeypatch) -> np.ndarray:
+    """``ProxylessNASLatencyTable.predict_network_latency_given_config`` of the net configs the
+    reference supernet (``OFAProxylessNASNets`` with ``space``'s choices) writes for ``rows``."""
+    from ofa.nas.efficiency_predictor import ProxylessNASLatencyTable
+
+    _allow_loaderless_yaml_load(monkeypatch)
+    reference = ProxylessNASLatencyTable(url=str(PROXYLESS_TABLE))
+    net = _reference_proxyless(width_mult=space.width_mult, n_classes=space.num_classes,
+                               ks_list=list(space.kernel_sizes), expand_ratio_list=list(space.expand_ratios),
+                               depth_list=list(space.depths))
+    latencies = []
+    for row in rows:
+        arch = arch_to_ofa(space.from_indices(row), space=space)
+        net.set_active_subnet(ks=arch["ks"], e=arch["e"], d=arch["d"])
+        config = json.loads(json.dumps(net.get_active_net_config()))
+        latencies.append(reference.predict_network_latency_given_config(config, arch["r"]))
+    return np.array(latencies)
+
+
+@needs_released
+def test_proxylessnas_table_prices_proxyless_subnets_as_the_reference_on_1000_subnets(monkeypatch):
+    space = proxyless_arch_space(**MOBILE_TRIM_SPACE)
+    table = load_ofa_latency_table(PROXYLESS_TABLE, arch_space=space)
+    assert isinstance(table, OFALatencyTable) and table.arch_space == space and table.dropped_resolutions == ()
+    rows = np.concatenate([space.random_indices(N_SUBNETS, 0),
+                           [space.to_indices(space.min_sample()), space.to_indices(space.max_sample())]])
+    theirs = _reference_proxyless_latencies(space, rows, monkeypatch)
+    ours = table(rows)
+    assert np.abs(ours / theirs - 1).max() <= 1e-9
+    assert 20 < ours.min() < ours.max() < 200  # milliseconds on a Pixel 1
+    # The same cost through every door: the --lut loader, the default space of a ProxylessNAS table.
+    np.testing.assert_array_equal(load_latency_table_file(PROXYLESS_TABLE, space)(rows), ours)
+    default = load_ofa_latency_table(PROXYLESS_TABLE)
+    assert default.arch_space == space
+    np.testing.assert_array_equal(default(rows), ours)
+    assert table.metadata["device"]["name"] == "Google Pixel 1"
+    # A space with fewer choices the table also covers reads the same file.
+    smaller = proxyless_arch_space(**{**MOBILE_TRIM_SPACE, "kernel_sizes": (3, 7), "depths": (2, 4),
+                                      "expand_ratios": (6,)})
+    sub_rows = smaller.random_indices(50, 1)
+    sub = load_ofa_latency_table(PROXYLESS_TABLE, arch_space=smaller)
+    assert np.abs(sub(sub_rows) / _reference_proxyless_latencies(smaller, sub_rows, monkeypatch) - 1).max() <= 1e-9
+
+
+@needs_released
+def test_proxylessnas_table_restricts_a_space_to_its_resolution():
+    space = proxyless_arch_space(**{**MOBILE_TRIM_SPACE, "resolutions": (192, 224)})
+    table = load_ofa_latency_table(PROXYLESS_TABLE, arch_space=space)
+    assert table.arch_space == proxyless_arch_space(**MOBILE_TRIM_SPACE) and table.dropped_resolutions == (192,)
+    assert table.coverage_note(space.resolutions) == (
+        "latency tables cover resolutions [224]: the search is restricted to them (1 of the space's resolutions "
+        "have no table: [192])")
+
+
+@needs_released
+@pytest.mark.parametrize("space_kwargs, needed", [
+    ({}, "Conv-input:224x224x3-output:112x112x40"),  # the released supernet, width 1.3
+    ({**MOBILE_TRIM_SPACE, "expand_ratios": (3, 4, 6)},
+     "expanded_conv-input:112x112x16-output:56x56x24-expand:4-kernel:3-stride:2-idskip:0"),
+    ({**MOBILE_TRIM_SPACE, "num_classes": 10}, "Logits-input:7x7x1280-output:10"),
+])
+def test_proxylessnas_table_refuses_a_space_it_does_not_cover(space_kwargs, needed):
+    space = proxyless_arch_space(**space_kwargs)
+    with pytest.raises(InvalidInputError) as error:
+        load_ofa_latency_table(PROXYLESS_TABLE, arch_space=space)
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(f"{PROXYLESS_TABLE}: this OFA-ProxylessNAS space ")
+    assert f"needs entry {needed!r}, which the table lacks" in message
+    assert message.endswith("the table covers OFA-ProxylessNAS width 1.0 (stem width 32), kernels [3, 5, 7], "
+                            "expand ratios [3, 6], resolutions [224], 1000 classes")
+
+
+@needs_released
+def test_proxylessnas_table_refuses_other_resolutions_and_layouts():
+    with pytest.raises(InvalidInputError) as error:
+        load_ofa_latency_table(PROXYLESS_TABLE,
+                               arch_space=proxyless_arch_space(**{**MOBILE_TRIM_SPACE, "resolutions": (160, 192)}))
+    assert str(error.value) == f"{PROXYLESS_TABLE}: the tables cover resolutions [224], none of the space's [160, 192]"
+    with pytest.raises(InvalidInputError) as error:
+        load_ofa_latency_table(NOTE10, arch_space=proxyless_arch_space(**MOBILE_TRIM_SPACE))
+    message = str(error.value)
+    assert message.startswith(f"{NOTE10 / '160_lookup_table.yaml'}: expected a ProxylessNAS lookup table")
+    assert "found an OFA-MobileNetV3 lookup table" in message
+
+
 @needs_released
 def test_tables_of_another_space_or_layout_are_refused(tmp_path):
     with pytest.raises(InvalidInputError) as error:
-        load_ofa_latency_table(PROXYLESS_TABLE)
+        load_ofa_latency_table(PROXYLESS_TABLE, arch_space=tutorial_space())
     message = str(error.value)
     assert message.startswith(f"{PROXYLESS_TABLE}: expected an OFA-MobileNetV3 lookup table")
     assert "found a ProxylessNAS lookup table" in message
@@ -290,6 +381,35 @@ def test_search_with_the_released_predictor_and_note10_tables(tmp_path, capsys):
         assert target["costs"]["latency_ms"] == pytest.approx(table(sample)) and table(sample) <= budget
         wide = {**sample}  # the predictor's own space has every tutorial resolution
         assert target["score"] == pytest.approx(predictor(wide), abs=1e-6)
+
+
+@needs_released
+def test_search_with_the_proxylessnas_mobile_table(tmp_path, capsys, monkeypatch):
+    """``ofa-nni search --lut mobile_trim.yaml`` for an OFA-ProxylessNAS predictor of the covered
+    widths and choices at 192 and 224: the search keeps 224 (the table's one resolution), says so,
+    and every target's latency is the reference's for its subnet."""
+    from ofa_nni.accuracy import RidgeAccuracyPredictor
+    from ofa_nni.efficiency import MacsModel
+
+    space = proxyless_arch_space(**{**MOBILE_TRIM_SPACE, "resolutions": (192, 224)})
+    rows = space.random_indices(200, 0)
+    macs = MacsModel(space)(rows)
+    predictor = RidgeAccuracyPredictor(arch_space=space)
+    predictor.fit(space.to_features(rows), 0.6 + 0.2 * macs / macs.max())  # bigger subnets score higher
+    predictor.save(tmp_path / "predictor.npz")
+    out = tmp_path / "search.json"
+    assert main(["search", "--predictor", str(tmp_path / "predictor.npz"), "--lut", str(PROXYLESS_TABLE),
+                 "--target", "latency_ms<=60", "--target", "latency_ms<=80", "--population", "30",
+                 "--generations", "10", "--quiet", "--out", str(out)]) == 0
+    assert "note: latency tables cover resolutions [224]: the search is restricted to them" in capsys.readouterr().out
+    document = json.loads(out.read_text())
+    covered = proxyless_arch_space(**MOBILE_TRIM_SPACE)
+    samples = [covered.validate(target["sample"]) for target in document["targets"]]
+    theirs = _reference_proxyless_latencies(covered, [covered.to_indices(s) for s in samples], monkeypatch)
+    for target, budget, reference in zip(document["targets"], (60, 80), theirs, strict=True):
+        assert target["costs"]["latency_ms"] == pytest.approx(reference, rel=1e-9) and reference <= budget
+        assert target["score"] == pytest.approx(predictor(target["sample"]))  # the predictor's own space
+    assert "Google Pixel 1" in document["latency_table"]["description"]
 
 
 @needs_released

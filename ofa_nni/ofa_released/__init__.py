@@ -5,12 +5,14 @@ them without importing ``ofa`` (the files are not shipped: users pass their path
 
 * :mod:`~ofa_nni.ofa_released.predictors`: the tutorial's OFA-MobileNetV3 accuracy predictor
   (``acc_predictor.pth``) becomes an :class:`~ofa_nni.accuracy.MLPAccuracyPredictor` of the
-  tutorial's space; the OFA-ResNet50 predictor (``ofa_resnet50_acc_predictor.pth``) is read and
-  evaluated on the reference's arch dicts (no ResNet50 space here yet).
+  tutorial's space, and the OFA-ResNet50 predictor (``ofa_resnet50_acc_predictor.pth``) one of an
+  OFA-ResNet50 space (:func:`~ofa_nni.ofa_released.predictors.resnet50_space`) that scores
+  :class:`search_spaces.OFAResNetSpace` subnets.
 * :mod:`~ofa_nni.ofa_released.latency_tables`: the per-resolution Samsung Note10 lookup tables become
-  a latency cost of an OFA-MobileNetV3 space (a folder covering some resolutions restricts the
-  space to them); ProxylessNAS's ``mobile_trim.yaml`` is read and evaluated on the reference's
-  ProxylessNAS net configs (no ProxylessNAS space here yet).
+  a latency cost of an OFA-MobileNetV3 space, and ProxylessNAS's ``mobile_trim.yaml`` (Google
+  Pixel 1) one of an OFA-ProxylessNAS space of the widths and choices it covers
+  (:func:`~ofa_nni.ofa_released.latency_tables.proxyless_mobile_space`); tables covering only some of
+  a space's resolutions restrict the space to them.
 * :mod:`~ofa_nni.ofa_released.net_config`: OFA's specialized-network format (``net.config`` as
   ``get_active_net_config()`` writes it, plus ``run.config`` with the image size), read into a
   sample and written for our subnets.
@@ -26,6 +28,7 @@ from ofa_nni.ofa_released.latency_tables import (
     ProxylessNASLatencyLUT,
     load_latency_table_file,
     load_ofa_latency_table,
+    proxyless_mobile_space,
 )
 from ofa_nni.ofa_released.net_config import (
     ofa_net_config,
@@ -55,6 +58,7 @@ __all__ = [
     "load_ofa_latency_table",
     "load_predictor_file",
     "ofa_net_config",
+    "proxyless_mobile_space",
     "read_ofa_net_config",
     "resnet50_space",
     "restrict_predictor",

@@ -13,9 +13,12 @@ The tables are YAML maps from an op's shape to its measured latency (``mean`` ms
   ``predict_network_latency_given_spec`` computes it, as one batched gather.
 * **ProxylessNAS mobile** (``proxylessnas/mobile_trim.yaml``, Google Pixel 1, 224 only):
   ProxylessNAS ops, ``expand`` being the expand *ratio*, no ``se``/``hs``; ``Conv_1`` is the feature
-  mix and ``Logits`` everything after it. No ProxylessNAS space exists in ofa-nni yet, so
-  :class:`ProxylessNASLatencyLUT` prices the reference's ProxylessNAS net configs
-  (``get_active_net_config()``), as ``ofa.nas.efficiency_predictor.ProxylessNASLatencyTable`` does.
+  mix and ``Logits`` everything after it. It covers OFA-ProxylessNAS at width 1.0, kernels
+  {3, 5, 7}, expand ratios {3, 6}, 1000 classes (:func:`proxyless_mobile_space`; not the released
+  w1.3 supernet). :func:`load_ofa_latency_table` reads it for such a space (``layout="proxyless"``)
+  into the same :class:`OFALatencyTable`, summing as
+  ``ofa.nas.efficiency_predictor.ProxylessNASLatencyTable.predict_network_latency_given_config``;
+  :class:`ProxylessNASLatencyLUT` prices the reference's own net configs (``get_active_net_config()``).
 
 Nothing here imports ``ofa``.
 """
@@ -33,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from ofa_nni._deprecation import renamed_keywords
+from ofa_nni._utils import make_divisible
 from ofa_nni.arch import ArchSpace
 from ofa_nni.costs import sum_active_blocks
 from ofa_nni.efficiency import EfficiencyModel, as_index_array
@@ -43,6 +47,7 @@ __all__ = [
     "ProxylessNASLatencyLUT",
     "load_latency_table_file",
     "load_ofa_latency_table",
+    "proxyless_mobile_space",
 ]
 
 _MBV3_LAYOUT = "an OFA-MobileNetV3 lookup table (Note10 style: expanded_conv keys with se and hs flags)"
@@ -128,43 +133,87 @@ def _table_files(path: Path) -> list[Path]:
     return [path]
 
 
-# ----------------------------------------------------------------------- MobileNetV3 (Note10)
-def _mbv3_keys(arch_space: ArchSpace, resolution: int) -> tuple[list[str], dict[tuple[int, int, int], str]]:
-    """The keys of every op of ``arch_space``'s subnets at ``resolution``: the fixed ones (stem, first
-    block, head) and one per (block, kernel index, expand index), spelled as the reference's
+# ------------------------------------------------------------------------------------ op keys
+_Keys = tuple[list[str], dict[tuple[int, int, int], str], list[str]]
+"""The keys of a space's ops at one resolution: those before the elastic blocks (stem, first block),
+one per (block, kernel index, expand index), and those after them (the head), in network order."""
+
+
+def _block_keys(arch_space: ArchSpace, size: int, details: Any) -> tuple[dict[tuple[int, int, int], str], int]:
+    """One ``expanded_conv`` key per (block, kernel index, expand index) of ``arch_space`` whose blocks
+    start at feature size ``size``, and the feature size after them; ``details(stage, c_in, kernel,
+    expand, stride, idskip)`` gives the key's fields after ``input``/``output``."""
+    blocks: dict[tuple[int, int, int], str] = {}
+    for index, (s, b) in enumerate(arch_space.blocks):
+        stride = arch_space.stage_strides[s] if b == 0 else 1
+        c_in, c_out = arch_space.block_in_channels(s, b), arch_space.stage_widths[s]
+        out_size = _conv_out(size, stride)
+        idskip = int(stride == 1 and c_in == c_out)
+        for k_idx, kernel in enumerate(arch_space.kernel_sizes):
+            for e_idx, expand in enumerate(arch_space.expand_ratios):
+                blocks[(index, k_idx, e_idx)] = _op_key("expanded_conv", size, c_in, out_size, c_out,
+                                                        **details(s, c_in, kernel, expand, stride, idskip))
+        size = out_size
+    return blocks, size
+
+
+def _mbv3_keys(arch_space: ArchSpace, resolution: int) -> _Keys:
+    """The keys of an OFA-MobileNetV3 space (Note10 style), spelled as the reference's
     ``predict_network_latency_given_spec`` (and ``predict_network_latency``) spells them."""
     size = _conv_out(resolution, 2)
     stem, first = arch_space.stem_width, arch_space.first_block_width
-    fixed = [
+    head = [
         _op_key("Conv", resolution, 3, size, stem),
         _op_key("expanded_conv", size, stem, size, first, expand=stem, kernel=3, stride=1,
                 idskip=int(stem == first), se=0, hs=0),
     ]
-    blocks: dict[tuple[int, int, int], str] = {}
-    for s in range(arch_space.num_stages):
-        for b in range(arch_space.max_depth):
-            stride = arch_space.stage_strides[s] if b == 0 else 1
-            c_in, c_out = arch_space.block_in_channels(s, b), arch_space.stage_widths[s]
-            out_size = _conv_out(size, stride)
-            for k_idx, kernel in enumerate(arch_space.kernel_sizes):
-                for e_idx, expand in enumerate(arch_space.expand_ratios):
-                    blocks[(s * arch_space.max_depth + b, k_idx, e_idx)] = _op_key(
-                        "expanded_conv", size, c_in, out_size, c_out, expand=arch_space.mid_channels(c_in, expand),
-                        kernel=kernel, stride=stride, idskip=int(stride == 1 and c_in == c_out),
-                        se=int(arch_space.stage_se[s]), hs=int(arch_space.stage_activations[s] == "hswish"))
-            size = out_size
+
+    def details(s: int, c_in: int, kernel: int, expand: float, stride: int, idskip: int) -> dict[str, int]:
+        return dict(expand=arch_space.mid_channels(c_in, expand), kernel=kernel, stride=stride, idskip=idskip,
+                    se=int(arch_space.stage_se[s]), hs=int(arch_space.stage_activations[s] == "hswish"))
+
+    blocks, size = _block_keys(arch_space, size, details)
     last, final, mix = arch_space.stage_widths[-1], arch_space.final_expand_width, arch_space.feature_mix_width
-    fixed += [
+    tail = [
         _op_key("Conv_1", size, last, size, final),
         _op_key("AvgPool2D", size, final, 1, final),
         _op_key("Conv_2", 1, final, 1, mix),
         f"Logits-input:{_shape(1, 1, mix)}-output:{arch_space.num_classes}",
     ]
-    return fixed, blocks
+    return head, blocks, tail
+
+
+def _proxyless_keys(arch_space: ArchSpace, resolution: int) -> _Keys:
+    """The keys of an OFA-ProxylessNAS space (mobile_trim style), spelled as the reference's
+    ``ProxylessNASLatencyTable.predict_network_latency_given_config`` spells them: ``expand`` is the
+    ratio as ``%d`` writes it, the first block (expand 1, kernel 3) never has a shortcut, ``Conv_1``
+    is the feature mix and ``Logits`` everything after it."""
+    size = _conv_out(resolution, 2)
+    stem, first = arch_space.stem_width, arch_space.first_block_width
+    head = [
+        _op_key("Conv", resolution, 3, size, stem),
+        _op_key("expanded_conv", size, stem, size, first, expand=1, kernel=3, stride=1, idskip=0),
+    ]
+
+    def details(s: int, c_in: int, kernel: int, expand: float, stride: int, idskip: int) -> dict[str, int]:
+        return dict(expand=int(expand), kernel=kernel, stride=stride, idskip=idskip)
+
+    blocks, size = _block_keys(arch_space, size, details)
+    last, mix = arch_space.stage_widths[-1], arch_space.feature_mix_width
+    tail = [
+        _op_key("Conv_1", size, last, size, mix),
+        f"Logits-input:{_shape(size, size, mix)}-output:{arch_space.num_classes}",
+    ]
+    return head, blocks, tail
+
+
+_KEYS_OF_LAYOUT = {"mbv3": _mbv3_keys, "proxyless": _proxyless_keys}
+"""The op keys of a space, by its :attr:`~ofa_nni.arch.ArchSpace.layout` (the table's layout too)."""
 
 
 class OFALatencyTable(EfficiencyModel):
-    """Latency (ms) of subnets from mit-han-lab's per-resolution lookup tables (e.g. Note10).
+    """Latency (ms) of subnets from mit-han-lab's lookup tables (Note10's per resolution for an
+    OFA-MobileNetV3 space, ProxylessNAS's mobile table for an OFA-ProxylessNAS one).
 
     :attr:`space` has exactly the resolutions the tables cover (of the space they were read for);
     :attr:`dropped_resolutions` lists the space's resolutions without a table.
@@ -213,47 +262,65 @@ class OFALatencyTable(EfficiencyModel):
                 + self.coverage_note())
 
 
-_DEVICES = {"note10": "Samsung Galaxy Note10"}  # mit-han-lab's folder names
+_DEVICES = {"note10": "Samsung Galaxy Note10", "proxylessnas": "Google Pixel 1"}  # mit-han-lab's folder names
+_LAYOUT_TEXT = {"mbv3": _MBV3_LAYOUT, "proxyless": _PROXYLESS_LAYOUT}
 
 
 def _guess_device(files: Sequence[Path]) -> str:
     return files[0].parent.name if files else ""
 
 
+def proxyless_mobile_space(**overrides: Any) -> ArchSpace:
+    """The OFA-ProxylessNAS space ProxylessNAS's mobile table (``mobile_trim.yaml``) covers: width 1.0,
+    kernels {3, 5, 7}, expand ratios {3, 6}, depths {2, 3, 4}, 224 pixels, 1000 classes."""
+    from ofa_nni.arch import proxyless_arch_space
+
+    settings: dict[str, Any] = {"width_mult": 1.0, "expand_ratios": (3, 6), "resolutions": (224,), **overrides}
+    return proxyless_arch_space(**settings)
+
+
+def _default_space(layout: str) -> ArchSpace:
+    from ofa_nni.ofa_released.predictors import tutorial_space
+
+    return proxyless_mobile_space() if layout == "proxyless" else tutorial_space()
+
+
 @renamed_keywords(space="arch_space")
 def load_ofa_latency_table(path: str | os.PathLike[str], *, arch_space: ArchSpace | None = None) -> OFALatencyTable:
-    """Read mit-han-lab's per-resolution MobileNetV3 lookup tables (a folder of them, or one file).
+    """Read mit-han-lab's lookup tables: the per-resolution MobileNetV3 ones (a folder of them, or one
+    file) or ProxylessNAS's mobile table, for a space of the same layout.
 
     Args:
-        path: A folder of ``<r>_lookup_table.yaml`` files (e.g. ``ofa/note10``) or one such file. Each
-            file's resolution is read from its stem entry (``Conv-input:RxRx3-...``).
-        arch_space: The space to price (default: :func:`~ofa_nni.ofa_released.predictors.tutorial_space`,
-            OFA-MobileNetV3 w1.2 at 160-224 step 16, the network the Note10 tables measured). The
-            returned table's space keeps only the resolutions that have a table.
+        path: A folder of ``<r>_lookup_table.yaml`` files (e.g. ``ofa/note10``) or one such file, or
+            ``proxylessnas/mobile_trim.yaml``. Each file's resolution is read from its stem entry
+            (``Conv-input:RxRx3-...``).
+        arch_space: The space to price; its :attr:`~ofa_nni.arch.ArchSpace.layout` says which tables
+            it reads. Default: the network the tables measured, for Note10 tables
+            :func:`~ofa_nni.ofa_released.predictors.tutorial_space` (OFA-MobileNetV3 w1.2 at 160-224
+            step 16), for ProxylessNAS's :func:`proxyless_mobile_space` (OFA-ProxylessNAS w1.0, expand
+            ratios {3, 6}, 224). The returned table's space keeps only the resolutions that have a table.
 
     Raises:
         InvalidInputError: naming the file, the expected and the found layout: a table of another
-            layout (e.g. ProxylessNAS's), one of another space (the first op key the space needs and
-            the table lacks, with the widths the table has), or no table for any of the space's
-            resolutions.
+            layout, one of another space (the first op key the space needs and the table lacks, with
+            what the table covers), or no table for any of the space's resolutions.
     """
-    from ofa_nni.ofa_released.predictors import tutorial_space
-
     path = Path(path)
-    arch_space = tutorial_space() if arch_space is None else arch_space
     files = _table_files(path)
     tables: dict[int, tuple[Path, dict[str, float]]] = {}
     for file in files:
         means = _read_yaml_table(file)
-        if _layout_of(means) != "mbv3":
-            raise InvalidInputError(f"{file}: expected {_MBV3_LAYOUT}; found {_describe(means)}"
-                                    + (" (for the ProxylessNAS space, which this version does not have)"
-                                       if _layout_of(means) == "proxyless" else ""))
+        if arch_space is None and _layout_of(means) in _LAYOUT_TEXT:
+            arch_space = _default_space(_layout_of(means))
+        layout = arch_space.layout if arch_space is not None else "mbv3"
+        if _layout_of(means) != layout:
+            raise InvalidInputError(f"{file}: expected {_LAYOUT_TEXT[layout]}; found {_describe(means)}")
         resolution = _input_resolution(file, means)
         if resolution in tables:
             raise InvalidInputError(f"{path}: two tables for resolution {resolution}: {tables[resolution][0].name} and "
                                     f"{file.name}")
         tables[resolution] = (file, means)
+    assert arch_space is not None  # set by the first file, whose layout was checked
     covered = tuple(r for r in arch_space.resolutions if r in tables)
     if not covered:
         raise InvalidInputError(f"{path}: the tables cover resolutions {sorted(tables)}, none of the space's "
@@ -263,16 +330,13 @@ def load_ofa_latency_table(path: str | os.PathLike[str], *, arch_space: ArchSpac
     block_ms, fixed_ms = np.zeros(shape), np.zeros(len(covered))
     for r_idx, resolution in enumerate(covered):
         file, means = tables[resolution]
-        fixed, blocks = _mbv3_keys(arch_space, resolution)
-
-        def look_up(key: str, file: Path = file, means: Mapping[str, float] = means) -> float:
-            if key not in means:
-                raise InvalidInputError(_missing_key_message(file, key, means, arch_space))
-            return means[key]
-
-        fixed_ms[r_idx] = sum(look_up(key) for key in fixed)
+        head, blocks, tail = _KEYS_OF_LAYOUT[arch_space.layout](arch_space, resolution)
+        missing = next((key for key in (*head, *blocks.values(), *tail) if key not in means), None)
+        if missing is not None:  # the first op in network order
+            raise InvalidInputError(_missing_key_message(file, missing, means, arch_space))
+        fixed_ms[r_idx] = sum(means[key] for key in (*head, *tail))
         for (block, k_idx, e_idx), key in blocks.items():
-            block_ms[block, k_idx, e_idx, r_idx] = look_up(key)
+            block_ms[block, k_idx, e_idx, r_idx] = means[key]
     return OFALatencyTable(arch_space=table_space, block_ms=block_ms, fixed_ms=fixed_ms,
                            sources={r: str(tables[r][0]) for r in covered},
                            dropped_resolutions=[r for r in arch_space.resolutions if r not in covered],
@@ -280,6 +344,11 @@ def load_ofa_latency_table(path: str | os.PathLike[str], *, arch_space: ArchSpac
 
 
 def _missing_key_message(file: Path, key: str, means: Mapping[str, float], arch_space: ArchSpace) -> str:
+    if arch_space.layout == "proxyless":
+        return (f"{file}: this OFA-ProxylessNAS space (stem width {arch_space.stem_width}, width_mult "
+                f"{arch_space.width_mult}, kernels {list(arch_space.kernel_sizes)}, expand ratios "
+                f"{list(arch_space.expand_ratios)}, {arch_space.num_classes} classes) needs entry {key!r}, which the "
+                f"table lacks; the table covers {_proxyless_coverage(means, arch_space)}")
     stem = next((m for k in means if (m := _STEM_KEY.match(k))), None)
     found = f"stem width {stem.group(5)}" if stem else "no stem entry"
     classes = [k.rsplit(":", 1)[1] for k in means if k.startswith("Logits-")]
@@ -287,6 +356,28 @@ def _missing_key_message(file: Path, key: str, means: Mapping[str, float], arch_
             f"{arch_space.num_classes} classes) needs entry {key!r}, which the table lacks; the table has {found}"
             + (f", {classes[0]} classes" if classes else "")
             + " (the Note10 tables describe OFA-MobileNetV3 w1.2, 1000 classes: tutorial_space())")
+
+
+_PROXYLESS_BLOCK_KEY = re.compile(r"^expanded_conv-input:\d+x\d+x(\d+)-output:\d+x\d+x(\d+)-expand:(\d+)-kernel:(\d+)-")
+
+
+def _proxyless_coverage(means: Mapping[str, float], arch_space: ArchSpace) -> str:
+    """What a ProxylessNAS table prices, read from its keys: widths, kernels and expand ratios of the
+    elastic blocks (the first block, which reads the stem, left out), resolutions, classes."""
+    stems = [m for key in means if (m := _STEM_KEY.match(key))]
+    stem_widths = sorted({int(m.group(5)) for m in stems})
+    blocks = [m for key in means if (m := _PROXYLESS_BLOCK_KEY.match(key)) and int(m.group(1)) not in stem_widths]
+    kernels = sorted({int(m.group(4)) for m in blocks})
+    expands = sorted({int(m.group(3)) for m in blocks})
+    widths = set(stem_widths) | {int(m.group(c)) for m in blocks for c in (1, 2)}
+    # The width multiplier whose stem and stage widths are the table's (as this space's base widths scale).
+    multipliers = [m / 20 for m in range(1, 61)
+                   if {make_divisible(w * m / 20) for w in arch_space.base_widths[:-1]} == widths]
+    width = f"width {multipliers[0]} " if multipliers else ""
+    stem = f"stem width {stem_widths[0]}" if len(stem_widths) == 1 else f"stem widths {stem_widths}"
+    classes = sorted({key.rsplit(":", 1)[1] for key in means if key.startswith("Logits-")}, key=int)
+    return (f"OFA-ProxylessNAS {width}({stem}), kernels {kernels}, expand ratios {expands}, resolutions "
+            f"{sorted(int(m.group(1)) for m in stems)}, {', '.join(classes)} classes")
 
 
 # -------------------------------------------------------------------------- ProxylessNAS mobile
