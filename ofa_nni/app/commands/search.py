@@ -55,7 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "acc_predictor.pth: the OFA tutorial's space); its space is searched")
     parser.add_argument("--lut", type=Path, default=None, metavar="FILE",
                         help="latency table (.json from 'ofa-nni lut build', same space; or mit-han-lab's released "
-                             "per-resolution .yaml tables: a folder such as note10/, or one file; the search keeps "
+                             "per-resolution .yaml tables: a folder such as note10/, or one file, or "
+                             "proxylessnas/mobile_trim.yaml for an OFA-ProxylessNAS predictor; the search keeps "
                              "the resolutions they cover): makes latency_ms a cost")
     parser.add_argument("--target", action="append", default=[], metavar="BUDGETS",
                         help=f"a deployment target: {_SYNTAX}; costs {', '.join(COST_NAMES)}. Repeat for more "
