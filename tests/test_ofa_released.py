@@ -390,6 +390,7 @@ def test_search_with_the_proxylessnas_mobile_table(tmp_path, capsys, monkeypatch
     and every target's latency is the reference's for its subnet."""
     from ofa_nni.accuracy import RidgeAccuracyPredictor
     from ofa_nni.efficiency import MacsModel
+    from search_spaces import OFAProxylessNASSpace
 
     space = proxyless_arch_space(**{**MOBILE_TRIM_SPACE, "resolutions": (192, 224)})
     rows = space.random_indices(200, 0)
@@ -404,6 +405,8 @@ def test_search_with_the_proxylessnas_mobile_table(tmp_path, capsys, monkeypatch
     assert "note: latency tables cover resolutions [224]: the search is restricted to them" in capsys.readouterr().out
     document = json.loads(out.read_text())
     covered = proxyless_arch_space(**MOBILE_TRIM_SPACE)
+    # The space of a supernet built with these settings: its file takes the results to 'ofa-nni export'.
+    assert document["space"] == OFAProxylessNASSpace(**MOBILE_TRIM_SPACE).arch_space.signature()
     samples = [covered.validate(target["sample"]) for target in document["targets"]]
     theirs = _reference_proxyless_latencies(covered, [covered.to_indices(s) for s in samples], monkeypatch)
     for target, budget, reference in zip(document["targets"], (60, 80), theirs, strict=True):

@@ -280,6 +280,8 @@ def proxyless_mobile_space(**overrides: Any) -> ArchSpace:
 
 
 def _default_space(layout: str) -> ArchSpace:
+    """The network the tables of ``layout`` measured (Note10's for a table of neither layout: it is
+    refused as not Note10's)."""
     from ofa_nni.ofa_released.predictors import tutorial_space
 
     return proxyless_mobile_space() if layout == "proxyless" else tutorial_space()
@@ -306,21 +308,26 @@ def load_ofa_latency_table(path: str | os.PathLike[str], *, arch_space: ArchSpac
             what the table covers), or no table for any of the space's resolutions.
     """
     path = Path(path)
+    if arch_space is not None and not isinstance(arch_space, ArchSpace):  # their op shapes are MobileNet blocks'
+        raise InvalidInputError(
+            f"{path}: mit-han-lab's released latency tables describe OFA-MobileNetV3 and OFA-ProxylessNAS "
+            f"subnets, not this OFA-ResNet50 space ({type(arch_space).__name__}): measure one with "
+            "'ofa-nni lut build'")
     files = _table_files(path)
     tables: dict[int, tuple[Path, dict[str, float]]] = {}
     for file in files:
         means = _read_yaml_table(file)
-        if arch_space is None and _layout_of(means) in _LAYOUT_TEXT:
-            arch_space = _default_space(_layout_of(means))
-        layout = arch_space.layout if arch_space is not None else "mbv3"
-        if _layout_of(means) != layout:
-            raise InvalidInputError(f"{file}: expected {_LAYOUT_TEXT[layout]}; found {_describe(means)}")
+        found = _layout_of(means)
+        if arch_space is None:  # the network the first table measured
+            arch_space = _default_space(found)
+        if found != arch_space.layout:
+            raise InvalidInputError(f"{file}: expected {_LAYOUT_TEXT[arch_space.layout]}; found {_describe(means)}")
         resolution = _input_resolution(file, means)
         if resolution in tables:
             raise InvalidInputError(f"{path}: two tables for resolution {resolution}: {tables[resolution][0].name} and "
                                     f"{file.name}")
         tables[resolution] = (file, means)
-    assert arch_space is not None  # set by the first file, whose layout was checked
+    assert arch_space is not None  # _table_files returns at least one file
     covered = tuple(r for r in arch_space.resolutions if r in tables)
     if not covered:
         raise InvalidInputError(f"{path}: the tables cover resolutions {sorted(tables)}, none of the space's "
@@ -452,11 +459,6 @@ def load_latency_table_file(path: str | os.PathLike[str], arch_space: ArchSpace)
     """The latency cost ``--lut PATH`` names for ``arch_space``: released tables (a folder or a YAML file;
     the returned table's space may cover fewer resolutions) or an ofa-nni JSON table."""
     if is_released_table_path(path):
-        if not isinstance(arch_space, ArchSpace):  # their op shapes are MobileNet blocks'
-            raise InvalidInputError(
-                f"{path}: mit-han-lab's released latency tables describe OFA-MobileNetV3 and OFA-ProxylessNAS "
-                f"subnets, not this OFA-ResNet50 space ({type(arch_space).__name__}): measure one with "
-                "'ofa-nni lut build'")
         return load_ofa_latency_table(path, arch_space=arch_space)
     from ofa_nni.latency import LatencyTable
 
