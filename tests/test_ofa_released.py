@@ -332,6 +332,9 @@ def test_proxylessnas_table_refuses_other_resolutions_and_layouts():
     message = str(error.value)
     assert message.startswith(f"{NOTE10 / '160_lookup_table.yaml'}: expected a ProxylessNAS lookup table")
     assert "found an OFA-MobileNetV3 lookup table" in message
+    with pytest.raises(InvalidInputError, match="describe OFA-MobileNetV3 and OFA-ProxylessNAS subnets, not this "
+                                                "OFA-ResNet50 space"):
+        load_ofa_latency_table(PROXYLESS_TABLE, arch_space=resnet50_space())
 
 
 @needs_released
