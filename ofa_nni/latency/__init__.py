@@ -36,6 +36,11 @@ device and backend:
   slowdown that hits the entries and the reference unequally (a neighbour evicting a big op's
   working set, not a small one's) is divided out only in part, and a load that lasts the whole
   build is not divided out at all (there is no quieter phase to scale to).
+  Every timing runs on a *steady heap* (:func:`~ofa_nni.latency.runners.keep_heap_steady`): glibc's
+  malloc keeps freed memory for reuse, so a network's activations do not come from freshly
+  zeroed pages on some calls and not others (up to 2,146 page faults per call of an
+  OFA-MobileNetV3 subnet with glibc's defaults, none kept steady); the table records it
+  (``settings.heap``).
 * **Resolutions**: a subset may be measured; the others are interpolated linearly in r² (latency
   ≈ overhead + cost x pixels) between the two nearest measured resolutions, and the file says
   which are which (:mod:`~ofa_nni.latency.table`, which also defines the file format).
@@ -45,7 +50,9 @@ device and backend:
 * **Validation** (:mod:`~ofa_nni.latency.validation`): K random subnets frozen and measured end to
   end with the table's protocol; Spearman's rho and the MAPE of the predicted sums, plus those of
   a linear correction ``a x sum + b`` fitted on a separate set of calibration subnets (the sum of
-  isolated ops misses cross-op fusion and per-call overheads).
+  isolated ops misses cross-op fusion and per-call overheads). Every round visits all the subnets
+  (torch; ONNX Runtime sessions a random group of 8 at a time), so that a slow phase of the machine
+  falls on all of them alike, not on the ones measured during it.
 * **Deployments** (:mod:`~ofa_nni.latency.deployment`): measured subnets set against their
   targets, with a re-timing of a few table entries that tells a changed machine load from a table
   error.

@@ -25,12 +25,13 @@ from ofa_nni.latency.runners import (
     Runner,
     check_backend,
     device_description,
+    keep_heap_steady,
+    measuring,
     ort_session,
     progress_bar,
     resolve_clock,
     time_runs,
     timer_for,
-    torch_threads,
 )
 from ofa_nni.latency.specs import OpSpec, specs_by_key
 from ofa_nni.latency.table import LatencyTable, entry_summary
@@ -173,6 +174,7 @@ def build_latency_table(
                 progress["reference"] = log.to_dict()
             atomic_write_json(progress_path, progress)
 
+    heap = keep_heap_steady()  # what time_entries measures under (idempotent), recorded in the table
     load_start = os.getloadavg()
     started = time.perf_counter()
     last_save = time.monotonic()
@@ -197,7 +199,7 @@ def build_latency_table(
         "libraries": library_versions("torch", "onnxruntime", "numpy", "ofa_nni"),
         "batch_size": batch_size,
         "settings": {"warmup": warmup, "repeats": repeats, "rounds": rounds, "statistic": statistic, "clock": clock,
-                     "order": order, "normalise": normalise, "unit": "ms", "seed": seed},
+                     "order": order, "normalise": normalise, "unit": "ms", "seed": seed, "heap": heap},
         "load": {"loadavg_start": list(load_start), "loadavg_end": list(os.getloadavg())},
         "build_seconds": round(time.perf_counter() - started, 2),
     }
@@ -265,7 +267,7 @@ def time_entries(
 
     measured_now = False
     bar = progress_bar(len(specs) * rounds, done_visits, f"lut {backend}/{device}", show_progress)
-    with torch_threads(num_threads), bar:
+    with measuring(num_threads), bar:
         for key, visit in visits:
             values = timings.setdefault(key, [])
             if len(values) >= (visit + 1) * repeats:

@@ -199,8 +199,11 @@ def main(argv: list[str] | None = None) -> int:
     measured: list[dict] = []
     subnet_references = reference_visits()  # its own baseline, as ofa-nni's end-to-end measurements
     group = 8  # sessions alive at a time: bounded memory on a small device
+    # Groups drawn at random, as ofa-nni's own end-to-end runs: the manifest lists the validation
+    # subnets before the calibration ones, and a slow phase of the device must not fall on one role.
+    shuffled = [int(i) for i in rng.permutation(len(subnets))]
     for start in range(0, len(subnets), group):
-        members = list(range(start, min(start + group, len(subnets))))
+        members = shuffled[start:start + group]
         group_sessions = {i: make_session(str(args.bundle / subnets[i]["model"]), providers, args.threads)
                           for i in members}
         for session in group_sessions.values():

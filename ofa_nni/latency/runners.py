@@ -23,14 +23,15 @@ __all__ = [
     "Runner",
     "build_op_module",
     "check_backend",
+    "keep_heap_steady",
     "device_description",
+    "measuring",
     "onnx_bytes",
     "ort_session",
     "progress_bar",
     "resolve_clock",
     "time_runs",
     "timer_for",
-    "torch_threads",
 ]
 
 
@@ -223,12 +224,48 @@ def time_runs(run: Callable[[], None], *, warmup: int, repeats: int,
     return times
 
 
+# glibc's mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_STEADY_MMAP_THRESHOLD = 32 * 1024 * 1024  # glibc's own ceiling for its adaptive threshold (64-bit)
+_STEADY_TRIM_THRESHOLD = 2**31 - 1
+
+
+def keep_heap_steady() -> str:
+    """Make glibc's malloc keep freed memory for reuse instead of handing it back to the system, so
+    that a network's activations reuse pages already mapped: ``"steady"`` if done, ``"system"`` where
+    the C library has no glibc ``mallopt`` (macOS, musl: nothing changed).
+
+    Why: with glibc's defaults, buffers of a few MB come from fresh ``mmap`` or a re-grown heap on
+    some calls and not on others, depending on what ran before. Timing OFA-MobileNetV3 subnets with
+    torch eager on one thread, 0 to 2,200 page faults per call (every new page zeroed: memory traffic
+    that a memory-heavy neighbour slows further) moved a subnet's minimum by up to 15% with the order
+    of the runs. PyTorch's CPU tuning guide recommends jemalloc or tcmalloc for the same reason; this
+    is the setting of the C library already loaded. It lasts for the process (glibc has no way back
+    to its adaptive thresholds): memory freed later stays with the process, up to 32 MiB buffers.
+    Deployments that want the table's latency run the same way: ``GLIBC_TUNABLES=
+    glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=2147483647``, or jemalloc.
+    """
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (AttributeError, OSError):
+        return "system"
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    # musl's mallopt exists and does nothing: it returns 0, glibc returns 1 on success.
+    done = mallopt(_M_MMAP_THRESHOLD, _STEADY_MMAP_THRESHOLD) == 1
+    return "steady" if done and mallopt(_M_TRIM_THRESHOLD, _STEADY_TRIM_THRESHOLD) == 1 else "system"
+
+
 @contextlib.contextmanager
-def torch_threads(num_threads: int) -> Iterator[None]:
+def measuring(num_threads: int) -> Iterator[str]:
+    """What every timing here runs under: ``num_threads`` torch threads (restored afterwards) and
+    a steady heap (:func:`keep_heap_steady`, whose result is yielded and recorded in tables)."""
+    heap = keep_heap_steady()
     previous = torch.get_num_threads()
     torch.set_num_threads(num_threads)
     try:
-        yield
+        yield heap
     finally:
         torch.set_num_threads(previous)
 
