@@ -350,3 +350,16 @@ def test_lut_validate_rechecks_a_table_in_place(tmp_path, capsys):
     assert table.validation["entries_retimed"]["entries"] > 0 and table.validation["previous"] is None
     assert "validation on 3 random subnets" in printed and "entries re-timed now" in printed
     assert not (tmp_path / ".lut.json.lock").exists()
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_a_table_that_misses_its_targets_says_what_to_do(backend):
+    table = build_latency_table(ArchSpace(**TINY_SPACE_KWARGS), resolutions=(32,), backend=backend, **FAST)
+    metrics = {"spearman": 0.9, "kendall": 0.8, "mape_percent": 5.0}
+    table.validation = {"num_subnets": 30, "calibration_subnets": 30, "raw": metrics, "corrected": metrics,
+                        "meets_targets": False}
+    missed = table.summary()
+    assert "NOT met" in missed and "what to do: rebuild the table when the machine is quieter" in missed
+    assert ("--backend onnxruntime" in missed) == (backend == "torch")
+    table.validation = {**table.validation, "meets_targets": True}
+    assert "what to do" not in table.summary()
