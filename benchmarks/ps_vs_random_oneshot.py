@@ -230,6 +230,9 @@ def main() -> int:
             print(f"seed {row[0]} {row[1]:24s} subnet-steps {row[2]:5d} train {row[3][0]:7.1f} s "
                   f"(cpu {row[3][1]:7.1f} s)  " + "  ".join(
                 f"{k} {row[4][k]:.3f}" for k in ("smallest", "median", "largest", "random_mean")), flush=True)
+            # every subnet's accuracy (the 10 random ones too), for results that show more than the mean
+            print(f"seed {row[0]} {row[1]} accuracies " + json.dumps({k: round(v, 4) for k, v in row[4].items()}),
+                  flush=True)
 
     data_name = "digits" if args.data is None else args.data.name
     data_text = (f"scikit-learn digits, held-out split digest {digits_split_digest()}" if args.data is None
