@@ -114,3 +114,27 @@ def test_few_targets_keep_a_population_each() -> None:
     search = EvolutionSearch(arch_space=TINY, costs={"macs": macs}, targets=[{"macs": 5e5}, {"macs": 9e5}],
                              population_size=12, generations=2, seed=0)
     assert search.children_per_target == 12 and search.evolving.tolist() == [0, 1]
+
+
+def test_best_first_is_a_stable_sort_of_the_winners() -> None:
+    """The parents' selection sorts only the columns that can win; ties and -inf (no feasible
+    candidate) must come out exactly as a full stable sort orders them."""
+    from ofa_nni.search.evolution import best_first
+
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        rows, columns, k = rng.integers(1, 6), rng.integers(1, 60), rng.integers(1, 30)
+        values = rng.integers(-3, 4, size=(rows, columns)).astype(float)
+        values[rng.random((rows, columns)) < 0.3] = -np.inf
+        np.testing.assert_array_equal(best_first(values, k), np.argsort(-values, axis=1, kind="stable")[:, :k])
+
+
+def test_targets_sharing_a_subnet_get_samples_of_their_own() -> None:
+    macs = AnalyticCostModel(TINY).macs
+    search = EvolutionSearch(arch_space=TINY, costs={"macs": macs}, targets=[{"macs": 9e5}] * 12,
+                             population_size=12, generations=3, seed=0)
+    result = search.run(random_mlp(TINY))
+    assert result[0].arch == result[11].arch and result[0].sample == result[11].sample
+    label = next(iter(result[0].sample))
+    result[0].sample[label] = "edited"
+    assert result[11].sample[label] != "edited"

@@ -50,6 +50,18 @@ POLISH_SHARE = 0.06
 before it (``benchmarks/bench_many_targets.py``)."""
 
 
+def best_first(values: np.ndarray, k: int) -> np.ndarray:
+    """Column indices of the ``k`` largest values of each row of ``values`` ``(T, n)``, largest first,
+    ties in column order: exactly ``np.argsort(-values, axis=1, kind="stable")[:, :k]``, but sorting only
+    the columns that reach some row's ``k``-th largest value (wide pools, few winners: the polish starts
+    from the whole archive)."""
+    if values.shape[1] <= k:
+        return np.argsort(-values, axis=1, kind="stable")[:, :k]
+    kth = -np.partition(-values, k - 1, axis=1)[:, k - 1]
+    columns = np.nonzero((values >= kth[:, None]).any(axis=0))[0]  # a column below every row's k-th never wins
+    return columns[np.argsort(-values[:, columns], axis=1, kind="stable")[:, :k]]
+
+
 def evolving_targets(budgets: np.ndarray, limit: int = MAX_EVOLVING_TARGETS) -> np.ndarray:
     """The targets (rows of ``budgets``, ``(T, K)``, ``inf`` = unconstrained) that evolve a population:
     all of them when there are at most ``limit``; otherwise, among distinct budget rows and per set of
@@ -194,7 +206,7 @@ class EvolutionSearch(AskTellSearch):
             masked = np.concatenate([masked, np.full((len(targets), p - masked.shape[1]), -np.inf)], axis=1)
             rows = np.concatenate([rows, np.zeros((p, rows.shape[1]), dtype=np.int64)])
             costs = np.concatenate([costs, np.zeros((p, costs.shape[1]))])
-        top = np.argsort(-masked, axis=1, kind="stable")[:, :p]
+        top = best_first(masked, p)
         self._evolve(targets)
         self._parents, self._parent_costs = rows[top], costs[top]
         self._parent_scores = np.take_along_axis(masked, top, axis=1)
@@ -297,7 +309,7 @@ class EvolutionSearch(AskTellSearch):
             self._recent = (rows, scores, costs)
         feasible = (costs[None, :, :] <= self._evolving_budgets[:, None, :]).all(axis=2)  # (targets, new)
         pool_scores = np.concatenate([self._parent_scores, np.where(feasible, scores[None, :], -np.inf)], axis=1)
-        top = np.argsort(-pool_scores, axis=1, kind="stable")[:, :p]
+        top = best_first(pool_scores, p)
         from_parent = top < p
         target_of = np.arange(len(self.evolving))[:, None]
         parent_at, new_at = np.minimum(top, p - 1), np.maximum(top - p, 0)
@@ -306,6 +318,9 @@ class EvolutionSearch(AskTellSearch):
         self._parent_scores = pool_scores[target_of, top]
 
     def _update_best(self, rows: np.ndarray, scores: np.ndarray, costs: np.ndarray) -> None:
+        if self.n_targets > 1:  # only a candidate no other beats at no more cost can be a target's best
+            front = pareto_mask(np.column_stack([-scores, costs]))
+            rows, scores, costs = rows[front], scores[front], costs[front]
         for start in range(0, self.n_targets, 4096):  # (targets, new) at a time: bounded memory
             at = slice(start, start + 4096)
             feasible = (costs[None, :, :] <= self.budgets[at, None, :]).all(axis=2)
@@ -372,10 +387,13 @@ class EvolutionSearch(AskTellSearch):
         if not np.isfinite(self._best_scores).all():
             raise InvalidInputError("no candidate has been scored yet: call ask()/tell() (or run()) first")
         best_rows = self.arch_space.canonical_indices(self._best_rows)
+        # many targets share a best subnet: each distinct one is decoded once
+        distinct, which = np.unique(best_rows, axis=0, return_inverse=True)
+        samples = [self.arch_space.from_indices(row) for row in distinct]
+        archs = [self.arch_space.format(sample) for sample in samples]
         results = []
-        for t in range(self.n_targets):
-            row = best_rows[t]
-            sample = self.arch_space.from_indices(row)
+        for t, d in enumerate(which.reshape(-1)):
+            row, sample = best_rows[t], dict(samples[d])  # (a sample of its own: callers may edit it)
             results.append(
                 TargetResult(
                     budgets={
@@ -383,7 +401,7 @@ class EvolutionSearch(AskTellSearch):
                     },
                     indices=row,
                     sample=sample,
-                    arch=self.arch_space.format(sample),
+                    arch=archs[d],
                     score=float(self._best_scores[t]),
                     costs={n: float(c) for n, c in zip(self.cost_names, self._best_costs[t], strict=True)},
                 )
