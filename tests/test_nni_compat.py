@@ -18,7 +18,8 @@ import ofa_nni._nni_compat as compat
 
 def _python(code: str) -> subprocess.CompletedProcess:
     # Importing NNI takes seconds alone but minutes in a niced serial suite on a loaded 2-core
-    # machine: 120 s timed out there (the failure seen twice in such runs, never in CI).
+    # machine: 120 s may time out there (the likely cause of the failure seen twice in such runs,
+    # never in CI or alone).
     return subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True, text=True, timeout=600)
 
 
