@@ -382,9 +382,11 @@ def _validation_lines(validation: Mapping[str, Any], correction: Mapping[str, An
                      "'ofa-nni lut validate'")
         if backend == "torch":
             # Measured (benchmarks/results/latency_table.md): on OFA-MobileNetV3 under two memory-heavy
-            # neighbours torch eager's table missed (Spearman 0.935) where ONNX Runtime's held (0.978).
+            # neighbours torch eager's table missed (Spearman 0.935, 0.924) where ONNX Runtime's held
+            # (0.978, 0.953), and where the same 90 timings taken in 9 visits instead of 3 held (0.969, 0.957).
             lines.append("  torch eager tables of large spaces are the first to suffer from memory-heavy neighbours; "
-                         "ONNX Runtime's held where they did not: '--backend onnxruntime'")
+                         "these held where they did not: more visits of fewer timings ('--rounds 9 --repeats 10'), "
+                         "or '--backend onnxruntime'")
     return lines
 
 
