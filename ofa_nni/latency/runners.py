@@ -237,7 +237,7 @@ def keep_heap_steady() -> str:
 
     Why: with glibc's defaults, buffers of a few MB come from fresh ``mmap`` or a re-grown heap on
     some calls and not on others, depending on what ran before. Timing OFA-MobileNetV3 subnets with
-    torch eager on one thread, 0 to 2,200 page faults per call (every new page zeroed: memory traffic
+    torch eager on one thread, 0 to 2,146 page faults per call (every new page zeroed: memory traffic
     that a memory-heavy neighbour slows further) moved a subnet's minimum by up to 15% with the order
     of the runs. PyTorch's CPU tuning guide recommends jemalloc or tcmalloc for the same reason; this
     is the setting of the C library already loaded. It lasts for the process (glibc has no way back
@@ -258,14 +258,14 @@ def keep_heap_steady() -> str:
 
 
 @contextlib.contextmanager
-def measuring(num_threads: int) -> Iterator[str]:
+def measuring(num_threads: int) -> Iterator[None]:
     """What every timing here runs under: ``num_threads`` torch threads (restored afterwards) and
-    a steady heap (:func:`keep_heap_steady`, whose result is yielded and recorded in tables)."""
-    heap = keep_heap_steady()
+    a steady heap (:func:`keep_heap_steady`; a table records its result)."""
+    keep_heap_steady()
     previous = torch.get_num_threads()
     torch.set_num_threads(num_threads)
     try:
-        yield heap
+        yield
     finally:
         torch.set_num_threads(previous)
 
