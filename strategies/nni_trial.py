@@ -44,7 +44,7 @@ __all__ = ["main", "evaluate_trial", "build_parser"]
 
 def build_parser() -> argparse.ArgumentParser:
     from ofa_nni.data import DATA_KINDS
-    from ofa_nni.latency import BACKENDS, DEVICES
+    from ofa_nni.latency import BACKENDS, DEFAULT_REPEATS, DEFAULT_ROUNDS, DEFAULT_WARMUP, DEVICES
 
     parser = argparse.ArgumentParser(
         prog="python -m strategies.nni_trial",
@@ -62,9 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--latency-backend", default="torch", choices=BACKENDS, help="latency backend")
     parser.add_argument("--latency-device", default="cpu", choices=DEVICES, help="latency device")
     parser.add_argument("--latency-batch-size", type=int, default=1, help="batch size of the latency measurement")
-    parser.add_argument("--latency-repeats", type=int, default=10, help="timed calls per round")
-    parser.add_argument("--latency-rounds", type=int, default=3, help="rounds (the median is over all timed calls)")
-    parser.add_argument("--latency-warmup", type=int, default=3, help="untimed calls before each round")
+    parser.add_argument("--latency-repeats", type=int, default=DEFAULT_REPEATS,
+                        help=f"timed calls per round (default {DEFAULT_REPEATS}, as 'ofa-nni lut build')")
+    parser.add_argument("--latency-rounds", type=int, default=DEFAULT_ROUNDS,
+                        help=f"rounds (default {DEFAULT_ROUNDS}; the median is over all timed calls)")
+    parser.add_argument("--latency-warmup", type=int, default=DEFAULT_WARMUP,
+                        help=f"untimed calls before each round (default {DEFAULT_WARMUP})")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
     parser.add_argument("--predictor", default=None,
                         help="accuracy predictor (.npz) of the space: also report its prediction")

@@ -3,20 +3,24 @@ end-to-end runs that visit every model in every round (issue 17: tables under me
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import TINY_SPACE_KWARGS
 from torch import nn
 
 from ofa_nni.arch import ArchSpace
-from ofa_nni.latency import build_latency_table, measure_end_to_end
+from ofa_nni.latency import build_latency_table, measure_end_to_end, validate_latency_table
 from ofa_nni.latency.runners import keep_heap_steady
+from ofa_nni.latency.validation import repeatability
 
 GLIBC = sys.platform.startswith("linux") and os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc")
 
@@ -111,3 +115,89 @@ def test_groups_of_models_are_drawn_at_random():
     first_group, second_group = set(visits[:16]), set(visits[16:])
     assert len(first_group) == len(second_group) == 8 and first_group | second_group == set(range(16))
     assert first_group != set(range(8))
+
+
+class _Paced(nn.Module):
+    """A model that takes ``base_ms`` on its even visits and ``slow_ms`` more on its odd ones."""
+
+    def __init__(self, base_ms: float, slow_ms: float, calls_per_visit: int) -> None:
+        super().__init__()
+        self.base_ms, self.slow_ms, self.calls_per_visit, self.calls = base_ms, slow_ms, calls_per_visit, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        visit = self.calls // self.calls_per_visit
+        self.calls += 1
+        until = time.perf_counter() + (self.base_ms + (self.slow_ms if visit % 2 else 0.0)) / 1e3
+        while time.perf_counter() < until:
+            pass
+        return x
+
+
+def test_end_to_end_halves_are_the_even_and_the_odd_visits_and_validation_reports_their_repeatability():
+    """What a table can be shown to reach under the present load: the same subnets' timings of their
+    even and of their odd visits, apart, and their Spearman (1 when the visits rank alike)."""
+    models = [(_Paced(0.3 * (i + 1), 2.0, calls_per_visit=3), 8) for i in range(5)]
+    measured = measure_end_to_end(models, backend="torch", warmup=1, repeats=2, rounds=4, num_threads=1)
+    halves = measured["min_halves"]
+    assert halves.shape == (5, 2) and measured["median_halves"].shape == (5, 2)
+    assert (halves[:, 1] > halves[:, 0] + 1.5).all()  # the odd visits are the slow ones
+    assert np.allclose(measured["min"], halves.min(axis=1))
+    assert repeatability(halves) == pytest.approx(1.0)
+    assert repeatability(halves[:, ::-1]) == pytest.approx(1.0)
+    assert repeatability(np.stack([halves[:, 0], halves[::-1, 1]], axis=1)) == pytest.approx(-1.0)
+    one_visit = measure_end_to_end(models[:2], backend="torch", warmup=0, repeats=1, rounds=1, num_threads=1)
+    assert set(one_visit) == {"min", "median"}  # no halves of a single visit
+
+
+def test_validation_records_the_repeatability_and_reuse_keeps_it():
+    from search_spaces import OFAMobileNetV3Space
+
+    space = ArchSpace(**{**TINY_SPACE_KWARGS, "resolutions": (32,)})
+    supernet = OFAMobileNetV3Space(**{**TINY_SPACE_KWARGS, "resolutions": (32,)})
+    table = build_latency_table(space, warmup=0, repeats=2, rounds=2, num_threads=1, show_progress=False)
+    validation = validate_latency_table(table, supernet.freeze, num_subnets=4, calibration_subnets=3,
+                                        show_progress=False)
+    assert -1.0 <= validation["repeatability"] <= 1.0
+    assert all(len(subnet["measured_min_halves_ms"]) == 2 for subnet in validation["subnets"])
+    assert "the end-to-end timings repeat at Spearman" in table.summary()
+    other = table.with_statistic("median")
+    reused = validate_latency_table(other, reuse=validation)
+    held_out = np.array([subnet["measured_median_halves_ms"] for subnet in validation["subnets"][:4]])
+    assert reused["repeatability"] == pytest.approx(repeatability(held_out), abs=1e-4)
+
+
+def test_every_measuring_entry_point_defaults_to_the_protocols_visits(tmp_path):
+    """``lut build``, ``export``, the NNI trial, the library and the bundle's standalone runner (which
+    cannot import ofa-nni, so it writes the values out) all default to one protocol: 3 visits of 30
+    timed calls after 3 warm-up calls each (ofa_nni.latency.protocol)."""
+    import inspect
+
+    from ofa_nni.app.cli import build_parser
+    from ofa_nni.latency import DEFAULT_REPEATS, DEFAULT_ROUNDS, DEFAULT_WARMUP, LatencyTable, onnx_runner
+    from strategies.nni_trial import build_parser as trial_parser
+
+    expected = (DEFAULT_WARMUP, DEFAULT_REPEATS, DEFAULT_ROUNDS)
+    assert expected == (3, 30, 3)
+    build = build_parser().parse_args(["lut", "build", "--out", "lut.json"])
+    assert (build.warmup, build.repeats, build.rounds) == expected
+    export = build_parser().parse_args(["export", "--supernet", "s.pt", "--out-dir", "x"])
+    assert (export.latency_repeats, export.latency_rounds) == expected[1:]
+    trial = trial_parser().parse_args(["--supernet", "s.pt"])
+    assert (trial.latency_warmup, trial.latency_repeats, trial.latency_rounds) == expected
+    runner = onnx_runner.build_parser().parse_args([])
+    assert (runner.warmup, runner.repeats, runner.rounds) == expected
+    for function in (build_latency_table, measure_end_to_end):
+        parameters = inspect.signature(function).parameters
+        assert tuple(parameters[name].default for name in ("warmup", "repeats", "rounds")) == expected, function
+    # A table written without its timing settings (by hand) is re-timed with the defaults too.
+    table = build_latency_table(ArchSpace(**TINY_SPACE_KWARGS), resolutions=(32,), warmup=0, repeats=1, rounds=1,
+                                show_progress=False)
+    assert (table.protocol["repeats"], table.protocol["rounds"]) == (1, 1)
+    path = tmp_path / "lut.json"
+    table.save(path)
+    data = json.loads(path.read_text())
+    for name in ("warmup", "repeats", "rounds"):
+        del data["settings"][name]
+    path.write_text(json.dumps(data))
+    protocol = LatencyTable.load(path).protocol
+    assert (protocol["warmup"], protocol["repeats"], protocol["rounds"]) == expected

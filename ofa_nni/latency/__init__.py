@@ -68,7 +68,18 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ofa_nni.latency.protocol import BACKENDS, CLOCKS, DEVICES, FORMAT_VERSION, NORMALISATIONS, ORDERS, STATISTICS
+from ofa_nni.latency.protocol import (
+    BACKENDS,
+    CLOCKS,
+    DEFAULT_REPEATS,
+    DEFAULT_ROUNDS,
+    DEFAULT_WARMUP,
+    DEVICES,
+    FORMAT_VERSION,
+    NORMALISATIONS,
+    ORDERS,
+    STATISTICS,
+)
 from ofa_nni.latency.specs import OpSpec, op_specs
 from ofa_nni.latency.table import LatencyTable
 
@@ -80,6 +91,9 @@ if TYPE_CHECKING:
 __all__ = [
     "BACKENDS",
     "CLOCKS",
+    "DEFAULT_REPEATS",
+    "DEFAULT_ROUNDS",
+    "DEFAULT_WARMUP",
     "DEVICES",
     "FORMAT_VERSION",
     "LatencyTable",

@@ -110,15 +110,17 @@ def _progress(done: int, total: int, what: str, quiet: bool) -> None:
         print(f"\r{what}: {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    here = Path(__file__).resolve().parent
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bundle", type=Path, default=here, help="bundle directory (default: this file's)")
+    parser.add_argument("--bundle", type=Path, default=Path(__file__).resolve().parent,
+                        help="bundle directory (default: this file's)")
     parser.add_argument("--out", type=Path, default=None, help="results file (default: BUNDLE/results.json)")
     parser.add_argument("--providers", default="CPUExecutionProvider",
                         help="ONNX Runtime execution providers, comma-separated (default CPUExecutionProvider)")
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
     parser.add_argument("--warmup", type=int, default=3)
+    # The defaults of ofa_nni.latency.protocol (DEFAULT_REPEATS, DEFAULT_ROUNDS), written out: this file
+    # runs where ofa-nni is not installed.
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--clock", choices=("auto", "wall", "cpu"), default="auto",
@@ -131,6 +133,11 @@ def main(argv: list[str] | None = None) -> int:
                              "module docstring)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     manifest_path = args.bundle / "manifest.json"
     try:

@@ -14,13 +14,21 @@ from torch import nn
 
 from ofa_nni.arch import ArchSpace, Sample
 from ofa_nni.errors import InvalidInputError
-from ofa_nni.latency.protocol import MAPE_TARGET_PERCENT, ORDERS, SPEARMAN_TARGET, STATISTICS
+from ofa_nni.latency.protocol import (
+    DEFAULT_REPEATS,
+    DEFAULT_ROUNDS,
+    DEFAULT_WARMUP,
+    MAPE_TARGET_PERCENT,
+    ORDERS,
+    SPEARMAN_TARGET,
+    STATISTICS,
+)
 from ofa_nni.latency.reference import ReferenceLog
 from ofa_nni.latency.runners import Runner, check_backend, measuring, progress_bar, time_runs, timer_for
 from ofa_nni.latency.specs import OpSpec
 from ofa_nni.latency.table import LatencyTable
 
-__all__ = ["measure_end_to_end", "rank_metrics", "validate_latency_table"]
+__all__ = ["measure_end_to_end", "rank_metrics", "repeatability", "validate_latency_table"]
 
 
 def measure_end_to_end(
@@ -29,9 +37,9 @@ def measure_end_to_end(
     backend: str,
     device: str = "cpu",
     batch_size: int = 1,
-    warmup: int = 3,
-    repeats: int = 30,
-    rounds: int = 3,
+    warmup: int = DEFAULT_WARMUP,
+    repeats: int = DEFAULT_REPEATS,
+    rounds: int = DEFAULT_ROUNDS,
     num_threads: int | None = None,
     group_size: int | None = None,
     clock: str = "wall",
@@ -43,6 +51,9 @@ def measure_end_to_end(
 ) -> dict[str, np.ndarray]:
     """Milliseconds of whole models, each a ``(module, resolution)`` pair run on a
     ``(batch_size, 3, resolution, resolution)`` input: ``{"median": (n,), "min": (n,)}``.
+
+    With ``rounds >= 2`` it also returns ``"median_halves"`` and ``"min_halves"`` ``(n, 2)``: the
+    statistic of the even and of the odd visits apart (:func:`repeatability`).
 
     Models are measured in groups of ``group_size`` drawn at random (default: all of them with
     torch, whose runners hold nothing beyond the caller's modules; 8 with ONNX Runtime, whose
@@ -101,8 +112,32 @@ def measure_end_to_end(
         if log is not None and timings:
             log.time_reference_if_due(time_reference, force=True)  # the last visits get a reference after them
     used = timings if log is None else log.normalise(timings, repeats)
-    return {"median": np.array([float(np.median(used[str(i)])) for i in range(len(models))]),
-            "min": np.array([float(np.min(used[str(i)])) for i in range(len(models))])}
+    result = {"median": np.array([float(np.median(used[str(i)])) for i in range(len(models))]),
+              "min": np.array([float(np.min(used[str(i)])) for i in range(len(models))])}
+    if rounds >= 2:
+        for name, reduce in (("median", np.median), ("min", np.min)):
+            result[f"{name}_halves"] = np.array(
+                [[float(reduce(half)) for half in _visit_halves(used[str(i)], repeats)] for i in range(len(models))])
+    return result
+
+
+def _visit_halves(timings: Sequence[float], repeats: int) -> tuple[np.ndarray, np.ndarray]:
+    """A model's timings of its even and of its odd visits (each visit's ``repeats`` timings follow one
+    another in ``timings``, in visit order)."""
+    visits = np.asarray(timings, dtype=float).reshape(-1, repeats)
+    return visits[0::2].reshape(-1), visits[1::2].reshape(-1)
+
+
+def repeatability(halves: np.ndarray) -> float:
+    """How well a run's end-to-end timings rank alike with themselves: the Spearman ``r`` between the
+    statistic of the even and of the odd visits of the same models (``halves`` ``(n, 2)``), stepped
+    up to the whole run (each half holds about half its timings) by the Spearman-Brown formula
+    ``2r / (1 + r)``. Under load it says what a table can be shown to reach: a timing ranks with the
+    table no better than with a repeat of itself. An estimate: with 3 visits the halves are 2 and 1."""
+    from scipy import stats
+
+    r = float(stats.spearmanr(halves[:, 0], halves[:, 1]).statistic)
+    return r if r <= 0 else 2 * r / (1 + r)
 
 
 def rank_metrics(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
@@ -146,7 +181,7 @@ def validate_latency_table(
         raise InvalidInputError(
             f"need num_subnets >= 3 and calibration_subnets >= 2, got {num_subnets}, {calibration_subnets}")
     meta = table.metadata
-    settings = meta.get("settings", {})
+    protocol = table.protocol
     arch_space = table.arch_space
     started = time.perf_counter()
     load_start = os.getloadavg()
@@ -156,6 +191,9 @@ def validate_latency_table(
         samples = [arch_space.parse(subnet["arch"]) for subnet in subnets]
         indices = np.stack([arch_space.to_indices(sample) for sample in samples])
         measurements = {name: np.array([subnet[f"measured_{name}_ms"] for subnet in subnets]) for name in STATISTICS}
+        for name in STATISTICS:
+            if all(f"measured_{name}_halves_ms" in subnet for subnet in subnets):  # not in tables of before 2026-12
+                measurements[f"{name}_halves"] = np.array([subnet[f"measured_{name}_halves_ms"] for subnet in subnets])
     else:
         if freeze is None:
             raise InvalidInputError(
@@ -168,14 +206,15 @@ def validate_latency_table(
         measurements = measure_end_to_end(
             models,
             backend=meta["backend"], device=meta["device"]["type"], batch_size=meta["batch_size"],
-            warmup=warmup if warmup is not None else settings.get("warmup", 3),
-            repeats=repeats if repeats is not None else settings.get("repeats", 10),
-            rounds=rounds if rounds is not None else settings.get("rounds", 3),
-            num_threads=meta["device"]["num_threads"], clock=settings.get("clock", "wall"),
-            order=settings.get("order", "interleaved"), reference=reference, log=log, seed=seed,
+            warmup=warmup if warmup is not None else protocol["warmup"],
+            repeats=repeats if repeats is not None else protocol["repeats"],
+            rounds=rounds if rounds is not None else protocol["rounds"],
+            num_threads=meta["device"]["num_threads"], clock=protocol["clock"],
+            order=protocol["order"], reference=reference, log=log, seed=seed,
             show_progress=show_progress,
         )
     measured = measurements[table.statistic]
+    halves = measurements.get(f"{table.statistic}_halves")
     predicted = table.raw_sum(indices)
     calibration, held_out = slice(num_subnets, None), slice(0, num_subnets)
     from scipy import stats
@@ -201,6 +240,9 @@ def validate_latency_table(
         "corrected": corrected_metrics,
         "targets": {"spearman": SPEARMAN_TARGET, "mape_percent": MAPE_TARGET_PERCENT},
         "meets_targets": bool(best["spearman"] >= SPEARMAN_TARGET and best["mape_percent"] <= MAPE_TARGET_PERCENT),
+        # How well the held-out subnets' timings repeat themselves (even vs odd visits): what the load
+        # lets any table be shown to reach, so a miss says whether the table or the machine is at fault.
+        "repeatability": None if halves is None else round(repeatability(halves[held_out]), 4),
         "seconds": round(time.perf_counter() - started, 2) if reuse is None else reuse.get("seconds"),
         # This run's own reference (its baseline next to the table's says whether the machine's quiet
         # speed moved between build and validation).
@@ -211,7 +253,9 @@ def validate_latency_table(
         "subnets": [
             {"arch": arch_space.format(sample), "role": "validation" if i < num_subnets else "calibration",
              "predicted_ms": round(float(predicted[i]), 6), "measured_ms": round(float(measured[i]), 6),
-             **{f"measured_{name}_ms": round(float(values[i]), 6) for name, values in measurements.items()}}
+             **{f"measured_{name}_ms": round(float(measurements[name][i]), 6) for name in STATISTICS},
+             **{f"measured_{name}_halves_ms": [round(float(v), 6) for v in measurements[f"{name}_halves"][i]]
+                for name in STATISTICS if f"{name}_halves" in measurements}}
             for i, sample in enumerate(samples)
         ],
     }

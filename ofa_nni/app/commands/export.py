@@ -24,7 +24,7 @@ __all__ = ["register"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ofa_nni.latency import STATISTICS
+    from ofa_nni.latency.protocol import DEFAULT_REPEATS, DEFAULT_ROUNDS, STATISTICS
 
     parser = subparsers.add_parser(
         "export",
@@ -59,9 +59,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="recalibration/evaluation batch size (default 100)")
     parser.add_argument("--no-evaluate", action="store_true", help="skip the held-out accuracy")
     parser.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
-    parser.add_argument("--latency-repeats", type=int, default=30, metavar="N",
-                        help="timed calls per round (default 30, as 'ofa-nni lut build')")
-    parser.add_argument("--latency-rounds", type=int, default=3, metavar="N", help="interleaved rounds (default 3)")
+    parser.add_argument("--latency-repeats", type=int, default=DEFAULT_REPEATS, metavar="N",
+                        help=f"timed calls per round (default {DEFAULT_REPEATS}, as 'ofa-nni lut build')")
+    parser.add_argument("--latency-rounds", type=int, default=DEFAULT_ROUNDS, metavar="N",
+                        help=f"interleaved rounds (default {DEFAULT_ROUNDS}, as 'ofa-nni lut build')")
     parser.add_argument("--statistic", choices=STATISTICS, default=None,
                         help="the latency reported: min (default without a latency table, as 'ofa-nni lut build': "
                              "steady on a machine shared with other busy processes; with one, the table's) or median "

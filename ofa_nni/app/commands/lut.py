@@ -26,7 +26,17 @@ from typing import Any
 from ofa_nni.app.commands import seed as seed_type
 from ofa_nni.arch import ArchSpace
 from ofa_nni.errors import InvalidInputError
-from ofa_nni.latency.protocol import BACKENDS, CLOCK_CHOICES, DEVICES, NORMALISATIONS, ORDERS, STATISTICS
+from ofa_nni.latency.protocol import (
+    BACKENDS,
+    CLOCK_CHOICES,
+    DEFAULT_REPEATS,
+    DEFAULT_ROUNDS,
+    DEFAULT_WARMUP,
+    DEVICES,
+    NORMALISATIONS,
+    ORDERS,
+    STATISTICS,
+)
 
 __all__ = ["register"]
 
@@ -56,9 +66,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     which.add_argument("--measure-every", type=int, default=None, metavar="N",
                        help="measure every N-th resolution of the space (and the largest), interpolate the rest")
     build.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's setting)")
-    build.add_argument("--warmup", type=int, default=3, help="untimed calls per visit (default 3)")
-    build.add_argument("--repeats", type=int, default=30, help="timed calls per visit (default 30)")
-    build.add_argument("--rounds", type=int, default=3, help="visits per entry, in shuffled order (default 3)")
+    build.add_argument("--warmup", type=int, default=DEFAULT_WARMUP,
+                       help=f"untimed calls per visit (default {DEFAULT_WARMUP})")
+    build.add_argument("--repeats", type=int, default=DEFAULT_REPEATS,
+                       help=f"timed calls per visit (default {DEFAULT_REPEATS})")
+    build.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
+                       help=f"visits per entry, in a fresh random order each round (default {DEFAULT_ROUNDS})")
     build.add_argument("--clock", choices=CLOCK_CHOICES, default="auto",
                        help="auto (default: cpu with --threads 1 on the CPU, else wall), wall (elapsed time) or cpu "
                             "(the thread's CPU time: not inflated by other busy processes taking the core; holds "
