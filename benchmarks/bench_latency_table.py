@@ -6,7 +6,9 @@ the whole level while, for each protocol, the table of the space is built on thi
 subnets frozen with ``OFAMobileNetV3Space.freeze`` and measured end to end with the same protocol
 (Spearman, Kendall, MAPE of the plain sum and of the linear correction fitted on K other
 subnets; the table applies the correction only where it helps). Each protocol's timings give both
-statistics (min and median) without measuring twice.
+statistics (min and median) without measuring twice. ``repeat``: how well the validation's own
+timings rank alike with themselves (even vs odd visits of the same subnets), which bounds the
+Spearman any table can be shown to reach under that load.
 
 Stress kinds (N processes each):
   cpu      a pure-Python busy loop (one core each)
@@ -19,7 +21,8 @@ cpu/interleaved (the thread's CPU time: preemption does not count; the library's
 wall/block (each entry's rounds back to back); a third part ``reference`` adds the reference-op
 normalisation (``cpu/interleaved/reference``: a mid-sized block timed between the entries, each
 visit divided by its slowdown then; validation normalises the same way). Targets (issue 17):
-Spearman >= 0.95 and MAPE <= 10% at N = 1 and 2.
+Spearman >= 0.95 and MAPE <= 10% at N = 1 and 2. ``--visits 3x30,9x10`` compares how many visits
+of how many timed calls each (the table's and the validation's) under the same load, side by side.
 
     .venv/bin/python benchmarks/bench_latency_table.py --threads 1 --stress none:0 --stress cpu:1 \\
         --stress cpu:2 --markdown benchmarks/results/latency_table_stress.md
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import os
 import random
 import subprocess
@@ -41,7 +45,16 @@ from typing import Any
 
 import torch
 
-from ofa_nni.latency import CLOCKS, NORMALISATIONS, ORDERS, build_latency_table, validate_latency_table
+from ofa_nni.latency import (
+    CLOCKS,
+    DEFAULT_REPEATS,
+    DEFAULT_ROUNDS,
+    DEFAULT_WARMUP,
+    NORMALISATIONS,
+    ORDERS,
+    build_latency_table,
+    validate_latency_table,
+)
 from ofa_nni.nni_search_space import arch_space_from_spec
 from search_spaces import OFAMobileNetV3Space
 
@@ -124,6 +137,14 @@ def _protocol(text: str) -> tuple[str, str, str]:
     return parts[0], parts[1], parts[2]
 
 
+def _visits(text: str) -> tuple[int, int]:
+    """``ROUNDSxREPEATS`` -> (rounds, repeats)."""
+    parts = text.strip().lower().split("x")
+    if len(parts) != 2 or not all(part.isdigit() and int(part) >= 1 for part in parts):
+        raise SystemExit(f"--visits: {text!r} is not ROUNDSxREPEATS with positive integers (e.g. 9x10)")
+    return int(parts[0]), int(parts[1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="ofa-mobilenetv3",
@@ -135,9 +156,12 @@ def main() -> None:
     parser.add_argument("--measure-every", type=int, default=4, help="measure every N-th resolution (and the largest)")
     parser.add_argument("--validate", type=int, default=30)
     parser.add_argument("--calibration-subnets", type=int, default=30)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=DEFAULT_WARMUP)
+    parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS)
+    parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS)
+    parser.add_argument("--visits", default=None, metavar="LIST",
+                        help="comma-separated ROUNDSxREPEATS to compare side by side under each load (e.g. 3x30,9x10; "
+                             "default: --rounds x --repeats); their order alternates from one load to the next")
     parser.add_argument("--stress", action="append", default=None, metavar="KIND:N",
                         help="competing load: none:0, cpu:N, memory:N, mixed:N (repeatable; default none:0)")
     parser.add_argument("--protocols", default="wall/interleaved,cpu/interleaved,wall/block",
@@ -153,6 +177,7 @@ def main() -> None:
     space = supernet.arch_space
     measured = sorted(set(space.resolutions[:: args.measure_every]) | {space.resolutions[-1]})
     protocols = [_protocol(text) for text in args.protocols.split(",")]
+    visit_plans = [_visits(text) for text in args.visits.split(",")] if args.visits else [(args.rounds, args.repeats)]
     levels = [(text.split(":")[0], int(text.split(":")[1])) for text in (args.stress or ["none:0"])]
     lines: list[str] = []
     notes: list[str] = []  # the reference op's slowdowns, said after the table (a row holds the same columns)
@@ -164,22 +189,24 @@ def main() -> None:
     say(f"# Latency tables under competing load ({args.preset}, {space.num_classes} classes, {args.backend})")
     say()
     say(f"CPU: {os.cpu_count()} logical CPUs, shared with whatever else runs (load averages below); "
-        f"{args.threads} thread(s); batch {args.batch_size}; warm-up {args.warmup}, repeats {args.repeats}, "
-        f"rounds {args.rounds}. Measured resolutions {measured} (the other "
+        f"{args.threads} thread(s); batch {args.batch_size}; warm-up {args.warmup} per visit; visits x timings per "
+        f"visit {', '.join(f'{r} x {n}' for r, n in visit_plans)}. Measured resolutions {measured} (the other "
         f"{len(space.resolutions) - len(measured)} interpolated). Validation: {args.validate} random subnets, "
         f"correction fitted on {args.calibration_subnets} others. Started {time.strftime('%Y-%m-%d %H:%M:%S')}.")
     say()
-    say("| stress | protocol (clock/order[/normalise]/statistic) | build s | validation s | subnets ms | Spearman "
-        "| MAPE % | used | targets | load avg start / end |")
-    say("|---|---|---:|---:|---|---:|---:|---|---|---|")
-    for kind, count in levels:
+    say("| stress | protocol (clock/order[/normalise]/statistic) | visits x timings | build s | validation s "
+        "| subnets ms | Spearman | MAPE % | used | targets | repeat | load avg start / end |")
+    say("|---|---|---|---:|---:|---|---:|---:|---|---|---:|---|")
+    for level, (kind, count) in enumerate(levels):
+        # Alternating which plan goes first: a load that eases or grows within a level favours neither.
+        plans = visit_plans if level % 2 == 0 else visit_plans[::-1]
         with stress(kind, count):
-            for clock, order, normalise in protocols:
+            for (clock, order, normalise), (rounds, repeats) in itertools.product(protocols, plans):
                 load_start = os.getloadavg()[0]
                 started = time.perf_counter()
                 table = build_latency_table(space, backend=args.backend, batch_size=args.batch_size,
-                                            resolutions=measured, warmup=args.warmup, repeats=args.repeats,
-                                            rounds=args.rounds, num_threads=args.threads, clock=clock, order=order,
+                                            resolutions=measured, warmup=args.warmup, repeats=repeats,
+                                            rounds=rounds, num_threads=args.threads, clock=clock, order=order,
                                             normalise=normalise, show_progress=False)
                 build_s = time.perf_counter() - started
                 started = time.perf_counter()
@@ -192,19 +219,22 @@ def main() -> None:
                 validate_latency_table(other, reuse=validation)
                 args.out_dir.mkdir(parents=True, exist_ok=True)
                 named = f"{clock}/{order}" + ("" if normalise == "none" else f"/{normalise}")
-                table.save(args.out_dir / f"lut_{kind}{count}_{named.replace('/', '_')}.json")
+                table.save(args.out_dir / f"lut_{kind}{count}_{named.replace('/', '_')}_{rounds}x{repeats}.json")
                 for variant in (table, other):
                     assert variant.validation is not None and variant.correction is not None
                     v, applied = variant.validation, variant.correction["applied"]
                     best = v["corrected"] if applied else v["raw"]
                     held = [s["measured_ms"] for s in v["subnets"] if s["role"] == "validation"]
-                    say(f"| {kind}:{count} | {named}/{variant.statistic} | {build_s:.0f} | {validate_s:.0f} "
+                    say(f"| {kind}:{count} | {named}/{variant.statistic} | {rounds} x {repeats} | {build_s:.0f} "
+                        f"| {validate_s:.0f} "
                         f"| {min(held):.2f}-{max(held):.2f} | {best['spearman']:.3f} | {best['mape_percent']:.1f} "
                         f"| {'corrected' if applied else 'sum'} | {'met' if v['meets_targets'] else 'NOT met'} "
+                        f"| {v['repeatability'] if v.get('repeatability') is not None else '-'} "
                         f"| {load_start:.1f} / {load_end:.1f} |")
                 if normalise == "reference":
                     built, checked = table.metadata["reference"], validation["reference"]
-                    notes.append(f"- {kind}:{count} {named}: reference op `{built['op']}`, baseline "
+                    notes.append(f"- {kind}:{count} {named} {rounds} x {repeats}: reference op `{built['op']}`, "
+                                 f"baseline "
                                  f"{built['baseline_ms']:.4f} ms over {built['visits']} visits in the build, slowdowns "
                                  f"divided out {built['factor_min']:.2f}x-{built['factor_max']:.2f}x; validation's "
                                  f"baseline {checked['baseline_ms']:.4f} ms, {checked['factor_min']:.2f}x-"
