@@ -350,6 +350,16 @@ def test_lut_validate_rechecks_a_table_in_place(tmp_path, capsys):
     assert table.validation["entries_retimed"]["entries"] > 0 and table.validation["previous"] is None
     assert "validation on 3 random subnets" in printed and "entries re-timed now" in printed
     assert not (tmp_path / ".lut.json.lock").exists()
+    assert table.validation["rounds"] == table.protocol["rounds"] == 1
+    # More visits than the table's, under load (the summary shows how well the timings then repeat).
+    assert main(["lut", "validate", str(path), "--validate", "3", "--calibration-subnets", "2", "--rounds", "2",
+                 "--quiet"]) == 0
+    again = LatencyTable.load(path)
+    assert again.validation is not None and again.validation["rounds"] == 2 and again.protocol["rounds"] == 1
+    assert again.validation["repeatability"] is not None and "timings repeat at Spearman" in capsys.readouterr().out
+    before = path.read_bytes()
+    assert main(["lut", "validate", str(path), "--rounds", "0", "--quiet"]) == 2
+    assert "--rounds must be >= 1, got 0" in capsys.readouterr().err and path.read_bytes() == before
 
 
 @pytest.mark.parametrize("repeatability", [None, 0.8, 0.99])
@@ -359,10 +369,11 @@ def test_a_table_that_misses_its_targets_says_what_to_do(repeatability):
     table = build_latency_table(ArchSpace(**TINY_SPACE_KWARGS), resolutions=(32,), **FAST)
     metrics = {"spearman": 0.9, "kendall": 0.8, "mape_percent": 5.0}
     table.validation = {"num_subnets": 30, "calibration_subnets": 30, "raw": metrics, "corrected": metrics,
-                        "meets_targets": False, "repeatability": repeatability}
+                        "meets_targets": False, "repeatability": repeatability, "rounds": 3}
     missed = table.summary()
     assert "NOT met" in missed and "'ofa-nni lut validate'" in missed
     assert ("repeat only at Spearman 0.80, so no table can be shown" in missed) == (repeatability == 0.8)
+    assert ("more visits per subnet ('--rounds N', now 3;" in missed) == (repeatability == 0.8)
     assert ("what to do: rebuild the table when the machine is quieter" in missed) == (repeatability != 0.8)
     assert ("a perfect table would validate at about 0.995" in missed) == (repeatability == 0.99)
     assert ("the end-to-end timings repeat at Spearman" in missed) == (repeatability is not None)

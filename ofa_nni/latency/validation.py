@@ -203,12 +203,13 @@ def validate_latency_table(
         models = [(freeze(sample).eval(), int(sample[ArchSpace.RESOLUTION_LABEL])) for sample in samples]
         reference = table.reference_op
         log = None if reference is None else ReferenceLog()
+        rounds = rounds if rounds is not None else protocol["rounds"]
         measurements = measure_end_to_end(
             models,
             backend=meta["backend"], device=meta["device"]["type"], batch_size=meta["batch_size"],
             warmup=warmup if warmup is not None else protocol["warmup"],
             repeats=repeats if repeats is not None else protocol["repeats"],
-            rounds=rounds if rounds is not None else protocol["rounds"],
+            rounds=rounds,
             num_threads=meta["device"]["num_threads"], clock=protocol["clock"],
             order=protocol["order"], reference=reference, log=log, seed=seed,
             show_progress=show_progress,
@@ -243,6 +244,7 @@ def validate_latency_table(
         # How well the held-out subnets' timings repeat themselves (even vs odd visits): what the load
         # lets any table be shown to reach, so a miss says whether the table or the machine is at fault.
         "repeatability": None if halves is None else round(repeatability(halves[held_out]), 4),
+        "rounds": rounds if reuse is None else reuse.get("rounds"),
         "seconds": round(time.perf_counter() - started, 2) if reuse is None else reuse.get("seconds"),
         # This run's own reference (its baseline next to the table's says whether the machine's quiet
         # speed moved between build and validation).

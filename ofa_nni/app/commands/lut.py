@@ -103,6 +103,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     validate.add_argument("table", type=Path, help="latency table (JSON) to re-check")
     _validation_arguments(validate, 30, seed=1)
+    validate.add_argument("--rounds", type=int, default=None, metavar="N",
+                          help="visits per subnet end to end (default: the table's); under load more visits make "
+                               "the timings repeat better (the summary says how well they do)")
     validate.add_argument("--out", type=Path, default=None, help="where the re-checked table goes (default: in place)")
     validate.add_argument("--quiet", action="store_true", help="no progress bars")
     validate.set_defaults(func=run_validate)
@@ -254,13 +257,15 @@ def run_validate(args: argparse.Namespace) -> int:
 
     if args.validate < 3 or args.calibration_subnets < 2:
         raise InvalidInputError("--validate needs at least 3 subnets and --calibration-subnets at least 2")
+    if args.rounds is not None and args.rounds < 1:
+        raise InvalidInputError(f"--rounds must be >= 1, got {args.rounds}")
     out = args.out or args.table
     with exclusive_lock(out, "latency table"):
         table = LatencyTable.load(args.table)
         before = dict(table.validation or {})
         load = retime_entries(table, seed=args.seed, show_progress=not args.quiet)
         validate_latency_table(table, _module_for(table.arch_space).freeze, num_subnets=args.validate,
-                               calibration_subnets=args.calibration_subnets, seed=args.seed,
+                               calibration_subnets=args.calibration_subnets, seed=args.seed, rounds=args.rounds,
                                show_progress=not args.quiet)
         assert table.validation is not None
         table.validation["entries_retimed"] = load
