@@ -50,7 +50,7 @@ DEFAULT_ROUNDS = 3
 """Visits per entry (and per end-to-end subnet), each in a fresh random order. The same 90 timings in 9
 visits of 10 were measured under the benchmark's seven loads (benchmarks/results/latency_table.md):
 no better overall (OFA-MobileNetV3 torch: 0 misses where 3 x 30 had 2; with ONNX Runtime 2 misses where
-3 x 30 had none; the demo space side by side: both met every load) and 20-50% slower to build and
+3 x 30 had none; the demo space side by side: both met every load) and 20-60% slower to build and
 validate, so the default stays. A table records the values it was built with; one written without
 them (by hand) is re-timed with these."""
 SPEARMAN_TARGET = 0.95

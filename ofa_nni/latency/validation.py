@@ -132,8 +132,9 @@ def repeatability(halves: np.ndarray) -> float:
     """How well a run's end-to-end timings rank alike with themselves: the Spearman ``r`` between the
     statistic of the even and of the odd visits of the same models (``halves`` ``(n, 2)``), stepped
     up to the whole run (each half holds about half its timings) by the Spearman-Brown formula
-    ``2r / (1 + r)``. Under load it says what a table can be shown to reach: a timing ranks with the
-    table no better than with a repeat of itself. An estimate: with 3 visits the halves are 2 and 1."""
+    ``2r / (1 + r)``. Under load it says what a table can be shown to reach: a perfect table would be
+    seen at about ``sqrt(R)`` (the attenuation formula). An estimate: with 3 visits the halves are 2
+    visits and 1, and 30 subnets make it move by a few hundredths from run to run."""
     from scipy import stats
 
     r = float(stats.spearmanr(halves[:, 0], halves[:, 1]).statistic)
