@@ -24,7 +24,7 @@ from ofa_nni.latency.bundle import RUNNER_NAME, import_results, write_bundle
 from ofa_nni.latency.specs import specs_by_key
 
 pytest.importorskip("onnxruntime")
-RUN = ["--warmup", "1", "--repeats", "3", "--rounds", "1", "--quiet"]
+RUN = ["--warmup", "1", "--repeats", "3", "--rounds", "2", "--quiet"]
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +72,9 @@ def test_runner_needs_neither_torch_nor_ofa_nni_and_its_results_import(bundle, t
     assert table.validation is not None and table.validation["num_subnets"] == 5
     assert table.validation["calibration_subnets"] == 3
     assert table.protocol["repeats"] == 3 and table.protocol["statistic"] == "min"
+    # Two visits per subnet: the runner writes each subnet's halves, the import says how well they repeat.
+    assert all(len(subnet["measured_min_halves_ms"]) == 2 for subnet in data["subnets"])
+    assert -1.0 <= table.validation["repeatability"] <= 1.0
     assert np.all(table(table.arch_space.random_indices(20, 0)) > 0)
     # Damaged results: one clear error naming the file.
     broken = tmp_path / "broken.json"

@@ -198,6 +198,9 @@ def test_bundle_runner_times_the_reference_and_the_import_normalises(tmp_path):
     assert table.metadata["reference"]["visits"] >= 2 and table.validation is not None
     assert table.validation["reference"]["op"] == manifest["reference"]["op"]
     assert all(entry["samples"] == 4 and entry["min_ms"] > 0 for entry in table.entries.values())
+    # The halves of the normalised visits, for how well the timings repeat.
+    assert table.validation["repeatability"] is not None
+    assert all(len(subnet["measured_min_halves_ms"]) == 2 for subnet in table.validation["subnets"])
     # Without the option, the results hold no raw visits and import as before.
     assert run_runner().returncode == 0
     plain = json.loads(results.read_text())

@@ -105,6 +105,17 @@ def _summary(values: list[float]) -> dict:
             "samples": int(array.size)}
 
 
+def _halves(timings: list[float], repeats: int) -> dict:
+    """The minimum and the median of a subnet's even and of its odd visits apart (with two visits or
+    more): how well the timings repeat themselves (ofa_nni.latency.validation.repeatability)."""
+    visits = np.asarray(timings, dtype=float).reshape(-1, repeats)
+    if len(visits) < 2:
+        return {}
+    halves = (visits[0::2].reshape(-1), visits[1::2].reshape(-1))
+    return {"measured_min_halves_ms": [round(float(half.min()), 6) for half in halves],
+            "measured_median_halves_ms": [round(float(np.median(half)), 6) for half in halves]}
+
+
 def _progress(done: int, total: int, what: str, quiet: bool) -> None:
     if not quiet and (done == total or done % 50 == 0):
         print(f"\r{what}: {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
@@ -229,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         for i in members:
             measured.append({"arch": subnets[i]["arch"], "role": subnets[i]["role"],
                              "measured_min_ms": round(float(np.min(values[i])), 6),
-                             "measured_median_ms": round(float(np.median(values[i])), 6)})
+                             "measured_median_ms": round(float(np.median(values[i])), 6),
+                             **_halves(values[i], args.repeats)})
             if subnet_references is not None:  # raw, for the import to normalise
                 measured[-1].update(timings=values[i], visit_at=subnet_at[i])
         _progress(len(measured), len(subnets), "subnets", args.quiet)

@@ -117,11 +117,11 @@ def measure_end_to_end(
     if rounds >= 2:
         for name, reduce in (("median", np.median), ("min", np.min)):
             result[f"{name}_halves"] = np.array(
-                [[float(reduce(half)) for half in _visit_halves(used[str(i)], repeats)] for i in range(len(models))])
+                [[float(reduce(half)) for half in visit_halves(used[str(i)], repeats)] for i in range(len(models))])
     return result
 
 
-def _visit_halves(timings: Sequence[float], repeats: int) -> tuple[np.ndarray, np.ndarray]:
+def visit_halves(timings: Sequence[float], repeats: int) -> tuple[np.ndarray, np.ndarray]:
     """A model's timings of its even and of its odd visits (each visit's ``repeats`` timings follow one
     another in ``timings``, in visit order)."""
     visits = np.asarray(timings, dtype=float).reshape(-1, repeats)
