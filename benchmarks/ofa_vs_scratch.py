@@ -49,7 +49,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--supernet", type=Path, required=True, help="a supernet trained on the same data")
     parser.add_argument("--data", type=Path, default=None, metavar="PATH.npz", help="default: digits")
-    parser.add_argument("--scratch-epochs", type=int, default=39, help="default: the demo schedule's 39 epochs")
+    parser.add_argument("--scratch-epochs", type=int, default=39,
+                        help="default: the demo schedule's 39 epochs; 0 trains nothing from scratch (the "
+                             "architectures depend only on the space, so a second supernet of the same space "
+                             "can reuse the first one's from-scratch figures)")
     parser.add_argument("--finetune-epochs", type=int, default=3)
     parser.add_argument("--finetune-lr", type=float, default=0.005)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -59,6 +62,8 @@ def main() -> int:
                         default=["smallest", "median", "largest"],
                         help="which architectures (one per process lets a slow machine finish some of them)")
     args = parser.parse_args()
+    if args.scratch_epochs < 0 or args.finetune_epochs < 0:
+        parser.error("--scratch-epochs and --finetune-epochs must be >= 0")
     torch.set_num_threads(args.threads)
     load_at_start = os.getloadavg()
 
@@ -86,7 +91,7 @@ def main() -> int:
                                  lr=args.finetune_lr, seed=0, from_scratch=False) if args.finetune_epochs else None
         finetune_s, finetune_cpu_s = time.perf_counter() - started, time.process_time() - started_cpu
         scratch, scratch_s, scratch_cpu_s = [], [], []
-        for seed in args.seeds:
+        for seed in args.seeds if args.scratch_epochs else ():
             started, started_cpu = time.perf_counter(), time.process_time()
             scratch.append(train_subnet(supernet.freeze(sample), data, epochs=args.scratch_epochs,
                                         batch_size=batch_size, lr=full_lr, seed=seed))
@@ -94,8 +99,9 @@ def main() -> int:
             scratch_cpu_s.append(time.process_time() - started_cpu)
         row = {"name": name, "arch": arch.format(sample), "macs": int(macs(sample)), "inherited": inherited,
                "inherited_s": inherited_s, "finetuned": finetuned, "finetune_s": finetune_s,
-               "finetune_cpu_s": finetune_cpu_s, "scratch": scratch, "scratch_s": statistics.fmean(scratch_s),
-               "scratch_cpu_s": statistics.fmean(scratch_cpu_s)}
+               "finetune_cpu_s": finetune_cpu_s, "scratch": scratch,
+               "scratch_s": statistics.fmean(scratch_s) if scratch else None,
+               "scratch_cpu_s": statistics.fmean(scratch_cpu_s) if scratch else None}
         rows.append(row)
         print(f"{name}: inherited {inherited:.4f}, fine-tuned {finetuned}, scratch {scratch}", flush=True)
 
@@ -115,11 +121,13 @@ def main() -> int:
         "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     for row in rows:
-        finetuned = "-" if row["finetuned"] is None else f"{row['finetuned']:.4f}"
-        lines.append(f"| {row['name']} | {row['macs'] / 1e6:.2f}M | {row['inherited']:.4f} | {finetuned} | "
-                     f"{statistics.fmean(row['scratch']):.4f} | {', '.join(f'{a:.4f}' for a in row['scratch'])} | "
-                     f"{row['finetune_s']:.0f} | {row['scratch_s']:.0f} | {row['finetune_cpu_s']:.0f} | "
-                     f"{row['scratch_cpu_s']:.0f} |")
+        cells = {key: "-" if row[key] is None else f"{row[key]:.4f}" for key in ("inherited", "finetuned")}
+        cells.update({key: "-" if row[key] is None else f"{row[key]:.0f}" for key in ("scratch_s", "scratch_cpu_s")})
+        scratch_mean = f"{statistics.fmean(row['scratch']):.4f}" if row["scratch"] else "-"
+        lines.append(f"| {row['name']} | {row['macs'] / 1e6:.2f}M | {cells['inherited']} | {cells['finetuned']} | "
+                     f"{scratch_mean} | {', '.join(f'{a:.4f}' for a in row['scratch']) or '-'} | "
+                     f"{row['finetune_s']:.0f} | {cells['scratch_s']} | {row['finetune_cpu_s']:.0f} | "
+                     f"{cells['scratch_cpu_s']} |")
     print("\n".join(lines))
     if args.markdown is not None:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)

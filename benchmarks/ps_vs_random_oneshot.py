@@ -33,6 +33,9 @@ On an ``.npz`` (docs/data.md), e.g. Animal-MNIST from ``benchmarks/data.py``: ``
 
 RandomOneShot always gets as many subnet-steps as the (overridden) schedule has. The numbers in
 ``benchmarks/results/ps_vs_random_oneshot.md`` were taken with ``--threads 1``, one seed per process.
+
+A training stopped before its last step (SIGTERM, which Lightning turns into an early end of the fit, or
+Ctrl-C) is an error: the script then evaluates, prints and saves nothing more and exits with status 1.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +73,24 @@ CALIBRATION_BATCHES = 4
 CALIBRATION_SEED = 0
 
 
+class TrainingInterrupted(RuntimeError):
+    """A training ended before its planned last step; its supernet must not be evaluated or kept."""
+
+
+@contextlib.contextmanager
+def _stopping_is_an_error(training: str) -> Iterator[None]:
+    """Turn the ways a training is stopped from outside into :class:`TrainingInterrupted`.
+
+    On SIGTERM, Lightning ends the fit early by raising ``SIGTERMException``, a ``SystemExit`` without
+    a code (so the process would exit with status 0), and on Ctrl-C it calls ``sys.exit(1)``; NNI's
+    experiment swallows a ``KeyboardInterrupt`` and returns as if it had finished."""
+    try:
+        yield
+    except (SystemExit, KeyboardInterrupt) as stop:
+        raise TrainingInterrupted(f"{training} was stopped ({type(stop).__name__}) before its last step; "
+                                  "nothing of it is evaluated or saved") from stop
+
+
 def _loaders(config: Any, data: Any) -> tuple[Any, Any]:
     from nni.nas.evaluator.pytorch import DataLoader
 
@@ -77,12 +99,17 @@ def _loaders(config: Any, data: Any) -> tuple[Any, Any]:
     return train_loader, val_loader
 
 
-def _train_random_oneshot(config: Any, data: Any, subnet_steps: int, seed: int) -> tuple[Any, tuple[float, float], int]:
-    """NNI's RandomOneShot with the same optimizer recipe and ``subnet_steps`` steps."""
+def _train_random_oneshot(config: Any, data: Any, subnet_steps: int, seed: int,
+                          callbacks: Sequence[Any] = ()) -> tuple[Any, tuple[float, float], int]:
+    """NNI's RandomOneShot with the same optimizer recipe and ``subnet_steps`` steps.
+
+    ``callbacks``: extra Lightning callbacks for the trainer. Raises :class:`TrainingInterrupted` unless
+    the trainer finished all its planned steps."""
     import nni
     from nni.nas.evaluator.pytorch import ClassificationModule, Lightning, Trainer
     from nni.nas.experiment import NasExperiment
     from nni.nas.strategy import RandomOneShot
+    from pytorch_lightning.trainer.states import TrainerStatus
 
     torch.manual_seed(seed)
     random.seed(seed)  # NNI's supernet modules sample with the random module
@@ -105,14 +132,20 @@ def _train_random_oneshot(config: Any, data: Any, subnet_steps: int, seed: int) 
                                      num_classes=data.num_classes)
     trainer = Trainer(max_epochs=epochs, accelerator="cpu", enable_progress_bar=False, logger=False,
                       enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0,
-                      check_val_every_n_epoch=10**6)
+                      check_val_every_n_epoch=10**6, callbacks=list(callbacks))
     evaluator = Lightning(module, trainer, train_dataloaders=train_loader, val_dataloaders=val_loader)
     with tempfile.TemporaryDirectory() as working:
         experiment = NasExperiment(space, evaluator, RandomOneShot())
         experiment.config.experiment_working_directory = working
         started, cpu_started = time.perf_counter(), time.process_time()
-        experiment.run()
+        with _stopping_is_an_error(f"RandomOneShot (seed {seed})"):
+            experiment.run()
         seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+    # Whatever NNI or Lightning caught on the way: a run is complete only if the trainer says so.
+    if trainer.state.status != TrainerStatus.FINISHED or trainer.global_step != total_steps:
+        raise TrainingInterrupted(f"RandomOneShot (seed {seed}) stopped after {trainer.global_step} of "
+                                  f"{total_steps} steps (trainer status {trainer.state.status.value}); "
+                                  "nothing of it is evaluated or saved")
     return space, (seconds, cpu_seconds), total_steps
 
 
@@ -203,7 +236,7 @@ def main() -> int:
         return 0
     rows = []
     phases = strategy.schedule(space_for_size.arch_space, batch_size=config.data.batch_size)
-    steps_per_epoch = len(data.train) // config.data.batch_size
+    steps_per_epoch = len(data.train) // config.data.batch_size  # type: ignore[arg-type]
     subnet_steps = sum(p.epochs * steps_per_epoch * p.subnets_per_step for p in phases)
     for seed in args.seeds:
         added = 0
@@ -214,7 +247,8 @@ def main() -> int:
                 else:
                     run_dir = str(args.keep_runs / f"{args.recipe}-seed{seed}")
                 cpu_started = time.process_time()
-                result = train(config.replace(seed=seed), run_dir=run_dir)
+                with _stopping_is_an_error(f"progressive shrinking ({args.recipe}, seed {seed})"):
+                    result = train(config.replace(seed=seed), run_dir=run_dir)
                 ps_seconds = (result.seconds, time.process_time() - cpu_started)
                 ps_space = load_supernet(result.supernet_path)
             rows.append((seed, "progressive shrinking", subnet_steps, ps_seconds, _evaluate(ps_space, data, seed)))
@@ -244,7 +278,7 @@ def main() -> int:
         f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} threads, "
         f"os.getloadavg() at the end {tuple(round(x, 1) for x in os.getloadavg())} "
         f"(2 cores shared with other processes).",
-        f"Data: {data_text} ({len(data.val)} held-out images); "
+        f"Data: {data_text} ({len(data.val)} held-out images); "  # type: ignore[arg-type]
         f"space preset `cpu`; schedule: the {args.recipe!r} recipe x {args.epochs_factor:.4g} "
         f"({'+'.join(str(p.epochs) for p in phases)} epochs), batch {config.data.batch_size}; "
         f"per-phase overrides: {json.dumps(args.phases) if args.phases else 'none'}.",
@@ -277,4 +311,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except TrainingInterrupted as error:
+        print(f"{Path(__file__).name}: error: {error}", file=sys.stderr)
+        sys.exit(1)
