@@ -122,7 +122,7 @@ def _normalised(data: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, An
                for key, values in ops.normalise({k: v["timings"] for k, v in visits.items()}, repeats).items()}
     runs = ReferenceLog(at=reference["subnets"]["at"], ms=reference["subnets"]["ms"],
                         visit_at={str(i): subnet["visit_at"] for i, subnet in enumerate(data["subnets"])})
-    from ofa_nni.latency.validation import visit_halves
+    from ofa_nni.latency.validation import halves_summary
 
     normalised = runs.normalise({str(i): subnet["timings"] for i, subnet in enumerate(data["subnets"])}, repeats)
     subnets = []
@@ -131,9 +131,8 @@ def _normalised(data: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, An
         subnets.append({"arch": subnet["arch"], "role": subnet["role"], "measured_min_ms": round(min(values), 6),
                         "measured_median_ms": round(float(np.median(values)), 6)})
         if len(values) >= 2 * repeats:  # two visits or more: the halves say how well the timings repeat
-            halves = visit_halves(values, repeats)
-            subnets[-1]["measured_min_halves_ms"] = [round(float(half.min()), 6) for half in halves]
-            subnets[-1]["measured_median_halves_ms"] = [round(float(np.median(half)), 6) for half in halves]
+            subnets[-1].update({f"measured_{name}_halves_ms": [round(v, 6) for v in pair]
+                                for name, pair in halves_summary(values, repeats).items()})
     return entries, subnets, {"ops": ops.summary(reference["op"]), "subnets": runs.summary(reference["op"])}
 
 

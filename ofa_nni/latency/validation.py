@@ -115,9 +115,9 @@ def measure_end_to_end(
     result = {"median": np.array([float(np.median(used[str(i)])) for i in range(len(models))]),
               "min": np.array([float(np.min(used[str(i)])) for i in range(len(models))])}
     if rounds >= 2:
-        for name, reduce in (("median", np.median), ("min", np.min)):
-            result[f"{name}_halves"] = np.array(
-                [[float(reduce(half)) for half in visit_halves(used[str(i)], repeats)] for i in range(len(models))])
+        halves = [halves_summary(used[str(i)], repeats) for i in range(len(models))]
+        for name in STATISTICS:
+            result[f"{name}_halves"] = np.array([summary[name] for summary in halves])
     return result
 
 
@@ -126,6 +126,13 @@ def visit_halves(timings: Sequence[float], repeats: int) -> tuple[np.ndarray, np
     another in ``timings``, in visit order)."""
     visits = np.asarray(timings, dtype=float).reshape(-1, repeats)
     return visits[0::2].reshape(-1), visits[1::2].reshape(-1)
+
+
+def halves_summary(timings: Sequence[float], repeats: int) -> dict[str, list[float]]:
+    """``{"min": [even, odd], "median": [even, odd]}``: each statistic of a model's even and of its odd
+    visits apart (what :func:`repeatability` compares)."""
+    halves = visit_halves(timings, repeats)
+    return {"min": [float(half.min()) for half in halves], "median": [float(np.median(half)) for half in halves]}
 
 
 def repeatability(halves: np.ndarray) -> float:
