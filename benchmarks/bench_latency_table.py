@@ -22,7 +22,10 @@ wall/block (each entry's rounds back to back); a third part ``reference`` adds t
 normalisation (``cpu/interleaved/reference``: a mid-sized block timed between the entries, each
 visit divided by its slowdown then; validation normalises the same way). Targets (issue 17):
 Spearman >= 0.95 and MAPE <= 10% at N = 1 and 2. ``--visits 3x30,9x10`` compares how many visits
-of how many timed calls each (the table's and the validation's) under the same load, side by side.
+of how many timed calls each (the table's and the validation's) under the same load, side by side;
+``--validate-rounds 3,9`` validates each table so many times, with that many visits per subnet (the
+same subnets; the table's own visits by default): whether a miss is the table's or the validation's
+noise.
 
     .venv/bin/python benchmarks/bench_latency_table.py --threads 1 --stress none:0 --stress cpu:1 \\
         --stress cpu:2 --markdown benchmarks/results/latency_table_stress.md
@@ -137,6 +140,12 @@ def _protocol(text: str) -> tuple[str, str, str]:
     return parts[0], parts[1], parts[2]
 
 
+def _positive(text: str, option: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise SystemExit(f"{option}: {text!r} is not a positive integer")
+    return int(text)
+
+
 def _visits(text: str) -> tuple[int, int]:
     """``ROUNDSxREPEATS`` -> (rounds, repeats)."""
     parts = text.strip().lower().split("x")
@@ -162,6 +171,9 @@ def main() -> None:
     parser.add_argument("--visits", default=None, metavar="LIST",
                         help="comma-separated ROUNDSxREPEATS to compare side by side under each load (e.g. 3x30,9x10; "
                              "default: --rounds x --repeats); their order alternates from one load to the next")
+    parser.add_argument("--validate-rounds", default=None, metavar="LIST",
+                        help="comma-separated visits per subnet of the validations of each table (e.g. 3,9; default: "
+                             "the table's own visits); the same subnets each time, their order alternating per load")
     parser.add_argument("--stress", action="append", default=None, metavar="KIND:N",
                         help="competing load: none:0, cpu:N, memory:N, mixed:N (repeatable; default none:0)")
     parser.add_argument("--protocols", default="wall/interleaved,cpu/interleaved,wall/block",
@@ -178,6 +190,8 @@ def main() -> None:
     measured = sorted(set(space.resolutions[:: args.measure_every]) | {space.resolutions[-1]})
     protocols = [_protocol(text) for text in args.protocols.split(",")]
     visit_plans = [_visits(text) for text in args.visits.split(",")] if args.visits else [(args.rounds, args.repeats)]
+    validate_rounds = [_positive(text, "--validate-rounds") for text in args.validate_rounds.split(",")] \
+        if args.validate_rounds else [None]
     levels = [(text.split(":")[0], int(text.split(":")[1])) for text in (args.stress or ["none:0"])]
     lines: list[str] = []
     notes: list[str] = []  # the reference op's slowdowns, said after the table (a row holds the same columns)
@@ -194,9 +208,9 @@ def main() -> None:
         f"{len(space.resolutions) - len(measured)} interpolated). Validation: {args.validate} random subnets, "
         f"correction fitted on {args.calibration_subnets} others. Started {time.strftime('%Y-%m-%d %H:%M:%S')}.")
     say()
-    say("| stress | protocol (clock/order[/normalise]/statistic) | visits x timings | build s | validation s "
-        "| subnets ms | Spearman | MAPE % | used | targets | repeat | load avg start / end |")
-    say("|---|---|---|---:|---:|---|---:|---:|---|---|---:|---|")
+    say("| stress | protocol (clock/order[/normalise]/statistic) | visits x timings | validation visits | build s "
+        "| validation s | subnets ms | Spearman | MAPE % | used | targets | repeat | load avg start / end |")
+    say("|---|---|---|---:|---:|---:|---|---:|---:|---|---|---:|---|")
     for level, (kind, count) in enumerate(levels):
         # Alternating which plan goes first: a load that eases or grows within a level favours neither.
         plans = visit_plans if level % 2 == 0 else visit_plans[::-1]
@@ -209,28 +223,32 @@ def main() -> None:
                                             rounds=rounds, num_threads=args.threads, clock=clock, order=order,
                                             normalise=normalise, show_progress=False)
                 build_s = time.perf_counter() - started
-                started = time.perf_counter()
-                validation = validate_latency_table(table, supernet.freeze, num_subnets=args.validate,
-                                                    calibration_subnets=args.calibration_subnets,
-                                                    show_progress=False)
-                validate_s = time.perf_counter() - started
-                load_end = os.getloadavg()[0]
-                other = table.with_statistic("median")
-                validate_latency_table(other, reuse=validation)
-                args.out_dir.mkdir(parents=True, exist_ok=True)
                 named = f"{clock}/{order}" + ("" if normalise == "none" else f"/{normalise}")
-                table.save(args.out_dir / f"lut_{kind}{count}_{named.replace('/', '_')}_{rounds}x{repeats}.json")
-                for variant in (table, other):
-                    assert variant.validation is not None and variant.correction is not None
-                    v, applied = variant.validation, variant.correction["applied"]
-                    best = v["corrected"] if applied else v["raw"]
-                    held = [s["measured_ms"] for s in v["subnets"] if s["role"] == "validation"]
-                    say(f"| {kind}:{count} | {named}/{variant.statistic} | {rounds} x {repeats} | {build_s:.0f} "
-                        f"| {validate_s:.0f} "
-                        f"| {min(held):.2f}-{max(held):.2f} | {best['spearman']:.3f} | {best['mape_percent']:.1f} "
-                        f"| {'corrected' if applied else 'sum'} | {'met' if v['meets_targets'] else 'NOT met'} "
-                        f"| {v['repeatability'] if v.get('repeatability') is not None else '-'} "
-                        f"| {load_start:.1f} / {load_end:.1f} |")
+                args.out_dir.mkdir(parents=True, exist_ok=True)
+                for validation_rounds in (validate_rounds if level % 2 == 0 else validate_rounds[::-1]):
+                    started = time.perf_counter()
+                    validation = validate_latency_table(table, supernet.freeze, num_subnets=args.validate,
+                                                        calibration_subnets=args.calibration_subnets,
+                                                        rounds=validation_rounds, show_progress=False)
+                    validate_s = time.perf_counter() - started
+                    load_end = os.getloadavg()[0]
+                    other = table.with_statistic("median")
+                    validate_latency_table(other, reuse=validation)
+                    visits = validation["rounds"]
+                    table.save(args.out_dir / f"lut_{kind}{count}_{named.replace('/', '_')}_{rounds}x{repeats}"
+                                              f"{'' if validation_rounds is None else f'_v{visits}'}.json")
+                    for variant in (table, other):
+                        assert variant.validation is not None and variant.correction is not None
+                        v, applied = variant.validation, variant.correction["applied"]
+                        best = v["corrected"] if applied else v["raw"]
+                        held = [s["measured_ms"] for s in v["subnets"] if s["role"] == "validation"]
+                        say(f"| {kind}:{count} | {named}/{variant.statistic} | {rounds} x {repeats} | {visits} "
+                            f"| {build_s:.0f} | {validate_s:.0f} "
+                            f"| {min(held):.2f}-{max(held):.2f} | {best['spearman']:.3f} | {best['mape_percent']:.1f} "
+                            f"| {'corrected' if applied else 'sum'} | {'met' if v['meets_targets'] else 'NOT met'} "
+                            f"| {v['repeatability'] if v.get('repeatability') is not None else '-'} "
+                            f"| {load_start:.1f} / {load_end:.1f} |")
+                    load_start = load_end
                 if normalise == "reference":
                     built, checked = table.metadata["reference"], validation["reference"]
                     notes.append(f"- {kind}:{count} {named} {rounds} x {repeats}: reference op `{built['op']}`, "
