@@ -273,6 +273,9 @@ def test_out_of_space_value(supernet_file: Path, tmp_path: Path) -> None:
                             "--quiet"], tmp_path)
     assert_one_line_error(code, err, "ofa-nni lut: error:", "--resolutions [99] not in the space",
                           "allowed: [24, 28, 32]")
+    code, _, err = run_cli(["lut", "build", "--preset", "cpu", "--max-rounds", "0", "--out", str(out / "lut.json"),
+                            "--quiet"], tmp_path)
+    assert_one_line_error(code, err, "ofa-nni lut: error:", "--max-rounds must be >= 1, got 0")
     arch = "r48" + TINY.format(TINY.max_sample())[3:]
     code, _, err = run_cli(["--supernet", str(supernet_file), "--arch", arch], tmp_path, module="strategies.nni_trial")
     assert_one_line_error(code, err, "nni_trial: error:", "resolution: 48 is not allowed; allowed values: [16, 20]")

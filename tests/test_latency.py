@@ -357,9 +357,17 @@ def test_lut_validate_rechecks_a_table_in_place(tmp_path, capsys):
     again = LatencyTable.load(path)
     assert again.validation is not None and again.validation["rounds"] == 2 and again.protocol["rounds"] == 1
     assert again.validation["repeatability"] is not None and "timings repeat at Spearman" in capsys.readouterr().out
+    # Visits added while the timings repeat below the target, up to --max-rounds (at most 3 here).
+    assert main(["lut", "validate", str(path), "--validate", "3", "--calibration-subnets", "2", "--rounds", "2",
+                 "--max-rounds", "3", "--quiet"]) == 0
+    stepped = LatencyTable.load(path).validation
+    assert stepped is not None and stepped["steps"][0]["rounds"] == 2 and stepped["rounds"] in (2, 3)
+    assert [step["rounds"] for step in stepped["steps"]] == ([2] if stepped["rounds"] == 2 else [2, 3])
+    capsys.readouterr()
     before = path.read_bytes()
-    assert main(["lut", "validate", str(path), "--rounds", "0", "--quiet"]) == 2
-    assert "--rounds must be >= 1, got 0" in capsys.readouterr().err and path.read_bytes() == before
+    for option in ("--rounds", "--max-rounds"):
+        assert main(["lut", "validate", str(path), option, "0", "--quiet"]) == 2
+        assert f"{option} must be >= 1, got 0" in capsys.readouterr().err and path.read_bytes() == before
 
 
 @pytest.mark.parametrize("repeatability", [None, 0.8, 0.99])

@@ -18,9 +18,10 @@ from conftest import TINY_SPACE_KWARGS
 from torch import nn
 
 from ofa_nni.arch import ArchSpace
+from ofa_nni.errors import InvalidInputError
 from ofa_nni.latency import build_latency_table, measure_end_to_end, validate_latency_table
 from ofa_nni.latency.runners import keep_heap_steady
-from ofa_nni.latency.validation import repeatability
+from ofa_nni.latency.validation import EndToEndRun, repeatability
 
 GLIBC = sys.platform.startswith("linux") and os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc")
 
@@ -164,6 +165,50 @@ def test_validation_records_the_repeatability_and_reuse_keeps_it():
     reused = validate_latency_table(other, reuse=validation)
     held_out = np.array([subnet["measured_median_halves_ms"] for subnet in validation["subnets"][:4]])
     assert reused["repeatability"] == pytest.approx(repeatability(held_out), abs=1e-4)
+
+
+def test_an_end_to_end_run_extended_by_more_visits_counts_them_all():
+    """A validation that measures on (its timings repeated too poorly) keeps every visit made: each
+    further call visits every model again, in a fresh order, and the statistics and halves are those
+    of all the visits."""
+    calls: list[int] = []
+    models = [(_Recorder(i, calls), 8) for i in range(6)]
+    run = EndToEndRun(models, backend="torch", warmup=1, repeats=2, num_threads=1)
+    run.visit(2)
+    first = run.summary()
+    run.visit(3)
+    visits = _visits(calls, 3)
+    assert run.rounds == 5 and len(visits) == 30
+    assert all(sorted(visits[i:i + 6]) == list(range(6)) for i in range(0, 30, 6))
+    assert all(len(timings) == 5 * 2 for timings in run._timings.values())
+    after = run.summary()
+    assert (after["min"] <= first["min"]).all()  # a minimum over more visits
+    assert after["min_halves"].shape == (6, 2)
+
+
+def test_validation_visits_again_while_its_timings_repeat_below_the_target(monkeypatch):
+    """``max_rounds``: under load (here: a target no timing can reach) the validation goes on, as
+    many visits at a time as it started with, up to ``max_rounds`` per subnet, and records each
+    step; where the timings repeat well enough it stops after the first; by default it never adds."""
+    from ofa_nni.latency import validation as validation_module
+    from search_spaces import OFAMobileNetV3Space
+
+    space = ArchSpace(**{**TINY_SPACE_KWARGS, "resolutions": (32,)})
+    supernet = OFAMobileNetV3Space(**{**TINY_SPACE_KWARGS, "resolutions": (32,)})
+    table = build_latency_table(space, warmup=0, repeats=2, rounds=2, num_threads=1, show_progress=False)
+    check = {"num_subnets": 4, "calibration_subnets": 3, "show_progress": False}
+    monkeypatch.setattr(validation_module, "REPEATABILITY_TARGET", 2.0)  # never reached
+    stepped = validate_latency_table(table, supernet.freeze, max_rounds=5, **check)
+    assert [step["rounds"] for step in stepped["steps"]] == [2, 4, 5] and stepped["rounds"] == 5
+    assert all(-1.0 <= step["repeatability"] <= 1.0 for step in stepped["steps"])
+    assert stepped["repeatability"] == stepped["steps"][-1]["repeatability"]
+    assert "visits per subnet and how well the timings repeated: 2: " in table.summary()
+    assert [step["rounds"] for step in validate_latency_table(table, supernet.freeze, **check)["steps"]] == [2]
+    monkeypatch.setattr(validation_module, "REPEATABILITY_TARGET", -2.0)  # always reached
+    assert [step["rounds"] for step in
+            validate_latency_table(table, supernet.freeze, max_rounds=5, **check)["steps"]] == [2]
+    with pytest.raises(InvalidInputError, match="max_rounds must be at least 1"):
+        validate_latency_table(table, supernet.freeze, max_rounds=0, **check)
 
 
 def test_every_measuring_entry_point_defaults_to_the_protocols_visits(tmp_path):

@@ -385,6 +385,10 @@ def _validation_lines(validation: Mapping[str, Any], correction: Mapping[str, An
     if ceiling is not None:
         lines.append(f"  the end-to-end timings repeat at Spearman {repeats_at:.4f} (even vs odd visits of the same "
                      f"subnets): a perfect table would validate at about {ceiling:.3f} under this load")
+    steps = validation.get("steps") or []
+    if len(steps) > 1:  # visited again while the timings repeated below the target
+        lines.append("  visits per subnet and how well the timings repeated: " + " -> ".join(
+            f"{step['rounds']}: {step['repeatability']}" for step in steps))
     if not validation.get("meets_targets"):
         if ceiling is not None and ceiling < SPEARMAN_TARGET:
             lines.append(f"  what to do: the load here lets the timings repeat only at Spearman {repeats_at:.2f}, so "

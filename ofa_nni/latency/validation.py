@@ -20,6 +20,7 @@ from ofa_nni.latency.protocol import (
     DEFAULT_WARMUP,
     MAPE_TARGET_PERCENT,
     ORDERS,
+    REPEATABILITY_TARGET,
     SPEARMAN_TARGET,
     STATISTICS,
 )
@@ -28,7 +29,111 @@ from ofa_nni.latency.runners import Runner, check_backend, measuring, progress_b
 from ofa_nni.latency.specs import OpSpec
 from ofa_nni.latency.table import LatencyTable
 
-__all__ = ["measure_end_to_end", "rank_metrics", "repeatability", "validate_latency_table"]
+__all__ = ["EndToEndRun", "measure_end_to_end", "rank_metrics", "repeatability", "validate_latency_table"]
+
+
+class EndToEndRun:
+    """End-to-end timings of whole models, each a ``(module, resolution)`` pair run on a
+    ``(batch_size, 3, resolution, resolution)`` input, that more visits can extend
+    (:meth:`visit`): a validation whose own timings repeat too poorly under load measures on, and the
+    statistics are those of every visit made (:meth:`summary`).
+
+    Models are measured in groups of ``group_size`` drawn at random (default: all of them with
+    torch, whose runners hold nothing beyond the caller's modules; 8 with ONNX Runtime, whose
+    sessions copy the weights), each group in the visits' rounds in random order
+    (``order="interleaved"``) or each model's rounds back to back (``"block"``), the same order the
+    table's entries got. Why all at once: a slow phase of the machine (a memory-heavy neighbour's
+    burst lasts seconds to minutes) then falls on every model's rounds alike; with OFA-MobileNetV3
+    subnets in consecutive groups of 8 under one memory-bandwidth competitor, the groups' mean
+    measured / predicted ratios moved 1.10-1.32 and the table validated at Spearman 0.89.
+
+    With a ``reference`` op (a table's :attr:`~LatencyTable.reference_op`), it is timed between the
+    visits and the timings are normalised as the table's were (:mod:`~ofa_nni.latency.reference`), to
+    the whole run's own baseline; ``log`` (if given) receives the visits' and the reference's times.
+    """
+
+    def __init__(
+        self,
+        models: Sequence[tuple[nn.Module, int]],
+        *,
+        backend: str,
+        device: str = "cpu",
+        batch_size: int = 1,
+        warmup: int = DEFAULT_WARMUP,
+        repeats: int = DEFAULT_REPEATS,
+        num_threads: int | None = None,
+        group_size: int | None = None,
+        clock: str = "wall",
+        order: str = "interleaved",
+        reference: OpSpec | None = None,
+        log: ReferenceLog | None = None,
+        seed: int = 0,
+    ) -> None:
+        if order not in ORDERS:
+            raise InvalidInputError(f"unknown order {order!r}; allowed: {', '.join(ORDERS)}")
+        check_backend(backend, device)
+        self.models, self.backend, self.device, self.batch_size = models, backend, device, batch_size
+        self.warmup, self.repeats, self.order = warmup, repeats, order
+        self.num_threads = int(num_threads or torch.get_num_threads())
+        self.group_size = group_size if group_size is not None else (len(models) if backend == "torch" else 8)
+        self._timer = timer_for(clock, self.num_threads, device)
+        self._rng = np.random.default_rng(seed)
+        self.log = ReferenceLog() if reference is not None and log is None else log
+        self._reference_runner = None if reference is None else Runner(
+            reference.build(), reference.input_shape(batch_size), backend=backend, device=device,
+            num_threads=self.num_threads)
+        # Kept for all models until the end: normalising needs the whole run's reference baseline.
+        self._timings: dict[str, list[float]] = {}
+        self.rounds = 0
+        """Visits of every model so far."""
+
+    def _time_reference(self) -> list[float]:
+        assert self._reference_runner is not None
+        return time_runs(self._reference_runner, warmup=self.warmup, repeats=self.repeats, clock=self._timer)
+
+    def visit(self, rounds: int, *, show_progress: bool = False) -> None:
+        """Visit every model ``rounds`` more times (``repeats`` timed calls each, after ``warmup``)."""
+        models, log = self.models, self.log
+        bar = progress_bar(len(models) * rounds, 0, f"end-to-end {self.backend}/{self.device}", show_progress)
+        # Random groups: `models` often holds one kind of subnet after another (validation, calibration).
+        shuffled = [int(i) for i in self._rng.permutation(len(models))]
+        with measuring(self.num_threads), bar:
+            for start in range(0, len(models), max(self.group_size, 1)):
+                group = shuffled[start:start + self.group_size]
+                runners = {
+                    i: Runner(models[i][0], (self.batch_size, 3, models[i][1], models[i][1]), backend=self.backend,
+                              device=self.device, num_threads=self.num_threads)
+                    for i in group
+                }
+                if self.order == "block":
+                    visits = [int(i) for i in self._rng.permutation(group) for _ in range(rounds)]
+                else:
+                    visits = [int(i) for _ in range(rounds) for i in self._rng.permutation(group)]
+                for i in visits:
+                    def run(runner: Runner = runners[i]) -> list[float]:
+                        return time_runs(runner, warmup=self.warmup, repeats=self.repeats, clock=self._timer)
+
+                    key = str(i)
+                    self._timings.setdefault(key, []).extend(
+                        run() if log is None else log.visit(key, run, self._time_reference))
+                    bar.update(1)
+            if log is not None and self._timings:
+                log.time_reference_if_due(self._time_reference, force=True)  # the last visits get a reference
+        self.rounds += rounds
+
+    def summary(self) -> dict[str, np.ndarray]:
+        """Milliseconds over every visit so far: ``{"median": (n,), "min": (n,)}``, and with 2 or more
+        visits ``"median_halves"`` and ``"min_halves"`` ``(n, 2)``: the statistic of the even and of
+        the odd visits apart (:func:`repeatability`)."""
+        n = len(self.models)
+        used = self._timings if self.log is None else self.log.normalise(self._timings, self.repeats)
+        result = {"median": np.array([float(np.median(used[str(i)])) for i in range(n)]),
+                  "min": np.array([float(np.min(used[str(i)])) for i in range(n)])}
+        if self.rounds >= 2:
+            halves = [halves_summary(used[str(i)], self.repeats) for i in range(n)]
+            for name in STATISTICS:
+                result[f"{name}_halves"] = np.array([summary[name] for summary in halves])
+        return result
 
 
 def measure_end_to_end(
@@ -49,76 +154,13 @@ def measure_end_to_end(
     seed: int = 0,
     show_progress: bool = False,
 ) -> dict[str, np.ndarray]:
-    """Milliseconds of whole models, each a ``(module, resolution)`` pair run on a
-    ``(batch_size, 3, resolution, resolution)`` input: ``{"median": (n,), "min": (n,)}``.
-
-    With ``rounds >= 2`` it also returns ``"median_halves"`` and ``"min_halves"`` ``(n, 2)``: the
-    statistic of the even and of the odd visits apart (:func:`repeatability`).
-
-    Models are measured in groups of ``group_size`` drawn at random (default: all of them with
-    torch, whose runners hold nothing beyond the caller's modules; 8 with ONNX Runtime, whose
-    sessions copy the weights), each group in ``rounds`` rounds in random order
-    (``order="interleaved"``) or each model's rounds back to back (``"block"``), the same order the
-    table's entries got. Why all at once: a slow phase of the machine (a memory-heavy neighbour's
-    burst lasts seconds to minutes) then falls on every model's rounds alike; with OFA-MobileNetV3
-    subnets in consecutive groups of 8 under one memory-bandwidth competitor, the groups' mean
-    measured / predicted ratios moved 1.10-1.32 and the table validated at Spearman 0.89.
-
-    With a ``reference`` op (a table's :attr:`~LatencyTable.reference_op`), it is timed between the
-    visits and the timings are normalised as the table's were (:mod:`~ofa_nni.latency.reference`), to
-    this run's own baseline; ``log`` (if given) receives the visits' and the reference's times.
-    """
-    if order not in ORDERS:
-        raise InvalidInputError(f"unknown order {order!r}; allowed: {', '.join(ORDERS)}")
-    check_backend(backend, device)
-    num_threads = int(num_threads or torch.get_num_threads())
-    timer = timer_for(clock, num_threads, device)
-    rng = np.random.default_rng(seed)
-    if reference is not None and log is None:
-        log = ReferenceLog()
-    reference_runner = None if reference is None else Runner(
-        reference.build(), reference.input_shape(batch_size), backend=backend, device=device, num_threads=num_threads)
-
-    def time_reference() -> list[float]:
-        assert reference_runner is not None
-        return time_runs(reference_runner, warmup=warmup, repeats=repeats, clock=timer)
-
-    # Kept for all models until the end: normalising needs the whole run's reference baseline.
-    timings: dict[str, list[float]] = {}
-    bar = progress_bar(len(models) * rounds, 0, f"end-to-end {backend}/{device}", show_progress)
-    if group_size is None:
-        group_size = len(models) if backend == "torch" else 8
-    # Random groups: `models` often holds one kind of subnet after another (validation, calibration).
-    shuffled = [int(i) for i in rng.permutation(len(models))]
-    with measuring(num_threads), bar:
-        for start in range(0, len(models), max(group_size, 1)):
-            group = shuffled[start:start + group_size]
-            runners = {
-                i: Runner(models[i][0], (batch_size, 3, models[i][1], models[i][1]), backend=backend, device=device,
-                           num_threads=num_threads)
-                for i in group
-            }
-            if order == "block":
-                visits = [int(i) for i in rng.permutation(group) for _ in range(rounds)]
-            else:
-                visits = [int(i) for _ in range(rounds) for i in rng.permutation(group)]
-            for i in visits:
-                def run(runner: Runner = runners[i]) -> list[float]:
-                    return time_runs(runner, warmup=warmup, repeats=repeats, clock=timer)
-
-                key = str(i)
-                timings.setdefault(key, []).extend(run() if log is None else log.visit(key, run, time_reference))
-                bar.update(1)
-        if log is not None and timings:
-            log.time_reference_if_due(time_reference, force=True)  # the last visits get a reference after them
-    used = timings if log is None else log.normalise(timings, repeats)
-    result = {"median": np.array([float(np.median(used[str(i)])) for i in range(len(models))]),
-              "min": np.array([float(np.min(used[str(i)])) for i in range(len(models))])}
-    if rounds >= 2:
-        halves = [halves_summary(used[str(i)], repeats) for i in range(len(models))]
-        for name in STATISTICS:
-            result[f"{name}_halves"] = np.array([summary[name] for summary in halves])
-    return result
+    """Milliseconds of whole models in ``rounds`` visits each: :meth:`EndToEndRun.summary` of one
+    :class:`EndToEndRun` (its docstring says how the models are grouped, ordered and normalised)."""
+    run = EndToEndRun(models, backend=backend, device=device, batch_size=batch_size, warmup=warmup, repeats=repeats,
+                      num_threads=num_threads, group_size=group_size, clock=clock, order=order, reference=reference,
+                      log=log, seed=seed)
+    run.visit(rounds, show_progress=show_progress)
+    return run.summary()
 
 
 def visit_halves(timings: Sequence[float], repeats: int) -> tuple[np.ndarray, np.ndarray]:
@@ -168,6 +210,7 @@ def validate_latency_table(
     warmup: int | None = None,
     repeats: int | None = None,
     rounds: int | None = None,
+    max_rounds: int | None = None,
     reuse: Mapping[str, Any] | None = None,
     show_progress: bool = True,
 ) -> dict[str, Any]:
@@ -182,12 +225,20 @@ def validate_latency_table(
 
     Args:
         freeze: Turns a sample into a static model, e.g. ``OFAMobileNetV3Space(...).freeze``.
+        rounds: Visits per subnet (default: the table's protocol's).
+        max_rounds: Visits per subnet the validation may go on to while its held-out subnets'
+            timings repeat below :data:`~ofa_nni.latency.protocol.REPEATABILITY_TARGET` (a busy
+            machine): ``rounds`` more at a time, every visit counted in the end. Default: no more
+            than ``rounds``. The validation records the repeatability after each step.
         reuse: The ``validation`` of another table of the same measurements (e.g.
             ``table.with_statistic("min")``): its end-to-end timings are reused, nothing is measured.
     """
     if num_subnets < 3 or calibration_subnets < 2:
         raise InvalidInputError(
             f"need num_subnets >= 3 and calibration_subnets >= 2, got {num_subnets}, {calibration_subnets}")
+    for name, value in (("rounds", rounds), ("max_rounds", max_rounds)):
+        if value is not None and value < 1:
+            raise InvalidInputError(f"{name} must be at least 1, got {value}")
     meta = table.metadata
     protocol = table.protocol
     arch_space = table.arch_space
@@ -211,17 +262,26 @@ def validate_latency_table(
         models = [(freeze(sample).eval(), int(sample[ArchSpace.RESOLUTION_LABEL])) for sample in samples]
         reference = table.reference_op
         log = None if reference is None else ReferenceLog()
-        rounds = rounds if rounds is not None else protocol["rounds"]
-        measurements = measure_end_to_end(
+        step = rounds if rounds is not None else protocol["rounds"]
+        run = EndToEndRun(
             models,
             backend=meta["backend"], device=meta["device"]["type"], batch_size=meta["batch_size"],
             warmup=warmup if warmup is not None else protocol["warmup"],
             repeats=repeats if repeats is not None else protocol["repeats"],
-            rounds=rounds,
             num_threads=meta["device"]["num_threads"], clock=protocol["clock"],
             order=protocol["order"], reference=reference, log=log, seed=seed,
-            show_progress=show_progress,
         )
+        steps: list[dict[str, Any]] = []
+        while True:
+            run.visit(min(step, max_rounds - run.rounds) if run.rounds and max_rounds else step,
+                      show_progress=show_progress)
+            measurements = run.summary()
+            halves = measurements.get(f"{table.statistic}_halves")
+            repeats_at = None if halves is None else repeatability(halves[:num_subnets])
+            steps.append({"rounds": run.rounds, "repeatability": None if repeats_at is None else round(repeats_at, 4)})
+            if run.rounds >= (max_rounds or 0) or (repeats_at is not None and repeats_at >= REPEATABILITY_TARGET):
+                break
+        rounds = run.rounds
     measured = measurements[table.statistic]
     halves = measurements.get(f"{table.statistic}_halves")
     predicted = table.raw_sum(indices)
@@ -253,6 +313,8 @@ def validate_latency_table(
         # lets any table be shown to reach, so a miss says whether the table or the machine is at fault.
         "repeatability": None if halves is None else round(repeatability(halves[held_out]), 4),
         "rounds": rounds if reuse is None else reuse.get("rounds"),
+        # The repeatability after each step of visits (more while it stayed below the target, up to max_rounds).
+        "steps": steps if reuse is None else reuse.get("steps"),
         "seconds": round(time.perf_counter() - started, 2) if reuse is None else reuse.get("seconds"),
         # This run's own reference (its baseline next to the table's says whether the machine's quiet
         # speed moved between build and validation).

@@ -35,6 +35,7 @@ from ofa_nni.latency.protocol import (
     DEVICES,
     NORMALISATIONS,
     ORDERS,
+    REPEATABILITY_TARGET,
     STATISTICS,
 )
 
@@ -151,6 +152,10 @@ def _validation_arguments(parser: argparse.ArgumentParser, subnets: int, *, seed
     parser.add_argument("--calibration-subnets", type=int, default=subnets,
                         help=f"other random subnets that fit the correction (default {subnets})")
     parser.add_argument("--seed", type=seed_type, default=seed, help=f"seed of the random subnets (default {seed})")
+    parser.add_argument("--max-rounds", type=int, default=None, metavar="N",
+                        help="while the subnets' own timings repeat below Spearman "
+                             f"{REPEATABILITY_TARGET} (a busy machine), visit them again, as many visits at a time, "
+                             "up to N visits per subnet (default: no more visits)")
 
 
 def _resolutions(space: ArchSpace, args: argparse.Namespace) -> list[int] | None:
@@ -218,6 +223,8 @@ def run_build(args: argparse.Namespace) -> int:
             raise InvalidInputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.threads is not None and args.threads < 1:
         raise InvalidInputError(f"--threads must be >= 1, got {args.threads}")
+    if args.max_rounds is not None and args.max_rounds < 1:
+        raise InvalidInputError(f"--max-rounds must be >= 1, got {args.max_rounds}")
     if args.validate and (args.validate < 3 or args.calibration_subnets < 2):
         raise InvalidInputError(
             "--validate needs at least 3 subnets and --calibration-subnets at least 2 (or --validate 0)")
@@ -241,7 +248,7 @@ def run_build(args: argparse.Namespace) -> int:
         if args.validate:
             validate_latency_table(table, supernet.freeze, num_subnets=args.validate,
                                    calibration_subnets=args.calibration_subnets, seed=args.seed,
-                                   show_progress=not args.quiet)
+                                   max_rounds=args.max_rounds, show_progress=not args.quiet)
             table.save(args.out)
         os.remove(partial)
     print(table.summary())
@@ -257,8 +264,9 @@ def run_validate(args: argparse.Namespace) -> int:
 
     if args.validate < 3 or args.calibration_subnets < 2:
         raise InvalidInputError("--validate needs at least 3 subnets and --calibration-subnets at least 2")
-    if args.rounds is not None and args.rounds < 1:
-        raise InvalidInputError(f"--rounds must be >= 1, got {args.rounds}")
+    for option, value in (("--rounds", args.rounds), ("--max-rounds", args.max_rounds)):
+        if value is not None and value < 1:
+            raise InvalidInputError(f"{option} must be >= 1, got {value}")
     out = args.out or args.table
     with exclusive_lock(out, "latency table"):
         table = LatencyTable.load(args.table)
@@ -266,7 +274,7 @@ def run_validate(args: argparse.Namespace) -> int:
         load = retime_entries(table, seed=args.seed, show_progress=not args.quiet)
         validate_latency_table(table, _module_for(table.arch_space).freeze, num_subnets=args.validate,
                                calibration_subnets=args.calibration_subnets, seed=args.seed, rounds=args.rounds,
-                               show_progress=not args.quiet)
+                               max_rounds=args.max_rounds, show_progress=not args.quiet)
         assert table.validation is not None
         table.validation["entries_retimed"] = load
         table.validation["previous"] = {key: before.get(key) for key in ("raw", "corrected", "load", "seed")
