@@ -231,9 +231,10 @@ def test_every_measuring_entry_point_defaults_to_the_protocols_visits(tmp_path):
     assert (trial.latency_warmup, trial.latency_repeats, trial.latency_rounds) == expected
     runner = onnx_runner.build_parser().parse_args([])
     assert (runner.warmup, runner.repeats, runner.rounds) == expected
-    for function in (build_latency_table, measure_end_to_end):
-        parameters = inspect.signature(function).parameters
-        assert tuple(parameters[name].default for name in ("warmup", "repeats", "rounds")) == expected, function
+    parameters = inspect.signature(build_latency_table).parameters
+    assert tuple(parameters[name].default for name in ("warmup", "repeats", "rounds")) == expected
+    run, measure = inspect.signature(EndToEndRun).parameters, inspect.signature(measure_end_to_end).parameters
+    assert (run["warmup"].default, run["repeats"].default, measure["rounds"].default) == expected
     # A table written without its timing settings (by hand) is re-timed with the defaults too.
     table = build_latency_table(ArchSpace(**TINY_SPACE_KWARGS), resolutions=(32,), warmup=0, repeats=1, rounds=1,
                                 show_progress=False)

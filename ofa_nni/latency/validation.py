@@ -139,26 +139,14 @@ class EndToEndRun:
 def measure_end_to_end(
     models: Sequence[tuple[nn.Module, int]],
     *,
-    backend: str,
-    device: str = "cpu",
-    batch_size: int = 1,
-    warmup: int = DEFAULT_WARMUP,
-    repeats: int = DEFAULT_REPEATS,
     rounds: int = DEFAULT_ROUNDS,
-    num_threads: int | None = None,
-    group_size: int | None = None,
-    clock: str = "wall",
-    order: str = "interleaved",
-    reference: OpSpec | None = None,
-    log: ReferenceLog | None = None,
-    seed: int = 0,
     show_progress: bool = False,
+    **settings: Any,
 ) -> dict[str, np.ndarray]:
     """Milliseconds of whole models in ``rounds`` visits each: :meth:`EndToEndRun.summary` of one
-    :class:`EndToEndRun` (its docstring says how the models are grouped, ordered and normalised)."""
-    run = EndToEndRun(models, backend=backend, device=device, batch_size=batch_size, warmup=warmup, repeats=repeats,
-                      num_threads=num_threads, group_size=group_size, clock=clock, order=order, reference=reference,
-                      log=log, seed=seed)
+    :class:`EndToEndRun` of ``settings`` (``backend``, ``device``, ``batch_size``, ``warmup``,
+    ``repeats``, ...; its docstring says how the models are grouped, ordered and normalised)."""
+    run = EndToEndRun(models, **settings)
     run.visit(rounds, show_progress=show_progress)
     return run.summary()
 
