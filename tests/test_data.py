@@ -261,12 +261,8 @@ def test_svhn_reads_a_local_root(tmp_path):
         torchvision_arrays("svhn", tmp_path)
 
 
-def test_benchmark_data_reads_numpy_arrays_from_pickles_and_nothing_else():
-    """benchmarks/data.py's unpickler (for the two pinned wheels' gzip pickles) rebuilds arrays and
-    refuses any other global, so such a file cannot run code."""
-    import gzip
+def _benchmark_data_module():
     import importlib.util
-    import pickle
     from pathlib import Path
 
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "data.py"
@@ -274,6 +270,16 @@ def test_benchmark_data_reads_numpy_arrays_from_pickles_and_nothing_else():
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_data_reads_numpy_arrays_from_pickles_and_nothing_else():
+    """benchmarks/data.py's unpickler (for the two pinned wheels' gzip pickles) rebuilds arrays and
+    refuses any other global, so such a file cannot run code."""
+    import gzip
+    import pickle
+
+    module = _benchmark_data_module()
     arrays = ((np.arange(6, dtype=np.float32).reshape(2, 3), np.array([1, 2])), np.zeros((2, 2), np.uint8))
     for protocol in (2, 4):
         loaded = module._load_arrays(gzip.compress(pickle.dumps(arrays, protocol=protocol)))
@@ -281,3 +287,33 @@ def test_benchmark_data_reads_numpy_arrays_from_pickles_and_nothing_else():
         np.testing.assert_array_equal(loaded[1], arrays[1])
     with pytest.raises(pickle.UnpicklingError, match="refused global posix.system"):
         module._load_arrays(gzip.compress(pickle.dumps(__import__("os").system)))
+
+
+def test_benchmark_data_writes_stratified_train_subsets_of_mnist_and_animal_mnist(tmp_path, monkeypatch, capsys):
+    """``--mnist-train-subset`` and ``--animal-train-subset`` take a seeded stratified subset of the
+    training split through one code path; the test (and MNIST's validation) split stay as they are."""
+    module = _benchmark_data_module()
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(10), [40, 60, 50, 50, 50, 50, 50, 50, 50, 60])  # 510, class-sorted
+    full = {"x_train": _images(rng, labels, (28, 28)), "y_train": labels,
+            "x_test": _images(rng, labels[:30], (28, 28)), "y_test": labels[:30]}
+    np.savez(tmp_path / "animal-mnist.npz", **full)
+    np.savez(tmp_path / "mnist.npz", **full, x_val=full["x_test"][:7], y_val=full["y_test"][:7])
+    # prepare() reuses the files present, so main() downloads nothing here.
+    monkeypatch.setattr("sys.argv", ["data.py", "--cache", str(tmp_path), "--mnist-train-subset", "102",
+                                     "--animal-train-subset", "102"])
+    module.main()
+    assert "mnist subset" in capsys.readouterr().out
+    for name in ("mnist", "animal-mnist"):
+        with np.load(tmp_path / f"{name}-102.npz") as subset:
+            assert np.bincount(subset["y_train"]).tolist() == [8, 12, 10, 10, 10, 10, 10, 10, 10, 12]
+            np.testing.assert_array_equal(subset["x_test"], full["x_test"])
+            # every image of the subset is one of the training split's, in the file's order
+            rows = [np.flatnonzero((full["x_train"] == image).all(axis=(1, 2)))[0] for image in subset["x_train"]]
+            assert rows == sorted(rows) and np.array_equal(full["y_train"][rows], subset["y_train"])
+            assert ("x_val" in subset.files) == (name == "mnist")
+    with np.load(tmp_path / "mnist-102.npz") as mnist, np.load(tmp_path / "animal-mnist-102.npz") as animal:
+        np.testing.assert_array_equal(mnist["x_train"], animal["x_train"])  # same seed, same rows
+        assert mnist["y_val"].tolist() == full["y_test"][:7].tolist()
+    with pytest.raises(SystemExit, match=r"--mnist-train-subset: 510 is not between 1 and 509"):
+        module.train_subset(tmp_path / "mnist.npz", 510, "--mnist-train-subset")
