@@ -353,7 +353,7 @@ def test_lut_validate_rechecks_a_table_in_place(tmp_path, capsys):
     assert table.validation["rounds"] == table.protocol["rounds"] == 1
     # More visits than the table's, under load (the summary shows how well the timings then repeat).
     assert main(["lut", "validate", str(path), "--validate", "3", "--calibration-subnets", "2", "--rounds", "2",
-                 "--quiet"]) == 0
+                 "--max-rounds", "2", "--quiet"]) == 0
     again = LatencyTable.load(path)
     assert again.validation is not None and again.validation["rounds"] == 2 and again.protocol["rounds"] == 1
     assert again.validation["repeatability"] is not None and "timings repeat at Spearman" in capsys.readouterr().out
@@ -381,7 +381,8 @@ def test_a_table_that_misses_its_targets_says_what_to_do(repeatability):
     missed = table.summary()
     assert "NOT met" in missed and "'ofa-nni lut validate'" in missed
     assert ("repeat only at Spearman 0.80, so no table can be shown" in missed) == (repeatability == 0.8)
-    assert ("more visits per subnet ('--rounds N', now 3;" in missed) == (repeatability == 0.8)
+    assert ("more visits per subnet ('--rounds N' to start with, '--max-rounds N' to go on to; 3 now;" in missed) \
+        == (repeatability == 0.8)
     assert ("what to do: rebuild the table when the machine is quieter" in missed) == (repeatability != 0.8)
     assert ("a perfect table would validate at about 0.995" in missed) == (repeatability == 0.99)
     assert ("the end-to-end timings repeat at Spearman" in missed) == (repeatability is not None)

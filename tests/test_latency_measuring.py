@@ -20,6 +20,7 @@ from torch import nn
 from ofa_nni.arch import ArchSpace
 from ofa_nni.errors import InvalidInputError
 from ofa_nni.latency import build_latency_table, measure_end_to_end, validate_latency_table
+from ofa_nni.latency.protocol import DEFAULT_MAX_VALIDATION_ROUNDS
 from ofa_nni.latency.runners import keep_heap_steady
 from ofa_nni.latency.validation import EndToEndRun, repeatability
 
@@ -189,7 +190,7 @@ def test_an_end_to_end_run_extended_by_more_visits_counts_them_all():
 def test_validation_visits_again_while_its_timings_repeat_below_the_target(monkeypatch):
     """``max_rounds``: under load (here: a target no timing can reach) the validation goes on, as
     many visits at a time as it started with, up to ``max_rounds`` per subnet, and records each
-    step; where the timings repeat well enough it stops after the first; by default it never adds."""
+    step; where the timings repeat well enough it stops after the first; ``max_rounds=None`` never adds."""
     from ofa_nni.latency import validation as validation_module
     from search_spaces import OFAMobileNetV3Space
 
@@ -203,7 +204,10 @@ def test_validation_visits_again_while_its_timings_repeat_below_the_target(monke
     assert all(-1.0 <= step["repeatability"] <= 1.0 for step in stepped["steps"])
     assert stepped["repeatability"] == stepped["steps"][-1]["repeatability"]
     assert "visits per subnet and how well the timings repeated: 2: " in table.summary()
-    assert [step["rounds"] for step in validate_latency_table(table, supernet.freeze, **check)["steps"]] == [2]
+    assert [step["rounds"] for step in validate_latency_table(table, supernet.freeze, max_rounds=None,
+                                                              **check)["steps"]] == [2]
+    by_default = validate_latency_table(table, supernet.freeze, **check)  # up to DEFAULT_MAX_VALIDATION_ROUNDS
+    assert [step["rounds"] for step in by_default["steps"]] == [2, 4, 6, 8, DEFAULT_MAX_VALIDATION_ROUNDS]
     monkeypatch.setattr(validation_module, "REPEATABILITY_TARGET", -2.0)  # always reached
     assert [step["rounds"] for step in
             validate_latency_table(table, supernet.freeze, max_rounds=5, **check)["steps"]] == [2]
@@ -231,6 +235,12 @@ def test_every_measuring_entry_point_defaults_to_the_protocols_visits(tmp_path):
     assert (trial.latency_warmup, trial.latency_repeats, trial.latency_rounds) == expected
     runner = onnx_runner.build_parser().parse_args([])
     assert (runner.warmup, runner.repeats, runner.rounds) == expected
+    # ... and every validation may go on to the same number of visits while its timings repeat poorly.
+    parser = build_parser()
+    for action in ("build", "validate"):
+        lut = parser.parse_args(["lut", action, *(["t.json"] if action == "validate" else ["--out", "t.json"])])
+        assert lut.max_rounds == DEFAULT_MAX_VALIDATION_ROUNDS
+    assert inspect.signature(validate_latency_table).parameters["max_rounds"].default == DEFAULT_MAX_VALIDATION_ROUNDS
     parameters = inspect.signature(build_latency_table).parameters
     assert tuple(parameters[name].default for name in ("warmup", "repeats", "rounds")) == expected
     run, measure = inspect.signature(EndToEndRun).parameters, inspect.signature(measure_end_to_end).parameters

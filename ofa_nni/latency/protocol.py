@@ -7,6 +7,7 @@ __all__ = [
     "BACKENDS",
     "CLOCKS",
     "CLOCK_CHOICES",
+    "DEFAULT_MAX_VALIDATION_ROUNDS",
     "DEFAULT_REPEATS",
     "DEFAULT_ROUNDS",
     "DEFAULT_WARMUP",
@@ -60,3 +61,9 @@ REPEATABILITY_TARGET = 0.95
 """How well a validation's own end-to-end timings must repeat (even vs odd visits, stepped up) before
 it stops adding visits when it may (``max_rounds``): a measurement that repeats at R shows a perfect
 table at about sqrt(R), and sqrt(0.95) = 0.975 leaves room above the Spearman target."""
+DEFAULT_MAX_VALIDATION_ROUNDS = 9
+"""Visits per subnet a validation may go on to while its own timings repeat below
+:data:`REPEATABILITY_TARGET` (it starts with the table's visits and adds as many at a time). On an idle
+machine it never adds any; under two started-and-stopped competitors the same torch OFA-MobileNetV3 table
+validated at Spearman 0.954 with 3 visits (its timings repeating at 0.92) and 0.972 with 9 (0.97), the
+validation taking 3.4x as long (benchmarks/results/latency_table.md)."""

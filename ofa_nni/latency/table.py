@@ -393,8 +393,9 @@ def _validation_lines(validation: Mapping[str, Any], correction: Mapping[str, An
         if ceiling is not None and ceiling < SPEARMAN_TARGET:
             lines.append(f"  what to do: the load here lets the timings repeat only at Spearman {repeats_at:.2f}, so "
                          "no table can be shown to meet the target now: re-check with 'ofa-nni lut validate' when "
-                         "the machine is quieter, or with more visits per subnet ('--rounds N'"
-                         + (f", now {validation['rounds']}" if validation.get("rounds") else "")
+                         "the machine is quieter, or with more visits per subnet ('--rounds N' to start with, "
+                         "'--max-rounds N' to go on to"
+                         + (f"; {validation['rounds']} now" if validation.get("rounds") else "")
                          + "; k times the visits take the repeatability R to about kR/(1+(k-1)R))")
         elif repeats_at is not None:
             lines.append("  what to do: rebuild the table when the machine is quieter (the timings repeat, the table "

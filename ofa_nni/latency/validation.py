@@ -15,6 +15,7 @@ from torch import nn
 from ofa_nni.arch import ArchSpace, Sample
 from ofa_nni.errors import InvalidInputError
 from ofa_nni.latency.protocol import (
+    DEFAULT_MAX_VALIDATION_ROUNDS,
     DEFAULT_REPEATS,
     DEFAULT_ROUNDS,
     DEFAULT_WARMUP,
@@ -198,7 +199,7 @@ def validate_latency_table(
     warmup: int | None = None,
     repeats: int | None = None,
     rounds: int | None = None,
-    max_rounds: int | None = None,
+    max_rounds: int | None = DEFAULT_MAX_VALIDATION_ROUNDS,
     reuse: Mapping[str, Any] | None = None,
     show_progress: bool = True,
 ) -> dict[str, Any]:
@@ -216,8 +217,9 @@ def validate_latency_table(
         rounds: Visits per subnet (default: the table's protocol's).
         max_rounds: Visits per subnet the validation may go on to while its held-out subnets'
             timings repeat below :data:`~ofa_nni.latency.protocol.REPEATABILITY_TARGET` (a busy
-            machine): ``rounds`` more at a time, every visit counted in the end. Default: no more
-            than ``rounds``. The validation records the repeatability after each step.
+            machine): ``rounds`` more at a time, every visit counted in the end (default
+            :data:`~ofa_nni.latency.protocol.DEFAULT_MAX_VALIDATION_ROUNDS`; ``None``: no more than
+            ``rounds``). The validation records the repeatability after each step.
         reuse: The ``validation`` of another table of the same measurements (e.g.
             ``table.with_statistic("min")``): its end-to-end timings are reused, nothing is measured.
     """
@@ -267,7 +269,8 @@ def validate_latency_table(
             halves = measurements.get(f"{table.statistic}_halves")
             repeats_at = None if halves is None else repeatability(halves[:num_subnets])
             steps.append({"rounds": run.rounds, "repeatability": None if repeats_at is None else round(repeats_at, 4)})
-            if run.rounds >= (max_rounds or 0) or (repeats_at is not None and repeats_at >= REPEATABILITY_TARGET):
+            # One visit tells nothing of how the timings repeat: a single-visit protocol stays one.
+            if run.rounds >= (max_rounds or 0) or repeats_at is None or repeats_at >= REPEATABILITY_TARGET:
                 break
         rounds = run.rounds
     measured = measurements[table.statistic]

@@ -29,6 +29,7 @@ from ofa_nni.errors import InvalidInputError
 from ofa_nni.latency.protocol import (
     BACKENDS,
     CLOCK_CHOICES,
+    DEFAULT_MAX_VALIDATION_ROUNDS,
     DEFAULT_REPEATS,
     DEFAULT_ROUNDS,
     DEFAULT_WARMUP,
@@ -152,10 +153,11 @@ def _validation_arguments(parser: argparse.ArgumentParser, subnets: int, *, seed
     parser.add_argument("--calibration-subnets", type=int, default=subnets,
                         help=f"other random subnets that fit the correction (default {subnets})")
     parser.add_argument("--seed", type=seed_type, default=seed, help=f"seed of the random subnets (default {seed})")
-    parser.add_argument("--max-rounds", type=int, default=None, metavar="N",
+    parser.add_argument("--max-rounds", type=int, default=DEFAULT_MAX_VALIDATION_ROUNDS, metavar="N",
                         help="while the subnets' own timings repeat below Spearman "
                              f"{REPEATABILITY_TARGET} (a busy machine), visit them again, as many visits at a time, "
-                             "up to N visits per subnet (default: no more visits)")
+                             f"up to N visits per subnet (default {DEFAULT_MAX_VALIDATION_ROUNDS}; the first visits' "
+                             "count for no more)")
 
 
 def _resolutions(space: ArchSpace, args: argparse.Namespace) -> list[int] | None:
