@@ -261,17 +261,18 @@ def validate_latency_table(
             num_threads=meta["device"]["num_threads"], clock=protocol["clock"],
             order=protocol["order"], reference=reference, log=log, seed=seed,
         )
+        limit = max_rounds or 0
         steps: list[dict[str, Any]] = []
+        run.visit(step, show_progress=show_progress)
         while True:
-            run.visit(min(step, max_rounds - run.rounds) if run.rounds and max_rounds else step,
-                      show_progress=show_progress)
             measurements = run.summary()
             halves = measurements.get(f"{table.statistic}_halves")
             repeats_at = None if halves is None else repeatability(halves[:num_subnets])
             steps.append({"rounds": run.rounds, "repeatability": None if repeats_at is None else round(repeats_at, 4)})
             # One visit tells nothing of how the timings repeat: a single-visit protocol stays one.
-            if run.rounds >= (max_rounds or 0) or repeats_at is None or repeats_at >= REPEATABILITY_TARGET:
+            if run.rounds >= limit or repeats_at is None or repeats_at >= REPEATABILITY_TARGET:
                 break
+            run.visit(min(step, limit - run.rounds), show_progress=show_progress)
         rounds = run.rounds
     measured = measurements[table.statistic]
     halves = measurements.get(f"{table.statistic}_halves")

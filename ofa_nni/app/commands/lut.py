@@ -156,8 +156,8 @@ def _validation_arguments(parser: argparse.ArgumentParser, subnets: int, *, seed
     parser.add_argument("--max-rounds", type=int, default=DEFAULT_MAX_VALIDATION_ROUNDS, metavar="N",
                         help="while the subnets' own timings repeat below Spearman "
                              f"{REPEATABILITY_TARGET} (a busy machine), visit them again, as many visits at a time, "
-                             f"up to N visits per subnet (default {DEFAULT_MAX_VALIDATION_ROUNDS}; the first visits' "
-                             "count for no more)")
+                             f"up to N visits per subnet in all (default {DEFAULT_MAX_VALIDATION_ROUNDS}; none are "
+                             "added when the first visits reach N)")
 
 
 def _resolutions(space: ArchSpace, args: argparse.Namespace) -> list[int] | None:
