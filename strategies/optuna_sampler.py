@@ -36,7 +36,9 @@ trial id), so any number of workers can share one RDB or journal storage. Subnet
 are RUNNING or WAITING in other workers are never proposed again; each proposal is claimed at once
 in the trial's system attribute ``ofa_nni:arch`` and checked against the other trials after the
 claim, so two workers proposing at the same moment do not both keep the same subnet (the older
-trial keeps it). The engine's random generator is seeded from the sampler seed and the trial
+trial keeps it, or the one that decided first). A trial that loses its claim a few times in a row
+(workers that rank the same candidates alike meet on each next pick) claims random new subnets
+instead until one is its own. The engine's random generator is seeded from the sampler seed and the trial
 number, so a sequential study is reproducible and concurrent workers draw different candidates.
 
 A worker that dies mid-trial (``kill -9``, the OOM killer, a preempted node) loses nothing else:
@@ -134,7 +136,11 @@ _LIST_CONSTRAINTS_ATTR = "constraints"
 _SEED_SPACE = 2**63 - 1
 
 _CLAIM_ATTEMPTS = 4
-"""Proposals per trial at most when concurrent workers keep picking the same subnet."""
+"""The engine's proposals per trial at most when concurrent workers keep picking the same subnet;
+after them the trial claims random new subnets (concurrent workers' random draws hardly ever meet)."""
+_MAX_CLAIMS = 64
+"""Claims per trial at most, random ones included: only a space with next to nothing left untried
+gets there (the trial then keeps its last proposal, as a sequential study would repeat one)."""
 _CLAIM_WAIT_SECONDS = 10.0
 """How long a trial waits for a newer trial that claimed the same subnet to keep it or give way."""
 _CLAIM_POLL_SECONDS = 0.02
@@ -459,18 +465,37 @@ class OFAEvolutionSampler(BaseSampler):
 
     def _propose_and_claim(self, study: Study, trial: FrozenTrial, pinned: Mapping[int, int]) -> np.ndarray:
         row = self.propose(study, trial, pinned)
-        for _ in range(_CLAIM_ATTEMPTS):
+        for attempt in range(1, _MAX_CLAIMS + 1):
             # Claim the subnet in the storage, then look again: a worker that proposed the same
-            # subnet concurrently has claimed it too, and the newer trial of the two proposes anew
-            # (its next proposal counts the other's claim as tried). Sequential studies never
-            # re-propose, so they stay reproducible.
+            # subnet concurrently has claimed it too, and one of the two proposes anew (its next
+            # proposal counts the other's claim as tried). Sequential studies never re-propose, so
+            # they stay reproducible. Workers that rank the same candidates alike keep meeting on
+            # the engine's next pick, so after a few attempts the trial draws random new subnets.
             self._claim(study, trial, row)
             if not self._claimed_elsewhere(study, trial, row):
+                return row
+            following = (self.propose(study, trial, pinned) if attempt < _CLAIM_ATTEMPTS
+                         else self._random_new(study, trial, pinned, attempt))
+            if following is None:  # nothing left untried: keep the claim, as a sequential study repeats
+                return row
+            if attempt == _MAX_CLAIMS:
                 break
-            row = self.propose(study, trial, pinned)
-        else:  # out of attempts: keep the last proposal, claimed so that the others avoid it
-            self._claim(study, trial, row)
+            row = following
+        warnings.warn(f"trial {trial.number} runs subnet {self.arch_space.format(self.arch_space.from_indices(row))} "
+                      f"that another trial holds: {_MAX_CLAIMS} claims in a row met concurrent claims",
+                      stacklevel=2)
         return row
+
+    def _random_new(
+        self, study: Study, trial: FrozenTrial, pinned: Mapping[int, int], attempt: int
+    ) -> np.ndarray | None:
+        """A random subnet no other trial has run, holds or waits with (pinned genes set, within the
+        budgets where any is), drawn from the trial's seed and ``attempt``; None if none is found."""
+        done_rows, _, _, tried_rows = self._history(study, study.get_trials(deepcopy=False), trial)
+        rng = np.random.default_rng([self._trial_seed(trial.number), attempt])
+        empty = np.zeros((0, len(self.arch_space.labels)), dtype=np.int64)
+        rows = self._fresh_candidates(empty, pinned, np.concatenate([done_rows, tried_rows]), rng)
+        return rows[0] if len(rows) else None
 
     def _claim(self, study: Study, trial: FrozenTrial, row: np.ndarray) -> None:
         study._storage.set_trial_system_attr(
@@ -540,9 +565,9 @@ class OFAEvolutionSampler(BaseSampler):
             engine.tell(tried_rows, np.full(len(tried_rows), np.nan))
         candidates = engine.ask()
         rng = np.random.default_rng(seed)
-        if pinned:
-            candidates = self._pinned_candidates(candidates, pinned, np.concatenate([done_rows, tried_rows]), rng)
-        if len(candidates) == 0:  # every subnet the operators reach was tried: a random one
+        if pinned or len(candidates) == 0:  # (none: every subnet the operators reach was tried)
+            candidates = self._fresh_candidates(candidates, pinned or {}, np.concatenate([done_rows, tried_rows]), rng)
+        if len(candidates) == 0:  # no new subnet found: the space is (nearly) exhausted, a random one
             return self._with_pinned(self.arch_space.random_indices(1, rng), pinned or {})[0]
         if self.predictor is not None and n_done >= self.n_startup_trials and len(candidates) > 1:
             merit = self._predict(candidates, done_rows, done_values, done_constraints, directions)
@@ -556,13 +581,13 @@ class OFAEvolutionSampler(BaseSampler):
             rows[:, col] = index
         return canonical_indices(self.arch_space, rows)
 
-    def _pinned_candidates(
+    def _fresh_candidates(
         self, candidates: np.ndarray, pinned: Mapping[int, int], known: np.ndarray, rng: np.random.Generator
     ) -> np.ndarray:
         """The engine's candidates as the trial will run them (pinned genes set), without repeats of
-        ``known`` subnets or of each other, within the budgets where any is; when pinning leaves
-        none new (the engine bred them with other values there), random subnets with the pinned
-        genes."""
+        ``known`` subnets or of each other, within the budgets where any is; when none is left (the
+        engine bred them with other values at the pinned genes, or has none), random new subnets
+        with the pinned genes."""
         seen = {row.tobytes() for row in canonical_indices(self.arch_space, known)} if len(known) else set()
         rows = candidates[:0]
         for pool in (candidates, self.arch_space.random_indices(_RANDOM_REFILL, rng)):

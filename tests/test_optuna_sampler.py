@@ -209,6 +209,34 @@ def test_no_subnet_twice_until_the_space_is_exhausted_even_while_running():
     assert subnet_key(suggest_sample(extra, TINY), TINY) in keys
 
 
+class _StaleViewSampler(OFAEvolutionSampler):
+    """Proposes one subnet every time, as a worker whose view of the storage lags behind keeps
+    proposing what a concurrent trial has just taken (the claim protocol must still not run it twice)."""
+
+    def __init__(self, subnet: dict, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._subnet = subnet
+
+    def propose(self, study, trial, pinned=None):
+        return self.arch_space.to_indices(self._subnet)
+
+
+def test_a_trial_that_keeps_losing_its_claim_takes_a_random_new_subnet():
+    """A trial whose every proposal is held by another trial (here: an older RUNNING one that has
+    its parameters) gives way each time; after the engine's attempts it claims random new subnets
+    until one is its own, never running the held subnet (with 4 workers on PostgreSQL it did, once)."""
+    study = optuna.create_study(sampler=OFAEvolutionSampler(arch_space=SPACE, seed=0))
+    holder = study.ask()
+    held = suggest_sample(holder, SPACE)  # RUNNING, parameters stored: the subnet is decided
+    study.sampler = _StaleViewSampler(held, arch_space=SPACE, seed=1)
+    trial = study.ask()
+    sample = suggest_sample(trial, SPACE)
+    assert subnet_key(sample) != subnet_key(held)
+    frozen = study._storage.get_trial(trial._trial_id)
+    assert frozen.system_attrs["ofa_nni:arch"] == SPACE.format(sample)  # claimed what it runs
+    assert holder.number < trial.number and study._storage.get_trial(holder._trial_id).state.name == "RUNNING"
+
+
 def test_enqueued_trials_are_not_proposed_again():
     study = optuna.create_study(sampler=OFAEvolutionSampler(arch_space=TINY, seed=0))
     queued = [TINY.from_indices(TINY.to_indices(TINY.min_sample())), TINY.max_sample()]
