@@ -474,12 +474,12 @@ class OFAEvolutionSampler(BaseSampler):
             self._claim(study, trial, row)
             if not self._claimed_elsewhere(study, trial, row):
                 return row
+            if attempt == _MAX_CLAIMS:
+                break
             following = (self.propose(study, trial, pinned) if attempt < _CLAIM_ATTEMPTS
                          else self._random_new(study, trial, pinned, attempt))
             if following is None:  # nothing left untried: keep the claim, as a sequential study repeats
                 return row
-            if attempt == _MAX_CLAIMS:
-                break
             row = following
         warnings.warn(f"trial {trial.number} runs subnet {self.arch_space.format(self.arch_space.from_indices(row))} "
                       f"that another trial holds: {_MAX_CLAIMS} claims in a row met concurrent claims",
