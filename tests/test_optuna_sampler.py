@@ -17,6 +17,7 @@ from optuna.testing import pytest_samplers
 
 from ofa_nni import AnalyticCostModel, ArchSpace
 from strategies.optuna_sampler import (
+    _MAX_CLAIMS,
     ARCH_ATTR,
     OFAEvolutionSampler,
     optuna_search_space,
@@ -235,6 +236,31 @@ def test_a_trial_that_keeps_losing_its_claim_takes_a_random_new_subnet():
     frozen = study._storage.get_trial(trial._trial_id)
     assert frozen.system_attrs["ofa_nni:arch"] == SPACE.format(sample)  # claimed what it runs
     assert holder.number < trial.number and study._storage.get_trial(holder._trial_id).state.name == "RUNNING"
+
+
+class _AlwaysContestedSampler(OFAEvolutionSampler):
+    """Every claim meets a concurrent claim, as if other workers kept taking each subnet first."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.claims = 0
+
+    def _claimed_elsewhere(self, study, trial, row):
+        self.claims += 1
+        return True
+
+
+def test_a_trial_whose_every_claim_is_contested_stops_after_the_claim_limit_with_a_warning():
+    """The claim loop is bounded: after _MAX_CLAIMS contested claims the trial runs its last claim and
+    says so, naming the trial and the subnet, instead of claiming for ever."""
+    study = optuna.create_study(sampler=_AlwaysContestedSampler(arch_space=SPACE, seed=0))
+    with pytest.warns(UserWarning, match=rf"trial 0 runs subnet r\d+_.* that another trial holds: "
+                                         rf"{_MAX_CLAIMS} claims in a row met concurrent claims"):
+        trial = study.ask()
+        sample = suggest_sample(trial, SPACE)
+    assert study.sampler.claims == _MAX_CLAIMS
+    frozen = study._storage.get_trial(trial._trial_id)
+    assert frozen.system_attrs["ofa_nni:arch"] == SPACE.format(sample)  # runs what it claimed last
 
 
 def test_enqueued_trials_are_not_proposed_again():
