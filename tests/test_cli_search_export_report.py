@@ -292,6 +292,27 @@ def test_export_without_evaluation_or_latency(artefacts, tmp_path):
     assert sorted(p.name for p in out_dir.iterdir()) == ["exports.json", "subnet1.onnx"]
 
 
+def test_a_re_export_removes_only_the_earlier_exports_files_inside_its_folder(artefacts, tmp_path):
+    """A re-export replaces the files the earlier exports.json listed; a listed path outside the folder
+    (an edited exports.json: '..', absolute, a symlink) is never removed."""
+    out_dir = tmp_path / "exports"
+    arch = "r24_k3e2|k3e2_k3e2|k3e2_k3e2|k3e2"
+    assert _export(artefacts, out_dir, "--arch", arch, "--formats", "onnx,torchscript", "--no-evaluate",
+                   "--no-latency") == 0
+    victims = [tmp_path / "victim.txt", tmp_path / "absolute.txt", tmp_path / "linked.txt"]
+    for victim in victims:
+        victim.write_text("keep")
+    (out_dir / "link.txt").symlink_to(victims[2])
+    document = json.loads((out_dir / "exports.json").read_text())
+    document["subnets"][0]["files"].update({
+        "a": {"path": "../victim.txt", "max_abs_diff": 0.0}, "b": {"path": str(victims[1]), "max_abs_diff": 0.0},
+        "c": {"path": "link.txt", "max_abs_diff": 0.0}})
+    (out_dir / "exports.json").write_text(json.dumps(document))
+    assert _export(artefacts, out_dir, "--arch", arch, "--formats", "onnx", "--no-evaluate", "--no-latency") == 0
+    assert all(victim.read_text() == "keep" for victim in victims) and (out_dir / "link.txt").is_symlink()
+    assert sorted(p.name for p in out_dir.iterdir()) == ["exports.json", "link.txt", "subnet1.onnx"]  # .pt gone
+
+
 @pytest.mark.parametrize("args, message", [
     (["--arch", "r32_k5e3"], "--arch: arch string 'r32_k5e3': expected 4 '_'-separated groups"),
     (["--arch", "r28_k5e3-k5e3_k5e3-k5e3_k5e3-k5e3"], "resolution"),

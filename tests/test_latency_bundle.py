@@ -83,6 +83,32 @@ def test_runner_needs_neither_torch_nor_ofa_nni_and_its_results_import(bundle, t
         import_results(broken)
 
 
+def _run_runner(bundle, results, cwd):
+    code = ("import runpy, sys\n"
+            f"sys.argv = ['run_latency.py', '--out', {str(results)!r}, *{RUN!r}]\n"
+            f"runpy.run_path({str(bundle / RUNNER_NAME)!r}, run_name='__main__')\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900, cwd=cwd,
+                         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert run.returncode == 0, run.stderr
+
+
+@pytest.mark.parametrize("space", ["ofa-proxyless", "ofa-resnet50"])
+def test_bundle_runner_and_import_of_the_other_spaces(space, tmp_path, capsys):
+    """The whole bundle round trip for the spaces beyond OFA-MobileNetV3: the import rebuilt the table's
+    space as an OFA-MobileNetV3-style space and crashed on OFA-ResNet50's (TypeError: width_mults)."""
+    bundle, results = tmp_path / "bundle", tmp_path / "results.json"
+    assert main(["lut", "bundle", "--space", space, "--preset", "cpu", "--num-classes", "10", "--measure-every",
+                 "100", "--validate", "4", "--calibration-subnets", "3", "--out", str(bundle)]) == 0
+    _run_runner(bundle, results, tmp_path)
+    assert main(["lut", "import", str(results), "--out", str(tmp_path / "lut.json")]) == 0
+    assert "wrote" in capsys.readouterr().out
+    table = LatencyTable.load(tmp_path / "lut.json")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert table.arch_space.signature() == manifest["space"]
+    assert table.validation is not None and table.validation["num_subnets"] == 4
+    assert np.all(table(table.arch_space.random_indices(20, 0)) > 0)
+
+
 @pytest.mark.slow
 def test_runner_in_a_fresh_venv_agrees_with_a_table_built_through_onnxruntime(bundle, tmp_path):
     """The runner in a virtual environment holding only numpy and onnxruntime (pip, ~1-3 min here:

@@ -114,6 +114,27 @@ def test_search_and_export_through_the_cli(trained, tmp_path):
         assert 0.0 <= entry["accuracy"] <= 1.0
         _assert_reference_builds_the_export(exports, entry, load_supernet(supernet_path))
 
+    # The report of the search with its exports (crashed for OFA-ResNet50: the search's space was
+    # rebuilt as an OFA-MobileNetV3-style space).
+    assert main(["report", str(out), str(exports / "exports.json"), "--out", str(tmp_path / "report.md")]) == 0
+    report = (tmp_path / "report.md").read_text()
+    assert all(target["arch"].replace("|", "\\|") in report for target in search["targets"])  # markdown-escaped
+
+    # A re-export into the same folder replaces the earlier one: without --ofa-config and without the
+    # extra subnet, no net.config is left to describe another subnet than its NAME.pt, and the extra
+    # subnet's files go (files the earlier exports.json did not list stay).
+    earlier = {entry["name"]: entry for entry in document["subnets"]}
+    (exports / "notes.txt").write_text("mine")
+    assert main(["export", "--supernet", str(supernet_path), "--search", str(out), "--out-dir", str(exports),
+                 "--calibration-images", "100", "--no-latency", "--no-evaluate", "--quiet"]) == 0
+    document = json.loads((exports / "exports.json").read_text())
+    assert "ofa_config" not in document["subnets"][0]
+    assert not any((exports / name).exists() for name in earlier)  # the NAME/ folders of net.config
+    (extra,) = set(earlier) - {entry["name"] for entry in document["subnets"]}
+    assert not any((exports / f["path"]).exists() for f in earlier[extra]["files"].values())
+    assert all((exports / f["path"]).is_file() for entry in document["subnets"] for f in entry["files"].values())
+    assert (exports / "notes.txt").read_text() == "mine"
+
 
 def _assert_reference_builds_the_export(exports, entry, supernet):
     """The reference (PyPI ``ofa``) builds a network from the exported subnet's net.config that takes

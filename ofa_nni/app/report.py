@@ -321,13 +321,13 @@ def write_search_report(search_path: str | os.PathLike[str], exports_path: str |
     ``<report stem>_pareto.png`` next to the report. Returns both paths (the plot's or None)."""
     from ofa_nni._artifacts import require_same_space
     from ofa_nni.app.documents import ExportsDocument, SearchDocument
-    from ofa_nni.arch import ArchSpace
+    from ofa_nni.arch import arch_space_from_signature
 
     search = SearchDocument.load(search_path)
     exports = None
     if exports_path is not None:
         exports = ExportsDocument.load(exports_path)
-        require_same_space(exports["space"], ArchSpace.from_signature(search["space"]),
+        require_same_space(exports["space"], arch_space_from_signature(search["space"]),
                            artefact=f"exports file {exports_path} (against the search {search_path})")
     report_path = Path(out) if out is not None else Path(search_path).with_name("report.md")
     plot_path = None

@@ -24,7 +24,7 @@ import numpy as np
 
 from ofa_nni._artifacts import atomic_write, atomic_write_json, library_versions, require_same_space
 from ofa_nni._deprecation import renamed_keywords
-from ofa_nni.arch import ArchSpace, Sample
+from ofa_nni.arch import ArchSpace, Sample, arch_space_from_signature
 from ofa_nni.errors import InvalidInputError
 from ofa_nni.latency.reference import REFERENCE_INTERVAL_S, ReferenceLog, reference_spec
 from ofa_nni.latency.specs import specs_by_key
@@ -156,7 +156,7 @@ def import_results(path: str | Path, *, arch_space: ArchSpace | None = None) -> 
     data = _read_results(path)
     manifest = data["manifest"]
     try:
-        table_space = ArchSpace.from_signature(manifest["space"])
+        table_space = arch_space_from_signature(manifest["space"])
         if arch_space is not None:
             require_same_space(manifest["space"], arch_space, artefact=f"latency results {path}")
         device, settings = data["device"], data["settings"]

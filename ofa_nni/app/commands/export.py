@@ -251,7 +251,9 @@ def _export(args: argparse.Namespace, supernet: Any, subnets: list[dict[str, Any
             atol=args.atol,
             subnets=subnets,
         ).save(staging / "exports.json")
+        replaced = _files_of_previous_export(args.out_dir)
         written = _move_into_place(staging, args.out_dir)
+        _remove_stale(args.out_dir, replaced, keep={path.relative_to(args.out_dir) for path in written})
         done = True
         return written, latency
     finally:
@@ -263,6 +265,43 @@ def _export(args: argparse.Namespace, supernet: Any, subnets: list[dict[str, Any
 def _remove_empty_folder(folder: Path) -> None:
     with contextlib.suppress(OSError):
         folder.rmdir()
+
+
+def _files_of_previous_export(out_dir: Path) -> set[Path]:
+    """The files an earlier export into ``out_dir`` listed in its exports.json (model files, and with
+    --ofa-config each NAME/net.config and its run.config), relative to ``out_dir``: this export
+    replaces them. Nothing if there is none or it cannot be read (then nothing is removed)."""
+    from ofa_nni.app.documents import ExportsDocument
+
+    try:
+        previous = ExportsDocument.load(out_dir / "exports.json")
+    except (OSError, ValueError):
+        return set()
+    listed: set[Path] = set()
+    for entry in previous["subnets"]:
+        listed.update(Path(f["path"]) for f in entry["files"].values())
+        if isinstance(entry.get("ofa_config"), str):
+            config = Path(entry["ofa_config"])
+            listed.update({config, config.with_name("run.config")})
+    return listed
+
+
+def _remove_stale(out_dir: Path, listed: set[Path], keep: set[Path]) -> None:
+    """Remove what the previous export listed and this one did not rewrite (a re-export without
+    --ofa-config left the old NAME/net.config describing another subnet than NAME.pt), then the
+    folders that leaves empty. Only regular files inside ``out_dir`` (an exports.json names paths
+    relative to it; anything else it names is left alone)."""
+    root = out_dir.resolve()
+    for relative in sorted(listed - keep):
+        path = out_dir / relative
+        if relative.is_absolute() or ".." in relative.parts or path.is_symlink() or not path.is_file():
+            continue
+        if root not in path.resolve().parents:
+            continue
+        with contextlib.suppress(OSError):
+            path.unlink()
+        if path.parent != out_dir:
+            _remove_empty_folder(path.parent)
 
 
 def _move_into_place(staging: Path, out_dir: Path) -> list[Path]:
