@@ -380,6 +380,19 @@ def assert_predictor_build_refuses(supernet: Path, root: Path, tmp_path: Path, *
 
 
 
+def test_data_root_is_named_as_the_cli_option(supernet_file: Path, tmp_path: Path) -> None:
+    """The command line's option is --data-root (the library's message named the configuration's
+    data.root, which a CLI user never typed)."""
+    out = tmp_path / "out"
+    for extra, expected in ((["--data", "npz"], "--data npz needs --data-root: the local .npz file"),
+                            (["--data", "imagefolder"], "--data imagefolder needs --data-root: the local directory"),
+                            (["--data-root", str(tmp_path)], f"--data-root {tmp_path} is not used by --data digits")):
+        code, _, err = run_cli(["predictor", "build", "--supernet", str(supernet_file), *extra, "--num-subnets", "5",
+                                "--out", str(out / "predictor.npz"), "--quiet"], tmp_path)
+        assert_one_line_error(code, err, "ofa-nni predictor: error:", expected)
+        assert_nothing_written(out)
+
+
 def test_empty_data_directory(supernet_file: Path, tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -1067,6 +1080,16 @@ def test_special_output_paths_are_refused(tmp_path: Path) -> None:
     assert os.path.exists("/dev/null") and not Path("/dev/null").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["elsewhere.json", "link.json", "fifo.json",
                                                                  "folder.json"])
+
+
+def test_search_refuses_a_special_output_path_before_searching(run_space: ArchSpace, tmp_path: Path) -> None:
+    """--out naming a directory (or link, FIFO, device) used to fail only after the whole search."""
+    predictor = _predictor_file(run_space, tmp_path / "predictor.npz")
+    for path, message in special_output_paths(tmp_path).items():
+        code, out, err = run_cli(["search", "--predictor", str(predictor), "--target", "macs<=1G", "--population",
+                                  "8", "--generations", "2", "--quiet", "--out", str(path)], tmp_path)
+        assert_one_line_error(code, err, "ofa-nni search: error:", str(path), message)
+        assert "predicted acc" not in out  # refused before the search printed its results
 
 
 def test_full_and_read_only_outputs(supernet_file: Path, run_space: ArchSpace, small_filesystem: Any) -> None:

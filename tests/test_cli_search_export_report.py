@@ -419,6 +419,23 @@ def test_report_rerenders_a_demo_run(artefacts, tmp_path, capsys, with_kind):
     assert (tmp_path / "again.md").read_text() == text
 
 
+def test_report_of_a_demo_run_says_when_its_latency_table_missed_the_targets(artefacts, tmp_path):
+    """The demo's own lines said only 'Spearman 0.690, MAPE 2.9%' for a table that missed the Spearman
+    target; report.md (and the demo's terminal) now say NOT met and what to do, as 'lut build' does."""
+    run_dir = tmp_path / "demo-run"
+    run_dir.mkdir()
+    results = _demo_results(run_dir)
+    results["latency_validation"].update(spearman=0.69, mape_percent=2.9, details={
+        "meets_targets": False, "repeatability": 0.98, "rounds": 3,
+        "raw": {"spearman": 0.69, "kendall": 0.5, "mape_percent": 2.9}})
+    (run_dir / "results.json").write_text(json.dumps(results))
+    assert main(["report", str(run_dir / "results.json"), "--out", str(tmp_path / "report.md")]) == 0
+    text = (tmp_path / "report.md").read_text()
+    assert "Spearman 0.690, MAPE 2.9%" in text
+    assert "targets: Spearman >= 0.95, MAPE <= 10.0%: NOT met" in text
+    assert "what to do: rebuild the table when the machine is quieter (the timings repeat" in text
+
+
 def test_report_refuses_unknown_and_missing_inputs(artefacts, searched, tmp_path, capsys):
     unknown = tmp_path / "thing.json"
     unknown.write_text(json.dumps({"kind": "ofa-nni/something"}))

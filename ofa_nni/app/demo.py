@@ -170,6 +170,7 @@ def _run_demo(run_path: Path, settings: DemoSettings, say: Callable[[str], None]
     from ofa_nni.export import export_subnet
     from ofa_nni.latency import LatencyTable, build_latency_table, check_deployments, validate_latency_table
     from ofa_nni.latency.deployment import deployment_lines
+    from ofa_nni.latency.table import validation_verdict_lines
     from ofa_nni.search import ParetoSearch, specialize
     from ofa_nni.training import demo_config
     from search_spaces import load_supernet
@@ -267,6 +268,9 @@ def _run_demo(run_path: Path, settings: DemoSettings, say: Callable[[str], None]
     say(f"  latency table: Spearman {shown.get('spearman', float('nan')):.3f}, "
         f"MAPE {shown.get('mape_percent', float('nan')):.1f}% on {settings.latency_validation_subnets} subnets"
         + (" (with the fitted correction)" if corrected else ""))
+    if validation and not validation.get("meets_targets"):  # said as plainly as 'lut build' says it
+        for line in validation_verdict_lines(validation):
+            say("  " + line)
 
     # 3. Specialize ------------------------------------------------------------------------------
     budgets = _latency_targets(table, supernet, settings.num_targets)

@@ -17,6 +17,7 @@ from typing import Any
 
 from ofa_nni._artifacts import atomic_write
 from ofa_nni.latency.deployment import deployment_lines
+from ofa_nni.latency.table import validation_verdict_lines
 from ofa_nni.plots import ParetoPanel, pareto_plot
 
 __all__ = [
@@ -140,6 +141,8 @@ def demo_report_markdown(result: Mapping[str, Any]) -> str:
     lines.append(f"Latency table ({v['backend']}, batch 1, {v['num_subnets']} held-out subnets measured end to end): "
                  f"Spearman {v['spearman']:.3f}, MAPE {v['mape_percent']:.1f}%"
                  + (" (with the fitted linear correction)." if v["corrected"] else "."))
+    if v.get("details") and not v["details"].get("meets_targets"):
+        lines += [""] + [line + "  " for line in validation_verdict_lines(v["details"])]
     c = result["costs"]
     lines += ["", "## Cost: train once vs train per target", ""]
     lines += markdown_table(("phase", "wall (s)", "CPU (s)", "energy (Wh)", "CO2e (g)"), [

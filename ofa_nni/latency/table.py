@@ -59,7 +59,7 @@ from ofa_nni.latency.protocol import (
 from ofa_nni.latency.specs import OpSpec, op_specs, resnet_op_specs, specs_by_key
 from ofa_nni.resnet_arch import ResNetArchSpace
 
-__all__ = ["LatencyTable", "entry_summary", "read_document"]
+__all__ = ["LatencyTable", "entry_summary", "read_document", "validation_verdict_lines"]
 
 _INTERPOLATION = "linear in resolution^2 between the two nearest measured resolutions (extrapolated beyond)"
 _CORRECTION_KEYS = ("kind", "scale", "offset_ms", "applied")
@@ -376,32 +376,38 @@ def _validation_lines(validation: Mapping[str, Any], correction: Mapping[str, An
                      f"{corrected['mape_percent']:8.2f}   (a={correction['scale']:.4f}, "
                      f"b={correction['offset_ms']:.4f} ms, fitted on {validation['calibration_subnets']} "
                      f"other subnets; {'applied' if correction.get('applied') else 'not applied'})")
-    lines.append(f"  targets: Spearman >= {SPEARMAN_TARGET}, MAPE <= {MAPE_TARGET_PERCENT}%: "
-                 + ("met" if validation.get("meets_targets") else "NOT met"))
+    return lines + ["  " + line for line in validation_verdict_lines(validation)]
+
+
+def validation_verdict_lines(validation: Mapping[str, Any]) -> list[str]:
+    """A validation's verdict in words (``lut build``, ``lut validate``, the demo): the targets met or
+    not, how well the end-to-end timings repeated, and what to do when the targets are missed."""
+    lines = [f"targets: Spearman >= {SPEARMAN_TARGET}, MAPE <= {MAPE_TARGET_PERCENT}%: "
+             + ("met" if validation.get("meets_targets") else "NOT met")]
     repeats_at = validation.get("repeatability")
     # A measurement that repeats at R correlates with the truth at about sqrt(R) (the attenuation
     # formula): what a perfect table would be seen at under this load.
     ceiling = None if repeats_at is None else math.sqrt(max(repeats_at, 0.0))
     if ceiling is not None:
-        lines.append(f"  the end-to-end timings repeat at Spearman {repeats_at:.4f} (even vs odd visits of the same "
+        lines.append(f"the end-to-end timings repeat at Spearman {repeats_at:.4f} (even vs odd visits of the same "
                      f"subnets): a perfect table would validate at about {ceiling:.3f} under this load")
     steps = validation.get("steps") or []
     if len(steps) > 1:  # visited again while the timings repeated below the target
-        lines.append("  visits per subnet and how well the timings repeated: " + " -> ".join(
+        lines.append("visits per subnet and how well the timings repeated: " + " -> ".join(
             f"{step['rounds']}: {step['repeatability']}" for step in steps))
     if not validation.get("meets_targets"):
         if ceiling is not None and ceiling < SPEARMAN_TARGET:
-            lines.append(f"  what to do: the load here lets the timings repeat only at Spearman {repeats_at:.2f}, so "
+            lines.append(f"what to do: the load here lets the timings repeat only at Spearman {repeats_at:.2f}, so "
                          "no table can be shown to meet the target now: re-check with 'ofa-nni lut validate' when "
                          "the machine is quieter, or with more visits per subnet ('--rounds N' to start with, "
                          "'--max-rounds N' to go on to"
                          + (f"; {validation['rounds']} now" if validation.get("rounds") else "")
                          + "; k times the visits take the repeatability R to about kR/(1+(k-1)R))")
         elif repeats_at is not None:
-            lines.append("  what to do: rebuild the table when the machine is quieter (the timings repeat, the table "
+            lines.append("what to do: rebuild the table when the machine is quieter (the timings repeat, the table "
                          "disagrees with them), then re-check it with 'ofa-nni lut validate'")
         else:
-            lines.append("  what to do: rebuild the table when the machine is quieter, or re-check it as it is now "
+            lines.append("what to do: rebuild the table when the machine is quieter, or re-check it as it is now "
                          "with 'ofa-nni lut validate'")
     return lines
 

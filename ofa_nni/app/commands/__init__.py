@@ -66,6 +66,13 @@ def load_supernet_data(args: argparse.Namespace, arch_space: Any) -> Any:
     from ofa_nni.data import load_data
     from ofa_nni.errors import InvalidInputError
 
+    # The library names its configuration's field (data.root); here the user typed options.
+    if args.data == "digits" and args.data_root is not None:
+        raise InvalidInputError(f"--data-root {args.data_root} is not used by --data digits (it ships with "
+                                "scikit-learn); remove it")
+    if args.data != "digits" and args.data_root is None:
+        raise InvalidInputError(f"--data {args.data} needs --data-root: the local "
+                                f"{'.npz file' if args.data == 'npz' else 'directory'} holding the data set")
     data = load_data(args.data, root=args.data_root, resolution=max(arch_space.resolutions),
                      calibration_images=args.calibration_images)
     if data.num_classes != arch_space.num_classes:

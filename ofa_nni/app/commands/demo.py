@@ -33,7 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="run on your images: an .npz with x_train, y_train (and optionally x_test, y_test); "
                              "see docs/data.md (default: scikit-learn's digits, offline)")
     parser.add_argument("--space", default="ofa-mbv3", metavar="NAME",
-                        help="the search space whose CPU-sized preset is trained: ofa-mbv3 (default) or ofa-proxyless")
+                        help="the search space whose CPU-sized preset is trained: ofa-mbv3 (default), ofa-proxyless "
+                             "or ofa-resnet50")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
 

@@ -211,10 +211,13 @@ def _check_settings(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ofa_nni._artifacts import existing_file_mode
     from ofa_nni.app.report import text_table
     from ofa_nni.ofa_released import load_predictor_file, restrict_predictor
 
     _check_settings(args)
+    if args.out is not None:
+        existing_file_mode(args.out)  # a directory, link or device at --out is refused before the search, not after
     predictor = load_predictor_file(args.predictor)
     arch_space = predictor.arch_space
     costs, table = _costs(arch_space, args.lut)
