@@ -388,3 +388,28 @@ def test_a_table_that_misses_its_targets_says_what_to_do(repeatability):
     assert ("the end-to-end timings repeat at Spearman" in missed) == (repeatability is not None)
     table.validation = {**table.validation, "meets_targets": True}
     assert "what to do" not in table.summary()
+
+
+@pytest.mark.parametrize("slope, applied", [(0.02, False), (1.2, True), (6.0, False)])
+def test_a_correction_far_flatter_or_steeper_than_the_sums_is_not_applied(slope, applied):
+    """A line fitted on 3 calibration subnets once had slope 0.021 and was applied, since it lowered
+    the held-out MAPE: every subnet then predicted at about one time, and the search found nothing
+    under a budget the plain sums allowed. Slopes outside CORRECTION_SCALE_RANGE are recorded, not
+    applied; a plausible one still is."""
+    space = ArchSpace(**TINY_SPACE_KWARGS)
+    table = _synthetic_table(space, (32, 40), lambda spec: 0.1)
+    samples = [space.from_indices(row) for row in space.random_indices(10, 0)]
+    sums = table.raw_sum(np.stack([space.to_indices(s) for s in samples]))
+    mean = float(sums.mean())
+    # Every subnet measured on the line, so that the line always lowers the held-out MAPE (to 0).
+    measured = slope * sums + max(0.0, 1.0 - slope) * mean
+    subnets = [{"arch": space.format(sample), "role": "validation" if i < 6 else "calibration",
+                **{f"measured_{name}_ms": float(value) for name in ("min", "median")}}
+               for i, (sample, value) in enumerate(zip(samples, measured, strict=True))]
+    validation = validate_latency_table(table, reuse={"subnets": subnets, "num_subnets": 6,
+                                                      "calibration_subnets": 4, "seed": 0})
+    assert table.correction["scale"] == pytest.approx(slope, rel=1e-6)
+    assert table.correction["applied"] is applied
+    assert validation["corrected"]["mape_percent"] < validation["raw"]["mape_percent"]  # the slope alone decides
+    if not applied:
+        np.testing.assert_allclose(table(np.stack([space.to_indices(s) for s in samples])), sums)

@@ -15,6 +15,7 @@ from torch import nn
 from ofa_nni.arch import ArchSpace, Sample
 from ofa_nni.errors import InvalidInputError
 from ofa_nni.latency.protocol import (
+    CORRECTION_SCALE_RANGE,
     DEFAULT_MAX_VALIDATION_ROUNDS,
     DEFAULT_REPEATS,
     DEFAULT_ROUNDS,
@@ -208,7 +209,9 @@ def validate_latency_table(
 
     ``num_subnets`` random subnets are the validation set; ``calibration_subnets`` other random
     subnets fit the correction ``measured ≈ a x sum + b`` (Theil-Sen line), which is *applied* by
-    the table only if it lowers the validation MAPE. Both raw and corrected Spearman, Kendall and
+    the table only if it lowers the validation MAPE, its slope ``a`` lies in
+    :data:`~ofa_nni.latency.protocol.CORRECTION_SCALE_RANGE` and it predicts a positive time for the
+    smallest subnet. Both raw and corrected Spearman, Kendall and
     MAPE are stored in ``table.validation`` and returned. Measured and predicted times use the
     table's :attr:`~LatencyTable.statistic`.
 
@@ -289,7 +292,11 @@ def validate_latency_table(
     # A correction that predicts a non-positive time for the cheapest subnet is a bad fit (a busy
     # machine's outliers), not a faster network: keep the plain sum then.
     cheapest = float(table.raw_sum(arch_space.to_indices(arch_space.min_sample())[None])[0])
-    sane = scale > 0 and scale * cheapest + offset > 0
+    # So is a line far flatter or steeper than the sums (a=0.021 from 3 calibration subnets once):
+    # it says the sums and the measured subnets disagree, and applied it would predict nearly one
+    # time for every subnet, leaving the search nothing to choose by. The ranking is the sums'.
+    low, high = CORRECTION_SCALE_RANGE
+    sane = low <= scale <= high and scale * cheapest + offset > 0
     applied = sane and corrected_metrics["mape_percent"] < raw_metrics["mape_percent"]
     best = corrected_metrics if applied else raw_metrics
     validation = {
