@@ -502,7 +502,9 @@ def _process_resumed_commands_in_order() -> None:
 # ------------------------------------------------------------------ 12. OFA subnets evaluated without recalibration
 def _execute_warning_without_recalibration(self: Any, model: Any) -> Any:
     """``Evaluator._execute``: evaluate the model's executable model; warn (once) if it is a frozen OFA
-    subnet whose batch norms nobody recalibrated."""
+    subnet whose batch norms nobody recalibrated (not when it is the supernet itself, which a one-shot
+    strategy's training runs: ``ofa-nni train`` warned at its end, naming a Python API the user had no
+    part in)."""
     supernet = getattr(model, "model_space", None)
     if getattr(supernet, "arch_space", None) is None or vars(supernet).get(_WARNED_UNRECALIBRATED):
         return nni_original("Evaluator._execute")(self, model)
@@ -510,7 +512,9 @@ def _execute_warning_without_recalibration(self: Any, model: Any) -> Any:
 
     executable = model.executable_model()
     result = self.evaluate(executable)
-    if not is_recalibrated(executable) and not vars(supernet).get(_WARNED_UNRECALIBRATED):
+    # A one-shot strategy's model is the supernet itself (it trains it): no subnet is evaluated then.
+    if executable is not supernet and not is_recalibrated(executable) and not vars(supernet).get(
+            _WARNED_UNRECALIBRATED):
         # Remembered on the supernet, not in a module flag: each supernet warns once.
         vars(supernet)[_WARNED_UNRECALIBRATED] = True
         warnings.warn(UNRECALIBRATED_WARNING.format(space=type(supernet).__name__), UserWarning, stacklevel=2)
