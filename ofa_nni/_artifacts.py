@@ -188,8 +188,22 @@ def require_same_space(stored: Mapping[str, Any], space: ArchSpace, *, artefact:
         for key in sorted(set(expected) | set(stored))
         if stored.get(key) != expected.get(key)
     ]
-    if differences:
-        raise InvalidInputError(f"{artefact} was built for another search space ({'; '.join(differences)})")
+    if not differences:
+        return
+    found, wanted = _family(stored), _family(expected)
+    if found != wanted:  # another family altogether: its name says it, the field-by-field list does not
+        raise InvalidInputError(f"{artefact} was built for another search space: an {found} space, not this "
+                                f"{wanted} one")
+    raise InvalidInputError(f"{artefact} was built for another search space ({'; '.join(differences)})")
+
+
+_FAMILIES = {"mbv3": "OFA-MobileNetV3", "proxyless": "OFA-ProxylessNAS", "resnet": "OFA-ResNet"}
+"""The space families by a signature's ``layout`` (absent: the first family, OFA-MobileNetV3)."""
+
+
+def _family(signature: Mapping[str, Any]) -> str:
+    layout = signature.get("layout", "mbv3")
+    return _FAMILIES.get(str(layout), f"unknown ({layout!r})")
 
 
 def library_versions(*names: str) -> dict[str, str]:

@@ -124,3 +124,25 @@ def test_a_second_process_is_refused_at_once_naming_the_holder(tmp_path):
     with exclusive_lock(run_dir, "run directory"):
         assert (tmp_path / ".run.lock").read_text() == f"{os.getpid()}\n"
     assert not (tmp_path / ".run.lock").exists()
+
+
+def test_an_artefact_of_another_space_family_is_named_by_family():
+    """An OFA-ResNet table given to an OFA-MobileNetV3 search listed ~700 characters of constructor
+    fields; a file of another family now says which family it is for, and which this one is."""
+    from ofa_nni._artifacts import require_same_space
+    from ofa_nni.arch import ArchSpace, proxyless_arch_space
+    from ofa_nni.resnet_arch import ResNetArchSpace
+
+    mobilenet, proxyless, resnet = ArchSpace(), proxyless_arch_space(), ResNetArchSpace()
+    for stored, space, found, wanted in ((resnet, mobilenet, "OFA-ResNet", "OFA-MobileNetV3"),
+                                         (mobilenet, resnet, "OFA-MobileNetV3", "OFA-ResNet"),
+                                         (proxyless, mobilenet, "OFA-ProxylessNAS", "OFA-MobileNetV3")):
+        with pytest.raises(ValueError) as error:
+            require_same_space(stored.signature(), space, artefact="latency table t.json")
+        assert str(error.value) == (f"latency table t.json was built for another search space: an {found} space, "
+                                    f"not this {wanted} one")
+    # The same family with other choices: the fields that differ.
+    with pytest.raises(ValueError, match=r"t\.json was built for another search space \(num_classes: file has 10, "
+                                         r"space has 1000\)$"):
+        require_same_space(ArchSpace(num_classes=10).signature(), mobilenet, artefact="t.json")
+    require_same_space(mobilenet.signature(), ArchSpace(), artefact="t.json")  # the same space passes
