@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -59,10 +60,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="recalibration/evaluation batch size (default 100)")
     parser.add_argument("--no-evaluate", action="store_true", help="skip the held-out accuracy")
     parser.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
-    parser.add_argument("--latency-repeats", type=int, default=DEFAULT_REPEATS, metavar="N",
-                        help=f"timed calls per round (default {DEFAULT_REPEATS}, as 'ofa-nni lut build')")
-    parser.add_argument("--latency-rounds", type=int, default=DEFAULT_ROUNDS, metavar="N",
-                        help=f"interleaved rounds (default {DEFAULT_ROUNDS}, as 'ofa-nni lut build')")
+    # None: not given (a latency table's protocol then replaces them, and the note says so).
+    parser.add_argument("--latency-repeats", type=int, default=None, metavar="N",
+                        help=f"timed calls per round without a latency table (default {DEFAULT_REPEATS}, as "
+                             "'ofa-nni lut build')")
+    parser.add_argument("--latency-rounds", type=int, default=None, metavar="N",
+                        help=f"interleaved rounds without a latency table (default {DEFAULT_ROUNDS}, as "
+                             "'ofa-nni lut build')")
     parser.add_argument("--statistic", choices=STATISTICS, default=None,
                         help="the latency reported: min (default without a latency table, as 'ofa-nni lut build': "
                              "steady on a machine shared with other busy processes; with one, the table's) or median "
@@ -129,7 +133,7 @@ def _check(args: argparse.Namespace) -> None:
     if args.threads is not None and args.threads < 1:
         raise InvalidInputError(f"--threads must be >= 1, got {args.threads}")
     for name in ("batch_size", "latency_repeats", "latency_rounds"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise InvalidInputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if not args.atol >= 0:
         raise InvalidInputError(f"--atol must be >= 0, got {args.atol}")
@@ -346,6 +350,14 @@ def _measure_latency(models: list[Any], subnets: list[dict[str, Any]], args: arg
     if table is not None:
         from ofa_nni.latency import check_deployments
 
+        ignored = [f"--{name.replace('_', '-')} {getattr(args, name)}" for name in ("latency_repeats", "latency_rounds",
+                                                                                      "threads")
+                   if getattr(args, name) is not None]
+        if ignored:  # a table's deployments are measured as the table was, or the check would compare unlike
+            print(f"note: {', '.join(ignored)} not used: the subnets are measured with the latency table's protocol "
+                  f"({table.protocol['rounds']} x {table.protocol['repeats']} timed calls, "
+                  f"{table.protocol['num_threads']} thread(s)); --no-latency skips the measurement", file=sys.stderr)
+
         check = check_deployments(table, models, names=[entry["name"] for entry in subnets],
                                   targets_ms=[entry.get("latency_target_ms") for entry in subnets],
                                   predicted_ms=[entry.get("latency_predicted_ms") for entry in subnets],
@@ -363,10 +375,12 @@ def _measure_latency(models: list[Any], subnets: list[dict[str, Any]], args: arg
     import torch
 
     from ofa_nni.latency import measure_end_to_end
+    from ofa_nni.latency.protocol import DEFAULT_REPEATS, DEFAULT_ROUNDS
 
     statistic = args.statistic or "min"
-    timings = measure_end_to_end(models, backend="torch", device="cpu", batch_size=1, repeats=args.latency_repeats,
-                                 rounds=args.latency_rounds, num_threads=args.threads, seed=args.seed,
+    repeats, rounds = args.latency_repeats or DEFAULT_REPEATS, args.latency_rounds or DEFAULT_ROUNDS
+    timings = measure_end_to_end(models, backend="torch", device="cpu", batch_size=1, repeats=repeats,
+                                 rounds=rounds, num_threads=args.threads, seed=args.seed,
                                  show_progress=not args.quiet)
     for index, entry in enumerate(subnets):
         entry["latency_median_ms"] = float(timings["median"][index])
@@ -374,9 +388,9 @@ def _measure_latency(models: list[Any], subnets: list[dict[str, Any]], args: arg
         entry["latency_ms"] = entry[f"latency_{statistic}_ms"]
     threads = args.threads or torch.get_num_threads()
     return {"description": f"torch eager, CPU, {threads} thread(s), batch 1, {statistic} of "
-                           f"{args.latency_rounds} x {args.latency_repeats} timed calls", "statistic": statistic,
+                           f"{rounds} x {repeats} timed calls", "statistic": statistic,
             "backend": "torch", "device": "cpu", "num_threads": threads, "batch_size": 1,
-            "repeats": args.latency_repeats, "rounds": args.latency_rounds}
+            "repeats": repeats, "rounds": rounds}
 
 
 def _data_description(args: argparse.Namespace, data: Any) -> str:
