@@ -21,7 +21,7 @@ from typing import Any
 from ofa_nni.app.commands import DeferredChoices, load_supernet_data, seed
 from ofa_nni.errors import InvalidInputError
 
-__all__ = ["register"]
+__all__ = ["latency_visits", "register"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -339,6 +339,13 @@ def _latency_table(arch_space: Any, args: argparse.Namespace, search: Any) -> An
     return None if path is None else LatencyTable.load(path, arch_space=arch_space)
 
 
+def latency_visits(args: argparse.Namespace) -> tuple[int, int]:
+    """``(repeats, rounds)`` of a measurement without a latency table: the options, or the protocol's."""
+    from ofa_nni.latency.protocol import DEFAULT_REPEATS, DEFAULT_ROUNDS
+
+    return args.latency_repeats or DEFAULT_REPEATS, args.latency_rounds or DEFAULT_ROUNDS
+
+
 def _measure_latency(models: list[Any], subnets: list[dict[str, Any]], args: argparse.Namespace,
                      table: Any = None) -> dict[str, Any]:
     """Each subnet's end-to-end latency into its entry; the settings. With a latency table: its
@@ -375,10 +382,9 @@ def _measure_latency(models: list[Any], subnets: list[dict[str, Any]], args: arg
     import torch
 
     from ofa_nni.latency import measure_end_to_end
-    from ofa_nni.latency.protocol import DEFAULT_REPEATS, DEFAULT_ROUNDS
 
     statistic = args.statistic or "min"
-    repeats, rounds = args.latency_repeats or DEFAULT_REPEATS, args.latency_rounds or DEFAULT_ROUNDS
+    repeats, rounds = latency_visits(args)
     timings = measure_end_to_end(models, backend="torch", device="cpu", batch_size=1, repeats=repeats,
                                  rounds=rounds, num_threads=args.threads, seed=args.seed,
                                  show_progress=not args.quiet)
