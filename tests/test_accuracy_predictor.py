@@ -304,6 +304,14 @@ def test_cli_builds_a_predictor_from_a_supernet_on_digits(digits_supernet, tmp_p
                  "--out", str(tmp_path / "mlp.npz")])
     assert code == 0 and "10 subnets evaluated" in capsys.readouterr().out
     assert AccuracyPredictor.load(tmp_path / "mlp.npz").kind == "mlp"
+    # Subnets that all score alike (an undertrained supernet): the build says the predictor ranks nothing.
+    lines = [json.loads(line) for line in (tmp_path / "predictor.subnets.jsonl").read_text().splitlines()]
+    flat = tmp_path / "flat.subnets.jsonl"
+    flat.write_text("".join(json.dumps({**row, "accuracy": 0.1003} if "accuracy" in row else row) + "\n"
+                            for row in lines))
+    assert main(["predictor", "build", "--dataset", str(flat), "--kind", "ridge",
+                 "--out", str(tmp_path / "f.npz")]) == 0
+    assert "note: every subnet scored 0.1003, so the predictor can rank nothing" in capsys.readouterr().err
     code = main(["predictor", "build", "--out", str(out)])
     assert code == 2 and "give --supernet" in capsys.readouterr().err
     code = main(["predictor", "build", "--supernet", str(tmp_path / "nope.pt"), "--out", str(out)])

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -133,11 +134,17 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def _train_and_save(dataset: Any, dataset_path: Path, args: argparse.Namespace) -> int:
+    import numpy as np
+
     from ofa_nni.accuracy import build_accuracy_predictor
 
     accuracies = dataset.accuracies
     print(f"{len(dataset)} subnets evaluated ({dataset_path}): accuracy {accuracies.min():.4f}.."
           f"{accuracies.max():.4f}, mean {accuracies.mean():.4f}")
+    if np.ptp(accuracies) == 0:  # the predictor still builds, but nothing tells subnets apart
+        print(f"note: every subnet scored {accuracies[0]:.4f}, so the predictor can rank nothing (its Kendall tau "
+              "and Spearman rho are nan) and a search has nothing to choose by; the supernet likely needs more "
+              "training, or the data more classes of images", file=sys.stderr)
     predictor = build_accuracy_predictor(dataset, kind=args.kind, test_fraction=args.test_fraction, seed=args.seed)
     predictor.save(args.out)
     print(f"predictor {predictor.kind}:")
