@@ -194,6 +194,14 @@ def test_cli_reports_user_errors_in_one_line(tmp_path):
     process = _cli(["--config", str(config)])
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 2 and "strategy.name: 'darts' is not a strategy" in output
+    # Resuming with another configuration: the one line, and no failure lines of NNI's before it.
+    config.write_text(yaml.safe_dump(_config()))
+    train(_config(), run_dir=tmp_path / "done")
+    config.write_text(yaml.safe_dump(_config(strategy={"epochs_factor": 0.02})))
+    process = _cli(["--config", str(config), "--run-dir", str(tmp_path / "done"), "--resume"])
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 2 and "ofa-nni train: error: cannot resume from" in output, output
+    assert "ERROR" not in output and "Traceback" not in output, output
 
 
 # 12 epochs: full 4, kernel 2, depth1 1, depth2 2, expand1 1, expand2 2 (epochs_factor 0.02)

@@ -32,7 +32,7 @@ import torch
 from ofa_nni._artifacts import atomic_write, exclusive_lock
 from ofa_nni.data import ImageData, calibration_loader, check_batch_size, load_data
 from ofa_nni.errors import InvalidInputError
-from ofa_nni.training.checkpoint import CheckpointError
+from ofa_nni.training.checkpoint import CheckpointError, check_compatible, load_checkpoint
 from ofa_nni.training.config import ConfigError, ProgressiveShrinkingConfig, TrainConfig, load_config
 from search_spaces import save_supernet, space_class
 from strategies import ProgressiveShrinking, SandwichRule
@@ -230,6 +230,12 @@ def _train_locked(config: TrainConfig, run_path: Path, data: ImageData, resume: 
     evaluator = Lightning(ClassificationModule(num_classes=data.num_classes), trainer,
                           train_dataloaders=train_loader, val_dataloaders=val_loader)
     strategy = _strategy(config, data, checkpoint_dir, resume)
+    if resume:
+        # The strategy checks this too, once NNI runs it; NNI then logs its own failure lines
+        # ("Model 1 fails to be executed") before our one-line error. Checked here first, they never come.
+        check_compatible(load_checkpoint(last), space=supernet.arch_space.signature(),
+                         schedule=[phase.to_dict() for phase in strategy.build_phases(supernet, evaluator)],
+                         seed=strategy.settings.seed, path=last)
     strategy.initialize(RawFormatModelSpace(supernet, evaluator), SequentialExecutionEngine())
     strategy.run()
 
