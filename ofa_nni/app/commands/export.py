@@ -46,7 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--search", type=Path, default=None, metavar="FILE",
                         help="results of 'ofa-nni search --out' (same space): export every target's subnet")
     parser.add_argument("--out-dir", type=Path, required=True, metavar="DIR",
-                        help="where the files and exports.json go")
+                        help="where the files and exports.json go; an export into a folder that holds one replaces "
+                             "it (the files its exports.json listed and this one does not write are removed; other "
+                             "files stay)")
     parser.add_argument("--formats", default=None, metavar="LIST",
                         help="comma-separated export formats (default: all of them; torchscript and onnx today)")
     parser.add_argument("--data", choices=DeferredChoices("ofa_nni.data", "DATA_KINDS"), default="digits",
