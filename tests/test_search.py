@@ -283,6 +283,19 @@ def test_pareto_search_recovers_the_exhaustive_front_of_a_tiny_space():
     assert (np.diff(front.costs["macs"]) >= 0).all()
 
 
+def test_a_front_lists_each_score_and_cost_once():
+    """Subnets that score alike at the same cost are one point of the front (an untrained supernet
+    scored every subnet 0.1003, and 'search --pareto' listed 18 identical rows)."""
+    resolution = TINY.labels.index(TINY.RESOLUTION_LABEL)
+
+    def resolution_cost(rows):
+        return np.asarray(rows)[:, resolution].astype(np.float64)
+
+    front = ParetoSearch(arch_space=TINY, costs={"r": resolution_cost}, generations=5, population_size=20,
+                         seed=0).run(lambda rows: np.full(len(rows), 0.1003))
+    assert len(front) == 1 and front.costs["r"][0] == 0 and front.scores[0] == 0.1003
+
+
 def test_pareto_search_with_two_costs_and_a_budget():
     costs = {"macs": DEFAULT_COSTS.macs, "params": DEFAULT_COSTS.params}
     front = ParetoSearch(arch_space=DEFAULT, costs=costs, budgets={"macs": 150e6}, generations=10, seed=0).run(

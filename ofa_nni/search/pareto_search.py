@@ -106,8 +106,13 @@ class ParetoSearch(AskTellSearch):
         archive = self._archive
         ok = ~np.isnan(archive.scores)
         rows, scores, costs = archive.rows[ok], archive.scores[ok], archive.costs[ok]
-        mask = pareto_mask(np.column_stack([-scores, costs]))
-        rows, scores, costs = rows[mask], scores[mask], costs[mask]
+        objectives = np.column_stack([-scores, costs])
+        mask = pareto_mask(objectives)
+        # Subnets with the very same score and costs are one point of the front: the first scored
+        # stands for them (an untrained supernet scored 18 subnets alike, and the front listed all 18).
+        _, first = np.unique(objectives[mask], axis=0, return_index=True)
+        keep = np.nonzero(mask)[0][np.sort(first)]
+        rows, scores, costs = rows[keep], scores[keep], costs[keep]
         order = np.lexsort((-scores, costs[:, 0]))
         return ParetoFront(
             arch_space=self.arch_space,
