@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from ofa_nni.arch import ArchSpace
+from ofa_nni.arch import ArchSpace, family_name
 from ofa_nni.errors import InvalidInputError, OutputError, OutputInUseError
 
 __all__ = [
@@ -190,20 +190,11 @@ def require_same_space(stored: Mapping[str, Any], space: ArchSpace, *, artefact:
     ]
     if not differences:
         return
-    found, wanted = _family(stored), _family(expected)
+    found, wanted = family_name(stored), family_name(expected)
     if found != wanted:  # another family altogether: its name says it, the field-by-field list does not
         raise InvalidInputError(f"{artefact} was built for another search space: an {found} space, not this "
                                 f"{wanted} one")
     raise InvalidInputError(f"{artefact} was built for another search space ({'; '.join(differences)})")
-
-
-_FAMILIES = {"mbv3": "OFA-MobileNetV3", "proxyless": "OFA-ProxylessNAS", "resnet": "OFA-ResNet"}
-"""The space families by a signature's ``layout`` (absent: the first family, OFA-MobileNetV3)."""
-
-
-def _family(signature: Mapping[str, Any]) -> str:
-    layout = signature.get("layout", "mbv3")
-    return _FAMILIES.get(str(layout), f"unknown ({layout!r})")
 
 
 def library_versions(*names: str) -> dict[str, str]:

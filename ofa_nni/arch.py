@@ -57,6 +57,7 @@ __all__ = [
     "SPACE_ARCHS",
     "arch_space_for",
     "arch_space_from_signature",
+    "family_name",
     "ResNetArchSpace",
     "space_arguments",
 ]
@@ -513,6 +514,16 @@ def arch_space_from_signature(signature: Mapping[str, Any]) -> Any:
     if signature.get("layout") == "resnet":
         return ResNetArchSpace.from_signature(signature)
     return ArchSpace.from_signature(signature)
+
+
+_FAMILY_NAMES = {"mbv3": "OFA-MobileNetV3", "proxyless": "OFA-ProxylessNAS", "resnet": "OFA-ResNet50"}
+
+
+def family_name(signature: Mapping[str, Any]) -> str:
+    """The OFA family a :meth:`signature` belongs to, by its ``layout`` (none: OFA-MobileNetV3, whose
+    signature leaves the default out), e.g. ``"OFA-ProxylessNAS"``."""
+    layout = signature.get("layout", "mbv3")
+    return _FAMILY_NAMES.get(str(layout), f"unknown ({layout!r})")
 
 
 SPACE_ARCHS: Mapping[str, Any] = {"ofa-mbv3": ArchSpace, "ofa-proxyless": proxyless_arch_space,

@@ -134,8 +134,8 @@ def test_an_artefact_of_another_space_family_is_named_by_family():
     from ofa_nni.resnet_arch import ResNetArchSpace
 
     mobilenet, proxyless, resnet = ArchSpace(), proxyless_arch_space(), ResNetArchSpace()
-    for stored, space, found, wanted in ((resnet, mobilenet, "OFA-ResNet", "OFA-MobileNetV3"),
-                                         (mobilenet, resnet, "OFA-MobileNetV3", "OFA-ResNet"),
+    for stored, space, found, wanted in ((resnet, mobilenet, "OFA-ResNet50", "OFA-MobileNetV3"),
+                                         (mobilenet, resnet, "OFA-MobileNetV3", "OFA-ResNet50"),
                                          (proxyless, mobilenet, "OFA-ProxylessNAS", "OFA-MobileNetV3")):
         with pytest.raises(ValueError) as error:
             require_same_space(stored.signature(), space, artefact="latency table t.json")

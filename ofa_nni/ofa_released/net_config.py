@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ofa_nni._artifacts import atomic_write_json
-from ofa_nni.arch import ArchSpace, Sample
+from ofa_nni.arch import ArchSpace, Sample, family_name
 from ofa_nni.errors import InvalidInputError, MissingInputError
 from ofa_nni.ofa_weights import arch_from_ofa
 from ofa_nni.resnet_arch import ResNetArchSpace
@@ -46,7 +46,6 @@ __all__ = ["ofa_net_config", "read_ofa_net_config", "sample_from_ofa_net_config"
 _ACTIVATION = {"relu": "relu", "hswish": "h_swish", "relu6": "relu6"}
 _NETWORK = {"mbv3": "MobileNetV3", "proxyless": "ProxylessNASNets", "resnet": "ResNets"}
 """The network class OFA's ``get_active_net_config()`` names, per layout."""
-_SPACE_NAME = {"mbv3": "OFA-MobileNetV3", "proxyless": "OFA-ProxylessNAS", "resnet": "OFA-ResNet50"}
 _BLOCK_LAYERS = ("MBConvLayer", "MBInvertedConvLayer")
 _ORDER = "weight_bn_act"
 
@@ -453,7 +452,7 @@ def sample_from_ofa_net_config(config: Mapping[str, Any], *, resolution: int, sp
     except _Mismatch as mismatch:
         width = ("/".join(f"{w:g}" for w in arch.width_mults) if isinstance(arch, ResNetArchSpace)
                  else f"{arch.width_mult:g}")
-        raise InvalidInputError(f"{source}: not a subnet of this space (expected an {_SPACE_NAME[_layout(arch)]} "
+        raise InvalidInputError(f"{source}: not a subnet of this space (expected an {family_name(arch.signature())} "
                                 f"config of width {width}, {arch.num_classes} classes): {mismatch}") from None
 
 

@@ -299,10 +299,8 @@ def _remove_stale(out_dir: Path, listed: set[Path], keep: set[Path]) -> None:
     relative to it; anything else it names is left alone)."""
     root = out_dir.resolve()
     for relative in sorted(listed - keep):
-        path = out_dir / relative
-        if relative.is_absolute() or ".." in relative.parts or path.is_symlink() or not path.is_file():
-            continue
-        if root not in path.resolve().parents:
+        path = out_dir / relative  # an absolute or '..' path resolves outside the folder
+        if path.is_symlink() or not path.is_file() or root not in path.resolve().parents:
             continue
         with contextlib.suppress(OSError):
             path.unlink()
