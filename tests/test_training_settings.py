@@ -109,3 +109,30 @@ def test_bad_yaml_settings_are_refused_at_load_naming_the_key(tmp_path, section,
     path.write_text(yaml.safe_dump({section: {key: value}}))
     with pytest.raises(ConfigError, match=message):
         load_config(path)
+
+
+@pytest.mark.parametrize("name", ["ofa-mbv3", "ofa-proxyless", "ofa-resnet50"])
+def test_every_choice_of_the_cpu_presets_changes_the_network(name):
+    """Two values of a label that give the same network once widths are rounded to multiples of 8
+    make the search score repeated subnets. The ResNet preset's first widths did that for the whole
+    of ``stem.width`` and ``stem.mid_width``; only what the released space itself merges is allowed
+    (its stem's mid width at multipliers 0.65 and 0.8)."""
+    import itertools
+
+    import numpy as np
+
+    from ofa_nni.costs import cost_model_for
+    from ofa_nni.nni_search_space import arch_space_from_spec
+
+    arch = arch_space_from_spec({"name": name, "preset": "cpu", "num_classes": 10})
+    costs = cost_model_for(arch)
+    rows = arch.random_indices(300, np.random.default_rng(0))
+    merged = []
+    for column, label in enumerate(arch.labels):
+        for a, b in itertools.combinations(range(len(arch.choices(label))), 2):
+            rows_a, rows_b = rows.copy(), rows.copy()
+            rows_a[:, column], rows_b[:, column] = a, b
+            if (np.array_equal(costs.macs(rows_a), costs.macs(rows_b))
+                    and np.array_equal(costs.params(rows_a), costs.params(rows_b))):
+                merged.append((label, arch.choices(label)[a], arch.choices(label)[b]))
+    assert merged == ([("stem.mid_width", 0.65, 0.8)] if name == "ofa-resnet50" else [])

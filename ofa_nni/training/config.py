@@ -100,11 +100,15 @@ RESNET_PRESETS: Mapping[str, Mapping[str, Any]] = {
     # The released OFA-ResNet50 space (OFAResNetSpace's defaults).
     "ofa-resnet50": {},
     # A CPU-sized ResNet-D: two stages of 1 + {0, 1, 2} bottlenecks, narrow widths, resolutions
-    # 24-32 (digits are 8x8 upscaled), the released choices otherwise.
+    # 24-32 (digits are 8x8 upscaled), the released choices otherwise. The widths are the narrowest
+    # at which every width multiplier still changes the stem's and each stage's width once rounded
+    # to multiples of 8 (16, 32, 64 gave one stem width for all three, so `stem.width` and
+    # `stem.mid_width` changed nothing and repeated subnets); `stem.mid_width` 0.65 and 0.8 stay one
+    # width, as in the released space.
     "cpu": {
         "resolutions": (24, 28, 32),
         "base_depths": (1, 1),
-        "base_widths": (16, 32, 64),
+        "base_widths": (40, 48, 96),
         "stage_strides": (1, 2),
     },
 }
