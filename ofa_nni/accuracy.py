@@ -37,6 +37,7 @@ Data-set file (JSON lines, ``format_version`` 1): the first line is the header
 from __future__ import annotations
 
 import abc
+import hashlib
 import io
 import json
 import os
@@ -55,6 +56,7 @@ from torch import nn
 from ofa_nni._artifacts import atomic_write, library_versions, require_same_space
 from ofa_nni._deprecation import RenamedAttribute, renamed_keywords
 from ofa_nni._npz import check_npz_sizes
+from ofa_nni._predictor_verdict import FEW_HELD_OUT_SUBNETS, predictor_verdict_lines
 from ofa_nni.arch import ArchSpace, Sample, arch_space_from_signature
 from ofa_nni.efficiency import as_index_array
 from ofa_nni.errors import InvalidInputError, MissingInputError
@@ -76,6 +78,8 @@ __all__ = [
     "evaluate_subnet",
     "plan_subnets",
     "predictor_metrics",
+    "predictor_verdict_lines",
+    "FEW_HELD_OUT_SUBNETS",
 ]
 
 DATASET_FORMAT = "ofa-nni-accuracy-dataset"
@@ -260,6 +264,7 @@ def collect_accuracy_dataset(
     num_calibration_batches: int | None = None,
     seed: int = 0,
     data_description: str = "",
+    data_fingerprint: str = "",
     show_progress: bool = True,
     on_record: Callable[[dict[str, Any]], None] | None = None,
 ) -> AccuracyDataset:
@@ -278,6 +283,9 @@ def collect_accuracy_dataset(
             ``(images, labels)``.
         data_description: Names the data (e.g. ``"digits held-out split"``); a resumed run must
             use the same.
+        data_fingerprint: What the images are (:attr:`ofa_nni.data.ImageData.fingerprint`); a
+            resumed run must evaluate the same images, and the same supernet weights (the file
+            records a digest of them), or it is refused: its accuracies would be of other subnets.
         on_record: Called with each new record after it is stored (e.g. for logging).
 
     Raises:
@@ -289,9 +297,20 @@ def collect_accuracy_dataset(
     archs = [arch_space.format(arch_space.from_indices(row)) for row in plan]
     records: list[dict[str, Any]] = []
     calibration = {"num_batches": num_calibration_batches}
+    weights = _weights_digest(supernet)
     if path.exists():
         header, records, valid_length = _read_dataset_file(path)
         require_same_space(header["space"], arch_space, artefact=f"accuracy data set {path}")
+        # Files written before these were recorded have neither, and are taken on trust.
+        if header.get("supernet_weights", weights) != weights:
+            raise InvalidInputError(f"{path} holds accuracies of another supernet's subnets (weights digest "
+                                    f"{header['supernet_weights']}, this supernet's {weights}); use another file "
+                                    "or the supernet it was collected with")
+        if data_fingerprint and header.get("data_fingerprint", data_fingerprint) != data_fingerprint:
+            raise InvalidInputError(f"{path} was collected on other images than this run's (data fingerprint "
+                                    f"{header['data_fingerprint']}, this data's {data_fingerprint}: the data file "
+                                    "or folder was replaced or changed); use another file or the data it was "
+                                    "collected on")
         for name, wanted in (("seed", seed), ("data", data_description), ("calibration", calibration)):
             if header.get(name) != wanted:
                 raise InvalidInputError(f"{path} was collected with {name}={header.get(name)!r}, this run asks for "
@@ -310,6 +329,7 @@ def collect_accuracy_dataset(
             "format": DATASET_FORMAT, "format_version": DATASET_FORMAT_VERSION, "space": arch_space.signature(),
             "seed": seed,
             "num_subnets": len(archs), "archs": archs, "data": data_description, "calibration": calibration,
+            "supernet_weights": weights, "data_fingerprint": data_fingerprint,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "libraries": library_versions("torch", "numpy", "ofa_nni"),
         }
@@ -340,6 +360,17 @@ def collect_accuracy_dataset(
     dataset = AccuracyDataset.load(path, arch_space=arch_space)
     n = min(num_subnets, len(dataset))
     return dataset.take(slice(0, n))
+
+
+def _weights_digest(supernet: Any) -> str:
+    """16 hex digits of a SHA-256 of the supernet's weights and buffers (names, shapes, values)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(supernet.state_dict().items()):
+        if isinstance(tensor, torch.Tensor):
+            array = tensor.detach().cpu().contiguous()
+            digest.update(f"{name}\0{array.dtype}\0{tuple(array.shape)}\0".encode())
+            digest.update(array.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 # --------------------------------------------------------------------------- metrics

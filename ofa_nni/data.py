@@ -28,8 +28,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import os
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +89,10 @@ class ImageData:
             (OFA recalibrates on a subset of the training set, never on held-out data).
         num_classes: Number of classes.
         resolution: Side of the square images every item has (the space's largest resolution).
+        fingerprint: What the images are (16 hex digits of a SHA-256): of the pixels and labels for
+            the array kinds, of the held-out indices for digits, of every file's path, size and
+            modification time for the kinds read from files one by one. Results kept for reuse
+            (an accuracy data set) record it, so that data replaced under the same path is noticed.
     """
 
     name: str
@@ -96,6 +101,24 @@ class ImageData:
     calibration: Dataset
     num_classes: int
     resolution: int
+    fingerprint: str = ""
+
+
+def _digest(parts: Iterable[bytes]) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(len(part).to_bytes(8, "little"))  # so that no two part lists hash alike
+        digest.update(part)
+    return digest.hexdigest()[:16]
+
+
+def _files_fingerprint(root: Path, paths: Iterable[str]) -> str:
+    """Of every file's path (relative to ``root``), size and modification time: reading every image
+    again would cost as much as an epoch."""
+    def stamp(path: str) -> bytes:
+        status = os.stat(path)
+        return f"{os.path.relpath(path, root)}\0{status.st_size}\0{status.st_mtime_ns}".encode()
+    return _digest(stamp(path) for path in sorted(paths))
 
 
 # ------------------------------------------------------------------------------ digits
@@ -181,6 +204,7 @@ def digits(*, resolution: int = 32, calibration_images: int = 500) -> ImageData:
         calibration=calibration,
         num_classes=10,
         resolution=resolution,
+        fingerprint=digits_split_digest(),
     )
 
 
@@ -246,6 +270,8 @@ def image_folder(root: str | Path, *, resolution: int = 224, calibration_images:
 
     _check_resolution(resolution)
     root = Path(root).expanduser()
+    if root.exists() and not root.is_dir():
+        raise InvalidInputError(f"image folder {str(root)!r} is a file, not a directory; {_IMAGE_FOLDER_LAYOUT}")
     if not root.is_dir():
         raise MissingInputError(f"image folder {str(root)!r} does not exist; {_IMAGE_FOLDER_LAYOUT}")
     splits = {}
@@ -278,6 +304,7 @@ def image_folder(root: str | Path, *, resolution: int = 224, calibration_images:
         calibration=_fixed_subset(plain_train, calibration_images),
         num_classes=len(splits["train"]),
         resolution=resolution,
+        fingerprint=_files_fingerprint(root, [path for split in (train, val) for path, _ in split.samples]),
     )
 
 
@@ -303,6 +330,8 @@ def cifar(root: str | Path, *, num_classes: int = 10, resolution: int = 32,
     root = Path(root).expanduser()
     folder, files = (("cifar-10-batches-py", [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"])
                      if num_classes == 10 else ("cifar-100-python", ["train", "test", "meta"]))
+    if root.exists() and not root.is_dir():
+        raise InvalidInputError(f"CIFAR directory {str(root)!r} is a file, not a directory; {_CIFAR_LAYOUT[kind]}")
     if not root.is_dir():
         raise MissingInputError(f"CIFAR directory {str(root)!r} does not exist; {_CIFAR_LAYOUT[kind]}")
     missing = [name for name in files if not (root / folder / name).is_file()]
@@ -329,6 +358,7 @@ def cifar(root: str | Path, *, num_classes: int = 10, resolution: int = 32,
         calibration=_fixed_subset(plain_train, calibration_images),
         num_classes=num_classes,
         resolution=resolution,
+        fingerprint=_files_fingerprint(root, [str(root / folder / name) for name in files]),
     )
 
 
@@ -389,6 +419,11 @@ def _as_nchw_uint8(images: np.ndarray, what: str) -> np.ndarray:
     if images.dtype == np.uint8:
         return np.ascontiguousarray(images)
     if images.dtype.kind == "f":
+        nan = np.isnan(images)
+        if nan.any():
+            where = tuple(int(i) for i in np.argwhere(nan)[0])
+            raise InvalidInputError(f"{what} holds NaN ({int(nan.sum())} value(s), the first at index {where}); "
+                                    f"{NPZ_LAYOUT}")
         if not (np.isfinite(images).all() and images.min() >= 0.0 and images.max() <= 1.0):
             raise InvalidInputError(f"{what} holds floats outside [0, 1] (min {np.nanmin(images):g}, max "
                                     f"{np.nanmax(images):g}); {NPZ_LAYOUT}")
@@ -448,6 +483,8 @@ def _array_data(name: str, source: str, train: tuple[np.ndarray, np.ndarray],
         if x_test.shape[1:] != x_train.shape[1:]:
             raise InvalidInputError(f"{source}: x_test images are {x_test.shape[1:]} (C, H, W), x_train's "
                                     f"{x_train.shape[1:]}; both splits need one image size")
+    fingerprint = _digest(np.ascontiguousarray(array).tobytes() + str(array.shape).encode()
+                          for array in (x_train, y_train, x_test, y_test))
     num_classes = int(max(y_train.max(), y_test.max())) + 1
     absent = sorted(set(range(num_classes)) - set(np.unique(y_train).tolist()))
     if num_classes < 2 or absent:
@@ -470,6 +507,7 @@ def _array_data(name: str, source: str, train: tuple[np.ndarray, np.ndarray],
         calibration=_fixed_subset(_TensorImages(train_images, labels_train, plain), calibration_images),
         num_classes=num_classes,
         resolution=resolution,
+        fingerprint=fingerprint,
     )
 
 
@@ -492,6 +530,8 @@ def numpy_arrays(path: str | Path, *, resolution: int = 32, calibration_images: 
     from ofa_nni._npz import check_npz_sizes
 
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise InvalidInputError(f"NumPy data file {str(path)!r} is a directory, not an .npz file; {NPZ_LAYOUT}")
     if not path.is_file():
         raise MissingInputError(f"NumPy data file {str(path)!r} does not exist; {NPZ_LAYOUT}")
     with open(path, "rb") as file:
@@ -529,6 +569,8 @@ def torchvision_arrays(kind: str, root: str | Path, *, resolution: int = 32,
     root = Path(root).expanduser()
     files, where = _torchvision_layout(kind)
     layout = f"expected {', '.join('ROOT/' + name for name in files)} ({where})"
+    if root.exists() and not root.is_dir():
+        raise InvalidInputError(f"{kind} directory {str(root)!r} is a file, not a directory; {layout}")
     if not root.is_dir():
         raise MissingInputError(f"{kind} directory {str(root)!r} does not exist; {layout}")
     missing = [name for name in files if not (root / name).is_file()]

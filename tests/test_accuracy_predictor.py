@@ -421,3 +421,49 @@ def test_show_describes_a_predictor_of_any_space(tmp_path, capsys):
         out = capsys.readouterr().out
         assert f"space: {layout}, {len(arch_space.labels)} labels" in out, out
         assert f"resolutions {list(arch_space.resolutions)}" in out and f"{arch_space.feature_dim} features" in out
+
+
+def test_cli_refuses_to_reuse_accuracies_of_another_supernet_or_other_images(digits_supernet, tmp_path, capsys):
+    """The subnets' accuracies kept next to the predictor are reused by a later build into the same
+    file; they were reused even when the supernet (other weights) or the images behind the same
+    ``--data-root`` path had changed, and the predictor was then trained on other subnets' accuracies."""
+    from ofa_nni.training.checkpoint import atomic_torch_save
+    from search_spaces import load_supernet
+
+    images = np.random.default_rng(0).integers(0, 256, (60, 8, 8), dtype=np.uint8)
+    data = tmp_path / "data.npz"
+    np.savez(data, x_train=images, y_train=np.arange(60) % 10)
+    out = tmp_path / "predictor.npz"
+    build = ["predictor", "build", "--data", "npz", "--data-root", str(data), "--num-subnets", "5",
+             "--calibration-images", "20", "--kind", "ridge", "--quiet", "--out", str(out)]
+    assert main([*build, "--supernet", str(digits_supernet)]) == 0
+    kept = (tmp_path / "predictor.subnets.jsonl").read_bytes()
+    predictor = out.read_bytes()
+
+    other = tmp_path / "other.pt"
+    space = load_supernet(digits_supernet)
+    with torch.no_grad():
+        next(space.parameters()).add_(1.0)
+    atomic_torch_save({"format": "ofa-nni-supernet", "version": 1, "space": space.arch_space.signature(),
+                       "state_dict": space.state_dict(), "history": []}, other)
+    capsys.readouterr()
+    assert main([*build, "--supernet", str(other)]) == 2
+    assert "holds accuracies of another supernet's subnets" in capsys.readouterr().err
+
+    np.savez(data, x_train=images[::-1].copy(), y_train=np.arange(60) % 10)  # other images, same path
+    assert main([*build, "--supernet", str(digits_supernet)]) == 2
+    assert "was collected on other images than this run's" in capsys.readouterr().err
+    assert (tmp_path / "predictor.subnets.jsonl").read_bytes() == kept and out.read_bytes() == predictor
+
+
+def test_predictor_verdicts_name_what_is_wrong():
+    """A demo on Animal-MNIST searched with a predictor at Kendall -0.643 and said nothing; 'predictor
+    build --num-subnets 8' printed tau 1.0 from 2 held-out subnets and nan from one."""
+    from ofa_nni.accuracy import predictor_verdict_lines
+
+    assert predictor_verdict_lines({"kendall": 0.62, "num_subnets": 40}) == []
+    backwards = predictor_verdict_lines({"kendall": -0.643, "num_subnets": 40})
+    assert len(backwards) == 1 and "no better than chance (Kendall tau -0.643)" in backwards[0]
+    few = predictor_verdict_lines({"kendall": 1.0, "num_subnets": 2})
+    assert len(few) == 1 and "only 2 held-out subnets" in few[0]
+    assert any("ranks nothing" in line for line in predictor_verdict_lines({"kendall": float("nan"), "num_subnets": 1}))

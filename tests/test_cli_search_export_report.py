@@ -480,3 +480,14 @@ def test_help_lists_the_steps_in_pipeline_order(capsys):
             main([name, "--help"])
         assert exit_info.value.code == 0
         assert "example" in capsys.readouterr().out
+
+
+def test_report_of_a_demo_run_says_when_its_predictor_ranks_backwards(artefacts, tmp_path):
+    """report.md showed 'Kendall τ -0.643' for the predictor the demo searched with, and no word more."""
+    run_dir = tmp_path / "demo-run"
+    run_dir.mkdir()
+    results = _demo_results(run_dir)
+    results["predictor"].update(kendall=-0.643, spearman=-0.81)
+    (run_dir / "results.json").write_text(json.dumps(results))
+    assert main(["report", str(run_dir / "results.json"), "--out", str(tmp_path / "report.md")]) == 0
+    assert "ranks held-out subnets no better than chance (Kendall tau -0.643)" in (tmp_path / "report.md").read_text()

@@ -317,3 +317,23 @@ def test_benchmark_data_writes_stratified_train_subsets_of_mnist_and_animal_mnis
         assert mnist["y_val"].tolist() == full["y_test"][:7].tolist()
     with pytest.raises(SystemExit, match=r"--mnist-train-subset: 510 is not between 1 and 509"):
         module.train_subset(tmp_path / "mnist.npz", 510, "--mnist-train-subset")
+
+
+def test_a_nan_and_a_path_of_the_wrong_kind_are_named(tmp_path):
+    """A NaN pixel was reported as 'floats outside [0, 1] (min 5e-06, max 0.99997)'; a directory given
+    as the .npz file (or a file as an image folder) as 'does not exist'."""
+    from ofa_nni.errors import InvalidInputError
+
+    images = np.random.default_rng(0).random((60, 16, 16))
+    images[3, 2, 2] = np.nan
+    path = tmp_path / "nan.npz"
+    np.savez(path, x_train=images, y_train=np.arange(60) % 3)
+    with pytest.raises(InvalidInputError,
+                       match=r"x_train holds NaN \(1 value\(s\), the first at index \(3, 0, 2, 2\)\)"):
+        load_data("npz", root=path, resolution=32)
+    with pytest.raises(InvalidInputError, match=r"is a directory, not an \.npz file"):
+        load_data("npz", root=tmp_path, resolution=32)
+    with pytest.raises(InvalidInputError, match=r"image folder .* is a file, not a directory"):
+        load_data("imagefolder", root=path, resolution=32)
+    with pytest.raises(InvalidInputError, match=r"mnist directory .* is a file, not a directory"):
+        load_data("mnist", root=path, resolution=32)

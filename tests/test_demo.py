@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from ofa_nni.app.carbon import CostMeter
@@ -121,7 +122,6 @@ def test_quick_demo_on_a_users_npz(tmp_path):
     predictor file of the earlier (unbounded) format is rebuilt on a re-run."""
     import re
 
-    import numpy as np
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -216,3 +216,35 @@ def test_quick_demo_on_resnet50(tmp_path):
     assert exports == ["target1.onnx", "target1.pt", "target2.onnx", "target2.pt", "target3.onnx", "target3.pt"]
     assert (run_dir / "pareto.png").stat().st_size > 10_000
     assert "## Cost: train once vs train per target" in (run_dir / "report.md").read_text()
+
+
+def test_a_run_directory_trained_on_other_data_is_refused(tmp_path, capsys):
+    """``ofa-nni demo --data NEW.npz`` on a run directory trained on other data reused the other
+    data's supernet, and then failed at step 2 naming the accuracy file. It is refused at once (exit 2),
+    naming both data sets, and so is the same path holding other images; nothing in the directory changes."""
+    from conftest import TINY_SPACE_KWARGS
+
+    from ofa_nni.app.cli import main
+    from search_spaces import OFAMobileNetV3Space
+
+    run_dir = tmp_path / "run"
+    (run_dir / "train").mkdir(parents=True)
+    OFAMobileNetV3Space(**{**TINY_SPACE_KWARGS, "num_classes": 3}).save(run_dir / "train" / "supernet.pt")
+    images = np.random.default_rng(0).integers(0, 256, (60, 8, 8), dtype=np.uint8)
+    first, second = tmp_path / "first.npz", tmp_path / "second.npz"
+    np.savez(first, x_train=images, y_train=np.arange(60) % 3)
+    np.savez(second, x_train=images[::-1].copy(), y_train=np.arange(60) % 3)
+    # A run directory of before data.json: its training configuration names the data.
+    (run_dir / "train" / "config.yaml").write_text(f"data: {{kind: npz, root: {first}}}\n")
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    demo = ["demo", "--quick", "--no-progress", "--run-dir", str(run_dir)]
+    capsys.readouterr()
+    assert main([*demo, "--data", str(second)]) == 2
+    assert f"was trained on {first}, not {second}" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
+
+    (run_dir / "data.json").write_text(json.dumps({"data": str(first), "fingerprint": "0123456789abcdef"}))
+    assert main([*demo, "--data", str(first)]) == 2
+    assert "was trained on other images under" in capsys.readouterr().err
+    assert main([*demo]) == 2
+    assert f"was trained on {first}, not digits" in capsys.readouterr().err

@@ -19,6 +19,7 @@ stopped).
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -28,7 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ofa_nni._artifacts import atomic_write, exclusive_lock
+from ofa_nni._artifacts import atomic_write, atomic_write_json, exclusive_lock
+from ofa_nni._predictor_verdict import predictor_verdict_lines
 from ofa_nni.app.carbon import CostMeter, PhaseCost
 from ofa_nni.app.documents import DemoResults
 from ofa_nni.app.report import demo_pareto_plot, demo_report_markdown
@@ -154,6 +156,41 @@ def run_demo(
         return _run_demo(run_path, settings or DemoSettings(), say)
 
 
+def _check_same_data(run_path: Path, data_name: str, fingerprint: str) -> None:
+    """A run directory is reused only for the data it was trained on: another ``--data`` (or another
+    file under the same path) would reuse a supernet trained on other images, and a later step would
+    fail naming a file the user never chose. ``data.json`` records the data of the run's training."""
+    record_path = run_path / "data.json"
+    trained = (run_path / "train" / "supernet.pt").exists() or (run_path / "train" / "checkpoints").is_dir()
+    if record_path.is_file():
+        try:
+            earlier = json.loads(record_path.read_text(encoding="utf-8"))
+            earlier_name, earlier_fingerprint = str(earlier["data"]), str(earlier["fingerprint"])
+        except (ValueError, KeyError, TypeError):
+            raise InvalidInputError(f"{record_path} is damaged (expected {{\"data\": ..., \"fingerprint\": ...}}); "
+                                    "restore it or use another --run-dir") from None
+        if earlier_name != data_name:
+            raise InvalidInputError(f"{run_path}: this run directory was trained on {earlier_name}, not {data_name}; "
+                                    "pass that --data again, or another --run-dir")
+        if earlier_fingerprint != fingerprint:
+            raise InvalidInputError(f"{run_path}: this run directory was trained on other images under {data_name} "
+                                    f"(data fingerprint {earlier_fingerprint}, now {fingerprint}: the file was "
+                                    "replaced or changed); use another --run-dir")
+    elif trained:
+        # A run directory of before data.json: its training configuration names the data file.
+        import yaml
+
+        config_path = run_path / "train" / "config.yaml"
+        data = (yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}).get("data", {}) \
+            if config_path.is_file() else {}
+        earlier_name = data.get("root") or data.get("kind", "digits")
+        if str(earlier_name) != data_name:
+            raise InvalidInputError(f"{run_path}: this run directory was trained on {earlier_name}, not {data_name}; "
+                                    "pass that --data again, or another --run-dir")
+    if not record_path.is_file():
+        atomic_write_json(record_path, {"data": data_name, "fingerprint": fingerprint})
+
+
 def _run_demo(run_path: Path, settings: DemoSettings, say: Callable[[str], None]) -> DemoResult:
     from torch.utils.data import DataLoader
 
@@ -186,6 +223,11 @@ def _run_demo(run_path: Path, settings: DemoSettings, say: Callable[[str], None]
     # The data first: a bad --data file is refused before the run directory is created.
     data = load_data(config.data.kind, root=config.data.root,
                      resolution=max(config.space.space_kwargs()["resolutions"]))
+    if len(data.train) < config.data.batch_size:  # type: ignore[arg-type]
+        # The demo has no batch size option: a small file trains in batches of all its images.
+        say(f"  note: {len(data.train)} training images, fewer than the demo's batch of "  # type: ignore[arg-type]
+            f"{config.data.batch_size}: training in batches of {len(data.train)}")  # type: ignore[arg-type]
+        config = config.replace(data=dataclasses.replace(config.data, batch_size=len(data.train)))  # type: ignore[arg-type]
     run_path.mkdir(parents=True, exist_ok=True)
     meter = CostMeter(ledger=run_path / "phase_costs.json")
     started = time.perf_counter()
@@ -201,6 +243,7 @@ def _run_demo(run_path: Path, settings: DemoSettings, say: Callable[[str], None]
         if trained_space != settings.space:
             raise InvalidInputError(f"{run_path}: this run directory holds a supernet of {trained_space}, not of "
                                     f"{settings.space}; pass --space {trained_space} or another --run-dir")
+    _check_same_data(run_path, data_name, data.fingerprint)
     say(f"[1/5] train once: progressive shrinking on {data_name} ({settings.space}) -> {run_path / 'train'}")
     with meter.phase("train once (progressive shrinking)") as step:
         step.reused = supernet_path.exists()
@@ -221,6 +264,7 @@ def _run_demo(run_path: Path, settings: DemoSettings, say: Callable[[str], None]
         dataset = collect_accuracy_dataset(
             supernet, path=dataset_path, num_subnets=settings.accuracy_subnets, calibration_batches=calibration,
             eval_batches=held_out, seed=settings.seed, data_description=f"{data_name} held-out split",
+            data_fingerprint=data.fingerprint,
             show_progress=settings.show_progress,
         )
         dataset = AccuracyDataset.load(dataset_path, arch_space=arch, complete=True)
@@ -242,6 +286,8 @@ def _run_demo(run_path: Path, settings: DemoSettings, say: Callable[[str], None]
     metrics = dict(predictor.metrics)
     say(f"  predictor {predictor.kind}: RMSE {metrics['rmse_percent']:.2f} points, Kendall {metrics['kendall']:.3f}, "
         f"Spearman {metrics['spearman']:.3f} (held-out subnets)")
+    for line in predictor_verdict_lines(metrics):
+        say(f"  {line}")
 
     # 2b. Measure: latency table --------------------------------------------------------------
     say("[3/5] measure: this machine's latency lookup table (torch eager, CPU, 1 thread, batch 1), validated")

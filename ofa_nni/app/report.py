@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ofa_nni._artifacts import atomic_write
+from ofa_nni._predictor_verdict import predictor_verdict_lines
 from ofa_nni.latency.deployment import deployment_lines
 from ofa_nni.latency.table import validation_verdict_lines
 from ofa_nni.plots import ParetoPanel, pareto_plot
@@ -137,6 +138,7 @@ def demo_report_markdown(result: Mapping[str, Any]) -> str:
     m = result["predictor"]
     lines.append(f"Accuracy predictor ({m['kind']}, {m['num_subnets']} subnets, held-out split): "
                  f"RMSE {m['rmse_percent']:.2f} points, Kendall τ {m['kendall']:.3f}, Spearman {m['spearman']:.3f}.")
+    lines += [f"**{line}**  " for line in predictor_verdict_lines(m)]
     v = result["latency_validation"]
     lines.append(f"Latency table ({v['backend']}, batch 1, {v['num_subnets']} held-out subnets measured end to end): "
                  f"Spearman {v['spearman']:.3f}, MAPE {v['mape_percent']:.1f}%"
@@ -242,6 +244,8 @@ def search_report_markdown(search: Mapping[str, Any], exports: Mapping[str, Any]
     quality = (f"; held-out RMSE {figures['rmse_percent']:.2f} points, Kendall τ {figures['kendall']:.3f}"
                if {"rmse_percent", "kendall"} <= set(figures) else "")
     lines.append(f"Accuracy predictor: `{predictor['path']}` ({predictor['kind']}{quality})  ")
+    if {"num_subnets", "kendall"} <= set(figures):
+        lines += [f"**{line}**  " for line in predictor_verdict_lines(figures)]
     table = search.get("latency_table")
     lines.append(f"Latency table: `{table['path']}` ({table['description']})" if table else
                  "Latency table: none (latency not searched)")

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ofa_nni._predictor_verdict import predictor_verdict_lines
 from ofa_nni.app.commands import DeferredChoices, load_supernet_data, seed
 from ofa_nni.errors import InvalidInputError
 
@@ -128,7 +129,8 @@ def run_build(args: argparse.Namespace) -> int:
         supernet, path=dataset_path, num_subnets=args.num_subnets,
         calibration_batches=_batches(data.calibration, args.batch_size),
         eval_batches=_batches(data.val, args.batch_size),
-        seed=args.seed, data_description=description, show_progress=not args.quiet,
+        seed=args.seed, data_description=description, data_fingerprint=data.fingerprint,
+        show_progress=not args.quiet,
     )
     return _train_and_save(dataset, dataset_path, args)
 
@@ -149,6 +151,9 @@ def _train_and_save(dataset: Any, dataset_path: Path, args: argparse.Namespace) 
     predictor.save(args.out)
     print(f"predictor {predictor.kind}:")
     print("\n".join(_metrics_lines(predictor.metrics, predictor.info)))
+    if np.ptp(accuracies) > 0:  # else the note above said why it ranks nothing
+        for line in predictor_verdict_lines(predictor.metrics):
+            print(line, file=sys.stderr)
     print(f"wrote {args.out}")
     return 0
 
@@ -171,4 +176,6 @@ def run_show(args: argparse.Namespace) -> int:
         print(f"    depths {list(arch.depths)}, expands {list(arch.expand_ratios)}, widths {list(arch.width_mults)}")
     if predictor.metrics:
         print("\n".join(_metrics_lines(predictor.metrics, predictor.info)))
+        for line in predictor_verdict_lines(predictor.metrics):
+            print(line, file=sys.stderr)
     return 0
