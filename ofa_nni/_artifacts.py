@@ -179,14 +179,19 @@ def atomic_write_json(path: str | os.PathLike[str], data: Any) -> None:
     atomic_write(path, lambda file: file.write(text.encode()))
 
 
-def require_same_space(stored: Mapping[str, Any], space: ArchSpace, *, artefact: str) -> None:
+def require_same_space(stored: Mapping[str, Any], space: ArchSpace, *, artefact: str,
+                       allow_fewer_resolutions: bool = False) -> None:
     """Raise a ValueError naming every field where ``stored`` (a space signature read from an
-    artefact) differs from ``space``'s."""
+    artefact) differs from ``space``'s. With ``allow_fewer_resolutions``, a space that differs only
+    in having some of ``space``'s resolutions passes: its subnets are subnets of ``space`` (a search
+    of the released tutorial predictor's resolutions 160-224 on a supernet of 128-224)."""
     expected = space.signature()
     differences = [
         f"{key}: file has {stored.get(key)!r}, space has {expected.get(key)!r}"
         for key in sorted(set(expected) | set(stored))
         if stored.get(key) != expected.get(key)
+        and not (allow_fewer_resolutions and key == "resolutions" and isinstance(stored.get(key), list)
+                 and set(stored[key]) <= set(expected.get(key) or ()))
     ]
     if not differences:
         return

@@ -74,7 +74,13 @@ or changes the behaviour makes a test fail instead of leaving dead code here.
    (:func:`report_dispatcher_errors`, light) when it is imported. NNI's manager then records
    "Dispatcher stream error, tuner may have crashed." in place of the message; the manager preload
    :data:`MANAGER_FIXES_SCRIPT` (with :func:`nni_manager_environment`, as in workaround 7) makes the
-   status -- ``nnictl experiment status``, the web UI's error banner -- carry the tuner's line.
+   status -- ``nnictl experiment status``, the web UI's error banner -- carry the tuner's line. A
+   tuner that raises while NNI's dispatcher *constructs* it (a setting it refuses: ``population_size:
+   -3``, a misspelt key, a missing supernet) leaves no worker to wrap: the dispatcher process exits,
+   the experiment shows RUNNING with no trial, then ERROR "Tuner did not connect in 120 seconds", and
+   the message is only in ``dispatcher.log``. :class:`strategies.OFAEvolutionTuner` therefore keeps
+   such an error when :func:`in_nni_dispatcher` and raises it at its first command instead, where the
+   wrapped worker reports it.
 11. Parameters swapped between trials running at once (``trialConcurrency > 1``): NNI 3.0's local
    training service (``nni_node/training_service/v3/compat.js``, ``V3asV1``) queues the parameters of
    the trials it submits and gives the queue's head to whichever trial *asks* first
@@ -117,6 +123,7 @@ from typing import Any
 
 __all__ = [
     "apply",
+    "in_nni_dispatcher",
     "NON_MODULE_WARNING",
     "TRAINING_SERVICE_WARNING",
     "NNI_ORIGINALS",
@@ -554,6 +561,14 @@ def _command_queue_worker_reporting_errors(self: Any, command_queue: Any) -> Non
 
 
 _report_lock = threading.Lock()
+
+
+def in_nni_dispatcher() -> bool:
+    """Whether this process is NNI's dispatcher (``python -m nni``, which builds and runs a tuner).
+    A tuner constructed there defers the errors of its arguments to its first command (workaround 10)."""
+    from nni.runtime.env_vars import dispatcher_env_vars
+
+    return bool(dispatcher_env_vars.SDK_PROCESS == "dispatcher")
 
 
 def report_dispatcher_errors() -> None:

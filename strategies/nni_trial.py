@@ -37,6 +37,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ofa_nni.arch import family_name
 from ofa_nni.errors import InvalidInputError
 
 __all__ = ["main", "evaluate_trial", "build_parser"]
@@ -108,7 +109,16 @@ def evaluate_trial(args: argparse.Namespace, parameters: Any) -> dict[str, Any]:
     else:
         if not parameters:
             raise InvalidInputError("no subnet to evaluate: run this under nnictl (OFAEvolutionTuner) or pass --arch")
-        sample = space.validate(parameters)
+        try:
+            sample = space.validate(parameters)
+        except InvalidInputError as error:
+            # The tuner proposes from its classArgs.space and the search space JSON, neither of which
+            # names this file: say which of the three disagrees with the supernet the trial loads.
+            raise InvalidInputError(
+                f"{error} -- this trial's supernet {args.supernet} is an {family_name(space.signature())} space "
+                "that the experiment's subnets do not fit: give the tuner classArgs.supernet (this file) instead "
+                "of classArgs.space, and regenerate the search space with 'ofa-nni nni search-space --supernet "
+                f"{args.supernet}'") from None
     arch = canonical_arch(space, sample)
     predictor = AccuracyPredictor.load(args.predictor, arch_space=space) if args.predictor else None
 

@@ -64,7 +64,7 @@ import numpy as np
 from nni.tuner import Tuner
 
 from ofa_nni._deprecation import RenamedAttribute
-from ofa_nni._nni_compat import report_dispatcher_errors
+from ofa_nni._nni_compat import in_nni_dispatcher, report_dispatcher_errors
 from ofa_nni.errors import InvalidInputError, MissingInputError
 from ofa_nni.search.settings import EvolutionSettings
 
@@ -143,6 +143,30 @@ class OFAEvolutionTuner(Tuner):
         **settings: Any,
     ) -> None:
         super().__init__()
+        self._configuration_error: InvalidInputError | None = None
+        try:
+            self._configure(space, supernet, constraints, latency_table, optimize_mode, settings)
+        except InvalidInputError as error:
+            if not in_nni_dispatcher():
+                raise
+            # Raised here, the error would reach only dispatcher.log while the experiment showed
+            # RUNNING and then "Tuner did not connect" (ofa_nni._nni_compat, workaround 10): it is
+            # raised at the first command instead, which ends the experiment in ERROR with its line.
+            self._configuration_error = error
+        self._search: EvolutionSearch | None = None
+        self._queue: deque[np.ndarray] = deque()  # asked, not yet handed to a trial
+        self._unscored: dict[str, tuple[np.ndarray, int]] = {}  # arch -> (row, parameter id), dispatch order
+        self._handed_out: dict[int, Sample] = {}  # parameter id -> the subnet given to it
+        self._running: set[int] = set()  # parameter ids handed out whose trial has not ended
+        self._owed: deque[int] = deque()  # ids NNI asked for while nothing could be proposed
+        self._resumed: dict[int, str] = {}  # parameter id -> arch of a trial NNI runs again after a resume
+        self._send_trial: Callable[[int, Any], None] | None = None
+        self.scores: dict[str, float] = {}
+        """Every arch scored so far (arch string -> score as reported, NaN for a failed trial)."""
+
+    def _configure(self, space: Mapping[str, Any] | None, supernet: str | None,
+                   constraints: Mapping[str, float] | None, latency_table: str | None, optimize_mode: str,
+                   settings: Mapping[str, Any]) -> None:
         # Only cheap checks here: NNI's dispatcher connects to the manager after constructing the
         # tuner and must do so within 10 s, so ofa_nni (torch, NNI NAS) loads in _build(), at the
         # first update_search_space -- where an error stops the experiment with its message -- or,
@@ -160,16 +184,6 @@ class OFAEvolutionTuner(Tuner):
         self._latency_table = None if latency_table is None else _absolute_path("latency_table", latency_table)
         self._constraints = dict(constraints or {})
         self.settings = EvolutionSettings.build(TUNER_SETTINGS, **settings)
-        self._search: EvolutionSearch | None = None
-        self._queue: deque[np.ndarray] = deque()  # asked, not yet handed to a trial
-        self._unscored: dict[str, tuple[np.ndarray, int]] = {}  # arch -> (row, parameter id), dispatch order
-        self._handed_out: dict[int, Sample] = {}  # parameter id -> the subnet given to it
-        self._running: set[int] = set()  # parameter ids handed out whose trial has not ended
-        self._owed: deque[int] = deque()  # ids NNI asked for while nothing could be proposed
-        self._resumed: dict[int, str] = {}  # parameter id -> arch of a trial NNI runs again after a resume
-        self._send_trial: Callable[[int, Any], None] | None = None
-        self.scores: dict[str, float] = {}
-        """Every arch scored so far (arch string -> score as reported, NaN for a failed trial)."""
 
     @property
     def arch_space(self) -> ArchSpace:
@@ -181,6 +195,8 @@ class OFAEvolutionTuner(Tuner):
     @property
     def search(self) -> EvolutionSearch:
         """The engine: :class:`ofa_nni.search.EvolutionSearch`, built on first use."""
+        if self._configuration_error is not None:
+            raise self._configuration_error
         if self._search is None:
             self._search = self._build()
         return self._search

@@ -146,3 +146,25 @@ def test_an_artefact_of_another_space_family_is_named_by_family():
                                          r"space has 1000\)$"):
         require_same_space(ArchSpace(num_classes=10).signature(), mobilenet, artefact="t.json")
     require_same_space(mobilenet.signature(), ArchSpace(), artefact="t.json")  # the same space passes
+
+
+def test_a_search_over_fewer_resolutions_is_of_the_same_supernet():
+    """``export`` refused a search of the released tutorial predictor (resolutions 160-224) on the
+    supernet it came from (128-224): 'built for another search space'. Its subnets are the supernet's."""
+    import pytest
+
+    from ofa_nni._artifacts import require_same_space
+    from ofa_nni.arch import ArchSpace
+    from ofa_nni.errors import InvalidInputError
+
+    supernet = ArchSpace(width_mult=1.2)
+    searched = ArchSpace(width_mult=1.2, resolutions=(160, 176, 192, 208, 224)).signature()
+    require_same_space(searched, supernet, artefact="search.json", allow_fewer_resolutions=True)
+    with pytest.raises(InvalidInputError, match=r"resolutions: file has \[160, 176"):
+        require_same_space(searched, supernet, artefact="search.json")
+    wider = ArchSpace(width_mult=1.2, resolutions=(128, 240)).signature()
+    with pytest.raises(InvalidInputError, match="resolutions: file has"):
+        require_same_space(wider, supernet, artefact="search.json", allow_fewer_resolutions=True)
+    with pytest.raises(InvalidInputError, match="width_mult: file has 1.0"):
+        require_same_space(ArchSpace(resolutions=(160,)).signature(), supernet, artefact="search.json",
+                           allow_fewer_resolutions=True)

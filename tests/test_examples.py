@@ -52,13 +52,14 @@ def test_nas_experiment_example_quick(tmp_path, space):
     assert (out / "checkpoints" / "last.pt").is_file() and (out / "nni-experiments").is_dir()
 
 
-def _released_style_checkpoint(path: Path, num_classes: int) -> None:
-    """An ``ofa`` OFAMobileNetV3 of the released layout (k357, e346, d234, width 1.0) with random weights,
-    saved as the released files are: ``{"state_dict": ...}``."""
+def _released_style_checkpoint(path: Path, num_classes: int, width_mult: float = 1.0) -> None:
+    """An ``ofa`` OFAMobileNetV3 of the released layout (k357, e346, d234, width 1.0 or 1.2) with random
+    weights, saved as the released files are: ``{"state_dict": ...}``."""
     from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3
 
     torch.manual_seed(0)
-    net = OFAMobileNetV3(n_classes=num_classes, ks_list=[3, 5, 7], expand_ratio_list=[3, 4, 6], depth_list=[2, 3, 4])
+    net = OFAMobileNetV3(n_classes=num_classes, ks_list=[3, 5, 7], expand_ratio_list=[3, 4, 6], depth_list=[2, 3, 4],
+                         width_mult=width_mult)
     torch.save({"state_dict": net.state_dict()}, path)
 
 
@@ -114,3 +115,26 @@ def test_released_weights_example_needs_data_or_a_predictor(tmp_path):
     example = _load_example("examples/released_weights/import_ofa_weights.py")
     with pytest.raises(SystemExit, match="give --data-root"):
         example.main(["--checkpoint", str(tmp_path / "missing"), "--target", "macs<=200M"])
+
+
+RELEASED_PREDICTOR = Path(__file__).resolve().parents[2] / "shared" / "ofa-released" / "ofa" / "acc_predictor.pth"
+
+
+@pytest.mark.skipif(not RELEASED_PREDICTOR.is_file(), reason=f"{RELEASED_PREDICTOR} is not here (not shipped)")
+def test_released_weights_example_takes_the_released_predictor(tmp_path, capsys):
+    """``--predictor acc_predictor.pth`` (mit-han-lab's, which ``ofa-nni search`` reads) ended in a
+    traceback: the example read only ofa-nni's .npz predictors. It now searches the predictor's
+    resolutions (160-224) of the w1.2 supernet, and refuses a w1.0 supernet in one line naming the width."""
+    checkpoint = tmp_path / "ofa_mbv3_d234_e346_k357_w1.2"
+    _released_style_checkpoint(checkpoint, num_classes=1000, width_mult=1.2)
+    example = _load_example("examples/released_weights/import_ofa_weights.py")
+    result = example.main(["--checkpoint", str(checkpoint), "--width-mult", "1.2", "--predictor",
+                           str(RELEASED_PREDICTOR), "--target", "macs<=300M", "--out", str(tmp_path / "run")])
+    (target,) = result["targets"]
+    assert target["macs"] <= 300e6 and 0.5 < target["predicted_accuracy"] < 1.0
+    assert int(target["arch"].split("_")[0][1:]) in (160, 176, 192, 208, 224)
+    narrower = tmp_path / "ofa_mbv3_d234_e346_k357_w1.0"
+    _released_style_checkpoint(narrower, num_classes=1000)
+    with pytest.raises(SystemExit, match=r"error: predictor .* another search space \(.*width_mult: file has 1\.2"):
+        example.main(["--checkpoint", str(narrower), "--predictor", str(RELEASED_PREDICTOR), "--target", "macs<=300M",
+                      "--out", str(tmp_path / "run10")])

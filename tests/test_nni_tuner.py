@@ -556,3 +556,36 @@ def test_setup_error_ends_the_nnictl_experiment_in_error_with_its_message(
         shown = nnictl(nni_environment(tmp_path), "experiment", "status", experiment_id, bound=False)
         assert message in shown.stdout, shown.stdout + shown.stderr
         assert rest_get(port, "trial-jobs") == []
+
+
+def test_a_trial_given_another_spaces_subnet_names_its_supernet(trained_supernet: Path) -> None:
+    """A tuner whose classArgs.space named ofa-proxyless, on trials that load an OFA-MobileNetV3
+    supernet: every trial failed with 'unknown label(s)', and nothing said which file disagreed."""
+    from strategies.nni_trial import build_parser, evaluate_trial
+
+    other = arch_space_from_spec({"name": "ofa-proxyless", "preset": "cpu", "num_classes": 10})
+    args = build_parser().parse_args(["--supernet", str(trained_supernet)])
+    with pytest.raises(ValueError, match=(r"unknown label.* -- this trial's supernet .* is an OFA-MobileNetV3 "
+                                          r"space that the experiment's subnets do not fit: give the tuner "
+                                          r"classArgs.supernet")):
+        evaluate_trial(args, other.max_sample())
+
+
+def test_under_nni_the_tuners_setting_errors_come_at_its_first_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    """NNI's dispatcher constructs the tuner before it connects: an error raised there reached only
+    dispatcher.log while the experiment showed RUNNING, then 'Tuner did not connect in 120 seconds'.
+    In the dispatcher the tuner keeps it and raises it at its first command (which workaround 10
+    reports as the experiment's error); from Python it still raises at once."""
+    import strategies.nni_tuner as nni_tuner
+    from ofa_nni import _nni_compat
+
+    assert not _nni_compat.in_nni_dispatcher()
+    with pytest.raises(ValueError, match="population_size must be an integer >= 2, got -3"):
+        OFAEvolutionTuner(space=TINY_SPEC, population_size=-3)
+    monkeypatch.setattr(nni_tuner, "in_nni_dispatcher", lambda: True)
+    for class_args, message in (({"population_size": -3}, "population_size must be an integer >= 2, got -3"),
+                                ({"optimize_mode": "max"}, "optimize_mode must be 'maximize' or 'minimize'"),
+                                ({"supernet": "runs/supernet.pt", "space": None}, "must be an absolute path")):
+        tuner = OFAEvolutionTuner(**{"space": TINY_SPEC, **class_args})
+        with pytest.raises(ValueError, match=message):
+            tuner.update_search_space(nni_search_space(TINY))

@@ -43,7 +43,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--target", action="append", required=True,
                         help="budgets of one deployment target, e.g. 'macs<=200M' or 'macs<=300M,params<=5M' "
                              "(repeatable)")
-    parser.add_argument("--predictor", type=Path, default=None, help="an ofa-nni accuracy predictor for this space")
+    parser.add_argument("--predictor", type=Path, default=None,
+                        help="an ofa-nni accuracy predictor for this space, or mit-han-lab's released "
+                             "acc_predictor.pth (its space: width 1.2, resolutions 160-224; the search keeps to them)")
     parser.add_argument("--data-root", type=Path, default=None,
                         help="ImageNet-style image folder: BN recalibration, held-out accuracy and, without "
                              "--predictor, the subnets the predictor is built from")
@@ -60,9 +62,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = _arguments(argv)
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit.*")  # TorchScript's deprecation
+    from ofa_nni._artifacts import require_same_space
     from ofa_nni.accuracy import (
         AccuracyDataset,
-        AccuracyPredictor,
         build_accuracy_predictor,
         collect_accuracy_dataset,
         evaluate_subnet,
@@ -70,7 +72,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from ofa_nni.app.commands.search import parse_target
     from ofa_nni.data import calibration_loader, load_data
     from ofa_nni.efficiency import MacsModel, ParamsModel
+    from ofa_nni.errors import InvalidInputError
     from ofa_nni.export import export_subnet
+    from ofa_nni.ofa_released import load_predictor_file
     from ofa_nni.runtime import recalibrate_batchnorm
     from ofa_nni.search import specialize
     from search_spaces import OFAMobileNetV3Space
@@ -99,8 +103,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             raise SystemExit(f"{args.data_root} has {data.num_classes} classes, the checkpoint {arch.num_classes}")
         calibration = list(calibration_loader(data, batch_size=args.batch_size))
         held_out = torch.utils.data.DataLoader(data.val, batch_size=args.batch_size)
+    search_space = arch  # the space searched: the predictor's, where it knows fewer resolutions
     if args.predictor is not None:
-        predictor = AccuracyPredictor.load(args.predictor, arch_space=arch)
+        predictor = load_predictor_file(args.predictor)
+        try:
+            require_same_space(predictor.arch_space.signature(), arch, artefact=f"predictor {args.predictor}",
+                               allow_fewer_resolutions=True)
+        except InvalidInputError as error:
+            raise SystemExit(f"error: {error}") from None
+        search_space = predictor.arch_space
     else:
         assert calibration is not None  # --data-root is given (checked above)
         dataset_path = args.out / "accuracy_dataset.jsonl"
@@ -114,9 +125,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f"points, Kendall tau {predictor.metrics['kendall']:.3f}; saved {args.out / 'predictor.npz'}")
 
     # 3. Specialize: one search for every target.
-    costs = {"macs": MacsModel(arch), "params": ParamsModel(arch)}
+    costs = {"macs": MacsModel(search_space), "params": ParamsModel(search_space)}
     targets = [parse_target(text, list(costs)) for text in args.target]
-    result = specialize(arch, predictor, costs, targets, seed=args.seed)
+    result = specialize(search_space, predictor, costs, targets, seed=args.seed)
 
     # 4. Freeze, recalibrate, export.
     rows = []

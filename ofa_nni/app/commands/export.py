@@ -111,7 +111,8 @@ def _subnets(arch_space: Any, args: argparse.Namespace, search: Any) -> list[dic
 
     subnets: list[dict[str, Any]] = []
     if search is not None:
-        require_same_space(search["space"], arch_space, artefact=f"search results {args.search} (against the supernet)")
+        require_same_space(search["space"], arch_space, artefact=f"search results {args.search} (against the supernet)",
+                           allow_fewer_resolutions=True)
         if not search["targets"]:
             raise InvalidInputError(f"{args.search} has no targets (only a Pareto front): pass --arch strings from it")
         for index, target in enumerate(search["targets"]):
