@@ -154,7 +154,8 @@ def _as_arch_space(space: Any) -> ArchSpace:
     arch = getattr(space, "arch_space", space)
     if not isinstance(arch, ChoiceSpace):
         raise InvalidInputError(
-            f"space must be an ArchSpace or an OFAMobileNetV3Space (anything with .arch_space), got {space!r}"
+            "space must be an arch space (ArchSpace, ResNetArchSpace) or a supernet of one (OFAMobileNetV3Space, "
+            f"OFAProxylessNASSpace, OFAResNetSpace: anything with .arch_space), got {space!r}"
         )
     return arch  # type: ignore[return-value]  # the engine uses the interface both share
 
@@ -313,6 +314,9 @@ class OFAEvolutionSampler(BaseSampler):
             raise InvalidInputError(f"predictor must be None, 'ridge' or a callable on index arrays, got {predictor!r}")
         if budgets and not costs:
             raise InvalidInputError(f"budgets {list(budgets)} given without costs: pass costs={{name: callable}} too")
+        unknown = [name for name in (budgets or {}) if name not in (costs or {})]
+        if unknown:  # the engine would name its own argument ('targets[0]'), which the user never wrote
+            raise InvalidInputError(f"budgets: unknown cost {unknown[0]!r}; the costs given: {list(costs or {})}")
         if constraints_func is not None and not callable(constraints_func):
             raise InvalidInputError(f"constraints_func must be callable, got {constraints_func!r}")
         self.population_size = self.settings.population_size

@@ -616,10 +616,14 @@ def test_reseed_rng_reseeds_the_proposals_and_the_fallback():
 
 
 def test_bad_arguments_are_rejected():
-    with pytest.raises(ValueError, match="space must be an ArchSpace"):
+    with pytest.raises(ValueError, match=(r"space must be an arch space \(ArchSpace, ResNetArchSpace\) or a supernet "
+                                          r"of one \(OFAMobileNetV3Space, OFAProxylessNASSpace, OFAResNetSpace")):
         OFAEvolutionSampler(arch_space="mobilenet")
     with pytest.raises(ValueError, match="without costs"):
         OFAEvolutionSampler(arch_space=SPACE, budgets={"macs": 1e8})
+    # The engine's message named its own argument, 'targets[0]', which a sampler's user never wrote.
+    with pytest.raises(ValueError, match=r"^budgets: unknown cost 'latency'; the costs given: \['macs'\]$"):
+        OFAEvolutionSampler(arch_space=SPACE, costs={"macs": COSTS.macs}, budgets={"latency": 5})
     with pytest.raises(ValueError, match="infeasible"):
         OFAEvolutionSampler(arch_space=SPACE, costs={"macs": COSTS.macs}, budgets={"macs": 1.0})
     with pytest.raises(ValueError, match="predictor"):
