@@ -186,6 +186,18 @@ class OFAEvolution(Strategy):
                 "engine, so that subnets inherit the supernet's weights (NNI infers both for a supernet when no "
                 f"config is given); got NNI's {type(model_space).__name__}"
             )
+        from nni.nas.evaluator.pytorch import Lightning
+
+        if isinstance(model_space.evaluator, Lightning):
+            # A Lightning evaluator trains every candidate (what an NNI multi-trial search of a
+            # space without shared weights does), and NNI 3.0 fails at the second one (KeyError
+            # 'train_acc' when its trainer is reused) after minutes of training.
+            raise InvalidInputError(
+                f"OFAEvolution scores subnets of a trained supernet as they are, so it takes an evaluator that "
+                f"evaluates without training, e.g. strategies.RecalibratedEvaluator (BN recalibration, then held-out "
+                f"accuracy) or an nni FunctionalEvaluator; got NNI's {type(model_space.evaluator).__name__}, which "
+                "trains every subnet"
+            )
         costs = self.costs
         if costs is None:
             cost_model = supernet.cost_model  # type: ignore[union-attr]

@@ -24,6 +24,7 @@ checkpoint is written atomically (``last.pt``, and ``phase<k>-<name>.pt`` when a
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
 import shutil
 import time
@@ -396,6 +397,16 @@ class _SupernetStrategy(OneShotStrategy):
         run_config: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        # NNI's base classes take only mutation_hooks; another key (a misspelt setting) would end in
+        # "Strategy.__init__() got an unexpected keyword argument", naming neither this class nor
+        # what it takes.
+        unknown = sorted(set(kwargs) - {"mutation_hooks"})
+        if unknown:
+            allowed = sorted({name for cls in type(self).__mro__ if cls.__dict__.get("__init__") is not None
+                              and cls.__module__ == __name__
+                              for name, parameter in inspect.signature(cls.__dict__["__init__"]).parameters.items()
+                              if parameter.kind is inspect.Parameter.KEYWORD_ONLY} | {"mutation_hooks"})
+            raise InvalidInputError(f"{type(self).__name__}: unknown setting {unknown[0]!r}; allowed: {allowed}")
         super().__init__(**kwargs)
         # The keyword arguments map one to one onto the settings' fields; those not given (None)
         # keep the values of ``settings`` (default: OFA's). The settings check them, once.
@@ -430,7 +441,8 @@ class _SupernetStrategy(OneShotStrategy):
             raise RuntimeError("mutate_model must run before mutate_evaluator")
         if not isinstance(evaluator, Lightning):
             raise TypeError(
-                "the evaluator must be an NNI Lightning evaluator (e.g. nni.nas.evaluator.pytorch.Classification)"
+                f"{type(self).__name__} trains with an NNI Lightning evaluator (e.g. "
+                f"nni.nas.evaluator.pytorch.Classification), got {type(evaluator).__name__}"
             )
         self.phases = self.build_phases(self._supernet, evaluator)
         mutated = super().mutate_evaluator(evaluator)

@@ -164,3 +164,20 @@ def test_rejects_a_space_without_inherited_weights():
         OFAEvolution().initialize(simplified, SequentialExecutionEngine())
     with pytest.raises(ValueError, match="predictor"):
         OFAEvolution(predictor=3)  # type: ignore[arg-type]
+
+
+def test_rejects_an_evaluator_that_trains_every_subnet():
+    """With NNI's Classification evaluator OFAEvolution trained two subnets for minutes, then failed in
+    NNI (KeyError 'train_acc'): it scores a trained supernet's subnets as they are."""
+    from conftest import TINY_SPACE_KWARGS
+    from nni.nas.evaluator.pytorch import Classification, DataLoader
+
+    from search_spaces import OFAMobileNetV3Space
+
+    data = torch.utils.data.TensorDataset(torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,)))
+    evaluator = Classification(train_dataloaders=DataLoader(data, batch_size=4), val_dataloaders=DataLoader(data),
+                               num_classes=10, max_epochs=1, accelerator="cpu", logger=False)
+    space = RawFormatModelSpace.from_model(OFAMobileNetV3Space(**TINY_SPACE_KWARGS), evaluator)
+    with pytest.raises(ValueError, match=r"takes an evaluator that evaluates without training, e.g. "
+                                         r"strategies.RecalibratedEvaluator .* got NNI's Classification"):
+        OFAEvolution().initialize(space, SequentialExecutionEngine())

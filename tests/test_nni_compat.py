@@ -427,6 +427,17 @@ def test_ofa_nni_nni_create_and_resume_check_their_arguments(tmp_path, capsys):
     assert "--port must be a TCP port" in capsys.readouterr().err
     assert main(["nni", "resume", "abc", "--experiment-dir", str(tmp_path / "nowhere")]) == 2
     assert "nowhere" in capsys.readouterr().err
+    # nnictl answered these two with tracebacks (AttributeError on None; "Port ... is not idle").
+    assert main(["nni", "view", "zzzzzzzz", "--experiment-dir", str(tmp_path)]) == 2
+    assert "no NNI experiment 'zzzzzzzz' in --experiment-dir" in capsys.readouterr().err
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert main(["nni", "create", "--config", str(tmp_path / "config.yml"), "--port", str(port)]) == 2
+    assert f"--port {port} is in use" in capsys.readouterr().err
 
 
 # ------------------------------------------------------- 9. a resumed dispatcher's order of events

@@ -172,6 +172,9 @@ def test_bad_arguments_name_the_culprit():
         EvolutionSearch(arch_space=DEFAULT, costs=costs, targets={"macs": 3e8}, mutation_prob=1.5)
     with pytest.raises(ValueError, match="at least one"):
         EvolutionSearch(arch_space=DEFAULT, costs=costs, targets=[])
+    # A string is a sequence: it was walked character by character ("targets[0] ... got 'm'").
+    with pytest.raises(ValueError, match=r"got the string 'macs<=1M' \(the command line's syntax\)"):
+        EvolutionSearch(arch_space=DEFAULT, costs=costs, targets="macs<=1M")
     with pytest.raises(ValueError, match="must be a number"):
         EvolutionSearch(arch_space=DEFAULT, costs=costs, targets={"macs": "big"})
     search = EvolutionSearch(arch_space=DEFAULT, costs=costs, targets={"macs": 3e8}, generations=1)

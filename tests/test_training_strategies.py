@@ -149,3 +149,15 @@ def test_explicit_phases_and_argument_errors(tiny_space):
     with pytest.raises(TypeError, match=r"trains an OFA space \(OFAMobileNetV3Space, OFAProxylessNASSpace, "
                                         r"OFAResNetSpace\), got"):
         ProgressiveShrinking().mutate_model(torch.nn.Linear(2, 2))
+
+
+def test_a_misspelt_strategy_setting_names_the_strategy_and_what_it_takes():
+    """``ProgressiveShrinking(epoch_factor=...)`` ended in NNI's "Strategy.__init__() got an unexpected
+    keyword argument", naming neither the strategy nor its settings."""
+    from strategies import ProgressiveShrinking, SandwichRule
+
+    with pytest.raises(ValueError, match=r"ProgressiveShrinking: unknown setting 'epoch_factor'; allowed: \[.*"
+                                         r"'epochs_factor'"):
+        ProgressiveShrinking(recipe="short", epoch_factor=0.01)
+    with pytest.raises(ValueError, match=r"SandwichRule: unknown setting 'lrr'; allowed: \[.*'lr'"):
+        SandwichRule(epochs=1, lrr=0.1)

@@ -125,6 +125,9 @@ class EvolutionSearch(AskTellSearch):
         super().__init__(arch_space=arch_space, costs=costs, settings=EvolutionSettings.build(settings, **overrides))
         self.parent_ratio = self.settings.parent_ratio
         self.parents_size = self.settings.num_parents
+        if isinstance(targets, (str, bytes)):  # a string is a sequence: its characters would be the targets
+            raise InvalidInputError(f"targets must be a dict {{cost name: budget}} or a list of them, got the string "
+                                    f"{targets!r} (the command line's syntax): e.g. {{'macs': 1e6}}")
         target_list = [targets] if isinstance(targets, Mapping) else list(targets)
         if not target_list:
             raise InvalidInputError("targets must hold at least one budget dict")

@@ -45,9 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source = space.add_mutually_exclusive_group(required=True)
     source.add_argument("--supernet", type=Path, help="trained supernet (supernet.pt or a training checkpoint)")
     source.add_argument("--preset", help="space preset of the training configuration (cpu, ofa-mobilenetv3; with "
-                        "--space ofa-proxyless: cpu, ofa-proxylessnas)")
+                        "--space ofa-proxyless: cpu, ofa-proxylessnas; with --space ofa-resnet50: cpu, ofa-resnet50)")
     space.add_argument("--space", default=None, help="with --preset: the search space (ofa-mbv3, the default, "
-                       "or ofa-proxyless)")
+                       "ofa-proxyless or ofa-resnet50)")
     space.add_argument("--kernel-sizes", type=int, nargs="+", help="with --preset: kernel size choices")
     space.add_argument("--expand-ratios", type=float, nargs="+", help="with --preset: expand ratio choices")
     space.add_argument("--depths", type=int, nargs="+", help="with --preset: depth choices")
@@ -156,6 +156,39 @@ def _nnictl(*arguments: str, env: dict[str, str] | None = None, bound: bool = Fa
     return subprocess.run(command, env=os.environ.copy() if env is None else env, check=False).returncode
 
 
+def _check_stopped_experiment(experiment_id: str, experiment_dir: Path | None, action: str) -> None:
+    """nnictl answers an unknown or running experiment with a traceback (AttributeError on None)."""
+    if experiment_dir is not None:
+        if not (experiment_dir / experiment_id).is_dir():
+            raise MissingInputError(f"no NNI experiment {experiment_id!r} in --experiment-dir {str(experiment_dir)!r} "
+                                    f"(no folder {experiment_id} there)")
+        return
+    from nni.tools.nnictl.config_utils import Experiments
+    from nni.tools.nnictl.nnictl_utils import update_experiment
+
+    update_experiment()  # as nnictl does first: an experiment whose manager died is STOPPED now
+    known = Experiments().get_all_experiments()
+    if experiment_id not in known:
+        raise MissingInputError(f"no NNI experiment {experiment_id!r} on this machine ('nnictl experiment list "
+                                "--all' lists them; pass --experiment-dir for one kept elsewhere)")
+    status = known[experiment_id].get("status")
+    if status != "STOPPED":
+        raise InvalidInputError(f"NNI experiment {experiment_id!r} is {status}, and only a stopped one can be "
+                                f"{'resumed' if action == 'resume' else 'viewed'}: stop it first "
+                                f"(nnictl stop {experiment_id})")
+
+
+def _check_port_free(port: int) -> None:
+    """NNI's launcher answers a port in use with a 20-line traceback ("Port ... is not idle")."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            raise InvalidInputError(f"--port {port} is in use (another NNI experiment's web UI, or another program, "
+                                    "listens there); choose another port")
+
+
 def run_nnictl_bound(args: argparse.Namespace) -> int:
     """``nnictl create|resume|view`` with NNI's manager bound to ``$OFA_NNI_BIND_HOST`` (127.0.0.1)."""
     from ofa_nni._nni_compat import nni_manager_environment
@@ -173,6 +206,8 @@ def run_nnictl_bound(args: argparse.Namespace) -> int:
             if not args.experiment_dir.is_dir():
                 raise NotADirectoryInputError(f"--experiment-dir {str(args.experiment_dir)!r} is not a directory")
             arguments += ["--experiment_dir", str(args.experiment_dir)]
+        _check_stopped_experiment(args.id, args.experiment_dir, args.nnictl_action)
+    _check_port_free(args.port)
     arguments += ["--port", str(args.port)]
     arguments += [flag for flag in ("--foreground", "--debug") if getattr(args, flag[2:], False)]
     if args.nnictl_action == "resume":

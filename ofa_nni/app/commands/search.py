@@ -150,7 +150,8 @@ def _drive(search: Any, predictor: Any, description: str, args: argparse.Namespa
     """Ask, score with the predictor, tell, until done, with a progress bar over generations."""
     from tqdm.auto import tqdm
 
-    with tqdm(total=args.generations + 1, desc=description, unit="gen", disable=args.quiet,
+    # disable=None: no bar when stderr is not a terminal (a log file or a pipe got thousands of updates)
+    with tqdm(total=args.generations + 1, desc=description, unit="gen", disable=True if args.quiet else None,
               dynamic_ncols=True) as bar:
         while True:
             rows = search.ask()
