@@ -783,6 +783,9 @@ class OFAEvolutionSampler(BaseSampler):
                     f"predictor must return shape ({len(candidates)},) or ({len(candidates)}, {len(directions)}) "
                     f"for {len(candidates)} candidates, got {raw.shape}"
                 )
+            if not np.isfinite(raw).any():  # it would rank nothing: the prescreen would pick at random
+                raise InvalidInputError(f"predictor returned no finite value for {len(candidates)} candidates "
+                                        f"(e.g. {raw.reshape(-1)[:3].tolist()})")
             predicted, violation = raw.reshape(len(candidates), -1), np.zeros(len(candidates))
         minimised = _minimised(predicted, directions[: predicted.shape[1]])
         if minimised.shape[1] == 1:

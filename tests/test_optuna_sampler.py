@@ -634,3 +634,8 @@ def test_bad_arguments_are_rejected():
     study = optuna.create_study(sampler=sampler)
     with pytest.raises(ValueError, match="predictor must return shape"):
         study.optimize(lambda t: accuracy(suggest_sample(t, SPACE)), n_trials=3)
+    # A predictor of NaN only was taken, and the prescreen then chose at random.
+    nan_predictor = OFAEvolutionSampler(arch_space=SPACE, seed=0, predictor=lambda rows: np.full(len(rows), np.nan),
+                                        n_startup_trials=1)
+    with pytest.raises(ValueError, match="predictor returned no finite value"):
+        optuna.create_study(sampler=nan_predictor).optimize(lambda t: accuracy(suggest_sample(t, SPACE)), n_trials=3)
