@@ -577,6 +577,11 @@ def torchvision_arrays(kind: str, root: str | Path, *, resolution: int = 32,
     if missing:
         gz = [name for name in missing if (root / f"{name}.gz").is_file()]
         hint = f"; {gz[0]}.gz is there: gunzip it" if gz else ""
+        # ROOT/MNIST given for ROOT: the files are there one folder up from where they are looked for
+        inner = [name.split("/", 1)[1] for name in files if "/" in name]
+        if not gz and inner and all((root / name).is_file() or (root / f"{name}.gz").is_file() for name in inner):
+            hint = (f"; {str(root)!r} is itself the {files[0].split('/')[0]} folder: pass its parent "
+                    f"{str(root.parent)!r}")
         raise MissingInputError(f"{str(root)!r} lacks {missing}; {layout}{hint}")
     try:
         if kind == "svhn":

@@ -337,3 +337,16 @@ def test_a_nan_and_a_path_of_the_wrong_kind_are_named(tmp_path):
         load_data("imagefolder", root=path, resolution=32)
     with pytest.raises(InvalidInputError, match=r"mnist directory .* is a file, not a directory"):
         load_data("mnist", root=path, resolution=32)
+
+
+def test_an_mnist_root_one_folder_too_deep_is_pointed_up(tmp_path):
+    """A --data-root naming ROOT/MNIST got only 'lacks [...]' (image folders and CIFAR said 'pass its parent')."""
+    from ofa_nni.errors import MissingInputError
+
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte"):
+        (raw / name).write_bytes(b"")
+    with pytest.raises(MissingInputError, match=f"is itself the MNIST folder: pass its parent '{tmp_path}'"):
+        load_data("mnist", root=tmp_path / "MNIST", resolution=32)
