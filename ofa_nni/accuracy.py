@@ -369,7 +369,7 @@ def _weights_digest(supernet: Any) -> str:
         if isinstance(tensor, torch.Tensor):
             array = tensor.detach().cpu().contiguous()
             digest.update(f"{name}\0{array.dtype}\0{tuple(array.shape)}\0".encode())
-            digest.update(array.reshape(-1).view(torch.uint8).numpy().tobytes())
+            digest.update(array.reshape(-1).view(torch.uint8).numpy().data)
     return digest.hexdigest()[:16]
 
 

@@ -104,10 +104,11 @@ class ImageData:
     fingerprint: str = ""
 
 
-def _digest(parts: Iterable[bytes]) -> str:
+def _digest(parts: Iterable[bytes | memoryview]) -> str:
+    """16 hex digits of a SHA-256 of ``parts`` (an array's ``.data`` is hashed in place, not copied)."""
     digest = hashlib.sha256()
     for part in parts:
-        digest.update(len(part).to_bytes(8, "little"))  # so that no two part lists hash alike
+        digest.update(memoryview(part).nbytes.to_bytes(8, "little"))  # so that no two part lists hash alike
         digest.update(part)
     return digest.hexdigest()[:16]
 
@@ -483,8 +484,8 @@ def _array_data(name: str, source: str, train: tuple[np.ndarray, np.ndarray],
         if x_test.shape[1:] != x_train.shape[1:]:
             raise InvalidInputError(f"{source}: x_test images are {x_test.shape[1:]} (C, H, W), x_train's "
                                     f"{x_train.shape[1:]}; both splits need one image size")
-    fingerprint = _digest(np.ascontiguousarray(array).tobytes() + str(array.shape).encode()
-                          for array in (x_train, y_train, x_test, y_test))
+    fingerprint = _digest(part for array in (x_train, y_train, x_test, y_test)
+                          for part in (str(array.shape).encode(), np.ascontiguousarray(array).data))
     num_classes = int(max(y_train.max(), y_test.max())) + 1
     absent = sorted(set(range(num_classes)) - set(np.unique(y_train).tolist()))
     if num_classes < 2 or absent:

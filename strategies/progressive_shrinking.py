@@ -402,10 +402,8 @@ class _SupernetStrategy(OneShotStrategy):
         # what it takes.
         unknown = sorted(set(kwargs) - {"mutation_hooks"})
         if unknown:
-            allowed = sorted({name for cls in type(self).__mro__ if cls.__dict__.get("__init__") is not None
-                              and cls.__module__ == __name__
-                              for name, parameter in inspect.signature(cls.__dict__["__init__"]).parameters.items()
-                              if parameter.kind is inspect.Parameter.KEYWORD_ONLY} | {"mutation_hooks"})
+            own = inspect.signature(type(self)).parameters, inspect.signature(_SupernetStrategy).parameters
+            allowed = sorted(({*own[0], *own[1]} - {"kwargs"}) | {"mutation_hooks"})
             raise InvalidInputError(f"{type(self).__name__}: unknown setting {unknown[0]!r}; allowed: {allowed}")
         super().__init__(**kwargs)
         # The keyword arguments map one to one onto the settings' fields; those not given (None)

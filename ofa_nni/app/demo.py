@@ -157,38 +157,41 @@ def run_demo(
 
 
 def _check_same_data(run_path: Path, data_name: str, fingerprint: str) -> None:
-    """A run directory is reused only for the data it was trained on: another ``--data`` (or another
-    file under the same path) would reuse a supernet trained on other images, and a later step would
-    fail naming a file the user never chose. ``data.json`` records the data of the run's training."""
+    """A trained run directory is reused only for the data it was trained on: another ``--data`` (or
+    another file under the same path) would reuse a supernet trained on other images, and a later
+    step would fail naming a file the user never chose. ``data.json`` records the data of the run's
+    training (written before it starts; a directory not trained yet takes the data of this run)."""
     record_path = run_path / "data.json"
     trained = (run_path / "train" / "supernet.pt").exists() or (run_path / "train" / "checkpoints").is_dir()
-    if record_path.is_file():
-        try:
-            earlier = json.loads(record_path.read_text(encoding="utf-8"))
-            earlier_name, earlier_fingerprint = str(earlier["data"]), str(earlier["fingerprint"])
-        except (ValueError, KeyError, TypeError):
-            raise InvalidInputError(f"{record_path} is damaged (expected {{\"data\": ..., \"fingerprint\": ...}}); "
-                                    "restore it or use another --run-dir") from None
+    if trained:
+        earlier_name, earlier_fingerprint = _trained_data(run_path, record_path)
         if earlier_name != data_name:
             raise InvalidInputError(f"{run_path}: this run directory was trained on {earlier_name}, not {data_name}; "
                                     "pass that --data again, or another --run-dir")
-        if earlier_fingerprint != fingerprint:
+        if earlier_fingerprint is not None and earlier_fingerprint != fingerprint:
             raise InvalidInputError(f"{run_path}: this run directory was trained on other images under {data_name} "
                                     f"(data fingerprint {earlier_fingerprint}, now {fingerprint}: the file was "
                                     "replaced or changed); use another --run-dir")
-    elif trained:
-        # A run directory of before data.json: its training configuration names the data file.
-        import yaml
-
-        config_path = run_path / "train" / "config.yaml"
-        data = (yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}).get("data", {}) \
-            if config_path.is_file() else {}
-        earlier_name = data.get("root") or data.get("kind", "digits")
-        if str(earlier_name) != data_name:
-            raise InvalidInputError(f"{run_path}: this run directory was trained on {earlier_name}, not {data_name}; "
-                                    "pass that --data again, or another --run-dir")
-    if not record_path.is_file():
+    if not trained or not record_path.is_file():
         atomic_write_json(record_path, {"data": data_name, "fingerprint": fingerprint})
+
+
+def _trained_data(run_path: Path, record_path: Path) -> tuple[str, str | None]:
+    """The data name and fingerprint a trained run directory was trained on: from ``data.json``, or
+    for a directory of before it from its training configuration (no fingerprint then)."""
+    if record_path.is_file():
+        try:
+            earlier = json.loads(record_path.read_text(encoding="utf-8"))
+            return str(earlier["data"]), str(earlier["fingerprint"])
+        except (ValueError, KeyError, TypeError):
+            raise InvalidInputError(f"{record_path} is damaged (expected {{\"data\": ..., \"fingerprint\": ...}}); "
+                                    "restore it or use another --run-dir") from None
+    import yaml
+
+    config_path = run_path / "train" / "config.yaml"
+    data = (yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}).get("data", {}) \
+        if config_path.is_file() else {}
+    return str(data.get("root") or data.get("kind", "digits")), None
 
 
 def _run_demo(run_path: Path, settings: DemoSettings, say: Callable[[str], None]) -> DemoResult:
@@ -223,11 +226,12 @@ def _run_demo(run_path: Path, settings: DemoSettings, say: Callable[[str], None]
     # The data first: a bad --data file is refused before the run directory is created.
     data = load_data(config.data.kind, root=config.data.root,
                      resolution=max(config.space.space_kwargs()["resolutions"]))
-    if len(data.train) < config.data.batch_size:  # type: ignore[arg-type]
+    num_train = len(data.train)  # type: ignore[arg-type]
+    if num_train < config.data.batch_size:
         # The demo has no batch size option: a small file trains in batches of all its images.
-        say(f"  note: {len(data.train)} training images, fewer than the demo's batch of "  # type: ignore[arg-type]
-            f"{config.data.batch_size}: training in batches of {len(data.train)}")  # type: ignore[arg-type]
-        config = config.replace(data=dataclasses.replace(config.data, batch_size=len(data.train)))  # type: ignore[arg-type]
+        say(f"  note: {num_train} training images, fewer than the demo's batch of {config.data.batch_size}: "
+            f"training in batches of {num_train}")
+        config = config.replace(data=dataclasses.replace(config.data, batch_size=num_train))
     run_path.mkdir(parents=True, exist_ok=True)
     meter = CostMeter(ledger=run_path / "phase_costs.json")
     started = time.perf_counter()

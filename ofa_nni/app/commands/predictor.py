@@ -143,7 +143,8 @@ def _train_and_save(dataset: Any, dataset_path: Path, args: argparse.Namespace) 
     accuracies = dataset.accuracies
     print(f"{len(dataset)} subnets evaluated ({dataset_path}): accuracy {accuracies.min():.4f}.."
           f"{accuracies.max():.4f}, mean {accuracies.mean():.4f}")
-    if np.ptp(accuracies) == 0:  # the predictor still builds, but nothing tells subnets apart
+    alike = np.ptp(accuracies) == 0
+    if alike:  # the predictor still builds, but nothing tells subnets apart
         print(f"note: every subnet scored {accuracies[0]:.4f}, so the predictor can rank nothing (its Kendall tau "
               "and Spearman rho are nan) and a search has nothing to choose by; the supernet likely needs more "
               "training, or the data more classes of images", file=sys.stderr)
@@ -151,9 +152,8 @@ def _train_and_save(dataset: Any, dataset_path: Path, args: argparse.Namespace) 
     predictor.save(args.out)
     print(f"predictor {predictor.kind}:")
     print("\n".join(_metrics_lines(predictor.metrics, predictor.info)))
-    if np.ptp(accuracies) > 0:  # else the note above said why it ranks nothing
-        for line in predictor_verdict_lines(predictor.metrics):
-            print(line, file=sys.stderr)
+    for line in [] if alike else predictor_verdict_lines(predictor.metrics):  # alike: the note said why
+        print(line, file=sys.stderr)
     print(f"wrote {args.out}")
     return 0
 
